@@ -1,0 +1,33 @@
+# marker_excite — the two commands of the README:
+#   make demo   set up a local virtual environment and run the main job on the built-in synthetic data
+#   make test   set up the same environment and run the fast test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+EXTRA ?= cpu
+DEMO_DIR ?= demo_output
+
+.PHONY: venv demo test test-all bench clean
+
+$(VENV)/.installed: setup.cfg setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[$(EXTRA),dev]"
+	touch $@
+
+venv: $(VENV)/.installed
+
+demo: venv
+	$(PY) -m marker_excite.demo --out $(DEMO_DIR)
+
+test: venv
+	$(PY) -m pytest -q -m "not slow" -p no:cacheprovider
+
+test-all: venv
+	$(PY) -m pytest -q -p no:cacheprovider
+
+bench: venv
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) build *.egg-info

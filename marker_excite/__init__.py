@@ -1,0 +1,12 @@
+"""marker_excite: one segmentation network for fluorescence microscopy that works with any subset of markers.
+
+Implements Marker Sampling (MS) and Marker Excite (ME) from Gomariz et al., "Modality Attention and
+Sampling Enables Deep Learning with Heterogeneous Marker Combinations in Fluorescence Microscopy".
+TensorFlow is imported lazily: ``import marker_excite`` alone does not load it.
+"""
+
+__version__ = "0.1.0"
+
+from marker_excite.markers import PAPER_MARKERS, MarkerError, MarkerPanel  # noqa: E402
+
+__all__ = ["__version__", "MarkerPanel", "MarkerError", "PAPER_MARKERS"]

@@ -1,0 +1,5 @@
+import sys
+
+from marker_excite.cli import main
+
+sys.exit(main())

@@ -1,0 +1,81 @@
+"""Atomic output: everything is written to a temporary sibling and renamed into place on success.
+
+A crash or an error therefore never leaves a partial file under the final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+from marker_excite.errors import UserInputError
+
+
+def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Validate an output path before any work starts.
+
+    Raises :class:`UserInputError` if it exists (and ``overwrite`` is False) or its folder cannot be
+    created or written.
+    """
+    p = Path(path)
+    if p.exists() and not overwrite:
+        raise UserInputError(f"output {p} already exists (use --overwrite to replace it)")
+    parent = p.parent if str(p.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserInputError(f"cannot create output folder {parent}: {exc.strerror or exc}") from None
+    if not os.access(parent, os.W_OK):
+        raise UserInputError(f"output folder {parent} is not writable")
+    return p
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it to ``path`` if the block succeeds.
+
+    On an exception the temporary file is removed and ``path`` is untouched.
+    """
+    final = check_output_path(path, overwrite=overwrite)
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, final)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_text(path: str | os.PathLike, text: str, overwrite: bool = True) -> Path:
+    """Atomically write a text file."""
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def write_json(path: str | os.PathLike, data: Any, overwrite: bool = True) -> Path:
+    """Atomically write pretty-printed JSON."""
+    return write_text(path, json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n", overwrite)
+
+
+def _json_default(obj: Any) -> Any:
+    try:
+        import numpy as np
+
+        if isinstance(obj, np.generic):
+            return obj.item()
+        if isinstance(obj, np.ndarray):
+            return obj.tolist()
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

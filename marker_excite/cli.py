@@ -1,0 +1,62 @@
+"""The ``marker-excite`` command: a thin dispatcher over :mod:`marker_excite.commands`.
+
+Errors caused by input (unknown markers, bad files, existing outputs, ...) are printed as one line
+``marker-excite <command>: error: <message>`` with exit status 2; nothing else is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from typing import Sequence
+
+from marker_excite import __version__
+from marker_excite.commands import COMMANDS
+
+
+def _load(module: str):
+    return importlib.import_module(f"marker_excite.commands.{module}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="marker-excite",
+        description="Train and apply one segmentation network that works with any subset of fluorescence markers.",
+    )
+    parser.add_argument("--version", action="version", version=f"marker_excite {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, module_name in COMMANDS.items():
+        try:
+            module = _load(module_name)
+        except ModuleNotFoundError as exc:  # a command not built yet must not break the others
+            if exc.name != f"marker_excite.commands.{module_name}":
+                raise
+            continue
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from marker_excite.errors import UserInputError
+
+    try:
+        return int(args._run(args) or 0)
+    except (UserInputError, FileExistsError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"marker-excite {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"marker-excite {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,14 @@
+"""One module per CLI subcommand. Each defines ``HELP`` (one line), ``add_arguments(parser)`` and
+``run(args) -> int``; :mod:`marker_excite.cli` discovers them through ``COMMANDS`` below."""
+
+#: subcommand name -> module name inside this package (kept in the order shown by ``--help``).
+COMMANDS: dict[str, str] = {
+    "synth": "synth",
+    "import": "import_files",
+    "train": "train",
+    "evaluate": "evaluate",
+    "predict": "predict",
+    "quantify": "quantify",
+    "export": "export",
+    "info": "info",
+}

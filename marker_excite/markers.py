@@ -1,0 +1,165 @@
+"""Marker vocabularies: ordered marker names, availability vectors and marker subsets.
+
+Markers are referred to by NAME at the edges (files, CLI, model card) and by INDEX inside tensors.
+A :class:`MarkerPanel` is the explicit mapping between the two. Subsets follow the paper's notation:
+``m_125`` is the subset of the first, second and fifth marker of the panel (1-based).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from marker_excite.errors import UserInputError
+
+#: The five markers of the paper, in the paper's order (m1 .. m5).
+PAPER_MARKERS: tuple[str, ...] = ("DAPI", "endomucin", "endoglin", "collagen", "CXCL12-GFP")
+
+
+class MarkerError(UserInputError):
+    """A marker name, index or subset that does not fit a panel."""
+
+
+def _normalise(name: str) -> str:
+    return name.strip().lower()
+
+
+@dataclass(frozen=True)
+class MarkerPanel:
+    """An ordered, duplicate-free list of marker names (the model's marker vocabulary)."""
+
+    names: tuple[str, ...] = PAPER_MARKERS
+
+    def __post_init__(self) -> None:
+        names = tuple(str(n).strip() for n in self.names)
+        if not names:
+            raise MarkerError("a marker panel needs at least one marker")
+        if any(not n for n in names):
+            raise MarkerError(f"empty marker name in panel {list(self.names)}")
+        seen: dict[str, str] = {}
+        for n in names:
+            key = _normalise(n)
+            if key in seen:
+                raise MarkerError(f"marker {n!r} appears twice in panel {list(names)}")
+            seen[key] = n
+        if len(names) > 16:
+            raise MarkerError(f"at most 16 markers are supported, got {len(names)}")
+        object.__setattr__(self, "names", names)
+
+    # -- basic mapping -------------------------------------------------------------------------
+    @property
+    def size(self) -> int:
+        """Number of markers K."""
+        return len(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __iter__(self):
+        return iter(self.names)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and any(_normalise(name) == _normalise(n) for n in self.names)
+
+    def index(self, marker: str | int) -> int:
+        """0-based index of a marker given by name (case-insensitive) or by 1-based number ``m_k``."""
+        if isinstance(marker, (int, np.integer)) and not isinstance(marker, bool):
+            k = int(marker)
+            if not 1 <= k <= self.size:
+                raise MarkerError(f"marker number {k} is outside 1..{self.size} for panel {list(self.names)}")
+            return k - 1
+        text = str(marker).strip()
+        for i, n in enumerate(self.names):
+            if _normalise(n) == _normalise(text):
+                return i
+        if text.isdigit():
+            return self.index(int(text))
+        if text.lower().startswith("m") and text[1:].isdigit() and len(text) == 2:
+            return self.index(int(text[1:]))
+        raise MarkerError(f"unknown marker {text!r}; this panel has {', '.join(self.names)}")
+
+    def indices(self, markers: Iterable[str | int]) -> tuple[int, ...]:
+        """Sorted 0-based indices of a non-empty, duplicate-free collection of markers."""
+        idx = [self.index(m) for m in markers]
+        if not idx:
+            raise MarkerError("empty marker set: give at least one marker")
+        dup = sorted({self.names[i] for i in idx if idx.count(i) > 1})
+        if dup:
+            raise MarkerError(f"marker given twice: {', '.join(dup)}")
+        return tuple(sorted(idx))
+
+    # -- availability vectors -----------------------------------------------------------------
+    def availability(self, markers: Iterable[str | int]) -> np.ndarray:
+        """Binary float32 vector of length K with 1 for each given marker."""
+        v = np.zeros(self.size, dtype=np.float32)
+        v[list(self.indices(markers))] = 1.0
+        return v
+
+    def markers_of(self, availability: Sequence[float] | np.ndarray) -> tuple[str, ...]:
+        """Names of the markers switched on in an availability vector."""
+        v = np.asarray(availability)
+        if v.shape != (self.size,):
+            raise MarkerError(f"availability vector has shape {v.shape}, expected ({self.size},)")
+        return tuple(n for n, a in zip(self.names, v) if a > 0.5)
+
+    # -- subsets -------------------------------------------------------------------------------
+    def all_subsets(self) -> list[tuple[int, ...]]:
+        """All 2^K-1 non-empty subsets as sorted index tuples; by size, then lexicographically."""
+        out: list[tuple[int, ...]] = []
+        for r in range(1, self.size + 1):
+            out.extend(itertools.combinations(range(self.size), r))
+        return out
+
+    def subset_label(self, subset: Iterable[int]) -> str:
+        """The paper's notation for a subset of 0-based indices, e.g. (0, 1, 4) -> ``m_125``."""
+        idx = sorted(set(int(i) for i in subset))
+        if not idx:
+            raise MarkerError("empty marker set has no label")
+        if self.size > 9:
+            return "m_" + "-".join(str(i + 1) for i in idx)
+        return "m_" + "".join(str(i + 1) for i in idx)
+
+    def parse_subset(self, text: str | Sequence[str | int]) -> tuple[int, ...]:
+        """Parse user input into sorted 0-based indices.
+
+        Accepts ``"DAPI,collagen"``, ``"1,5"``, ``"m_15"`` / ``"m15"``, or a sequence of names/numbers.
+        Raises :class:`MarkerError` for unknown names, duplicates and empty sets.
+        """
+        if not isinstance(text, str):
+            return self.indices(text)
+        s = text.strip()
+        if not s:
+            raise MarkerError("empty marker set: give at least one marker (names like DAPI,collagen or numbers like 1,5)")
+        low = s.lower()
+        if low.startswith("m") and "," not in s and s not in self:
+            body = low[2:] if low.startswith("m_") else low[1:]
+            if body.isdigit() and self.size <= 9:
+                return self.indices(int(c) for c in body)
+            if body and all(p.isdigit() for p in body.split("-")):
+                return self.indices(int(p) for p in body.split("-"))
+        parts = [p.strip() for p in s.split(",")]
+        if any(not p for p in parts):
+            raise MarkerError(f"empty entry in marker list {text!r}")
+        return self.indices(parts)
+
+    def to_list(self) -> list[str]:
+        return list(self.names)
+
+    @classmethod
+    def from_list(cls, names: Sequence[str]) -> "MarkerPanel":
+        return cls(tuple(names))
+
+
+def channel_map(source: Sequence[str], panel: MarkerPanel) -> list[int]:
+    """For each channel name of a file/sample, its index in ``panel``.
+
+    Raises :class:`MarkerError` naming the marker when a channel is not in the panel or appears twice.
+    """
+    idx = [panel.index(n) for n in source]
+    if len(set(idx)) != len(idx):
+        dup = sorted({panel.names[i] for i in idx if idx.count(i) > 1})
+        raise MarkerError(f"marker given twice: {', '.join(dup)}")
+    return idx

@@ -1,0 +1,1 @@
+"""Network definitions: the functional UNet, HeMIS and the paper's model zoo."""
