@@ -1,7 +1,7 @@
 """Marker-aware Keras layers: MarkerSampling, MarkerExcite, SqueezeExcite, HeMISAbstraction.
 
-All layers use ``keras.ops`` only and are registered for serialisation, so a saved ``.keras`` model
-reloads without ``custom_objects``.
+All layers use ``keras.ops`` only and are registered for serialisation (package ``marker_excite``),
+so a saved ``.keras`` model reloads with ``keras.saving.load_model`` without ``custom_objects``.
 """
 
 from __future__ import annotations
@@ -11,70 +11,87 @@ import math
 import keras
 from keras import ops
 
-SAMPLING_MODES = ("zero", "dropout", "variable_ratio")
+from marker_excite.errors import UserInputError
+
+#: Modes of :class:`MarkerSampling`: MS, MS-DO and MS-VR of the paper.
+SAMPLING_MODES: tuple[str, ...] = ("zero", "dropout", "variable_ratio")
+
+
+def _broadcast_channels(weights, ndim: int):
+    """Reshape per-channel weights ``[B, F]`` to ``[B, 1, ..., 1, F]`` for a tensor with ``ndim`` dims."""
+    for _ in range(ndim - 2):
+        weights = ops.expand_dims(weights, 1)
+    return weights
+
+
+def _seeded(seed: int | None, offset: int) -> keras.initializers.Initializer:
+    """Glorot-uniform initializer with a derived seed (unseeded when ``seed`` is None)."""
+    return keras.initializers.GlorotUniform(seed=None if seed is None else seed + offset)
 
 
 @keras.saving.register_keras_serializable(package="marker_excite")
 class MarkerSampling(keras.layers.Layer):
-    """Randomly removes available markers of each sample during training (Marker Sampling, MS).
+    """Marker Sampling (MS): randomly removes available markers of each sample during training.
 
-    Inputs ``(image [B, H, W, K], availability [B, K])``; outputs the sampled pair. At training time
-    every AVAILABLE marker of EVERY sample is kept independently with probability ``1 - rate``; if all
-    of a sample's markers would be dropped, one of its available markers, chosen uniformly, is kept, so
-    the network never sees an empty input. Dropped markers become zero images and 0 in the availability
-    vector; missing markers are never resurrected.
+    Inputs ``(image [B, H, W, K], availability [B, K])``; returns the sampled pair
+    ``(image, availability)``. At training time every AVAILABLE marker of EVERY sample is kept
+    independently with probability ``1 - rate``; if all of a sample's available markers are dropped,
+    one of them, chosen uniformly at random, is kept, so the network never sees an empty input.
+    Dropped markers become zero images and 0 in the availability vector; a missing marker is never
+    resurrected. A sample without any available marker stays empty.
 
     Modes:
-        ``zero`` (MS): kept markers unchanged; identity at inference.
-        ``dropout`` (MS-DO): kept markers scaled by ``1 / (1 - rate)`` at training; identity at inference.
-        ``variable_ratio`` (MS-VR): kept markers scaled by ``1 / p`` with ``p`` = kept markers / K, at
-        training AND inference (at inference ``p`` comes from the given availability).
+        ``"zero"`` (MS): kept markers unchanged; identity at inference.
+        ``"dropout"`` (MS-DO): kept markers scaled by ``1 / (1 - rate)`` at training only.
+        ``"variable_ratio"`` (MS-VR): markers scaled by ``1 / p``, ``p`` = present markers / K, at
+        training (after sampling) AND at inference (``p`` from the given availability).
+
+    At inference, unavailable channels are also zeroed (``image * availability``), which is the
+    identity for inputs that follow the package's contract (missing markers are zero channels).
     """
 
     def __init__(self, mode: str = "zero", rate: float = 0.5, seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
         if mode not in SAMPLING_MODES:
-            raise ValueError(f"MarkerSampling mode must be one of {SAMPLING_MODES}, got {mode!r}")
-        if not 0.0 <= rate < 1.0:
-            raise ValueError(f"MarkerSampling rate must be in [0, 1), got {rate}")
+            raise UserInputError(f"MarkerSampling mode must be one of {', '.join(SAMPLING_MODES)}; got {mode!r}")
+        if not 0.0 <= float(rate) < 1.0:
+            raise UserInputError(f"MarkerSampling rate must be in [0, 1); got {rate}")
         self.mode = mode
         self.rate = float(rate)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
-    def _sample_mask(self, availability):
-        keep = ops.cast(keras.random.uniform(ops.shape(availability), seed=self.seed_generator) >= self.rate, availability.dtype)
+    def sample_mask(self, availability):
+        """A training-time keep mask ``[B, K]`` (0/1) drawn independently for every sample."""
+        shape = ops.shape(availability)
+        keep = ops.cast(keras.random.uniform(shape, seed=self.seed_generator) >= self.rate, availability.dtype)
         keep = keep * availability
-        # fallback: one available marker chosen uniformly (random scores, masked argmax)
-        scores = keras.random.uniform(ops.shape(availability), seed=self.seed_generator) + 1.0
-        scores = scores * availability
-        fallback = ops.one_hot(ops.argmax(scores, axis=-1), ops.shape(availability)[-1], dtype=availability.dtype)
-        fallback = fallback * availability
+        # Fallback: one available marker chosen uniformly (uniform scores in [1, 2) masked, argmax).
+        scores = (keras.random.uniform(shape, seed=self.seed_generator) + 1.0) * availability
+        fallback = ops.one_hot(ops.argmax(scores, axis=-1), shape[-1], dtype=availability.dtype) * availability
         empty = ops.cast(ops.sum(keep, axis=-1, keepdims=True) < 0.5, availability.dtype)
         return keep + empty * fallback
 
-    def _ratio_scale(self, availability):
-        k = ops.cast(ops.shape(availability)[-1], availability.dtype)
-        p = ops.sum(availability, axis=-1, keepdims=True) / k
-        return 1.0 / ops.maximum(p, 1.0 / k)
+    @staticmethod
+    def ratio_scale(mask):
+        """MS-VR scale ``1 / p`` per sample, ``p`` = present markers / K (``[B, 1]``; 1 for empty rows)."""
+        k = ops.cast(ops.shape(mask)[-1], mask.dtype)
+        p = ops.sum(mask, axis=-1, keepdims=True) / k
+        return ops.where(p > 0.0, 1.0 / ops.maximum(p, 1.0 / k), ops.ones_like(p))
 
     def call(self, inputs, training=None):
         image, availability = inputs
         availability = ops.cast(availability, image.dtype)
-        if training:
-            mask = self._sample_mask(availability)
-        else:
-            mask = availability
-        scale = ops.ones_like(mask[:, :1])
+        mask = self.sample_mask(availability) if training else availability
+        weights = mask
         if self.mode == "dropout" and training:
-            scale = scale / (1.0 - self.rate)
+            weights = mask / (1.0 - self.rate)
         elif self.mode == "variable_ratio":
-            scale = self._ratio_scale(mask)
-        weights = mask * scale
+            weights = mask * self.ratio_scale(mask)
         return image * _broadcast_channels(weights, len(image.shape)), mask
 
     def compute_output_shape(self, input_shape):
-        return input_shape[0], input_shape[1]
+        return tuple(input_shape[0]), tuple(input_shape[1])
 
     def get_config(self):
         cfg = super().get_config()
@@ -82,38 +99,37 @@ class MarkerSampling(keras.layers.Layer):
         return cfg
 
 
-def _broadcast_channels(weights, ndim: int):
-    """Reshape [B, F] weights to [B, 1, ..., 1, F] for a tensor with ``ndim`` dims."""
-    for _ in range(ndim - 2):
-        weights = ops.expand_dims(weights, 1)
-    return weights
-
-
 @keras.saving.register_keras_serializable(package="marker_excite")
 class MarkerExcite(keras.layers.Layer):
     """Marker Excite (ME): channel attention computed from the marker-availability vector.
 
-    Inputs ``(features [B, ..., F], availability [B, K])``. The weights
-    ``w = sigmoid(Dense_F(relu(Dense_H(v))))`` (biases in both layers, ``H = 2^K - 1`` by default)
-    multiply the features, broadcast over space.
+    Inputs ``(features [B, ..., F], availability [B, K])``; output
+    ``features * sigmoid(Dense_F(relu(Dense_H(availability))))`` broadcast over space, with biases in
+    both dense layers and ``H = hidden_units`` (default ``2^K - 1``, the number of marker subsets).
     """
 
-    def __init__(self, hidden_units: int | None = None, **kwargs):
+    def __init__(self, hidden_units: int | None = None, seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
-        self.hidden_units = hidden_units
+        if hidden_units is not None and int(hidden_units) < 1:
+            raise UserInputError(f"MarkerExcite hidden_units must be >= 1; got {hidden_units}")
+        self.hidden_units = None if hidden_units is None else int(hidden_units)
+        self.seed = seed
 
     def build(self, input_shape):
         feat_shape, avail_shape = input_shape
-        k = int(avail_shape[-1])
-        f = int(feat_shape[-1])
+        k, f = int(avail_shape[-1]), int(feat_shape[-1])
         hidden = self.hidden_units or (2**k - 1)
-        self.hidden = keras.layers.Dense(hidden, activation="relu", use_bias=True, name="hidden")
-        self.gate = keras.layers.Dense(f, activation="sigmoid", use_bias=True, name="gate")
+        self.hidden = keras.layers.Dense(
+            hidden, activation="relu", use_bias=True, kernel_initializer=_seeded(self.seed, 0), name="hidden"
+        )
+        self.gate = keras.layers.Dense(
+            f, activation="sigmoid", use_bias=True, kernel_initializer=_seeded(self.seed, 1), name="gate"
+        )
         self.hidden.build((None, k))
         self.gate.build((None, hidden))
 
     def attention(self, availability):
-        """The per-channel weights [B, F] for an availability batch."""
+        """The per-channel weights ``[B, F]`` for an availability batch ``[B, K]``."""
         return self.gate(self.hidden(ops.cast(availability, self.compute_dtype)))
 
     def call(self, inputs):
@@ -121,40 +137,50 @@ class MarkerExcite(keras.layers.Layer):
         return features * _broadcast_channels(self.attention(availability), len(features.shape))
 
     def compute_output_shape(self, input_shape):
-        return input_shape[0]
+        return tuple(input_shape[0])
 
     def get_config(self):
         cfg = super().get_config()
-        cfg.update(hidden_units=self.hidden_units)
+        cfg.update(hidden_units=self.hidden_units, seed=self.seed)
         return cfg
 
 
 @keras.saving.register_keras_serializable(package="marker_excite")
 class SqueezeExcite(keras.layers.Layer):
-    """Squeeze-and-Excitation: global spatial mean -> Dense(F*ratio, relu) -> Dense(F, sigmoid), no biases."""
+    """Squeeze-and-Excitation: spatial mean -> Dense(ceil(F*ratio), relu) -> Dense(F, sigmoid) -> multiply.
 
-    def __init__(self, ratio: float = 0.5, **kwargs):
+    Both dense layers have no bias (as in the paper's MS-SE).
+    """
+
+    def __init__(self, ratio: float = 0.5, seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
-        if not 0.0 < ratio <= 1.0:
-            raise ValueError(f"SqueezeExcite ratio must be in (0, 1], got {ratio}")
+        if not 0.0 < float(ratio) <= 1.0:
+            raise UserInputError(f"SqueezeExcite ratio must be in (0, 1]; got {ratio}")
         self.ratio = float(ratio)
+        self.seed = seed
 
     def build(self, input_shape):
         f = int(input_shape[-1])
         hidden = max(1, int(math.ceil(f * self.ratio)))
-        self.squeeze = keras.layers.Dense(hidden, activation="relu", use_bias=False, name="squeeze")
-        self.excite = keras.layers.Dense(f, activation="sigmoid", use_bias=False, name="excite")
+        self.squeeze = keras.layers.Dense(
+            hidden, activation="relu", use_bias=False, kernel_initializer=_seeded(self.seed, 0), name="squeeze"
+        )
+        self.excite = keras.layers.Dense(
+            f, activation="sigmoid", use_bias=False, kernel_initializer=_seeded(self.seed, 1), name="excite"
+        )
         self.squeeze.build((None, f))
         self.excite.build((None, hidden))
 
     def call(self, features):
-        axes = tuple(range(1, len(features.shape) - 1))
-        pooled = ops.mean(features, axis=axes)
+        pooled = ops.mean(features, axis=tuple(range(1, len(features.shape) - 1)))
         return features * _broadcast_channels(self.excite(self.squeeze(pooled)), len(features.shape))
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
 
     def get_config(self):
         cfg = super().get_config()
-        cfg.update(ratio=self.ratio)
+        cfg.update(ratio=self.ratio, seed=self.seed)
         return cfg
 
 
@@ -163,15 +189,14 @@ class HeMISAbstraction(keras.layers.Layer):
     """HeMIS abstraction: mean and variance of per-marker features over the AVAILABLE markers only.
 
     Inputs ``(features [B, K, ..., F], availability [B, K])``; output ``[B, ..., 2F]`` =
-    concat(mean, variance). One available marker gives variance 0; no available marker gives zeros
-    (never NaN).
+    ``concat(mean, variance)`` (population variance). One available marker gives variance 0; a sample
+    without available markers gives zeros (never NaN).
     """
 
     def call(self, inputs):
         features, availability = inputs
-        ndim = len(features.shape)
         w = ops.cast(availability, features.dtype)
-        for _ in range(ndim - 2):
+        for _ in range(len(features.shape) - 2):
             w = ops.expand_dims(w, -1)
         count = ops.maximum(ops.sum(w, axis=1), 1.0)
         mean = ops.sum(features * w, axis=1) / count
@@ -179,5 +204,5 @@ class HeMISAbstraction(keras.layers.Layer):
         return ops.concatenate([mean, var], axis=-1)
 
     def compute_output_shape(self, input_shape):
-        feat = input_shape[0]
-        return (feat[0],) + tuple(feat[2:-1]) + (None if feat[-1] is None else 2 * feat[-1],)
+        feat = tuple(input_shape[0])
+        return (feat[0],) + feat[2:-1] + (None if feat[-1] is None else 2 * feat[-1],)

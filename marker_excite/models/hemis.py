@@ -1,25 +1,30 @@
 """HeMIS (Havaei et al. 2016) adapted to the UNet geometry, and HeMIS-MS.
 
-Each marker has its own backend (the UNet's first conv block applied to that single channel, own
-weights). The :class:`~marker_excite.layers.HeMISAbstraction` merges the backends of the AVAILABLE
-markers by mean and variance; the rest of the UNet is the frontend, so input and output sizes equal
-the UNet's (572 -> 388 at paper size). HeMIS-MS prepends Marker Sampling: dropped markers' backends are
-excluded from the abstraction through the sampled availability vector (they are not zero-fed).
+Each marker has its own backend: the UNet's first conv block applied to that single channel, with its
+own weights. :class:`~marker_excite.layers.HeMISAbstraction` merges the backends of the AVAILABLE
+markers by mean and variance (2F channels); the rest of the UNet is the frontend (the abstraction is the
+top-level skip), so input and output sizes equal the UNet's (572 -> 388 at paper size). HeMIS-MS
+prepends Marker Sampling: backends of dropped markers are excluded from the abstraction through the
+sampled availability vector (they are not zero-fed into the moments).
 """
 
 from __future__ import annotations
 
-import keras
-from keras import layers, ops
+from typing import TYPE_CHECKING
 
-from marker_excite.layers import HeMISAbstraction, MarkerSampling
-from marker_excite.models.geometry import UNetGeometry
-from marker_excite.models.unet import conv_block, make_attention, unet_body
+import keras
+from keras import ops
+
+from marker_excite.layers import HeMISAbstraction
+from marker_excite.models.unet import UNetBuilder, model_name
+
+if TYPE_CHECKING:
+    from marker_excite.models.zoo import ModelConfig
 
 
 @keras.saving.register_keras_serializable(package="marker_excite")
-class MarkerChannel(layers.Layer):
-    """Selects channel ``index`` of the last axis, keeping it as a length-1 axis."""
+class MarkerChannel(keras.layers.Layer):
+    """Selects channel ``index`` of the last axis, keeping a length-1 channel axis."""
 
     def __init__(self, index: int, **kwargs):
         super().__init__(**kwargs)
@@ -38,53 +43,31 @@ class MarkerChannel(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="marker_excite")
-class MarkerStack(layers.Layer):
-    """Stacks a list of per-marker tensors [B, ..., F] into [B, K, ..., F]."""
+class MarkerStack(keras.layers.Layer):
+    """Stacks K per-marker tensors ``[B, ..., F]`` into ``[B, K, ..., F]``."""
 
     def call(self, inputs):
         return ops.stack(list(inputs), axis=1)
 
     def compute_output_shape(self, input_shape):
-        first = input_shape[0]
-        return (first[0], len(input_shape)) + tuple(first[1:])
+        first = tuple(input_shape[0])
+        return (first[0], len(input_shape)) + first[1:]
 
 
-def build_hemis(
-    *,
-    n_markers: int,
-    n_outputs: int,
-    input_size: int = 572,
-    depth: int = 5,
-    base_filters: int = 32,
-    kernel_size: int = 3,
-    sampling: str | None = None,
-    sampling_rate: float = 0.5,
-    seed: int | None = None,
-    name: str = "hemis",
-) -> keras.Model:
-    """Build HeMIS (``sampling=None``) or HeMIS-MS (``sampling='zero'``) with the UNet's two-input contract."""
-    geometry = UNetGeometry(depth=depth, kernel_size=kernel_size)
-    geometry.output_size(input_size)
-    image = keras.Input((input_size, input_size, n_markers), name="image")
-    availability = keras.Input((n_markers,), name="availability")
-    x, avail = image, availability
-    if sampling is not None:
-        x, avail = MarkerSampling(sampling, sampling_rate, seed=seed, name="marker_sampling")([x, avail])
+def build_hemis(config: "ModelConfig") -> keras.Model:
+    """HeMIS (``config.sampling`` None) or HeMIS-MS (``"zero"``) with the UNet's two-input contract.
 
-    def backends_and_abstraction(inp):
-        per_marker = [
-            conv_block(MarkerChannel(k, name=f"marker{k}")(inp), base_filters, kernel_size, geometry.convs_per_block, name=f"backend{k}")
-            for k in range(n_markers)
-        ]
-        return HeMISAbstraction(name="abstraction")([MarkerStack(name="backends")(per_marker), avail])
-
-    logits = unet_body(
-        x,
-        make_attention(None, (), avail),
-        geometry=geometry,
-        input_size=input_size,
-        base_filters=base_filters,
-        n_outputs=n_outputs,
-        first_block=backends_and_abstraction,
-    )
-    return keras.Model([image, availability], logits, name=name)
+    Needs ``config.depth >= 2`` (the first level is replaced by the backends and the abstraction).
+    """
+    b = UNetBuilder(config)
+    image, availability = b.inputs()
+    x, avail = b.sample(image, availability)
+    backends = [
+        b.block(MarkerChannel(k, name=f"marker{k}")(x), b.widths[0], f"backend{k}") for k in range(len(config.markers))
+    ]
+    merged = HeMISAbstraction(name="abstraction")([MarkerStack(name="backends")(backends), avail])
+    skips = [merged]
+    x = keras.layers.MaxPooling2D(2, name="enc0_pool")(merged)
+    x = b.encoder(x, avail, skips, start_level=1)
+    x = b.decoder(x, avail, skips)
+    return keras.Model([image, availability], b.head(x), name=model_name(config.name))

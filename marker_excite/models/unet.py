@@ -1,117 +1,130 @@
-"""Functional-API UNet with valid convolutions, optional Marker Sampling and attention (ME / SE).
+"""Functional valid-padding UNet with optional Marker Sampling and attention (ME or SE) at I/E/B/D.
 
-Architecture (the authors' implementation, see DESIGN.md): ``depth`` levels, two valid ``k x k``
-convolutions + ReLU per block, widths ``base * 2^level``, 2x2 max-pool; the up path is nearest-neighbour
-x2 up-sampling, a 2x2 'same' convolution, concatenation with the centre-cropped skip and a block; a 1x1
-convolution gives the logits (background + classes). No batch normalisation.
+Architecture (paper defaults: depth 5, widths 32..512, 572 -> 388 px): per level a block of two valid
+``kernel_size`` convolutions + ReLU, 2x2 max-pooling; the up path is nearest x2 up-sampling, a 2x2
+'same' convolution + ReLU, concatenation with the centre-cropped skip and a block; a 1x1 convolution
+gives the logits (background + classes). No batch normalisation. Sizes come from
+:class:`~marker_excite.models.geometry.UNetGeometry`.
 
-Attention positions: ``I`` on the (sampled) input, ``E`` after every encoder block (before its skip and
-pooling), ``B`` after the bottleneck block, ``D`` after every decoder block. MS-ME = E+B+D.
+Attention positions: ``I`` on the (sampled) input, ``E`` after each encoder block (before the skip and
+the pooling), ``B`` after the bottleneck block, ``D`` after each decoder block.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import keras
-from keras import layers
 
 from marker_excite.layers import MarkerExcite, MarkerSampling, SqueezeExcite
-from marker_excite.models.geometry import UNetGeometry
 
-ATTENTION_POSITIONS = ("I", "E", "B", "D")
+if TYPE_CHECKING:
+    from marker_excite.models.zoo import ModelConfig
 
-
-def conv_block(x, filters: int, kernel_size: int, convs: int, name: str):
-    """``convs`` valid convolutions with ReLU."""
-    for i in range(convs):
-        x = layers.Conv2D(filters, kernel_size, padding="valid", activation="relu", name=f"{name}_conv{i + 1}")(x)
-    return x
+#: Attention positions in canonical order: input, encoder, bottleneck, decoder.
+ATTENTION_POSITIONS: tuple[str, ...] = ("I", "E", "B", "D")
 
 
-def make_attention(kind: str | None, positions: Sequence[str], availability) -> Callable[[object, str, str], object]:
-    """A function ``attend(x, position, name)`` applying ME/SE where ``position`` is enabled."""
-    enabled = set(positions or ())
+class UNetBuilder:
+    """Builds the pieces of a UNet for one :class:`ModelConfig` (shared by the UNet and HeMIS builders).
 
-    def attend(x, position: str, name: str):
-        if kind is None or position not in enabled:
-            return x
-        if kind == "me":
-            return MarkerExcite(name=f"{name}_me")([x, availability])
-        if kind == "se":
-            return SqueezeExcite(name=f"{name}_se")(x)
-        raise ValueError(f"unknown attention kind {kind!r}; use 'me', 'se' or None")
-
-    return attend
-
-
-def unet_body(
-    x,
-    attend: Callable,
-    *,
-    geometry: UNetGeometry,
-    input_size: int,
-    base_filters: int,
-    n_outputs: int,
-    first_block=None,
-):
-    """Encoder, bottleneck and decoder from an input tensor to logits.
-
-    ``first_block`` replaces the first encoder block (HeMIS plugs its backends + abstraction in there):
-    a callable ``x -> features`` with the geometry of a normal block.
+    Every layer gets a deterministic name and, for trainable kernels, a seed derived from
+    ``config.seed``, so the same config gives the same initial weights.
     """
-    crops = geometry.skip_crops(input_size)
-    k, convs = geometry.kernel_size, geometry.convs_per_block
-    skips = []
-    for level in range(geometry.depth - 1):
-        filters = base_filters * 2**level
-        if level == 0 and first_block is not None:
-            x = first_block(x)
-        else:
-            x = conv_block(x, filters, k, convs, name=f"enc{level}")
-            x = attend(x, "E", f"enc{level}")
-        skips.append(x)
-        x = layers.MaxPooling2D(2, name=f"enc{level}_pool")(x)
-    x = conv_block(x, base_filters * 2 ** (geometry.depth - 1), k, convs, name="bottleneck")
-    x = attend(x, "B", "bottleneck")
-    for level in reversed(range(geometry.depth - 1)):
-        filters = base_filters * 2**level
-        x = layers.UpSampling2D(2, interpolation="nearest", name=f"dec{level}_up")(x)
-        x = layers.Conv2D(filters, 2, padding="same", activation="relu", name=f"dec{level}_upconv")(x)
-        skip = layers.Cropping2D(crops[level], name=f"dec{level}_crop")(skips[level])
-        x = layers.Concatenate(name=f"dec{level}_concat")([skip, x])
-        x = conv_block(x, filters, k, convs, name=f"dec{level}")
-        x = attend(x, "D", f"dec{level}")
-    return layers.Conv2D(n_outputs, 1, name="logits")(x)
+
+    def __init__(self, config: "ModelConfig"):
+        self.config = config
+        self.geometry = config.geometry
+        self.output_size = self.geometry.output_size(config.input_size)  # raises GeometryError
+        self.crops = self.geometry.skip_crops(config.input_size)
+        self.widths = [config.base_filters * 2**level for level in range(config.depth)]
+        self._next_seed = config.seed * 1000
+
+    def seed(self) -> int:
+        """A fresh seed for the next initialised layer (steps of 2: ME/SE layers use ``seed`` and ``seed + 1``)."""
+        self._next_seed += 2
+        return self._next_seed
+
+    def conv(self, x, filters: int, kernel: int, name: str, padding: str = "valid", **kwargs):
+        """Conv2D + ReLU with a seeded Glorot-uniform kernel."""
+        return keras.layers.Conv2D(
+            filters, kernel, padding=padding, activation="relu",
+            kernel_initializer=keras.initializers.GlorotUniform(seed=self.seed()), name=name, **kwargs,
+        )(x)
+
+    def block(self, x, filters: int, name: str):
+        """``convs_per_block`` valid convolutions + ReLU."""
+        for i in range(self.geometry.convs_per_block):
+            x = self.conv(x, filters, self.config.kernel_size, f"{name}_conv{i + 1}")
+        return x
+
+    def inputs(self) -> tuple[keras.KerasTensor, keras.KerasTensor]:
+        """The two model inputs ``image [H, W, K]`` and ``availability [K]``."""
+        k, s = len(self.config.markers), self.config.input_size
+        return keras.Input((s, s, k), name="image"), keras.Input((k,), name="availability")
+
+    def sample(self, image, availability):
+        """Marker Sampling on the input when the config asks for it; else the inputs unchanged."""
+        if self.config.sampling is None:
+            return image, availability
+        layer = MarkerSampling(self.config.sampling, self.config.sampling_rate, seed=self.config.seed, name="marker_sampling")
+        return layer([image, availability])
+
+    def attend(self, x, availability, position: str, name: str):
+        """Apply the configured attention module if ``position`` is one of the config's positions."""
+        cfg = self.config
+        if cfg.attention is None or position not in cfg.attention_positions:
+            return x
+        if cfg.attention == "me":
+            return MarkerExcite(seed=self.seed(), name=f"{name}_me")([x, availability])
+        return SqueezeExcite(seed=self.seed(), name=f"{name}_se")(x)
+
+    def encoder(self, x, availability, skips: list, start_level: int = 0):
+        """Encoder levels ``start_level .. depth-2`` then the bottleneck; appends skips; returns bottleneck."""
+        for level in range(start_level, self.config.depth - 1):
+            x = self.block(x, self.widths[level], f"enc{level}")
+            x = self.attend(x, availability, "E", f"enc{level}")
+            skips.append(x)
+            x = keras.layers.MaxPooling2D(2, name=f"enc{level}_pool")(x)
+        x = self.block(x, self.widths[-1], "bottleneck")
+        return self.attend(x, availability, "B", "bottleneck")
+
+    def decoder(self, x, availability, skips: list):
+        """Decoder levels ``depth-2 .. 0`` using the (uncropped) skips of the encoder."""
+        for level in reversed(range(self.config.depth - 1)):
+            x = keras.layers.UpSampling2D(2, interpolation="nearest", name=f"dec{level}_upsample")(x)
+            x = self.conv(x, self.widths[level], 2, f"dec{level}_upconv", padding="same")
+            c = self.crops[level]
+            skip = keras.layers.Cropping2D(c, name=f"dec{level}_crop")(skips[level]) if c else skips[level]
+            x = keras.layers.Concatenate(name=f"dec{level}_concat")([skip, x])
+            x = self.block(x, self.widths[level], f"dec{level}")
+            x = self.attend(x, availability, "D", f"dec{level}")
+        return x
+
+    def head(self, x):
+        """1x1 convolution to ``1 + C`` logits (layer and output named ``logits``)."""
+        return keras.layers.Conv2D(
+            self.config.n_outputs, 1, kernel_initializer=keras.initializers.GlorotUniform(seed=self.seed()), name="logits"
+        )(x)
 
 
-def build_unet(
-    *,
-    n_markers: int,
-    n_outputs: int,
-    input_size: int = 572,
-    depth: int = 5,
-    base_filters: int = 32,
-    kernel_size: int = 3,
-    sampling: str | None = None,
-    sampling_rate: float = 0.5,
-    attention: str | None = None,
-    attention_positions: Sequence[str] = (),
-    seed: int | None = None,
-    name: str = "unet",
-) -> keras.Model:
-    """Build a UNet with inputs ``image`` [B,H,W,K], ``availability`` [B,K] and output ``logits``."""
-    geometry = UNetGeometry(depth=depth, kernel_size=kernel_size)
-    geometry.output_size(input_size)  # raises GeometryError with the nearest valid sizes
-    bad = sorted(set(attention_positions) - set(ATTENTION_POSITIONS))
-    if bad:
-        raise ValueError(f"unknown attention position(s) {bad}; use {ATTENTION_POSITIONS}")
-    image = keras.Input((input_size, input_size, n_markers), name="image")
-    availability = keras.Input((n_markers,), name="availability")
-    x, avail = image, availability
-    if sampling is not None:
-        x, avail = MarkerSampling(sampling, sampling_rate, seed=seed, name="marker_sampling")([x, avail])
-    attend = make_attention(attention, attention_positions, avail)
-    x = attend(x, "I", "input")
-    logits = unet_body(x, attend, geometry=geometry, input_size=input_size, base_filters=base_filters, n_outputs=n_outputs)
-    return keras.Model([image, availability], logits, name=name)
+def build_unet(config: "ModelConfig") -> keras.Model:
+    """The UNet (optionally with Marker Sampling and ME/SE attention) described by ``config``.
+
+    Inputs ``image [B, H, W, K]`` and ``availability [B, K]``; output ``logits [B, h, w, 1 + C]``.
+    Plain UNets (no sampling, no ME) ignore ``availability``. Raises ``GeometryError`` for an input
+    size the network cannot process.
+    """
+    b = UNetBuilder(config)
+    image, availability = b.inputs()
+    x, avail = b.sample(image, availability)
+    x = b.attend(x, avail, "I", "input")
+    skips: list = []
+    x = b.encoder(x, avail, skips)
+    x = b.decoder(x, avail, skips)
+    return keras.Model([image, availability], b.head(x), name=model_name(config.name))
+
+
+def model_name(zoo_name: str) -> str:
+    """A Keras-safe model name for a zoo name (``MS+`` -> ``ms_plus``, ``MS-ME-EB`` -> ``ms_me_eb``)."""
+    return zoo_name.lower().replace("+", "_plus").replace("-", "_")

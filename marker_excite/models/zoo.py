@@ -2,83 +2,100 @@
 
 | name | model |
 | --- | --- |
-| UB | plain UNet trained on ONE marker subset (its ``markers`` are that subset) - the upper bound |
+| UB | plain UNet trained on ONE marker subset (its ``markers`` are that subset): the upper bound |
 | MZ | plain UNet on the whole panel, missing markers fed as zeros (Marker Zero) |
 | MS | UNet + Marker Sampling (zero mode) |
 | MS-DO / MS-VR | MS with dropout scaling / variable-ratio scaling |
 | MS-SE / MS-ME | MS + Squeeze-Excite / Marker Excite after every block (E+B+D) |
-| MS+ | MS with widths increased until parameters grow by >= 20 % |
+| MS+ | MS with widths x1.125 (rounded up), >= 20 % more parameters than the UNet |
 | HeMIS / HeMIS-MS | per-marker backends + mean/variance abstraction (+ Marker Sampling) |
-| MS-ME-<I,E,B,D> | ME placement ablations, any combination of I/E/B/D in that order (e.g. MS-ME-EB) |
+| MS-ME-<IEBD> | ME placement ablations: any non-empty combination of I/E/B/D in that order |
 """
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import math
-import re
 from dataclasses import dataclass
 from typing import Any
 
 import keras
 
 from marker_excite.config import ConfigError, JsonConfig
-from marker_excite.data.sample import PAPER_CLASSES
-from marker_excite.markers import PAPER_MARKERS, MarkerPanel
+from marker_excite.layers import SAMPLING_MODES
+from marker_excite.markers import PAPER_MARKERS, MarkerError, MarkerPanel
 from marker_excite.models.geometry import GeometryError, UNetGeometry
 from marker_excite.models.hemis import build_hemis
 from marker_excite.models.unet import ATTENTION_POSITIONS, build_unet
 
-BASE_NAMES = ("UB", "MZ", "MS", "MS-DO", "MS-VR", "MS-SE", "MS-ME", "MS+", "HeMIS", "HeMIS-MS")
-ABLATION_NAMES = tuple(
-    "MS-ME-" + "".join(p for p, on in zip(ATTENTION_POSITIONS, bits) if on)
-    for bits in __import__("itertools").product((0, 1), repeat=4)
-    if any(bits)
+#: The paper's models (Figs. 1-4).
+BASE_NAMES: tuple[str, ...] = ("UB", "MZ", "MS", "MS-DO", "MS-VR", "MS-SE", "MS-ME", "MS+", "HeMIS", "HeMIS-MS")
+#: ME placement ablations (Fig. 3f,g): every non-empty combination of I/E/B/D, in that order.
+ABLATION_NAMES: tuple[str, ...] = tuple(
+    "MS-ME-" + "".join(combo)
+    for r in range(1, len(ATTENTION_POSITIONS) + 1)
+    for combo in itertools.combinations(ATTENTION_POSITIONS, r)
 )
 ZOO_NAMES: tuple[str, ...] = BASE_NAMES + ABLATION_NAMES
 
+#: Model sizes: ``paper`` (GPU, 572 -> 388 px) and ``small`` (CPU, 124 -> 84 px, margin 20).
 PRESETS: dict[str, dict[str, int]] = {
     "paper": dict(depth=5, base_filters=32, input_size=572),
     "small": dict(depth=3, base_filters=16, input_size=124),
 }
 
-#: MS+ must have at least this many more parameters than the UNet it is compared to.
-MS_PLUS_MIN_GAIN = 0.20
+#: MS+ multiplies every width by this factor (rounded up): 32 -> 36 at paper size, +26.6 % parameters.
+MS_PLUS_WIDTH_FACTOR = 1.125
 
-_ABLATION = re.compile(r"^MS-ME-(I?E?B?D?)$")
+BACKBONES: tuple[str, ...] = ("unet", "hemis")
+ATTENTIONS: tuple[str, ...] = ("me", "se")
 
-
-def _recipe(name: str) -> dict[str, Any]:
-    """Backbone, sampling and attention of a zoo name."""
-    m = _ABLATION.match(name)
-    if m and m.group(1):
-        return dict(backbone="unet", sampling="zero", attention="me", attention_positions=tuple(m.group(1)))
-    table: dict[str, dict[str, Any]] = {
-        "UB": dict(backbone="unet", sampling=None, attention=None),
-        "MZ": dict(backbone="unet", sampling=None, attention=None),
-        "MS": dict(backbone="unet", sampling="zero", attention=None),
-        "MS-DO": dict(backbone="unet", sampling="dropout", attention=None),
-        "MS-VR": dict(backbone="unet", sampling="variable_ratio", attention=None),
-        "MS-SE": dict(backbone="unet", sampling="zero", attention="se", attention_positions=("E", "B", "D")),
-        "MS-ME": dict(backbone="unet", sampling="zero", attention="me", attention_positions=("E", "B", "D")),
-        "MS+": dict(backbone="unet", sampling="zero", attention=None),
-        "HeMIS": dict(backbone="hemis", sampling=None, attention=None),
-        "HeMIS-MS": dict(backbone="hemis", sampling="zero", attention=None),
-    }
-    if name not in table:
-        raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(BASE_NAMES)} or MS-ME-<I/E/B/D letters>")
-    recipe = dict(table[name])
-    recipe.setdefault("attention_positions", ())
-    return recipe
+_RECIPES: dict[str, dict[str, Any]] = {
+    "UB": dict(backbone="unet", sampling=None, attention=None),
+    "MZ": dict(backbone="unet", sampling=None, attention=None),
+    "MS": dict(backbone="unet", sampling="zero", attention=None),
+    "MS-DO": dict(backbone="unet", sampling="dropout", attention=None),
+    "MS-VR": dict(backbone="unet", sampling="variable_ratio", attention=None),
+    "MS-SE": dict(backbone="unet", sampling="zero", attention="se", attention_positions=("E", "B", "D")),
+    "MS-ME": dict(backbone="unet", sampling="zero", attention="me", attention_positions=("E", "B", "D")),
+    "MS+": dict(backbone="unet", sampling="zero", attention=None),
+    "HeMIS": dict(backbone="hemis", sampling=None, attention=None),
+    "HeMIS-MS": dict(backbone="hemis", sampling="zero", attention=None),
+}
 
 
-def widened_filters(base_filters: int, min_gain: float = MS_PLUS_MIN_GAIN) -> int:
-    """Smallest width whose parameter count (quadratic in width) exceeds the base by ``min_gain``."""
-    return int(math.ceil(base_filters * math.sqrt(1.0 + min_gain) + 1e-9))
+def canonical_name(name: str) -> str:
+    """The zoo spelling of a model name (case-insensitive); ConfigError listing the valid names otherwise."""
+    lookup = {n.lower(): n for n in ZOO_NAMES}
+    key = str(name).strip().lower()
+    if key not in lookup:
+        raise ConfigError(
+            f"unknown model {name!r}; choose one of {', '.join(BASE_NAMES)} "
+            "or MS-ME-<positions> with positions a combination of I, E, B, D in that order (e.g. MS-ME-EB)"
+        )
+    return lookup[key]
+
+
+def recipe(name: str) -> dict[str, Any]:
+    """Backbone, sampling and attention fields that define a zoo model."""
+    name = canonical_name(name)
+    if name in ABLATION_NAMES:
+        return dict(backbone="unet", sampling="zero", attention="me", attention_positions=tuple(name[len("MS-ME-"):]))
+    return {"attention_positions": (), **_RECIPES[name]}
+
+
+def widened_filters(base_filters: int) -> int:
+    """MS+ width: ``ceil(base_filters * 1.125)`` (36 for 32, 18 for 16, 5 for 4)."""
+    return int(math.ceil(base_filters * MS_PLUS_WIDTH_FACTOR))
 
 
 @dataclass
 class ModelConfig(JsonConfig):
-    """Everything needed to rebuild a model; stored as ``model_config.json`` in a run directory."""
+    """Everything needed to rebuild a model; stored as ``model_config.json`` in a run directory.
+
+    The fields define the network; ``name`` (a zoo name) labels it. The defaults are the paper's MS-ME.
+    """
 
     name: str = "MS-ME"
     markers: tuple[str, ...] = PAPER_MARKERS
@@ -100,35 +117,67 @@ class ModelConfig(JsonConfig):
         self.attention_positions = tuple(self.attention_positions)
 
     def validate(self) -> None:
-        if self.name not in ZOO_NAMES:
-            raise ConfigError(f"model_config.name: unknown model {self.name!r}; choose one of {', '.join(BASE_NAMES)} or MS-ME-<IEBD>")
+        """Raise :class:`ConfigError` naming the field for any invalid value."""
+        canonical_name(self.name)
         if not self.markers:
-            raise ConfigError("model_config.markers: empty marker set")
-        self.panel  # noqa: B018 - raises MarkerError on duplicates
+            raise ConfigError("model config markers: empty marker list; give at least one marker name")
+        try:
+            MarkerPanel(self.markers)
+        except MarkerError as exc:
+            raise ConfigError(f"model config markers: {exc}") from None
         if not self.classes:
-            raise ConfigError("model_config.classes: give at least one class")
-        if len(set(self.classes)) != len(self.classes):
-            raise ConfigError(f"model_config.classes: duplicated class in {list(self.classes)}")
-        if self.backbone not in ("unet", "hemis"):
-            raise ConfigError(f"model_config.backbone must be 'unet' or 'hemis', got {self.backbone!r}")
-        if self.sampling not in (None, "zero", "dropout", "variable_ratio"):
-            raise ConfigError(f"model_config.sampling must be None, 'zero', 'dropout' or 'variable_ratio', got {self.sampling!r}")
-        if not 0.0 < self.sampling_rate < 1.0:
-            raise ConfigError(f"model_config.sampling_rate must be in (0, 1), got {self.sampling_rate}")
-        if self.attention not in (None, "me", "se"):
-            raise ConfigError(f"model_config.attention must be None, 'me' or 'se', got {self.attention!r}")
-        bad = [p for p in self.attention_positions if p not in ATTENTION_POSITIONS]
-        if bad:
-            raise ConfigError(f"model_config.attention_positions: unknown position(s) {bad}; use I, E, B, D")
-        if self.base_filters < 1 or self.depth < 1:
-            raise ConfigError("model_config: base_filters and depth must be >= 1")
+            raise ConfigError("model config classes: empty class list; give at least one class (e.g. sinusoids)")
+        if any(not str(c).strip() for c in self.classes) or len(set(self.classes)) != len(self.classes):
+            raise ConfigError(f"model config classes: names must be non-empty and unique, got {list(self.classes)}")
+        if "background" in self.classes:
+            raise ConfigError("model config classes: 'background' is implicit (output 0); do not list it")
+        for field in ("depth", "base_filters"):
+            if not isinstance(getattr(self, field), int) or getattr(self, field) < 1:
+                raise ConfigError(f"model config {field} must be an integer >= 1, got {getattr(self, field)!r}")
+        if self.kernel_size < 1 or self.kernel_size % 2 == 0:
+            raise ConfigError(f"model config kernel_size must be odd and >= 1, got {self.kernel_size}")
+        if self.backbone not in BACKBONES:
+            raise ConfigError(f"model config backbone must be one of {', '.join(BACKBONES)}, got {self.backbone!r}")
+        if self.sampling is not None and self.sampling not in SAMPLING_MODES:
+            raise ConfigError(
+                f"model config sampling must be null or one of {', '.join(SAMPLING_MODES)}, got {self.sampling!r}"
+            )
+        if not 0.0 < float(self.sampling_rate) < 1.0:
+            raise ConfigError(f"model config sampling_rate must be in (0, 1), got {self.sampling_rate}")
+        self._validate_attention()
+        if self.backbone == "hemis":
+            if self.depth < 2:
+                raise ConfigError(f"model config depth: HeMIS needs depth >= 2, got {self.depth}")
+            if self.attention is not None:
+                raise ConfigError("model config attention: HeMIS models take no attention (set attention to null)")
+            if self.sampling not in (None, "zero"):
+                raise ConfigError(f"model config sampling: HeMIS supports null or 'zero', got {self.sampling!r}")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"model config seed must be an integer >= 0, got {self.seed!r}")
         try:
             self.geometry.output_size(self.input_size)
         except GeometryError as exc:
-            raise ConfigError(f"model_config.input_size: {exc}") from None
+            raise ConfigError(f"model config input_size: {exc}") from None
+
+    def _validate_attention(self) -> None:
+        if self.attention is not None and self.attention not in ATTENTIONS:
+            raise ConfigError(f"model config attention must be null, 'me' or 'se', got {self.attention!r}")
+        bad = [p for p in self.attention_positions if p not in ATTENTION_POSITIONS]
+        if bad:
+            raise ConfigError(
+                f"model config attention_positions: unknown position(s) {', '.join(map(repr, bad))}; "
+                f"use {', '.join(ATTENTION_POSITIONS)} (input, encoder, bottleneck, decoder)"
+            )
+        if len(set(self.attention_positions)) != len(self.attention_positions):
+            raise ConfigError(f"model config attention_positions: duplicated position in {list(self.attention_positions)}")
+        if self.attention is None and self.attention_positions:
+            raise ConfigError("model config attention_positions given but attention is null; set attention to 'me' or 'se'")
+        if self.attention is not None and not self.attention_positions:
+            raise ConfigError(f"model config attention {self.attention!r} needs at least one position of I, E, B, D")
 
     @property
     def panel(self) -> MarkerPanel:
+        """The model's marker vocabulary."""
         return MarkerPanel(self.markers)
 
     @property
@@ -137,14 +186,17 @@ class ModelConfig(JsonConfig):
 
     @property
     def output_size(self) -> int:
+        """Output tile size (388 for the paper's 572)."""
         return self.geometry.output_size(self.input_size)
 
     @property
     def margin(self) -> int:
+        """Padding per side (92 at paper size)."""
         return self.geometry.margin(self.input_size)
 
     @property
     def n_outputs(self) -> int:
+        """Number of logits: background + classes."""
         return 1 + len(self.classes)
 
 
@@ -153,43 +205,34 @@ def model_config(
     *,
     preset: str = "paper",
     markers: tuple[str, ...] | list[str] = PAPER_MARKERS,
-    classes: tuple[str, ...] | list[str] = (PAPER_CLASSES[0],),
+    classes: tuple[str, ...] | list[str] = ("sinusoids",),
     **overrides: Any,
 ) -> ModelConfig:
-    """The config of a zoo model at a preset size (``paper``: 5 levels, 572 px; ``small``: 3 levels, 124 px).
+    """The validated config of a zoo model at a preset size.
 
-    ``overrides`` replace any field (e.g. ``depth=2, base_filters=4, input_size=...`` for tests).
+    ``preset``: ``paper`` (depth 5, 32 filters, 572 px) or ``small`` (depth 3, 16 filters, 124 px).
+    ``overrides`` replace any other field (e.g. ``depth=2, base_filters=4, input_size=44`` for tests).
+    For ``MS+`` the given or preset ``base_filters`` is widened by :data:`MS_PLUS_WIDTH_FACTOR`.
+    For ``UB`` pass the marker subset as ``markers``.
     """
+    name = canonical_name(name)
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    fields: dict[str, Any] = dict(PRESETS[preset])
-    fields.update(_recipe(name))
-    fields.update(name=name, markers=tuple(markers), classes=tuple(classes))
-    fields.update(overrides)
-    if name == "MS+" and "base_filters" not in overrides:
-        fields["base_filters"] = widened_filters(PRESETS[preset]["base_filters"])
-    elif name == "MS+":
-        fields["base_filters"] = widened_filters(overrides["base_filters"])
-    cfg = ModelConfig(**fields)
+    known = {f.name for f in dataclasses.fields(ModelConfig)} - {"name", "markers", "classes"}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ConfigError(f"unknown model config field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    fields: dict[str, Any] = {**PRESETS[preset], **recipe(name), **overrides}
+    if name == "MS+":
+        fields["base_filters"] = widened_filters(fields["base_filters"])
+    cfg = ModelConfig(name=name, markers=tuple(markers), classes=tuple(classes), **fields)
     cfg.validate()
     return cfg
 
 
 def build_model(config: ModelConfig) -> keras.Model:
-    """Build the Keras model described by ``config`` (two inputs ``image``, ``availability``; output ``logits``)."""
+    """The Keras model of ``config``: inputs ``image [B,H,W,K]``, ``availability [B,K]``; output ``logits``."""
     config.validate()
-    common = dict(
-        n_markers=len(config.markers),
-        n_outputs=config.n_outputs,
-        input_size=config.input_size,
-        depth=config.depth,
-        base_filters=config.base_filters,
-        kernel_size=config.kernel_size,
-        sampling=config.sampling,
-        sampling_rate=config.sampling_rate,
-        seed=config.seed,
-        name=re.sub(r"[^A-Za-z0-9_]", "_", config.name),
-    )
     if config.backbone == "hemis":
-        return build_hemis(**common)
-    return build_unet(**common, attention=config.attention, attention_positions=config.attention_positions)
+        return build_hemis(config)
+    return build_unet(config)

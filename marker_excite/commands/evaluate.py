@@ -1,0 +1,47 @@
+"""``marker-excite evaluate``: F1 / precision / recall of a run on every marker subset of its test samples."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "evaluate a run on its fold's test samples for every marker subset (tidy CSV + ranked bar chart)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run", required=True, help="run directory written by `train`")
+    parser.add_argument("--store", help="sample store (default: the one the run was trained on)")
+    parser.add_argument("--subsets",
+                        help="subsets to evaluate, e.g. 'm_125,m_4' or 'DAPI+collagen,endomucin' (default: all 2^K-1)")
+    parser.add_argument("--samples", help="comma-separated samples (default: the fold's test samples)")
+    parser.add_argument("--weights", default="best", choices=("best", "last"), help="which weights (default best)")
+    parser.add_argument("--batch-size", type=int, help="patches per forward pass")
+    parser.add_argument("--out", help="results CSV (default: <run>/evaluation.csv)")
+    parser.add_argument("--plot", help="ranked bar chart PNG (default: next to the CSV, .png)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing result files")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def run(args: argparse.Namespace) -> int:
+    from marker_excite.atomic import check_output_path
+    from marker_excite.evaluation import evaluate_run, write_results
+    from marker_excite.plots import subset_ranking
+    from marker_excite.training import load_run
+
+    out = Path(args.out) if args.out else Path(args.run) / "evaluation.csv"
+    plot = Path(args.plot) if args.plot else out.with_suffix(".png")
+    check_output_path(out, overwrite=args.overwrite)
+    check_output_path(plot, overwrite=args.overwrite)
+    run_ = load_run(args.run, weights=args.weights)
+    samples = [s.strip() for s in args.samples.split(",") if s.strip()] if args.samples else None
+    rows = evaluate_run(run_, args.store, subsets=args.subsets, samples=samples, batch_size=args.batch_size,
+                        progress=not args.quiet)
+    write_results(rows, out, overwrite=args.overwrite)
+    subset_ranking(rows, plot, title=f"{run_.name}, fold {run_.train_config.fold}")
+    if not args.quiet:
+        f1 = [r for r in rows if r["metric"] == "f1"]
+        best = max(f1, key=lambda r: r["value"])
+        mean = sum(r["value"] for r in f1) / len(f1)
+        print(f"{len({r['subset'] for r in f1})} subsets: mean F1 {mean:.4f}, best {best['subset']} "
+              f"({best['class']}) {best['value']:.4f}; wrote {out} and {plot}")
+    return 0

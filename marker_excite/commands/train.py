@@ -1,0 +1,111 @@
+"""``marker-excite train``: train one model of the zoo on one cross-validation fold of a sample store."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from marker_excite.errors import UserInputError
+
+HELP = "train a model (default MS-ME) on one fold of a sample store; writes a run directory"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--store", required=True, help="sample store (.h5) made by `synth` or `import`")
+    parser.add_argument("--run", required=True, help="run directory to create (or to continue with --resume)")
+    parser.add_argument("--model", default="MS-ME", help="zoo model name: MS-ME (default), MS, MZ, UB, MS-SE, HeMIS, ...")
+    parser.add_argument("--preset", default="paper", choices=("paper", "small"),
+                        help="paper: 572->388 px tiles, batch 2, 200 epochs; small: 124->84 px, CPU schedule")
+    parser.add_argument("--markers", help="model marker panel, comma-separated (default: the paper's five); for UB the subset")
+    parser.add_argument("--classes", default="sinusoids", help="classes to segment, comma-separated (default: sinusoids)")
+    parser.add_argument("--fold", type=int, default=0, help="cross-validation fold (default 0)")
+    parser.add_argument("--n-folds", type=int, help="number of folds (default 4)")
+    parser.add_argument("--epochs", type=int, help="override the preset's number of epochs")
+    parser.add_argument("--batch-size", type=int, help="override the preset's batch size")
+    parser.add_argument("--learning-rate", type=float, help="Adam learning rate (default 0.001)")
+    parser.add_argument("--seed", type=int, help="random seed (default 0)")
+    parser.add_argument("--patience", type=int, help="stop after this many epochs without a better validation F1")
+    parser.add_argument("--no-augment", action="store_true", help="no flips / rotations of training patches")
+    parser.add_argument("--marker-panels",
+                        help="heterogeneous training panels: JSON file or 'sample=DAPI+collagen;sample2=endomucin'")
+    parser.add_argument("--model-config", help="JSON model config (replaces --model/--preset/--markers)")
+    parser.add_argument("--train-config", help="JSON training config (replaces the training options)")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--resume", action="store_true", help="continue an interrupted run from its last epoch")
+    group.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def _split(text: str) -> tuple[str, ...]:
+    items = tuple(p.strip() for p in text.split(",") if p.strip())
+    if not items:
+        raise UserInputError(f"empty list {text!r}")
+    return items
+
+
+def parse_marker_panels(text: str) -> dict[str, tuple[str, ...]]:
+    """``--marker-panels``: a JSON file / JSON object {sample: [markers]} or ``s1=A+B;s2=C``."""
+    source = text.strip()
+    if not source.startswith("{") and Path(source).is_file():
+        source = Path(source).read_text()
+    if source.lstrip().startswith("{"):
+        try:
+            data = json.loads(source)
+        except json.JSONDecodeError as exc:
+            raise UserInputError(f"--marker-panels is not valid JSON: {exc}") from None
+        if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
+            raise UserInputError("--marker-panels JSON must map sample names to lists of markers")
+        return {str(k): tuple(str(m) for m in v) for k, v in data.items()}
+    panels: dict[str, tuple[str, ...]] = {}
+    for item in filter(None, (p.strip() for p in source.split(";"))):
+        sample, sep, markers = item.partition("=")
+        if not sep or not sample.strip():
+            raise UserInputError(f"--marker-panels entry {item!r} is not 'sample=marker+marker'")
+        panels[sample.strip()] = tuple(m.strip() for m in markers.replace(",", "+").split("+") if m.strip())
+    if not panels:
+        raise UserInputError("--marker-panels is empty")
+    return panels
+
+
+def build_configs(args: argparse.Namespace):
+    """The (ModelConfig, TrainConfig) an invocation describes (the same for a new run and --resume)."""
+    from marker_excite.markers import PAPER_MARKERS
+    from marker_excite.models.zoo import ModelConfig, model_config
+    from marker_excite.training import TrainConfig, train_config
+
+    classes = _split(args.classes)
+    if args.model_config:
+        mcfg = ModelConfig.from_json(args.model_config)
+    else:
+        markers = _split(args.markers) if args.markers else PAPER_MARKERS
+        mcfg = model_config(args.model, preset=args.preset, markers=markers, classes=classes)
+    if args.train_config:
+        tcfg = TrainConfig.from_json(args.train_config)
+    else:
+        overrides = {
+            k: v
+            for k, v in dict(
+                epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed,
+                patience=args.patience, n_folds=args.n_folds,
+            ).items()
+            if v is not None
+        }
+        if args.no_augment:
+            overrides["augment"] = False
+        if args.marker_panels:
+            overrides["marker_panels"] = parse_marker_panels(args.marker_panels)
+        tcfg = train_config(args.preset, fold=args.fold, classes=tuple(mcfg.classes), **overrides)
+    return mcfg, tcfg
+
+
+def run(args: argparse.Namespace) -> int:
+    from marker_excite.training import train
+
+    mcfg, tcfg = build_configs(args)
+    result = train(args.run, mcfg, tcfg, args.store, resume=args.resume, overwrite=args.overwrite,
+                   progress=not args.quiet)
+    if not args.quiet and result.best_epoch is not None:
+        best = next(r for r in result.history if int(r["epoch"]) == result.best_epoch)
+        print(f"run {result.run_dir}: best epoch {result.best_epoch}, validation mean F1 {float(best['val_mean_f1']):.4f}")
+    return 0

@@ -1,0 +1,74 @@
+"""Cross-validation folds by sample (the paper: 8 samples, 4 folds of 5 train / 1 val / 2 test).
+
+Folds depend only on the set of sample names and the seed (not on their order), so every method of an
+experiment sees the same split. Every sample is in the test set of exactly one fold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from marker_excite.errors import UserInputError
+
+
+@dataclass(frozen=True)
+class Fold:
+    """Sample names of one cross-validation fold."""
+
+    train: tuple[str, ...]
+    val: tuple[str, ...]
+    test: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, list[str]]:
+        return {"train": list(self.train), "val": list(self.val), "test": list(self.test)}
+
+
+def paper_folds(
+    sample_names: Sequence[str], n_folds: int = 4, n_val: int = 1, n_test: int | None = None, seed: int = 0
+) -> list[Fold]:
+    """Split samples into ``n_folds`` folds by a seeded permutation.
+
+    The permuted samples are cut into ``n_folds`` consecutive test groups of near-equal size
+    (exactly ``n_test`` each when given, which then must equal ``len(samples) / n_folds``). The
+    validation samples of fold ``k`` are the first ``n_val`` samples of the following test group(s),
+    so each sample also validates once when groups allow; the rest train.
+
+    Raises :class:`UserInputError` when there are too few samples (every fold needs >= 1 test, ``n_val``
+    validation and >= 1 training sample), for duplicates, or for an ``n_test`` that does not divide.
+    """
+    names = sorted(str(s) for s in sample_names)
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise UserInputError(f"sample listed twice: {', '.join(dup)}")
+    n = len(names)
+    if n_folds < 2:
+        raise UserInputError(f"n_folds must be >= 2, got {n_folds}")
+    if n_val < 0:
+        raise UserInputError(f"n_val must be >= 0, got {n_val}")
+    if n_test is not None and n_test * n_folds != n:
+        raise UserInputError(
+            f"{n_folds} folds x {n_test} test samples != {n} samples; change n_test/n_folds or leave n_test unset"
+        )
+    largest_test = -(-n // n_folds)
+    needed = max(n_folds, largest_test + n_val + 1)
+    if n < needed:
+        raise UserInputError(
+            f"{n} sample(s) are too few for {n_folds}-fold cross-validation with {n_val} validation sample(s): "
+            f"need at least {needed}"
+        )
+    perm = [names[i] for i in np.random.default_rng(seed).permutation(n)]
+    groups = [list(g) for g in np.array_split(np.array(perm, dtype=object), n_folds)]
+    folds: list[Fold] = []
+    for k in range(n_folds):
+        test = groups[k]
+        val: list[str] = []
+        j = 1
+        while len(val) < n_val:
+            val.extend(groups[(k + j) % n_folds][: n_val - len(val)])
+            j += 1
+        train = [s for s in perm if s not in test and s not in val]
+        folds.append(Fold(tuple(sorted(train)), tuple(sorted(val)), tuple(sorted(test))))
+    return folds

@@ -1,0 +1,868 @@
+"""Volume files: lazy readers (TIFF, OME-TIFF, HDF5, Imaris .ims) and atomic writers (OME-TIFF, HDF5).
+
+Every reader is a :class:`VolumeReader` that reads ONE slice at a time (``read_slice(z) -> [C, Y, X]``
+float32), so a stack larger than memory streams: uncompressed contiguous TIFFs are memory-mapped,
+other TIFFs are read page by page, HDF5 / .ims datasets by hyperslab. Channel names and voxel sizes
+come from the file's metadata (OME-XML, ImageJ, Imaris, HDF5 attributes) or from the caller
+(``markers=``, ``spacing=``); the caller's values win.
+
+Input problems raise :class:`VolumeError` (a :class:`~marker_excite.errors.UserInputError`) naming the
+file and the problem: unreadable/corrupt/truncated files, NaN/Inf voxels (marker and slice), channel
+name counts that do not match, duplicated or empty marker sets, label files that do not match the image.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Mapping, Sequence
+
+import h5py
+import numpy as np
+import tifffile
+
+from marker_excite.atomic import check_output_path
+from marker_excite.data.sample import Sample
+from marker_excite.errors import UserInputError
+
+TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8")
+HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
+IMS_SUFFIXES = (".ims",)
+_UNIT_TO_UM = {"µm": 1.0, "um": 1.0, "micron": 1.0, "microns": 1.0, "micrometer": 1.0, "nm": 1e-3, "mm": 1e3, "m": 1e6}
+
+
+class VolumeError(UserInputError):
+    """A volume file that cannot be read or written as asked; the message names the file."""
+
+
+# ================================================================================================
+# readers
+# ================================================================================================
+class VolumeReader:
+    """A lazily read multi-channel volume.
+
+    Attributes:
+        path: the file.
+        shape_czyx: (C, Z, Y, X).
+        markers: marker name of each channel (from the file, the caller, or ``C0, C1, ...``).
+        spacing: voxel size (z, y, x) in µm (from the file, the caller, or ``(1, 1, 1)``).
+        markers_source / spacing_source: ``"file"``, ``"user"`` or ``"default"``.
+    """
+
+    path: Path
+    shape_czyx: tuple[int, int, int, int]
+    markers: tuple[str, ...]
+    spacing: tuple[float, float, float]
+    markers_source: str
+    spacing_source: str
+    dtype: np.dtype
+
+    def _set_metadata(
+        self,
+        file_markers: Sequence[str] | None,
+        file_spacing: Sequence[float] | None,
+        markers: Sequence[str] | str | None,
+        spacing: Sequence[float] | None,
+    ) -> None:
+        n = self.shape_czyx[0]
+        if markers is not None:
+            names = check_marker_names(_split_names(markers), where=str(self.path))
+            if len(names) != n:
+                raise VolumeError(
+                    f"{self.path}: {len(names)} marker name(s) {list(names)} given but the file has {n} channel(s)"
+                )
+            self.markers, self.markers_source = names, "user"
+        elif file_markers is not None and len(file_markers) == n and all(str(m).strip() for m in file_markers):
+            self.markers, self.markers_source = tuple(str(m).strip() for m in file_markers), "file"
+        else:
+            self.markers, self.markers_source = tuple(f"C{i}" for i in range(n)), "default"
+        check_marker_names(self.markers, where=str(self.path))
+        if spacing is not None:
+            self.spacing, self.spacing_source = check_spacing(spacing, where=str(self.path)), "user"
+        elif file_spacing is not None and all(np.isfinite(s) and s > 0 for s in file_spacing):
+            self.spacing, self.spacing_source = tuple(float(s) for s in file_spacing), "file"  # type: ignore[assignment]
+        else:
+            self.spacing, self.spacing_source = (1.0, 1.0, 1.0), "default"
+
+    @property
+    def shape_zyx(self) -> tuple[int, int, int]:
+        return self.shape_czyx[1:]  # type: ignore[return-value]
+
+    def _read(self, z: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def read_slice(self, z: int) -> np.ndarray:
+        """Slice ``z`` as float32 ``[C, Y, X]``; :class:`VolumeError` on NaN/Inf (naming marker and slice)."""
+        nz = self.shape_czyx[1]
+        if not 0 <= int(z) < nz:
+            raise VolumeError(f"{self.path}: slice {z} outside 0..{nz - 1}")
+        try:
+            data = np.asarray(self._read(int(z)))
+        except (OSError, ValueError, IndexError, tifffile.TiffFileError) as exc:
+            raise VolumeError(f"{self.path}: cannot read slice {z} (corrupt or truncated file): {exc}") from None
+        out = data.astype(np.float32, copy=False)
+        if np.issubdtype(data.dtype, np.floating):
+            bad = ~np.isfinite(out).reshape(out.shape[0], -1).all(axis=1)
+            if bad.any():
+                names = ", ".join(m for m, b in zip(self.markers, bad) if b)
+                raise VolumeError(f"{self.path}: NaN/Inf voxels in marker(s) {names} at slice {z}")
+        return out
+
+    def iter_slices(self) -> Iterator[np.ndarray]:
+        """Every slice in order (streaming)."""
+        for z in range(self.shape_czyx[1]):
+            yield self.read_slice(z)
+
+    def read_volume(self) -> np.ndarray:
+        """The whole volume ``[C, Z, Y, X]`` float32 (small files only)."""
+        out = np.empty(self.shape_czyx, dtype=np.float32)
+        for z in range(self.shape_czyx[1]):
+            out[:, z] = self.read_slice(z)
+        return out
+
+    def close(self) -> None:
+        """Release the file."""
+
+    def __enter__(self) -> "VolumeReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.path)!r}, shape_czyx={self.shape_czyx}, markers={list(self.markers)})"
+
+
+class _AxesArray:
+    """Reads slice z as [C, Y, X] from an array-like (memmap, h5py dataset, TIFF pages).
+
+    ``axes`` names each dimension of the array with C, Z, Y, X, or ``1`` for a dropped size-1 axis;
+    a missing C or Z axis means a single channel / a single slice.
+    """
+
+    def __init__(self, array, axes: str) -> None:
+        self.array, self.axes = array, axes
+        size = dict(zip(axes, array.shape))
+        self.shape_czyx = tuple(int(size.get(a, 1)) for a in "CZYX")
+
+    def read(self, z: int) -> np.ndarray:
+        key = tuple(0 if a == "1" else (z if a == "Z" else slice(None)) for a in self.axes)
+        data = np.asarray(self.array[key])
+        rest = [a for a in self.axes if a in "CYX"]
+        if "C" not in rest:
+            data, rest = data[None], ["C", *rest]
+        return np.transpose(data, [rest.index(a) for a in "CYX"])
+
+
+def _canonical_axes(path: Path, axes: str, shape: Sequence[int], n_markers: int | None) -> str:
+    """Map a file's axes letters onto C, Z, Y, X, 1 (generic page axes resolved with the marker count)."""
+    axes = axes.upper()
+    if len(axes) != len(shape):
+        raise VolumeError(f"{path}: axes {axes!r} do not match the data's {len(shape)} dimensions {tuple(shape)}")
+    out = list(axes)
+    if axes.endswith("S") and "C" not in axes:
+        out[-1] = "C"
+    out = [a if (a in "CZYX" or shape[i] > 1) else "1" for i, a in enumerate(out)]
+    generic = [i for i, a in enumerate(out) if a not in "CZYX1"]
+    if len(generic) > 1 or (generic and "C" in out and "Z" in out):
+        raise VolumeError(
+            f"{path}: cannot tell channels from slices (axes {axes}, shape {tuple(shape)}); give the axes, e.g. axes='ZCYX'"
+        )
+    if generic:
+        i = generic[0]
+        if "Z" in out:
+            out[i] = "C"
+        elif "C" in out or not n_markers or n_markers == 1:
+            out[i] = "Z"
+        elif shape[i] == n_markers:
+            out[i] = "C"
+        else:
+            raise VolumeError(
+                f"{path}: {shape[i]} pages but {n_markers} markers: cannot tell channels from slices; "
+                "give the axes, e.g. axes='ZCYX'"
+            )
+    for letter in "CZYX":
+        if out.count(letter) > 1:
+            raise VolumeError(f"{path}: axis {letter} appears twice in axes {axes!r}")
+    if "Y" not in out or "X" not in out:
+        raise VolumeError(f"{path}: data with axes {axes} and shape {tuple(shape)} has no Y and X axes")
+    return "".join(out)
+
+
+class TiffVolume(VolumeReader):
+    """TIFF / OME-TIFF / ImageJ TIFF: memory-mapped when uncompressed and contiguous, else page-wise."""
+
+    def __init__(self, path, markers=None, spacing=None, axes: str | None = None) -> None:
+        self.path = Path(path)
+        self._tif = _open_tiff(self.path)
+        try:
+            series = self._tif.series[0]
+            n_user = len(_split_names(markers)) if markers is not None else None
+            shape = _split_pages(self.path, tuple(series.shape), axes, n_user)
+            canon = _canonical_axes(self.path, axes or series.axes, shape, n_user)
+            self.dtype = np.dtype(series.dtype)
+            file_markers, file_spacing = _tiff_metadata(self._tif)
+            self._check_extent(series)
+            array = self._memmap(series)
+            self.mode = "memmap" if array is not None else "pages"
+            if array is None:
+                if canon[-2:] != "YX":
+                    raise VolumeError(
+                        f"{self.path}: compressed interleaved (e.g. RGB) TIFF is not supported; save one page per channel"
+                    )
+                array = _TiffPages(self._tif, series, shape)
+            else:
+                array = array.reshape(shape)
+            self._reader = _AxesArray(array, canon)
+            self.shape_czyx = self._reader.shape_czyx  # type: ignore[assignment]
+            self._set_metadata(file_markers, file_spacing, markers, spacing)
+        except BaseException:
+            self._tif.close()
+            raise
+
+    def _check_extent(self, series) -> None:
+        size = self.path.stat().st_size
+        if series.dataoffset is not None and series.dataoffset + series.nbytes > size:
+            raise VolumeError(
+                f"{self.path}: truncated file ({size} bytes, data needs {series.dataoffset + series.nbytes})"
+            )
+
+    def _memmap(self, series):
+        """A read-only memory map of the series when it is uncompressed and contiguous, else None."""
+        if series.dataoffset is None:
+            return None
+        try:
+            return tifffile.memmap(self.path, series=0, mode="r")
+        except (ValueError, OSError):
+            return None
+
+    def _read(self, z: int) -> np.ndarray:
+        return self._reader.read(z)
+
+    def close(self) -> None:
+        self._tif.close()
+
+
+def _split_pages(path: Path, shape: tuple[int, ...], axes: str | None, n_markers: int | None) -> tuple[int, ...]:
+    """Shape with a flat page axis split in two when the caller's axes name one more axis (e.g. ZCYX
+    for a plain stack of Z*C pages); the channel count comes from the marker names."""
+    if axes is None or len(axes) != len(shape) + 1 or len(shape) != 3:
+        return shape
+    lead = axes.upper()[:2]
+    if sorted(lead) != ["C", "Z"] or not n_markers:
+        raise VolumeError(f"{path}: axes {axes!r} do not fit data of shape {shape}; give --markers with ZCYX / CZYX")
+    pages = shape[0]
+    if pages % n_markers:
+        raise VolumeError(f"{path}: {pages} pages cannot be split into {n_markers} channels")
+    split = (pages // n_markers, n_markers) if lead == "ZC" else (n_markers, pages // n_markers)
+    return (*split, *shape[1:])
+
+
+class _TiffPages:
+    """Array-like over the pages of a TIFF series: ``[*page_axes, Y, X]`` read page by page."""
+
+    def __init__(self, tif: tifffile.TiffFile, series, shape: tuple[int, ...]) -> None:
+        self.tif, self.series = tif, series
+        self.shape = tuple(shape)
+        self._lead = self.shape[:-2]
+        self._size = os.path.getsize(tif.filehandle.path)
+
+    def __getitem__(self, key):
+        lead_key, yx_key = key[: len(self._lead)], key[len(self._lead):]
+        grids = [np.arange(n)[k] if isinstance(k, slice) else np.array([k]) for k, n in zip(lead_key, self._lead)]
+        mesh = np.meshgrid(*grids, indexing="ij") if grids else []
+        pages = np.ravel_multi_index([m.ravel() for m in mesh], self._lead) if grids else np.array([0])
+        for p in pages:
+            page = self.series.pages[int(p)]
+            if page is None:
+                raise OSError(f"page {int(p)} is missing")
+            end = max((o + c for o, c in zip(page.dataoffsets, page.databytecounts)), default=0)
+            if end > self._size:
+                raise OSError(f"page {int(p)} extends past the end of the file ({end} > {self._size} bytes)")
+        data = self.tif.asarray(key=[int(p) for p in pages], series=0)
+        data = data.reshape(*[len(g) for g in grids], *self.shape[-2:])
+        squeeze = tuple(i for i, k in enumerate(lead_key) if not isinstance(k, slice))
+        data = data.squeeze(axis=squeeze) if squeeze else data
+        return data[(Ellipsis, *yx_key)]
+
+
+class _TiffLogCatcher(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def _open_tiff(path: Path) -> tifffile.TiffFile:
+    catcher = _TiffLogCatcher()
+    logger = logging.getLogger("tifffile")
+    logger.addHandler(catcher)
+    old_propagate = logger.propagate
+    logger.propagate = False
+    try:
+        tif = tifffile.TiffFile(path)
+        _ = tif.series
+    except (tifffile.TiffFileError, OSError, ValueError, IndexError, KeyError) as exc:
+        raise VolumeError(f"{path}: not a readable TIFF file (corrupt or truncated?): {exc}") from None
+    finally:
+        logger.removeHandler(catcher)
+        logger.propagate = old_propagate
+    bad = [m for m in catcher.messages if re.search(r"invalid|raised|truncat|corrupt|error", m, re.I)]
+    if bad:
+        tif.close()
+        raise VolumeError(f"{path}: corrupt or truncated TIFF file ({bad[0].splitlines()[0]})")
+    if not tif.series:
+        tif.close()
+        raise VolumeError(f"{path}: TIFF file contains no image data")
+    return tif
+
+
+def _tiff_metadata(tif: tifffile.TiffFile) -> tuple[list[str] | None, tuple[float, float, float] | None]:
+    """Channel names and (z, y, x) spacing in µm from OME-XML or ImageJ metadata (None when absent)."""
+    if tif.is_ome and tif.ome_metadata:
+        try:
+            root = ET.fromstring(tif.ome_metadata)
+        except ET.ParseError:
+            return None, None
+        pixels = next((e for e in root.iter() if e.tag.endswith("}Pixels") or e.tag == "Pixels"), None)
+        if pixels is None:
+            return None, None
+        names = [c.get("Name", "") for c in pixels if c.tag.endswith("Channel")]
+        sizes = []
+        for axis in "ZYX":
+            value = pixels.get(f"PhysicalSize{axis}")
+            unit = pixels.get(f"PhysicalSize{axis}Unit", "µm")
+            factor = _UNIT_TO_UM.get(unit)
+            sizes.append(float(value) * factor if value is not None and factor is not None else np.nan)
+        spacing = tuple(sizes) if all(np.isfinite(sizes)) else _fill_spacing(sizes)
+        return (names or None), spacing  # type: ignore[return-value]
+    if tif.is_imagej and tif.imagej_metadata is not None:
+        meta = tif.imagej_metadata
+        factor = _UNIT_TO_UM.get(str(meta.get("unit", "")).replace("\\u00B5", "µ"))
+        page = tif.pages.first
+        try:
+            xres = page.tags["XResolution"].value
+            yres = page.tags["YResolution"].value
+        except KeyError:
+            return None, None
+        if factor is None or not xres[0] or not yres[0]:
+            return None, None
+        sx, sy = xres[1] / xres[0] * factor, yres[1] / yres[0] * factor
+        sz = float(meta.get("spacing", np.nan)) * factor
+        return None, _fill_spacing([sz, sy, sx])
+    return None, None
+
+
+def _fill_spacing(sizes: Sequence[float]) -> tuple[float, float, float] | None:
+    """In-plane sizes known but z not (2D files): z = 1 µm; otherwise unknown."""
+    z, y, x = sizes
+    if np.isfinite(y) and np.isfinite(x):
+        return (float(z) if np.isfinite(z) else 1.0, float(y), float(x))
+    return None
+
+
+class H5Volume(VolumeReader):
+    """A dataset of an HDF5 file (plain dataset or a sample of a marker_excite store).
+
+    Plain datasets: axes given or by dimension (``YX``, ``ZYX``, ``CZYX``); channel names from the
+    attribute ``markers`` / ``channel_names``; spacing from ``spacing`` / ``element_size_um`` (z, y, x).
+    """
+
+    def __init__(self, path, dataset: str | None = None, markers=None, spacing=None, axes: str | None = None) -> None:
+        self.path = Path(path)
+        try:
+            self._file = h5py.File(self.path, "r")
+        except OSError as exc:
+            raise VolumeError(f"{self.path}: not a readable HDF5 file (corrupt or truncated?): {exc}") from None
+        try:
+            ds, file_markers, file_spacing = self._locate(dataset)
+            default_axes = {2: "YX", 3: "ZYX", 4: "CZYX"}.get(ds.ndim)
+            if axes is None and default_axes is None:
+                raise VolumeError(f"{self.path}:{ds.name} has {ds.ndim} dimensions; give the axes, e.g. axes='TCZYX'")
+            n_user = len(_split_names(markers)) if markers is not None else None
+            canon = _canonical_axes(self.path, axes or default_axes, ds.shape, n_user)  # type: ignore[arg-type]
+            self.dataset = ds.name
+            self.dtype = np.dtype(ds.dtype)
+            self._reader = _AxesArray(ds, canon)
+            self.shape_czyx = self._reader.shape_czyx  # type: ignore[assignment]
+            self._set_metadata(file_markers, file_spacing, markers, spacing)
+        except BaseException:
+            self._file.close()
+            raise
+
+    def _locate(self, dataset: str | None):
+        f = self._file
+        if f.attrs.get("format") in ("marker_excite.SampleStore", b"marker_excite.SampleStore"):
+            names = sorted(k for k in f if isinstance(f[k], h5py.Group) and f[k].attrs.get("complete", False))
+            if dataset is None and len(names) == 1:
+                dataset = names[0]
+            if dataset not in names:
+                raise VolumeError(f"{self.path}: sample store; name one of its samples: {', '.join(names)}")
+            g = f[dataset]
+            return g["image"], [_decode(m) for m in g.attrs["markers"]], tuple(g.attrs["spacing"])
+        if dataset is None:
+            found: list[str] = []
+            f.visititems(lambda n, o: found.append(n) if isinstance(o, h5py.Dataset) and o.ndim >= 2 else None)
+            if len(found) != 1:
+                listed = ", ".join(found) or "none"
+                raise VolumeError(f"{self.path}: name the dataset to read (file.h5:path); image datasets: {listed}")
+            dataset = found[0]
+        ds = f.get(dataset)
+        if not isinstance(ds, h5py.Dataset):
+            raise VolumeError(f"{self.path}: no dataset {dataset!r}")
+        names = next((ds.attrs[k] for k in ("markers", "channel_names") if k in ds.attrs), None)
+        space = next((ds.attrs[k] for k in ("spacing", "element_size_um") if k in ds.attrs), None)
+        names = [_decode(m) for m in np.atleast_1d(names)] if names is not None else None
+        space = tuple(float(s) for s in np.atleast_1d(space))[-3:] if space is not None else None
+        if space is not None and len(space) == 2:
+            space = (1.0, *space)
+        return ds, names, space
+
+    def _read(self, z: int) -> np.ndarray:
+        return self._reader.read(z)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class ImsVolume(VolumeReader):
+    """Imaris ``.ims`` (HDF5): full-resolution level, first time point, padded data cropped to X/Y/Z."""
+
+    def __init__(self, path, markers=None, spacing=None) -> None:
+        self.path = Path(path)
+        try:
+            self._file = h5py.File(self.path, "r")
+        except OSError as exc:
+            raise VolumeError(f"{self.path}: not a readable Imaris/HDF5 file (corrupt or truncated?): {exc}") from None
+        try:
+            base = self._file.get("DataSet/ResolutionLevel 0/TimePoint 0")
+            image_info = self._file.get("DataSetInfo/Image")
+            if base is None or image_info is None:
+                raise VolumeError(f"{self.path}: not an Imaris file (no /DataSet/ResolutionLevel 0/TimePoint 0)")
+            keys = sorted((k for k in base if re.fullmatch(r"Channel \d+", k)), key=lambda k: int(k.split()[1]))
+            if not keys:
+                raise VolumeError(f"{self.path}: Imaris file has no channels")
+            info = image_info.attrs
+            nx, ny, nz = (int(float(_decode(info[k]))) for k in ("X", "Y", "Z"))
+            self._datasets = [base[k]["Data"] for k in keys]
+            for k, ds in zip(keys, self._datasets):
+                if ds.ndim != 3 or ds.shape[0] < nz or ds.shape[1] < ny or ds.shape[2] < nx:
+                    raise VolumeError(f"{self.path}: {k} data has shape {ds.shape}, smaller than Z,Y,X = {(nz, ny, nx)}")
+            self.shape_czyx = (len(keys), nz, ny, nx)
+            self.dtype = np.dtype(self._datasets[0].dtype)
+            names = []
+            for i in range(len(keys)):
+                ch = self._file.get(f"DataSetInfo/Channel {int(keys[i].split()[1])}")
+                names.append(_decode(ch.attrs["Name"]) if ch is not None and "Name" in ch.attrs else "")
+            try:
+                ext = [(float(_decode(info[f"ExtMax{i}"])) - float(_decode(info[f"ExtMin{i}"]))) for i in range(3)]
+                file_spacing = (abs(ext[2]) / nz, abs(ext[1]) / ny, abs(ext[0]) / nx)
+            except KeyError:
+                file_spacing = None
+            self._set_metadata(names, file_spacing, markers, spacing)
+        except BaseException:
+            self._file.close()
+            raise
+
+    def _read(self, z: int) -> np.ndarray:
+        _, _, ny, nx = self.shape_czyx
+        return np.stack([ds[z, :ny, :nx] for ds in self._datasets])
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def open_volume(
+    path: str | os.PathLike,
+    markers: Sequence[str] | str | None = None,
+    spacing: Sequence[float] | None = None,
+    *,
+    axes: str | None = None,
+    dataset: str | None = None,
+) -> VolumeReader:
+    """Open a volume file lazily (format from the suffix, else from the file's first bytes).
+
+    Args:
+        path: TIFF / OME-TIFF / HDF5 / .ims file; ``file.h5:inner/path`` names an HDF5 dataset (or a
+            sample of a store file).
+        markers: channel names (list or comma-separated); override the file's names; count must match.
+        spacing: (z, y, x) µm; overrides the file's voxel size.
+        axes: the file's axes when they cannot be inferred, e.g. ``"ZCYX"``.
+        dataset: HDF5 dataset path (alternative to ``file.h5:path``).
+    """
+    p, inner = _split_h5_path(Path(path))
+    dataset = dataset or inner
+    if not p.exists():
+        raise VolumeError(f"input file {p} does not exist")
+    if p.is_dir():
+        raise VolumeError(f"input {p} is a folder, expected a file")
+    kind = _kind(p)
+    if kind == "tiff":
+        return TiffVolume(p, markers=markers, spacing=spacing, axes=axes)
+    if kind == "ims" or (kind == "hdf5" and dataset is None and _is_ims(p)):
+        return ImsVolume(p, markers=markers, spacing=spacing)
+    return H5Volume(p, dataset=dataset, markers=markers, spacing=spacing, axes=axes)
+
+
+def _split_h5_path(path: Path) -> tuple[Path, str | None]:
+    text = str(path)
+    if not path.exists():
+        m = re.match(r"^(.*\.(?:h5|hdf5|hdf|he5|ims)):(.+)$", text, re.I)
+        if m:
+            return Path(m.group(1)), m.group(2)
+    return path, None
+
+
+def _kind(path: Path) -> str:
+    name = path.name.lower()
+    if name.endswith(IMS_SUFFIXES):
+        return "ims"
+    if name.endswith(TIFF_SUFFIXES):
+        return "tiff"
+    if name.endswith(HDF5_SUFFIXES):
+        return "hdf5"
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "tiff"
+    if head == b"\x89HDF\r\n\x1a\n":
+        return "hdf5"
+    raise VolumeError(
+        f"{path}: unknown file format; supported: TIFF/OME-TIFF ({', '.join(TIFF_SUFFIXES)}), "
+        f"HDF5 ({', '.join(HDF5_SUFFIXES)}), Imaris (.ims)"
+    )
+
+
+def _is_ims(path: Path) -> bool:
+    try:
+        with h5py.File(path, "r") as f:
+            return "DataSet/ResolutionLevel 0" in f and "DataSetInfo" in f
+    except OSError:
+        return False
+
+
+def _decode(value) -> str:
+    """Attribute text: str, bytes, or Imaris' array of single bytes."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind == "S":
+            return b"".join(value.ravel().tolist()).decode("utf-8", "replace")
+        if value.size == 1:
+            return _decode(value.ravel()[0])
+    return str(value)
+
+
+# ================================================================================================
+# validation helpers
+# ================================================================================================
+def _split_names(markers: Sequence[str] | str) -> tuple[str, ...]:
+    if isinstance(markers, str):
+        return tuple(m.strip() for m in markers.split(",")) if markers.strip() else ()
+    return tuple(str(m).strip() for m in markers)
+
+
+def check_marker_names(names: Sequence[str], where: str = "") -> tuple[str, ...]:
+    """Non-empty, duplicate-free (case-insensitive), no empty names; returns them as a tuple."""
+    prefix = f"{where}: " if where else ""
+    names = tuple(names)
+    if not names:
+        raise VolumeError(f"{prefix}empty marker set: give at least one marker name")
+    if any(not n for n in names):
+        raise VolumeError(f"{prefix}empty marker name in {list(names)}")
+    low = [n.lower() for n in names]
+    dups = sorted({n for n in names if low.count(n.lower()) > 1})
+    if dups:
+        raise VolumeError(f"{prefix}marker given twice: {', '.join(dups)}")
+    return names
+
+
+def check_spacing(spacing: Sequence[float] | str, where: str = "") -> tuple[float, float, float]:
+    """Three positive finite numbers (z, y, x) in µm, from a sequence or text ``"2,0.5,0.5"``."""
+    prefix = f"{where}: " if where else ""
+    parts = spacing.split(",") if isinstance(spacing, str) else list(spacing)
+    try:
+        values = tuple(float(s) for s in parts)
+    except (TypeError, ValueError):
+        raise VolumeError(f"{prefix}spacing must be three numbers z,y,x in µm, got {spacing!r}") from None
+    if len(values) != 3 or not all(np.isfinite(v) and v > 0 for v in values):
+        raise VolumeError(f"{prefix}spacing must be three positive numbers z,y,x in µm, got {spacing!r}")
+    return values  # type: ignore[return-value]
+
+
+# ================================================================================================
+# sample files (image + labels) for import
+# ================================================================================================
+@dataclass
+class SampleFiles:
+    """An image volume with its label volumes, validated against each other, read slice by slice."""
+
+    image: VolumeReader
+    labels: dict[str, VolumeReader] = field(default_factory=dict)
+    annotated: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+
+    @property
+    def shape_zyx(self) -> tuple[int, int, int]:
+        return self.image.shape_zyx
+
+    def read_slice(self, z: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """``(image [C, Y, X] float32, {class: [Y, X] uint8})`` of slice ``z``."""
+        return self.image.read_slice(z), {c: (r.read_slice(z)[0] != 0).astype(np.uint8) for c, r in self.labels.items()}
+
+    def close(self) -> None:
+        self.image.close()
+        for r in self.labels.values():
+            r.close()
+
+    def __enter__(self) -> "SampleFiles":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def open_sample_files(
+    image: str | os.PathLike,
+    *,
+    markers: Sequence[str] | str | None = None,
+    labels: Mapping[str, str | os.PathLike] | None = None,
+    annotated: str | Sequence[int] | None = None,
+    spacing: Sequence[float] | None = None,
+    axes: str | None = None,
+) -> SampleFiles:
+    """Open an image file and its label files (one single-channel volume per class) lazily.
+
+    ``annotated``: ``"all"``, slice indices (``"0,3,5-8"`` or a list), or None = the slices where any
+    label is non-zero. Raises :class:`VolumeError` when label shapes do not match the image.
+    """
+    vol = open_volume(image, markers=markers, spacing=spacing, axes=axes)
+    readers: dict[str, VolumeReader] = {}
+    try:
+        for cls, lpath in (labels or {}).items():
+            r = open_volume(lpath)
+            readers[cls] = r
+            if r.shape_czyx[0] != 1:
+                raise VolumeError(f"label file {r.path} for {cls!r} has {r.shape_czyx[0]} channels; expected one")
+            if r.shape_zyx != vol.shape_zyx:
+                raise VolumeError(
+                    f"shape mismatch: label file {r.path} for {cls!r} is {r.shape_zyx} (Z, Y, X) "
+                    f"but image {vol.path} is {vol.shape_zyx}"
+                )
+        files = SampleFiles(vol, readers)
+        files.annotated = parse_annotated(annotated, vol.shape_zyx[0], files)
+        return files
+    except BaseException:
+        vol.close()
+        for r in readers.values():
+            r.close()
+        raise
+
+
+def parse_annotated(spec: str | Sequence[int] | None, n_slices: int, files: SampleFiles | None = None) -> np.ndarray:
+    """Annotated-slice mask ``(Z,)`` from ``"all"``, ``"0,3,5-8"``, a list of indices, or None (auto)."""
+    mask = np.zeros(n_slices, dtype=bool)
+    if spec is None or (isinstance(spec, str) and spec.strip().lower() == "auto"):
+        if files is None or not files.labels:
+            return mask
+        for z in range(n_slices):
+            mask[z] = any(np.any(r.read_slice(z) != 0) for r in files.labels.values())
+        return mask
+    if isinstance(spec, str) and spec.strip().lower() == "all":
+        mask[:] = True
+        return mask
+    items: list[int] = []
+    parts = spec.split(",") if isinstance(spec, str) else list(spec)
+    for part in parts:
+        text = str(part).strip()
+        try:
+            if re.fullmatch(r"\d+\s*-\s*\d+", text):
+                lo, hi = (int(v) for v in text.split("-"))
+                items.extend(range(lo, hi + 1))
+            else:
+                items.append(int(text))
+        except ValueError:
+            raise VolumeError(f"annotated slices: cannot read {text!r} (use 'all' or indices like 0,3,5-8)") from None
+    bad = [z for z in items if not 0 <= z < n_slices]
+    if bad:
+        raise VolumeError(f"annotated slice {bad[0]} is outside 0..{n_slices - 1}")
+    mask[items] = True
+    return mask
+
+
+def read_sample_files(
+    name: str,
+    image: str | os.PathLike,
+    *,
+    markers: Sequence[str] | str | None = None,
+    labels: Mapping[str, str | os.PathLike] | None = None,
+    annotated: str | Sequence[int] | None = None,
+    spacing: Sequence[float] | None = None,
+    region: str | None = None,
+    axes: str | None = None,
+) -> Sample:
+    """Read an image and its label files into an in-memory :class:`Sample` (small data; large stacks:
+    :func:`open_sample_files` + :meth:`SampleStore.create_sample`)."""
+    with open_sample_files(image, markers=markers, labels=labels, annotated=annotated, spacing=spacing, axes=axes) as files:
+        vol = files.image
+        img = np.empty(vol.shape_czyx, dtype=np.float32)
+        labs = {c: np.zeros(vol.shape_zyx, dtype=np.uint8) for c in files.labels}
+        for z in range(vol.shape_zyx[0]):
+            img[:, z], slice_labels = files.read_slice(z)
+            for c, lab in slice_labels.items():
+                labs[c][z] = lab
+        return Sample(name, img, vol.markers, vol.spacing, labs, files.annotated.copy(), region)
+
+
+# ================================================================================================
+# writers
+# ================================================================================================
+class VolumeWriter:
+    """Streaming, atomic writer of a ``[C, Z, Y, X]`` (or ``[Z, Y, X]``) volume, slice by slice.
+
+    OME-TIFF (``.ome.tif`` / ``.tif``; ZCYX pages, channel names and physical sizes in the OME-XML,
+    uncompressed so it can be memory-mapped back) or HDF5 (``.h5``; dataset ``data`` CZYX chunked by
+    slice, attributes ``markers``, ``spacing``, ``element_size_um``). Data go to a temporary sibling
+    that is renamed into place by :meth:`close` once every slice is written; on an error (or
+    :meth:`abort`) nothing appears under the final name. Refuses an existing output unless ``overwrite``.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        shape: Sequence[int],
+        dtype: np.dtype | str = np.float32,
+        spacing: Sequence[float] = (1.0, 1.0, 1.0),
+        channel_names: Sequence[str] | None = None,
+        overwrite: bool = False,
+    ) -> None:
+        self.path = check_output_path(path, overwrite=overwrite)
+        shape = tuple(int(s) for s in shape)
+        if len(shape) not in (3, 4) or min(shape) < 1:
+            raise VolumeError(f"{self.path}: volume shape must be (Z, Y, X) or (C, Z, Y, X), got {shape}")
+        self._squeezed = len(shape) == 3
+        self.shape_czyx = (1, *shape) if self._squeezed else shape
+        self.dtype = np.dtype(dtype)
+        self.spacing = check_spacing(spacing, where=str(self.path))
+        n = self.shape_czyx[0]
+        names = tuple(channel_names) if channel_names is not None else tuple(f"C{i}" for i in range(n))
+        if len(names) != n:
+            raise VolumeError(f"{self.path}: {len(names)} channel name(s) for {n} channel(s)")
+        self.channel_names = check_marker_names(names, where=str(self.path))
+        lower = self.path.name.lower()
+        if lower.endswith(TIFF_SUFFIXES):
+            self.format = "tiff"
+        elif lower.endswith(HDF5_SUFFIXES):
+            self.format = "hdf5"
+        else:
+            raise VolumeError(f"{self.path}: output must end in .ome.tif/.tif (OME-TIFF) or .h5 (HDF5)")
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        os.close(fd)
+        self._tmp = Path(tmp)
+        self._written = np.zeros(self.shape_czyx[1], dtype=bool)
+        self._closed = False
+        try:
+            self._open()
+        except BaseException:
+            self._tmp.unlink(missing_ok=True)
+            raise
+
+    def _open(self) -> None:
+        c, z, y, x = self.shape_czyx
+        sz, sy, sx = self.spacing
+        if self.format == "tiff":
+            meta = {
+                "axes": "ZCYX",
+                "Channel": {"Name": list(self.channel_names)},
+                "PhysicalSizeX": sx, "PhysicalSizeXUnit": "µm",
+                "PhysicalSizeY": sy, "PhysicalSizeYUnit": "µm",
+                "PhysicalSizeZ": sz, "PhysicalSizeZUnit": "µm",
+            }  # fmt: skip
+            self._mm = tifffile.memmap(self._tmp, shape=(z, c, y, x), dtype=self.dtype, ome=True, metadata=meta)
+        else:
+            self._h5 = h5py.File(self._tmp, "w")
+            ds = self._h5.create_dataset(
+                "data", shape=self.shape_czyx, dtype=self.dtype, chunks=(1, 1, min(y, 4096), min(x, 4096))
+            )
+            ds.attrs["markers"] = np.array(self.channel_names, dtype=h5py.string_dtype())
+            ds.attrs["spacing"] = np.asarray(self.spacing, dtype=np.float64)
+            ds.attrs["element_size_um"] = np.asarray(self.spacing, dtype=np.float64)
+            ds.attrs["axes"] = "CZYX"
+            self._ds = ds
+
+    def write_slice(self, z: int, data: np.ndarray) -> None:
+        """Write slice ``z``: ``[C, Y, X]`` (or ``[Y, X]`` for a single channel)."""
+        if self._closed:
+            raise VolumeError(f"{self.path}: writer is closed")
+        c, nz, y, x = self.shape_czyx
+        data = np.asarray(data)
+        if data.ndim == 2 and c == 1:
+            data = data[None]
+        if data.shape != (c, y, x):
+            raise VolumeError(f"{self.path}: slice {z} has shape {data.shape}, expected {(c, y, x)}")
+        if not 0 <= z < nz:
+            raise VolumeError(f"{self.path}: slice {z} outside 0..{nz - 1}")
+        if self.format == "tiff":
+            self._mm[z] = data
+        else:
+            self._ds[:, z] = data
+        self._written[z] = True
+
+    def close(self) -> Path:
+        """Commit: check every slice was written, then rename the temporary file into place."""
+        if self._closed:
+            return self.path
+        missing = np.flatnonzero(~self._written)
+        if missing.size:
+            self.abort()
+            raise VolumeError(f"{self.path}: {missing.size} slice(s) never written (first: {int(missing[0])})")
+        self._release()
+        os.replace(self._tmp, self.path)
+        self._closed = True
+        return self.path
+
+    def abort(self) -> None:
+        """Discard everything written (the final path is left untouched)."""
+        if self._closed:
+            return
+        self._release()
+        self._tmp.unlink(missing_ok=True)
+        self._closed = True
+
+    def _release(self) -> None:
+        if self.format == "tiff":
+            self._mm.flush()
+            del self._mm
+        else:
+            self._h5.close()
+
+    def __enter__(self) -> "VolumeWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def write_volume(
+    path: str | os.PathLike,
+    array: np.ndarray,
+    spacing: Sequence[float] = (1.0, 1.0, 1.0),
+    channel_names: Sequence[str] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Atomically write ``[Z, Y, X]`` or ``[C, Z, Y, X]`` as OME-TIFF or HDF5 (by suffix)."""
+    array = np.asarray(array)
+    with VolumeWriter(path, array.shape, array.dtype, spacing, channel_names, overwrite) as writer:
+        data = array[None] if array.ndim == 3 else array
+        for z in range(data.shape[1]):
+            writer.write_slice(z, data[:, z])
+    return writer.path

@@ -1,0 +1,325 @@
+"""tf.data input pipeline: patches of annotated slices with marker availability and class labels.
+
+Each element is ``({"image": [H, W, K] float32, "availability": [K] float32}, label [h, w] int32)``
+for the model's marker panel (K markers) and an ``H -> h`` network (e.g. 572 -> 388):
+
+* every annotated slice of every sample is tiled with :class:`~marker_excite.data.tiling.TileLayout`;
+  one element per output tile, each exactly once per epoch (in :func:`patch_index` order when not
+  shuffled, in a seeded random order otherwise; batches may mix samples; the last partial batch is kept);
+* channels are mapped to the panel BY NAME; each channel is standardised with its sample's stored mean
+  and std BEFORE zero padding; markers a sample lacks -- or that ``marker_panels`` removes from it, or
+  that ``subset`` does not give the model -- are zero channels with availability 0;
+* labels: 0 background, ``c`` for the c-th entry of ``classes`` (the later class wins on overlap);
+* ``augment``: a random 90-degree rotation and flip, the same for image and label.
+
+Decoded, standardised, padded slices are cached in memory across epochs when they fit in
+``cache_bytes``; otherwise slices are streamed in shuffled groups that fit, each read once per epoch.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Iterator, Mapping, Sequence
+
+import numpy as np
+
+from marker_excite.data.store import SampleInfo, SampleStore
+from marker_excite.data.tiling import TileLayout
+from marker_excite.errors import UserInputError
+from marker_excite.markers import MarkerPanel
+
+#: Default memory budget for cached slices (bytes).
+DEFAULT_CACHE_BYTES = 2 * 1024**3
+
+
+def patch_index(store: SampleStore | str | os.PathLike, samples: Sequence[str], output_size: int) -> list[tuple[str, int, int, int]]:
+    """Every training/evaluation patch as ``(sample, z, y0, x0)``: annotated slices x output tiles.
+
+    ``(y0, x0)`` is the origin of the output tile in slice coordinates; the input tile is centred on it.
+    """
+    with _opened(store) as st:
+        out: list[tuple[str, int, int, int]] = []
+        for name in samples:
+            info = st.info(name)
+            layout = TileLayout(info.shape_zyx[1:], output_size, output_size)
+            out.extend((name, z, y0, x0) for z in info.annotated_slices for (y0, x0) in layout.origins)
+        return out
+
+
+def class_pixel_counts(store: SampleStore | str | os.PathLike, samples: Sequence[str], classes: Sequence[str]) -> np.ndarray:
+    """Voxel counts ``[1 + C]`` (background first, counted per voxel) over the annotated slices of ``samples``."""
+    with _opened(store) as st:
+        total = np.zeros(1 + len(classes), dtype=np.int64)
+        for name in samples:
+            total += st.info(name).counts_for(classes)
+        return total
+
+
+@dataclass(frozen=True)
+class _SamplePlan:
+    """How one sample's channels become the model's K input channels."""
+
+    name: str
+    layout: TileLayout
+    source: np.ndarray  # (K,) sample channel feeding each panel channel, -1 = zero channel
+    availability: np.ndarray  # (K,) float32
+    mean: np.ndarray  # (K,) float32
+    std: np.ndarray  # (K,) float32
+    class_names: tuple[str, ...]  # the sample's stored class name for each selected class
+
+
+class PatchSource:
+    """Python-side producer of pipeline elements; each call yields one epoch (see module docs)."""
+
+    def __init__(
+        self,
+        store: SampleStore,
+        samples: Sequence[str],
+        *,
+        panel: MarkerPanel,
+        classes: Sequence[str],
+        input_size: int,
+        output_size: int,
+        shuffle: bool,
+        augment: bool = False,
+        seed: int = 0,
+        marker_panels: Mapping[str, Sequence[str]] | None = None,
+        subset: Sequence[int] | None = None,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+    ) -> None:
+        if not samples:
+            raise UserInputError("no samples given to the data pipeline")
+        if len(set(samples)) != len(samples):
+            raise UserInputError(f"sample listed twice in {list(samples)}")
+        if not classes:
+            raise UserInputError("give at least one class (e.g. sinusoids)")
+        self.store, self.panel = store, panel
+        self.classes = tuple(classes)
+        self.input_size, self.output_size = int(input_size), int(output_size)
+        self.shuffle, self.augment, self.seed = bool(shuffle), bool(augment), int(seed)
+        self.cache_bytes = int(cache_bytes)
+        given = _check_subset(subset, panel)
+        panels = dict(marker_panels or {})
+        unknown = sorted(set(panels) - set(store.names()))
+        if unknown:
+            raise UserInputError(f"marker_panels names sample(s) not in the store: {', '.join(unknown)}")
+        self.plans = [self._plan(store.info(n), panels.get(n), given) for n in samples]
+        self.index = [
+            (i, z, t) for i, p in enumerate(self.plans) for z in store.info(p.name).annotated_slices for t in range(len(p.layout))
+        ]
+        if not self.index:
+            raise UserInputError(f"samples {', '.join(samples)} have no annotated slices")
+        self.epoch = 0
+        self._cache: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        keys = sorted({(i, z) for i, z, _ in self.index})
+        self._slice_bytes = {k: self._bytes(self.plans[k[0]]) for k in keys}
+        self.fits_in_cache = sum(self._slice_bytes.values()) <= self.cache_bytes
+
+    def _plan(self, info: SampleInfo, keep: Sequence[str] | None, given: np.ndarray) -> _SamplePlan:
+        low = [m.lower() for m in info.markers]
+        if keep is not None:
+            missing = [m for m in keep if m.lower() not in low]
+            if missing:
+                raise UserInputError(
+                    f"marker_panels: sample {info.name!r} has no marker(s) {', '.join(missing)}; it has {', '.join(info.markers)}"
+                )
+            kept = {m.lower() for m in keep}
+        else:
+            kept = set(low)
+        k = self.panel.size
+        source = np.full(k, -1, dtype=np.int64)
+        for j, name in enumerate(self.panel.names):
+            if name.lower() in low and name.lower() in kept and given[j]:
+                source[j] = low.index(name.lower())
+        if (source < 0).all():
+            raise UserInputError(
+                f"sample {info.name!r} gives none of the model's markers {', '.join(self.panel.names)} "
+                f"(sample markers: {', '.join(info.markers)}, after marker_panels / subset)"
+            )
+        avail = (source >= 0).astype(np.float32)
+        std = np.where(info.std > 0, info.std, 1.0)
+        mean = np.array([info.mean[s] if s >= 0 else 0.0 for s in source], dtype=np.float32)
+        sd = np.array([std[s] if s >= 0 else 1.0 for s in source], dtype=np.float32)
+        class_names = tuple(info.classes[info.class_index(c)] for c in self.classes)
+        layout = TileLayout(info.shape_zyx[1:], self.input_size, self.output_size)
+        return _SamplePlan(info.name, layout, source, avail, mean, sd, class_names)
+
+    def _bytes(self, plan: _SamplePlan) -> int:
+        (py, px), (cy, cx) = plan.layout.padded_shape_yx, plan.layout.covered_yx
+        return 4 * (py * px * self.panel.size + cy * cx)
+
+    @property
+    def n_patches(self) -> int:
+        return len(self.index)
+
+    def load_slice(self, sample_i: int, z: int) -> tuple[np.ndarray, np.ndarray]:
+        """Padded standardised image ``[Yp, Xp, K]`` float32 and padded label map ``[Yc, Xc]`` int32."""
+        key = (sample_i, z)
+        if key in self._cache:
+            return self._cache[key]
+        plan = self.plans[sample_i]
+        raw, labels = self.store.read_slice(plan.name, z)
+        image = np.zeros((self.panel.size, *raw.shape[1:]), dtype=np.float32)
+        for j, s in enumerate(plan.source):
+            if s >= 0:
+                np.subtract(raw[s], plan.mean[j], out=image[j])
+                image[j] /= plan.std[j]
+        padded = np.ascontiguousarray(plan.layout.pad(image).transpose(1, 2, 0))
+        label = np.zeros(raw.shape[1:], dtype=np.int32)
+        for c, cls in enumerate(plan.class_names, start=1):
+            label[labels[cls] != 0] = c
+        item = (padded, plan.layout.pad_output(label))
+        if self.fits_in_cache:
+            self._cache[key] = item
+        return item
+
+    def _epoch_groups(self, rng: np.random.Generator) -> list[list[tuple[int, int, int]]]:
+        """Patches of one epoch in groups; every slice of a group is loaded once for the group."""
+        if self.fits_in_cache:
+            order = rng.permutation(len(self.index)) if self.shuffle else np.arange(len(self.index))
+            return [[self.index[i] for i in order]]
+        by_slice: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
+        for item in self.index:
+            by_slice.setdefault(item[:2], []).append(item)
+        keys = list(by_slice)
+        if self.shuffle:
+            keys = [keys[i] for i in rng.permutation(len(keys))]
+        groups, current, used = [], [], 0
+        for key in keys:
+            if current and used + self._slice_bytes[key] > self.cache_bytes:
+                groups.append(current)
+                current, used = [], 0
+            current.extend(by_slice[key])
+            used += self._slice_bytes[key]
+        groups.append(current)
+        if self.shuffle:
+            groups = [[g[i] for i in rng.permutation(len(g))] for g in groups]
+        return groups
+
+    def __call__(self) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        aug_rng = np.random.default_rng([self.seed, self.epoch, 1])
+        self.epoch += 1
+        h, s = self.input_size, self.output_size
+        for group in self._epoch_groups(rng):
+            local: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+            for sample_i, z, t in group:
+                key = (sample_i, z)
+                if key not in local:
+                    local[key] = self.load_slice(sample_i, z)
+                image, label = local[key]
+                plan = self.plans[sample_i]
+                y0, x0 = plan.layout.origins[t]
+                img = image[y0 : y0 + h, x0 : x0 + h]
+                lab = label[y0 : y0 + s, x0 : x0 + s]
+                if self.augment:
+                    img, lab = augment_pair(img, lab, int(aug_rng.integers(4)), bool(aug_rng.integers(2)))
+                yield {"image": img, "availability": plan.availability}, lab
+
+
+def augment_pair(image: np.ndarray, label: np.ndarray, k: int, flip: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Rotate ``image [H, W, ...]`` and ``label [h, w]`` by ``k`` x 90 degrees, then flip left-right if ``flip``.
+
+    Both are square and concentric, so the same transform keeps them aligned.
+    """
+    image, label = np.rot90(image, k, axes=(0, 1)), np.rot90(label, k, axes=(0, 1))
+    if flip:
+        image, label = image[:, ::-1], label[:, ::-1]
+    return image, label
+
+
+def make_dataset(
+    store: SampleStore | str | os.PathLike,
+    samples: Sequence[str],
+    *,
+    panel: MarkerPanel | Sequence[str],
+    classes: Sequence[str],
+    input_size: int,
+    output_size: int,
+    batch_size: int,
+    shuffle: bool,
+    augment: bool = False,
+    seed: int = 0,
+    marker_panels: Mapping[str, Sequence[str]] | None = None,
+    subset: Sequence[int] | None = None,
+    repeat: bool = False,
+    cache_bytes: int = DEFAULT_CACHE_BYTES,
+):
+    """A batched ``tf.data.Dataset`` of ``({"image", "availability"}, label)`` (see module docs).
+
+    Args:
+        store: a :class:`SampleStore` or the path of one (opened read-only for the dataset's lifetime).
+        samples: sample names to draw patches from.
+        panel: the model's marker vocabulary (K markers).
+        classes: classes to segment, e.g. ``("sinusoids",)``; labels 1..C in this order.
+        input_size, output_size: the network's tile sizes (from ``UNetGeometry``).
+        batch_size: patches per batch; the last partial batch of an epoch is kept.
+        shuffle: seeded shuffling, different (and reproducible) in every epoch.
+        augment: random 90-degree rotations / flips, identical for image and label.
+        marker_panels: sample -> markers it keeps (heterogeneous-panel experiments, Cases 1-6).
+        subset: 0-based panel indices given to the model (all others zero, availability 0).
+        repeat: repeat epochs forever (each with a new order).
+        cache_bytes: memory budget for slices cached across epochs.
+    """
+    import tensorflow as tf
+
+    if int(batch_size) < 1:
+        raise UserInputError(f"batch_size must be >= 1, got {batch_size}")
+    panel = panel if isinstance(panel, MarkerPanel) else MarkerPanel(tuple(panel))
+    st = store if isinstance(store, SampleStore) else SampleStore(store, "r")
+    source = PatchSource(
+        st, samples, panel=panel, classes=classes, input_size=input_size, output_size=output_size,
+        shuffle=shuffle, augment=augment, seed=seed, marker_panels=marker_panels, subset=subset,
+        cache_bytes=cache_bytes,
+    )  # fmt: skip
+    k = panel.size
+    signature = (
+        {
+            "image": tf.TensorSpec((input_size, input_size, k), tf.float32),
+            "availability": tf.TensorSpec((k,), tf.float32),
+        },
+        tf.TensorSpec((output_size, output_size), tf.int32),
+    )
+    ds = tf.data.Dataset.from_generator(source, output_signature=signature)
+    ds = ds.apply(tf.data.experimental.assert_cardinality(source.n_patches))
+    ds = ds.batch(int(batch_size), drop_remainder=False)
+    if repeat:
+        ds = ds.repeat()
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _check_subset(subset: Sequence[int] | None, panel: MarkerPanel) -> np.ndarray:
+    given = np.ones(panel.size, dtype=bool)
+    if subset is None:
+        return given
+    idx = [int(i) for i in subset]
+    if not idx:
+        raise UserInputError("empty marker subset: give at least one marker")
+    bad = [i for i in idx if not 0 <= i < panel.size]
+    if bad:
+        raise UserInputError(f"subset index {bad[0]} outside 0..{panel.size - 1} for panel {', '.join(panel.names)}")
+    if len(set(idx)) != len(idx):
+        raise UserInputError(f"marker index given twice in subset {idx}")
+    given[:] = False
+    given[idx] = True
+    return given
+
+
+class _opened:
+    """Context manager: use a SampleStore as is, or open a path read-only for the block."""
+
+    def __init__(self, store: SampleStore | str | os.PathLike) -> None:
+        self._given = isinstance(store, SampleStore)
+        self.store = store if isinstance(store, SampleStore) else None
+        self._path = None if self._given else store
+
+    def __enter__(self) -> SampleStore:
+        if self.store is None:
+            self.store = SampleStore(self._path, "r")  # type: ignore[arg-type]
+        return self.store
+
+    def __exit__(self, *exc) -> None:
+        if not self._given and self.store is not None:
+            self.store.close()
+

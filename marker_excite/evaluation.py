@@ -1,0 +1,327 @@
+"""Evaluation of a run on every marker subset, as a tidy results table.
+
+For each non-empty subset of the model's panel (2^K - 1 of them, or the ones asked for) the test
+patches are fed with only that subset's markers (the others are zero images and 0 in the
+availability vector) and a confusion matrix is accumulated over ALL test patches; F1, precision,
+recall, TP, FP and FN per class come from that one matrix (not a mean of per-patch scores).
+
+Rows are dicts with the columns ``model, fold, class, subset, n_markers, metric, value``; subsets use
+the paper's notation (``m_125``) relative to the paper's five markers when the model's markers are
+among them (so a UB model on DAPI+endomucin reports ``m_12``), else relative to the model's panel.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from marker_excite.atomic import write_text
+from marker_excite.errors import UserInputError
+from marker_excite.markers import PAPER_MARKERS, MarkerPanel
+from marker_excite.progress import Progress
+
+#: Metrics reported per (class, subset).
+METRICS: tuple[str, ...] = ("f1", "precision", "recall", "tp", "fp", "fn")
+#: Columns of the tidy table, in order (extra keys such as ``sample`` / ``reference`` follow).
+COLUMNS: tuple[str, ...] = ("model", "fold", "class", "subset", "n_markers", "metric", "value")
+_INT_COLUMNS = ("fold", "n_markers")
+
+
+def label_panel(markers: Sequence[str]) -> MarkerPanel:
+    """The panel whose notation names subsets: the paper's markers if they contain all ``markers``."""
+    paper = MarkerPanel(PAPER_MARKERS)
+    return paper if all(m in paper for m in markers) else MarkerPanel(tuple(markers))
+
+
+def parse_subsets(spec: str | Sequence[str | Sequence[str]], markers: Sequence[str]) -> list[tuple[int, ...]]:
+    """Subsets given by the user as sorted index tuples into the model panel ``markers``.
+
+    A string holds subsets separated by ``,`` or ``;``; each is an ``m_125`` label (in the notation
+    of :func:`label_panel`) or marker names joined by ``+`` (``DAPI+collagen``). A sequence holds such
+    strings or collections of marker names. Raises :class:`UserInputError` naming the bad entry.
+    """
+    model_panel = MarkerPanel(tuple(markers))
+    names_panel = label_panel(markers)
+    items: list[Any] = [s for s in spec.replace(";", ",").split(",")] if isinstance(spec, str) else list(spec)
+    out: list[tuple[int, ...]] = []
+    for item in items:
+        if isinstance(item, str):
+            text = item.strip()
+            if not text:
+                raise UserInputError(f"empty subset in {spec!r}")
+            names = [names_panel.names[i] for i in names_panel.parse_subset(text.replace("+", ","))]
+        else:
+            names = list(item)
+        missing = [n for n in names if n not in model_panel]
+        if missing:
+            raise UserInputError(
+                f"subset {item!r} uses marker(s) {', '.join(missing)} that the model does not have "
+                f"(its markers: {', '.join(model_panel.names)})"
+            )
+        idx = model_panel.indices(names)
+        if idx not in out:
+            out.append(idx)
+    if not out:
+        raise UserInputError("no subsets given")
+    return out
+
+
+class ConfusionCounter:
+    """Confusion matrices of a model over datasets, with one compiled step reused for every call.
+
+    The step feeds ``image * mask`` and ``availability * mask`` to the model; with a subset mask only
+    patches that have every marker of the subset count.
+    """
+
+    def __init__(self, model, n_outputs: int, loss=None) -> None:
+        import tensorflow as tf
+
+        self.n_outputs = n = int(n_outputs)
+        self.loss = loss
+
+        @tf.function(reduce_retracing=True)
+        def step(image, availability, labels, mask, restrict):
+            mask = tf.cast(mask, availability.dtype)
+            has_all = tf.reduce_all(availability * mask >= mask - 0.5, axis=-1)
+            has_all = tf.logical_or(has_all, tf.logical_not(restrict))
+            logits = model({"image": image * mask[None, None, None, :], "availability": availability * mask},
+                           training=False)
+            labels = tf.cast(labels, tf.int32)
+            pred = tf.cast(tf.argmax(logits, axis=-1), tf.int32)
+            weight = tf.broadcast_to(tf.cast(has_all, tf.int64)[:, None, None], tf.shape(labels, out_type=tf.int64))
+            index = tf.reshape(labels * n + pred, [-1])
+            cm = tf.math.bincount(index, weights=tf.reshape(weight, [-1]), minlength=n * n, maxlength=n * n,
+                                  dtype=tf.int64)
+            batch_loss = tf.constant(0.0)
+            if loss is not None:
+                batch_loss = tf.cast(loss(labels, logits), tf.float32) * tf.cast(tf.shape(labels)[0], tf.float32)
+            return tf.reshape(cm, [n, n]), batch_loss, tf.reduce_sum(tf.cast(has_all, tf.int64))
+
+        self._step = step
+
+    def confusion_and_loss(self, dataset) -> tuple[np.ndarray, float]:
+        """Confusion matrix over all patches of ``dataset`` (all their markers) and the mean loss per
+        patch (NaN without a loss). Used for validation during training."""
+        import tensorflow as tf
+
+        cm = np.zeros((self.n_outputs, self.n_outputs), dtype=np.int64)
+        total, count = 0.0, 0
+        for inputs, labels in dataset:
+            ones = tf.ones_like(inputs["availability"][0])
+            batch_cm, batch_loss, n = self._step(inputs["image"], inputs["availability"], labels, ones, tf.constant(False))
+            cm += batch_cm.numpy()
+            total += float(batch_loss)
+            count += int(n)
+        return cm, (total / count if self.loss is not None and count else float("nan"))
+
+    def subsets(
+        self,
+        dataset,
+        n_markers: int,
+        subsets: Sequence[tuple[int, ...]],
+        *,
+        n_batches: int | None = None,
+        progress: bool = True,
+    ) -> dict[tuple[int, ...], tuple[np.ndarray, int]]:
+        """Per subset: confusion matrix over every patch that has all the subset's markers, and that count.
+
+        Each batch is read once and passed through the model once per subset.
+        """
+        import tensorflow as tf
+
+        n = self.n_outputs
+        masks = {s: tf.constant(np.isin(np.arange(n_markers), s).astype(np.float32)) for s in subsets}
+        result = {s: (np.zeros((n, n), dtype=np.int64), 0) for s in subsets}
+        restrict = tf.constant(True)
+        total = None if n_batches is None else n_batches * len(subsets)
+        with Progress(total, "evaluate", unit="forward pass", enabled=progress) as bar:
+            for inputs, labels in dataset:
+                for s, mask in masks.items():
+                    cm, _, count = self._step(inputs["image"], inputs["availability"], labels, mask, restrict)
+                    acc, seen = result[s]
+                    result[s] = (acc + cm.numpy(), seen + int(count))
+                    bar.update()
+        return result
+
+
+def rows_from_confusion(
+    cm: np.ndarray,
+    *,
+    model: str,
+    fold: int,
+    classes: Sequence[str],
+    subset: str,
+    n_markers: int,
+    **extra: Any,
+) -> list[dict[str, Any]]:
+    """Tidy rows (one per class and metric in :data:`METRICS`) from a confusion matrix with background
+    at index 0 and ``classes`` at 1..C."""
+    from marker_excite.metrics import f1_from_confusion, precision_recall, tp_fp_fn
+
+    cm = np.asarray(cm, dtype=np.int64)
+    if cm.shape != (len(classes) + 1,) * 2:
+        raise UserInputError(f"confusion matrix has shape {cm.shape}, expected {(len(classes) + 1,) * 2}")
+    f1 = f1_from_confusion(cm)
+    precision, recall = precision_recall(cm)
+    tp, fp, fn = tp_fp_fn(cm)
+    values = {"f1": f1, "precision": precision, "recall": recall, "tp": tp, "fp": fp, "fn": fn}
+    rows = []
+    for c, cls in enumerate(classes, start=1):
+        for metric in METRICS:
+            v = values[metric][c]
+            rows.append(
+                dict(model=model, fold=int(fold), **{"class": cls}, subset=subset, n_markers=int(n_markers),
+                     metric=metric, value=int(v) if metric in ("tp", "fp", "fn") else float(v), **extra)
+            )
+    return rows
+
+
+def evaluate_model(
+    model,
+    model_config,
+    store,
+    samples: Sequence[str],
+    *,
+    fold: int,
+    subsets: str | Sequence | None = None,
+    batch_size: int = 4,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Evaluate a built model on ``samples`` of an open store for every subset (see module doc)."""
+    from marker_excite.data import pipeline
+
+    markers = tuple(model_config.markers)
+    panel = MarkerPanel(markers)
+    chosen = panel.all_subsets() if subsets is None else parse_subsets(subsets, markers)
+    names = label_panel(markers)
+    n_patches = len(pipeline.patch_index(store, list(samples), model_config.output_size))
+    if n_patches == 0:
+        raise UserInputError(f"samples {', '.join(samples)} have no annotated slice to evaluate on")
+    dataset = pipeline.make_dataset(
+        store, list(samples), panel=panel, classes=tuple(model_config.classes), input_size=model_config.input_size,
+        output_size=model_config.output_size, batch_size=batch_size, shuffle=False, augment=False,
+    )
+    confusions = ConfusionCounter(model, model_config.n_outputs).subsets(
+        dataset, len(markers), chosen, n_batches=math.ceil(n_patches / batch_size), progress=progress
+    )
+    rows: list[dict[str, Any]] = []
+    for subset, (cm, count) in confusions.items():
+        label = names.subset_label(names.indices(markers[i] for i in subset))
+        if count == 0:
+            if progress:
+                print(f"evaluate: no test patch has all markers of {label}; subset skipped", file=sys.stderr)
+            continue
+        rows += rows_from_confusion(cm, model=model_config.name, fold=fold, classes=model_config.classes,
+                                    subset=label, n_markers=len(subset))
+    return rows
+
+
+def evaluate_run(
+    run,
+    store=None,
+    *,
+    subsets: str | Sequence | None = None,
+    samples: Sequence[str] | None = None,
+    batch_size: int | None = None,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Evaluate a :class:`~marker_excite.training.Run` on the TEST samples of its fold.
+
+    Args:
+        run: from :func:`marker_excite.training.load_run`.
+        store: an open SampleStore or a store path (default: the run's store).
+        subsets: None for all 2^K-1 subsets of the model's panel, else subsets as in :func:`parse_subsets`.
+        samples: override the samples (default: the fold's test samples).
+        batch_size: patches per forward pass (default: max(4, training batch size)).
+        progress: print progress.
+
+    Returns tidy rows (see module doc), also for UB models (their panel is their own subset).
+    """
+    from marker_excite.data.store import SampleStore
+
+    samples = list(samples) if samples is not None else list(run.fold.test)
+    if not samples:
+        raise UserInputError(f"run {run.run_dir} has no test samples to evaluate on")
+    bs = int(batch_size or max(4, run.train_config.batch_size))
+    kwargs = dict(fold=run.train_config.fold, subsets=subsets, batch_size=bs, progress=progress)
+    if store is None or isinstance(store, (str, os.PathLike)):
+        path = Path(store if store is not None else run.store_path)
+        if not path.is_file():
+            raise UserInputError(f"sample store {path} does not exist (give --store)")
+        with SampleStore(path, "r") as opened:
+            _check_samples(opened, samples)
+            return evaluate_model(run.model, run.model_config, opened, samples, **kwargs)
+    _check_samples(store, samples)
+    return evaluate_model(run.model, run.model_config, store, samples, **kwargs)
+
+
+def _check_samples(store, samples: Sequence[str]) -> None:
+    missing = [s for s in samples if s not in store.names()]
+    if missing:
+        raise UserInputError(f"sample(s) {', '.join(missing)} not in the store {store.path}")
+
+
+def relative(
+    rows_model: Iterable[Mapping], rows_ref: Iterable[Mapping], *, metrics: Sequence[str] = ("f1",)
+) -> list[dict[str, Any]]:
+    """The paper's "Rel. to": ``Q_model - Q_ref`` per matched (class, subset, fold) for each metric.
+
+    Rows keep the model's name and add ``reference`` (the reference model's name). Results present
+    in only one table (e.g. subsets without a UB model) are left out.
+    """
+    from marker_excite.stats import pair_rows
+
+    rows_model, rows_ref = list(rows_model), list(rows_ref)
+    ref_names = sorted({str(r["model"]) for r in rows_ref})
+    by_key = {(str(r["class"]), str(r["subset"]), str(r["fold"])): r for r in rows_model}
+    out: list[dict[str, Any]] = []
+    for metric in metrics:
+        paired = pair_rows(rows_model, rows_ref, metric=metric)
+        for key, diff in zip(paired.keys, paired.differences):
+            base = by_key[key]
+            out.append(dict(model=base["model"], fold=base["fold"], **{"class": base["class"]}, subset=base["subset"],
+                            n_markers=base["n_markers"], metric=metric, value=float(diff),
+                            reference="+".join(ref_names)))
+    return out
+
+
+def write_results(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike, *, overwrite: bool = True) -> Path:
+    """Write tidy rows as CSV (columns :data:`COLUMNS`, then any extra keys), atomically."""
+    if not rows:
+        raise UserInputError(f"no results to write to {path}")
+    extra = [k for k in dict.fromkeys(k for r in rows for k in r) if k not in COLUMNS]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=[*COLUMNS, *extra], lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (repr(float(v)) if isinstance(v, (float, np.floating)) else v) for k, v in row.items()})
+    return write_text(path, buf.getvalue(), overwrite=overwrite)
+
+
+def read_results(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Read a tidy CSV written by :func:`write_results` (``fold``/``n_markers`` int, ``value`` float)."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserInputError(f"results file {p} does not exist")
+    with open(p, newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise UserInputError(f"results file {p} lacks column(s) {', '.join(missing)}")
+        rows: list[dict[str, Any]] = []
+        for line, row in enumerate(reader, start=2):
+            try:
+                for c in _INT_COLUMNS:
+                    row[c] = int(row[c])
+                row["value"] = float(row["value"])
+            except (TypeError, ValueError):
+                raise UserInputError(f"results file {p}, line {line}: bad number in {dict(row)}") from None
+            rows.append(row)
+    return rows

@@ -1,0 +1,393 @@
+"""Whole-stack inference: a trained run or an exported SavedModel applied to a 2D/3D volume, slice by slice.
+
+Per stack (memory bounded: one slice, its tiles and its outputs are held at a time):
+
+1. channels are mapped to the model's panel BY NAME (:func:`marker_excite.markers.channel_map`);
+   markers the stack lacks (or that ``markers=`` leaves out) are zero channels with availability 0;
+2. one streaming pass over the slices gives each channel's mean and standard deviation (the
+   per-sample per-channel z-score used in training; a constant channel is only centred);
+3. each slice is standardised, resampled in-plane to the model's pixel size (when both are known and
+   differ), zero-padded and cut into tiles (:class:`~marker_excite.data.tiling.TileLayout`); tiles are
+   batched (``batch_size``) through the network; softmax probabilities are stitched (overlaps
+   averaged), resampled back to the slice size (linear) and the label map is their argmax.
+
+:func:`predict_slices` yields ``(z, probabilities [1+C, Y, X])``; :func:`predict_volume` collects them
+(small stacks); :func:`predict_file` streams them into OME-TIFF / HDF5 volumes, written atomically.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+
+from marker_excite.data.stats import RunningStats
+from marker_excite.data.tiling import Stitcher, TileLayout
+from marker_excite.errors import UserInputError
+from marker_excite.markers import MarkerError, MarkerPanel
+from marker_excite.progress import Progress
+
+#: Storage types of the probability volume: float32 as is; integers scale [0, 1] to [0, max].
+PROBABILITY_DTYPES: dict[str, int | None] = {"float32": None, "uint8": 255, "uint16": 65535}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a model expects: marker panel, classes, tile geometry and pixel size."""
+
+    markers: tuple[str, ...]
+    classes: tuple[str, ...]
+    input_size: int
+    output_size: int
+    spacing_zyx: tuple[float, float, float] | None = None
+
+    @property
+    def panel(self) -> MarkerPanel:
+        return MarkerPanel(self.markers)
+
+    @property
+    def margin(self) -> int:
+        return (self.input_size - self.output_size) // 2
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """Names of the probability channels: background, then the classes."""
+        return ("background", *self.classes)
+
+    @classmethod
+    def from_card(cls, card: dict[str, Any]) -> "ModelSpec":
+        """The spec described by a model card (see :func:`marker_excite.export.model_card`)."""
+        try:
+            tile = card["tile"]
+            spacing = card.get("spacing_zyx_um")
+            return cls(
+                markers=tuple(card["markers"]),
+                classes=tuple(card["classes"]),
+                input_size=int(tile["input_size"]),
+                output_size=int(tile["output_size"]),
+                spacing_zyx=tuple(float(s) for s in spacing) if spacing else None,  # type: ignore[arg-type]
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UserInputError(f"model card is incomplete or corrupt: {exc}") from None
+
+
+@dataclass
+class Predictor:
+    """A model ready for inference: ``probabilities(image [N,H,W,K], availability [N,K]) -> [N,h,w,1+C]``.
+
+    Attributes:
+        spec: what the model expects.
+        card: the model card (dict; :func:`marker_excite.export.model_card`).
+        source: the run directory or SavedModel it came from.
+        fn: the batched forward pass returning softmax probabilities (numpy in, numpy out).
+    """
+
+    spec: ModelSpec
+    card: dict[str, Any]
+    source: Path
+    fn: Callable[[np.ndarray, np.ndarray], np.ndarray] = field(repr=False)
+
+    def probabilities(self, image: np.ndarray, availability: np.ndarray) -> np.ndarray:
+        """Softmax probabilities ``[N, h, w, 1+C]`` float32 of a batch of input tiles."""
+        return np.asarray(self.fn(np.asarray(image, np.float32), np.asarray(availability, np.float32)))
+
+
+def keras_forward(model, input_size: int, n_markers: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """A compiled softmax forward pass of a Keras model (any batch size, no retracing)."""
+    import keras
+    import tensorflow as tf
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, input_size, input_size, n_markers], tf.float32),
+            tf.TensorSpec([None, n_markers], tf.float32),
+        ],
+        reduce_retracing=True,
+    )
+    def forward(image, availability):
+        return keras.ops.softmax(model([image, availability], training=False), axis=-1)
+
+    return lambda image, availability: forward(image, availability).numpy()
+
+
+def predictor_from_run(run) -> Predictor:
+    """A :class:`Predictor` of a :class:`~marker_excite.training.Run` (its best weights)."""
+    from marker_excite.export import model_card
+
+    card = model_card(run)
+    spec = ModelSpec.from_card(card)
+    fn = keras_forward(run.model, spec.input_size, len(spec.markers))
+    return Predictor(spec=spec, card=card, source=Path(run.run_dir), fn=fn)
+
+
+def load_predictor(path: str | os.PathLike) -> Predictor:
+    """A run directory (``model_config.json``) or an exported SavedModel (``saved_model.pb``)."""
+    from marker_excite import run_dir as rd
+
+    p = Path(path)
+    if not p.exists():
+        raise UserInputError(f"model {p} does not exist (give a run directory or an exported model)")
+    if (p / "saved_model.pb").is_file():
+        from marker_excite.export import load_exported
+
+        return load_exported(p)
+    if rd.is_run_dir(p):
+        from marker_excite.training import load_run
+
+        return predictor_from_run(load_run(p))
+    raise UserInputError(f"{p} is neither a run directory (model_config.json) nor an exported model (saved_model.pb)")
+
+
+def as_predictor(model) -> Predictor:
+    """Accept a :class:`Predictor`, a training ``Run`` or a path."""
+    if isinstance(model, Predictor):
+        return model
+    if isinstance(model, (str, os.PathLike)):
+        return load_predictor(model)
+    if hasattr(model, "model_config") and hasattr(model, "model"):
+        return predictor_from_run(model)
+    raise TypeError(f"expected a Predictor, a Run or a path, got {type(model).__name__}")
+
+
+# -- channel planning -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ChannelPlan:
+    """Which stack channel feeds which model input, and the availability vector."""
+
+    pairs: tuple[tuple[int, int], ...]  # (stack channel, panel index)
+    availability: np.ndarray  # (K,) float32
+
+    @property
+    def used_channels(self) -> list[int]:
+        return [c for c, _ in self.pairs]
+
+
+def plan_channels(stack_markers: Sequence[str], panel: MarkerPanel, markers: str | Sequence[str] | None = None) -> ChannelPlan:
+    """Map a stack's channel names onto ``panel``, optionally restricted to ``markers``.
+
+    ``markers``: names or numbers of the panel (``"DAPI,collagen"``, ``"m_125"``, a list). Every
+    requested marker must be in the stack; stack channels outside the panel are an error unless
+    ``markers`` leaves them out anyway. Raises :class:`MarkerError` naming the marker.
+    """
+    names = [str(m).strip() for m in stack_markers]
+    if not names:
+        raise MarkerError("the stack declares no marker at all")
+    lowered = [n.lower() for n in names]
+    dups = sorted({n for n in names if lowered.count(n.lower()) > 1})
+    if dups:
+        raise MarkerError(f"marker given twice in the stack: {', '.join(dups)}")
+    wanted: set[int] | None = None
+    if markers is not None:
+        wanted = set(panel.parse_subset(markers))
+        have = {panel.index(n) for n in names if n in panel}
+        absent = [panel.names[k] for k in sorted(wanted - have)]
+        if absent:
+            raise MarkerError(f"marker(s) {', '.join(absent)} requested but the stack has {', '.join(names)}")
+    pairs: list[tuple[int, int]] = []
+    for c, name in enumerate(names):
+        if name not in panel:
+            if wanted is None:
+                raise MarkerError(
+                    f"stack marker {name!r} is not in the model's panel ({', '.join(panel.names)}); "
+                    "rename the channels (--channel-names) or choose markers with --markers"
+                )
+            continue
+        k = panel.index(name)
+        if wanted is None or k in wanted:
+            pairs.append((c, k))
+    availability = np.zeros(panel.size, np.float32)
+    availability[[k for _, k in pairs]] = 1.0
+    return ChannelPlan(tuple(pairs), availability)
+
+
+def channel_statistics(volume, channels: Sequence[int], progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std (population, float64) of the given channels over the whole stack, one pass."""
+    channels = list(channels)
+    stats = RunningStats(len(channels))
+    nz = volume.shape_czyx[1]
+    with Progress(nz, "statistics", unit="slice", enabled=progress) as bar:
+        for z in range(nz):
+            stats.update(volume.read_slice(z)[channels])
+            bar.update()
+    return stats.mean, stats.std
+
+
+# -- prediction -----------------------------------------------------------------------------------
+def _target_yx(spec: ModelSpec, volume_spacing: Sequence[float]) -> tuple[float, float] | None:
+    """The model's in-plane pixel size when resampling is needed, else None."""
+    if spec.spacing_zyx is None:
+        return None
+    target = (float(spec.spacing_zyx[1]), float(spec.spacing_zyx[2]))
+    own = (float(volume_spacing[1]), float(volume_spacing[2]))
+    return None if np.allclose(own, target, rtol=1e-6) else target
+
+
+def predict_slices(
+    model,
+    volume,
+    *,
+    markers: str | Sequence[str] | None = None,
+    batch_size: int = 4,
+    progress: bool = True,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(z, probabilities [1+C, Y, X] float32)`` for every slice of ``volume`` in order.
+
+    Args:
+        model: a :class:`Predictor`, a training ``Run``, or a path (run directory / exported model).
+        volume: a :class:`~marker_excite.data.io.VolumeReader` (``shape_czyx``, ``markers``,
+            ``spacing``, ``read_slice(z)``); each slice is read twice (statistics, then prediction).
+        markers: restrict the input to these markers of the model's panel (names or ``m_125``).
+        batch_size: tiles per forward pass.
+        progress: print progress per slice.
+    """
+    predictor = as_predictor(model)
+    spec = predictor.spec
+    if batch_size < 1:
+        raise UserInputError(f"batch size must be >= 1, got {batch_size}")
+    plan = plan_channels(volume.markers, spec.panel, markers)
+    mean, std = channel_statistics(volume, plan.used_channels, progress=progress)
+    std = np.where(std > 0, std, 1.0)
+    _, nz, ny, nx = volume.shape_czyx
+    target = _target_yx(spec, volume.spacing)
+    if target is None:
+        work_yx = (ny, nx)
+    else:
+        from marker_excite.data.resample import target_shape
+
+        work_yx = target_shape((ny, nx), volume.spacing[1:], target)
+    layout = TileLayout(work_yx, spec.input_size, spec.output_size)
+    k = spec.panel.size
+    availability = np.broadcast_to(plan.availability, (batch_size, k))
+    with Progress(nz, "predict", unit="slice", enabled=progress) as bar:
+        for z in range(nz):
+            raw = volume.read_slice(z)
+            image = np.zeros((k, ny, nx), np.float32)
+            for j, (c, idx) in enumerate(plan.pairs):
+                image[idx] = (raw[c] - mean[j]) / std[j]
+            del raw
+            if target is not None:
+                from marker_excite.data.resample import resample_to_shape
+
+                image = resample_to_shape(image, work_yx, order=1)
+            probs = _predict_slice(predictor, layout, image, availability, batch_size)
+            if target is not None:
+                from marker_excite.data.resample import restore_slice
+
+                probs = restore_slice(probs, (ny, nx), order=1)
+            yield z, probs
+            bar.update()
+
+
+def _predict_slice(predictor: Predictor, layout: TileLayout, image: np.ndarray, availability: np.ndarray, batch_size: int) -> np.ndarray:
+    """Probabilities ``[1+C, Y, X]`` of one standardised slice ``[K, Y, X]``."""
+    padded = np.ascontiguousarray(layout.pad(image).transpose(1, 2, 0))  # [Yp, Xp, K]
+    size = layout.input_size
+    origins = layout.origins
+    stitcher = Stitcher(layout)
+    for start in range(0, len(origins), batch_size):
+        chunk = origins[start : start + batch_size]
+        tiles = np.stack([padded[y : y + size, x : x + size] for y, x in chunk])
+        out = predictor.probabilities(tiles, availability[: len(chunk)])
+        for i, tile in enumerate(out):
+            stitcher.add(start + i, tile.transpose(2, 0, 1))
+    return stitcher.result()
+
+
+def predict_volume(
+    model,
+    volume,
+    *,
+    markers: str | Sequence[str] | None = None,
+    batch_size: int = 4,
+    progress: bool = True,
+) -> np.ndarray:
+    """Probabilities ``[1+C, Z, Y, X]`` float32 of a whole (small) stack; see :func:`predict_slices`."""
+    predictor = as_predictor(model)
+    _, nz, ny, nx = volume.shape_czyx
+    out = np.empty((len(predictor.spec.outputs), nz, ny, nx), np.float32)
+    for z, probs in predict_slices(predictor, volume, markers=markers, batch_size=batch_size, progress=progress):
+        out[:, z] = probs
+    return out
+
+
+def labels_from_probabilities(probs: np.ndarray) -> np.ndarray:
+    """Argmax over the class axis (axis 0): 0 background, c the c-th class (uint8)."""
+    return np.argmax(probs, axis=0).astype(np.uint8)
+
+
+def encode_probabilities(probs: np.ndarray, dtype: str) -> np.ndarray:
+    """Probabilities in the storage type: float32 as is, ``uint8``/``uint16`` as ``round(p * max)``."""
+    if dtype not in PROBABILITY_DTYPES:
+        raise UserInputError(f"probability type must be one of {', '.join(PROBABILITY_DTYPES)}, got {dtype!r}")
+    scale = PROBABILITY_DTYPES[dtype]
+    if scale is None:
+        return probs.astype(np.float32, copy=False)
+    return np.rint(np.clip(probs, 0.0, 1.0) * scale).astype(dtype)
+
+
+def predict_file(
+    model,
+    input_path: str | os.PathLike,
+    *,
+    labels: str | os.PathLike | None = None,
+    probabilities: str | os.PathLike | None = None,
+    markers: str | Sequence[str] | None = None,
+    channel_names: Sequence[str] | str | None = None,
+    spacing: Sequence[float] | None = None,
+    batch_size: int = 4,
+    probability_dtype: str = "float32",
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict[str, Path]:
+    """Predict a stack file and write its label and/or probability volume (OME-TIFF or HDF5 by suffix).
+
+    Both outputs are streamed slice by slice into temporary files and renamed into place only when
+    every slice succeeded; on any error nothing is left under the output names.
+
+    Returns:
+        ``{"labels": path, "probabilities": path}`` for the outputs written.
+    """
+    from marker_excite.atomic import check_output_path
+    from marker_excite.data.io import VolumeWriter, open_volume
+
+    if labels is None and probabilities is None:
+        raise UserInputError("give an output: a label volume and/or a probability volume")
+    outputs = {k: Path(v) for k, v in (("labels", labels), ("probabilities", probabilities)) if v is not None}
+    if len(outputs) == 2 and outputs["labels"].resolve() == outputs["probabilities"].resolve():
+        raise UserInputError(f"label and probability outputs are the same file {outputs['labels']}")
+    if probability_dtype not in PROBABILITY_DTYPES:
+        raise UserInputError(f"probability type must be one of {', '.join(PROBABILITY_DTYPES)}, got {probability_dtype!r}")
+    for path in outputs.values():
+        check_output_path(path, overwrite=overwrite)
+    predictor = as_predictor(model)
+    with open_volume(input_path, markers=channel_names, spacing=spacing) as volume:
+        _, nz, ny, nx = volume.shape_czyx
+        writers: dict[str, VolumeWriter] = {}
+        try:
+            if "labels" in outputs:
+                writers["labels"] = VolumeWriter(outputs["labels"], (nz, ny, nx), np.uint8, volume.spacing, ("labels",), overwrite)
+            if "probabilities" in outputs:
+                writers["probabilities"] = VolumeWriter(
+                    outputs["probabilities"], (len(predictor.spec.outputs), nz, ny, nx), probability_dtype,
+                    volume.spacing, predictor.spec.outputs, overwrite,
+                )  # fmt: skip
+            for z, probs in predict_slices(predictor, volume, markers=markers, batch_size=batch_size, progress=progress):
+                if "labels" in writers:
+                    writers["labels"].write_slice(z, labels_from_probabilities(probs))
+                if "probabilities" in writers:
+                    writers["probabilities"].write_slice(z, encode_probabilities(probs, probability_dtype))
+            done: list[Path] = []
+            try:
+                for writer in writers.values():
+                    done.append(writer.close())
+            except BaseException:
+                for path in done:
+                    path.unlink(missing_ok=True)
+                raise
+        finally:
+            for writer in writers.values():
+                writer.abort()
+    return outputs

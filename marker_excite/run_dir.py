@@ -1,0 +1,268 @@
+"""The run directory: file names, creation rules, config checks on resume, and atomic state files.
+
+A run directory holds everything about one training run (see ``docs/workflow.md``)::
+
+    model_config.json  train_config.json  data_config.json  versions.json
+    weights.best.weights.h5  weights.last.weights.h5  checkpoint/  log.csv  tensorboard/  curves.png
+
+Every file is written to a temporary sibling and renamed into place, so an interrupted run never
+leaves a half-written file under its final name. ``checkpoint/`` (resume state) is replaced as a whole.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import platform
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from marker_excite.atomic import write_json, write_text
+from marker_excite.errors import UserInputError
+
+MODEL_CONFIG = "model_config.json"
+TRAIN_CONFIG = "train_config.json"
+DATA_CONFIG = "data_config.json"
+VERSIONS = "versions.json"
+BEST_WEIGHTS = "weights.best.weights.h5"
+LAST_WEIGHTS = "weights.last.weights.h5"
+CHECKPOINT = "checkpoint"
+LOG = "log.csv"
+TENSORBOARD = "tensorboard"
+CURVES = "curves.png"
+
+_STATE_JSON = "state.json"
+_STATE_ARRAYS = "state.npz"
+
+
+class RunDirError(UserInputError):
+    """A run directory that is missing, incomplete, corrupt or in the way of a new run."""
+
+
+def is_run_dir(path: str | os.PathLike) -> bool:
+    """True if ``path`` looks like a run directory (holds ``model_config.json``)."""
+    return (Path(path) / MODEL_CONFIG).is_file()
+
+
+def prepare_new(run_dir: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Make ``run_dir`` ready for a new run.
+
+    An existing non-empty directory is an error unless ``overwrite`` is given; ``overwrite`` only
+    deletes directories that are run directories (never an arbitrary folder).
+    """
+    p = Path(run_dir)
+    if p.exists() and not p.is_dir():
+        raise RunDirError(f"run directory {p} is a file")
+    if p.is_dir() and any(p.iterdir()):
+        if not overwrite:
+            raise RunDirError(
+                f"run directory {p} is not empty (use --resume to continue it or --overwrite to replace it)"
+            )
+        if not is_run_dir(p):
+            raise RunDirError(f"{p} is not empty and is not a run directory; refusing to delete it with --overwrite")
+        shutil.rmtree(p)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunDirError(f"cannot create run directory {p}: {exc.strerror or exc}") from None
+    if not os.access(p, os.W_OK):
+        raise RunDirError(f"run directory {p} is not writable")
+    return p
+
+
+def read_json(path: Path, what: str) -> dict[str, Any]:
+    """Read a JSON object, raising :class:`RunDirError` naming the file when missing or corrupt."""
+    if not path.is_file():
+        raise RunDirError(f"{path.parent} is not a complete run directory: {what} {path.name} is missing")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RunDirError(f"{path} is corrupt (not valid JSON: {exc})") from None
+    if not isinstance(data, dict):
+        raise RunDirError(f"{path} is corrupt: expected a JSON object")
+    return data
+
+
+def config_differences(stored: Mapping[str, Any], given: Mapping[str, Any], prefix: str) -> list[str]:
+    """Field names (``prefix.field``) whose values differ between two config dicts (JSON-normalised)."""
+
+    def norm(v: Any) -> Any:
+        return json.loads(json.dumps(v, default=str))
+
+    keys = list(dict.fromkeys(list(stored) + list(given)))
+    return [f"{prefix}.{k}" for k in keys if norm(stored.get(k)) != norm(given.get(k))]
+
+
+def check_resume(run_dir: Path, configs: Mapping[str, Mapping[str, Any]]) -> None:
+    """Raise a one-line :class:`RunDirError` naming every field where ``configs`` differ from the stored ones.
+
+    ``configs`` maps a file name (``model_config.json`` ...) to the dict the new invocation would write.
+    """
+    if not run_dir.is_dir():
+        raise RunDirError(f"cannot resume: run directory {run_dir} does not exist")
+    if not is_run_dir(run_dir):
+        raise RunDirError(f"cannot resume: {run_dir} is not a run directory (no {MODEL_CONFIG})")
+    diffs: list[str] = []
+    for name, given in configs.items():
+        stored = read_json(run_dir / name, "config")
+        diffs += config_differences(stored, given, name.removesuffix(".json"))
+    if diffs:
+        raise RunDirError(
+            f"cannot resume {run_dir}: the given settings differ from the stored run in {', '.join(diffs)} "
+            "(start a new run directory, or use --overwrite to restart this one)"
+        )
+
+
+def versions() -> dict[str, Any]:
+    """Versions of Python, TensorFlow, Keras, numpy, marker_excite, the platform and the visible devices."""
+    import keras
+    import tensorflow as tf
+
+    import marker_excite
+
+    return {
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "marker_excite": marker_excite.__version__,
+        "platform": platform.platform(),
+        "devices": [f"{d.device_type}:{d.name}" for d in tf.config.list_physical_devices()],
+    }
+
+
+def save_weights(model, path: Path) -> Path:
+    """``model.save_weights`` to a temporary ``.weights.h5`` sibling, then rename into place."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".weights.h5", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        tmp_path.unlink()
+        model.save_weights(str(tmp_path))
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+    return path
+
+
+def load_weights(model, path: Path) -> None:
+    """Load weights, raising :class:`RunDirError` naming the file when it is missing or unreadable."""
+    if not path.is_file():
+        raise RunDirError(f"{path.parent}: weights file {path.name} is missing (no completed epoch?)")
+    try:
+        model.load_weights(str(path))
+    except Exception as exc:  # noqa: BLE001 - h5py / keras raise many types for a corrupt file
+        raise RunDirError(f"cannot load weights {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+
+
+# -- resume checkpoint ---------------------------------------------------------------------------
+def _variable_arrays(prefix: str, variables: Sequence) -> dict[str, np.ndarray]:
+    return {f"{prefix}/{i:05d}": np.asarray(v.numpy()) for i, v in enumerate(variables)}
+
+
+def save_checkpoint(run_dir: Path, model, optimizer, state: Mapping[str, Any]) -> None:
+    """Write the resume state: every model variable (incl. Marker Sampling seed-generator states),
+    every optimizer variable and the JSON ``state`` (epoch, best score, ...), replaced as a whole."""
+    final = run_dir / CHECKPOINT
+    tmp = Path(tempfile.mkdtemp(prefix=f".{CHECKPOINT}.", dir=run_dir))
+    try:
+        arrays = _variable_arrays("model", model.variables) | _variable_arrays("optimizer", optimizer.variables)
+        with open(tmp / _STATE_ARRAYS, "wb") as fh:
+            np.savez(fh, **arrays)
+        meta = dict(state)
+        meta["model_variables"] = [v.path for v in model.variables]
+        meta["optimizer_variables"] = [v.path for v in optimizer.variables]
+        (tmp / _STATE_JSON).write_text(json.dumps(meta, indent=2) + "\n")
+        old = run_dir / f"{CHECKPOINT}.old"
+        if old.exists():
+            shutil.rmtree(old)
+        if final.exists():
+            os.replace(final, old)
+        os.replace(tmp, final)
+        if old.exists():
+            shutil.rmtree(old)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def _restore(prefix: str, variables: Sequence, names: list[str], arrays, where: Path) -> None:
+    if len(names) != len(variables):
+        raise RunDirError(
+            f"checkpoint {where} holds {len(names)} {prefix} variables, the model has {len(variables)}; "
+            "the run was made with a different model"
+        )
+    for i, v in enumerate(variables):
+        value = arrays[f"{prefix}/{i:05d}"]
+        if tuple(value.shape) != tuple(v.shape):
+            raise RunDirError(f"checkpoint {where}: {prefix} variable {names[i]} has shape {value.shape}, expected {tuple(v.shape)}")
+        v.assign(value)
+
+
+def load_checkpoint(run_dir: Path, model, optimizer) -> dict[str, Any]:
+    """Restore the variables written by :func:`save_checkpoint` and return its JSON state.
+
+    Falls back to ``checkpoint.old/`` when a crash happened while the checkpoint was being replaced.
+    """
+    where = run_dir / CHECKPOINT
+    if not (where / _STATE_JSON).is_file() and (run_dir / f"{CHECKPOINT}.old" / _STATE_JSON).is_file():
+        where = run_dir / f"{CHECKPOINT}.old"
+    state = read_json(where / _STATE_JSON, "resume state")
+    try:
+        with np.load(where / _STATE_ARRAYS) as arrays:
+            _restore("model", model.variables, state["model_variables"], arrays, where)
+            _restore("optimizer", optimizer.variables, state["optimizer_variables"], arrays, where)
+    except (OSError, KeyError, ValueError) as exc:
+        raise RunDirError(f"resume state in {where} is corrupt: {exc}") from None
+    return state
+
+
+def has_checkpoint(run_dir: Path) -> bool:
+    return any((run_dir / d / _STATE_JSON).is_file() for d in (CHECKPOINT, f"{CHECKPOINT}.old"))
+
+
+# -- log.csv -------------------------------------------------------------------------------------
+def write_log(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Write the per-epoch log (all rows, columns of the first row) atomically."""
+    buf = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    write_text(path, buf.getvalue())
+
+
+def _number(text: str) -> int | float | str:
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            return text
+
+
+def read_log(path: Path) -> list[dict[str, Any]]:
+    """The per-epoch log as dicts with numbers converted; [] when the file does not exist."""
+    if not path.is_file():
+        return []
+    try:
+        with open(path, newline="") as fh:
+            return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+    except (csv.Error, UnicodeDecodeError) as exc:
+        raise RunDirError(f"training log {path} is corrupt: {exc}") from None
+
+
+def write_configs(run_dir: Path, configs: Mapping[str, Mapping[str, Any]]) -> None:
+    """Write each ``file name -> dict`` as JSON (atomic)."""
+    for name, data in configs.items():
+        write_json(run_dir / name, dict(data))
+

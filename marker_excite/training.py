@@ -1,0 +1,413 @@
+"""Training: one model of the zoo on one fold of a sample store, written to a run directory.
+
+:func:`train` fits a model with the weighted cross-entropy of the paper (log class weights from the
+TRAINING samples' pixel counts), Adam, validation mean F1 over the classes after every epoch and
+keeps the best epoch (the paper's model selection). :func:`load_run` reads a run directory back.
+
+Reproducibility: the data order and augmentation of epoch ``e`` depend only on ``(seed, e)``; the
+model variables (including the Marker Sampling seed-generator states), the optimizer state and the
+epoch are saved after every epoch, so ``resume=True`` continues an interrupted run to the same
+weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from marker_excite import run_dir as rd
+from marker_excite.config import ConfigError, JsonConfig
+from marker_excite.errors import UserInputError
+from marker_excite.progress import Progress
+
+#: Training presets: ``paper`` = the paper's schedule (batch 2, 200 epochs); ``small`` = a CPU demo.
+TRAIN_PRESETS: dict[str, dict[str, Any]] = {
+    "paper": dict(epochs=200, batch_size=2),
+    "small": dict(epochs=20, batch_size=8),
+}
+
+
+@dataclass
+class TrainConfig(JsonConfig):
+    """Training settings; stored as ``train_config.json`` in the run directory.
+
+    Attributes:
+        preset: name of the preset the values came from (informative).
+        epochs: number of epochs (passes over all training patches).
+        batch_size: patches per step (global batch over all GPUs).
+        learning_rate: Adam learning rate (Keras default 0.001; other Adam settings are Keras defaults).
+        augment: random flips / 90-degree rotations of training patches.
+        seed: seed of weight initialisation, data order, augmentation and Marker Sampling.
+        fold, n_folds, n_val, n_test, fold_seed: the cross-validation split (``data/folds.paper_folds``;
+            n_test None = near-equal test groups, the paper's 2 of 8 samples with 4 folds).
+        classes: the classes to segment, in output order (must equal the model config's classes).
+        marker_panels: training sample -> markers it keeps (heterogeneous panels, the paper's Cases);
+            samples not listed keep all their markers; validation and test samples always keep all.
+        patience: stop when validation mean F1 has not improved for this many epochs (None: never).
+        deterministic: make TensorFlow ops deterministic (bit-identical reruns and resumes).
+    """
+
+    preset: str = "paper"
+    epochs: int = 200
+    batch_size: int = 2
+    learning_rate: float = 1e-3
+    augment: bool = True
+    seed: int = 0
+    fold: int = 0
+    n_folds: int = 4
+    n_val: int = 1
+    n_test: int | None = None
+    fold_seed: int = 0
+    classes: tuple[str, ...] = ("sinusoids",)
+    marker_panels: dict[str, tuple[str, ...]] | None = None
+    patience: int | None = None
+    deterministic: bool = True
+
+    def __post_init__(self) -> None:
+        self.classes = tuple(self.classes)
+        if self.marker_panels is not None:
+            self.marker_panels = {str(k): tuple(v) for k, v in self.marker_panels.items()}
+
+    def validate(self) -> None:
+        for name in ("epochs", "batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"train_config.{name} must be >= 1, got {getattr(self, name)}")
+        if self.n_folds < 2:
+            raise ConfigError(f"train_config.n_folds must be >= 2, got {self.n_folds}")
+        if not self.learning_rate > 0:
+            raise ConfigError(f"train_config.learning_rate must be > 0, got {self.learning_rate}")
+        if not 0 <= self.fold < self.n_folds:
+            raise ConfigError(f"train_config.fold must be in 0..{self.n_folds - 1}, got {self.fold}")
+        if self.n_val < 1 or (self.n_test is not None and self.n_test < 1):
+            raise ConfigError(f"train_config.n_val and n_test must be >= 1, got {self.n_val} and {self.n_test}")
+        if not self.classes:
+            raise ConfigError("train_config.classes: give at least one class")
+        if self.patience is not None and self.patience < 1:
+            raise ConfigError(f"train_config.patience must be >= 1 or null, got {self.patience}")
+        for sample, markers in (self.marker_panels or {}).items():
+            if not markers:
+                raise ConfigError(f"train_config.marker_panels: sample {sample!r} keeps no marker")
+
+
+def train_config(preset: str = "paper", **overrides: Any) -> TrainConfig:
+    """A :class:`TrainConfig` from a preset (``paper`` or ``small``) with ``overrides`` applied."""
+    if preset not in TRAIN_PRESETS:
+        raise ConfigError(f"unknown training preset {preset!r}; choose one of {', '.join(TRAIN_PRESETS)}")
+    values = dict(TRAIN_PRESETS[preset], preset=preset)
+    values.update(overrides)
+    cfg = TrainConfig(**values)
+    cfg.validate()
+    return cfg
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The data-order / augmentation seed of one epoch: a function of (seed, epoch) only."""
+    return int(np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+@dataclass
+class Run:
+    """A trained run read back from its directory (see :func:`load_run`).
+
+    Attributes:
+        run_dir: the directory.
+        model_config, train_config: the stored configs.
+        store_path: the sample store it was trained on.
+        fold: the train / validation / test samples.
+        model: the Keras model with the BEST (or requested) weights loaded.
+        history: rows of ``log.csv`` (one dict per epoch).
+        class_weights: the loss weights used (background first).
+    """
+
+    run_dir: Path
+    model_config: Any
+    train_config: TrainConfig
+    store_path: Path
+    fold: Any
+    model: Any
+    history: list[dict[str, Any]] = field(default_factory=list)
+    class_weights: tuple[float, ...] = ()
+
+    @property
+    def name(self) -> str:
+        """The zoo name of the model (``MS-ME`` ...)."""
+        return str(self.model_config.name)
+
+    @property
+    def best_epoch(self) -> int | None:
+        """The epoch with the highest validation mean F1 (None before the first epoch)."""
+        if not self.history:
+            return None
+        return int(max(self.history, key=lambda r: (float(r["val_mean_f1"]), -int(r["epoch"])))["epoch"])
+
+
+# -- helpers ------------------------------------------------------------------------------------------
+def _strategy():
+    """The strategy in whose scope ``train`` was called (e.g. MultiWorkerMirroredStrategy), else
+    MirroredStrategy over all GPUs when more than one is visible, else the default strategy."""
+    import tensorflow as tf
+
+    if tf.distribute.has_strategy():
+        return tf.distribute.get_strategy()
+    gpus = tf.config.list_logical_devices("GPU")
+    if len(gpus) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def _data_config(store_path: Path, fold, marker_panels, classes, counts, weights) -> dict[str, Any]:
+    return {
+        "store": str(store_path),
+        "fold": {"train": list(fold.train), "val": list(fold.val), "test": list(fold.test)},
+        "marker_panels": {k: list(v) for k, v in (marker_panels or {}).items()},
+        "loss_classes": ["background", *classes],
+        "train_pixel_counts": [int(c) for c in counts],
+        "class_weights": [float(w) for w in weights],
+    }
+
+
+def _select_fold(store, cfg: TrainConfig):
+    from marker_excite.data.folds import paper_folds
+
+    names = store.names()
+    if not names:
+        raise UserInputError(f"sample store {store.path} holds no samples")
+    folds = paper_folds(names, n_folds=cfg.n_folds, n_val=cfg.n_val, n_test=cfg.n_test, seed=cfg.fold_seed)
+    return folds[cfg.fold]
+
+
+def _train_panels(cfg: TrainConfig, store, fold) -> dict[str, tuple[str, ...]] | None:
+    """Marker panels of the fold's training samples (validated against the store)."""
+    if not cfg.marker_panels:
+        return None
+    unknown = sorted(set(cfg.marker_panels) - set(store.names()))
+    if unknown:
+        raise UserInputError(f"marker_panels names sample(s) {', '.join(unknown)} that are not in the store {store.path}")
+    panels = {s: m for s, m in cfg.marker_panels.items() if s in fold.train}
+    return panels or None
+
+
+def _check_classes(model_config, cfg: TrainConfig) -> None:
+    if tuple(model_config.classes) != tuple(cfg.classes):
+        raise ConfigError(
+            f"classes differ: model config {list(model_config.classes)} vs training config {list(cfg.classes)}"
+        )
+
+
+def _progress_callback(bar: Progress):
+    """A Keras callback that feeds ``bar`` with the running training loss after every batch."""
+    import keras
+
+    class BatchProgress(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            bar.update(loss=float((logs or {}).get("loss", float("nan"))))
+
+    return BatchProgress()
+
+
+def _write_tensorboard(writer, row: dict[str, Any], epoch: int) -> None:
+    """Epoch scalars as TensorBoard events (written with tf.summary.write: no tensorboard package needed)."""
+    import tensorflow as tf
+    from tensorflow.core.framework import summary_pb2
+
+    metadata = summary_pb2.SummaryMetadata()
+    metadata.plugin_data.plugin_name = "scalars"
+    with writer.as_default():
+        for key, value in row.items():
+            if key != "epoch" and isinstance(value, (int, float)):
+                tf.summary.write(key, tf.constant(float(value), tf.float32), step=epoch,
+                                 metadata=metadata.SerializeToString())
+    writer.flush()
+
+
+# -- public API ---------------------------------------------------------------------------------------
+def train(
+    run_dir: str | os.PathLike,
+    model_config,
+    train_config: TrainConfig,
+    store_path: str | os.PathLike,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Run:
+    """Train ``model_config`` on fold ``train_config.fold`` of the store, writing ``run_dir``.
+
+    Args:
+        run_dir: output directory (created; must be empty or absent for a new run).
+        model_config: a :class:`marker_excite.models.zoo.ModelConfig`.
+        train_config: a :class:`TrainConfig` (classes must equal the model config's).
+        store_path: the :class:`~marker_excite.data.store.SampleStore` file.
+        resume: continue an interrupted run from its last completed epoch (configs must match).
+        overwrite: replace an existing run directory.
+        progress: print a progress line per step and a summary per epoch.
+
+    Returns:
+        the :class:`Run` with the best weights loaded.
+
+    Raises:
+        UserInputError: bad configs, a missing store, an existing run directory, or a resume whose
+            settings differ from the stored run (the message names the differing fields).
+    """
+    import keras
+    import tensorflow as tf
+
+    from marker_excite.data import pipeline
+    from marker_excite.data.store import SampleStore
+    from marker_excite.evaluation import ConfusionCounter
+    from marker_excite.losses import WeightedCrossEntropy, log_class_weights
+    from marker_excite.metrics import f1_from_confusion
+    from marker_excite.models.zoo import build_model
+    from marker_excite.plots import training_curves
+
+    model_config.validate()
+    train_config.validate()
+    _check_classes(model_config, train_config)
+    store_path = Path(store_path).resolve()
+    if not store_path.is_file():
+        raise UserInputError(f"sample store {store_path} does not exist")
+    run_path = Path(run_dir)
+    if resume and overwrite:
+        raise UserInputError("give either --resume or --overwrite, not both")
+
+    with SampleStore(store_path, "r") as store:
+        fold = _select_fold(store, train_config)
+        panels = _train_panels(train_config, store, fold)
+        counts = pipeline.class_pixel_counts(store, fold.train, train_config.classes)
+        weights = log_class_weights(counts)
+        configs = {
+            rd.MODEL_CONFIG: model_config.to_dict(),
+            rd.TRAIN_CONFIG: train_config.to_dict(),
+            rd.DATA_CONFIG: _data_config(store_path, fold, panels, train_config.classes, counts, weights),
+        }
+        if resume:
+            rd.check_resume(run_path, configs)
+            if not rd.has_checkpoint(run_path):
+                resume = False  # interrupted before the first epoch finished: start from scratch
+        else:
+            rd.prepare_new(run_path, overwrite=overwrite)
+            rd.write_configs(run_path, configs)
+            rd.write_configs(run_path, {rd.VERSIONS: rd.versions()})
+
+
+        keras.utils.set_random_seed(train_config.seed)
+        if train_config.deterministic:
+            tf.config.experimental.enable_op_determinism()
+        strategy = _strategy()
+        with strategy.scope():
+            model = build_model(model_config)
+            optimizer = keras.optimizers.Adam(learning_rate=train_config.learning_rate)
+            loss = WeightedCrossEntropy(weights)
+            model.compile(optimizer=optimizer, loss=loss)
+            optimizer.build(model.trainable_variables)
+
+        state: dict[str, Any] = {"epoch": 0, "best_epoch": None, "best_score": None, "stale_epochs": 0}
+        history: list[dict[str, Any]] = []
+        if resume:
+            state = rd.load_checkpoint(run_path, model, optimizer)
+            history = [r for r in rd.read_log(run_path / rd.LOG) if int(r["epoch"]) <= state["epoch"]]
+
+        common = dict(
+            panel=model_config.panel,
+            classes=train_config.classes,
+            input_size=model_config.input_size,
+            output_size=model_config.output_size,
+        )
+        val_ds = pipeline.make_dataset(store, fold.val, batch_size=train_config.batch_size, shuffle=False, **common)
+        n_train = len(pipeline.patch_index(store, fold.train, model_config.output_size))
+        if n_train == 0:
+            raise UserInputError(f"the training samples {', '.join(fold.train)} have no annotated slice")
+        steps = math.ceil(n_train / train_config.batch_size)
+        validator = ConfusionCounter(model, model_config.n_outputs, loss)
+        writer = tf.summary.create_file_writer(str(run_path / rd.TENSORBOARD))
+        log = Progress(None, enabled=progress)
+        if resume:
+            log.write(f"resuming {run_path} after epoch {state['epoch']}")
+
+        for epoch in range(state["epoch"] + 1, train_config.epochs + 1):
+            if train_config.patience is not None and state["stale_epochs"] >= train_config.patience:
+                log.write(f"early stop: no improvement of validation mean F1 for {train_config.patience} epochs")
+                break
+            train_ds = pipeline.make_dataset(
+                store, fold.train, batch_size=train_config.batch_size, shuffle=True,
+                augment=train_config.augment, seed=epoch_seed(train_config.seed, epoch), marker_panels=panels, **common,
+            )
+            start = time.perf_counter()
+            bar = Progress(steps, f"epoch {epoch}/{train_config.epochs}", unit="batch", enabled=progress)
+            fit = model.fit(train_ds, epochs=1, verbose=0, shuffle=False, callbacks=[_progress_callback(bar)])
+            train_time = time.perf_counter() - start
+            cm, val_loss = validator.confusion_and_loss(val_ds)
+            f1 = f1_from_confusion(cm)[1:]
+            row: dict[str, Any] = {"epoch": epoch, "loss": float(fit.history["loss"][-1]), "val_loss": float(val_loss)}
+            row.update({f"val_f1_{c}": float(v) for c, v in zip(train_config.classes, f1)})
+            row["val_mean_f1"] = float(np.mean(f1))
+            row["time"] = time.perf_counter() - start
+            row["train_time"] = train_time
+            bar.close(loss=row["loss"], val_loss=row["val_loss"], val_mean_f1=row["val_mean_f1"])
+            history.append(row)
+
+            improved = state["best_score"] is None or row["val_mean_f1"] > state["best_score"]
+            if improved:
+                state.update(best_epoch=epoch, best_score=row["val_mean_f1"], stale_epochs=0)
+                rd.save_weights(model, run_path / rd.BEST_WEIGHTS)
+            else:
+                state["stale_epochs"] += 1
+            rd.save_weights(model, run_path / rd.LAST_WEIGHTS)
+            rd.write_log(run_path / rd.LOG, history)
+            _write_tensorboard(writer, row, epoch)
+            training_curves(history, run_path / rd.CURVES, title=f"{model_config.name}, fold {train_config.fold}")
+            state["epoch"] = epoch
+            rd.save_checkpoint(run_path, model, optimizer, state)
+        writer.close()
+        if state["best_epoch"] is not None:
+            log.write(f"best epoch {state['best_epoch']}: validation mean F1 {state['best_score']:.4f}")
+    return load_run(run_path, model=model)
+
+
+def load_run(run_dir: str | os.PathLike, *, weights: str = "best", model=None) -> Run:
+    """Read a run directory: configs, fold, history and the model with its ``best`` (or ``last``) weights.
+
+    ``model`` may pass an already built model of this run (its weights are replaced).
+    Raises :class:`~marker_excite.run_dir.RunDirError` (a UserInputError) naming the missing or
+    corrupt file.
+    """
+    from marker_excite.data.folds import Fold
+    from marker_excite.models.zoo import ModelConfig, build_model
+
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise rd.RunDirError(f"run directory {path} does not exist")
+    if not rd.is_run_dir(path):
+        raise rd.RunDirError(f"{path} is not a run directory (no {rd.MODEL_CONFIG})")
+    if weights not in ("best", "last"):
+        raise UserInputError(f"weights must be 'best' or 'last', got {weights!r}")
+    try:
+        model_config = ModelConfig.from_dict(rd.read_json(path / rd.MODEL_CONFIG, "model config"))
+        cfg = TrainConfig.from_dict(rd.read_json(path / rd.TRAIN_CONFIG, "training config"))
+    except ConfigError as exc:
+        raise rd.RunDirError(f"{path}: {exc}") from None
+    data = rd.read_json(path / rd.DATA_CONFIG, "data config")
+    try:
+        fold = Fold(train=tuple(data["fold"]["train"]), val=tuple(data["fold"]["val"]), test=tuple(data["fold"]["test"]))
+        store_path = Path(data["store"])
+    except (KeyError, TypeError) as exc:
+        raise rd.RunDirError(f"{path / rd.DATA_CONFIG} is corrupt: missing {exc}") from None
+    if model is None:
+        model = build_model(model_config)
+    rd.load_weights(model, path / (rd.BEST_WEIGHTS if weights == "best" else rd.LAST_WEIGHTS))
+    return Run(
+        run_dir=path,
+        model_config=model_config,
+        train_config=cfg,
+        store_path=store_path,
+        fold=fold,
+        model=model,
+        history=rd.read_log(path / rd.LOG),
+        class_weights=tuple(float(w) for w in data.get("class_weights", ())),
+    )

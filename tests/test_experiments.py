@@ -1,0 +1,232 @@
+"""Experiment engine: job lists, ids, sharding, Case tables, resume, aggregation (one real tiny job)."""
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from marker_excite import experiments as E
+from marker_excite.errors import UserInputError
+from marker_excite.evaluation import read_results, write_results
+
+TINY = E.Preset(
+    "tiny", zoo_preset="small", train_preset="small", phantom="small", epochs=1, batch_size=4, n_folds=2,
+    folds=(0,), classes=("sinusoids",), augment=False, model_overrides=dict(depth=2, base_filters=4, input_size=44),
+)
+
+
+# -- job lists ----------------------------------------------------------------------------------------
+def test_fig1_counts_ids_and_subsets():
+    exp = E.experiment("fig1_upper_bound", "paper", joint=False)
+    assert len(exp.jobs) == 31 * 2 * 4 == 248
+    ids = [j.job_id for j in exp.jobs]
+    assert len(set(ids)) == len(ids)
+    assert ids[0] == "UB__m_1__sinusoids__f0"
+    assert "UB__m_12345__arteries__f3" in ids
+    assert {j.subset for j in exp.jobs} == set(E.all_subsets())
+    ub = next(j for j in exp.jobs if j.subset == (1, 2, 5))
+    assert ub.markers == ("DAPI", "endomucin", "CXCL12-GFP")
+    assert ub.eval_subsets == [("DAPI", "endomucin", "CXCL12-GFP")]
+    # joint two-class models double the folds x subsets once more (Fig. 1b,f)
+    joint = E.experiment("fig1_upper_bound", "paper")
+    assert len(joint.jobs) == 248 + 31 * 4
+    assert "UB-joint__m_24__sinusoids-arteries__f1" in [j.job_id for j in joint.jobs]
+    assert [a.name for a in joint.analyses] == ["fig1cg", "fig1d", "fig1e", "fig1h", "fig1i", "fig1bf"]
+
+
+def test_ids_are_stable_and_shared_between_experiments():
+    a = E.experiment("fig3_attention", "paper", folds=[2])
+    b = E.experiment("table1_quantification", "paper", folds=[2])
+    assert "MS-ME__all__sinusoids__f2" in {j.job_id for j in a.jobs} & {j.job_id for j in b.jobs}
+    assert "MSplus__all__arteries__f2" in {j.job_id for j in a.jobs}
+    assert [j.job_id for j in a.jobs] == [j.job_id for j in E.experiment("fig3_attention", "paper", folds=[2]).jobs]
+
+
+def test_other_counts_and_overrides():
+    assert len(E.experiment("fig2_sampling", "paper").jobs) == 6 * 2 * 4
+    assert len(E.experiment("fig3_attention", "paper").jobs) == (4 + len(E.DEFAULT_ABLATIONS)) * 2 * 4
+    assert len(E.experiment("fig4_heterogeneous", "paper").jobs) == 6 * 3 * 2 * 4
+    small = E.experiment("fig3_attention", "small", classes=["arteries"], folds=[1, 3], epochs=2)
+    assert small.preset.epochs == 2 and {j.fold for j in small.jobs} == {1, 3}
+    assert {j.classes for j in small.jobs} == {("arteries",)}
+    with pytest.raises(UserInputError, match="folds must be in 0..3"):
+        E.experiment("fig2_sampling", "paper", folds=[4])
+    with pytest.raises(UserInputError, match="unknown experiment"):
+        E.experiment("fig9", "paper")
+    with pytest.raises(UserInputError, match="unknown case"):
+        E.experiment("fig4_heterogeneous", "paper", cases=["case7"])
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7])
+def test_shards_partition_the_jobs_exactly(n):
+    exp = E.experiment("fig2_sampling", "paper")
+    shards = [exp.shard(i, n) for i in range(1, n + 1)]
+    ids = [j.job_id for s in shards for j in s]
+    assert sorted(ids) == sorted(j.job_id for j in exp.jobs)
+    assert max(map(len, shards)) - min(map(len, shards)) <= 1
+    assert E.parse_shard("2/4") == (2, 4)
+    for bad in ("0/4", "5/4", "2", "a/b"):
+        with pytest.raises(UserInputError, match="shard"):
+            E.parse_shard(bad)
+
+
+# -- the heterogeneous Cases ----------------------------------------------------------------------------
+def test_case_ratios_hand_checked():
+    # Case 1: one marker per sample -> only the 5 single markers are trainable by a UNet
+    assert E.ub_ratio(E.CASES["case1"]) == (5, 31, 5 / 31)
+    # Case 3 (cyclic triples): 5 singles + all 10 pairs + the 5 triples; m_23 only in s1 and s2
+    assert E.ub_ratio(E.CASES["case3"])[:2] == (20, 31)
+    assert [i for i, row in enumerate(E.CASES["case3"]) if {2, 3} <= set(row)] == [0, 1]
+    # Case 5: 2^3-1 subsets of each protocol, sharing only m_1
+    assert E.ub_ratio(E.CASES["case5"])[:2] == (13, 31)
+    assert E.ub_ratio(E.CASES["case4"])[:2] == (30, 31)
+    hand = ((1, 2), (3,))
+    assert E.m_ub(hand) == [(1,), (2,), (3,), (1, 2)]
+    assert E.m_total(hand) == [(1,), (2,), (3,), (1, 2), (1, 3), (2, 3), (1, 2, 3)]
+    assert E.ub_ratio(hand) == (4, 7, 4 / 7)
+
+
+@pytest.mark.parametrize("case", list(E.CASES))
+def test_case_tables_are_consistent(case):
+    table = E.CASES[case]
+    assert len(table) == 5
+    assert set(E.m_ub(table)) <= set(E.m_total(table))
+    if case in ("case1", "case2", "case3", "case4"):
+        sizes = {len(r) for r in table}
+        assert sizes == {int(case[-1])} and len(set(table)) == 5
+    shuffled = [E.shuffled_table(case, f) for f in range(4)]
+    assert all(sorted(s) == sorted(table) for s in shuffled)
+    assert shuffled[0] == E.shuffled_table(case, 0)
+
+
+def test_panels_cover_training_samples_only():
+    from marker_excite.data.folds import paper_folds
+
+    folds = paper_folds([f"s{i}" for i in range(1, 9)])
+    exp = E.experiment("fig4_heterogeneous", "paper", cases=["case2"], folds=[1], classes=["sinusoids"])
+    job = exp.jobs[0]
+    panels = job.marker_panels(folds[1].train)
+    assert set(panels) == set(folds[1].train)
+    assert not set(panels) & (set(folds[1].val) | set(folds[1].test))  # validation / test keep all markers
+    assert [tuple(E.PAPER_PANEL.index(m) + 1 for m in panels[s]) for s in folds[1].train] == list(job.panels)
+    cfg = job.train_config(exp.preset, folds[1].train)
+    assert cfg.marker_panels == panels and cfg.fold == 1 and cfg.epochs == 200 and cfg.batch_size == 2
+
+
+# -- resume and aggregation with stubs ------------------------------------------------------------------
+def _fake_rows(job, value):
+    subsets = [E.subset_label(job.subset)] if job.subset else [E.subset_label(s) for s in E.all_subsets()]
+    return [dict(model=job.label, fold=job.fold, **{"class": c}, subset=s, n_markers=len(E.parse_label(s)),
+                 metric="f1", value=value(job, c, s)) for c in job.classes for s in subsets]
+
+
+def _stub_runner(exp, value, calls):
+    jobs = {E.run_dir(Path("x"), j).name: j for j in exp.jobs}
+
+    def train_fn(path, model_cfg, train_cfg, store, *, resume, overwrite, progress):
+        Path(path).mkdir(parents=True, exist_ok=True)
+        calls.append((Path(path).name, resume, overwrite))
+        return jobs[Path(path).name]
+
+    def evaluate_fn(job, store, *, subsets, progress):
+        assert subsets == job.eval_subsets
+        return _fake_rows(job, value)
+
+    return train_fn, evaluate_fn
+
+
+def _score(job, cls, subset):
+    bonus = {"MS": 0.0, "MS-SE": 0.01, "MS-ME": 0.05, "MS+": 0.02, "UB": 0.03}.get(job.model, -0.01)
+    return 0.3 + 0.1 * len(E.parse_label(subset)) + bonus + 0.001 * job.fold
+
+
+def test_resume_skips_finished_jobs_and_aggregates(tmp_path):
+    pytest.importorskip("keras")
+    store = tmp_path / "store.h5"
+    store.write_bytes(b"")
+    exp = E.experiment("fig3_attention", "small", folds=[0, 1], models=["MS", "MS-SE", "MS-ME", "MS+"])
+    calls = []
+    train_fn, evaluate_fn = _stub_runner(exp, _score, calls)
+    first = E.run_jobs(exp, tmp_path, store=store, shard=(1, 2), train_fn=train_fn, evaluate_fn=evaluate_fn, progress=False)
+    assert len(first.ran) == 4 and len(first.remaining) == 4 and first.skipped == []
+    assert all(resume is False and overwrite is False for _, resume, overwrite in calls)  # new run dirs
+    E.run_jobs(exp, tmp_path, store=store, shard=(2, 2), train_fn=train_fn, evaluate_fn=evaluate_fn, progress=False)
+    calls.clear()
+    again = E.run_jobs(exp, tmp_path, store=store, train_fn=train_fn, evaluate_fn=evaluate_fn, progress=False)
+    assert again.ran == [] and len(again.skipped) == 8 and calls == []
+    # an interrupted job (run dir without evaluation.csv) is resumed, not restarted
+    victim = exp.jobs[3]
+    (E.run_dir(tmp_path, victim) / E.EVALUATION_CSV).unlink()
+    (E.run_dir(tmp_path, victim) / "model_config.json").write_text("{}")
+    E.run_jobs(exp, tmp_path, store=store, train_fn=train_fn, evaluate_fn=evaluate_fn, progress=False)
+    assert calls == [(victim.job_id, True, False)]
+
+    ub_dir = tmp_path / "fig1"
+    ub = E.experiment("fig1_upper_bound", "small", folds=[0, 1])
+    for job in ub.jobs:
+        write_results(_fake_rows(job, _score), E.run_dir(ub_dir, job) / E.EVALUATION_CSV)
+    result = E.aggregate(exp, tmp_path, external={"UB": ub_dir}, progress=False)
+    rows = read_results(result.results_csv)
+    assert len(rows) == 8 * 31 and {r["model"] for r in rows} == {"MS", "MS-SE", "MS-ME", "MS+"}
+    assert {r["job"] for r in rows} == {j.job_id for j in exp.jobs}
+    stats = json.loads(result.stats_json.read_text())
+    assert stats["completed"] == 8 and stats["missing"] == []
+    c = {t["model"]: t for t in stats["analyses"]["fig3c"]["tests"]}
+    assert c["MS-ME"]["n"] == 62 and c["MS-ME"]["mean_difference"] == pytest.approx(0.05)
+    assert c["MS-ME"]["stars"] == "***" and c["MS-SE"]["stars"] == "***"
+    e = stats["analyses"]["fig3e"]["tests"][0]
+    assert e["reference"] == "UB" and e["mean_difference"] == pytest.approx(0.02)
+    assert "fig3fg" not in stats["analyses"]  # no ablation was run
+    assert all(f.is_file() for f in result.figures) and len(result.figures) == 3
+    with open(result.relative_csv) as fh:
+        rel = list(csv.DictReader(fh))
+    assert {r["analysis"] for r in rel} == {"fig3c", "fig3d", "fig3e"}
+    assert len([r for r in rel if r["analysis"] == "fig3c"]) == 2 * 62
+
+
+def test_fig1_groups_and_fig4_ub_restriction(tmp_path):
+    pytest.importorskip("matplotlib")
+    ub = E.experiment("fig1_upper_bound", "small", classes=["sinusoids", "arteries"], folds=[0, 1, 2])
+    for job in ub.jobs:
+        write_results(_fake_rows(job, lambda j, c, s: 0.5 + (0.3 if "2" in s or "3" in s else 0) + 0.01 * j.fold
+                                 - (0.05 if j.label == "UB-joint" else 0)), E.run_dir(tmp_path, job) / E.EVALUATION_CSV)
+    stats = json.loads(E.aggregate(ub, tmp_path, progress=False).stats_json.read_text())["analyses"]
+    assert stats["fig1d"]["test"]["n"] == [24 * 3, 7 * 3] and stats["fig1d"]["test"]["stars"] == "***"
+    assert stats["fig1d"]["means"]["M2s: m2 or m3"] == pytest.approx(0.81)
+    assert stats["fig1cg"]["ranking"]["sinusoids"][-1]["mean"] == pytest.approx(0.81)
+    assert stats["fig1bf"]["tests"][-1]["class"] == "all" and stats["fig1bf"]["tests"][-1]["n"] == 2 * 31 * 3
+
+    het = E.experiment("fig4_heterogeneous", "small", folds=[0], cases=["case1", "case3"], models=["MS"])
+    for job in het.jobs:
+        write_results([{**r, "case": job.case} for r in _fake_rows(job, _score)], E.run_dir(tmp_path / "h", job) / E.EVALUATION_CSV)
+    res = json.loads(E.aggregate(het, tmp_path / "h", external={"UB": tmp_path}, progress=False).stats_json.read_text())
+    case1 = res["analyses"]["fig4_case1"]
+    assert (case1["m_ub"], case1["m_total"]) == (5, 31) and case1["tests"][0]["n"] == 5  # only the single markers
+    assert res["analyses"]["fig4_case3"]["tests"][0]["n"] == 20
+
+
+def test_aggregate_without_results_is_an_error(tmp_path):
+    with pytest.raises(UserInputError, match="no finished job"):
+        E.aggregate(E.experiment("fig2_sampling", "small"), tmp_path)
+
+
+# -- one real tiny job: phantom -> train -> evaluate -> aggregate --------------------------------------------
+def test_tiny_end_to_end(tmp_path):
+    from marker_excite.data.synthetic import write_dataset
+
+    store = write_dataset(tmp_path / "tiny.h5", "small", samples=4, shape=(3, 48, 48), progress=False)
+    exp = E.fig1_upper_bound(TINY, ("sinusoids",), (0,))
+    exp = E.Experiment(exp.name, TINY, tuple(j for j in exp.jobs if j.subset in {(2,), (1, 2)}), exp.analyses)
+    summary = E.run_jobs(exp, tmp_path / "out", store=store, progress=False)
+    assert summary.ran == ["UB__m_2__sinusoids__f0", "UB__m_12__sinusoids__f0"] and summary.remaining == []
+    run = E.run_dir(tmp_path / "out", exp.jobs[1])
+    assert (run / "weights.best.weights.h5").is_file()
+    rows = read_results(run / E.EVALUATION_CSV)
+    assert {r["subset"] for r in rows} == {"m_12"} and {r["model"] for r in rows} == {"UB"}
+    f1 = [r["value"] for r in rows if r["metric"] == "f1"]
+    assert len(f1) == 1 and 0.0 <= f1[0] <= 1.0
+    result = E.aggregate(exp, tmp_path / "out", progress=False)
+    assert len([r for r in read_results(result.results_csv) if r["metric"] == "f1"]) == 2
+    assert json.loads(result.stats_json.read_text())["analyses"]["fig1cg"]["ranking"]["sinusoids"][0]["n"] == 1
+    assert E.run_jobs(exp, tmp_path / "out", store=store, progress=False).skipped == [j.job_id for j in exp.jobs]

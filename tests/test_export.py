@@ -1,0 +1,104 @@
+"""export.py: SavedModel round trip in a process without marker_excite, model card, predict on an export, example script."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_inference import MARKERS, make_run
+
+from marker_excite.data.io import open_volume, write_volume
+from marker_excite.errors import UserInputError
+from marker_excite.export import CARD_NAME, export_run, load_exported
+from marker_excite.inference import load_predictor, predict_volume
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "docs" / "examples" / "run_exported_model.py"
+
+LOAD_SCRIPT = """
+import sys, numpy as np, tensorflow as tf
+loaded = tf.saved_model.load(sys.argv[1])
+data = np.load(sys.argv[2])
+out = loaded.signatures["serving_default"](image=tf.constant(data["image"]), availability=tf.constant(data["availability"]))
+np.save(sys.argv[3], out["probabilities"].numpy())
+assert not [m for m in sys.modules if m.startswith("marker_excite")], "marker_excite was imported"
+"""
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    base = tmp_path_factory.mktemp("export")
+    run_dir, model, cfg = make_run(base / "run", name="MS-ME")
+    return export_run(run_dir, base / "exported"), model, cfg, run_dir
+
+
+def _env():
+    import os
+
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def test_saved_model_round_trip_without_package(exported, tmp_path):
+    path, model, cfg, _ = exported
+    rng = np.random.default_rng(0)
+    image = rng.normal(size=(3, 28, 28, 3)).astype(np.float32)
+    availability = np.array([[1, 1, 1], [1, 0, 1], [0, 1, 0]], np.float32)
+    np.savez(tmp_path / "in.npz", image=image, availability=availability)
+    subprocess.run([sys.executable, "-c", LOAD_SCRIPT, str(path), str(tmp_path / "in.npz"), str(tmp_path / "out.npy")],
+                   check=True, cwd=tmp_path, env=_env(), capture_output=True)  # fmt: skip
+    logits = np.asarray(model([image, availability], training=False))
+    expected = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    got = np.load(tmp_path / "out.npy")
+    assert got.shape == (3, 12, 12, 2)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_model_card_contents(exported):
+    path = exported[0]
+    card = json.loads((path / CARD_NAME).read_text())
+    assert card["markers"] == list(MARKERS) and card["classes"] == ["sinusoids"]
+    assert card["outputs"] == ["background", "sinusoids"]
+    assert card["tile"] == {"input_size": 28, "output_size": 12, "margin": 8}
+    assert card["normalisation"]["method"] == "per-sample per-channel z-score"
+    assert card["training"]["best_epoch"] == 2 and card["training"]["best_val_mean_f1"] == 0.7
+    assert card["training"]["samples"] == {"train": ["a", "b"], "val": ["c"], "test": ["d"]}
+    assert card["software"]["exported_with"]["tensorflow"]
+    assert card["spacing_zyx_um"] is None
+
+
+def test_predict_on_exported_equals_run(exported, tmp_path):
+    path, _, _, run_dir = exported
+    image = np.random.default_rng(1).normal(size=(3, 2, 19, 26)).astype(np.float32)
+    write_volume(tmp_path / "s.ome.tif", image, channel_names=MARKERS)
+    with open_volume(tmp_path / "s.ome.tif") as vol:
+        from_export = predict_volume(load_exported(path), vol, markers="DAPI,collagen", progress=False)
+        from_run = predict_volume(load_predictor(run_dir), vol, markers="DAPI,collagen", progress=False)
+    np.testing.assert_allclose(from_export, from_run, atol=1e-5)
+
+
+def test_export_refuses_existing_output(exported, tmp_path):
+    path, _, _, run_dir = exported
+    with pytest.raises(UserInputError, match="already exists"):
+        export_run(run_dir, path)
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "keep.txt").write_text("x")
+    with pytest.raises(UserInputError, match="not an exported model"):
+        export_run(run_dir, tmp_path / "folder", overwrite=True)
+
+
+def test_example_script_matches_predict(exported, tmp_path):
+    path, _, _, run_dir = exported
+    rng = np.random.default_rng(2)
+    stack = rng.normal(3.0, 1.0, size=(2, 2, 20, 30)).astype(np.float32)  # ZCYX: collagen, DAPI
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "in.tif", stack, metadata={"axes": "ZCYX"})
+    subprocess.run([sys.executable, str(EXAMPLE), str(path), str(tmp_path / "in.tif"), str(tmp_path / "labels.tif"),
+                    "--channels", "collagen,DAPI", "--probabilities", str(tmp_path / "p.tif")],
+                   check=True, cwd=tmp_path, env=_env(), capture_output=True)  # fmt: skip
+    write_volume(tmp_path / "ref.ome.tif", stack.transpose(1, 0, 2, 3), channel_names=("collagen", "DAPI"))
+    with open_volume(tmp_path / "ref.ome.tif") as vol:
+        expected = predict_volume(load_predictor(run_dir), vol, progress=False)
+    np.testing.assert_allclose(tifffile.imread(tmp_path / "p.tif"), expected.transpose(1, 0, 2, 3), atol=1e-5)
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "labels.tif"), expected.argmax(axis=0))

@@ -1,0 +1,157 @@
+"""training.py / run_dir.py: learning happens, run directory contents, resume equivalence, errors."""
+
+import json
+
+import numpy as np
+import pytest
+
+from marker_excite import run_dir as rd
+from marker_excite.data.sample import Sample
+from marker_excite.data.store import SampleStore
+from marker_excite.errors import UserInputError
+from marker_excite.markers import PAPER_MARKERS
+from marker_excite.models.zoo import model_config
+from marker_excite.training import TrainConfig, epoch_seed, load_run, train, train_config
+
+#: a tiny UNet: depth 2, 4 filters, 36 -> 20 px tiles
+TINY = dict(preset="small", depth=2, base_filters=4, input_size=36)
+
+
+def tiny_sample(name: str, rng: np.random.Generator, shape=(2, 40, 40)) -> Sample:
+    """Five markers; 'sinusoids' are random rectangles, bright in endomucin, endoglin and collagen, noise elsewhere."""
+    z, y, x = shape
+    label = np.zeros(shape, dtype=np.uint8)
+    for k in range(z):
+        for _ in range(8):
+            y0, x0 = rng.integers(0, y - 10), rng.integers(0, x - 10)
+            label[k, y0 : y0 + rng.integers(4, 11), x0 : x0 + rng.integers(4, 11)] = 1
+    image = rng.normal(0.0, 0.5, size=(5, *shape)).astype(np.float32)
+    image[1] += 3.0 * label
+    image[2] += 2.0 * label
+    image[3] += 1.0 * label
+    return Sample(name, image, PAPER_MARKERS, labels={"sinusoids": label})
+
+
+def make_tiny_store(path, n_samples: int = 6, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    with SampleStore(path, "w") as store:
+        for i in range(n_samples):
+            store.write_sample(tiny_sample(f"s{i}", rng))
+    return path
+
+
+def tiny_configs(name="MS-ME", **train_overrides):
+    mcfg = model_config(name, **TINY)
+    values = dict(epochs=2, batch_size=4, n_folds=3, learning_rate=0.01)
+    values.update(train_overrides)
+    return mcfg, train_config("small", **values)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return make_tiny_store(tmp_path_factory.mktemp("store") / "tiny.h5")
+
+
+def _weights(model):
+    return [np.asarray(v.numpy()) for v in model.weights]
+
+
+def test_train_learns_and_writes_run_dir(store, tmp_path):
+    mcfg, tcfg = tiny_configs(epochs=8)
+    run = train(tmp_path / "run", mcfg, tcfg, store, progress=False)
+    names = sorted(p.name for p in (tmp_path / "run").iterdir())
+    assert names == sorted([rd.MODEL_CONFIG, rd.TRAIN_CONFIG, rd.DATA_CONFIG, rd.VERSIONS, rd.BEST_WEIGHTS,
+                            rd.LAST_WEIGHTS, rd.CHECKPOINT, rd.LOG, rd.TENSORBOARD, rd.CURVES])
+    assert [r["epoch"] for r in run.history] == list(range(1, 9))
+    assert set(run.history[0]) == {"epoch", "loss", "val_loss", "val_f1_sinusoids", "val_mean_f1", "time", "train_time"}
+    losses = [r["loss"] for r in run.history]
+    assert losses[-1] < 0.7 * losses[0]  # learning happens
+    assert max(r["val_mean_f1"] for r in run.history) > 0.7  # rectangles cover ~30 % of pixels: chance F1 ~ 0.45
+    best = max(run.history, key=lambda r: r["val_mean_f1"])
+    assert run.best_epoch == best["epoch"]
+    data = json.loads((tmp_path / "run" / rd.DATA_CONFIG).read_text())
+    assert sorted(data["fold"]["train"] + data["fold"]["val"] + data["fold"]["test"]) == [f"s{i}" for i in range(6)]
+    assert len(data["class_weights"]) == 2 and min(data["class_weights"]) >= 1.0
+    versions = json.loads((tmp_path / "run" / rd.VERSIONS).read_text())
+    assert {"python", "tensorflow", "keras", "numpy", "marker_excite", "platform", "devices"} <= set(versions)
+    assert (tmp_path / "run" / rd.CURVES).stat().st_size > 2000
+    assert any((tmp_path / "run" / rd.TENSORBOARD).rglob("events.out.tfevents*"))
+    # load_run gives the BEST weights; the returned run's model too
+    again = load_run(tmp_path / "run")
+    for a, b in zip(_weights(again.model), _weights(run.model)):
+        np.testing.assert_array_equal(a, b)
+    assert again.fold.test == run.fold.test and again.model_config == mcfg and again.train_config == tcfg
+    assert not any(p.name.startswith(".") for p in (tmp_path / "run").iterdir())  # no temp files left
+
+
+def test_resume_gives_identical_weights(store, tmp_path):
+    mcfg, tcfg = tiny_configs("MS-ME", epochs=2)
+    full = train(tmp_path / "full", mcfg, tcfg, store, progress=False)
+    train(tmp_path / "split", mcfg, tcfg.replace(epochs=1), store, progress=False)
+    # the interrupted run's config said 1 epoch; continue it as the 2-epoch run it would have been
+    cfg = json.loads((tmp_path / "split" / rd.TRAIN_CONFIG).read_text())
+    cfg["epochs"] = 2
+    (tmp_path / "split" / rd.TRAIN_CONFIG).write_text(json.dumps(cfg))
+    resumed = train(tmp_path / "split", mcfg, tcfg, store, resume=True, progress=False)
+    assert [r["epoch"] for r in resumed.history] == [1, 2]
+    last_full = load_run(tmp_path / "full", weights="last").model
+    last_resumed = load_run(tmp_path / "split", weights="last").model
+    for a, b in zip(_weights(last_full), _weights(last_resumed)):
+        np.testing.assert_array_equal(a, b)
+    assert resumed.history[1]["loss"] == full.history[1]["loss"]
+
+
+def test_resume_with_other_config_names_fields(store, tmp_path):
+    mcfg, tcfg = tiny_configs("MS", epochs=1)
+    train(tmp_path / "run", mcfg, tcfg, store, progress=False)
+    with pytest.raises(UserInputError) as err:
+        train(tmp_path / "run", mcfg.replace(base_filters=8), tcfg.replace(epochs=3), store, resume=True, progress=False)
+    msg = str(err.value)
+    assert "\n" not in msg and "model_config.base_filters" in msg and "train_config.epochs" in msg
+    assert "train_config.seed" not in msg
+    with pytest.raises(UserInputError, match="not empty"):
+        train(tmp_path / "run", mcfg, tcfg, store, progress=False)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me")
+    with pytest.raises(UserInputError, match="not a run directory"):
+        train(other, mcfg, tcfg, store, overwrite=True, progress=False)
+    assert (other / "notes.txt").exists()
+
+
+def test_config_validation_and_presets(tmp_path, store):
+    assert train_config("paper").epochs == 200 and train_config("paper").batch_size == 2
+    assert TrainConfig.from_json(train_config("small").to_json()) == train_config("small")
+    with pytest.raises(UserInputError, match="fold"):
+        train_config("small", fold=5, n_folds=4)
+    with pytest.raises(UserInputError, match="preset"):
+        train_config("huge")
+    mcfg, tcfg = tiny_configs()
+    with pytest.raises(UserInputError, match="classes differ"):
+        train(tmp_path / "r", mcfg, tcfg.replace(classes=("arteries",)), store, progress=False)
+    with pytest.raises(UserInputError, match="does not exist"):
+        train(tmp_path / "r", mcfg, tcfg, tmp_path / "missing.h5", progress=False)
+    with pytest.raises(UserInputError, match="not in the store"):
+        train(tmp_path / "r2", mcfg, tcfg.replace(marker_panels={"nope": ("DAPI",)}), store, progress=False)
+    assert epoch_seed(0, 1) == epoch_seed(0, 1) != epoch_seed(0, 2)
+
+
+def test_load_run_errors(tmp_path):
+    with pytest.raises(UserInputError, match="does not exist"):
+        load_run(tmp_path / "nothing")
+    with pytest.raises(UserInputError, match="not a run directory"):
+        load_run(tmp_path)
+    (tmp_path / rd.MODEL_CONFIG).write_text("{not json")
+    with pytest.raises(UserInputError, match="corrupt"):
+        load_run(tmp_path)
+    mcfg, tcfg = tiny_configs()
+    mcfg.to_json(tmp_path / rd.MODEL_CONFIG)
+    tcfg.to_json(tmp_path / rd.TRAIN_CONFIG)
+    with pytest.raises(UserInputError, match="data_config.json is missing"):
+        load_run(tmp_path)
+    (tmp_path / rd.DATA_CONFIG).write_text(json.dumps({"store": "x.h5", "fold": {"train": [], "val": [], "test": []}}))
+    with pytest.raises(UserInputError, match="weights.best.weights.h5 is missing"):
+        load_run(tmp_path)
+    (tmp_path / rd.BEST_WEIGHTS).write_bytes(b"garbage")
+    with pytest.raises(UserInputError, match="cannot load weights"):
+        load_run(tmp_path)
