@@ -95,14 +95,16 @@ class ConfusionCounter:
                            training=False)
             labels = tf.cast(labels, tf.int32)
             pred = tf.cast(tf.argmax(logits, axis=-1), tf.int32)
-            weight = tf.broadcast_to(tf.cast(has_all, tf.int64)[:, None, None], tf.shape(labels, out_type=tf.int64))
-            index = tf.reshape(labels * n + pred, [-1])
-            cm = tf.math.bincount(index, weights=tf.reshape(weight, [-1]), minlength=n * n, maxlength=n * n,
-                                  dtype=tf.int64)
+            # confusion = one_hot(truth)^T @ one_hot(prediction): exact integer sums in float32 (< 2^24
+            # pixels per batch) and deterministic on GPUs, unlike bincount / scatter
+            weight = tf.cast(has_all, tf.float32)[:, None, None, None]
+            truth = tf.reshape(tf.one_hot(labels, n, dtype=tf.float32) * weight, [-1, n])
+            cm = tf.matmul(truth, tf.reshape(tf.one_hot(pred, n, dtype=tf.float32), [-1, n]), transpose_a=True)
+            cm = tf.cast(tf.round(cm), tf.int64)
             batch_loss = tf.constant(0.0)
             if loss is not None:
                 batch_loss = tf.cast(loss(labels, logits), tf.float32) * tf.cast(tf.shape(labels)[0], tf.float32)
-            return tf.reshape(cm, [n, n]), batch_loss, tf.reduce_sum(tf.cast(has_all, tf.int64))
+            return cm, batch_loss, tf.reduce_sum(tf.cast(has_all, tf.int64))
 
         self._step = step
 

@@ -91,7 +91,7 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     "paper": Preset("paper", zoo_preset="paper", train_preset="paper", phantom="paper", epochs=200, batch_size=2),
     "small": Preset(
-        "small", zoo_preset="small", train_preset="small", phantom="small", epochs=4, batch_size=8,
+        "small", zoo_preset="small", train_preset="small", phantom="small", epochs=8, batch_size=8,
         folds=(0,), classes=("sinusoids",),
     ),
 }
@@ -569,6 +569,27 @@ def run_job(job: Job, p: Preset, out_dir: str | os.PathLike, store_path: str | o
     return write_results(tagged, out)
 
 
+def check_settings(job: Job, p: Preset, out_dir: str | os.PathLike) -> None:
+    """Raise :class:`ExperimentError` when a finished job's stored configs differ from what ``p`` asks
+    (e.g. another ``--epochs``), so old results are never silently reused. Fields that depend on the
+    store (``marker_panels``) are not compared; a run without stored configs is accepted as is."""
+    from marker_excite import run_dir as rd
+
+    path = run_dir(out_dir, job)
+    expected = {rd.MODEL_CONFIG: job.model_config(p).to_dict(), rd.TRAIN_CONFIG: job.train_config(p).to_dict()}
+    diffs: list[str] = []
+    for name, given in expected.items():
+        if (path / name).is_file():
+            stored = rd.read_json(path / name, "config")
+            given = {k: v for k, v in given.items() if k != "marker_panels"}
+            stored = {k: v for k, v in stored.items() if k != "marker_panels"}
+            diffs += rd.config_differences(stored, given, name.removesuffix(".json"))
+    if diffs:
+        raise ExperimentError(
+            f"{path} was made with other settings ({', '.join(diffs)}); use another --out, or --no-resume to retrain"
+        )
+
+
 @dataclass
 class RunSummary:
     """What :func:`run_jobs` did: job ids run now, skipped (already done), and still missing overall."""
@@ -606,6 +627,10 @@ def run_jobs(
     jobs = exp.shard(*shard)
     store_path = ensure_store(exp.preset, out_dir, store, progress=progress)
     ran, skipped = [], []
+    if resume:
+        for job in jobs:
+            if is_done(out_dir, job):
+                check_settings(job, exp.preset, out_dir)
     for k, job in enumerate(jobs, start=1):
         if resume and is_done(out_dir, job):
             skipped.append(job.job_id)
@@ -800,7 +825,8 @@ def aggregate(
 # ---------------------------------------------------------------------------------------------------
 # the scripts' command line
 # ---------------------------------------------------------------------------------------------------
-def _csv_list(text: str) -> list[str]:
+def csv_list(text: str) -> list[str]:
+    """``"a, b,,c"`` -> ``["a", "b", "c"]`` (command-line lists)."""
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
@@ -815,8 +841,8 @@ def build_parser(name: str, description: str) -> argparse.ArgumentParser:
     parser.add_argument("--shard", default="1/1", help="run shard i of n (e.g. 2/4) of the job list")
     parser.add_argument("--no-resume", dest="resume", action="store_false",
                         help="retrain jobs of this shard from scratch (default: skip finished jobs, resume interrupted ones)")
-    parser.add_argument("--classes", type=_csv_list, default=None, help="comma-separated classes (default: the preset's)")
-    parser.add_argument("--folds", type=lambda s: [int(x) for x in _csv_list(s)], default=None,
+    parser.add_argument("--classes", type=csv_list, default=None, help="comma-separated classes (default: the preset's)")
+    parser.add_argument("--folds", type=lambda s: [int(x) for x in csv_list(s)], default=None,
                         help="comma-separated folds (default: the preset's)")
     parser.add_argument("--epochs", type=int, default=None, help="override the preset's number of epochs")
     parser.add_argument("--list", action="store_true", help="print the job ids of this shard and exit")
@@ -840,6 +866,7 @@ def script_main(name: str, argv: Sequence[str] | None = None, *, add_arguments: 
     if add_arguments:
         add_arguments(parser)
     args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         exp = experiment(name, args.preset, classes=args.classes, folds=args.folds, epochs=args.epochs,
                          **(options(args) if options else {}))
@@ -869,3 +896,93 @@ def script_main(name: str, argv: Sequence[str] | None = None, *, add_arguments: 
     if result.missing:
         print(f"note: {len(result.missing)} job(s) missing from the aggregate")
     return 0
+
+
+# ---------------------------------------------------------------------------------------------------
+# Table 1 / Fig. 5: quantification on the phantom
+# ---------------------------------------------------------------------------------------------------
+def m2_f1(rows: Iterable[Mapping], model: str = "MS-ME") -> dict[str, dict[str, float]]:
+    """Table 1's F1: mean +- sd of ``model``'s F1 over the subsets of M2 (m2 or m3 for sinusoids, m4 for
+    arteries) and all folds, per class present in ``rows``."""
+    out = {}
+    for cls, group in M2_GROUPS.items():
+        values = [float(r["value"]) for r in select(rows, model=model, cls=cls, case="") if group.contains(r["subset"])]
+        if values:
+            out[cls] = {"mean": float(np.mean(values)), "sd": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+                        "n": len(values), "group": group.label}
+    return out
+
+
+def quantification_subset(cls: str, sample: str, seed: int = 0) -> tuple[str, ...]:
+    """The M2 marker subset a test sample is quantified with (drawn per sample, like a lab's varied panels)."""
+    choices = [s for s in all_subsets() if M2_GROUPS[cls].contains(subset_label(s))]
+    rng = np.random.default_rng([int(seed), sum(map(ord, sample)), sum(map(ord, cls))])
+    return subset_names(choices[int(rng.integers(len(choices)))])
+
+
+def quantify_experiment(exp: Experiment, out_dir: str | os.PathLike, store: str | os.PathLike | None = None,
+                        *, progress: bool = True) -> Path:
+    """Table 1 / Fig. 5 on the phantom: each fold's MS-ME segments its TEST samples with an M2 marker
+    subset; volume fractions inside the tissue (``quantify.quantify_store``, DAPI tissue mask) are
+    compared with the phantom's true fractions (sample attributes ``fraction_<class>``).
+
+    Writes ``quantification.csv`` (sample, region, class, markers, fraction, true_fraction, error),
+    ``figures/fig5c.png`` and adds ``table1`` to ``stats.json``. Returns the CSV path.
+    """
+    from marker_excite import quantify, stats
+    from marker_excite.data.store import SampleStore
+    from marker_excite.evaluation import write_results
+    from marker_excite.training import load_run
+
+    out = Path(out_dir)
+    store_path = ensure_store(exp.preset, out, store, progress=progress)
+    rows: list[dict[str, Any]] = []
+    for job in (j for j in exp.jobs if j.model == "MS-ME" and is_done(out, j) and len(j.classes) == 1):
+        run = load_run(run_dir(out, job))
+        cls = job.classes[0]
+        with SampleStore(store_path, "r") as st:
+            truth = {s: (st.info(s).region, st.info(s).attrs.get(f"fraction_{cls}")) for s in run.fold.test}
+        for sample in run.fold.test:
+            markers = quantification_subset(cls, sample, exp.preset.seed)
+            for r in quantify.quantify_store(store_path, run, samples=[sample], markers=list(markers), progress=False):
+                true = truth[sample][1]
+                rows.append(dict(model=job.label, fold=job.fold, **{"class": cls}, subset=PAPER_PANEL.subset_label(PAPER_PANEL.indices(markers)), n_markers=len(markers),
+                    metric="fraction", value=float(r["fraction"]), sample=sample, region=r["region"],
+                    true_fraction=float(true) if true is not None else float("nan")))
+    if not rows:
+        raise ExperimentError(f"no finished MS-ME run in {out} to quantify with")
+    for r in rows:
+        r["error"] = r["value"] - r["true_fraction"]
+    csv_path = write_results(rows, out / "quantification.csv")
+    figure = quantify.fraction_boxplot([dict(r, fraction=r["value"]) for r in rows], out / FIGURES / "fig5c.png",
+                                       overwrite=True)
+    table: dict[str, Any] = {"f1_over_M2": m2_f1(load_results(out)), "figure": str(figure), "fractions": {}}
+    for cls in dict.fromkeys(r["class"] for r in rows):
+        sel = [r for r in rows if r["class"] == cls]
+        by_region = {}
+        for region in dict.fromkeys(r["region"] for r in sel):
+            values = [r for r in sel if r["region"] == region]
+            by_region[region or "all"] = {
+                "n": len(values),
+                "fraction_mean": float(np.mean([r["value"] for r in values])),
+                "true_fraction_mean": float(np.mean([r["true_fraction"] for r in values])),
+                "mean_abs_error": float(np.mean([abs(r["error"]) for r in values])),
+            }
+        entry: dict[str, Any] = {"regions": by_region}
+        regions = list(by_region)
+        if len(regions) == 2:
+            a, b = ([r["value"] for r in sel if (r["region"] or "all") == g] for g in regions)
+            entry["region_test"] = _test_dict(stats.mann_whitney(a, b), groups=regions)
+        table["fractions"][cls] = entry
+    stats_path = out / STATS_JSON
+    summary = read_json_file(stats_path)
+    summary["table1"] = table
+    write_json(stats_path, summary)
+    return csv_path
+
+
+def read_json_file(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path`` ({} when the file does not exist)."""
+    import json
+
+    return json.loads(path.read_text()) if path.is_file() else {}

@@ -100,17 +100,20 @@ def tissue_slices(
         yield from threshold_masks(volume, _channel(volume.markers, dapi, str(getattr(volume, "path", "stack"))), sigma=sigma, min_size=min_size)
         return
     predictor = as_predictor(tissue_model)
-    panel = predictor.spec.panel
-    usable = [m for m in volume.markers if m in panel]
-    if not usable:
-        raise UserInputError(
-            f"the tissue model needs one of {', '.join(panel.names)}; the stack has {', '.join(volume.markers)}"
-        )
+    usable = _known_markers(volume.markers, predictor, str(getattr(volume, "path", "stack")))
     classes = predictor.spec.classes
     target = classes.index(TISSUE) + 1 if TISSUE in classes else None
     for _, probs in predict_slices(predictor, volume, markers=usable, batch_size=batch_size, progress=False):
         labels = np.argmax(probs, axis=0)
         yield labels == target if target is not None else labels > 0
+
+
+def _known_markers(stack_markers: Sequence[str], predictor, where: str) -> list[str]:
+    panel = predictor.spec.panel
+    known = [m for m in stack_markers if m in panel]
+    if not known:
+        raise UserInputError(f"{where} has none of the model's markers {', '.join(panel.names)} (it has {', '.join(stack_markers)})")
+    return known
 
 
 def _label_slices(volume) -> Iterator[np.ndarray]:
@@ -134,7 +137,8 @@ def quantify_store(
 ) -> list[dict[str, Any]]:
     """Predict every (or the given) sample of a store with ``model`` and measure its volume fractions.
 
-    The region of each sample is its store attribute ``region``.
+    The region of each sample is its store attribute ``region``. Without ``markers`` each sample is
+    segmented with all of its markers that the model knows (others are ignored).
     """
     from marker_excite.data.io import open_volume
     from marker_excite.data.store import SampleStore
@@ -152,7 +156,8 @@ def quantify_store(
     with Progress(len(names), "quantify", unit="sample", enabled=progress) as bar:
         for name in names:
             with open_volume(f"{store_path}:{name}") as labels_vol, open_volume(f"{store_path}:{name}") as tissue_vol:
-                labels = (np.argmax(p, axis=0) for _, p in predict_slices(predictor, labels_vol, markers=markers, batch_size=batch_size, progress=False))
+                use = markers if markers is not None else _known_markers(labels_vol.markers, predictor, f"sample {name!r}")
+                labels = (np.argmax(p, axis=0) for _, p in predict_slices(predictor, labels_vol, markers=use, batch_size=batch_size, progress=False))
                 masks = tissue_slices(tissue_vol, tissue, dapi=dapi, sigma=sigma, min_size=min_size, batch_size=batch_size)
                 rows += fractions(name, regions[name], predictor.spec.classes, labels, masks)
             bar.update()

@@ -196,6 +196,9 @@ def test_fig1_groups_and_fig4_ub_restriction(tmp_path):
     assert stats["fig1d"]["means"]["M2s: m2 or m3"] == pytest.approx(0.81)
     assert stats["fig1cg"]["ranking"]["sinusoids"][-1]["mean"] == pytest.approx(0.81)
     assert stats["fig1bf"]["tests"][-1]["class"] == "all" and stats["fig1bf"]["tests"][-1]["n"] == 2 * 31 * 3
+    table1 = E.m2_f1(E.load_results(tmp_path), model="UB")  # Table 1's F1 over M2 (here of UB)
+    assert table1["sinusoids"]["n"] == 24 * 3 and table1["sinusoids"]["mean"] == pytest.approx(0.81)
+    assert table1["arteries"]["n"] == 16 * 3
 
     het = E.experiment("fig4_heterogeneous", "small", folds=[0], cases=["case1", "case3"], models=["MS"])
     for job in het.jobs:

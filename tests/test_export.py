@@ -16,12 +16,16 @@ from marker_excite.inference import load_predictor, predict_volume
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "docs" / "examples" / "run_exported_model.py"
 
-LOAD_SCRIPT = """
-import sys, numpy as np, tensorflow as tf
-loaded = tf.saved_model.load(sys.argv[1])
-data = np.load(sys.argv[2])
+#: run in a fresh interpreter: plain tf.saved_model.load, then the standalone example script
+CHILD = """
+import runpy, sys, numpy as np, tensorflow as tf
+model_dir, inputs, outputs, example, *example_args = sys.argv[1:]
+loaded = tf.saved_model.load(model_dir)
+data = np.load(inputs)
 out = loaded.signatures["serving_default"](image=tf.constant(data["image"]), availability=tf.constant(data["availability"]))
-np.save(sys.argv[3], out["probabilities"].numpy())
+np.save(outputs, out["probabilities"].numpy())
+sys.argv = [example, model_dir, *example_args]
+runpy.run_path(example, run_name="__main__")
 assert not [m for m in sys.modules if m.startswith("marker_excite")], "marker_excite was imported"
 """
 
@@ -39,19 +43,34 @@ def _env():
     return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
-def test_saved_model_round_trip_without_package(exported, tmp_path):
-    path, model, cfg, _ = exported
+def test_saved_model_and_example_script_without_package(exported, tmp_path):
+    """One child process without marker_excite: the SavedModel equals the Keras model (1e-5), and the
+    example script (tensorflow + numpy + tifffile only) gives what ``predict`` gives."""
+    import tifffile
+
+    path, model, cfg, run_dir = exported
     rng = np.random.default_rng(0)
     image = rng.normal(size=(3, 28, 28, 3)).astype(np.float32)
     availability = np.array([[1, 1, 1], [1, 0, 1], [0, 1, 0]], np.float32)
     np.savez(tmp_path / "in.npz", image=image, availability=availability)
-    subprocess.run([sys.executable, "-c", LOAD_SCRIPT, str(path), str(tmp_path / "in.npz"), str(tmp_path / "out.npy")],
-                   check=True, cwd=tmp_path, env=_env(), capture_output=True)  # fmt: skip
+    stack = rng.normal(3.0, 1.0, size=(2, 2, 20, 30)).astype(np.float32)  # ZCYX: collagen, DAPI
+    tifffile.imwrite(tmp_path / "in.tif", stack, metadata={"axes": "ZCYX"})
+    example_args = [str(tmp_path / "in.tif"), str(tmp_path / "labels.tif"), "--channels", "collagen,DAPI",
+                    "--probabilities", str(tmp_path / "p.tif")]  # fmt: skip
+    subprocess.run([sys.executable, "-c", CHILD, str(path), str(tmp_path / "in.npz"), str(tmp_path / "out.npy"),
+                    str(EXAMPLE), *example_args], check=True, cwd=tmp_path, env=_env(), capture_output=True)  # fmt: skip
+
     logits = np.asarray(model([image, availability], training=False))
     expected = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
     got = np.load(tmp_path / "out.npy")
     assert got.shape == (3, 12, 12, 2)
     np.testing.assert_allclose(got, expected, atol=1e-5)
+
+    write_volume(tmp_path / "ref.ome.tif", stack.transpose(1, 0, 2, 3), channel_names=("collagen", "DAPI"))
+    with open_volume(tmp_path / "ref.ome.tif") as vol:
+        expected = predict_volume(load_predictor(run_dir), vol, progress=False)
+    np.testing.assert_allclose(tifffile.imread(tmp_path / "p.tif"), expected.transpose(1, 0, 2, 3), atol=1e-5)
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "labels.tif"), expected.argmax(axis=0))
 
 
 def test_model_card_contents(exported):
@@ -87,18 +106,19 @@ def test_export_refuses_existing_output(exported, tmp_path):
         export_run(run_dir, tmp_path / "folder", overwrite=True)
 
 
-def test_example_script_matches_predict(exported, tmp_path):
-    path, _, _, run_dir = exported
-    rng = np.random.default_rng(2)
-    stack = rng.normal(3.0, 1.0, size=(2, 2, 20, 30)).astype(np.float32)  # ZCYX: collagen, DAPI
-    import tifffile
+def test_cli_export_info_and_predict_on_export(exported, tmp_path, capsys):
+    from marker_excite.cli import main
 
-    tifffile.imwrite(tmp_path / "in.tif", stack, metadata={"axes": "ZCYX"})
-    subprocess.run([sys.executable, str(EXAMPLE), str(path), str(tmp_path / "in.tif"), str(tmp_path / "labels.tif"),
-                    "--channels", "collagen,DAPI", "--probabilities", str(tmp_path / "p.tif")],
-                   check=True, cwd=tmp_path, env=_env(), capture_output=True)  # fmt: skip
-    write_volume(tmp_path / "ref.ome.tif", stack.transpose(1, 0, 2, 3), channel_names=("collagen", "DAPI"))
-    with open_volume(tmp_path / "ref.ome.tif") as vol:
-        expected = predict_volume(load_predictor(run_dir), vol, progress=False)
-    np.testing.assert_allclose(tifffile.imread(tmp_path / "p.tif"), expected.transpose(1, 0, 2, 3), atol=1e-5)
-    np.testing.assert_array_equal(tifffile.imread(tmp_path / "labels.tif"), expected.argmax(axis=0))
+    _, _, _, run_dir = exported
+    assert main(["export", str(run_dir), str(tmp_path / "model")]) == 0
+    capsys.readouterr()
+    assert main(["info", str(tmp_path / "model"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["tile"]["margin"] == 8
+    assert main(["info", str(tmp_path / "model")]) == 0
+    assert "classes      0=background, 1=sinusoids" in capsys.readouterr().out
+    image = np.random.default_rng(4).normal(size=(3, 1, 14, 14)).astype(np.float32)
+    write_volume(tmp_path / "s.h5", image, channel_names=MARKERS)
+    assert main(["predict", str(tmp_path / "model"), str(tmp_path / "s.h5"), "--labels", str(tmp_path / "l.h5"), "--quiet"]) == 0
+    with open_volume(tmp_path / "s.h5") as vol, open_volume(tmp_path / "l.h5") as lab:
+        expected = predict_volume(load_predictor(run_dir), vol, progress=False).argmax(axis=0)
+        np.testing.assert_array_equal(lab.read_volume()[0], expected)

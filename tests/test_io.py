@@ -47,10 +47,10 @@ def vol():
     return np.random.default_rng(0).normal(size=(2, 3, 20, 30)).astype(np.float32)
 
 
-def test_ome_tiff_round_trip_names_spacing_memmap(tmp_path, vol):
+def test_ome_tiff_round_trip_names_spacing_contiguous(tmp_path, vol):
     p = write_volume(tmp_path / "a.ome.tif", vol, (2.0, 0.5, 0.25), ["DAPI", "endomucin"])
     with open_volume(p) as r:
-        assert r.mode == "memmap" and r.shape_czyx == (2, 3, 20, 30)
+        assert r.mode == "contiguous" and r.shape_czyx == (2, 3, 20, 30)
         assert r.markers == ("DAPI", "endomucin") and r.markers_source == "file"
         assert r.spacing == (2.0, 0.5, 0.25) and r.spacing_source == "file"
         for z in range(3):
@@ -86,6 +86,15 @@ def test_plain_and_compressed_tiff_page_wise(tmp_path, vol):
     tifffile.imwrite(tmp_path / "pc.tif", zcyx.reshape(6, 20, 30), metadata=None, compression="zlib")
     with open_volume(tmp_path / "pc.tif", markers="a,b", axes="ZCYX") as r:
         np.testing.assert_array_equal(r.read_slice(2), vol[:, 2])
+    tifffile.imwrite(tmp_path / "be.tif", vol[0], byteorder=">")
+    with open_volume(tmp_path / "be.tif") as r:
+        assert r.mode == "contiguous"
+        np.testing.assert_array_equal(r.read_slice(1)[0], vol[0, 1])
+    rgb = np.random.default_rng(1).integers(0, 255, (20, 30, 3)).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "rgb.tif", rgb, photometric="rgb")
+    with open_volume(tmp_path / "rgb.tif", markers="DAPI,endomucin,collagen") as r:
+        assert r.mode == "memmap" and r.shape_czyx == (3, 1, 20, 30)
+        np.testing.assert_array_equal(r.read_slice(0), rgb.transpose(2, 0, 1)[:, None][:, 0])
     tifffile.imwrite(tmp_path / "p4.tif", zcyx, metadata=None)
     with open_volume(tmp_path / "p4.tif", markers="a,b", axes="ZCYX") as r:
         np.testing.assert_array_equal(r.read_slice(2), vol[:, 2])

@@ -1,12 +1,13 @@
 """tf.data pipeline: shapes, standardisation, availability, ablation, subsets, augmentation, epochs; folds."""
 
+import itertools
 from collections import Counter
 
 import numpy as np
 import pytest
 
 from marker_excite.data.folds import Fold, paper_folds
-from marker_excite.data.pipeline import PatchSource, augment_pair, class_pixel_counts, make_dataset, patch_index
+from marker_excite.data.pipeline import PatchSource, class_pixel_counts, dihedral, make_dataset, patch_index
 from marker_excite.data.sample import Sample
 from marker_excite.data.store import SampleStore
 from marker_excite.errors import UserInputError
@@ -195,20 +196,17 @@ def test_augmentation_applied_identically_to_image_and_label(store):
     used = set()
     m = (IN - OUT) // 2
     for (x0, y0), (x1, y1) in zip(plain, aug):
-        found = None
-        for k in range(4):
-            for flip in (False, True):
-                img, lab = augment_pair(x0["image"], y0, k, flip)
-                if np.array_equal(img, x1["image"]) and np.array_equal(lab, y1):
-                    found = (k, flip)
-                    break
-            if found:
-                break
-        assert found is not None, "augmented patch is not a rotation/flip of the original"
+        found = [
+            combo
+            for combo in itertools.product((False, True), repeat=3)
+            if np.array_equal(dihedral(x0["image"], y0, *combo)[0], x1["image"])
+            and np.array_equal(dihedral(x0["image"], y0, *combo)[1], y1)
+        ]
+        assert len(found) == 1, "augmented patch is not exactly one rotation/reflection of the original"
         # the label tile still sits under the centre of the image tile (same transform)
-        assert np.array_equal(augment_pair(x0["image"][m:-m, m:-m], y0, *found)[0], x1["image"][m:-m, m:-m])
-        used.add(found)
-    assert len(used) >= 4  # really random: several different transforms were applied
+        assert np.array_equal(dihedral(x0["image"][m:-m, m:-m], y0, *found[0])[0], x1["image"][m:-m, m:-m])
+        used.add(found[0])
+    assert len(used) >= 6  # really random: most of the 8 transforms were applied
     ds = make_dataset(store, ["a"], panel=PANEL, classes=("sinusoids",), input_size=IN, output_size=OUT,
                       batch_size=4, shuffle=False, augment=True, seed=1)  # fmt: skip
     first = next(iter(ds))[0]["image"].numpy()

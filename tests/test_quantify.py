@@ -108,3 +108,23 @@ def test_quantify_store_with_run_csv_and_plot(tmp_path):
     assert png.stat().st_size > 1000
     with pytest.raises(UserInputError, match="not in store"):
         quantify_store(tmp_path / "s.h5", pred, samples=["nope"], progress=False)
+
+
+def test_quantify_cli_on_label_volumes(tmp_path, capsys):
+    from marker_excite.cli import main
+
+    img, tissue = _tissue_image()
+    write_volume(tmp_path / "a.ome.tif", img[None, None], channel_names=("DAPI",))
+    labels = np.zeros((1, 40, 40), np.uint8)
+    labels[0, 10:20, 10:20] = 1
+    write_volume(tmp_path / "a_labels.ome.tif", labels)
+    argv = ["quantify", "--labels", str(tmp_path / "a_labels.ome.tif"), "--images", str(tmp_path / "a.ome.tif"),
+            "--classes", "sinusoids", "--regions", "diaphysis", "--sigma", "0", "--min-size", "10",
+            "-o", str(tmp_path / "f.csv"), "--plot", str(tmp_path / "f.png"), "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    with open(tmp_path / "f.csv") as fh:
+        (row,) = list(csv.DictReader(fh))
+    assert row == {"sample": "a_labels", "region": "diaphysis", "class": "sinusoids", "tissue_voxels": "400",
+                   "class_voxels": "100", "fraction": "0.25"}  # fmt: skip
+    assert (tmp_path / "f.png").is_file()
+    assert main(argv) == 2 and "already exists" in capsys.readouterr().err

@@ -57,12 +57,12 @@ def _weights(model):
 
 
 def test_train_learns_and_writes_run_dir(store, tmp_path):
-    mcfg, tcfg = tiny_configs(epochs=8)
+    mcfg, tcfg = tiny_configs(epochs=6)
     run = train(tmp_path / "run", mcfg, tcfg, store, progress=False)
     names = sorted(p.name for p in (tmp_path / "run").iterdir())
     assert names == sorted([rd.MODEL_CONFIG, rd.TRAIN_CONFIG, rd.DATA_CONFIG, rd.VERSIONS, rd.BEST_WEIGHTS,
                             rd.LAST_WEIGHTS, rd.CHECKPOINT, rd.LOG, rd.TENSORBOARD, rd.CURVES])
-    assert [r["epoch"] for r in run.history] == list(range(1, 9))
+    assert [r["epoch"] for r in run.history] == list(range(1, 7))
     assert set(run.history[0]) == {"epoch", "loss", "val_loss", "val_f1_sinusoids", "val_mean_f1", "time", "train_time"}
     losses = [r["loss"] for r in run.history]
     assert losses[-1] < 0.7 * losses[0]  # learning happens

@@ -9,8 +9,6 @@ the panel's spelling.
 from __future__ import annotations
 
 import argparse
-import sys
-import time
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -20,6 +18,7 @@ from marker_excite.data.sample import TISSUE
 from marker_excite.data.store import SampleInfo, SampleStore
 from marker_excite.errors import UserInputError
 from marker_excite.markers import PAPER_MARKERS, MarkerPanel
+from marker_excite.progress import Progress
 
 HELP = "Import image stacks (TIFF, OME-TIFF, HDF5, Imaris) and label files into a sample store."
 
@@ -90,15 +89,13 @@ def import_sample(
                 attrs={"source": str(vol.path), "source_spacing": list(vol.spacing), "source_shape_zyx": list(vol.shape_zyx)},
                 overwrite=overwrite, compression=compression,
             )  # fmt: skip
-            with writer:
-                start = time.monotonic()
+            with writer, Progress(nz, f"import {name}", unit="slice", enabled=progress) as bar:
                 for z in range(nz):
                     img, labs = files.read_slice(z)
                     img = resample_to_shape(img, out_yx, order=1)
                     labs = {c: resample_to_shape(m, out_yx, order=0) for c, m in labs.items()}
                     writer.write_slice(z, img, labs if files.labels else None, annotated=bool(files.annotated[z]))
-                    if progress:
-                        _progress(z + 1, nz, start)
+                    bar.update()
             return st.info(name)
 
 
@@ -110,15 +107,6 @@ def _panel_names(names: Sequence[str], panel: MarkerPanel | Sequence[str] | None
         if n not in p:
             raise UserInputError(f"unknown marker {n!r}; the panel has {', '.join(p.names)} (use --panel to change it)")
     return tuple(p.names[p.index(n)] for n in names)
-
-
-def _progress(done: int, total: int, start: float) -> None:
-    width = 30
-    filled = width * done // total
-    rate = done / max(time.monotonic() - start, 1e-9)
-    end = "\n" if done == total else "\r"
-    sys.stderr.write(f"  slices [{'#' * filled}{'.' * (width - filled)}] {done}/{total} ({rate:.1f}/s){end}")
-    sys.stderr.flush()
 
 
 def _label_arg(text: str) -> tuple[str, str]:

@@ -195,7 +195,12 @@ def _canonical_axes(path: Path, axes: str, shape: Sequence[int], n_markers: int 
 
 
 class TiffVolume(VolumeReader):
-    """TIFF / OME-TIFF / ImageJ TIFF: memory-mapped when uncompressed and contiguous, else page-wise."""
+    """TIFF / OME-TIFF / ImageJ TIFF, read one slice at a time.
+
+    ``mode``: ``"contiguous"`` (uncompressed contiguous data: positioned reads of whole planes, resident
+    memory bounded by one slice), ``"pages"`` (compressed or scattered pages decoded by tifffile) or
+    ``"memmap"`` (uncompressed interleaved samples, e.g. RGB).
+    """
 
     def __init__(self, path, markers=None, spacing=None, axes: str | None = None) -> None:
         self.path = Path(path)
@@ -208,16 +213,18 @@ class TiffVolume(VolumeReader):
             self.dtype = np.dtype(series.dtype)
             file_markers, file_spacing = _tiff_metadata(self._tif)
             self._check_extent(series)
-            array = self._memmap(series)
-            self.mode = "memmap" if array is not None else "pages"
-            if array is None:
-                if canon[-2:] != "YX":
-                    raise VolumeError(
-                        f"{self.path}: compressed interleaved (e.g. RGB) TIFF is not supported; save one page per channel"
-                    )
-                array = _TiffPages(self._tif, series, shape)
+            if canon[-2:] == "YX" and series.dataoffset is not None:
+                self.mode = "contiguous"
+                dtype = np.dtype(series.dtype).newbyteorder(self._tif.byteorder)
+                array = _ContiguousPlanes(self.path, series.dataoffset, shape, dtype)
+            elif canon[-2:] == "YX":
+                self.mode, array = "pages", _TiffPages(self._tif, series, shape)
+            elif series.dataoffset is not None:  # interleaved samples (e.g. RGB): memory-map
+                self.mode, array = "memmap", tifffile.memmap(self.path, series=0, mode="r").reshape(shape)
             else:
-                array = array.reshape(shape)
+                raise VolumeError(
+                    f"{self.path}: compressed interleaved (e.g. RGB) TIFF is not supported; save one page per channel"
+                )
             self._reader = _AxesArray(array, canon)
             self.shape_czyx = self._reader.shape_czyx  # type: ignore[assignment]
             self._set_metadata(file_markers, file_spacing, markers, spacing)
@@ -232,19 +239,12 @@ class TiffVolume(VolumeReader):
                 f"{self.path}: truncated file ({size} bytes, data needs {series.dataoffset + series.nbytes})"
             )
 
-    def _memmap(self, series):
-        """A read-only memory map of the series when it is uncompressed and contiguous, else None."""
-        if series.dataoffset is None:
-            return None
-        try:
-            return tifffile.memmap(self.path, series=0, mode="r")
-        except (ValueError, OSError):
-            return None
-
     def _read(self, z: int) -> np.ndarray:
         return self._reader.read(z)
 
     def close(self) -> None:
+        if isinstance(self._reader.array, _ContiguousPlanes):
+            self._reader.array.close()
         self._tif.close()
 
 
@@ -263,32 +263,71 @@ def _split_pages(path: Path, shape: tuple[int, ...], axes: str | None, n_markers
     return (*split, *shape[1:])
 
 
-class _TiffPages:
-    """Array-like over the pages of a TIFF series: ``[*page_axes, Y, X]`` read page by page."""
+class _PlaneArray:
+    """Array-like ``[*lead, Y, X]`` whose YX planes are read on demand (subclasses: :meth:`_planes`)."""
+
+    shape: tuple[int, ...]
+
+    def _planes(self, indices: list[int]) -> np.ndarray:
+        """Planes by flat index -> ``[n, Y, X]``."""
+        raise NotImplementedError
+
+    def __getitem__(self, key):
+        lead = self.shape[:-2]
+        lead_key, yx_key = key[: len(lead)], key[len(lead) :]
+        grids = [np.arange(n)[k] if isinstance(k, slice) else np.array([k]) for k, n in zip(lead_key, lead)]
+        if grids:
+            mesh = np.meshgrid(*grids, indexing="ij")
+            flat = np.ravel_multi_index([m.ravel() for m in mesh], lead)
+        else:
+            flat = np.array([0])
+        data = self._planes([int(i) for i in flat]).reshape(*[len(g) for g in grids], *self.shape[-2:])
+        squeeze = tuple(i for i, k in enumerate(lead_key) if not isinstance(k, slice))
+        data = data.squeeze(axis=squeeze) if squeeze else data
+        return data[(Ellipsis, *yx_key)]
+
+
+class _ContiguousPlanes(_PlaneArray):
+    """Uncompressed contiguous TIFF data read plane by plane with positioned reads.
+
+    Unlike a memory map, nothing of the file stays mapped into the process, so resident memory is
+    bounded by one slice however large the stack.
+    """
+
+    def __init__(self, path: Path, offset: int, shape: tuple[int, ...], dtype: np.dtype) -> None:
+        self.shape, self.dtype, self.offset = tuple(shape), np.dtype(dtype), int(offset)
+        self._plane_bytes = int(np.prod(self.shape[-2:])) * self.dtype.itemsize
+        self._fh = open(path, "rb")
+
+    def _planes(self, indices: list[int]) -> np.ndarray:
+        out = np.empty((len(indices), *self.shape[-2:]), dtype=self.dtype)
+        for i, p in enumerate(indices):
+            self._fh.seek(self.offset + p * self._plane_bytes)
+            if self._fh.readinto(memoryview(out[i]).cast("B")) != self._plane_bytes:
+                raise OSError(f"plane {p} is truncated")
+        return out
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+class _TiffPages(_PlaneArray):
+    """Pages of a (compressed or scattered) TIFF series, decoded one by one by tifffile."""
 
     def __init__(self, tif: tifffile.TiffFile, series, shape: tuple[int, ...]) -> None:
         self.tif, self.series = tif, series
         self.shape = tuple(shape)
-        self._lead = self.shape[:-2]
         self._size = os.path.getsize(tif.filehandle.path)
 
-    def __getitem__(self, key):
-        lead_key, yx_key = key[: len(self._lead)], key[len(self._lead):]
-        grids = [np.arange(n)[k] if isinstance(k, slice) else np.array([k]) for k, n in zip(lead_key, self._lead)]
-        mesh = np.meshgrid(*grids, indexing="ij") if grids else []
-        pages = np.ravel_multi_index([m.ravel() for m in mesh], self._lead) if grids else np.array([0])
-        for p in pages:
-            page = self.series.pages[int(p)]
+    def _planes(self, indices: list[int]) -> np.ndarray:
+        for p in indices:
+            page = self.series.pages[p]
             if page is None:
-                raise OSError(f"page {int(p)} is missing")
+                raise OSError(f"page {p} is missing")
             end = max((o + c for o, c in zip(page.dataoffsets, page.databytecounts)), default=0)
             if end > self._size:
-                raise OSError(f"page {int(p)} extends past the end of the file ({end} > {self._size} bytes)")
-        data = self.tif.asarray(key=[int(p) for p in pages], series=0)
-        data = data.reshape(*[len(g) for g in grids], *self.shape[-2:])
-        squeeze = tuple(i for i, k in enumerate(lead_key) if not isinstance(k, slice))
-        data = data.squeeze(axis=squeeze) if squeeze else data
-        return data[(Ellipsis, *yx_key)]
+                raise OSError(f"page {p} extends past the end of the file ({end} > {self._size} bytes)")
+        return self.tif.asarray(key=indices, series=0).reshape(len(indices), *self.shape[-2:])
 
 
 class _TiffLogCatcher(logging.Handler):
@@ -727,7 +766,7 @@ class VolumeWriter:
     """Streaming, atomic writer of a ``[C, Z, Y, X]`` (or ``[Z, Y, X]``) volume, slice by slice.
 
     OME-TIFF (``.ome.tif`` / ``.tif``; ZCYX pages, channel names and physical sizes in the OME-XML,
-    uncompressed so it can be memory-mapped back) or HDF5 (``.h5``; dataset ``data`` CZYX chunked by
+    uncompressed and contiguous so it is streamed back plane by plane) or HDF5 (``.h5``; dataset ``data`` CZYX chunked by
     slice, attributes ``markers``, ``spacing``, ``element_size_um``). Data go to a temporary sibling
     that is renamed into place by :meth:`close` once every slice is written; on an error (or
     :meth:`abort`) nothing appears under the final name. Refuses an existing output unless ``overwrite``.
@@ -784,7 +823,13 @@ class VolumeWriter:
                 "PhysicalSizeY": sy, "PhysicalSizeYUnit": "µm",
                 "PhysicalSizeZ": sz, "PhysicalSizeZUnit": "µm",
             }  # fmt: skip
-            self._mm = tifffile.memmap(self._tmp, shape=(z, c, y, x), dtype=self.dtype, ome=True, metadata=meta)
+            # header + sparse contiguous data area; slices are then written in place (no memory map, so
+            # resident memory stays at one slice however large the volume)
+            offset, _ = tifffile.imwrite(
+                self._tmp, shape=(z, c, y, x), dtype=self.dtype, ome=True, metadata=meta, returnoffset=True
+            )
+            self._offset = int(offset)
+            self._fh = open(self._tmp, "r+b")
         else:
             self._h5 = h5py.File(self._tmp, "w")
             ds = self._h5.create_dataset(
@@ -809,7 +854,8 @@ class VolumeWriter:
         if not 0 <= z < nz:
             raise VolumeError(f"{self.path}: slice {z} outside 0..{nz - 1}")
         if self.format == "tiff":
-            self._mm[z] = data
+            self._fh.seek(self._offset + z * data.size * self.dtype.itemsize)
+            self._fh.write(np.ascontiguousarray(data, dtype=self.dtype).tobytes())
         else:
             self._ds[:, z] = data
         self._written[z] = True
@@ -837,8 +883,7 @@ class VolumeWriter:
 
     def _release(self) -> None:
         if self.format == "tiff":
-            self._mm.flush()
-            del self._mm
+            self._fh.close()
         else:
             self._h5.close()
 

@@ -10,7 +10,8 @@ for the model's marker panel (K markers) and an ``H -> h`` network (e.g. 572 -> 
   and std BEFORE zero padding; markers a sample lacks -- or that ``marker_panels`` removes from it, or
   that ``subset`` does not give the model -- are zero channels with availability 0;
 * labels: 0 background, ``c`` for the c-th entry of ``classes`` (the later class wins on overlap);
-* ``augment``: a random 90-degree rotation and flip, the same for image and label.
+* ``augment``: one of the 8 rotations / reflections of the square (random transpose and flips), the
+  same for image and label.
 
 Decoded, standardised, padded slices are cached in memory across epochs when they fit in
 ``cache_bytes``; otherwise slices are streamed in shuffled groups that fit, each read once per epoch.
@@ -147,29 +148,32 @@ class PatchSource:
 
     def _bytes(self, plan: _SamplePlan) -> int:
         (py, px), (cy, cx) = plan.layout.padded_shape_yx, plan.layout.covered_yx
-        return 4 * (py * px * self.panel.size + cy * cx)
+        copies = 2 if self.augment else 1  # + transposed copies for cheap rotations
+        return 4 * copies * (py * px * self.panel.size + cy * cx)
 
     @property
     def n_patches(self) -> int:
         return len(self.index)
 
-    def load_slice(self, sample_i: int, z: int) -> tuple[np.ndarray, np.ndarray]:
-        """Padded standardised image ``[Yp, Xp, K]`` float32 and padded label map ``[Yc, Xc]`` int32."""
+    def load_slice(self, sample_i: int, z: int) -> tuple[np.ndarray, ...]:
+        """Padded standardised image ``[Yp, Xp, K]`` float32 and padded label map ``[Yc, Xc]`` int32
+        (with ``augment``, followed by contiguous transposed copies of both)."""
         key = (sample_i, z)
         if key in self._cache:
             return self._cache[key]
         plan = self.plans[sample_i]
         raw, labels = self.store.read_slice(plan.name, z)
-        image = np.zeros((self.panel.size, *raw.shape[1:]), dtype=np.float32)
+        m, (y, x) = plan.layout.margin, raw.shape[1:]
+        padded = np.zeros((*plan.layout.padded_shape_yx, self.panel.size), dtype=np.float32)
         for j, s in enumerate(plan.source):
-            if s >= 0:
-                np.subtract(raw[s], plan.mean[j], out=image[j])
-                image[j] /= plan.std[j]
-        padded = np.ascontiguousarray(plan.layout.pad(image).transpose(1, 2, 0))
+            if s >= 0:  # standardise, then place inside the zero border
+                padded[m : m + y, m : m + x, j] = (raw[s] - plan.mean[j]) / plan.std[j]
         label = np.zeros(raw.shape[1:], dtype=np.int32)
         for c, cls in enumerate(plan.class_names, start=1):
             label[labels[cls] != 0] = c
-        item = (padded, plan.layout.pad_output(label))
+        item: tuple[np.ndarray, ...] = (padded, plan.layout.pad_output(label))
+        if self.augment:
+            item += tuple(np.ascontiguousarray(a.swapaxes(0, 1)) for a in item)
         if self.fits_in_cache:
             self._cache[key] = item
         return item
@@ -197,34 +201,58 @@ class PatchSource:
             groups = [[g[i] for i in rng.permutation(len(g))] for g in groups]
         return groups
 
+    def batches(self, batch_size: int) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
+        """One epoch as stacked batches (the last one may be smaller)."""
+        items = self()
+        while True:
+            chunk = [item for _, item in zip(range(batch_size), items)]
+            if not chunk:
+                return
+            yield (
+                {
+                    "image": np.stack([c[0]["image"] for c in chunk]),
+                    "availability": np.stack([c[0]["availability"] for c in chunk]),
+                },
+                np.stack([c[1] for c in chunk]),
+            )
+
     def __call__(self) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
+        """One epoch of single patches ``({"image", "availability"}, label)``."""
         rng = np.random.default_rng([self.seed, self.epoch])
         aug_rng = np.random.default_rng([self.seed, self.epoch, 1])
         self.epoch += 1
         h, s = self.input_size, self.output_size
         for group in self._epoch_groups(rng):
-            local: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+            local: dict[tuple[int, int], tuple[np.ndarray, ...]] = {}
             for sample_i, z, t in group:
                 key = (sample_i, z)
                 if key not in local:
                     local[key] = self.load_slice(sample_i, z)
-                image, label = local[key]
+                arrays = local[key]
                 plan = self.plans[sample_i]
                 y0, x0 = plan.layout.origins[t]
-                img = image[y0 : y0 + h, x0 : x0 + h]
-                lab = label[y0 : y0 + s, x0 : x0 + s]
-                if self.augment:
-                    img, lab = augment_pair(img, lab, int(aug_rng.integers(4)), bool(aug_rng.integers(2)))
+                transpose, flip_y, flip_x = aug_rng.integers(2, size=3).astype(bool) if self.augment else (False,) * 3
+                if transpose:  # a view of the pre-transposed slice: no strided copy of a rotation
+                    img, lab = arrays[2][x0 : x0 + h, y0 : y0 + h], arrays[3][x0 : x0 + s, y0 : y0 + s]
+                else:
+                    img, lab = arrays[0][y0 : y0 + h, x0 : x0 + h], arrays[1][y0 : y0 + s, x0 : x0 + s]
+                img, lab = dihedral(img, lab, False, flip_y, flip_x)
                 yield {"image": img, "availability": plan.availability}, lab
 
 
-def augment_pair(image: np.ndarray, label: np.ndarray, k: int, flip: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Rotate ``image [H, W, ...]`` and ``label [h, w]`` by ``k`` x 90 degrees, then flip left-right if ``flip``.
+def dihedral(
+    image: np.ndarray, label: np.ndarray, transpose: bool, flip_y: bool, flip_x: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """One of the 8 symmetries of the square on ``image [H, W, ...]`` and ``label [h, w]`` (views):
+    optional transpose, then optional flips of the y and x axes (all 4 rotations and 4 reflections).
 
-    Both are square and concentric, so the same transform keeps them aligned.
+    Image and label tiles are square and concentric, so the same transform keeps them aligned.
     """
-    image, label = np.rot90(image, k, axes=(0, 1)), np.rot90(label, k, axes=(0, 1))
-    if flip:
+    if transpose:
+        image, label = image.swapaxes(0, 1), label.swapaxes(0, 1)
+    if flip_y:
+        image, label = image[::-1], label[::-1]
+    if flip_x:
         image, label = image[:, ::-1], label[:, ::-1]
     return image, label
 
@@ -256,7 +284,7 @@ def make_dataset(
         input_size, output_size: the network's tile sizes (from ``UNetGeometry``).
         batch_size: patches per batch; the last partial batch of an epoch is kept.
         shuffle: seeded shuffling, different (and reproducible) in every epoch.
-        augment: random 90-degree rotations / flips, identical for image and label.
+        augment: random rotations by 90 degrees / reflections, identical for image and label.
         marker_panels: sample -> markers it keeps (heterogeneous-panel experiments, Cases 1-6).
         subset: 0-based panel indices given to the model (all others zero, availability 0).
         repeat: repeat epochs forever (each with a new order).
@@ -273,17 +301,17 @@ def make_dataset(
         shuffle=shuffle, augment=augment, seed=seed, marker_panels=marker_panels, subset=subset,
         cache_bytes=cache_bytes,
     )  # fmt: skip
-    k = panel.size
+    k, b = panel.size, int(batch_size)
     signature = (
         {
-            "image": tf.TensorSpec((input_size, input_size, k), tf.float32),
-            "availability": tf.TensorSpec((k,), tf.float32),
+            "image": tf.TensorSpec((None, input_size, input_size, k), tf.float32),
+            "availability": tf.TensorSpec((None, k), tf.float32),
         },
-        tf.TensorSpec((output_size, output_size), tf.int32),
+        tf.TensorSpec((None, output_size, output_size), tf.int32),
     )
-    ds = tf.data.Dataset.from_generator(source, output_signature=signature)
-    ds = ds.apply(tf.data.experimental.assert_cardinality(source.n_patches))
-    ds = ds.batch(int(batch_size), drop_remainder=False)
+    # batches are stacked in Python: one hand-over to TensorFlow per batch, not per patch
+    ds = tf.data.Dataset.from_generator(lambda: source.batches(b), output_signature=signature)
+    ds = ds.apply(tf.data.experimental.assert_cardinality(-(-source.n_patches // b)))
     if repeat:
         ds = ds.repeat()
     return ds.prefetch(tf.data.AUTOTUNE)

@@ -18,6 +18,7 @@ REGIONS: tuple[str, ...] = tuple(SINUSOID_FRACTION)
 
 _SINUSOID_WAVELENGTH = 170.0  # um, spacing of the sinusoid network
 _ARTERY_RADIUS = (10.0, 25.0)  # um, outer radius (lumen + wall)
+_KAPPA = (0.75, 1.35)  # bounds of the global radius factor that fits the artery fraction
 _PERIVASCULAR_GAP = 1.3  # sinusoids keep out of arteries up to this multiple of the outer radius
 
 
@@ -124,19 +125,20 @@ def _artery_geometry(
 
 
 def _artery_distance(
-    shape: tuple[int, int, int], spacing: tuple[float, float, float], plans: list[dict]
+    shape: tuple[int, int, int], spacing: tuple[float, float, float], plans: list[dict], reach: float
 ) -> np.ndarray:
     """Distance to the nearest artery centreline divided by that artery's local radius (float32).
 
-    The centrelines (smooth bent curves) are rasterised on a grid about 2 um coarse, padded so that
-    curves leaving the volume still count, the Euclidean distance transform gives the nearest
-    centreline point, and the result is interpolated back to the sample grid.
+    The centrelines (smooth bent curves) are rasterised on a grid about 3 um coarse, padded so that
+    curves leaving the volume still count, and the Euclidean distance transform gives the nearest
+    centreline point. Voxels of the sample grid whose coarse value is below ``reach`` get the
+    trilinearly interpolated value; all others are set to ``reach`` (far from every artery).
     """
-    step = [max(1, int(round(2.0 / s))) for s in spacing]
-    cspacing = np.array([s * f for s, f in zip(spacing, step)])
+    step = np.array([max(1, int(round(3.0 / s))) for s in spacing])
+    cspacing = np.array(spacing) * step
     r_max = max(p["radius"] for p in plans) * 1.6
-    pad = np.ceil(r_max / cspacing).astype(int) + 1
-    cshape = [int(np.ceil(n / f)) + 2 * p for n, f, p in zip(shape, step, pad)]
+    pad = np.ceil(r_max * reach / cspacing).astype(int) + 1
+    cshape = tuple(int(np.ceil(n / f)) + 2 * p for n, f, p in zip(shape, step, pad))
     origin = -pad * cspacing
     free = np.ones(cshape, dtype=bool)
     radius_img = np.zeros(cshape, dtype=np.float32)
@@ -153,15 +155,16 @@ def _artery_distance(
     dist, ind = ndi.distance_transform_edt(free, sampling=cspacing, return_indices=True)
     rel = (dist / np.maximum(radius_img[ind[0], ind[1], ind[2]], 1e-3)).astype(np.float32)
     del dist, ind
-    # back to the sample grid: coordinates of every sample voxel on the coarse grid
-    coords = [(np.arange(n) / f + p).astype(np.float32) for n, f, p in zip(shape, step, pad)]
-    if all(f == 1 for f in step):
-        sl = tuple(slice(p, p + n) for p, n in zip(pad, shape))
-        return np.ascontiguousarray(rel[sl])
-    crop = tuple(slice(int(np.floor(c[0])), int(np.ceil(c[-1])) + 2) for c in coords)
-    rel = rel[crop]
-    local = [c - np.floor(c[0]) for c in coords]
-    return ndi.map_coordinates(rel, np.meshgrid(*local, indexing="ij", sparse=False), order=1).astype(np.float32)
+    # sample voxel i along an axis sits at coarse coordinate i / step + pad
+    coords = [np.arange(n, dtype=np.float32) / np.float32(f) + np.float32(p) for n, f, p in zip(shape, step, pad)]
+    nearest = rel[np.ix_(*[np.rint(c).astype(np.intp) for c in coords])]
+    near = nearest < reach + 0.5
+    out = np.full(shape, np.float32(reach), dtype=np.float32)
+    idx = np.nonzero(near)
+    if idx[0].size:
+        points = np.stack([coords[a][idx[a]] for a in range(3)])
+        out[idx] = np.minimum(ndi.map_coordinates(rel, points, order=1), np.float32(reach))
+    return out
 
 
 def make_anatomy(
@@ -178,8 +181,8 @@ def make_anatomy(
     n_tissue = max(int(tissue.sum()), 1)
 
     plans, _ = _artery_geometry(shape, spacing, tissue, rng, artery_fraction)
-    rel = _artery_distance(shape, spacing, plans)
-    kappa = float(np.clip(np.quantile(rel[tissue][::3], artery_fraction), 0.75, 1.35)) if tissue.any() else 1.0
+    rel = _artery_distance(shape, spacing, plans, reach=_KAPPA[1] * _PERIVASCULAR_GAP)
+    kappa = float(np.clip(np.quantile(rel[tissue][::3], artery_fraction), *_KAPPA)) if tissue.any() else 1.0
     lumen_ratio = rng.uniform(0.5, 0.65)
     arteries = (rel < kappa) & tissue
     artery_lumen = (rel < kappa * lumen_ratio) & tissue

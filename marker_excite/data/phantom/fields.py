@@ -70,8 +70,9 @@ def random_field(
     spectrum[np.ix_(*keep)] = noise * amp
     field = sfft.irfftn(spectrum, s=shape, workers=FFT_WORKERS).astype(np.float32, copy=False)
     del spectrum
-    field -= np.float32(field.mean(dtype=np.float64))
-    std = float(field.std(dtype=np.float64))
+    view = field[(slice(None),) * (field.ndim - 2) + (slice(None, None, 3), slice(None, None, 3))]
+    field -= np.float32(view.mean(dtype=np.float64))
+    std = float(view.std(dtype=np.float64))
     if std > 0:
         field /= np.float32(std)
     return field

@@ -1,0 +1,65 @@
+"""``marker-excite info``: what a run or an exported model expects (markers, classes, tiles, spacing, training)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+HELP = "show what a run or exported model expects: markers, classes, tile geometry, spacing, training summary"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="run directory or exported model directory")
+    parser.add_argument("--json", action="store_true", help="print the model card as JSON")
+
+
+def describe(card: dict[str, Any]) -> str:
+    """Human-readable summary of a model card."""
+    tile = card["tile"]
+    spacing = card.get("spacing_zyx_um")
+    t = card.get("training") or {}
+    lines = [
+        f"model        {card.get('model')}",
+        f"markers      {', '.join(f'm{i}={m}' for i, m in enumerate(card['markers'], start=1))}",
+        f"classes      {', '.join(f'{i}={c}' for i, c in enumerate(card['outputs']))}",
+        f"tiles        input {tile['input_size']} px -> output {tile['output_size']} px (margin {tile['margin']} px)",
+        f"spacing      {'z,y,x = ' + ', '.join(f'{s:g}' for s in spacing) + ' µm' if spacing else 'unknown (no resampling)'}",
+        f"normalise    {card['normalisation']['method']}; padding {card['normalisation']['padding']}",
+        f"missing      {card['normalisation']['missing_markers']}",
+    ]
+    if t:
+        best = t.get("best_val_mean_f1")
+        score = f"; best epoch {t.get('best_epoch')} (val mean F1 {best:.4f})" if best is not None else ""
+        samples = t.get("samples", {})
+        lines += [
+            f"training     fold {t.get('fold')} of {t.get('n_folds')}; {t.get('epochs')} of {t.get('epochs_planned')} epoch(s){score}",
+            "samples      " + "; ".join(f"{k} {', '.join(v)}" for k, v in samples.items()),
+        ]
+    versions = (card.get("software") or {}).get("trained_with") or {}
+    if versions:
+        lines.append(f"trained with tensorflow {versions.get('tensorflow')}, marker_excite {versions.get('marker_excite')}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from marker_excite.errors import UserInputError
+
+    path = Path(args.model)
+    if (path / "saved_model.pb").is_file():
+        from marker_excite.export import read_card
+
+        card = read_card(path)  # no need to load the network
+    else:
+        from marker_excite import run_dir as rd
+
+        if not rd.is_run_dir(path):
+            raise UserInputError(f"{path} is neither a run directory (model_config.json) nor an exported model (saved_model.pb)")
+        from marker_excite.export import model_card
+        from marker_excite.training import load_run
+
+        card = model_card(load_run(path))
+    print(json.dumps(card, indent=2) if args.json else describe(card))
+    return 0

@@ -1,0 +1,63 @@
+"""``marker-excite predict``: segment a whole 2D/3D stack with a trained run or an exported model."""
+
+from __future__ import annotations
+
+import argparse
+
+from marker_excite.errors import UserInputError
+
+HELP = "segment a whole stack (TIFF/OME-TIFF/HDF5/.ims) with a run directory or an exported model"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="run directory (from `train`) or exported model directory (from `export`)")
+    parser.add_argument("input", help="stack file; HDF5 datasets as file.h5:path, store samples as store.h5:sample")
+    parser.add_argument("--labels", help="label volume to write (.ome.tif/.tif or .h5): 0 background, c = c-th class")
+    parser.add_argument("--probabilities", help="probability volume to write (.ome.tif/.tif or .h5), channels background + classes")
+    parser.add_argument("--prob-dtype", default="float32", choices=("float32", "uint8", "uint16"),
+                        help="probability storage: float32, or round(p*255) / round(p*65535) (default float32)")
+    parser.add_argument("--markers", help="use only these markers of the stack (names like DAPI,collagen or m_125)")
+    parser.add_argument("--channel-names", help="marker name of each channel, comma-separated (overrides the file's names)")
+    parser.add_argument("--spacing", help="voxel size z,y,x in µm (overrides the file's)")
+    parser.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass (default 4)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def parse_spacing(text: str | None) -> tuple[float, float, float] | None:
+    """``"2,1,1"`` -> (2.0, 1.0, 1.0)."""
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise UserInputError(f"--spacing {text!r} must be three numbers z,y,x in µm") from None
+    if len(values) != 3 or min(values) <= 0:
+        raise UserInputError(f"--spacing {text!r} must be three positive numbers z,y,x in µm")
+    return values  # type: ignore[return-value]
+
+
+def run(args: argparse.Namespace) -> int:
+    from marker_excite.inference import predict_file
+
+    if not args.labels and not args.probabilities:
+        raise UserInputError("give --labels and/or --probabilities (the output volumes)")
+    if args.batch_size < 1:
+        raise UserInputError(f"--batch-size must be >= 1, got {args.batch_size}")
+    written = predict_file(
+        args.model,
+        args.input,
+        labels=args.labels,
+        probabilities=args.probabilities,
+        markers=args.markers,
+        channel_names=args.channel_names,
+        spacing=parse_spacing(args.spacing),
+        batch_size=args.batch_size,
+        probability_dtype=args.prob_dtype,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+    )
+    if not args.quiet:
+        for kind, path in written.items():
+            print(f"wrote {kind}: {path}")
+    return 0

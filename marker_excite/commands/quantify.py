@@ -1,0 +1,72 @@
+"""``marker-excite quantify``: volume fraction of each class within the tissue, per sample and region."""
+
+from __future__ import annotations
+
+import argparse
+
+from marker_excite.errors import UserInputError
+
+HELP = "volume fractions of the segmented classes within the tissue mask, per sample and region (CSV + box plot)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_argument_group("input: a store segmented with a model, OR predicted label volumes")
+    source.add_argument("--store", help="sample store (.h5); its samples are segmented with --model, regions from the store")
+    source.add_argument("--model", help="run directory or exported model that segments the store")
+    source.add_argument("--samples", help="store samples to quantify, comma-separated (default: all)")
+    source.add_argument("--markers", help="segment with only these markers (names or m_125)")
+    source.add_argument("--labels", nargs="+", help="label volumes written by `predict --labels`")
+    source.add_argument("--images", nargs="+", help="the image stack of each label volume (for the tissue mask)")
+    source.add_argument("--classes", help="class names of label values 1, 2, ... (default: the --model's classes)")
+    source.add_argument("--regions", help="region of each label volume, comma-separated")
+    source.add_argument("--channel-names", help="marker name of each channel of the --images, comma-separated")
+    tissue = parser.add_argument_group("tissue mask: a tissue model, else an Otsu threshold on smoothed DAPI")
+    tissue.add_argument("--tissue-run", help="run directory or exported model of a DAPI-only tissue model")
+    tissue.add_argument("--dapi", default="DAPI", help="channel name used by the threshold fallback (default DAPI)")
+    tissue.add_argument("--sigma", type=float, default=2.0, help="threshold fallback: Gaussian sigma in pixels (default 2)")
+    tissue.add_argument("--min-size", type=int, default=64, help="threshold fallback: smallest object kept, pixels (default 64)")
+    parser.add_argument("-o", "--output", required=True, help="CSV file to write")
+    parser.add_argument("--plot", help="box plot to write (.png/.pdf/.svg)")
+    parser.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass (default 4)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def _split(text: str | None) -> list[str] | None:
+    return None if text is None else [p.strip() for p in text.split(",")]
+
+
+def run(args: argparse.Namespace) -> int:
+    from marker_excite.atomic import check_output_path
+    from marker_excite.inference import load_predictor
+    from marker_excite.quantify import fraction_boxplot, quantify_files, quantify_store, write_csv
+
+    if bool(args.store) == bool(args.labels):
+        raise UserInputError("give either --store (with --model) or --labels (with --images)")
+    check_output_path(args.output, overwrite=args.overwrite)
+    if args.plot:
+        check_output_path(args.plot, overwrite=args.overwrite)
+    common = dict(dapi=args.dapi, sigma=args.sigma, min_size=args.min_size, batch_size=args.batch_size)
+    tissue = load_predictor(args.tissue_run) if args.tissue_run else None
+    if args.store:
+        if not args.model:
+            raise UserInputError("--store needs --model (the run or exported model that segments it)")
+        rows = quantify_store(args.store, load_predictor(args.model), tissue_model=tissue, samples=_split(args.samples),
+                              markers=args.markers, progress=not args.quiet, **common)  # fmt: skip
+    else:
+        if not args.images:
+            raise UserInputError("--labels needs --images (one image stack per label volume, for the tissue mask)")
+        if args.classes:
+            classes = _split(args.classes)
+        elif args.model:
+            classes = list(load_predictor(args.model).spec.classes)
+        else:
+            raise UserInputError("give --classes (names of label values 1, 2, ...) or --model")
+        rows = quantify_files(args.labels, args.images, classes, regions=_split(args.regions), tissue_model=tissue,
+                              channel_names=args.channel_names, **common)  # fmt: skip
+    write_csv(rows, args.output, overwrite=args.overwrite)
+    if args.plot:
+        fraction_boxplot(rows, args.plot, overwrite=args.overwrite)
+    if not args.quiet:
+        print(f"wrote {args.output}" + (f" and {args.plot}" if args.plot else ""))
+    return 0

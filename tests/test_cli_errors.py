@@ -1,0 +1,147 @@
+"""Bad input through ``marker_excite.cli.main``: one-line error naming the problem, exit 2, no partial output."""
+
+import json
+
+import numpy as np
+import pytest
+from test_inference import MARKERS, make_run
+
+from marker_excite.cli import main
+from marker_excite.data.io import open_volume, write_volume
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    return make_run(tmp_path_factory.mktemp("cli") / "run")[0]
+
+
+@pytest.fixture
+def stack(tmp_path):
+    image = np.random.default_rng(0).normal(size=(3, 2, 16, 16)).astype(np.float32)
+    path = tmp_path / "in" / "stack.ome.tif"
+    path.parent.mkdir()
+    write_volume(path, image, channel_names=MARKERS)
+    return path
+
+
+def _fails(capsys, argv, *phrases):
+    """Run the CLI, expect exit 2 and ONE stderr line naming the problem."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith(f"marker-excite {argv[0]}: error: "), err
+    for phrase in phrases:
+        assert phrase in err, err
+    return err
+
+
+def _out_files(tmp_path):
+    return sorted(p.name for p in (tmp_path / "out").iterdir()) if (tmp_path / "out").exists() else []
+
+
+def _predict(run_dir, stack, tmp_path, *extra):
+    return ["predict", str(run_dir), str(stack), "--labels", str(tmp_path / "out" / "l.ome.tif"),
+            "--probabilities", str(tmp_path / "out" / "p.h5"), "--quiet", *extra]  # fmt: skip
+
+
+def test_marker_not_in_panel(capsys, run_dir, stack, tmp_path):
+    _fails(capsys, _predict(run_dir, stack, tmp_path, "--channel-names", "DAPI,CD31,collagen"), "'CD31'", "not in the model's panel")
+    assert _out_files(tmp_path) == []
+
+
+def test_marker_given_twice(capsys, run_dir, stack, tmp_path):
+    _fails(capsys, _predict(run_dir, stack, tmp_path, "--channel-names", "DAPI,collagen,dapi"), "twice")
+    _fails(capsys, _predict(run_dir, stack, tmp_path, "--markers", "DAPI,DAPI"), "twice", "DAPI")
+    assert _out_files(tmp_path) == []
+
+
+def test_no_marker_at_all(capsys, run_dir, stack, tmp_path):
+    _fails(capsys, _predict(run_dir, stack, tmp_path, "--markers", ""), "empty marker set")
+    assert _out_files(tmp_path) == []
+
+
+def test_channel_count_mismatch(capsys, run_dir, stack, tmp_path):
+    _fails(capsys, _predict(run_dir, stack, tmp_path, "--channel-names", "DAPI,collagen"), "2 marker name(s)", "3 channel(s)")
+    assert _out_files(tmp_path) == []
+
+
+def test_nan_voxels_leave_no_output(capsys, run_dir, tmp_path):
+    image = np.ones((3, 3, 16, 16), np.float32)
+    image[2, 1, 4, 4] = np.nan
+    write_volume(tmp_path / "nan.h5", image, channel_names=MARKERS)
+    _fails(capsys, _predict(run_dir, tmp_path / "nan.h5", tmp_path), "NaN/Inf", "collagen", "slice 1")
+    assert _out_files(tmp_path) == []  # temporary files removed too
+
+
+def test_stack_smaller_than_tile_works(capsys, run_dir, tmp_path):
+    write_volume(tmp_path / "tiny.tif", np.random.default_rng(1).normal(size=(3, 1, 3, 5)).astype(np.float32), channel_names=MARKERS)
+    assert main(_predict(run_dir, tmp_path / "tiny.tif", tmp_path)) == 0
+    assert _out_files(tmp_path) == ["l.ome.tif", "p.h5"]
+    with open_volume(tmp_path / "out" / "l.ome.tif") as vol:
+        assert vol.shape_czyx == (1, 1, 3, 5)
+
+
+def test_unreadable_and_truncated_files(capsys, run_dir, stack, tmp_path):
+    bad = tmp_path / "garbage.tif"
+    bad.write_bytes(b"this is not a tiff file at all")
+    _fails(capsys, _predict(run_dir, bad, tmp_path), str(bad))
+    data = stack.read_bytes()
+    cut = tmp_path / "cut.ome.tif"
+    cut.write_bytes(data[: len(data) // 2])
+    _fails(capsys, _predict(run_dir, cut, tmp_path), str(cut))
+    _fails(capsys, _predict(run_dir, tmp_path / "missing.tif", tmp_path), "does not exist")
+    assert _out_files(tmp_path) == []
+
+
+def test_existing_output_refused_unless_overwrite(capsys, run_dir, stack, tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "l.ome.tif").write_text("keep me")
+    _fails(capsys, _predict(run_dir, stack, tmp_path), "already exists", "--overwrite")
+    assert _out_files(tmp_path) == ["l.ome.tif"] and (tmp_path / "out" / "l.ome.tif").read_text() == "keep me"
+    assert main(_predict(run_dir, stack, tmp_path, "--overwrite")) == 0
+    with open_volume(tmp_path / "out" / "l.ome.tif") as vol:
+        assert vol.shape_czyx == (1, 2, 16, 16)
+
+
+def test_unwritable_output(capsys, run_dir, stack, tmp_path):
+    blocker = tmp_path / "somefile"
+    blocker.write_text("a regular file, not a folder")
+    argv = ["predict", str(run_dir), str(stack), "--labels", str(blocker / "out.tif"), "--quiet"]
+    _fails(capsys, argv, str(blocker))
+    _fails(capsys, ["export", str(run_dir), str(blocker / "model")], str(blocker))
+    _fails(capsys, ["quantify", "--labels", str(stack), "--images", str(stack), "--classes", "a", "-o", str(blocker / "f.csv")], str(blocker))
+
+
+def test_no_output_and_bad_model(capsys, run_dir, stack, tmp_path):
+    _fails(capsys, ["predict", str(run_dir), str(stack)], "--labels")
+    _fails(capsys, ["predict", str(tmp_path), str(stack), "--labels", str(tmp_path / "l.tif")], "neither a run directory")
+    _fails(capsys, ["info", str(tmp_path)], "neither a run directory")
+
+
+def test_info_human_and_json(capsys, run_dir):
+    assert main(["info", str(run_dir)]) == 0
+    text = capsys.readouterr().out
+    assert "m1=DAPI, m2=endomucin, m3=collagen" in text and "input 28 px -> output 12 px (margin 8 px)" in text
+    assert "best epoch 2 (val mean F1 0.7000)" in text
+    assert main(["info", str(run_dir), "--json"]) == 0
+    card = json.loads(capsys.readouterr().out)
+    assert card["markers"] == list(MARKERS) and card["classes"] == ["sinusoids"]
+
+
+def test_resume_with_other_config_is_refused(capsys, tmp_path):
+    from marker_excite.data.sample import Sample
+    from marker_excite.data.store import SampleStore
+    from marker_excite.models.zoo import model_config
+
+    rng = np.random.default_rng(0)
+    with SampleStore(tmp_path / "s.h5", "w") as store:
+        for i in range(3):
+            labels = {"sinusoids": (rng.random((1, 12, 12)) > 0.7).astype(np.uint8)}
+            store.write_sample(Sample(f"s{i}", rng.normal(size=(3, 1, 12, 12)).astype(np.float32), MARKERS, labels=labels))
+    cfg = model_config("MS", markers=MARKERS, preset="small", depth=2, base_filters=2, input_size=28)
+    (tmp_path / "m.json").write_text(json.dumps(cfg.to_dict()))
+    base = ["train", "--store", str(tmp_path / "s.h5"), "--run", str(tmp_path / "run"), "--model-config", str(tmp_path / "m.json"),
+            "--n-folds", "3", "--epochs", "1", "--quiet"]  # fmt: skip
+    assert main(base) == 0
+    before = sorted(p.name for p in (tmp_path / "run").iterdir())
+    _fails(capsys, [*base[:-3], "--epochs", "1", "--seed", "5", "--resume", "--quiet"], "cannot resume", "train_config.seed")
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == before

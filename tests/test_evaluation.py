@@ -1,0 +1,123 @@
+"""evaluation.py and the train / evaluate commands: exact metrics, subset masking, row counts, CLI."""
+
+import numpy as np
+import pytest
+from test_training import TINY, make_tiny_store, tiny_sample
+
+from marker_excite import cli, evaluation
+from marker_excite.data import pipeline
+from marker_excite.data.store import SampleStore
+from marker_excite.errors import UserInputError
+from marker_excite.metrics import confusion_matrix
+from marker_excite.models.zoo import build_model, model_config
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    path = make_tiny_store(tmp_path_factory.mktemp("store") / "tiny.h5", n_samples=6, seed=1)
+    rng = np.random.default_rng(5)
+    with SampleStore(path, "a") as st:  # a sample stained without collagen
+        st.write_sample(tiny_sample("nocol", rng).with_markers(("DAPI", "endomucin", "endoglin", "CXCL12-GFP")))
+    return path
+
+
+def test_rows_from_confusion_exact():
+    cm = np.array([[50, 2, 3], [4, 20, 1], [0, 5, 15]])
+    rows = evaluation.rows_from_confusion(cm, model="MS-ME", fold=2, classes=("sinusoids", "arteries"),
+                                          subset="m_14", n_markers=2)
+    assert len(rows) == 2 * len(evaluation.METRICS)
+    got = {(r["class"], r["metric"]): r["value"] for r in rows}
+    # sinusoids: TP 20, FP 2 + 5, FN 4 + 1; arteries: TP 15, FP 3 + 1, FN 0 + 5
+    assert got["sinusoids", "f1"] == pytest.approx(40 / 52) and got["arteries", "f1"] == pytest.approx(30 / 39)
+    assert got["sinusoids", "precision"] == pytest.approx(20 / 27) and got["sinusoids", "recall"] == pytest.approx(20 / 25)
+    assert (got["arteries", "tp"], got["arteries", "fp"], got["arteries", "fn"]) == (15, 4, 5)
+    assert all(r["fold"] == 2 and r["subset"] == "m_14" and r["n_markers"] == 2 and r["model"] == "MS-ME" for r in rows)
+
+
+def test_parse_subsets_and_labels():
+    paper = ("DAPI", "endomucin", "endoglin", "collagen", "CXCL12-GFP")
+    assert evaluation.parse_subsets("m_125,m_4", paper) == [(0, 1, 4), (3,)]
+    assert evaluation.parse_subsets("DAPI+collagen; endomucin", paper) == [(0, 3), (1,)]
+    ub = ("DAPI", "collagen")  # a UB model: subsets named in the paper's notation
+    assert evaluation.label_panel(ub).names == paper
+    assert evaluation.parse_subsets("m_14,m_4", ub) == [(0, 1), (1,)]
+    with pytest.raises(UserInputError, match="endomucin"):
+        evaluation.parse_subsets("m_2", ub)
+    with pytest.raises(UserInputError, match="unknown marker"):
+        evaluation.parse_subsets("DAPI+nope", paper)
+    assert evaluation.label_panel(("a", "b")).names == ("a", "b")
+
+
+def _numpy_f1(model, mcfg, store, samples, subset):
+    """Reference: the pipeline's own subset selection, model.predict, numpy confusion."""
+    ds = pipeline.make_dataset(store, samples, panel=mcfg.panel, classes=mcfg.classes, input_size=mcfg.input_size,
+                               output_size=mcfg.output_size, batch_size=5, shuffle=False, subset=subset)
+    cm = 0
+    for x, y in ds:
+        cm = cm + confusion_matrix(y.numpy(), np.argmax(model.predict_on_batch(x), -1), mcfg.n_outputs)
+    return cm
+
+
+def test_evaluate_model_all_subsets_matches_reference(store):
+    mcfg = model_config("MS-ME", **TINY)
+    model = build_model(mcfg)
+    with SampleStore(store) as st:
+        rows = evaluation.evaluate_model(model, mcfg, st, ["s0", "s1"], fold=0, batch_size=3, progress=False)
+        assert len(rows) == 31 * 1 * len(evaluation.METRICS)
+        assert len({r["subset"] for r in rows}) == 31 and {r["n_markers"] for r in rows} == {1, 2, 3, 4, 5}
+        got = {(r["subset"], r["metric"]): r["value"] for r in rows}
+        for subset in [(0, 1, 4), (3,), (0, 1, 2, 3, 4)]:
+            label = mcfg.panel.subset_label(subset)
+            cm = _numpy_f1(model, mcfg, st, ["s0", "s1"], subset)
+            assert (got[label, "tp"], got[label, "fp"], got[label, "fn"]) == (cm[1, 1], cm[0, 1], cm[1, 0])
+            assert got[label, "f1"] == pytest.approx(2 * cm[1, 1] / (2 * cm[1, 1] + cm[0, 1] + cm[1, 0]))
+        # a sample without collagen counts for subsets without collagen only
+        mixed = evaluation.evaluate_model(model, mcfg, st, ["s0", "nocol"], fold=0, subsets="m_4,m_12",
+                                          progress=False)
+        only_s0 = evaluation.evaluate_model(model, mcfg, st, ["s0"], fold=0, subsets="m_4", progress=False)
+        both = evaluation.evaluate_model(model, mcfg, st, ["s0", "nocol"], fold=0, subsets="m_12", progress=False)
+    m4 = [r for r in mixed if r["subset"] == "m_4"]
+    assert m4 == only_s0
+    assert [r for r in mixed if r["subset"] == "m_12"] == both
+
+
+def test_relative_and_csv_round_trip(tmp_path):
+    def rows(model, values):
+        return [dict(model=model, fold=f, **{"class": "sinusoids"}, subset=s, n_markers=len(s) - 2, metric="f1", value=v)
+                for (s, f), v in values.items()]
+
+    a = rows("MS-ME", {("m_1", 0): 0.75, ("m_12", 0): 0.9, ("m_1", 1): 0.5})
+    b = rows("UB", {("m_1", 0): 0.5, ("m_12", 0): 0.95})
+    rel = evaluation.relative(a, b)
+    assert [(r["subset"], r["fold"], r["value"], r["reference"]) for r in rel] == [
+        ("m_1", 0, 0.25, "UB"), ("m_12", 0, pytest.approx(-0.05), "UB")]
+    path = evaluation.write_results(a + rel, tmp_path / "res.csv")
+    back = evaluation.read_results(path)
+    assert path.read_text().splitlines()[0] == "model,fold,class,subset,n_markers,metric,value,reference"
+    assert [r["value"] for r in back] == [r["value"] for r in a + rel]  # floats exactly round-trip
+    assert back[0]["fold"] == 0 and back[0]["n_markers"] == 1
+    with pytest.raises(UserInputError, match="does not exist"):
+        evaluation.read_results(tmp_path / "nope.csv")
+
+
+def test_train_and_evaluate_commands(store, tmp_path, capsys):
+    mcfg_path = tmp_path / "model.json"
+    model_config("MS", **TINY).to_json(mcfg_path)
+    run = tmp_path / "run"
+    base = ["train", "--store", str(store), "--run", str(run), "--model-config", str(mcfg_path), "--preset", "small",
+            "--n-folds", "3", "--batch-size", "4", "--quiet"]
+    assert cli.main(base + ["--epochs", "1"]) == 0
+    assert cli.main(base + ["--epochs", "2", "--resume"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("marker-excite train: error: cannot resume") and "train_config.epochs" in err
+    assert len(err.splitlines()) == 1
+    assert cli.main(base + ["--epochs", "1"]) == 2  # existing run dir without --resume / --overwrite
+    assert "not empty" in capsys.readouterr().err
+
+    assert cli.main(["evaluate", "--run", str(run), "--subsets", "m_125,m_4", "--quiet"]) == 0
+    rows = evaluation.read_results(run / "evaluation.csv")
+    assert len(rows) == 2 * 1 * len(evaluation.METRICS) and {r["subset"] for r in rows} == {"m_125", "m_4"}
+    assert (run / "evaluation.png").stat().st_size > 2000
+    assert cli.main(["evaluate", "--run", str(run), "--subsets", "m_4", "--quiet"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert cli.main(["evaluate", "--run", str(tmp_path / "missing")]) == 2
