@@ -87,7 +87,12 @@ def throughput(n_slices: int = 2, tiles_per_side: int = 12, batch_size: int = 16
     }
 
 
-def _rss_mib() -> float:
+def _peak_rss_mib() -> float:
+    """Peak resident memory of this process image (VmHWM; ``ru_maxrss`` would include the parent's
+    peak, which Linux carries across fork + exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024.0
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
@@ -98,11 +103,11 @@ def memory_child(stack: str, out_dir: str) -> None:
     markers = tuple(f"m{i}" for i in range(16))
     pred = _predictor("MS", markers, preset="small", depth=2, base_filters=2, input_size=260)
     pred.probabilities(np.zeros((1, 260, 260, 16), np.float32), np.ones((1, 16), np.float32))
-    baseline = _rss_mib()
+    baseline = _peak_rss_mib()
     start = time.perf_counter()
     predict_file(pred, stack, labels=Path(out_dir) / "labels.ome.tif", probabilities=Path(out_dir) / "probs.h5",
                  batch_size=32, progress=False)  # fmt: skip
-    print(json.dumps({"baseline_rss_mib": round(baseline, 1), "peak_rss_mib": round(_rss_mib(), 1),
+    print(json.dumps({"baseline_rss_mib": round(baseline, 1), "peak_rss_mib": round(_peak_rss_mib(), 1),
                       "predict_s": round(time.perf_counter() - start, 1)}))  # fmt: skip
 
 
@@ -141,14 +146,15 @@ def memory(size_gib: float) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-gib", type=float, default=4.2, help="size of the generated stack (GiB, default 4.2)")
-    parser.add_argument("--skip-memory", action="store_true", help="only the throughput part")
+    parser.add_argument("--skip-memory", action="store_true", help="skip the memory part")
+    parser.add_argument("--skip-throughput", action="store_true", help="skip the throughput part")
     parser.add_argument("--out", help="also write the JSON here")
     parser.add_argument("--memory-child", nargs=2, metavar=("STACK", "OUT_DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
         memory_child(*args.memory_child)
         return
-    results = {"throughput": throughput()}
+    results = {} if args.skip_throughput else {"throughput": throughput()}
     if not args.skip_memory:
         results["memory"] = memory(args.size_gib)
     text = json.dumps(results, indent=2)

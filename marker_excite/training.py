@@ -295,7 +295,6 @@ def train(
             rd.write_configs(run_path, configs)
             rd.write_configs(run_path, {rd.VERSIONS: rd.versions()})
 
-
         keras.utils.set_random_seed(train_config.seed)
         if train_config.deterministic:
             tf.config.experimental.enable_op_determinism()

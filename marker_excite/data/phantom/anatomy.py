@@ -87,7 +87,7 @@ def _artery_geometry(
     tissue: np.ndarray,
     rng: np.random.Generator,
     fraction: float,
-) -> tuple[list[dict], float]:
+) -> list[dict]:
     """Plan 1-3 arteries (centre, direction, outer radius) so that they fill about ``fraction`` of tissue.
 
     A tube of radius r tilted by theta from the optical (z) axis covers pi r^2 / cos(theta) per slice,
@@ -121,7 +121,7 @@ def _artery_geometry(
                 wobble=(rng.uniform(60, 200), rng.uniform(0, 2 * np.pi)),
             )
         )
-    return plans, r_hi
+    return plans
 
 
 def _artery_distance(
@@ -180,7 +180,7 @@ def make_anatomy(
     tissue, bone = bone_layout(shape, spacing, rng, region)
     n_tissue = max(int(tissue.sum()), 1)
 
-    plans, _ = _artery_geometry(shape, spacing, tissue, rng, artery_fraction)
+    plans = _artery_geometry(shape, spacing, tissue, rng, artery_fraction)
     rel = _artery_distance(shape, spacing, plans, reach=_KAPPA[1] * _PERIVASCULAR_GAP)
     kappa = float(np.clip(np.quantile(rel[tissue][::3], artery_fraction), *_KAPPA)) if tissue.any() else 1.0
     lumen_ratio = rng.uniform(0.5, 0.65)

@@ -111,11 +111,11 @@ def render_markers(
     bodies_imp = cells.scatter(parenchyma & perivascular, _STROMAL_NEAR_VESSELS, (1.5, 4.0))
     bodies_imp += cells.scatter(parenchyma & ~perivascular, _STROMAL_ELSEWHERE, (1.5, 4.0))
     reach = np.clip(coarse_density(bodies_imp, spacing, 8.0) * np.float32(60.0), 0.0, 1.0)
-    gfp = fibres(shape, spacing, rng, wavelength=22.0, width=0.12)
+    gfp = fibres(shape, spacing, rng, wavelength=25.0, width=0.25)
     gfp *= reach
-    gfp *= np.float32(0.6)
+    gfp *= np.float32(0.7)
     del reach
-    gfp += render(bodies_imp, spacing, 2.2)
+    gfp += np.float32(0.6) * render(bodies_imp, spacing, 2.2)
     del bodies_imp
     gfp *= parenchyma
     gfp *= patchy(3.7, 0.3)
