@@ -25,6 +25,9 @@ def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
     if p.exists() and not overwrite:
         raise UserInputError(f"output {p} already exists (use --overwrite to replace it)")
     parent = p.parent if str(p.parent) else Path(".")
+    blocking = next((a for a in [parent, *parent.parents] if a.exists() and not a.is_dir()), None)
+    if blocking is not None:
+        raise UserInputError(f"cannot write {p}: {blocking} is a file, not a folder")
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

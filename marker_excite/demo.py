@@ -5,8 +5,9 @@
 1. ``synth``    the small bone-marrow phantom (8 samples, 5 markers, sinusoids + arteries);
 2. ``train``    one MS-ME network (small preset) for sinusoids on fold 0;
 3. ``evaluate`` it on the fold's test samples for all 31 marker subsets;
-4. ``predict``  a whole test stack with only some of its markers, and ``quantify`` its sinusoid fraction;
-5. ``export``   a SavedModel + model card that runs without this package.
+4. ``predict``  a whole test stack with only some of its markers;
+5. ``quantify`` sinusoid volume fractions inside the tissue, per sample and region;
+6. ``export``   a SavedModel + model card that runs without this package, and ``info`` on it.
 
 Each step is the CLI command it prints, so the demo doubles as a tutorial. Re-running resumes: steps
 whose outputs exist are skipped (``--fresh`` starts over).
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import shlex
 import shutil
 import sys
@@ -35,17 +37,25 @@ def _step(title: str, argv: list[str]) -> None:
 
 
 def _summary(evaluation_csv: Path) -> str:
-    """Mean F1 per number of markers plus the best and worst subsets."""
-    rows = [r for r in csv.DictReader(evaluation_csv.open()) if r["metric"] == "f1"]
-    by_subset: dict[str, list[float]] = {}
+    """A short results table: mean F1 by number of markers, then the best and worst subsets."""
+    with evaluation_csv.open(newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["metric"] == "f1"]
+    f1 = {r["subset"]: float(r["value"]) for r in rows}
+    by_size: dict[int, list[float]] = {}
     for r in rows:
-        by_subset.setdefault(r["subset"], []).append(float(r["value"]))
-    mean = {s: sum(v) / len(v) for s, v in by_subset.items()}
-    ranked = sorted(mean.items(), key=lambda kv: kv[1])
-    lines = ["subset      F1 (sinusoids)"]
-    for s, v in ranked[:3] + [("...", float("nan"))] + ranked[-3:]:
-        lines.append(f"{s:<11} {v:6.3f}" if s != "..." else "...")
+        by_size.setdefault(int(r["n_markers"]), []).append(float(r["value"]))
+    lines = ["markers  subsets  mean F1"]
+    lines += [f"{k:>7}  {len(v):>7}  {sum(v) / len(v):7.3f}" for k, v in sorted(by_size.items())]
+    ranked = sorted(f1.items(), key=lambda kv: kv[1])
+    lines.append("worst: " + ", ".join(f"{s} {v:.3f}" for s, v in ranked[:3]))
+    lines.append("best:  " + ", ".join(f"{s} {v:.3f}" for s, v in ranked[::-1][:3]))
     return "\n".join(lines)
+
+
+def _test_sample(run_dir: Path) -> str:
+    """First test sample of the run's fold (from its data_config.json)."""
+    data = json.loads((run_dir / "data_config.json").read_text())
+    return data["fold"]["test"][0]
 
 
 def run(out: Path, epochs: int | None = None, fresh: bool = False) -> None:
@@ -57,29 +67,34 @@ def run(out: Path, epochs: int | None = None, fresh: bool = False) -> None:
     run_dir = out / "runs" / "ms-me_sinusoids_fold0"
     t0 = time.time()
     if not store.exists():
-        _step("1/6 generate the small synthetic phantom", ["synth", "--preset", "small", "--out", str(store), "--seed", "0"])
+        _step("1/7 generate the small synthetic phantom", ["synth", "--preset", "small", "--out", str(store), "--seed", "0"])
     train = ["train", "--model", "MS-ME", "--preset", "small", "--store", str(store), "--classes", "sinusoids", "--fold", "0", "--run", str(run_dir)]
     if epochs is not None:
         train += ["--epochs", str(epochs)]
-    if (run_dir / "weights.best.weights.h5").exists():
+    if (run_dir / "checkpoint").exists():
         train.append("--resume")
-    _step("2/6 train one MS-ME network for all marker subsets", train)
+    _step("2/7 train ONE MS-ME network for all marker subsets (small preset)", train)
     evaluation = run_dir / "evaluation.csv"
     if not evaluation.exists():
-        _step("3/6 evaluate on every one of the 31 marker subsets", ["evaluate", "--run", str(run_dir)])
-    stack = out / "test_stack.ome.tif"
-    pred = out / "prediction"
+        _step("3/7 evaluate it on every one of the 31 marker subsets", ["evaluate", "--run", str(run_dir)])
+    sample = _test_sample(run_dir)
+    labels = out / f"{sample}_labels.ome.tif"
     _step(
-        "4/6 predict a whole test stack with only DAPI, endomucin and collagen",
-        ["predict", "--run", str(run_dir), "--store-sample", str(store), "--test-sample", "--markers", "DAPI,endomucin,collagen",
-         "--out", str(pred), "--overwrite"],
+        f"4/7 segment the whole test stack {sample} with only DAPI, endomucin and collagen",
+        ["predict", str(run_dir), f"{store}:{sample}", "--markers", "DAPI,endomucin,collagen",
+         "--labels", str(labels), "--probabilities", str(out / f"{sample}_probabilities.ome.tif"), "--prob-dtype", "uint8", "--overwrite"],
     )
-    _step("5/6 quantify the sinusoid volume fraction inside the tissue", ["quantify", "--labels", str(pred), "--out", str(out / "quantification.csv"), "--overwrite"])
-    _step("6/6 export a SavedModel that runs without this package", ["export", "--run", str(run_dir), "--out", str(out / "exported_model"), "--overwrite"])
-    print("\n=== results\n" + _summary(evaluation))
-    print(f"\nfigures: {run_dir / 'curves.png'}, {run_dir / 'subsets_ranked.png'}")
-    print(f"demo finished in {(time.time() - t0) / 60:.1f} min; outputs in {out}")
-    del stack
+    _step(
+        "5/7 quantify the sinusoid volume fraction inside the tissue of every sample, per region",
+        ["quantify", "--store", str(store), "--model", str(run_dir), "-o", str(out / "quantification.csv"),
+         "--plot", str(out / "quantification.png"), "--overwrite"],
+    )
+    exported = out / "exported_model"
+    _step("6/7 export a SavedModel (+ model_card.json) that runs without this package", ["export", str(run_dir), str(exported), "--overwrite"])
+    _step("7/7 what the exported model expects", ["info", str(exported)])
+    print("\n=== results: F1 of the single MS-ME network on the test samples, by marker subset\n" + _summary(evaluation))
+    print(f"\nfigures: {run_dir / 'curves.png'}, {evaluation.with_suffix('.png')}, {out / 'quantification.png'}")
+    print(f"demo finished in {(time.time() - t0) / 60:.1f} min; all outputs in {out}")
 
 
 def main(argv: list[str] | None = None) -> int:
