@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -37,31 +38,68 @@ def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
     return p
 
 
+def temporary_sibling(final: Path, suffix: str = ".tmp") -> Path:
+    """Create an empty, hidden temporary file next to ``final`` (same file system, so rename is atomic)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix, dir=final.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+def commit(tmp: Path, final: Path) -> Path:
+    """Give ``tmp`` the usual file permissions (mkstemp makes 0600) and rename it to ``final``."""
+    os.chmod(tmp, _default_file_mode())
+    os.replace(tmp, final)
+    return final
+
+
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, overwrite: bool = True, suffix: str = ".tmp") -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it to ``path`` if the block succeeds.
 
-    On an exception the temporary file is removed and ``path`` is untouched.
+    On an exception the temporary file is removed and ``path`` is untouched. ``suffix`` is for writers
+    that insist on a file extension (e.g. Keras' ``.weights.h5``).
     """
     final = check_output_path(path, overwrite=overwrite)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = temporary_sibling(final, suffix)
     try:
         yield tmp_path
-        if tmp_path.exists():
-            os.chmod(tmp_path, _default_file_mode())
-        os.replace(tmp_path, final)
+        commit(tmp_path, final)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
 
 
-def _default_file_mode() -> int:
-    """0666 minus the process umask (what ``open()`` would give), instead of mkstemp's 0600."""
+@contextlib.contextmanager
+def atomic_directory(final: Path) -> Iterator[Path]:
+    """Yield a temporary folder next to ``final``; on success it replaces ``final`` as a whole.
+
+    The previous ``final`` (if any) is moved aside first and removed afterwards, so a crash leaves
+    either the old or the new folder, never a mixture. On an exception ``final`` is untouched.
+    """
+    final = Path(final)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    old = final.parent / f".{final.name}.old"
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
+        shutil.rmtree(old, ignore_errors=True)
+        if final.exists():
+            os.replace(final, old)
+        os.replace(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _umask() -> int:
     umask = os.umask(0)
     os.umask(umask)
-    return 0o666 & ~umask
+    return umask
+
+
+def _default_file_mode() -> int:
+    """0666 minus the process umask (what ``open()`` would give), instead of mkstemp's 0600."""
+    return 0o666 & ~_umask()
 
 
 def write_text(path: str | os.PathLike, text: str, overwrite: bool = True) -> Path:

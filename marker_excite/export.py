@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -135,7 +133,7 @@ def export_run(run, out_dir: str | os.PathLike, *, overwrite: bool = False) -> P
     import keras
     import tensorflow as tf
 
-    from marker_excite.atomic import check_output_path
+    from marker_excite.atomic import atomic_directory, check_output_path
 
     if isinstance(run, (str, os.PathLike)):
         from marker_excite.training import load_run
@@ -162,17 +160,9 @@ def export_run(run, out_dir: str | os.PathLike, *, overwrite: bool = False) -> P
             tf.TensorSpec([None, k], tf.float32, name="availability"),
         ],
     )
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
-    old = final.parent / f".{final.name}.old"
-    try:
+    with atomic_directory(final) as tmp:
         archive.write_out(str(tmp), verbose=False)
         (tmp / CARD_NAME).write_text(json.dumps(card, indent=2) + "\n")
-        if final.exists():
-            os.replace(final, old)
-        os.replace(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
     return final
 
 

@@ -17,13 +17,12 @@ import json
 import os
 import platform
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from marker_excite.atomic import write_json, write_text
+from marker_excite.atomic import atomic_directory, atomic_path, write_json, write_text
 from marker_excite.errors import UserInputError
 
 MODEL_CONFIG = "model_config.json"
@@ -139,16 +138,9 @@ def versions() -> dict[str, Any]:
 
 def save_weights(model, path: Path) -> Path:
     """``model.save_weights`` to a temporary ``.weights.h5`` sibling, then rename into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".weights.h5", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        tmp_path.unlink()
-        model.save_weights(str(tmp_path))
-        os.replace(tmp_path, path)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+    with atomic_path(path, suffix=".weights.h5") as tmp:
+        tmp.unlink()  # Keras refuses to write over an existing file
+        model.save_weights(str(tmp))
     return path
 
 
@@ -170,9 +162,7 @@ def _variable_arrays(prefix: str, variables: Sequence) -> dict[str, np.ndarray]:
 def save_checkpoint(run_dir: Path, model, optimizer, state: Mapping[str, Any]) -> None:
     """Write the resume state: every model variable (incl. Marker Sampling seed-generator states),
     every optimizer variable and the JSON ``state`` (epoch, best score, ...), replaced as a whole."""
-    final = run_dir / CHECKPOINT
-    tmp = Path(tempfile.mkdtemp(prefix=f".{CHECKPOINT}.", dir=run_dir))
-    try:
+    with atomic_directory(run_dir / CHECKPOINT) as tmp:
         arrays = _variable_arrays("model", model.variables) | _variable_arrays("optimizer", optimizer.variables)
         with open(tmp / _STATE_ARRAYS, "wb") as fh:
             np.savez(fh, **arrays)
@@ -180,17 +170,6 @@ def save_checkpoint(run_dir: Path, model, optimizer, state: Mapping[str, Any]) -
         meta["model_variables"] = [v.path for v in model.variables]
         meta["optimizer_variables"] = [v.path for v in optimizer.variables]
         (tmp / _STATE_JSON).write_text(json.dumps(meta, indent=2) + "\n")
-        old = run_dir / f"{CHECKPOINT}.old"
-        if old.exists():
-            shutil.rmtree(old)
-        if final.exists():
-            os.replace(final, old)
-        os.replace(tmp, final)
-        if old.exists():
-            shutil.rmtree(old)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
 
 
 def _restore(prefix: str, variables: Sequence, names: list[str], arrays, where: Path) -> None:

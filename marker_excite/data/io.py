@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import tempfile
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,7 @@ import h5py
 import numpy as np
 import tifffile
 
-from marker_excite.atomic import check_output_path
+from marker_excite.atomic import check_output_path, commit, temporary_sibling
 from marker_excite.data.sample import Sample
 from marker_excite.errors import UserInputError
 
@@ -801,9 +800,7 @@ class VolumeWriter:
             self.format = "hdf5"
         else:
             raise VolumeError(f"{self.path}: output must end in .ome.tif/.tif (OME-TIFF) or .h5 (HDF5)")
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        os.close(fd)
-        self._tmp = Path(tmp)
+        self._tmp = temporary_sibling(self.path)
         self._written = np.zeros(self.shape_czyx[1], dtype=bool)
         self._closed = False
         try:
@@ -869,7 +866,7 @@ class VolumeWriter:
             self.abort()
             raise VolumeError(f"{self.path}: {missing.size} slice(s) never written (first: {int(missing[0])})")
         self._release()
-        os.replace(self._tmp, self.path)
+        commit(self._tmp, self.path)
         self._closed = True
         return self.path
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
@@ -21,7 +20,8 @@ from typing import Iterable, Mapping, Sequence
 import h5py
 import numpy as np
 
-from marker_excite.atomic import check_output_path
+from marker_excite.atomic import check_output_path, temporary_sibling
+from marker_excite.atomic import commit as commit_file
 from marker_excite.data.sample import Sample
 from marker_excite.data.stats import RunningStats
 from marker_excite.errors import UserInputError
@@ -245,9 +245,7 @@ class SampleStore:
             self._check_format()
         else:
             final = check_output_path(self.path, overwrite=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
-            os.close(fd)
-            self._tmp = Path(tmp)
+            self._tmp = temporary_sibling(final)
             self._file = h5py.File(self._tmp, "w")
             self._file.attrs["format"] = STORE_FORMAT
             self._file.attrs["version"] = SCHEMA_VERSION
@@ -272,7 +270,7 @@ class SampleStore:
         self._file.close()
         if self._tmp is not None:
             if commit:
-                os.replace(self._tmp, self.path)
+                commit_file(self._tmp, self.path)
             elif self._tmp.exists():
                 self._tmp.unlink()
             self._tmp = None
