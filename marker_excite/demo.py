@@ -52,6 +52,26 @@ def _summary(evaluation_csv: Path) -> str:
     return "\n".join(lines)
 
 
+def _quantification_summary(quant_csv: Path, store: Path) -> str:
+    """Mean predicted sinusoid fraction per region next to the phantom's true fraction."""
+    from marker_excite.data.store import SampleStore
+
+    with quant_csv.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    table: dict[str, list[tuple[float, float]]] = {}
+    with SampleStore(store, "r") as st:
+        for r in rows:
+            truth = st.info(r["sample"]).attrs.get(f"fraction_{r['class']}")
+            if truth is not None and r["fraction"] not in ("", "nan"):
+                table.setdefault(r["region"], []).append((float(r["fraction"]), float(truth)))
+    lines = ["region       samples  predicted  phantom truth   (sinusoid volume fraction of tissue)"]
+    for region, pairs in sorted(table.items()):
+        pred = sum(p for p, _ in pairs) / len(pairs)
+        true = sum(t for _, t in pairs) / len(pairs)
+        lines.append(f"{region:<12} {len(pairs):>7}  {100 * pred:8.1f}%  {100 * true:12.1f}%")
+    return "\n".join(lines)
+
+
 def _test_sample(run_dir: Path) -> str:
     """First test sample of the run's fold (from its data_config.json)."""
     data = json.loads((run_dir / "data_config.json").read_text())
@@ -93,6 +113,7 @@ def run(out: Path, epochs: int | None = None, fresh: bool = False) -> None:
     _step("6/7 export a SavedModel (+ model_card.json) that runs without this package", ["export", str(run_dir), str(exported), "--overwrite"])
     _step("7/7 what the exported model expects", ["info", str(exported)])
     print("\n=== results: F1 of the single MS-ME network on the test samples, by marker subset\n" + _summary(evaluation))
+    print("\n" + _quantification_summary(out / "quantification.csv", store))
     print(f"\nfigures: {run_dir / 'curves.png'}, {evaluation.with_suffix('.png')}, {out / 'quantification.png'}")
     print(f"demo finished in {(time.time() - t0) / 60:.1f} min; all outputs in {out}")
 

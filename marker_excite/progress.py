@@ -71,6 +71,11 @@ class Progress:
         self._line_open = False
 
     # -- public API ------------------------------------------------------------------------------
+    @property
+    def units(self) -> str:
+        """Plural of the unit name (``batch`` -> ``batches``, ``slice`` -> ``slices``)."""
+        return self.unit + ("es" if self.unit.endswith(("s", "x", "ch", "sh")) else "s")
+
     def update(self, n: int = 1, **values: object) -> None:
         """Advance by ``n`` steps and remember ``values`` (shown as ``name=value``)."""
         self.count += n
@@ -115,13 +120,13 @@ class Progress:
         parts = [self.desc] if self.desc else []
         if self.total:
             pct = 100.0 * self.count / self.total
-            parts.append(f"{self.count}/{self.total} {self.unit}s ({pct:3.0f}%)")
+            parts.append(f"{self.count}/{self.total} {self.units} ({pct:3.0f}%)")
         else:
-            parts.append(f"{self.count} {self.unit}s")
+            parts.append(f"{self.count} {self.units}")
         timing = format_duration(elapsed)
         if not final and self.total and 0 < self.count < self.total and rate > 0:
             timing += f" < ETA {format_duration((self.total - self.count) / rate)}"
-        parts.append(f"[{timing}, {rate:.3g} {self.unit}s/s]")
+        parts.append(f"[{timing}, {rate:.3g} {self.units}/s]")
         parts.extend(f"{k}={_format_value(v)}" for k, v in self.values.items())
         return " ".join(parts)
 
