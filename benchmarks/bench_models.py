@@ -5,6 +5,7 @@ Prints one JSON object:
   me_overhead_pct     MS-ME parameters over the plain UNet (MZ), in % (paper: +0.64 %; goal < 1 %)
   ms_plus_overhead_pct  MS+ parameters over the UNet, in % (goal >= 20 %)
   step_time           median seconds per training step at a small CPU size, and relative to MZ
+  step_time_paper_architecture  the same for the paper's network (5 levels, 32 filters) on smaller tiles
 
 Usage: python benchmarks/bench_models.py [--preset small] [--batch 2] [--steps 20] [--out results.json]
 """
@@ -40,7 +41,9 @@ def paper_params() -> dict[str, int]:
     return out
 
 
-def step_times(names: tuple[str, ...], preset: str, batch: int, steps: int, warmup: int = 3) -> dict[str, float]:
+def step_times(
+    names: tuple[str, ...], preset: str, batch: int, steps: int, warmup: int = 3, input_size: int | None = None
+) -> dict[str, float]:
     """Median wall time of one optimiser step (train_on_batch) per model.
 
     The models are built first and timed round-robin (one step of each per round) so that load changes
@@ -50,7 +53,7 @@ def step_times(names: tuple[str, ...], preset: str, batch: int, steps: int, warm
     rng = np.random.default_rng(0)
     runs = {}
     for name in names:
-        cfg = model_config(name, preset=preset)
+        cfg = model_config(name, preset=preset, **({"input_size": input_size} if input_size else {}))
         model = build_model(cfg)
         model.compile(optimizer="adam", loss=WeightedCrossEntropy([1.0] * cfg.n_outputs))
         k, s, o = len(cfg.markers), cfg.input_size, cfg.output_size
@@ -72,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="small", help="model size for the timing (default: small)")
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--steps", type=int, default=20, help="timed steps per model (after 3 warm-up steps)")
+    parser.add_argument("--paper-tile", type=int, default=252,
+                        help="also time the paper architecture (5 levels, 32 filters) on tiles of this size; 0 skips")
+    parser.add_argument("--paper-steps", type=int, default=6, help="timed steps per model for the paper architecture")
     parser.add_argument("--out", help="also write the JSON here (atomically)")
     args = parser.parse_args(argv)
 
@@ -92,6 +98,15 @@ def main(argv: list[str] | None = None) -> int:
             "relative_to_MZ": {n: round(t / times["MZ"], 3) for n, t in times.items()},
         },
     }
+    if args.paper_tile:
+        paper = step_times(TIMED_MODELS, "paper", args.batch, args.paper_steps, warmup=2, input_size=args.paper_tile)
+        result["step_time_paper_architecture"] = {
+            "input_size": args.paper_tile,
+            "batch": args.batch,
+            "steps": args.paper_steps,
+            "seconds": {n: round(t, 4) for n, t in paper.items()},
+            "relative_to_MZ": {n: round(t / paper["MZ"], 3) for n, t in paper.items()},
+        }
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:
