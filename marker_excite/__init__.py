@@ -5,7 +5,12 @@ Sampling Enables Deep Learning with Heterogeneous Marker Combinations in Fluores
 TensorFlow is imported lazily: ``import marker_excite`` alone does not load it.
 """
 
+import os as _os
+
 __version__ = "0.1.0"
+
+# TensorFlow's C++ start-up chatter (oneDNN, CPU features) is noise for users; an explicit setting wins.
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from marker_excite.markers import PAPER_MARKERS, MarkerError, MarkerPanel  # noqa: E402
 

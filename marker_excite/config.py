@@ -92,6 +92,19 @@ class JsonConfig:
         return obj
 
 
+def read_json_object(path: Path, missing: str, error: type[Exception] = ConfigError) -> dict[str, Any]:
+    """Read a JSON object from ``path``; raise ``error`` with ``missing`` if absent, naming the file if corrupt."""
+    if not path.is_file():
+        raise error(missing)
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise error(f"{path} is corrupt (not valid JSON: {exc})") from None
+    if not isinstance(data, dict):
+        raise error(f"{path} is corrupt: expected a JSON object")
+    return data
+
+
 def _coerce(hint: Any, value: Any) -> Any:
     """Turn JSON lists back into tuples and nested dicts into nested configs where the hint says so."""
     if value is None or hint is None:

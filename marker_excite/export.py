@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from marker_excite.config import read_json_object
 from marker_excite.errors import UserInputError
 
 CARD_NAME = "model_card.json"
@@ -169,13 +170,8 @@ def export_run(run, out_dir: str | os.PathLike, *, overwrite: bool = False) -> P
 def read_card(path: str | os.PathLike) -> dict[str, Any]:
     """The ``model_card.json`` of an exported model directory."""
     p = Path(path) / CARD_NAME
-    if not p.is_file():
-        raise UserInputError(f"{Path(path)} has no {CARD_NAME}; is it a model exported by marker-excite?")
-    try:
-        card = json.loads(p.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserInputError(f"{p} is corrupt (not valid JSON: {exc})") from None
-    if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
+    card = read_json_object(p, f"{Path(path)} has no {CARD_NAME}; is it a model exported by marker-excite?", UserInputError)
+    if card.get("format") != CARD_FORMAT:
         raise UserInputError(f"{p} is not a marker_excite model card")
     return card
 

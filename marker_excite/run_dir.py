@@ -23,6 +23,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from marker_excite.atomic import atomic_directory, atomic_path, write_json, write_text
+from marker_excite.config import read_json_object
 from marker_excite.errors import UserInputError
 
 MODEL_CONFIG = "model_config.json"
@@ -77,15 +78,9 @@ def prepare_new(run_dir: str | os.PathLike, *, overwrite: bool = False) -> Path:
 
 def read_json(path: Path, what: str) -> dict[str, Any]:
     """Read a JSON object, raising :class:`RunDirError` naming the file when missing or corrupt."""
-    if not path.is_file():
-        raise RunDirError(f"{path.parent} is not a complete run directory: {what} {path.name} is missing")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RunDirError(f"{path} is corrupt (not valid JSON: {exc})") from None
-    if not isinstance(data, dict):
-        raise RunDirError(f"{path} is corrupt: expected a JSON object")
-    return data
+    return read_json_object(
+        path, f"{path.parent} is not a complete run directory: {what} {path.name} is missing", RunDirError
+    )
 
 
 def config_differences(stored: Mapping[str, Any], given: Mapping[str, Any], prefix: str) -> list[str]:
