@@ -91,7 +91,7 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     "paper": Preset("paper", zoo_preset="paper", train_preset="paper", phantom="paper", epochs=200, batch_size=2),
     "small": Preset(
-        "small", zoo_preset="small", train_preset="small", phantom="small", epochs=8, batch_size=8,
+        "small", zoo_preset="small", train_preset="small", phantom="small", epochs=20, batch_size=8,
         folds=(0,), classes=("sinusoids",),
     ),
 }

@@ -41,30 +41,13 @@ NORMALISATION = {
 
 
 def training_spacing(run) -> tuple[float, float, float] | None:
-    """Voxel size (z, y, x) µm the run was trained at.
-
-    From ``data_config.json`` (key ``spacing``) when the run records it, else the median over its
-    training samples in the store; None when neither is available.
-    """
+    """Voxel size (z, y, x) µm the run was trained at (``spacing`` in ``data_config.json``), or None."""
     from marker_excite import run_dir as rd
 
     data = rd.read_json(Path(run.run_dir) / rd.DATA_CONFIG, "data config")
-    if data.get("spacing"):
-        return tuple(float(s) for s in data["spacing"])  # type: ignore[return-value]
-    store_path = Path(run.store_path)
-    if not store_path.is_file():
+    if not data.get("spacing"):
         return None
-    from marker_excite.data.store import SampleStore
-
-    try:
-        with SampleStore(store_path, "r") as store:
-            names = [n for n in run.fold.train if n in store.names()]
-            spacings = np.array([store.info(n).spacing for n in names], dtype=np.float64)
-    except UserInputError:
-        return None
-    if spacings.size == 0:
-        return None
-    return tuple(float(s) for s in np.median(spacings, axis=0))  # type: ignore[return-value]
+    return tuple(float(s) for s in data["spacing"])  # type: ignore[return-value]
 
 
 def training_summary(run) -> dict[str, Any]:

@@ -161,9 +161,13 @@ def _strategy():
     return tf.distribute.get_strategy()
 
 
-def _data_config(store_path: Path, fold, marker_panels, classes, counts, weights) -> dict[str, Any]:
+def _data_config(store, store_path: Path, fold, marker_panels, classes, counts, weights) -> dict[str, Any]:
+    """What the run was trained on; ``spacing`` (median voxel size of the training samples) lets
+    ``predict`` resample new stacks to the training resolution without the store."""
+    spacing = np.median(np.array([store.info(n).spacing for n in fold.train], dtype=np.float64), axis=0)
     return {
         "store": str(store_path),
+        "spacing": [round(float(s), 6) for s in spacing],
         "fold": {"train": list(fold.train), "val": list(fold.val), "test": list(fold.test)},
         "marker_panels": {k: list(v) for k, v in (marker_panels or {}).items()},
         "loss_classes": ["background", *classes],
@@ -284,7 +288,7 @@ def train(
         configs = {
             rd.MODEL_CONFIG: model_config.to_dict(),
             rd.TRAIN_CONFIG: train_config.to_dict(),
-            rd.DATA_CONFIG: _data_config(store_path, fold, panels, train_config.classes, counts, weights),
+            rd.DATA_CONFIG: _data_config(store, store_path, fold, panels, train_config.classes, counts, weights),
         }
         if resume:
             rd.check_resume(run_path, configs)
