@@ -1,0 +1,158 @@
+"""Running experiments: one training + evaluation per job, resumable and sharded across machines."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+
+from marker_excite.experiments.spec import EVALUATION_CSV, Experiment, ExperimentError, Job, Preset, RUNS
+
+
+def run_dir(out_dir: str | os.PathLike, job: Job) -> Path:
+    """``out_dir/runs/<job_id>``."""
+    return Path(out_dir) / RUNS / job.job_id
+
+
+def is_done(out_dir: str | os.PathLike, job: Job) -> bool:
+    """True when the job's ``evaluation.csv`` exists."""
+    return (run_dir(out_dir, job) / EVALUATION_CSV).is_file()
+
+
+def ensure_store(p: Preset, out_dir: str | os.PathLike, store: str | os.PathLike | None = None,
+                 *, progress: bool = True) -> Path:
+    """The sample store to train on: ``store`` if given (must exist), else ``out_dir/phantom_<phantom>.h5``,
+    generated with :func:`marker_excite.data.synthetic.write_dataset` (seed 0) when missing."""
+    if store is not None:
+        path = Path(store)
+        if not path.is_file():
+            raise ExperimentError(f"sample store {path} does not exist")
+        return path
+    path = Path(out_dir) / f"phantom_{p.phantom}.h5"
+    if not path.is_file():
+        from marker_excite.data.synthetic import write_dataset
+
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        if progress:
+            print(f"generating the {p.phantom!r} phantom -> {path}", file=sys.stderr)
+        write_dataset(path, preset=p.phantom, seed=0, progress=progress)
+    return path
+
+
+def fold_train_samples(store_path: str | os.PathLike, train_cfg) -> tuple[str, ...]:
+    """The training samples of ``train_cfg``'s fold (the same split ``training.train`` uses)."""
+    from marker_excite.data.folds import paper_folds
+    from marker_excite.data.store import SampleStore
+
+    with SampleStore(store_path, "r") as store:
+        names = store.names()
+    folds = paper_folds(names, n_folds=train_cfg.n_folds, n_val=train_cfg.n_val, n_test=train_cfg.n_test,
+                        seed=train_cfg.fold_seed)
+    return tuple(folds[train_cfg.fold].train)
+
+
+def run_job(job: Job, p: Preset, out_dir: str | os.PathLike, store_path: str | os.PathLike, *,
+            resume: bool = True, train_fn: Callable | None = None, evaluate_fn: Callable | None = None,
+            progress: bool = True) -> Path:
+    """Train and evaluate one job; returns its ``evaluation.csv`` (see :func:`run_jobs`)."""
+    from marker_excite import run_dir as rd
+    from marker_excite.evaluation import write_results
+
+    if train_fn is None:
+        from marker_excite.training import train as train_fn
+    if evaluate_fn is None:
+        from marker_excite.evaluation import evaluate_run as evaluate_fn
+    path = run_dir(out_dir, job)
+    out = path / EVALUATION_CSV
+    if resume and out.is_file():
+        return out
+    train_cfg = job.train_config(p)
+    if job.panels:
+        train_cfg = job.train_config(p, fold_train_samples(store_path, train_cfg))
+    run = train_fn(path, job.model_config(p), train_cfg, store_path,
+                   resume=resume and rd.is_run_dir(path), overwrite=not resume, progress=progress)
+    rows = evaluate_fn(run, store_path, subsets=job.eval_subsets, progress=progress)
+    tagged = [{**r, "model": job.label, "job": job.job_id, "case": job.case or ""} for r in rows]
+    return write_results(tagged, out)
+
+
+def check_settings(job: Job, p: Preset, out_dir: str | os.PathLike) -> None:
+    """Raise :class:`ExperimentError` when a finished job's stored configs differ from what ``p`` asks
+    (e.g. another ``--epochs``), so old results are never silently reused. Fields that depend on the
+    store (``marker_panels``) are not compared; a run without stored configs is accepted as is."""
+    from marker_excite import run_dir as rd
+
+    path = run_dir(out_dir, job)
+    expected = {rd.MODEL_CONFIG: job.model_config(p).to_dict(), rd.TRAIN_CONFIG: job.train_config(p).to_dict()}
+    diffs: list[str] = []
+    for name, given in expected.items():
+        if (path / name).is_file():
+            stored = rd.read_json(path / name, "config")
+            given = {k: v for k, v in given.items() if k != "marker_panels"}
+            stored = {k: v for k, v in stored.items() if k != "marker_panels"}
+            diffs += rd.config_differences(stored, given, name.removesuffix(".json"))
+    if diffs:
+        raise ExperimentError(
+            f"{path} was made with other settings ({', '.join(diffs)}); use another --out, or --no-resume to retrain"
+        )
+
+
+@dataclass
+class RunSummary:
+    """What :func:`run_jobs` did: job ids run now, skipped (already done), and still missing overall."""
+
+    ran: list[str]
+    skipped: list[str]
+    remaining: list[str]
+    seconds: float
+
+
+def run_jobs(
+    exp: Experiment,
+    out_dir: str | os.PathLike,
+    *,
+    store: str | os.PathLike | None = None,
+    shard: tuple[int, int] = (1, 1),
+    resume: bool = True,
+    train_fn: Callable | None = None,
+    evaluate_fn: Callable | None = None,
+    progress: bool = True,
+) -> RunSummary:
+    """Run the jobs of one shard of ``exp`` into ``out_dir/runs/<job_id>/``.
+
+    Args:
+        exp: the experiment.
+        out_dir: output folder (shared by all shards).
+        store: sample store; default: the preset's phantom in ``out_dir`` (generated once).
+        shard: ``(i, n)``, 1-based: run jobs i, i+n, i+2n, ... of ``exp.jobs``.
+        resume: skip jobs whose ``evaluation.csv`` exists and resume interrupted trainings;
+            False retrains every job of the shard from scratch.
+        train_fn, evaluate_fn: replace ``training.train`` / ``evaluation.evaluate_run`` (tests).
+        progress: print one line per job (and the training progress).
+    """
+    start = time.perf_counter()
+    jobs = exp.shard(*shard)
+    store_path = ensure_store(exp.preset, out_dir, store, progress=progress)
+    ran, skipped = [], []
+    if resume:
+        for job in jobs:
+            if is_done(out_dir, job):
+                check_settings(job, exp.preset, out_dir)
+    for k, job in enumerate(jobs, start=1):
+        if resume and is_done(out_dir, job):
+            skipped.append(job.job_id)
+            continue
+        t0 = time.perf_counter()
+        if progress:
+            print(f"[{exp.name} shard {shard[0]}/{shard[1]}] job {k}/{len(jobs)}: {job.job_id}", file=sys.stderr, flush=True)
+        run_job(job, exp.preset, out_dir, store_path, resume=resume, train_fn=train_fn, evaluate_fn=evaluate_fn,
+                progress=progress)
+        ran.append(job.job_id)
+        if progress:
+            print(f"[{exp.name}] {job.job_id} done in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+    remaining = [j.job_id for j in exp.jobs if not is_done(out_dir, j)]
+    return RunSummary(ran, skipped, remaining, time.perf_counter() - start)

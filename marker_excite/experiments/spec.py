@@ -1,0 +1,336 @@
+"""Experiment specification: presets, marker subsets and Cases, jobs, analyses, experiments (pure Python)."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from marker_excite.errors import UserInputError
+from marker_excite.markers import PAPER_MARKERS, MarkerPanel
+
+PAPER_PANEL = MarkerPanel(PAPER_MARKERS)
+EVALUATION_CSV = "evaluation.csv"
+RESULTS_CSV = "results.csv"
+RELATIVE_CSV = "relative.csv"
+STATS_JSON = "stats.json"
+FIGURES = "figures"
+RUNS = "runs"
+
+
+class ExperimentError(UserInputError):
+    """An experiment definition or option that cannot be honoured (unknown model, class, fold, shard...)."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# presets
+# ---------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Preset:
+    """The scale of an experiment.
+
+    Attributes:
+        name: ``paper`` / ``small`` (or a custom name).
+        zoo_preset: model size preset of :func:`marker_excite.models.zoo.model_config`.
+        train_preset: schedule preset of :func:`marker_excite.training.train_config`.
+        phantom: preset of :func:`marker_excite.data.synthetic.write_dataset` used when no store is given.
+        epochs, batch_size: training schedule.
+        n_folds: folds of the cross-validation split; ``folds``: the folds run by default.
+        classes: classes run by default (each trained as its own model, as in the paper).
+        augment: flips / rotations during training.
+        seed: training seed (weights, data order, Marker Sampling).
+        model_overrides: extra :class:`ModelConfig` fields (e.g. a tiny network for tests).
+    """
+
+    name: str
+    zoo_preset: str
+    train_preset: str
+    phantom: str
+    epochs: int
+    batch_size: int
+    n_folds: int = 4
+    folds: tuple[int, ...] = (0, 1, 2, 3)
+    classes: tuple[str, ...] = ("sinusoids", "arteries")
+    augment: bool = True
+    seed: int = 0
+    model_overrides: Mapping[str, Any] = field(default_factory=dict)
+
+    def replace(self, **changes: Any) -> "Preset":
+        return dataclasses.replace(self, **changes)
+
+
+#: ``paper``: the paper's setting (GPU). ``small``: a CPU-sized version (see experiments/README.md).
+PRESETS: dict[str, Preset] = {
+    "paper": Preset("paper", zoo_preset="paper", train_preset="paper", phantom="paper", epochs=200, batch_size=2),
+    "small": Preset(
+        "small", zoo_preset="small", train_preset="small", phantom="small", epochs=20, batch_size=8,
+        folds=(0,), classes=("sinusoids",),
+    ),
+}
+
+
+def preset(name: str | Preset) -> Preset:
+    """The :class:`Preset` called ``name`` (a Preset is returned as is)."""
+    if isinstance(name, Preset):
+        return name
+    if name not in PRESETS:
+        raise ExperimentError(f"unknown experiment preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+# ---------------------------------------------------------------------------------------------------
+# marker subsets and the heterogeneous Cases (Fig. 4)
+# ---------------------------------------------------------------------------------------------------
+Subset = tuple[int, ...]  # 1-based marker numbers of the paper panel, sorted: (1, 2, 5) == m_125
+
+
+def subset_label(subset: Iterable[int]) -> str:
+    """``(1, 2, 5)`` -> ``'m_125'`` (1-based numbers of the paper's five markers)."""
+    return PAPER_PANEL.subset_label(i - 1 for i in subset)
+
+
+def parse_label(label: str) -> Subset:
+    """``'m_125'`` -> ``(1, 2, 5)``."""
+    return tuple(i + 1 for i in PAPER_PANEL.parse_subset(label))
+
+
+def all_subsets(k: int = len(PAPER_MARKERS)) -> list[Subset]:
+    """All 2^k - 1 non-empty subsets of markers 1..k, by size then lexicographically."""
+    return [tuple(c) for r in range(1, k + 1) for c in itertools.combinations(range(1, k + 1), r)]
+
+
+def subset_names(subset: Subset) -> tuple[str, ...]:
+    """Marker names of a subset of the paper panel, in panel order."""
+    return tuple(PAPER_MARKERS[i - 1] for i in subset)
+
+
+#: Training-panel tables of Fig. 4, one row (marker numbers) per training sample s1..s5.
+#: RECONSTRUCTED from the text (the figure's table is not in it); see experiments/README.md.
+CASES: dict[str, tuple[Subset, ...]] = {
+    # Cases 1-4: a fixed number of markers per sample, a different combination per sample
+    "case1": ((1,), (2,), (3,), (4,), (5,)),
+    "case2": ((1, 2), (2, 3), (3, 4), (4, 5), (1, 5)),
+    # m_23 is trainable only with s1 or s2 (as the text says of Case 3)
+    "case3": ((1, 2, 3), (2, 3, 4), (3, 4, 5), (1, 4, 5), (1, 2, 5)),
+    "case4": ((2, 3, 4, 5), (1, 3, 4, 5), (1, 2, 4, 5), (1, 2, 3, 5), (1, 2, 3, 4)),
+    # Case 5: two staining protocols (DAPI+endomucin+collagen, DAPI+endoglin+CXCL12-GFP)
+    "case5": ((1, 2, 4), (1, 2, 4), (1, 2, 4), (1, 3, 5), (1, 3, 5)),
+    # Case 6: samples from different studies with varied panels
+    "case6": ((1, 2, 4, 5), (1, 3, 4), (2, 3), (1, 5), (4,)),
+}
+
+
+def m_ub(table: Sequence[Subset]) -> list[Subset]:
+    """M^UB: the subsets a conventional network can be trained on (contained in some sample's panel)."""
+    return [s for s in all_subsets() if any(set(s) <= set(row) for row in table)]
+
+
+def m_total(table: Sequence[Subset]) -> list[Subset]:
+    """M^total: every subset of the union of the training panels (what MS / MS-ME can be applied to)."""
+    union = set().union(*(set(row) for row in table))
+    return [s for s in all_subsets() if set(s) <= union]
+
+
+def ub_ratio(table: Sequence[Subset]) -> tuple[int, int, float]:
+    """``(|M^UB|, |M^total|, |M^UB| / |M^total|)`` of a training-panel table."""
+    n_ub, n_total = len(m_ub(table)), len(m_total(table))
+    return n_ub, n_total, n_ub / n_total
+
+
+def shuffled_table(case: str, fold: int, seed: int = 0) -> tuple[Subset, ...]:
+    """The Case table permuted for ``fold`` (the paper shuffles M^train per cross-validation step).
+
+    Deterministic in ``(case, fold, seed)``; fold 0 of seed 0 is also a permutation, not the identity.
+    """
+    if case not in CASES:
+        raise ExperimentError(f"unknown case {case!r}; choose one of {', '.join(CASES)}")
+    table = CASES[case]
+    rng = np.random.default_rng([int(seed), int(fold), list(CASES).index(case)])
+    return tuple(table[i] for i in rng.permutation(len(table)))
+
+
+def assign_panels(table: Sequence[Subset], train_samples: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """Training sample -> marker names: the i-th training sample gets row ``i mod len(table)``.
+
+    Only the training samples get a panel: validation and test samples always keep all markers.
+    """
+    if not train_samples:
+        raise ExperimentError("a heterogeneous case needs at least one training sample")
+    return {s: subset_names(table[i % len(table)]) for i, s in enumerate(train_samples)}
+
+
+# ---------------------------------------------------------------------------------------------------
+# jobs
+# ---------------------------------------------------------------------------------------------------
+def _slug(text: str) -> str:
+    return text.replace("+", "plus").replace("/", "-").replace(" ", "-")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One training + evaluation.
+
+    Attributes:
+        model: zoo name (``UB``, ``MS-ME``, ``MS-ME-EB`` ...).
+        classes: the classes trained together (one for the paper's per-class models).
+        fold: cross-validation fold.
+        subset: UB only: the marker subset the model is trained and evaluated on; None = all markers.
+        case: heterogeneous Case of Fig. 4 (None: every training sample keeps all markers).
+        panels: the Case table for this fold (row i = panel of the fold's i-th training sample).
+        label: the name in results and figures (defaults to ``model``; ``UB-joint`` for the
+            two-class UB models of Fig. 1b,f).
+    """
+
+    model: str
+    classes: tuple[str, ...]
+    fold: int
+    subset: Subset | None = None
+    case: str | None = None
+    panels: tuple[Subset, ...] | None = None
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.label:
+            object.__setattr__(self, "label", self.model)
+
+    @property
+    def job_id(self) -> str:
+        """Stable, unique, file-name safe id, e.g. ``UB__m_125__sinusoids__f0``, ``MS-ME__case3__arteries__f2``.
+
+        It depends only on the job's fields, so the same job in two experiments shares its run.
+        """
+        parts = [_slug(self.label), subset_label(self.subset) if self.subset else "all"]
+        if self.case:
+            parts.append(self.case)
+        parts += ["-".join(self.classes), f"f{self.fold}"]
+        return "__".join(parts)
+
+    @property
+    def markers(self) -> tuple[str, ...]:
+        """The model's marker vocabulary: the UB subset, else the whole paper panel."""
+        return subset_names(self.subset) if self.subset else PAPER_MARKERS
+
+    @property
+    def eval_subsets(self) -> list[tuple[str, ...]] | None:
+        """Subsets to evaluate: a UB model only on its own subset, every other model on all of them."""
+        return [self.markers] if self.subset else None
+
+    def marker_panels(self, train_samples: Sequence[str]) -> dict[str, tuple[str, ...]] | None:
+        """Per-sample training panels of this fold (None when every sample keeps all markers)."""
+        return assign_panels(self.panels, train_samples) if self.panels else None
+
+    def model_config(self, p: Preset):
+        """The :class:`~marker_excite.models.zoo.ModelConfig` at preset ``p``."""
+        from marker_excite.models.zoo import model_config
+
+        return model_config(self.model, preset=p.zoo_preset, markers=self.markers, classes=self.classes,
+                            **dict(p.model_overrides))
+
+    def train_config(self, p: Preset, train_samples: Sequence[str] | None = None):
+        """The :class:`~marker_excite.training.TrainConfig` at preset ``p``.
+
+        ``train_samples`` (the fold's training samples) assigns the Case panels; without it no panel
+        is set (used to find the fold first, see :func:`run_job`).
+        """
+        from marker_excite.training import train_config
+
+        return train_config(
+            p.train_preset, epochs=p.epochs, batch_size=p.batch_size, augment=p.augment, seed=p.seed,
+            fold=self.fold, n_folds=p.n_folds, classes=self.classes,
+            marker_panels=None if train_samples is None else self.marker_panels(train_samples),
+        )
+
+
+# ---------------------------------------------------------------------------------------------------
+# analyses (what aggregate() draws and tests)
+# ---------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Ranking:
+    """Subsets of one model ranked by mean F1 over folds (Fig. 1c,g)."""
+
+    name: str
+    model: str = "UB"
+
+
+@dataclass(frozen=True)
+class Group:
+    """Subsets holding ``all_of``, at least one of ``any_of`` (if given) and none of ``none_of``."""
+
+    label: str
+    all_of: Subset = ()
+    any_of: Subset = ()
+    none_of: Subset = ()
+
+    def contains(self, subset: str) -> bool:
+        s = set(parse_label(subset))
+        return (set(self.all_of) <= s and (not self.any_of or bool(s & set(self.any_of)))
+                and not s & set(self.none_of))
+
+
+@dataclass(frozen=True)
+class GroupTest:
+    """Two groups of subsets of one model and class compared with the Mann-Whitney U test (Fig. 1d,e,h,i)."""
+
+    name: str
+    cls: str
+    groups: tuple[Group, Group]
+    model: str = "UB"
+
+
+@dataclass(frozen=True)
+class Relative:
+    """``Q_model - Q_reference`` per (class, subset, fold), paired Wilcoxon tests (Figs. 1b,f, 2, 3, 4).
+
+    ``case`` selects the models' rows of one heterogeneous Case; ``ub_only`` keeps only the subsets
+    of that Case's M^UB (the reference UB exists only there).
+    """
+
+    name: str
+    models: tuple[str, ...]
+    reference: str
+    case: str | None = None
+    ub_only: bool = False
+
+
+Analysis = Ranking | GroupTest | Relative
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A named list of jobs at a preset, with the analyses that summarise them.
+
+    ``external`` names reference models whose results come from another experiment's output folder
+    (``UB`` from ``fig1_upper_bound`` for Figs. 3e and 4): ``aggregate(..., external={"UB": path})``.
+    """
+
+    name: str
+    preset: Preset
+    jobs: tuple[Job, ...]
+    analyses: tuple[Analysis, ...] = ()
+    external: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        ids = [j.job_id for j in self.jobs]
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        if dup:
+            raise ExperimentError(f"experiment {self.name}: duplicate job id(s) {', '.join(dup)}")
+
+    def shard(self, index: int, count: int) -> list[Job]:
+        """The jobs of shard ``index`` of ``count`` (1-based): every ``count``-th job from ``index``."""
+        if count < 1 or not 1 <= index <= count:
+            raise ExperimentError(f"shard must be i/n with 1 <= i <= n, got {index}/{count}")
+        return list(self.jobs[index - 1::count])
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``'2/4'`` -> ``(2, 4)``; raises :class:`ExperimentError` for anything else."""
+    try:
+        i, n = (int(p) for p in str(text).split("/"))
+    except ValueError:
+        raise ExperimentError(f"--shard must look like 2/4 (shard 2 of 4), got {text!r}") from None
+    if n < 1 or not 1 <= i <= n:
+        raise ExperimentError(f"--shard {text}: need 1 <= i <= n")
+    return i, n

@@ -1,0 +1,98 @@
+"""Table 1 / Fig. 5 on the phantom: F1 over the marker sets M2 and volume fractions vs the truth."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+from marker_excite.atomic import write_json
+from marker_excite.config import read_json_object
+from marker_excite.experiments.aggregate import significance_summary, load_results, select
+from marker_excite.experiments.paper import M2_GROUPS
+from marker_excite.experiments.runner import ensure_store, is_done, run_dir
+from marker_excite.experiments.spec import (
+    FIGURES, PAPER_PANEL, STATS_JSON, Experiment, ExperimentError, all_subsets, subset_label, subset_names,
+)
+
+
+def m2_f1(rows: Iterable[Mapping], model: str = "MS-ME") -> dict[str, dict[str, float]]:
+    """Table 1's F1: mean +- sd of ``model``'s F1 over the subsets of M2 (m2 or m3 for sinusoids, m4 for
+    arteries) and all folds, per class present in ``rows``."""
+    out = {}
+    for cls, group in M2_GROUPS.items():
+        values = [float(r["value"]) for r in select(rows, model=model, cls=cls, case="") if group.contains(r["subset"])]
+        if values:
+            out[cls] = {"mean": float(np.mean(values)), "sd": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+                        "n": len(values), "group": group.label}
+    return out
+
+
+def quantification_subset(cls: str, sample: str, seed: int = 0) -> tuple[str, ...]:
+    """The M2 marker subset a test sample is quantified with (drawn per sample, like a lab's varied panels)."""
+    choices = [s for s in all_subsets() if M2_GROUPS[cls].contains(subset_label(s))]
+    rng = np.random.default_rng([int(seed), sum(map(ord, sample)), sum(map(ord, cls))])
+    return subset_names(choices[int(rng.integers(len(choices)))])
+
+
+def quantify_experiment(exp: Experiment, out_dir: str | os.PathLike, store: str | os.PathLike | None = None,
+                        *, progress: bool = True) -> Path:
+    """Table 1 / Fig. 5 on the phantom: each fold's MS-ME segments its TEST samples with an M2 marker
+    subset; volume fractions inside the tissue (``quantify.quantify_store``, DAPI tissue mask) are
+    compared with the phantom's true fractions (sample attributes ``fraction_<class>``).
+
+    Writes ``quantification.csv`` (sample, region, class, markers, fraction, true_fraction, error),
+    ``figures/fig5c.png`` and adds ``table1`` to ``stats.json``. Returns the CSV path.
+    """
+    from marker_excite import quantify, stats
+    from marker_excite.data.store import SampleStore
+    from marker_excite.evaluation import write_results
+    from marker_excite.training import load_run
+
+    out = Path(out_dir)
+    store_path = ensure_store(exp.preset, out, store, progress=progress)
+    rows: list[dict[str, Any]] = []
+    for job in (j for j in exp.jobs if j.model == "MS-ME" and is_done(out, j) and len(j.classes) == 1):
+        run = load_run(run_dir(out, job))
+        cls = job.classes[0]
+        with SampleStore(store_path, "r") as st:
+            truth = {s: (st.info(s).region, st.info(s).attrs.get(f"fraction_{cls}")) for s in run.fold.test}
+        for sample in run.fold.test:
+            markers = quantification_subset(cls, sample, exp.preset.seed)
+            for r in quantify.quantify_store(store_path, run, samples=[sample], markers=list(markers), progress=False):
+                true = truth[sample][1]
+                rows.append(dict(model=job.label, fold=job.fold, **{"class": cls}, subset=PAPER_PANEL.subset_label(PAPER_PANEL.indices(markers)), n_markers=len(markers),
+                    metric="fraction", value=float(r["fraction"]), sample=sample, region=r["region"],
+                    true_fraction=float(true) if true is not None else float("nan")))
+    if not rows:
+        raise ExperimentError(f"no finished MS-ME run in {out} to quantify with")
+    for r in rows:
+        r["error"] = r["value"] - r["true_fraction"]
+    csv_path = write_results(rows, out / "quantification.csv")
+    figure = quantify.fraction_boxplot([dict(r, fraction=r["value"]) for r in rows], out / FIGURES / "fig5c.png",
+                                       overwrite=True)
+    table: dict[str, Any] = {"f1_over_M2": m2_f1(load_results(out)), "figure": str(figure), "fractions": {}}
+    for cls in dict.fromkeys(r["class"] for r in rows):
+        sel = [r for r in rows if r["class"] == cls]
+        by_region = {}
+        for region in dict.fromkeys(r["region"] for r in sel):
+            values = [r for r in sel if r["region"] == region]
+            by_region[region or "all"] = {
+                "n": len(values),
+                "fraction_mean": float(np.mean([r["value"] for r in values])),
+                "true_fraction_mean": float(np.mean([r["true_fraction"] for r in values])),
+                "mean_abs_error": float(np.mean([abs(r["error"]) for r in values])),
+            }
+        entry: dict[str, Any] = {"regions": by_region}
+        regions = list(by_region)
+        if len(regions) == 2:
+            a, b = ([r["value"] for r in sel if (r["region"] or "all") == g] for g in regions)
+            entry["region_test"] = significance_summary(stats.mann_whitney(a, b), groups=regions)
+        table["fractions"][cls] = entry
+    stats_path = out / STATS_JSON
+    summary = read_json_object(stats_path, "") if stats_path.is_file() else {}
+    summary["table1"] = table
+    write_json(stats_path, summary)
+    return csv_path
