@@ -76,7 +76,7 @@ def bench_pipeline(tmp: Path, slice_px: int = 1200, batch_size: int = 2, epochs:
 
 
 def _child_write(path: str, shape: list[int]) -> None:
-    from marker_excite.data.io import VolumeWriter
+    from marker_excite.data.writers import VolumeWriter
 
     c, z, y, x = shape
     plane = np.arange(y * x, dtype=np.uint16).reshape(y, x)

@@ -351,7 +351,8 @@ def predict_file(
         ``{"labels": path, "probabilities": path}`` for the outputs written.
     """
     from marker_excite.atomic import check_output_path
-    from marker_excite.data.io import VolumeWriter, open_volume
+    from marker_excite.data.io import open_volume
+    from marker_excite.data.writers import VolumeWriter
 
     if labels is None and probabilities is None:
         raise UserInputError("give an output: a label volume and/or a probability volume")

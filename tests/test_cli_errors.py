@@ -7,7 +7,8 @@ import pytest
 from test_inference import MARKERS, make_run
 
 from marker_excite.cli import main
-from marker_excite.data.io import open_volume, write_volume
+from marker_excite.data.io import open_volume
+from marker_excite.data.writers import write_volume
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from test_inference import MARKERS, make_run
 
-from marker_excite.data.io import open_volume, write_volume
+from marker_excite.data.io import open_volume
+from marker_excite.data.writers import write_volume
 from marker_excite.errors import UserInputError
 from marker_excite.export import CARD_NAME, export_run, load_exported
 from marker_excite.inference import load_predictor, predict_volume

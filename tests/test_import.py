@@ -6,7 +6,7 @@ import tifffile
 
 from marker_excite.cli import main
 from marker_excite.commands.import_files import import_sample
-from marker_excite.data.io import write_volume
+from marker_excite.data.writers import write_volume
 from marker_excite.data.store import SampleStore
 
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from marker_excite import run_dir as rd
-from marker_excite.data.io import open_volume, write_volume
+from marker_excite.data.io import open_volume
+from marker_excite.data.writers import write_volume
 from marker_excite.errors import UserInputError
 from marker_excite.inference import (
     ModelSpec,

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 import tifffile
 
-from marker_excite.data.io import VolumeError, VolumeWriter, open_sample_files, open_volume, read_sample_files, write_volume
+from marker_excite.data.io import VolumeError, open_volume
+from marker_excite.data.writers import VolumeWriter, write_volume
+from marker_excite.data.sample_files import open_sample_files, read_sample_files
 from marker_excite.data.resample import resample_labels, resample_slice, restore_slice, target_shape
 from marker_excite.data.sample import Sample
 from marker_excite.data.store import SampleStore

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from test_inference import make_run
 
-from marker_excite.data.io import open_volume, write_volume
+from marker_excite.data.io import open_volume
+from marker_excite.data.writers import write_volume
 from marker_excite.data.sample import Sample
 from marker_excite.data.store import SampleStore
 from marker_excite.errors import UserInputError

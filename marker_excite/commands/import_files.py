@@ -12,7 +12,8 @@ import argparse
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from marker_excite.data.io import check_spacing, open_sample_files
+from marker_excite.data.io import check_spacing
+from marker_excite.data.sample_files import open_sample_files
 from marker_excite.data.resample import resample_to_shape, target_shape
 from marker_excite.data.sample import TISSUE
 from marker_excite.data.store import SampleInfo, SampleStore
