@@ -42,6 +42,9 @@ class Progress:
         unit: name of a step, shown after the count.
         every: on a non-terminal stream, print a line each time this many percent more are done
             (or every ``every`` steps when the total is unknown).
+        min_interval: on a non-terminal stream, also wait at least this many seconds between two
+            intermediate lines (the final line always prints), so fast loops log only their result
+            while slow ones still show they are alive.
         stream: where to write; default ``sys.stderr``.
         enabled: False prints nothing (``--quiet``).
     """
@@ -53,6 +56,7 @@ class Progress:
         *,
         unit: str = "step",
         every: float = 10.0,
+        min_interval: float = 0.0,
         stream: IO[str] | None = None,
         enabled: bool = True,
     ) -> None:
@@ -60,6 +64,8 @@ class Progress:
         self.desc = desc
         self.unit = unit
         self.every = float(every)
+        self.min_interval = float(min_interval)
+        self._last_emit = time.perf_counter()
         self.stream = stream if stream is not None else sys.stderr
         self.enabled = enabled
         self.count = 0
@@ -85,7 +91,7 @@ class Progress:
         if self._tty:
             self._emit(end="")
             self._line_open = True
-        elif self._due():
+        elif self._due() and time.perf_counter() - self._last_emit >= self.min_interval:
             self._emit(end="\n")
 
     def write(self, message: str) -> None:
@@ -142,6 +148,7 @@ class Progress:
         return self.every > 0 and self.count % max(1, int(self.every)) == 0
 
     def _emit(self, end: str, final: bool = False) -> None:
+        self._last_emit = time.perf_counter()
         text = self.line(final=final)
         if self._tty:
             text = "\r" + text + "\x1b[K"

@@ -342,7 +342,9 @@ def train(
                 augment=train_config.augment, seed=epoch_seed(train_config.seed, epoch), marker_panels=panels, **common,
             )
             start = time.perf_counter()
-            bar = Progress(steps, f"epoch {epoch}/{train_config.epochs}", unit="batch", every=100.0, enabled=progress)
+            bar = Progress(
+                steps, f"epoch {epoch}/{train_config.epochs}", unit="batch", every=10.0, min_interval=30.0, enabled=progress
+            )
             fit = model.fit(train_ds, epochs=1, verbose=0, shuffle=False, callbacks=[_progress_callback(bar)])
             train_time = time.perf_counter() - start
             cm, val_loss = validator.confusion_and_loss(val_ds)

@@ -138,6 +138,24 @@ def test_progress_quiet_when_not_a_tty():
     assert lines[-1].startswith("job 100/100 items (100%)") and "ETA" not in lines[-1]
 
 
+def test_progress_min_interval_keeps_fast_loops_to_their_final_line(monkeypatch):
+    stream = _Stream(tty=False)
+    with Progress(10, "fast", unit="batch", every=10, min_interval=1e6, stream=stream) as bar:
+        for _ in range(10):
+            bar.update()
+    assert stream.getvalue().splitlines() == [stream.getvalue().splitlines()[-1]]
+    assert stream.getvalue().startswith("fast 10/10 batches (100%)")
+    now = [0.0]
+    monkeypatch.setattr("marker_excite.progress.time.perf_counter", lambda: now[0])
+    slow = _Stream(tty=False)
+    with Progress(10, "slow", unit="batch", every=10, min_interval=15, stream=slow) as bar:
+        for _ in range(10):
+            now[0] += 10.0  # a 10 s step: a line at most every 15 s, i.e. every second step
+            bar.update()
+    lines = slow.getvalue().splitlines()
+    assert [ln.split(" (")[0] for ln in lines] == [f"slow {n}/10 batches" for n in (2, 4, 6, 8, 10)]
+
+
 def test_progress_tty_and_disabled():
     stream = _Stream(tty=True)
     bar = Progress(3, "x", stream=stream)
