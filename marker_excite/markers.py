@@ -27,6 +27,13 @@ def _normalise(name: str) -> str:
     return name.strip().lower()
 
 
+def duplicated_names(names: Iterable[str]) -> list[str]:
+    """Names that occur more than once, compared case-insensitively (sorted; empty if none)."""
+    names = [str(n) for n in names]
+    keys = [_normalise(n) for n in names]
+    return sorted({n for n, k in zip(names, keys) if keys.count(k) > 1})
+
+
 @dataclass(frozen=True)
 class MarkerPanel:
     """An ordered, duplicate-free list of marker names (the model's marker vocabulary)."""
@@ -39,12 +46,9 @@ class MarkerPanel:
             raise MarkerError("a marker panel needs at least one marker")
         if any(not n for n in names):
             raise MarkerError(f"empty marker name in panel {list(self.names)}")
-        seen: dict[str, str] = {}
-        for n in names:
-            key = _normalise(n)
-            if key in seen:
-                raise MarkerError(f"marker {n!r} appears twice in panel {list(names)}")
-            seen[key] = n
+        dups = duplicated_names(names)
+        if dups:
+            raise MarkerError(f"marker {dups[0]!r} appears twice in panel {list(names)}")
         if len(names) > 16:
             raise MarkerError(f"at most 16 markers are supported, got {len(names)}")
         object.__setattr__(self, "names", names)

@@ -24,20 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress output")
 
 
-def parse_spacing(text: str | None) -> tuple[float, float, float] | None:
-    """``"2,1,1"`` -> (2.0, 1.0, 1.0)."""
-    if text is None:
-        return None
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise UserInputError(f"--spacing {text!r} must be three numbers z,y,x in µm") from None
-    if len(values) != 3 or min(values) <= 0:
-        raise UserInputError(f"--spacing {text!r} must be three positive numbers z,y,x in µm")
-    return values  # type: ignore[return-value]
-
-
 def run(args: argparse.Namespace) -> int:
+    from marker_excite.data.io import check_spacing
     from marker_excite.inference import predict_file
 
     if not args.labels and not args.probabilities:
@@ -51,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         probabilities=args.probabilities,
         markers=args.markers,
         channel_names=args.channel_names,
-        spacing=parse_spacing(args.spacing),
+        spacing=None if args.spacing is None else check_spacing(args.spacing, where="--spacing"),
         batch_size=args.batch_size,
         probability_dtype=args.prob_dtype,
         overwrite=args.overwrite,

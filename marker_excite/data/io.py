@@ -28,6 +28,7 @@ import numpy as np
 import tifffile
 
 from marker_excite.errors import UserInputError
+from marker_excite.markers import duplicated_names
 
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8")
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
@@ -615,8 +616,7 @@ def check_marker_names(names: Sequence[str], where: str = "") -> tuple[str, ...]
         raise VolumeError(f"{prefix}empty marker set: give at least one marker name")
     if any(not n for n in names):
         raise VolumeError(f"{prefix}empty marker name in {list(names)}")
-    low = [n.lower() for n in names]
-    dups = sorted({n for n in names if low.count(n.lower()) > 1})
+    dups = duplicated_names(names)
     if dups:
         raise VolumeError(f"{prefix}marker given twice: {', '.join(dups)}")
     return names

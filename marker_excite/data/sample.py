@@ -8,6 +8,7 @@ from typing import Mapping
 import numpy as np
 
 from marker_excite.errors import UserInputError
+from marker_excite.markers import duplicated_names
 
 #: Vessel classes of the paper, in the order used for class indices (background is index 0).
 PAPER_CLASSES: tuple[str, ...] = ("sinusoids", "arteries")
@@ -71,8 +72,7 @@ class Sample:
             )
         if len(self.markers) == 0:
             raise SampleError(f"sample {self.name!r}: empty marker set")
-        lowered = [m.lower() for m in self.markers]
-        dups = sorted({m for m in self.markers if lowered.count(m.lower()) > 1})
+        dups = duplicated_names(self.markers)
         if dups:
             raise SampleError(f"sample {self.name!r}: marker given twice: {', '.join(dups)}")
         if len(self.spacing) != 3 or any(not np.isfinite(s) or s <= 0 for s in self.spacing):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import itertools
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -97,9 +96,9 @@ def parse_label(label: str) -> Subset:
     return tuple(i + 1 for i in PAPER_PANEL.parse_subset(label))
 
 
-def all_subsets(k: int = len(PAPER_MARKERS)) -> list[Subset]:
-    """All 2^k - 1 non-empty subsets of markers 1..k, by size then lexicographically."""
-    return [tuple(c) for r in range(1, k + 1) for c in itertools.combinations(range(1, k + 1), r)]
+def all_subsets() -> list[Subset]:
+    """All 31 non-empty subsets of the paper's markers (1-based), in :meth:`MarkerPanel.all_subsets` order."""
+    return [tuple(i + 1 for i in s) for s in PAPER_PANEL.all_subsets()]
 
 
 def subset_names(subset: Subset) -> tuple[str, ...]:
