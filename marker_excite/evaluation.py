@@ -1,9 +1,11 @@
 """Evaluation of a run on every marker subset, as a tidy results table.
 
-For each non-empty subset of the model's panel (2^K - 1 of them, or the ones asked for) the test
-patches are fed with only that subset's markers (the others are zero images and 0 in the
-availability vector) and a confusion matrix is accumulated over ALL test patches; F1, precision,
-recall, TP, FP and FN per class come from that one matrix (not a mean of per-patch scores).
+For each non-empty subset of the model's panel (2^K - 1 of them, or the ones asked for) every
+annotated slice of the test samples is segmented with only that subset's markers (the others are zero
+images and 0 in the availability vector) exactly as ``predict`` does it (tiles, softmax, stitching
+with overlaps averaged, argmax), and one confusion matrix is accumulated over ALL their voxels, each
+voxel counted once; F1, precision, recall, TP, FP and FN per class come from that one matrix (not a
+mean of per-patch or per-slice scores).
 
 Rows are dicts with the columns ``model, fold, class, subset, n_markers, metric, value``; subsets use
 the paper's notation (``m_125``) relative to the paper's five markers when the model's markers are
@@ -14,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 import os
 import sys
 from pathlib import Path
@@ -73,83 +74,82 @@ def parse_subsets(spec: str | Sequence[str | Sequence[str]], markers: Sequence[s
     return out
 
 
-class ConfusionCounter:
-    """Confusion matrices of a model over datasets, with one compiled step reused for every call.
+class SliceScorer:
+    """Confusion matrices of a model over whole annotated slices, every voxel counted exactly once.
 
-    The step feeds ``image * mask`` and ``availability * mask`` to the model; with a subset mask only
-    patches that have every marker of the subset count.
+    Each slice is cut into tiles, run through the model (softmax), stitched with overlaps averaged and
+    labelled by argmax with :func:`~marker_excite.data.tiling.predict_tiled` -- the same code and the
+    same numbers as ``predict`` -- and then compared with the slice's labels. (Counting per tile would
+    count the overlap of the last, pulled-back tile of every row and column twice.)
+
+    Args:
+        model: a Keras model with inputs ``image`` and ``availability``.
+        input_size, n_markers, n_outputs: its tile size, panel size and 1 + number of classes.
+        batch_size: tiles per forward pass.
+        class_weights: loss weights ``[1 + C]``; with them :meth:`confusion_and_loss` also returns the
+            voxel mean of the weighted cross-entropy of the stitched probabilities.
     """
 
-    def __init__(self, model, n_outputs: int, loss=None) -> None:
-        import tensorflow as tf
+    def __init__(self, model, *, input_size: int, n_markers: int, n_outputs: int, batch_size: int = 4,
+                 class_weights: Sequence[float] | None = None) -> None:
+        from marker_excite.forward import keras_forward
 
-        self.n_outputs = n = int(n_outputs)
-        self.loss = loss
+        self.forward = keras_forward(model, int(input_size), int(n_markers))
+        self.n_outputs = int(n_outputs)
+        self.batch_size = int(batch_size)
+        self.class_weights = None if class_weights is None else np.asarray(class_weights, np.float64)
 
-        @tf.function(reduce_retracing=True)
-        def step(image, availability, labels, mask, restrict):
-            mask = tf.cast(mask, availability.dtype)
-            has_all = tf.reduce_all(availability * mask >= mask - 0.5, axis=-1)
-            has_all = tf.logical_or(has_all, tf.logical_not(restrict))
-            logits = model({"image": image * mask[None, None, None, :], "availability": availability * mask},
-                           training=False)
-            labels = tf.cast(labels, tf.int32)
-            pred = tf.cast(tf.argmax(logits, axis=-1), tf.int32)
-            # confusion = one_hot(truth)^T @ one_hot(prediction): exact integer sums in float32 (< 2^24
-            # pixels per batch) and deterministic on GPUs, unlike bincount / scatter
-            weight = tf.cast(has_all, tf.float32)[:, None, None, None]
-            truth = tf.reshape(tf.one_hot(labels, n, dtype=tf.float32) * weight, [-1, n])
-            cm = tf.matmul(truth, tf.reshape(tf.one_hot(pred, n, dtype=tf.float32), [-1, n]), transpose_a=True)
-            cm = tf.cast(tf.round(cm), tf.int64)
-            batch_loss = tf.constant(0.0)
-            if loss is not None:
-                batch_loss = tf.cast(loss(labels, logits), tf.float32) * tf.cast(tf.shape(labels)[0], tf.float32)
-            return cm, batch_loss, tf.reduce_sum(tf.cast(has_all, tf.int64))
+    def probabilities(self, source, sample_i: int, padded: np.ndarray, availability: np.ndarray) -> np.ndarray:
+        """Stitched probabilities ``[1 + C, Y, X]`` of one padded slice ``[Yp, Xp, K]`` of ``source``."""
+        from marker_excite.data.tiling import predict_tiled
 
-        self._step = step
+        return predict_tiled(self.forward, source.plans[sample_i].layout, padded, availability, self.batch_size)
 
-    def confusion_and_loss(self, dataset) -> tuple[np.ndarray, float]:
-        """Confusion matrix over all patches of ``dataset`` (all their markers) and the mean loss per
-        patch (NaN without a loss). Used for validation during training."""
-        import tensorflow as tf
+    def _slices(self, source) -> Iterable[tuple[int, np.ndarray, np.ndarray]]:
+        """``(sample index, padded image [Yp, Xp, K], labels [Y, X])`` for every annotated slice."""
+        for sample_i, z in source.slices:
+            padded, label = source.load_slice(sample_i, z)[:2]
+            y, x = source.plans[sample_i].layout.shape_yx
+            yield sample_i, padded, label[:y, :x]
+
+    def confusion_and_loss(self, source) -> tuple[np.ndarray, float]:
+        """Confusion matrix over every voxel of the annotated slices of a
+        :class:`~marker_excite.data.pipeline.PatchSource` (all their markers), and the voxel mean of the
+        weighted cross-entropy (NaN without class weights). Used for validation during training."""
+        from marker_excite.metrics import confusion_matrix
 
         cm = np.zeros((self.n_outputs, self.n_outputs), dtype=np.int64)
         total, count = 0.0, 0
-        for inputs, labels in dataset:
-            ones = tf.ones_like(inputs["availability"][0])
-            batch_cm, batch_loss, n = self._step(inputs["image"], inputs["availability"], labels, ones, tf.constant(False))
-            cm += batch_cm.numpy()
-            total += float(batch_loss)
-            count += int(n)
-        return cm, (total / count if self.loss is not None and count else float("nan"))
+        for sample_i, padded, label in self._slices(source):
+            probs = self.probabilities(source, sample_i, padded, source.plans[sample_i].availability)
+            cm += confusion_matrix(label, np.argmax(probs, axis=0), self.n_outputs)
+            if self.class_weights is not None:
+                p_true = np.take_along_axis(probs, label[None].astype(np.int64), axis=0)[0]
+                total += float(np.sum(self.class_weights[label] * -np.log(np.maximum(p_true, 1e-7))))
+            count += label.size
+        loss = total / count if self.class_weights is not None and count else float("nan")
+        return cm, loss
 
     def subsets(
-        self,
-        dataset,
-        n_markers: int,
-        subsets: Sequence[tuple[int, ...]],
-        *,
-        n_batches: int | None = None,
-        progress: bool = True,
+        self, source, subsets: Sequence[tuple[int, ...]], *, progress: bool = True
     ) -> dict[tuple[int, ...], tuple[np.ndarray, int]]:
-        """Per subset: confusion matrix over every patch that has all the subset's markers, and that count.
+        """Per subset: the confusion matrix over every slice whose sample has all the subset's markers
+        (fed with only those markers), and the number of such slices. Each slice is read once."""
+        from marker_excite.metrics import confusion_matrix
 
-        Each batch is read once and passed through the model once per subset.
-        """
-        import tensorflow as tf
-
-        n = self.n_outputs
-        masks = {s: tf.constant(np.isin(np.arange(n_markers), s).astype(np.float32)) for s in subsets}
-        result = {s: (np.zeros((n, n), dtype=np.int64), 0) for s in subsets}
-        restrict = tf.constant(True)
-        total = None if n_batches is None else n_batches * len(subsets)
-        with Progress(total, "evaluate", unit="forward pass", enabled=progress) as bar:
-            for inputs, labels in dataset:
+        k = source.panel.size
+        masks = {s: np.isin(np.arange(k), s).astype(np.float32) for s in subsets}
+        result = {s: (np.zeros((self.n_outputs,) * 2, dtype=np.int64), 0) for s in subsets}
+        with Progress(len(source.slices) * len(subsets), "evaluate", unit="slice", enabled=progress) as bar:
+            for sample_i, padded, label in self._slices(source):
+                available = source.plans[sample_i].availability
                 for s, mask in masks.items():
-                    cm, _, count = self._step(inputs["image"], inputs["availability"], labels, mask, restrict)
-                    acc, seen = result[s]
-                    result[s] = (acc + cm.numpy(), seen + int(count))
                     bar.update()
+                    if np.any(available[list(s)] == 0):
+                        continue  # the sample lacks a marker of this subset
+                    probs = self.probabilities(source, sample_i, padded * mask, available * mask)
+                    acc, seen = result[s]
+                    result[s] = (acc + confusion_matrix(label, np.argmax(probs, axis=0), self.n_outputs), seen + 1)
         return result
 
 
@@ -203,16 +203,13 @@ def evaluate_model(
     panel = MarkerPanel(markers)
     chosen = panel.all_subsets() if subsets is None else parse_subsets(subsets, markers)
     names = label_panel(markers)
-    n_patches = len(pipeline.patch_index(store, list(samples), model_config.output_size))
-    if n_patches == 0:
-        raise UserInputError(f"samples {', '.join(samples)} have no annotated slice to evaluate on")
-    dataset = pipeline.make_dataset(
+    source = pipeline.PatchSource(
         store, list(samples), panel=panel, classes=tuple(model_config.classes), input_size=model_config.input_size,
-        output_size=model_config.output_size, batch_size=batch_size, shuffle=False, augment=False,
-    )
-    confusions = ConfusionCounter(model, model_config.n_outputs).subsets(
-        dataset, len(markers), chosen, n_batches=math.ceil(n_patches / batch_size), progress=progress
-    )
+        output_size=model_config.output_size, shuffle=False, cache_bytes=0,
+    )  # fmt: skip
+    scorer = SliceScorer(model, input_size=model_config.input_size, n_markers=len(markers),
+                         n_outputs=model_config.n_outputs, batch_size=batch_size)
+    confusions = scorer.subsets(source, chosen, progress=progress)
     rows: list[dict[str, Any]] = []
     for subset, (cm, count) in confusions.items():
         label = names.subset_label(names.indices(markers[i] for i in subset))

@@ -24,9 +24,10 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from marker_excite.data.stats import RunningStats
-from marker_excite.data.tiling import Stitcher, TileLayout
+from marker_excite.data.stats import RunningStats, standardise
+from marker_excite.data.tiling import TileLayout, predict_tiled
 from marker_excite.errors import UserInputError
+from marker_excite.forward import keras_forward
 from marker_excite.markers import MarkerError, MarkerPanel
 from marker_excite.progress import Progress
 
@@ -95,24 +96,6 @@ class Predictor:
         return np.asarray(self.fn(np.asarray(image, np.float32), np.asarray(availability, np.float32)))
 
 
-def keras_forward(model, input_size: int, n_markers: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """A compiled softmax forward pass of a Keras model (any batch size, no retracing)."""
-    import keras
-    import tensorflow as tf
-
-    @tf.function(
-        input_signature=[
-            tf.TensorSpec([None, input_size, input_size, n_markers], tf.float32),
-            tf.TensorSpec([None, n_markers], tf.float32),
-        ],
-        reduce_retracing=True,
-    )
-    def forward(image, availability):
-        return keras.ops.softmax(model([image, availability], training=False), axis=-1)
-
-    return lambda image, availability: forward(image, availability).numpy()
-
-
 def predictor_from_run(run) -> Predictor:
     """A :class:`Predictor` of a :class:`~marker_excite.training.Run` (its best weights)."""
     from marker_excite.export import model_card
@@ -162,7 +145,13 @@ class ChannelPlan:
 
     @property
     def used_channels(self) -> list[int]:
+        """The stack channels fed to the model, in :attr:`pairs` order."""
         return [c for c, _ in self.pairs]
+
+    @property
+    def panel_indices(self) -> list[int]:
+        """The model inputs they feed, in :attr:`pairs` order."""
+        return [k for _, k in self.pairs]
 
 
 def plan_channels(stack_markers: Sequence[str], panel: MarkerPanel, markers: str | Sequence[str] | None = None) -> ChannelPlan:
@@ -249,7 +238,6 @@ def predict_slices(
         raise UserInputError(f"batch size must be >= 1, got {batch_size}")
     plan = plan_channels(volume.markers, spec.panel, markers)
     mean, std = channel_statistics(volume, plan.used_channels, progress=progress)
-    std = np.where(std > 0, std, 1.0)
     _, nz, ny, nx = volume.shape_czyx
     target = _target_yx(spec, volume.spacing)
     if target is None:
@@ -260,40 +248,24 @@ def predict_slices(
         work_yx = target_shape((ny, nx), volume.spacing[1:], target)
     layout = TileLayout(work_yx, spec.input_size, spec.output_size)
     k = spec.panel.size
-    availability = np.broadcast_to(plan.availability, (batch_size, k))
     with Progress(nz, "predict", unit="slice", enabled=progress) as bar:
         for z in range(nz):
             raw = volume.read_slice(z)
             image = np.zeros((k, ny, nx), np.float32)
-            for j, (c, idx) in enumerate(plan.pairs):
-                image[idx] = (raw[c] - mean[j]) / std[j]
+            image[plan.panel_indices] = standardise(raw[plan.used_channels], mean, std)
             del raw
             if target is not None:
                 from marker_excite.data.resample import resample_to_shape
 
                 image = resample_to_shape(image, work_yx, order=1)
-            probs = _predict_slice(predictor, layout, image, availability, batch_size)
+            padded = np.ascontiguousarray(layout.pad(image).transpose(1, 2, 0))
+            probs = predict_tiled(predictor.probabilities, layout, padded, plan.availability, batch_size)
             if target is not None:
                 from marker_excite.data.resample import restore_slice
 
                 probs = restore_slice(probs, (ny, nx), order=1)
             yield z, probs
             bar.update()
-
-
-def _predict_slice(predictor: Predictor, layout: TileLayout, image: np.ndarray, availability: np.ndarray, batch_size: int) -> np.ndarray:
-    """Probabilities ``[1+C, Y, X]`` of one standardised slice ``[K, Y, X]``."""
-    padded = np.ascontiguousarray(layout.pad(image).transpose(1, 2, 0))  # [Yp, Xp, K]
-    size = layout.input_size
-    origins = layout.origins
-    stitcher = Stitcher(layout)
-    for start in range(0, len(origins), batch_size):
-        chunk = origins[start : start + batch_size]
-        tiles = np.stack([padded[y : y + size, x : x + size] for y, x in chunk])
-        out = predictor.probabilities(tiles, availability[: len(chunk)])
-        for i, tile in enumerate(out):
-            stitcher.add(start + i, tile.transpose(2, 0, 1))
-    return stitcher.result()
 
 
 def predict_volume(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 import keras
+import numpy as np
 from keras import ops
 
 from marker_excite.errors import UserInputError
@@ -35,8 +36,13 @@ class MarkerSampling(keras.layers.Layer):
 
     Inputs ``(image [B, H, W, K], availability [B, K])``; returns the sampled pair
     ``(image, availability)``. At training time every AVAILABLE marker of EVERY sample is kept
-    independently with probability ``1 - rate``; if all of a sample's available markers are dropped,
-    one of them, chosen uniformly at random, is kept, so the network never sees an empty input.
+    independently with probability ``1 - rate``, and a draw that keeps nothing is rejected and drawn
+    again, so the network never sees an empty input. With the paper's ``rate = 0.5`` this makes every
+    non-empty subset of a sample's available markers exactly equally likely (``1 / (2^a - 1)`` for
+    ``a`` available markers: "all marker combinations could be sampled with the same probability");
+    other rates give the same Bernoulli-with-rejection distribution. The rejection is exact and
+    graph-compatible: the number of kept markers is drawn from the binomial distribution conditioned
+    on ``>= 1``, then that many of the available markers are chosen uniformly.
     Dropped markers become zero images and 0 in the availability vector; a missing marker is never
     resurrected. A sample without any available marker stays empty.
 
@@ -62,15 +68,28 @@ class MarkerSampling(keras.layers.Layer):
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def sample_mask(self, availability):
-        """A training-time keep mask ``[B, K]`` (0/1) drawn independently for every sample."""
-        shape = ops.shape(availability)
-        keep = ops.cast(keras.random.uniform(shape, seed=self.seed_generator) >= self.rate, availability.dtype)
-        keep = keep * availability
-        # Fallback: one available marker chosen uniformly (uniform scores in [1, 2) masked, argmax).
-        scores = (keras.random.uniform(shape, seed=self.seed_generator) + 1.0) * availability
-        fallback = ops.one_hot(ops.argmax(scores, axis=-1), shape[-1], dtype=availability.dtype) * availability
-        empty = ops.cast(ops.sum(keep, axis=-1, keepdims=True) < 0.5, availability.dtype)
-        return keep + empty * fallback
+        """A training-time keep mask ``[B, K]`` (0/1) drawn independently for every sample (see class doc)."""
+        if self.rate == 0.0:
+            return availability
+        k = int(availability.shape[-1])
+        n_available = ops.cast(ops.round(ops.sum(availability, axis=-1)), "int32")
+        logits = ops.take(ops.convert_to_tensor(self._count_logits(k, self.rate)), n_available, axis=0)
+        n_keep = ops.cast(keras.random.categorical(logits, 1, seed=self.seed_generator), "int32")  # [B, 1]
+        # a uniformly random order of the available markers (unavailable ones last), then keep the first n
+        scores = ops.where(availability > 0.5, keras.random.uniform(ops.shape(availability), seed=self.seed_generator), -1.0)
+        rank = ops.argsort(ops.argsort(-scores, axis=-1), axis=-1)
+        return ops.cast(rank < n_keep, availability.dtype) * availability
+
+    @staticmethod
+    def _count_logits(k: int, rate: float):
+        """Log-probabilities ``[K + 1, K + 1]`` of keeping ``n`` of ``a`` available markers (row ``a``):
+        binomial(a, 1 - rate) conditioned on ``n >= 1`` (row 0: keep none)."""
+        table = np.full((k + 1, k + 1), -1e9, dtype="float32")
+        table[0, 0] = 0.0
+        for a in range(1, k + 1):
+            for n in range(1, a + 1):
+                table[a, n] = math.log(math.comb(a, n)) + n * math.log1p(-rate) + (a - n) * math.log(rate)
+        return table
 
     @staticmethod
     def ratio_scale(mask):

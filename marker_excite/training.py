@@ -26,11 +26,20 @@ from marker_excite.config import ConfigError, JsonConfig
 from marker_excite.errors import UserInputError
 from marker_excite.progress import Progress
 
-#: Training presets: ``paper`` = the paper's schedule (batch 2, 200 epochs); ``small`` = a CPU demo.
+#: Training presets: ``paper`` = the paper's schedule (batch 2, 200 epochs, constant rate); ``small`` =
+#: a quick CPU demo; ``cpu`` = the CPU reproduction protocol, chosen so that MS and MS-ME reach a plateau
+#: within ~5 minutes per job on 2 cores (measurements in experiments/README.md).
 TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     "paper": dict(epochs=200, batch_size=2),
     "small": dict(epochs=20, batch_size=8),
+    "cpu": dict(epochs=60, batch_size=8, steps_per_epoch=25, lr_schedule="cosine"),
 }
+
+
+#: Learning-rate schedules of :class:`TrainConfig`.
+LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
+#: The cosine schedule ends at this fraction of the initial learning rate.
+COSINE_FINAL_FRACTION = 0.01
 
 
 @dataclass
@@ -42,13 +51,19 @@ class TrainConfig(JsonConfig):
         epochs: number of epochs (passes over all training patches).
         batch_size: patches per step (global batch over all GPUs).
         learning_rate: Adam learning rate (Keras default 0.001; other Adam settings are Keras defaults).
-        augment: random flips / 90-degree rotations of training patches.
+        augment: random flips / 90-degree rotations of training patches (off by default: the paper's
+            protocol has no augmentation).
         seed: seed of weight initialisation, data order, augmentation and Marker Sampling.
         fold, n_folds, n_val, n_test, fold_seed: the cross-validation split (``data/folds.paper_folds``;
             n_test None = near-equal test groups, the paper's 2 of 8 samples with 4 folds).
         classes: the classes to segment, in output order (must equal the model config's classes).
         marker_panels: training sample -> markers it keeps (heterogeneous panels, the paper's Cases);
             samples not listed keep all their markers; validation and test samples always keep all.
+        steps_per_epoch: training batches per epoch (None: one pass over all training patches). With a
+            number, each epoch draws that many batches from a stream of shuffled passes seeded by
+            ``(seed, epoch)``; validation and checkpoints follow every epoch.
+        lr_schedule: ``constant`` (the paper: Adam's default rate throughout) or ``cosine`` (cosine
+            decay from ``learning_rate`` to 1 % of it over all ``epochs x steps`` training steps).
         patience: stop when validation mean F1 has not improved for this many epochs (None: never).
         deterministic: make TensorFlow ops deterministic (bit-identical reruns and resumes).
     """
@@ -57,7 +72,7 @@ class TrainConfig(JsonConfig):
     epochs: int = 200
     batch_size: int = 2
     learning_rate: float = 1e-3
-    augment: bool = True
+    augment: bool = False
     seed: int = 0
     fold: int = 0
     n_folds: int = 4
@@ -66,6 +81,8 @@ class TrainConfig(JsonConfig):
     fold_seed: int = 0
     classes: tuple[str, ...] = ("sinusoids",)
     marker_panels: dict[str, tuple[str, ...]] | None = None
+    steps_per_epoch: int | None = None
+    lr_schedule: str = "constant"
     patience: int | None = None
     deterministic: bool = True
 
@@ -88,6 +105,10 @@ class TrainConfig(JsonConfig):
             raise ConfigError(f"train_config.n_val and n_test must be >= 1, got {self.n_val} and {self.n_test}")
         if not self.classes:
             raise ConfigError("train_config.classes: give at least one class")
+        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+            raise ConfigError(f"train_config.steps_per_epoch must be >= 1 or null, got {self.steps_per_epoch}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"train_config.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         if self.patience is not None and self.patience < 1:
             raise ConfigError(f"train_config.patience must be >= 1 or null, got {self.patience}")
         for sample, markers in (self.marker_panels or {}).items():
@@ -104,6 +125,22 @@ def train_config(preset: str = "paper", **overrides: Any) -> TrainConfig:
     cfg = TrainConfig(**values)
     cfg.validate()
     return cfg
+
+
+#: ``curves.png`` is redrawn at most this often during training (seconds) and always at the end.
+CURVES_EVERY_S = 60.0
+
+
+def _learning_rate(cfg: TrainConfig, steps_per_epoch: int):
+    """Adam's learning rate: a float, or a schedule over all ``epochs x steps_per_epoch`` steps (it follows
+    the optimizer's step counter, which the checkpoint restores, so resumed runs continue the schedule)."""
+    if cfg.lr_schedule == "constant":
+        return cfg.learning_rate
+    import keras
+
+    return keras.optimizers.schedules.CosineDecay(
+        cfg.learning_rate, decay_steps=cfg.epochs * steps_per_epoch, alpha=COSINE_FINAL_FRACTION
+    )
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -264,7 +301,7 @@ def train(
 
     from marker_excite.data import pipeline
     from marker_excite.data.store import SampleStore
-    from marker_excite.evaluation import ConfusionCounter
+    from marker_excite.evaluation import SliceScorer
     from marker_excite.losses import WeightedCrossEntropy, log_class_weights
     from marker_excite.metrics import f1_from_confusion
     from marker_excite.models.zoo import build_model
@@ -299,13 +336,18 @@ def train(
             rd.write_configs(run_path, configs)
             rd.write_configs(run_path, {rd.VERSIONS: rd.versions()})
 
+        n_train = len(pipeline.patch_index(store, fold.train, model_config.output_size))
+        if n_train == 0:
+            raise UserInputError(f"the training samples {', '.join(fold.train)} have no annotated slice")
+        steps = train_config.steps_per_epoch or math.ceil(n_train / train_config.batch_size)
+
         keras.utils.set_random_seed(train_config.seed)
         if train_config.deterministic:
             tf.config.experimental.enable_op_determinism()
         strategy = _strategy()
         with strategy.scope():
             model = build_model(model_config)
-            optimizer = keras.optimizers.Adam(learning_rate=train_config.learning_rate)
+            optimizer = keras.optimizers.Adam(learning_rate=_learning_rate(train_config, steps))
             loss = WeightedCrossEntropy(weights)
             model.compile(optimizer=optimizer, loss=loss)
             optimizer.build(model.trainable_variables)
@@ -322,32 +364,33 @@ def train(
             input_size=model_config.input_size,
             output_size=model_config.output_size,
         )
-        val_ds = pipeline.make_dataset(store, fold.val, batch_size=train_config.batch_size, shuffle=False, **common)
-        n_train = len(pipeline.patch_index(store, fold.train, model_config.output_size))
-        if n_train == 0:
-            raise UserInputError(f"the training samples {', '.join(fold.train)} have no annotated slice")
-        steps = math.ceil(n_train / train_config.batch_size)
-        validator = ConfusionCounter(model, model_config.n_outputs, loss)
+        val_source = pipeline.PatchSource(store, fold.val, shuffle=False, **common)
+        validator = SliceScorer(model, input_size=model_config.input_size, n_markers=model_config.panel.size,
+                                n_outputs=model_config.n_outputs, batch_size=max(4, train_config.batch_size),
+                                class_weights=weights)
         writer = tf.summary.create_file_writer(str(run_path / rd.TENSORBOARD))
         log = Progress(None, enabled=progress)
         if resume:
             log.write(f"resuming {run_path} after epoch {state['epoch']}")
 
+        curves_title = f"{model_config.name}, fold {train_config.fold}"
+        curves_drawn = time.perf_counter()
         for epoch in range(state["epoch"] + 1, train_config.epochs + 1):
             if train_config.patience is not None and state["stale_epochs"] >= train_config.patience:
                 log.write(f"early stop: no improvement of validation mean F1 for {train_config.patience} epochs")
                 break
             train_ds = pipeline.make_dataset(
                 store, fold.train, batch_size=train_config.batch_size, shuffle=True,
-                augment=train_config.augment, seed=epoch_seed(train_config.seed, epoch), marker_panels=panels, **common,
-            )
+                augment=train_config.augment, seed=epoch_seed(train_config.seed, epoch), marker_panels=panels,
+                repeat=train_config.steps_per_epoch is not None, **common,
+            ).take(steps)
             start = time.perf_counter()
             bar = Progress(
                 steps, f"epoch {epoch}/{train_config.epochs}", unit="batch", every=10.0, min_interval=30.0, enabled=progress
             )
             fit = model.fit(train_ds, epochs=1, verbose=0, shuffle=False, callbacks=[_progress_callback(bar)])
             train_time = time.perf_counter() - start
-            cm, val_loss = validator.confusion_and_loss(val_ds)
+            cm, val_loss = validator.confusion_and_loss(val_source)
             f1 = f1_from_confusion(cm)[1:]
             row: dict[str, Any] = {"epoch": epoch, "loss": float(fit.history["loss"][-1]), "val_loss": float(val_loss)}
             row.update({f"val_f1_{c}": float(v) for c, v in zip(train_config.classes, f1)})
@@ -366,10 +409,14 @@ def train(
             rd.save_weights(model, run_path / rd.LAST_WEIGHTS)
             rd.write_log(run_path / rd.LOG, history)
             _write_tensorboard(writer, row, epoch)
-            training_curves(history, run_path / rd.CURVES, title=f"{model_config.name}, fold {train_config.fold}")
+            if time.perf_counter() - curves_drawn >= CURVES_EVERY_S:
+                training_curves(history, run_path / rd.CURVES, title=curves_title)
+                curves_drawn = time.perf_counter()
             state["epoch"] = epoch
             rd.save_checkpoint(run_path, model, optimizer, state)
         writer.close()
+        if history:
+            training_curves(history, run_path / rd.CURVES, title=curves_title)
         if state["best_epoch"] is not None:
             log.write(f"best epoch {state['best_epoch']}: validation mean F1 {state['best_score']:.4f}")
     return load_run(run_path, model=model)

@@ -121,3 +121,41 @@ def test_train_and_evaluate_commands(store, tmp_path, capsys):
     assert cli.main(["evaluate", "--run", str(run), "--subsets", "m_4", "--quiet"]) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert cli.main(["evaluate", "--run", str(tmp_path / "missing")]) == 2
+
+
+def test_evaluation_counts_every_voxel_once_and_equals_predict(tmp_path):
+    """Slices of 47 x 53 px with 20-px output tiles: the last tile of each row / column overlaps its
+    neighbour. evaluate's TP / FP / FN / F1 equal numpy's count on predict's stitched label volume."""
+    from pathlib import Path
+
+    from marker_excite.data.io import open_volume
+    from marker_excite.forward import keras_forward
+    from marker_excite.inference import ModelSpec, Predictor, labels_from_probabilities, predict_volume
+    from marker_excite.metrics import confusion_matrix
+
+    rng = np.random.default_rng(11)
+    path = tmp_path / "odd.h5"
+    with SampleStore(path, "w") as st:
+        for name in ("a", "b"):
+            st.write_sample(tiny_sample(name, rng, shape=(2, 47, 53)))
+    mcfg = model_config("MS-ME", **TINY)
+    model = build_model(mcfg)
+    predictor = Predictor(spec=ModelSpec(mcfg.markers, mcfg.classes, mcfg.input_size, mcfg.output_size), card={},
+                          source=Path("."), fn=keras_forward(model, mcfg.input_size, len(mcfg.markers)))
+    subsets = {"m_12345": None, "m_24": "endomucin,collagen", "m_1": "DAPI"}
+    with SampleStore(path) as st:
+        rows = evaluation.evaluate_model(model, mcfg, st, ["a", "b"], fold=0, subsets=",".join(subsets), batch_size=3,
+                                         progress=False)
+        truth = {n: st.read_sample(n).labels["sinusoids"] for n in ("a", "b")}
+    got = {(r["subset"], r["metric"]): r["value"] for r in rows}
+    for label, markers in subsets.items():
+        cm = 0
+        for name in ("a", "b"):
+            with open_volume(f"{path}:{name}") as vol:
+                pred = labels_from_probabilities(predict_volume(predictor, vol, markers=markers, batch_size=3,
+                                                                progress=False))
+            cm = cm + confusion_matrix(truth[name], pred, 2)
+        assert cm.sum() == 2 * 2 * 47 * 53  # every voxel once
+        assert (got[label, "tp"], got[label, "fp"], got[label, "fn"]) == (cm[1, 1], cm[0, 1], cm[1, 0])
+        assert got[label, "f1"] == 2 * cm[1, 1] / (2 * cm[1, 1] + cm[0, 1] + cm[1, 0])
+        assert got[label, "tp"] + got[label, "fn"] == int(sum(t.sum() for t in truth.values()))

@@ -112,12 +112,12 @@ def test_marker_sampling_statistics_per_sample():
     # never empty when something was available; empty inputs stay empty
     has = avail.sum(1) > 0
     assert np.all(mask[has].sum(1) >= 1) and np.all(mask[~has] == 0)
-    # keep rate among available markers: (1 - r) + r^m / m for a sample with m markers (fallback adds one)
+    # keep rate among available markers: Bernoulli(1 - r) conditioned on >= 1 kept: (1 - r) / (1 - r^m)
     m = avail.sum(1)
     for count in range(1, k + 1):
         rows = m == count
         kept = mask[rows].sum() / (rows.sum() * count)
-        expected = (1 - rate) + rate**count / count
+        expected = (1 - rate) / (1 - rate**count)
         sigma = np.sqrt(expected * (1 - expected) / (rows.sum() * count))
         assert abs(kept - expected) < 3 * sigma + 1e-9, (count, kept, expected)
     # per-sample independence: identical full-panel rows get different masks, every non-empty subset occurs
@@ -132,7 +132,35 @@ def test_marker_sampling_statistics_per_sample():
     assert abs((a * b).mean() - p * p) < 0.08
 
 
-def test_marker_sampling_single_marker_always_kept_and_fallback_uniform():
+def test_marker_sampling_every_nonempty_subset_equally_likely():
+    """The paper's r_drop = 0.5: 100,000 draws per panel of 1..5 available markers out of 5; every
+    non-empty subset of the available markers within 10 % (relative) of 1 / (2^a - 1); never an
+    unavailable marker; never empty."""
+    from itertools import combinations
+
+    n, k = 100_000, 5
+    layer = MarkerSampling("zero", 0.5, seed=3)
+    for a in range(1, k + 1):
+        avail = np.zeros((n, k), "float32")
+        avail[:, k - a :] = 1.0  # the last a markers are available
+        _, mask = _sample(layer, np.ones((n, 1, 1, k), "float32"), avail)
+        assert np.all(mask <= avail) and np.all(mask.sum(1) >= 1)
+        codes, counts = np.unique(mask.astype(int) @ (2 ** np.arange(k)), return_counts=True)
+        subsets = {sum(2**i for i in c) for r in range(1, a + 1) for c in combinations(range(k - a, k), r)}
+        assert set(codes.tolist()) == subsets
+        freq = counts / n
+        assert np.all(np.abs(freq * (2**a - 1) - 1.0) < 0.10), (a, freq)
+
+
+def test_marker_sampling_rejection_at_other_rates():
+    """rate 0.8, two available markers: P(both) = 0.04 / 0.36, P(each single) = 0.16 / 0.36."""
+    avail = np.tile(np.array([[1, 0, 1, 0]], "float32"), (40_000, 1))
+    _, mask = _sample(MarkerSampling("zero", 0.8, seed=5), np.ones((40_000, 1, 1, 4), "float32"), avail)
+    both = np.mean(mask.sum(1) == 2)
+    assert abs(both - 0.04 / 0.36) < 0.01 and abs(np.mean(mask[:, 0] * (1 - mask[:, 2])) - 0.16 / 0.36) < 0.01
+
+
+def test_marker_sampling_single_marker_always_kept_and_symmetric():
     avail = np.tile(np.array([[1, 0, 1, 0]], "float32"), (3000, 1))
     _, mask = _sample(MarkerSampling("zero", 0.9, seed=1), np.ones((3000, 1, 1, 4), "float32"), avail)
     assert np.all(mask.sum(1) >= 1) and np.all(mask[:, [1, 3]] == 0)

@@ -15,8 +15,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", required=True, help="sample store (.h5) made by `synth` or `import`")
     parser.add_argument("--run", required=True, help="run directory to create (or to continue with --resume)")
     parser.add_argument("--model", default="MS-ME", help="zoo model name: MS-ME (default), MS, MZ, UB, MS-SE, HeMIS, ...")
-    parser.add_argument("--preset", default="paper", choices=("paper", "small"),
-                        help="paper: 572->388 px tiles, batch 2, 200 epochs; small: 124->84 px, CPU schedule")
+    parser.add_argument("--preset", default="paper", choices=("paper", "small", "cpu"),
+                        help="paper: 572->388 px tiles, batch 2, 200 epochs; small: 124->84 px, 20-epoch CPU demo; "
+                             "cpu: 124->84 px, the CPU reproduction schedule (60 x 25 steps, cosine rate)")
     parser.add_argument("--markers", help="model marker panel, comma-separated (default: the paper's five); for UB the subset")
     parser.add_argument("--classes", default="sinusoids", help="classes to segment, comma-separated (default: sinusoids)")
     parser.add_argument("--fold", type=int, default=0, help="cross-validation fold (default 0)")
@@ -26,7 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--learning-rate", type=float, help="Adam learning rate (default 0.001)")
     parser.add_argument("--seed", type=int, help="random seed (default 0)")
     parser.add_argument("--patience", type=int, help="stop after this many epochs without a better validation F1")
-    parser.add_argument("--no-augment", action="store_true", help="no flips / rotations of training patches")
+    parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
+                        help="random flips / 90-degree rotations of training patches (default: off, as in the paper)")
     parser.add_argument("--marker-panels",
                         help="heterogeneous training panels: JSON file or 'sample=DAPI+collagen;sample2=endomucin'")
     parser.add_argument("--model-config", help="JSON model config (replaces --model/--preset/--markers)")
@@ -91,8 +93,8 @@ def build_configs(args: argparse.Namespace):
             ).items()
             if v is not None
         }
-        if args.no_augment:
-            overrides["augment"] = False
+        if args.augment is not None:
+            overrides["augment"] = args.augment
         if args.marker_panels:
             overrides["marker_panels"] = parse_marker_panels(args.marker_panels)
         tcfg = train_config(args.preset, fold=args.fold, classes=tuple(mcfg.classes), **overrides)

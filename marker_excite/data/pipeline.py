@@ -25,6 +25,7 @@ from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 
+from marker_excite.data.stats import standardise
 from marker_excite.data.store import SampleInfo, SampleStore
 from marker_excite.data.tiling import TileLayout
 from marker_excite.errors import UserInputError
@@ -65,8 +66,8 @@ class _SamplePlan:
     layout: TileLayout
     source: np.ndarray  # (K,) sample channel feeding each panel channel, -1 = zero channel
     availability: np.ndarray  # (K,) float32
-    mean: np.ndarray  # (K,) float32
-    std: np.ndarray  # (K,) float32
+    mean: np.ndarray  # (K,) float64, the sample's stored statistics
+    std: np.ndarray  # (K,) float64
     class_names: tuple[str, ...]  # the sample's stored class name for each selected class
 
 
@@ -139,9 +140,8 @@ class PatchSource:
                 f"(sample markers: {', '.join(info.markers)}, after marker_panels / subset)"
             )
         avail = (source >= 0).astype(np.float32)
-        std = np.where(info.std > 0, info.std, 1.0)
-        mean = np.array([info.mean[s] if s >= 0 else 0.0 for s in source], dtype=np.float32)
-        sd = np.array([std[s] if s >= 0 else 1.0 for s in source], dtype=np.float32)
+        mean = np.array([info.mean[s] if s >= 0 else 0.0 for s in source], dtype=np.float64)
+        sd = np.array([info.std[s] if s >= 0 else 1.0 for s in source], dtype=np.float64)
         class_names = tuple(info.classes[info.class_index(c)] for c in self.classes)
         layout = TileLayout(info.shape_zyx[1:], self.input_size, self.output_size)
         return _SamplePlan(info.name, layout, source, avail, mean, sd, class_names)
@@ -155,6 +155,24 @@ class PatchSource:
     def n_patches(self) -> int:
         return len(self.index)
 
+    def slice_arrays(self, sample_i: int, z: int) -> tuple[np.ndarray, np.ndarray]:
+        """Unpadded slice ``z`` of sample ``sample_i``: the standardised image ``[K, Y, X]`` float32
+        (zero channels for markers it does not give) and its label map ``[Y, X]`` int32."""
+        plan = self.plans[sample_i]
+        raw, labels = self.store.read_slice(plan.name, z)
+        image = np.zeros((self.panel.size, *raw.shape[1:]), dtype=np.float32)
+        given = np.flatnonzero(plan.source >= 0)
+        image[given] = standardise(raw[plan.source[given]], plan.mean[given], plan.std[given])
+        label = np.zeros(raw.shape[1:], dtype=np.int32)
+        for c, cls in enumerate(plan.class_names, start=1):
+            label[labels[cls] != 0] = c
+        return image, label
+
+    @property
+    def slices(self) -> list[tuple[int, int]]:
+        """Every annotated slice as ``(sample index, z)``, in sample order."""
+        return list(dict.fromkeys((i, z) for i, z, _ in self.index))
+
     def load_slice(self, sample_i: int, z: int) -> tuple[np.ndarray, ...]:
         """Padded standardised image ``[Yp, Xp, K]`` float32 and padded label map ``[Yc, Xc]`` int32
         (with ``augment``, followed by contiguous transposed copies of both)."""
@@ -162,15 +180,8 @@ class PatchSource:
         if key in self._cache:
             return self._cache[key]
         plan = self.plans[sample_i]
-        raw, labels = self.store.read_slice(plan.name, z)
-        m, (y, x) = plan.layout.margin, raw.shape[1:]
-        padded = np.zeros((*plan.layout.padded_shape_yx, self.panel.size), dtype=np.float32)
-        for j, s in enumerate(plan.source):
-            if s >= 0:  # standardise, then place inside the zero border
-                padded[m : m + y, m : m + x, j] = (raw[s] - plan.mean[j]) / plan.std[j]
-        label = np.zeros(raw.shape[1:], dtype=np.int32)
-        for c, cls in enumerate(plan.class_names, start=1):
-            label[labels[cls] != 0] = c
+        image, label = self.slice_arrays(sample_i, z)
+        padded = np.ascontiguousarray(plan.layout.pad(image).transpose(1, 2, 0))  # standardised, then padded
         item: tuple[np.ndarray, ...] = (padded, plan.layout.pad_output(label))
         if self.augment:
             item += tuple(np.ascontiguousarray(a.swapaxes(0, 1)) for a in item)

@@ -2,6 +2,8 @@
 
 Slices are merged with Chan et al.'s parallel update of (count, mean, M2), so a whole-organ stack is
 summarised one slice at a time without loss of precision from sums of squares.
+:func:`standardise` is the per-sample per-channel z-score of the paper, used by training, evaluation
+and inference alike.
 """
 
 from __future__ import annotations
@@ -41,3 +43,18 @@ class RunningStats:
     def std(self) -> np.ndarray:
         """Population standard deviation per channel."""
         return np.sqrt(self.var)
+
+
+def standardise(channels: np.ndarray, mean, std) -> np.ndarray:
+    """Per-channel z-score ``(x - mean) / std`` of ``channels [C, ...]`` as float32.
+
+    Computed in float64 from the float64 statistics, then rounded once, so every caller (the training
+    pipeline, evaluation, ``predict``) gets bit-identical inputs for the same voxels. A channel whose
+    ``std`` is 0 (constant) is only centred.
+    """
+    x = np.asarray(channels)
+    shape = (-1,) + (1,) * (x.ndim - 1)
+    mean = np.asarray(mean, np.float64).reshape(shape)
+    std = np.asarray(std, np.float64).reshape(shape)
+    std = np.where(std > 0, std, 1.0)
+    return ((x - mean) / std).astype(np.float32)

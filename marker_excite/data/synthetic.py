@@ -70,9 +70,14 @@ _PAPER_SHAPES = tuple((3 * n, 776, 776 if i == 7 else 1164) for i, n in enumerat
 # annotated_every 3 gives 2 annotated slices (z = 1, 4), 6 gives 1 (z = 3): 11 slices, 176 patches.
 _SMALL_EVERY = (3, 6, 6, 6, 6, 3, 3, 6)
 
+# cpu: 12 slices of 256 x 256 px; annotated_every 2 gives 6 annotated slices, 4 gives 3 (the larger
+# samples of the table get more): 33 slices, 528 patches of 84 px (the reproduction protocol on a CPU).
+_CPU_EVERY = (2, 4, 4, 4, 4, 2, 2, 4)
+
 PRESETS: dict[str, tuple[SampleSpec, ...]] = {
     "paper": _table_specs(_PAPER_SHAPES, (3,) * 8),
     "small": _table_specs(((6, 256, 256),) * 8, _SMALL_EVERY),
+    "cpu": _table_specs(((12, 256, 256),) * 8, _CPU_EVERY),
 }
 
 

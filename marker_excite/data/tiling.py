@@ -9,7 +9,10 @@ For a slice of ``Y x X`` pixels and a network mapping ``input_size`` to ``output
   than one output tile), so the input tile of an output tile at ``(y0, x0)`` is
   ``padded[y0 : y0 + input_size, x0 : x0 + input_size]`` -- input tiles overlap by ``2 m``;
 * stitching places each output tile at its origin and averages where tiles overlap; the result is
-  cropped back to ``Y x X``.
+  cropped back to ``Y x X``;
+* :func:`predict_tiled` runs a network over all tiles of a padded slice and stitches its outputs: the
+  ONE place where tiles become a slice, shared by ``predict``, evaluation and validation (so an
+  evaluation counts exactly the voxels, and the values, that ``predict`` writes).
 
 All functions work on arrays ``[..., Y, X]`` (any leading axes: channels, slices of a 3D stack).
 """
@@ -17,7 +20,7 @@ All functions work on arrays ``[..., Y, X]`` (any leading axes: channels, slices
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -162,3 +165,34 @@ class Stitcher:
             raise UserInputError("stitching needs every output tile of the layout")
         y, x = self.layout.shape_yx
         return (self._sum / self._count)[..., :y, :x].astype(dtype)
+
+
+def predict_tiled(
+    forward: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    layout: TileLayout,
+    padded: np.ndarray,
+    availability: np.ndarray,
+    batch_size: int,
+) -> np.ndarray:
+    """Network outputs of one whole slice, stitched: ``[O, Y, X]`` float32 (overlaps averaged).
+
+    Args:
+        forward: ``fn(tiles [N, H, W, K], availability [N, K]) -> outputs [N, h, w, O]``.
+        layout: the slice's tile layout.
+        padded: the slice padded by :meth:`TileLayout.pad`, channels last ``[Yp, Xp, K]``.
+        availability: the marker availability ``[K]`` given with every tile.
+        batch_size: tiles per call of ``forward``.
+    """
+    if batch_size < 1:
+        raise UserInputError(f"batch size must be >= 1, got {batch_size}")
+    size = layout.input_size
+    origins = layout.origins
+    avail = np.broadcast_to(np.asarray(availability, np.float32), (batch_size, len(availability)))
+    stitcher = Stitcher(layout)
+    for start in range(0, len(origins), batch_size):
+        chunk = origins[start : start + batch_size]
+        tiles = np.stack([padded[y : y + size, x : x + size] for y, x in chunk])
+        out = forward(tiles, avail[: len(chunk)])
+        for i, tile in enumerate(out):
+            stitcher.add(start + i, np.moveaxis(tile, -1, 0))
+    return stitcher.result()

@@ -14,7 +14,7 @@ import numpy as np
 
 from marker_excite.atomic import write_json
 from marker_excite.errors import UserInputError
-from marker_excite.experiments.runner import is_done, run_dir
+from marker_excite.experiments.runner import is_done, report_dir, run_dir
 from marker_excite.experiments.spec import (
     CASES, EVALUATION_CSV, Experiment, ExperimentError, FIGURES, GroupTest, RELATIVE_CSV,
     RESULTS_CSV, RUNS, Ranking, Relative, STATS_JSON, m_ub, subset_label, ub_ratio,
@@ -22,8 +22,8 @@ from marker_excite.experiments.spec import (
 
 
 def load_results(source: str | os.PathLike) -> list[dict[str, Any]]:
-    """Tidy rows of an experiment output folder (its ``results.csv``, else every ``runs/*/evaluation.csv``)
-    or of a results CSV file."""
+    """Tidy rows of a results CSV file, an experiment's report folder (its ``results.csv``) or an output
+    folder (every ``runs/*/evaluation.csv``)."""
     from marker_excite.evaluation import read_results
 
     path = Path(source)
@@ -133,7 +133,8 @@ def aggregate(
     progress: bool = True,
 ) -> AggregateResult:
     """Collect the experiment's ``evaluation.csv`` files into ``results.csv``, draw its figures into
-    ``figures/`` and write ``stats.json`` (and ``relative.csv``: every "Rel. to" difference).
+    ``figures/`` and write ``stats.json`` (and ``relative.csv``: every "Rel. to" difference), all in
+    :func:`~marker_excite.experiments.runner.report_dir` (``out_dir/<experiment name>/``).
 
     ``external`` maps a reference model (``UB``) to another experiment's output folder or results CSV.
     Missing jobs are listed in ``stats.json`` and the available ones are used; an analysis that cannot
@@ -149,7 +150,8 @@ def aggregate(
     rows = [row for j in done for row in read_results(run_dir(out, j) / EVALUATION_CSV)]
     for r in rows:
         r["case"] = r.get("case") or ""
-    results_csv = write_results(rows, out / RESULTS_CSV)
+    report = report_dir(out, exp)
+    results_csv = write_results(rows, report / RESULTS_CSV)
     extra_rows: list[dict[str, Any]] = []
     external_info = {}
     for name, source in (external or {}).items():
@@ -159,7 +161,7 @@ def aggregate(
         extra_rows += ext
         external_info[name] = {"source": str(source), "rows": len(ext)}
     all_rows = rows + extra_rows
-    figures_dir = out / FIGURES
+    figures_dir = report / FIGURES
     figures_dir.mkdir(parents=True, exist_ok=True)
     analyses: dict[str, Any] = {}
     relative_rows: list[dict[str, Any]] = []
@@ -177,7 +179,7 @@ def aggregate(
             analyses[a.name] = {"kind": type(a).__name__.lower(), "skipped": str(exc)}
             if progress:
                 print(f"[{exp.name}] {a.name} skipped: {exc}", file=sys.stderr)
-    relative_csv = write_results(relative_rows, out / RELATIVE_CSV) if relative_rows else None
+    relative_csv = write_results(relative_rows, report / RELATIVE_CSV) if relative_rows else None
     summary = {
         "experiment": exp.name,
         "preset": dataclasses.asdict(exp.preset),
@@ -189,6 +191,6 @@ def aggregate(
                         "* p<=0.05, ** p<=0.01, *** p<=0.001",
         "analyses": analyses,
     }
-    stats_json = write_json(out / STATS_JSON, summary)
+    stats_json = write_json(report / STATS_JSON, summary)
     figures = [Path(v["figure"]) for v in analyses.values() if "figure" in v]
     return AggregateResult(results_csv, relative_csv, stats_json, figures, missing)

@@ -53,7 +53,8 @@ def script_main(name: str, argv: Sequence[str] | None = None, *, add_arguments: 
     """
     parser = build_parser(name, (EXPERIMENTS[name].__doc__ or name).splitlines()[0])
     parser.add_argument("--ub-results", type=Path, default=None,
-                        help="output folder (or results CSV) of fig1_upper_bound, the UB reference (Figs. 3e, 4)")
+                        help="output folder (or results CSV) of fig1_upper_bound, the UB reference (Figs. 3e, 4); "
+                             "default: the UB runs in --out")
     if add_arguments:
         add_arguments(parser)
     args = parser.parse_args(argv)
@@ -74,7 +75,7 @@ def script_main(name: str, argv: Sequence[str] | None = None, *, add_arguments: 
                 print(f"{len(summary.remaining)} job(s) of {name} are not finished (other shards?); "
                       f"when all are, run again with --aggregate-only")
                 return 0
-        external = {"UB": args.ub_results} if args.ub_results and "UB" in exp.external else None
+        external = {"UB": args.ub_results or args.out} if "UB" in exp.external else None
         result = aggregate(exp, args.out, external=external, progress=progress)
         if after:
             after(exp, args)

@@ -91,9 +91,20 @@ def fig4_heterogeneous(p: Preset, classes: Sequence[str], folds: Sequence[int], 
     return Experiment("fig4_heterogeneous", p, tuple(jobs), analyses, external=("UB",))
 
 
+#: Label of the tissue network of Table 1: a UNet on m1 (DAPI) alone, trained on the class ``tissue``.
+TISSUE_MODEL = "UB-tissue"
+
+
+def tissue_job(fold: int) -> Job:
+    """The paper's tissue network of one fold: "a separate UNet model that uses only m1"."""
+    return Job("UB", ("tissue",), fold, subset=(1,), label=TISSUE_MODEL)
+
+
 def table1_quantification(p: Preset, classes: Sequence[str], folds: Sequence[int], **_: Any) -> Experiment:
-    """Table 1 / Fig. 5: one MS-ME per class and fold (same job ids as in Fig. 3, so runs are shared)."""
-    return Experiment("table1_quantification", p, tuple(_jobs(("MS-ME",), classes, folds)), (Ranking("ranking", "MS-ME"),))
+    """Table 1 / Fig. 5: one MS-ME per class and fold (same job ids as in Fig. 3, so runs are shared) and
+    the m1-only tissue UNet of each fold that gives the tissue mask of the volume fractions."""
+    jobs = _jobs(("MS-ME",), classes, folds) + [tissue_job(f) for f in folds]
+    return Experiment("table1_quantification", p, tuple(jobs), (Ranking("ranking", "MS-ME"),))
 
 
 def _relatives(available: Sequence[str], specs: Sequence[tuple[str, tuple[str, ...], str]]) -> tuple[Relative, ...]:

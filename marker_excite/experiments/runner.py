@@ -18,6 +18,12 @@ def run_dir(out_dir: str | os.PathLike, job: Job) -> Path:
     return Path(out_dir) / RUNS / job.job_id
 
 
+def report_dir(out_dir: str | os.PathLike, exp: Experiment) -> Path:
+    """``out_dir/<experiment name>``: the experiment's aggregated tables, statistics and figures. Runs
+    live in ``out_dir/runs`` and are shared by every experiment written to ``out_dir``."""
+    return Path(out_dir) / exp.name
+
+
 def is_done(out_dir: str | os.PathLike, job: Job) -> bool:
     """True when the job's ``evaluation.csv`` exists."""
     return (run_dir(out_dir, job) / EVALUATION_CSV).is_file()

@@ -2,8 +2,8 @@
 
 Architecture (paper defaults: depth 5, widths 32..512, 572 -> 388 px): per level a block of two valid
 ``kernel_size`` convolutions + ReLU, 2x2 max-pooling; the up path is nearest x2 up-sampling, a 2x2
-'same' convolution + ReLU, concatenation with the centre-cropped skip and a block; a 1x1 convolution
-gives the logits (background + classes). No batch normalisation. Sizes come from
+'same' convolution WITHOUT activation (linear, as in the authors' code), concatenation with the
+centre-cropped skip and a block; a 1x1 convolution gives the logits (background + classes). No batch normalisation. Sizes come from
 :class:`~marker_excite.models.geometry.UNetGeometry`.
 
 Attention positions: ``I`` on the (sampled) input, ``E`` after each encoder block (before the skip and
@@ -45,11 +45,11 @@ class UNetBuilder:
         self._next_seed += 2
         return self._next_seed
 
-    def conv(self, x, filters: int, kernel: int, name: str, padding: str = "valid", **kwargs):
-        """Conv2D + ReLU with a seeded Glorot-uniform kernel."""
+    def conv(self, x, filters: int, kernel: int, name: str, padding: str = "valid", activation: str | None = "relu"):
+        """Conv2D (+ ReLU unless ``activation`` says otherwise) with a seeded Glorot-uniform kernel."""
         return keras.layers.Conv2D(
-            filters, kernel, padding=padding, activation="relu",
-            kernel_initializer=keras.initializers.GlorotUniform(seed=self.seed()), name=name, **kwargs,
+            filters, kernel, padding=padding, activation=activation,
+            kernel_initializer=keras.initializers.GlorotUniform(seed=self.seed()), name=name,
         )(x)
 
     def block(self, x, filters: int, name: str):
@@ -93,7 +93,8 @@ class UNetBuilder:
         """Decoder levels ``depth-2 .. 0`` using the (uncropped) skips of the encoder."""
         for level in reversed(range(self.config.depth - 1)):
             x = keras.layers.UpSampling2D(2, interpolation="nearest", name=f"dec{level}_upsample")(x)
-            x = self.conv(x, self.widths[level], 2, f"dec{level}_upconv", padding="same")
+            # the authors' up-path: nearest x2 up-sampling, then a LINEAR 2x2 'same' convolution
+            x = self.conv(x, self.widths[level], 2, f"dec{level}_upconv", padding="same", activation=None)
             c = self.crops[level]
             skip = keras.layers.Cropping2D(c, name=f"dec{level}_crop")(skips[level]) if c else skips[level]
             x = keras.layers.Concatenate(name=f"dec{level}_concat")([skip, x])

@@ -43,6 +43,7 @@ ZOO_NAMES: tuple[str, ...] = BASE_NAMES + ABLATION_NAMES
 PRESETS: dict[str, dict[str, int]] = {
     "paper": dict(depth=5, base_filters=32, input_size=572),
     "small": dict(depth=3, base_filters=16, input_size=124),
+    "cpu": dict(depth=3, base_filters=16, input_size=124),
 }
 
 #: MS+ multiplies every width by this factor (rounded up): 32 -> 36 at paper size, +26.6 % parameters.
