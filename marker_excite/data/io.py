@@ -439,13 +439,26 @@ class H5Volume(VolumeReader):
     def _locate(self, dataset: str | None):
         f = self._file
         if f.attrs.get("format") in ("marker_excite.SampleStore", b"marker_excite.SampleStore"):
-            names = sorted(k for k in f if isinstance(f[k], h5py.Group) and f[k].attrs.get("complete", False))
+            from marker_excite.data.store import index_entries
+
+            entries = index_entries(f, self.path).entries
+            names = sorted(entries)
             if dataset is None and len(names) == 1:
                 dataset = names[0]
             if dataset not in names:
                 raise VolumeError(f"{self.path}: sample store; name one of its samples: {', '.join(names)}")
-            g = f[dataset]
-            return g["image"], [_decode(m) for m in g.attrs["markers"]], tuple(g.attrs["spacing"])
+            file, group = entries[dataset]
+            if file != self.path:  # schema 2: the sample has a file of its own
+                f.close()
+                try:
+                    self._file = f = h5py.File(file, "r")
+                except OSError as exc:
+                    raise VolumeError(f"{self.path}: cannot read the file {file} of sample {dataset!r}: {exc}") from None
+            g = f[group]
+            try:
+                return g["image"], [_decode(m) for m in g.attrs["markers"]], tuple(g.attrs["spacing"])
+            except KeyError as exc:
+                raise VolumeError(f"{self.path}: sample {dataset!r} is damaged (missing {exc})") from None
         if dataset is None:
             found: list[str] = []
             f.visititems(lambda n, o: found.append(n) if isinstance(o, h5py.Dataset) and o.ndim >= 2 else None)
