@@ -563,6 +563,11 @@ def open_volume(
     return H5Volume(p, dataset=dataset, markers=markers, spacing=spacing, axes=axes)
 
 
+def source_file(path: str | os.PathLike) -> Path:
+    """The file an input path names (``store.h5:s1`` and ``file.h5:dataset`` name ``store.h5`` / ``file.h5``)."""
+    return _split_h5_path(Path(path))[0]
+
+
 def _split_h5_path(path: Path) -> tuple[Path, str | None]:
     text = str(path)
     if not path.exists():
