@@ -1,6 +1,9 @@
 """Atomic output: everything is written to a temporary sibling and renamed into place on success.
 
-A crash or an error therefore never leaves a partial file under the final name.
+A crash or an error therefore never leaves a partial file under the final name. Temporary names carry
+the host and process id of their writer (``.<name>.<host>_<pid>.<random>.tmp``), so the next writer of
+the same output removes the leftovers of a killed process (:func:`remove_stale_temporaries`) without
+touching those of a process that is still running.
 """
 
 from __future__ import annotations
@@ -8,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -38,9 +43,58 @@ def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
     return p
 
 
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
+
+
+def _temporary_prefix(final: Path) -> str:
+    return f".{final.name}.{_host()}_{os.getpid()}."
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temporaries(final: Path) -> list[Path]:
+    """Remove the temporary files / folders of ``final`` left by killed processes of this host.
+
+    Only names written by :func:`temporary_sibling` / :func:`atomic_directory` whose process no longer
+    exists are removed; temporaries of running processes (or of other hosts) are left alone.
+    """
+    final = Path(final)
+    pattern = re.compile(re.escape(f".{final.name}.") + r"([A-Za-z0-9-]+)_(\d+)\.")
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(final.parent if str(final.parent) else "."))
+    except OSError:
+        return removed
+    host = _host()
+    for entry in entries:
+        m = pattern.match(entry.name)
+        if not m or m.group(1) != host or int(m.group(2)) == os.getpid() or _pid_alive(int(m.group(2))):
+            continue
+        path = Path(entry.path)
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
 def temporary_sibling(final: Path, suffix: str = ".tmp") -> Path:
-    """Create an empty, hidden temporary file next to ``final`` (same file system, so rename is atomic)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix, dir=final.parent)
+    """Create an empty, hidden temporary file next to ``final`` (same file system, so rename is atomic).
+
+    Stale temporaries of ``final`` left by killed processes are removed first.
+    """
+    remove_stale_temporaries(final)
+    fd, tmp = tempfile.mkstemp(prefix=_temporary_prefix(final), suffix=suffix, dir=final.parent)
     os.close(fd)
     return Path(tmp)
 
@@ -69,26 +123,38 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = True, suffix: str = "
             tmp_path.unlink()
 
 
+def previous_directory(final: Path) -> Path:
+    """Where :func:`atomic_directory` keeps the previous ``final`` while swapping in the new one.
+
+    After a crash between the two renames of the swap, this folder is the only complete version.
+    """
+    final = Path(final)
+    return final.parent / f".{final.name}.old"
+
+
 @contextlib.contextmanager
 def atomic_directory(final: Path) -> Iterator[Path]:
     """Yield a temporary folder next to ``final``; on success it replaces ``final`` as a whole.
 
-    The previous ``final`` (if any) is moved aside first and removed afterwards, so a crash leaves
-    either the old or the new folder, never a mixture. On an exception ``final`` is untouched.
+    The previous ``final`` (if any) is moved aside to :func:`previous_directory` first and removed
+    afterwards, so a crash leaves the old or the new folder complete, never a mixture; when only the
+    moved-aside folder survived a crash it is kept until a new ``final`` is in place. On an exception
+    ``final`` is untouched. Stale temporary folders of killed processes are removed first.
     """
     final = Path(final)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
-    old = final.parent / f".{final.name}.old"
+    remove_stale_temporaries(final)
+    tmp = Path(tempfile.mkdtemp(prefix=_temporary_prefix(final), dir=final.parent))
+    old = previous_directory(final)
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
-        shutil.rmtree(old, ignore_errors=True)
         if final.exists():
+            shutil.rmtree(old, ignore_errors=True)
             os.replace(final, old)
         os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _umask() -> int:

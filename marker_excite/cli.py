@@ -1,7 +1,9 @@
 """The ``marker-excite`` command: a thin dispatcher over :mod:`marker_excite.commands`.
 
 Errors caused by input (unknown markers, bad files, existing outputs, ...) are printed as one line
-``marker-excite <command>: error: <message>`` with exit status 2; nothing else is printed.
+``marker-excite <command>: error: <message>`` with exit status 2; nothing else is printed. Ctrl-C
+(exit 130) and SIGTERM (exit 143, how cluster schedulers stop jobs) both unwind normally, so every
+writer removes its temporary files and no partial output is left.
 """
 
 from __future__ import annotations
@@ -9,11 +11,21 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
+import threading
 from typing import Sequence
 
 from marker_excite import __version__
 from marker_excite.commands import COMMANDS
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM received: raised in the main thread so that cleanup runs as for Ctrl-C."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated()
 
 
 def _load(module: str):
@@ -47,15 +59,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from marker_excite.errors import UserInputError
 
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main else None
     try:
         return int(args._run(args) or 0)
     except (UserInputError, FileExistsError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"marker-excite {args.command}: error: {msg}", file=sys.stderr)
         return 2
+    except Terminated:
+        print(f"marker-excite {args.command}: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print(f"marker-excite {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

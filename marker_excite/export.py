@@ -9,7 +9,9 @@ The SavedModel needs neither this package nor Keras to run: ``tf.saved_model.loa
 
 ``model_card.json`` (next to ``saved_model.pb``) says what the model expects: the marker panel in
 input order, the classes, the tile geometry, the pixel size, the normalisation and a training summary.
-:func:`load_exported` turns an exported model back into a :class:`~marker_excite.inference.Predictor`.
+:func:`load_exported` turns an exported model back into a :class:`~marker_excite.inference.Predictor`,
+after checking every op of its graph against the ops of the package's own exports
+(:mod:`marker_excite.saved_model_ops`): a SavedModel is code.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import numpy as np
 
 from marker_excite.config import read_json_object
 from marker_excite.errors import UserInputError
+from marker_excite.saved_model_ops import check_saved_model
 
 CARD_NAME = "model_card.json"
 CARD_FORMAT = "marker_excite.model_card"
@@ -108,27 +111,11 @@ def model_card(run) -> dict[str, Any]:
     }
 
 
-def export_run(run, out_dir: str | os.PathLike, *, overwrite: bool = False) -> Path:
-    """Write ``run`` (a ``Run`` or a run directory) as a SavedModel + ``model_card.json`` in ``out_dir``.
-
-    Written to a temporary sibling directory and renamed into place; an existing ``out_dir`` is
-    refused unless ``overwrite`` (and then only replaced when it is an exported model).
-    """
+def export_archive(model, cfg):
+    """The ``keras.export.ExportArchive`` of ``model`` (built from ``cfg``) with the ``serve`` endpoint."""
     import keras
     import tensorflow as tf
 
-    from marker_excite.atomic import atomic_directory, check_output_path
-
-    if isinstance(run, (str, os.PathLike)):
-        from marker_excite.training import load_run
-
-        run = load_run(run)
-    final = check_output_path(out_dir, overwrite=overwrite)
-    if final.exists() and not (final / "saved_model.pb").is_file():
-        raise UserInputError(f"{final} exists and is not an exported model; refusing to replace it")
-    card = model_card(run)
-    cfg = run.model_config
-    model = run.model
     k = len(cfg.markers)
 
     def serve(image, availability):
@@ -144,6 +131,26 @@ def export_run(run, out_dir: str | os.PathLike, *, overwrite: bool = False) -> P
             tf.TensorSpec([None, k], tf.float32, name="availability"),
         ],
     )
+    return archive
+
+
+def export_run(run, out_dir: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Write ``run`` (a ``Run`` or a run directory) as a SavedModel + ``model_card.json`` in ``out_dir``.
+
+    Written to a temporary sibling directory and renamed into place; an existing ``out_dir`` is
+    refused unless ``overwrite`` (and then only replaced when it is an exported model).
+    """
+    from marker_excite.atomic import atomic_directory, check_output_path
+
+    if isinstance(run, (str, os.PathLike)):
+        from marker_excite.training import load_run
+
+        run = load_run(run)
+    final = check_output_path(out_dir, overwrite=overwrite)
+    if final.exists() and not (final / "saved_model.pb").is_file():
+        raise UserInputError(f"{final} exists and is not an exported model; refusing to replace it")
+    card = model_card(run)
+    archive = export_archive(run.model, run.model_config)
     with atomic_directory(final) as tmp:
         archive.write_out(str(tmp), verbose=False)
         (tmp / CARD_NAME).write_text(json.dumps(card, indent=2) + "\n")
@@ -170,6 +177,7 @@ def load_exported(path: str | os.PathLike):
         raise UserInputError(f"{p} is not a SavedModel directory (no saved_model.pb)")
     card = read_card(p)
     spec = ModelSpec.from_card(card)
+    check_saved_model(p)  # a SavedModel is code: run only graphs made of the ops our own exports use
     try:
         loaded = tf.saved_model.load(str(p))
     except Exception as exc:  # noqa: BLE001 - TF raises many types for a corrupt SavedModel

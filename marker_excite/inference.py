@@ -323,7 +323,7 @@ def predict_file(
         ``{"labels": path, "probabilities": path}`` for the outputs written.
     """
     from marker_excite.atomic import check_output_path
-    from marker_excite.data.io import open_volume
+    from marker_excite.data.io import open_volume, source_file
     from marker_excite.data.writers import VolumeWriter
 
     if labels is None and probabilities is None:
@@ -333,7 +333,11 @@ def predict_file(
         raise UserInputError(f"label and probability outputs are the same file {outputs['labels']}")
     if probability_dtype not in PROBABILITY_DTYPES:
         raise UserInputError(f"probability type must be one of {', '.join(PROBABILITY_DTYPES)}, got {probability_dtype!r}")
+    source = source_file(input_path).resolve()
+    store_samples = source.with_name(f"{source.name}.samples")  # a sample store's own folder
     for path in outputs.values():
+        if path.resolve() == source or store_samples in (path.resolve(), path.resolve().parent):
+            raise UserInputError(f"output {path} would replace the input {source_file(input_path)}; choose another output")
         check_output_path(path, overwrite=overwrite)
     predictor = as_predictor(model)
     with open_volume(input_path, markers=channel_names, spacing=spacing) as volume:

@@ -22,7 +22,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from marker_excite.atomic import atomic_directory, atomic_path, write_json, write_text
+from marker_excite.atomic import atomic_directory, atomic_path, previous_directory, remove_stale_temporaries, write_json, write_text
 from marker_excite.config import read_json_object
 from marker_excite.errors import UserInputError
 
@@ -183,11 +183,14 @@ def _restore(prefix: str, variables: Sequence, names: list[str], arrays, where: 
 def load_checkpoint(run_dir: Path, model, optimizer) -> dict[str, Any]:
     """Restore the variables written by :func:`save_checkpoint` and return its JSON state.
 
-    Falls back to ``checkpoint.old/`` when a crash happened while the checkpoint was being replaced.
+    Uses the previous checkpoint (moved aside to ``.checkpoint.old/`` during the swap) when a crash
+    happened between the two renames of the swap. Stale temporary checkpoint folders of killed runs
+    are removed.
     """
-    where = run_dir / CHECKPOINT
-    if not (where / _STATE_JSON).is_file() and (run_dir / f"{CHECKPOINT}.old" / _STATE_JSON).is_file():
-        where = run_dir / f"{CHECKPOINT}.old"
+    remove_stale_temporaries(run_dir / CHECKPOINT)
+    where = _complete_checkpoint(run_dir)
+    if where is None:
+        raise RunDirError(f"{run_dir} has no complete resume checkpoint")
     state = read_json(where / _STATE_JSON, "resume state")
     try:
         with np.load(where / _STATE_ARRAYS) as arrays:
@@ -198,8 +201,17 @@ def load_checkpoint(run_dir: Path, model, optimizer) -> dict[str, Any]:
     return state
 
 
+def _complete_checkpoint(run_dir: Path) -> Path | None:
+    """The checkpoint folder to resume from: ``checkpoint/``, else the one moved aside by a crashed swap."""
+    for where in (run_dir / CHECKPOINT, previous_directory(run_dir / CHECKPOINT)):
+        if (where / _STATE_JSON).is_file() and (where / _STATE_ARRAYS).is_file():
+            return where
+    return None
+
+
 def has_checkpoint(run_dir: Path) -> bool:
-    return any((run_dir / d / _STATE_JSON).is_file() for d in (CHECKPOINT, f"{CHECKPOINT}.old"))
+    """Whether ``run_dir`` holds a complete resume checkpoint (see :func:`load_checkpoint`)."""
+    return _complete_checkpoint(run_dir) is not None
 
 
 # -- log.csv -------------------------------------------------------------------------------------

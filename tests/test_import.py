@@ -91,7 +91,7 @@ def test_import_errors_are_one_line_exit_2(files, capsys, extra, message):
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("marker-excite import: error: ")
     assert __import__("re").search(message, lines[0]), lines[0]
-    assert not (d / "s.h5").exists()  # a failed import into a new store leaves nothing behind
+    assert not (d / "s.h5").exists() and not (d / "s.h5.samples").exists()  # a failed import into a new store leaves nothing
 
 
 def test_failed_import_keeps_existing_store(files, capsys):

@@ -1,5 +1,7 @@
 """SampleStore: schema round trip, streaming statistics, class counts, atomic and failure-safe writes."""
 
+import json
+
 import h5py
 import numpy as np
 import pytest
@@ -28,7 +30,14 @@ def test_round_trip_and_schema(tmp_path):
         info = st.write_sample(s)
     assert info.markers == s.markers and info.spacing == (2.0, 0.5, 0.5) and info.region == "diaphysis"
     with h5py.File(p, "r") as f:
-        assert f.attrs["format"] == STORE_FORMAT and f.attrs["version"] == SCHEMA_VERSION
+        assert f.attrs["format"] == STORE_FORMAT and f.attrs["version"] == SCHEMA_VERSION == 2
+        assert f.attrs["sample_dir"] == "store.h5.samples"
+        entry = json.loads(f["index"][()])["samples"]["s1"]
+    sample_file = tmp_path / "store.h5.samples" / entry["file"]
+    assert entry["group"] == "s1" and sample_file.name.startswith("s1-")
+    assert sorted(q.name for q in sample_file.parent.iterdir()) == [".lock", sample_file.name]
+    with h5py.File(sample_file, "r") as f:  # each sample file is a one-sample store of version 1
+        assert f.attrs["format"] == STORE_FORMAT and f.attrs["version"] == 1
         assert f["s1/image"].chunks == (1, 1, 30, 40) and f["s1/image"].dtype == np.uint16
         assert f["s1/labels/sinusoids"].chunks == (1, 30, 40)
     with SampleStore(p) as st:
@@ -130,7 +139,8 @@ def test_append_failure_keeps_existing_samples(tmp_path):
                 raise RuntimeError("disk on fire")
         assert st.names() == ["s1"]
     with SampleStore(p) as st, h5py.File(p, "r") as f:
-        assert list(f) == ["s1"]
+        assert list(json.loads(f["index"][()])["samples"]) == ["s1"]
+        assert len(list((tmp_path / "a.h5.samples").glob("*.h5"))) == 1
         np.testing.assert_array_equal(st.read_sample("s1").image, make_sample("s1").image)
 
 

@@ -439,13 +439,26 @@ class H5Volume(VolumeReader):
     def _locate(self, dataset: str | None):
         f = self._file
         if f.attrs.get("format") in ("marker_excite.SampleStore", b"marker_excite.SampleStore"):
-            names = sorted(k for k in f if isinstance(f[k], h5py.Group) and f[k].attrs.get("complete", False))
+            from marker_excite.data.store import index_entries
+
+            entries = index_entries(f, self.path).entries
+            names = sorted(entries)
             if dataset is None and len(names) == 1:
                 dataset = names[0]
             if dataset not in names:
                 raise VolumeError(f"{self.path}: sample store; name one of its samples: {', '.join(names)}")
-            g = f[dataset]
-            return g["image"], [_decode(m) for m in g.attrs["markers"]], tuple(g.attrs["spacing"])
+            file, group = entries[dataset]
+            if file != self.path:  # schema 2: the sample has a file of its own
+                f.close()
+                try:
+                    self._file = f = h5py.File(file, "r")
+                except OSError as exc:
+                    raise VolumeError(f"{self.path}: cannot read the file {file} of sample {dataset!r}: {exc}") from None
+            g = f[group]
+            try:
+                return g["image"], [_decode(m) for m in g.attrs["markers"]], tuple(g.attrs["spacing"])
+            except KeyError as exc:
+                raise VolumeError(f"{self.path}: sample {dataset!r} is damaged (missing {exc})") from None
         if dataset is None:
             found: list[str] = []
             f.visititems(lambda n, o: found.append(n) if isinstance(o, h5py.Dataset) and o.ndim >= 2 else None)
@@ -548,6 +561,11 @@ def open_volume(
     if kind == "ims" or (kind == "hdf5" and dataset is None and _is_ims(p)):
         return ImsVolume(p, markers=markers, spacing=spacing)
     return H5Volume(p, dataset=dataset, markers=markers, spacing=spacing, axes=axes)
+
+
+def source_file(path: str | os.PathLike) -> Path:
+    """The file an input path names (``store.h5:s1`` and ``file.h5:dataset`` name ``store.h5`` / ``file.h5``)."""
+    return _split_h5_path(Path(path))[0]
 
 
 def _split_h5_path(path: Path) -> tuple[Path, str | None]:

@@ -15,10 +15,24 @@ from scipy import ndimage
 from marker_excite.errors import UserInputError
 
 
+#: Resampling may change the pixel size by at most this factor (either way); more means a wrong voxel size.
+MAX_SCALE = 100.0
+
+
 def target_shape(shape_yx: Sequence[int], spacing_yx: Sequence[float], target_yx: Sequence[float]) -> tuple[int, int]:
-    """Size (Y, X) of a slice of ``shape_yx`` pixels of ``spacing_yx`` µm resampled to ``target_yx`` µm."""
+    """Size (Y, X) of a slice of ``shape_yx`` pixels of ``spacing_yx`` µm resampled to ``target_yx`` µm.
+
+    Refuses a change of pixel size by more than :data:`MAX_SCALE` either way (a slice shrunk to a few
+    pixels or blown up beyond memory means the voxel size or the target is wrong).
+    """
     if len(spacing_yx) != 2 or len(target_yx) != 2 or min(*spacing_yx, *target_yx) <= 0:
         raise UserInputError(f"spacing {tuple(spacing_yx)} and target {tuple(target_yx)} must be two positive sizes (y, x)")
+    for s, t in zip(spacing_yx, target_yx):
+        if not 1 / MAX_SCALE <= s / t <= MAX_SCALE:
+            raise UserInputError(
+                f"resampling {s:g} µm pixels to {t:g} µm changes the slice size by a factor {s / t:g} "
+                f"(allowed 1/{MAX_SCALE:g} .. {MAX_SCALE:g}): check the voxel size (--spacing) and the target pixel size"
+            )
     return tuple(max(1, int(round(n * s / t))) for n, s, t in zip(shape_yx, spacing_yx, target_yx))  # type: ignore[return-value]
 
 

@@ -99,9 +99,12 @@ def parse_annotated(spec: str | Sequence[int] | None, n_slices: int, files: Samp
                 lo, hi = (int(v) for v in text.split("-"))
                 items.extend(range(lo, hi + 1))
             else:
-                items.append(int(text))
+                lo = hi = int(text)
+                items.append(lo)
         except ValueError:
             raise VolumeError(f"annotated slices: cannot read {text!r} (use 'all' or indices like 0,3,5-8)") from None
+        if hi < lo:
+            raise VolumeError(f"annotated slices: empty range {text!r} (write the lower slice first, e.g. {hi}-{lo})")
     bad = [z for z in items if not 0 <= z < n_slices]
     if bad:
         raise VolumeError(f"annotated slice {bad[0]} is outside 0..{n_slices - 1}")

@@ -1,42 +1,69 @@
-"""The sample store: one HDF5 file, one group per sample, chunked by slice (schema in docs/data.md).
+"""The sample store: an HDF5 index file plus one HDF5 file per sample (schema in docs/data.md).
 
 A whole-organ stack is never loaded whole: samples are written slice by slice through
 :meth:`SampleStore.create_sample` (or all at once with :meth:`SampleStore.write_sample`) and read slice
 by slice with :meth:`SampleStore.read_slice`. Per-channel mean/std (streaming, float64) and class
-voxel counts on annotated slices are computed while writing and kept in the file.
+voxel counts on annotated slices are computed while writing and kept with the sample.
 
-New store files are written to a temporary sibling and renamed into place when closed without error;
-in ``"a"`` mode a sample that fails half-way is deleted again, so existing samples are never harmed.
+Nothing already stored is ever at risk while writing: a sample is written completely into a temporary
+file of its own and becomes visible only when a new index naming it replaces the old index by an
+atomic rename (under an exclusive lock, so concurrent writers both land). A failure of any kind
+(exception, disk full, kill) leaves the previous index and every sample it names untouched; an
+overwrite replaces the old sample's file only once the new one is complete. Old single-file stores
+(schema version 1) are read as they are and converted to an index on the first write (the old file
+is kept, hard-linked into the sample folder, so nothing is copied).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import json
 import os
+import re
+import secrets
+import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 import h5py
 import numpy as np
 
-from marker_excite.atomic import check_output_path, temporary_sibling
+from marker_excite.atomic import atomic_path, check_output_path, remove_stale_temporaries, temporary_sibling
 from marker_excite.atomic import commit as commit_file
 from marker_excite.data.sample import Sample
 from marker_excite.data.stats import RunningStats
 from marker_excite.errors import UserInputError
 
-#: Value of the root attribute ``format`` of every store file.
+#: Value of the root attribute ``format`` of every store index (and of every sample file).
 STORE_FORMAT = "marker_excite.SampleStore"
-#: Schema version written by this code (root attribute ``version``).
-SCHEMA_VERSION = 1
+#: Schema version written by this code (root attribute ``version`` of the index).
+SCHEMA_VERSION = 2
+#: Schema version of a sample file (and of old single-file stores): groups holding the samples.
+SAMPLE_FILE_VERSION = 1
 #: At most this many label classes per sample (counts are kept per combination of classes).
 MAX_CLASSES = 8
+#: Seconds a writer waits for another process to finish updating the index.
+LOCK_TIMEOUT_S = 60.0
+#: Name of the index dataset (JSON text) in a version-2 index file.
+INDEX_DATASET = "index"
+_LOCK_NAME = ".lock"
+_TEMP_BASE = "sample.h5"
 _MAX_CHUNK_SIDE = 4096
 
 
 class StoreError(UserInputError):
     """A store file, sample or slice that cannot be read or written as asked."""
+
+
+def check_item_name(name: str, what: str) -> str:
+    """Refuse sample / class names that cannot be HDF5 names: empty, ``.``, ``..``, ``/`` or control characters."""
+    if not isinstance(name, str) or not name.strip() or name in (".", "..") or "/" in name or re.search(r"[\x00-\x1f]", name):
+        raise StoreError(f"{what} name {name!r} must be non-empty, not '.' or '..', and contain no '/' or control characters")
+    return name
 
 
 @dataclass(frozen=True)
@@ -107,18 +134,31 @@ class SampleInfo:
 
 
 class SampleWriter:
-    """Writes one sample slice by slice; :meth:`finalize` stores statistics and marks it complete.
+    """Writes one sample slice by slice into a temporary file of its own; :meth:`finalize` stores the
+    statistics and adds the complete sample to the store.
 
-    Use as a context manager: on an exception the partial sample is deleted again.
+    Use as a context manager: on an exception the temporary file is removed and the store is unchanged.
     """
 
-    def __init__(self, store: "SampleStore", group: h5py.Group, markers: tuple[str, ...], classes: tuple[str, ...]):
+    def __init__(
+        self,
+        store: "SampleStore",
+        tmp: Path,
+        h5: h5py.File,
+        name: str,
+        markers: tuple[str, ...],
+        classes: tuple[str, ...],
+        overwrite: bool,
+    ) -> None:
         self._store = store
-        self._group = group
-        self.name = group.name.strip("/")
+        self._tmp = tmp
+        self._h5 = h5
+        self._group = h5[name]
+        self._overwrite = overwrite
+        self.name = name
         self.markers = markers
         self.classes = classes
-        self._image = group["image"]
+        self._image = self._group["image"]
         self.shape_zyx: tuple[int, int, int] = tuple(self._image.shape[1:])  # type: ignore[assignment]
         self._written = np.zeros(self.shape_zyx[0], dtype=bool)
         self._annotated = np.zeros(self.shape_zyx[0], dtype=bool)
@@ -154,14 +194,15 @@ class SampleWriter:
             if bad.any():
                 names = ", ".join(m for m, b in zip(self.markers, bad) if b)
                 raise StoreError(f"sample {self.name!r}: NaN/Inf voxels in marker(s) {names} at slice {z}")
-        stored = image.astype(self._image.dtype, copy=False)
-        self._image[:, z] = stored
-        self._stats.update(stored)
         if annotated is None:
             annotated = labels is not None
         masks = self._check_labels(z, labels or {}, require_all=bool(annotated))
-        for cls, mask in masks.items():
-            self._group["labels"][cls][z] = mask
+        stored = image.astype(self._image.dtype, copy=False)
+        with self._write_errors():
+            self._image[:, z] = stored
+            for cls, mask in masks.items():
+                self._group["labels"][cls][z] = mask
+        self._stats.update(stored)
         if annotated:
             code = np.zeros((ny, nx), dtype=np.int64)
             for i, cls in enumerate(self.classes):
@@ -189,30 +230,52 @@ class SampleWriter:
             raise StoreError(f"sample {self.name!r}: annotated slice {z} has no label for class(es) {', '.join(missing)}")
         return out
 
+    @contextlib.contextmanager
+    def _write_errors(self) -> Iterator[None]:
+        """Turn a failing write (disk full, I/O error) into one :class:`StoreError`; the store is unchanged."""
+        try:
+            yield
+        except OSError as exc:
+            self.abort()
+            raise StoreError(
+                f"writing sample {self.name!r} to store {self._store.path} failed: {_os_error_text(exc)}; "
+                "the store is unchanged"
+            ) from None
+
     def finalize(self) -> SampleInfo:
-        """Check that every slice was written, store statistics and mark the sample complete."""
+        """Check that every slice was written, store statistics and add the complete sample to the store."""
         if self._done:
             return self._store.info(self.name)
         missing = np.flatnonzero(~self._written)
         if missing.size:
             shown = ", ".join(str(int(z)) for z in missing[:10])
             raise StoreError(f"sample {self.name!r}: slice(s) {shown} were never written ({missing.size} missing)")
-        g = self._group
-        g.create_dataset("annotated", data=self._annotated.astype(np.uint8))
-        g.create_dataset("label_patterns", data=self._patterns)
-        g.attrs["mean"] = self._stats.mean
-        g.attrs["std"] = self._stats.std
-        g.attrs["complete"] = True
-        self._store._file.flush()
+        with self._write_errors():
+            g = self._group
+            g.create_dataset("annotated", data=self._annotated.astype(np.uint8))
+            g.create_dataset("label_patterns", data=self._patterns)
+            g.attrs["mean"] = self._stats.mean
+            g.attrs["std"] = self._stats.std
+            g.attrs["complete"] = True
+            self._h5.close()
+            _fsync(self._tmp)
         self._done = True
+        self._store._writers.discard(self)
+        try:
+            self._store._add_sample(self.name, self._tmp, self._overwrite)
+        except BaseException:
+            self._tmp.unlink(missing_ok=True)
+            raise
         return self._store.info(self.name)
 
     def abort(self) -> None:
-        """Delete the partial sample from the store."""
-        if not self._done and self.name in self._store._file:
-            del self._store._file[self.name]
-            self._store._file.flush()
+        """Drop the partial sample (its temporary file); the store is unchanged."""
+        if not self._done:
+            with contextlib.suppress(Exception):
+                self._h5.close()
+            self._tmp.unlink(missing_ok=True)
         self._done = True
+        self._store._writers.discard(self)
 
     def __enter__(self) -> "SampleWriter":
         return self
@@ -224,11 +287,61 @@ class SampleWriter:
             self.finalize()
 
 
-class SampleStore:
-    """HDF5 file holding samples (schema version :data:`SCHEMA_VERSION`, see docs/data.md).
+@dataclass(frozen=True)
+class StoreIndex:
+    """What a store file lists: ``entries`` maps each complete sample to ``(file, group)``."""
 
-    Modes: ``"r"`` read; ``"w"`` create a new file (replacing any existing one when closed without
-    error); ``"a"`` add to an existing store (or create one). Use as a context manager.
+    entries: dict[str, tuple[Path, str]]
+    sample_dir: Path
+    version: int
+
+
+def default_sample_dir(path: Path) -> Path:
+    """The folder holding the sample files of a new store ``path`` (``data.h5`` -> ``data.h5.samples``)."""
+    return path.parent / f"{path.name}.samples"
+
+
+def index_entries(f: h5py.File, path: Path) -> StoreIndex:
+    """The samples listed by an open store file of any supported schema version.
+
+    Raises :class:`StoreError` for a file that is no store, of a newer or invalid version, or whose
+    index is damaged.
+    """
+    if _as_str(f.attrs.get("format", "")) != STORE_FORMAT:
+        raise StoreError(f"{path} is an HDF5 file but not a marker_excite sample store (no format attribute)")
+    version = _schema_version(f.attrs.get("version", 0), path)
+    if version > SCHEMA_VERSION:
+        raise StoreError(f"store {path} has schema version {version}; this marker_excite reads up to {SCHEMA_VERSION}")
+    if version <= SAMPLE_FILE_VERSION:
+        entries = {k: (path, k) for k, g in f.items() if isinstance(g, h5py.Group) and g.attrs.get("complete", False)}
+        return StoreIndex(entries, default_sample_dir(path), version)
+    try:
+        sample_dir = path.parent / _as_str(f.attrs["sample_dir"])
+        listed = json.loads(_as_str(f[INDEX_DATASET][()]))["samples"]
+        entries = {str(n): (sample_dir / str(e["file"]), str(e["group"])) for n, e in listed.items()}
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise StoreError(f"store {path}: the sample index is damaged ({exc})") from None
+    return StoreIndex(entries, sample_dir, version)
+
+
+def read_index(path: Path) -> StoreIndex:
+    """:func:`index_entries` of the store file ``path`` (opened and closed again)."""
+    path = Path(path)
+    if not path.exists():
+        raise StoreError(f"store {path} does not exist")
+    if path.is_dir():
+        raise StoreError(f"store {path} is a folder; a store is its index file (e.g. data.h5, next to data.h5.samples/)")
+    with _open_h5(path, "r") as f:
+        return index_entries(f, path)
+
+
+class SampleStore:
+    """Sample store (schema version :data:`SCHEMA_VERSION`, see docs/data.md): an index file ``path``
+    plus one HDF5 file per sample in the folder ``<path>.samples``.
+
+    Modes: ``"r"`` read; ``"w"`` create a new store (replacing any existing one when closed without
+    error); ``"a"`` add to an existing store (or create one): each finished sample is added at once.
+    Use as a context manager.
     """
 
     def __init__(self, path: str | os.PathLike, mode: str = "r") -> None:
@@ -236,44 +349,45 @@ class SampleStore:
             raise StoreError(f"store mode must be 'r', 'w' or 'a', got {mode!r}")
         self.path = Path(path)
         self.mode = mode
-        self._tmp: Path | None = None
+        self._handles: dict[Path, h5py.File] = {}
         self._infos: dict[str, SampleInfo] = {}
+        self._pending: dict[str, Path] = {}
+        self._writers: set[SampleWriter] = set()
+        self._closed = False
         if mode == "r" or (mode == "a" and self.path.exists()):
-            if not self.path.is_file():
-                raise StoreError(f"store {self.path} does not exist")
-            self._file = _open_h5(self.path, "r" if mode == "r" else "r+")
-            self._check_format()
+            index = read_index(self.path)
+            self._entries, self._sample_dir = dict(index.entries), index.sample_dir
         else:
-            final = check_output_path(self.path, overwrite=True)
-            self._tmp = temporary_sibling(final)
-            self._file = h5py.File(self._tmp, "w")
-            self._file.attrs["format"] = STORE_FORMAT
-            self._file.attrs["version"] = SCHEMA_VERSION
+            check_output_path(self.path, overwrite=True)
+            if self.path.is_dir():
+                raise StoreError(f"store {self.path} is a folder; give the store's file name (e.g. data.h5)")
+            self._entries, self._sample_dir = {}, default_sample_dir(self.path)
+        if mode != "r":
+            self._check_writable()
 
-    def _check_format(self) -> None:
-        fmt = _as_str(self._file.attrs.get("format", ""))
-        if fmt != STORE_FORMAT:
-            self._file.close()
-            raise StoreError(f"{self.path} is an HDF5 file but not a marker_excite sample store (no format attribute)")
-        version = int(self._file.attrs.get("version", 0))
-        if version > SCHEMA_VERSION:
-            self._file.close()
-            raise StoreError(
-                f"store {self.path} has schema version {version}; this marker_excite reads up to {SCHEMA_VERSION}"
-            )
+    def _check_writable(self) -> None:
+        for folder in (self.path.parent, self._sample_dir):
+            if folder.exists() and not os.access(folder, os.W_OK):
+                raise StoreError(f"store {self.path} is read-only: cannot write to {folder}")
 
     # -- lifecycle -----------------------------------------------------------------------------
     def close(self, commit: bool = True) -> None:
-        """Close the file; a new store file is renamed into place only if ``commit``."""
-        if not self._file.id.valid:
+        """Close the store. In ``"w"`` mode the new store replaces the old one only if ``commit``."""
+        if self._closed:
             return
-        self._file.close()
-        if self._tmp is not None:
-            if commit:
-                commit_file(self._tmp, self.path)
-            elif self._tmp.exists():
-                self._tmp.unlink()
-            self._tmp = None
+        self._closed = True
+        for writer in list(self._writers):
+            writer.abort()
+        self._close_handles()
+        try:
+            if commit and self.mode == "w":
+                self._update(add=self._pending, overwrite=True, replace_all=True)
+        finally:
+            for tmp in self._pending.values():
+                tmp.unlink(missing_ok=True)
+            self._pending.clear()
+            if self.mode != "r" and not self.path.exists():
+                _remove_empty_sample_dir(self._sample_dir)
 
     def __enter__(self) -> "SampleStore":
         return self
@@ -283,12 +397,24 @@ class SampleStore:
 
     def __del__(self) -> None:
         try:
-            if self._tmp is not None and self._file.id.valid:
+            if not self._closed and (self._pending or self._writers):
                 self.close(commit=False)
         except Exception:  # noqa: BLE001 - best effort at interpreter shutdown
             pass
 
+    def _close_handles(self, keep: Iterable[Path] = ()) -> None:
+        kept = set(keep)
+        for file in [f for f in self._handles if f not in kept]:
+            with contextlib.suppress(Exception):
+                self._handles.pop(file).close()
+
     # -- writing -------------------------------------------------------------------------------
+    def _check_open_for_writing(self) -> None:
+        if self.mode == "r":
+            raise StoreError(f"store {self.path} is open read-only")
+        if self._closed:
+            raise StoreError(f"store {self.path} is closed")
+
     def create_sample(
         self,
         name: str,
@@ -305,30 +431,35 @@ class SampleStore:
     ) -> SampleWriter:
         """Start writing a sample slice by slice; returns a :class:`SampleWriter`.
 
-        The empty sample (validated metadata, chunked datasets) is created at once; write every slice
-        with :meth:`SampleWriter.write_slice` and call :meth:`SampleWriter.finalize` (or use the writer
-        as a context manager).
+        The sample goes to a temporary file of its own; write every slice with
+        :meth:`SampleWriter.write_slice` and call :meth:`SampleWriter.finalize` (or use the writer as a
+        context manager) to add it to the store. With ``overwrite`` an existing sample of the same name
+        is replaced only then.
         """
-        if self.mode == "r":
-            raise StoreError(f"store {self.path} is open read-only")
+        self._check_open_for_writing()
+        check_item_name(name, "sample")
         shape = tuple(int(s) for s in shape_zyx)
         markers = tuple(str(m) for m in markers)
-        classes = tuple(str(c) for c in classes)
+        classes = tuple(check_item_name(str(c), "label class") for c in classes)
         # Sample's own validation of names, markers, spacing (on a 1-voxel stand-in image).
         Sample(name=name, image=np.zeros((len(markers), 1, 1, 1), np.float32), markers=markers, spacing=tuple(spacing))
         if len(shape) != 3 or min(shape) < 1:
             raise StoreError(f"sample {name!r}: shape must be 3 positive sizes (Z, Y, X), got {shape}")
         if len(classes) > MAX_CLASSES or len({c.lower() for c in classes}) != len(classes):
             raise StoreError(f"sample {name!r}: label classes must be unique and at most {MAX_CLASSES}, got {list(classes)}")
-        if name in self._file:
-            if overwrite or not self._file[name].attrs.get("complete", False):
-                del self._file[name]
-                self._infos.pop(name, None)
-            else:
-                raise StoreError(f"sample {name!r} already exists in store {self.path} (use overwrite to replace it)")
-        _, ny, nx = shape
-        g = self._file.create_group(name)
+        if name in self._entries and not overwrite:
+            raise StoreError(f"sample {name!r} already exists in store {self.path} (use overwrite to replace it)")
         try:
+            self._sample_dir.mkdir(parents=True, exist_ok=True)
+            tmp = temporary_sibling(self._sample_dir / _TEMP_BASE)
+        except OSError as exc:
+            raise StoreError(f"cannot write to store {self.path}: {_os_error_text(exc)}") from None
+        try:
+            h5 = h5py.File(tmp, "w")
+            h5.attrs["format"] = STORE_FORMAT
+            h5.attrs["version"] = SAMPLE_FILE_VERSION
+            _, ny, nx = shape
+            g = h5.create_group(name)
             g.attrs["markers"] = np.array(markers, dtype=h5py.string_dtype())
             g.attrs["spacing"] = np.asarray(spacing, dtype=np.float64)
             g.attrs["region"] = region or ""
@@ -342,10 +473,16 @@ class SampleStore:
             lg = g.create_group("labels")
             for cls in classes:
                 lg.create_dataset(cls, shape=shape, dtype=np.uint8, chunks=(1, *chunk_yx), compression=compression or "gzip")
-        except Exception:
-            del self._file[name]
+        except BaseException as exc:
+            with contextlib.suppress(Exception):
+                h5.close()
+            tmp.unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                raise StoreError(f"cannot write sample {name!r} to store {self.path}: {_os_error_text(exc)}") from None
             raise
-        return SampleWriter(self, g, markers, classes)
+        writer = SampleWriter(self, tmp, h5, name, markers, classes, overwrite)
+        self._writers.add(writer)
+        return writer
 
     def write_sample(self, sample: Sample, overwrite: bool = False, compression: str | None = None) -> SampleInfo:
         """Write an in-memory :class:`Sample` (slice by slice); returns its :class:`SampleInfo`."""
@@ -371,57 +508,184 @@ class SampleStore:
         return self.info(sample.name)
 
     def remove(self, name: str) -> None:
-        """Delete a sample (mode ``"a"`` or ``"w"``)."""
-        if self.mode == "r":
-            raise StoreError(f"store {self.path} is open read-only")
+        """Delete a sample (mode ``"a"``: at once; mode ``"w"``: from the store being written)."""
+        self._check_open_for_writing()
         self._group(name)
-        del self._file[name]
+        if self.mode == "w":
+            self._forget(name)
+            self._pending.pop(name).unlink(missing_ok=True)
+            del self._entries[name]
+        else:
+            self._update(drop=(name,))
+
+    def _add_sample(self, name: str, tmp: Path, overwrite: bool) -> None:
+        """Make a finished sample file part of the store (``"w"``: at :meth:`close`)."""
+        if self.mode == "w":
+            self._forget(name)
+            old = self._pending.pop(name, None)
+            if old is not None:
+                old.unlink(missing_ok=True)
+            self._pending[name] = tmp
+            self._entries[name] = (tmp, name)
+        else:
+            self._update(add={name: tmp}, overwrite=overwrite)
+
+    def _forget(self, name: str) -> None:
+        """``"w"`` mode: drop what is cached about a pending sample (each has a file of its own)."""
         self._infos.pop(name, None)
+        entry = self._entries.get(name)
+        if entry is not None and entry[0] in self._handles:
+            self._handles.pop(entry[0]).close()
+
+    def _update(
+        self,
+        add: Mapping[str, Path] | None = None,
+        drop: Sequence[str] = (),
+        overwrite: bool = False,
+        replace_all: bool = False,
+    ) -> None:
+        """Under the store lock: re-read the index, rename finished sample files into the sample folder,
+        write the new index atomically and remove files no longer listed.
+
+        Until the index is renamed into place the store is unchanged; on any failure the files moved
+        in for this update are removed again.
+        """
+        add = dict(add or {})
+        moved: list[Path] = []
+        committed = False
+        try:
+            with self._lock():
+                if replace_all:
+                    entries, sample_dir = {}, self._sample_dir
+                else:
+                    entries, sample_dir = self._current_entries(moved)
+                for name in add:
+                    if name in entries and not overwrite:
+                        raise StoreError(
+                            f"sample {name!r} already exists in store {self.path} (added by another process; "
+                            "use overwrite to replace it)"
+                        )
+                for name in drop:
+                    entries.pop(name, None)
+                for name, tmp in add.items():
+                    final = sample_dir / _sample_file_name(name)
+                    commit_file(tmp, final)
+                    moved.append(final)
+                    entries[name] = (final, name)
+                _write_index(self.path, entries, sample_dir)
+                committed = True
+                with contextlib.suppress(OSError):
+                    _collect_garbage(entries, sample_dir)
+        except OSError as exc:
+            raise StoreError(f"cannot update store {self.path}: {_os_error_text(exc)}; the store is unchanged") from None
+        finally:
+            if not committed:
+                for file in moved:
+                    file.unlink(missing_ok=True)
+        self._infos.clear()
+        self._entries, self._sample_dir = entries, sample_dir
+        self._close_handles(keep=[f for f, _ in entries.values()])
+
+    def _current_entries(self, moved: list[Path]) -> tuple[dict[str, tuple[Path, str]], Path]:
+        """The index on disk now; a version-1 store file is hard-linked into the sample folder (its
+        samples stay where they are) so that the new index can take its name."""
+        if not self.path.exists():
+            return {}, self._sample_dir
+        index = read_index(self.path)
+        if index.version > SAMPLE_FILE_VERSION:
+            return dict(index.entries), index.sample_dir
+        legacy = index.sample_dir / f"store-v1-{secrets.token_hex(8)}.h5"
+        try:
+            os.link(self.path, legacy)
+        except OSError:  # no hard links on this file system: copy
+            shutil.copyfile(self.path, legacy)
+        moved.append(legacy)
+        return {n: (legacy, g) for n, (_, g) in index.entries.items()}, index.sample_dir
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        """Exclusive lock of the store (``<sample folder>/.lock``) while its index is updated."""
+        self._sample_dir.mkdir(parents=True, exist_ok=True)
+        lock = self._sample_dir / _LOCK_NAME
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            deadline = time.monotonic() + LOCK_TIMEOUT_S
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise StoreError(
+                            f"store {self.path} is in use by another process (waited {LOCK_TIMEOUT_S:g} s for {lock})"
+                        ) from None
+                    time.sleep(0.05)
+            yield
+        finally:
+            os.close(fd)
 
     # -- reading -------------------------------------------------------------------------------
     def names(self) -> list[str]:
         """Names of the complete samples, sorted."""
-        return sorted(k for k, g in self._file.items() if isinstance(g, h5py.Group) and g.attrs.get("complete", False))
+        return sorted(self._entries)
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name in self.names()
+        return isinstance(name, str) and name in self._entries
+
+    def _handle(self, file: Path) -> h5py.File:
+        if file not in self._handles:
+            if not file.exists():
+                raise StoreError(
+                    f"sample file {file} of store {self.path} is missing (removed or replaced by another process? reopen the store)"
+                )
+            self._handles[file] = _open_h5(file, "r")
+        return self._handles[file]
 
     def _group(self, name: str) -> h5py.Group:
-        g = self._file.get(name)
-        if not isinstance(g, h5py.Group) or not g.attrs.get("complete", False):
+        entry = self._entries.get(name)
+        if entry is None:
             have = ", ".join(self.names()) or "no samples"
             raise StoreError(f"sample {name!r} is not in store {self.path}; it has {have}")
+        file, group = entry
+        g = self._handle(file).get(group)
+        if not isinstance(g, h5py.Group) or not g.attrs.get("complete", False):
+            raise StoreError(f"store {self.path}: {file} holds no complete sample {group!r} (damaged store)")
         return g
 
     def info(self, name: str) -> SampleInfo:
         """Metadata and statistics of a sample (cached)."""
         if name not in self._infos:
             g = self._group(name)
-            attrs_text = _as_str(g.attrs.get("attrs", "{}"))
-            self._infos[name] = SampleInfo(
-                name=name,
-                markers=_str_tuple(g.attrs["markers"]),
-                spacing=tuple(float(s) for s in g.attrs["spacing"]),  # type: ignore[arg-type]
-                shape_zyx=tuple(int(s) for s in g["image"].shape[1:]),  # type: ignore[arg-type]
-                region=_as_str(g.attrs.get("region", "")) or None,
-                annotated=np.asarray(g["annotated"][()], dtype=bool),
-                mean=np.asarray(g.attrs["mean"], dtype=np.float64),
-                std=np.asarray(g.attrs["std"], dtype=np.float64),
-                classes=_str_tuple(g.attrs["classes"]),
-                label_patterns=np.asarray(g["label_patterns"][()], dtype=np.int64),
-                dtype=str(g["image"].dtype),
-                attrs=json.loads(attrs_text),
-            )
+            try:
+                self._infos[name] = SampleInfo(
+                    name=name,
+                    markers=_str_tuple(g.attrs["markers"]),
+                    spacing=tuple(float(s) for s in g.attrs["spacing"]),  # type: ignore[arg-type]
+                    shape_zyx=tuple(int(s) for s in g["image"].shape[1:]),  # type: ignore[arg-type]
+                    region=_as_str(g.attrs.get("region", "")) or None,
+                    annotated=np.asarray(g["annotated"][()], dtype=bool),
+                    mean=np.asarray(g.attrs["mean"], dtype=np.float64),
+                    std=np.asarray(g.attrs["std"], dtype=np.float64),
+                    classes=_str_tuple(g.attrs["classes"]),
+                    label_patterns=np.asarray(g["label_patterns"][()], dtype=np.int64),
+                    dtype=str(g["image"].dtype),
+                    attrs=json.loads(_as_str(g.attrs.get("attrs", "{}"))),
+                )
+            except (KeyError, ValueError, TypeError) as exc:
+                raise StoreError(f"sample {name!r} in store {self.path} is damaged (missing or invalid data: {exc})") from None
+            except OSError as exc:
+                raise StoreError(f"cannot read sample {name!r} from {self.path} (corrupt or truncated file): {exc}") from None
         return self._infos[name]
 
     def read_slice(self, name: str, z: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Slice ``z`` of a sample: ``(image [C, Y, X] float32, {class: [Y, X] uint8})``."""
+        info = self.info(name)
         g = self._group(name)
-        nz = g["image"].shape[1]
+        nz = info.shape_zyx[0]
         if not 0 <= int(z) < nz:
             raise StoreError(f"sample {name!r}: slice {z} outside 0..{nz - 1}")
         image = _read(g["image"], (slice(None), int(z)), self.path).astype(np.float32, copy=False)
-        labels = {c: _read(ds, int(z), self.path) for c, ds in g["labels"].items()}
+        labels = {c: _read(g["labels"][c], int(z), self.path) for c in info.classes}
         return image, labels
 
     def read_sample(self, name: str) -> Sample:
@@ -444,10 +708,72 @@ class SampleStore:
         return [self.info(n) for n in (self.names() if names is None else names)]
 
 
+def _sample_file_name(name: str) -> str:
+    """A fresh file name for a sample (its name made file-safe, plus a random part)."""
+    return f"{re.sub(r'[^A-Za-z0-9_-]', '_', name)[:64]}-{secrets.token_hex(8)}.h5"
+
+
+def _write_index(path: Path, entries: Mapping[str, tuple[Path, str]], sample_dir: Path) -> None:
+    """Write the index file atomically (temporary file, fsync, rename)."""
+    listed = {n: {"file": os.path.relpath(f, sample_dir), "group": g} for n, (f, g) in sorted(entries.items())}
+    with atomic_path(path, overwrite=True) as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["format"] = STORE_FORMAT
+            f.attrs["version"] = SCHEMA_VERSION
+            f.attrs["sample_dir"] = os.path.relpath(sample_dir, path.parent)
+            f.create_dataset(INDEX_DATASET, data=json.dumps({"samples": listed}))
+        _fsync(tmp)
+
+
+def _collect_garbage(entries: Mapping[str, tuple[Path, str]], sample_dir: Path) -> None:
+    """Remove sample files no index entry names, and temporaries of killed writers (lock held)."""
+    keep = {f.name for f, _ in entries.values() if f.parent == sample_dir}
+    for child in sample_dir.iterdir():
+        if child.suffix == ".h5" and not child.name.startswith(".") and child.name not in keep and child.is_file():
+            child.unlink()
+    remove_stale_temporaries(sample_dir / _TEMP_BASE)
+
+
+def _remove_empty_sample_dir(sample_dir: Path) -> None:
+    """After a new store failed: remove its sample folder if nothing but the lock file is in it."""
+    with contextlib.suppress(OSError):
+        if {p.name for p in sample_dir.iterdir()} <= {_LOCK_NAME}:
+            (sample_dir / _LOCK_NAME).unlink(missing_ok=True)
+            sample_dir.rmdir()
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _schema_version(value: object, path: Path) -> int:
+    text = _as_str(value.item() if isinstance(value, np.generic) else value).strip()
+    if not re.fullmatch(r"\d+", text):
+        raise StoreError(f"store {path} has an invalid schema version {text!r} (expected a whole number)")
+    return int(text)
+
+
+def _os_error_text(exc: OSError) -> str:
+    if getattr(exc, "errno", None) == errno.ENOSPC or "No space left" in str(exc):
+        return "no space left on device"
+    if exc.strerror:
+        return exc.strerror
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
 def _open_h5(path: Path, mode: str) -> h5py.File:
     try:
         return h5py.File(path, mode)
     except OSError as exc:
+        text = str(exc)
+        if "lock" in text.lower():
+            raise StoreError(f"store file {path} is in use by another process (locked): {text.splitlines()[0]}") from None
+        if isinstance(exc, PermissionError) or "errno = 13" in text:
+            raise StoreError(f"store file {path} is not readable: permission denied") from None
         raise StoreError(f"cannot open {path} as HDF5 (corrupt, truncated or not HDF5): {exc}") from None
 
 

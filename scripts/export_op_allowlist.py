@@ -1,0 +1,44 @@
+"""Regenerate marker_excite/export_ops.json: the ops of the package's own exports of every zoo model.
+
+Run after changing the model code, the export or the TensorFlow version:
+    python scripts/export_op_allowlist.py
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import tensorflow as tf
+
+from marker_excite.export import export_archive
+from marker_excite.models.zoo import ZOO_NAMES, build_model, model_config
+from marker_excite.saved_model_ops import ALLOWLIST, saved_model_ops
+
+
+def main() -> None:
+    every: set[str] = set()
+    callable_ops: set[str] = set()
+    for name in ZOO_NAMES:
+        markers = ("DAPI", "collagen") if name == "UB" else ("DAPI", "endomucin", "collagen")
+        for classes in (("sinusoids",), ("sinusoids", "arteries")):
+            cfg = model_config(name, preset="small", markers=markers, classes=classes, depth=2, base_filters=4, input_size=44)
+            with tempfile.TemporaryDirectory() as tmp:
+                export_archive(build_model(cfg), cfg).write_out(tmp, verbose=False)
+                ops, reachable = saved_model_ops(tmp)
+            every |= ops
+            callable_ops |= reachable
+            print(f"{name} {len(classes)} class(es): {len(ops)} ops, {len(reachable)} callable")
+    data = {
+        "generated_by": "scripts/export_op_allowlist.py",
+        "tensorflow": tf.__version__,
+        "ops": sorted(every),
+        "callable_ops": sorted(callable_ops),
+    }
+    ALLOWLIST.write_text(json.dumps(data, indent=1) + "\n")
+    print(f"{ALLOWLIST}: {len(every)} ops, {len(callable_ops)} callable")
+
+
+if __name__ == "__main__":
+    main()
