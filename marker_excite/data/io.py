@@ -198,8 +198,9 @@ class TiffVolume(VolumeReader):
     """TIFF / OME-TIFF / ImageJ TIFF, read one slice at a time.
 
     ``mode``: ``"contiguous"`` (uncompressed contiguous data: positioned reads of whole planes, resident
-    memory bounded by one slice), ``"pages"`` (compressed or scattered pages decoded by tifffile) or
-    ``"memmap"`` (uncompressed interleaved samples, e.g. RGB).
+    memory bounded by one slice), ``"pages"`` (compressed or scattered pages decoded by tifffile with
+    ``imagecodecs``: LZW, Deflate, Zstd, PackBits, JPEG, ...) or ``"memmap"`` (uncompressed interleaved
+    samples, e.g. RGB). ``compression``: the codec's name (``"NONE"``, ``"LZW"``, ...).
     """
 
     def __init__(self, path, markers=None, spacing=None, axes: str | None = None) -> None:
@@ -213,18 +214,15 @@ class TiffVolume(VolumeReader):
             self.dtype = np.dtype(series.dtype)
             file_markers, file_spacing = _tiff_metadata(self._tif)
             self._check_extent(series)
+            self.compression = _check_codec(self.path, series.keyframe.compression)
             if canon[-2:] == "YX" and series.dataoffset is not None:
                 self.mode = "contiguous"
                 dtype = np.dtype(series.dtype).newbyteorder(self._tif.byteorder)
                 array = _ContiguousPlanes(self.path, series.dataoffset, shape, dtype)
-            elif canon[-2:] == "YX":
-                self.mode, array = "pages", _TiffPages(self._tif, series, shape)
-            elif series.dataoffset is not None:  # interleaved samples (e.g. RGB): memory-map
+            elif canon[-2:] != "YX" and series.dataoffset is not None:  # interleaved samples (e.g. RGB)
                 self.mode, array = "memmap", tifffile.memmap(self.path, series=0, mode="r").reshape(shape)
-            else:
-                raise VolumeError(
-                    f"{self.path}: compressed interleaved (e.g. RGB) TIFF is not supported; save one page per channel"
-                )
+            else:  # compressed or scattered pages (also planar or interleaved samples, e.g. Fiji's LZW RGB)
+                self.mode, array = "pages", _TiffPages(self.path, self._tif, series, shape)
             self._reader = _AxesArray(array, canon)
             self.shape_czyx = self._reader.shape_czyx  # type: ignore[assignment]
             self._set_metadata(file_markers, file_spacing, markers, spacing)
@@ -264,16 +262,18 @@ def _split_pages(path: Path, shape: tuple[int, ...], axes: str | None, n_markers
 
 
 class _PlaneArray:
-    """Array-like ``[*lead, Y, X]`` whose YX planes are read on demand (subclasses: :meth:`_planes`)."""
+    """Array-like ``[*lead, *plane]`` whose planes (``[Y, X]``; a TIFF page of samples: ``plane_ndim`` 3)
+    are read on demand (subclasses: :meth:`_planes`)."""
 
     shape: tuple[int, ...]
+    plane_ndim: int = 2
 
     def _planes(self, indices: list[int]) -> np.ndarray:
-        """Planes by flat index -> ``[n, Y, X]``."""
+        """Planes by flat index -> ``[n, *plane]``."""
         raise NotImplementedError
 
     def __getitem__(self, key):
-        lead = self.shape[:-2]
+        lead = self.shape[: -self.plane_ndim]
         lead_key, yx_key = key[: len(lead)], key[len(lead) :]
         grids = [np.arange(n)[k] if isinstance(k, slice) else np.array([k]) for k, n in zip(lead_key, lead)]
         if grids:
@@ -281,7 +281,8 @@ class _PlaneArray:
             flat = np.ravel_multi_index([m.ravel() for m in mesh], lead)
         else:
             flat = np.array([0])
-        data = self._planes([int(i) for i in flat]).reshape(*[len(g) for g in grids], *self.shape[-2:])
+        plane = self.shape[-self.plane_ndim :]
+        data = self._planes([int(i) for i in flat]).reshape(*[len(g) for g in grids], *plane)
         squeeze = tuple(i for i, k in enumerate(lead_key) if not isinstance(k, slice))
         data = data.squeeze(axis=squeeze) if squeeze else data
         return data[(Ellipsis, *yx_key)]
@@ -312,11 +313,19 @@ class _ContiguousPlanes(_PlaneArray):
 
 
 class _TiffPages(_PlaneArray):
-    """Pages of a (compressed or scattered) TIFF series, decoded one by one by tifffile."""
+    """Pages of a (compressed or scattered) TIFF series, decoded one by one by tifffile.
 
-    def __init__(self, tif: tifffile.TiffFile, series, shape: tuple[int, ...]) -> None:
+    A page is ``[Y, X]``, or holds several samples (``[S, Y, X]`` planar, ``[Y, X, S]`` interleaved, e.g.
+    RGB); the series' shape ends with the page's shape.
+    """
+
+    def __init__(self, path: Path, tif: tifffile.TiffFile, series, shape: tuple[int, ...]) -> None:
         self.tif, self.series = tif, series
         self.shape = tuple(shape)
+        page = tuple(series.keyframe.shape)
+        if self.shape[-len(page) :] != page:
+            raise VolumeError(f"{path}: TIFF pages of shape {page} do not tile the series of shape {self.shape}")
+        self.plane_ndim = len(page)
         self._size = os.path.getsize(tif.filehandle.path)
 
     def _planes(self, indices: list[int]) -> np.ndarray:
@@ -327,7 +336,36 @@ class _TiffPages(_PlaneArray):
             end = max((o + c for o, c in zip(page.dataoffsets, page.databytecounts)), default=0)
             if end > self._size:
                 raise OSError(f"page {p} extends past the end of the file ({end} > {self._size} bytes)")
-        return self.tif.asarray(key=indices, series=0).reshape(len(indices), *self.shape[-2:])
+        try:
+            data = self.tif.asarray(key=indices, series=0)
+        except RuntimeError as exc:  # imagecodecs' decoder errors: damaged compressed data
+            raise OSError(f"{_codec_name(self.series.keyframe.compression)} data cannot be decoded: {exc}") from None
+        return data.reshape(len(indices), *self.shape[-self.plane_ndim :])
+
+
+def _codec_name(code: int) -> str:
+    """A TIFF compression code's name (``LZW``, ``ADOBE_DEFLATE``, ...), or ``code N`` when unknown."""
+    try:
+        return tifffile.COMPRESSION(int(code)).name
+    except ValueError:
+        return f"code {int(code)}"
+
+
+def _check_codec(path: Path, code: int) -> str:
+    """The name of a TIFF's compression; :class:`VolumeError` naming the codec when it cannot be decoded."""
+    name = _codec_name(code)
+    if int(code) == 1:
+        return name
+    try:
+        tifffile.TIFF.DECOMPRESSORS[int(code)]
+    except KeyError as exc:
+        hint = "; install it with: pip install imagecodecs" if "imagecodecs" in str(exc) else ""
+        label = name if name.startswith("code ") else f"{name} (code {int(code)})"
+        raise VolumeError(
+            f"{path}: TIFF compression {label} is not supported by this installation "
+            f"({exc.args[0]}){hint}; save the file uncompressed or with LZW / Deflate / Zstd"
+        ) from None
+    return name
 
 
 class _TiffLogCatcher(logging.Handler):
