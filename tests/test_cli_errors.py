@@ -146,3 +146,13 @@ def test_resume_with_other_config_is_refused(capsys, tmp_path):
     before = sorted(p.name for p in (tmp_path / "run").iterdir())
     _fails(capsys, [*base[:-3], "--epochs", "1", "--seed", "5", "--resume", "--quiet"], "cannot resume", "train_config.seed")
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == before
+    # explicit split of three samples, no test sample; --dry-run prints the plan and writes nothing
+    split = ["--train-samples", "s0,s1", "--val-samples", "s2", "--test-samples", ""]
+    assert main([*base[:2], str(tmp_path / "s.h5"), "--run", str(tmp_path / "dry"), *base[5:7], *split, "--dry-run"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "split: train s0, s1 | validation s2 | test none" and out[-1].startswith("estimated time per epoch")
+    assert not (tmp_path / "dry").exists()
+    _fails(capsys, [*base, "--val-samples", "s2"], "--val-samples needs --train-samples")
+    _fails(capsys, [*base, "--train-samples", "s0", "--val-samples", "s0", "--overwrite"], "s0 are both training and validation")
+    _fails(capsys, [*base, "--train-samples", "s0,s5", "--val-samples", "s2", "--overwrite"], "s5 are not in the store")
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == before
