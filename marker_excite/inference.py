@@ -26,7 +26,7 @@ import numpy as np
 
 from marker_excite.data.stats import RunningStats
 from marker_excite.data.tiling import Stitcher, TileLayout
-from marker_excite.errors import UserInputError
+from marker_excite.errors import UserInputError, did_you_mean
 from marker_excite.markers import MarkerError, MarkerPanel
 from marker_excite.progress import Progress
 
@@ -159,6 +159,17 @@ class ChannelPlan:
 
     pairs: tuple[tuple[int, int], ...]  # (stack channel, panel index)
     availability: np.ndarray  # (K,) float32
+    skipped: tuple[str, ...] = ()  # stack channels outside the model's panel
+
+    def skip_notice(self, panel: MarkerPanel) -> str:
+        """One line naming the skipped stack channels (``""`` when none)."""
+        if not self.skipped:
+            return ""
+        names = ", ".join(n + did_you_mean(n, panel.names) for n in self.skipped)
+        return (
+            f"note: skipping stack channel(s) {names}: not in the model's panel "
+            f"({', '.join(panel.names)})"
+        )
 
     @property
     def used_channels(self) -> list[int]:
@@ -169,8 +180,9 @@ def plan_channels(stack_markers: Sequence[str], panel: MarkerPanel, markers: str
     """Map a stack's channel names onto ``panel``, optionally restricted to ``markers``.
 
     ``markers``: names or numbers of the panel (``"DAPI,collagen"``, ``"m_125"``, a list). Every
-    requested marker must be in the stack; stack channels outside the panel are an error unless
-    ``markers`` leaves them out anyway. Raises :class:`MarkerError` naming the marker.
+    requested marker must be in the stack; stack channels outside the panel are skipped (listed in
+    ``skipped``), as in training. Raises :class:`MarkerError` naming the marker, and when no stack
+    channel is in the panel.
     """
     names = [str(m).strip() for m in stack_markers]
     if not names:
@@ -187,20 +199,18 @@ def plan_channels(stack_markers: Sequence[str], panel: MarkerPanel, markers: str
         if absent:
             raise MarkerError(f"marker(s) {', '.join(absent)} requested but the stack has {', '.join(names)}")
     pairs: list[tuple[int, int]] = []
+    skipped = tuple(n for n in names if n not in panel)
+    if len(skipped) == len(names):
+        raise MarkerError(
+            f"none of the stack's markers {', '.join(names)}{did_you_mean(names[0], panel.names)} is in the model's "
+            f"panel ({', '.join(panel.names)}); name the channels with --channel-names"
+        )
     for c, name in enumerate(names):
-        if name not in panel:
-            if wanted is None:
-                raise MarkerError(
-                    f"stack marker {name!r} is not in the model's panel ({', '.join(panel.names)}); "
-                    "rename the channels (--channel-names) or choose markers with --markers"
-                )
-            continue
-        k = panel.index(name)
-        if wanted is None or k in wanted:
-            pairs.append((c, k))
+        if name in panel and (wanted is None or panel.index(name) in wanted):
+            pairs.append((c, panel.index(name)))
     availability = np.zeros(panel.size, np.float32)
     availability[[k for _, k in pairs]] = 1.0
-    return ChannelPlan(tuple(pairs), availability)
+    return ChannelPlan(tuple(pairs), availability, skipped)
 
 
 def channel_statistics(volume, channels: Sequence[int], progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -248,6 +258,8 @@ def predict_slices(
     if batch_size < 1:
         raise UserInputError(f"batch size must be >= 1, got {batch_size}")
     plan = plan_channels(volume.markers, spec.panel, markers)
+    if plan.skipped and progress:
+        Progress(None).write(plan.skip_notice(spec.panel))
     mean, std = channel_statistics(volume, plan.used_channels, progress=progress)
     std = np.where(std > 0, std, 1.0)
     _, nz, ny, nx = volume.shape_czyx

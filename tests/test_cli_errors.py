@@ -44,19 +44,26 @@ def _predict(run_dir, stack, tmp_path, *extra):
             "--probabilities", str(tmp_path / "out" / "p.h5"), "--quiet", *extra]  # fmt: skip
 
 
-def test_marker_not_in_panel(capsys, run_dir, stack, tmp_path):
-    _fails(capsys, _predict(run_dir, stack, tmp_path, "--channel-names", "DAPI,CD31,collagen"), "'CD31'", "not in the model's panel")
+def test_marker_not_in_panel_is_skipped_with_a_notice(capsys, run_dir, stack, tmp_path):
+    _fails(capsys, _predict(run_dir, stack, tmp_path, "--channel-names", "CD31,CD45,Sca1"), "none of the stack's markers")
     assert _out_files(tmp_path) == []
+    argv = [a for a in _predict(run_dir, stack, tmp_path, "--channel-names", "-,CD31,collagen", "--markers", "collagen")
+            if a != "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "marker-excite predict: note: --markers is deprecated here; use --use" in err
+    assert "note: skipping stack channel(s) CD31: not in the model's panel (DAPI, endomucin, collagen)" in err
+    assert _out_files(tmp_path) == ["l.ome.tif", "p.h5"]
 
 
 def test_marker_given_twice(capsys, run_dir, stack, tmp_path):
     _fails(capsys, _predict(run_dir, stack, tmp_path, "--channel-names", "DAPI,collagen,dapi"), "twice")
-    _fails(capsys, _predict(run_dir, stack, tmp_path, "--markers", "DAPI,DAPI"), "twice", "DAPI")
+    _fails(capsys, _predict(run_dir, stack, tmp_path, "--use", "DAPI,DAPI"), "twice", "DAPI")
     assert _out_files(tmp_path) == []
 
 
 def test_no_marker_at_all(capsys, run_dir, stack, tmp_path):
-    _fails(capsys, _predict(run_dir, stack, tmp_path, "--markers", ""), "empty marker set")
+    _fails(capsys, _predict(run_dir, stack, tmp_path, "--use", ""), "empty marker set")
     assert _out_files(tmp_path) == []
 
 
@@ -156,3 +163,18 @@ def test_resume_with_other_config_is_refused(capsys, tmp_path):
     _fails(capsys, [*base, "--train-samples", "s0", "--val-samples", "s0", "--overwrite"], "s0 are both training and validation")
     _fails(capsys, [*base, "--train-samples", "s0,s5", "--val-samples", "s2", "--overwrite"], "s5 are not in the store")
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == before
+
+
+def test_one_vocabulary_with_deprecated_spellings(capsys):
+    from marker_excite.cli import build_parser
+    from marker_excite.commands.options import join_list_values
+
+    parser = build_parser()
+    base = ["train", "--store", "s.h5", "--run", "r"]
+    assert parser.parse_args([*base, "--panel", "DAPI,collagen"]).panel == "DAPI,collagen"
+    assert capsys.readouterr().err == ""
+    assert parser.parse_args([*base, "--markers", "DAPI,collagen"]).panel == "DAPI,collagen"
+    assert capsys.readouterr().err == "marker-excite train: note: --markers is deprecated here; use --panel\n"
+    assert parser.parse_args(["quantify", "-o", "q.csv", "--markers", "m_12"]).use == "m_12"
+    assert "use --use" in capsys.readouterr().err
+    assert join_list_values(["import", "--channel-names", "-,DAPI", "--quiet"]) == ["import", "--channel-names=-,DAPI", "--quiet"]

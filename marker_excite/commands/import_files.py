@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from marker_excite.commands.options import add_option
 from marker_excite.data.io import check_spacing
 from marker_excite.data.sample_files import open_sample_files
 from marker_excite.data.resample import resample_to_shape, target_shape
@@ -70,7 +71,7 @@ def import_sample(
     with open_sample_files(image, markers=markers, labels=label_files, annotated=annotated, spacing=space, axes=axes) as files:
         vol = files.image
         if vol.markers_source == "default":
-            raise UserInputError(f"{vol.path} does not name its {vol.shape_czyx[0]} channel(s): give --markers")
+            raise UserInputError(f"{vol.path} does not name its {vol.shape_czyx[0]} channel(s): give --channel-names")
         names = _panel_names(vol.markers, panel)
         if target_spacing is not None and vol.spacing_source == "default":
             raise UserInputError(f"{vol.path} has no voxel size: give --spacing z,y,x (µm) or --target-spacing none")
@@ -135,7 +136,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", required=True, help="sample store (HDF5) to add the sample to; created if missing")
     parser.add_argument("--name", required=True, help="sample name in the store")
     parser.add_argument("--image", required=True, help="image file: .tif/.ome.tif, .h5 (file.h5:dataset), .ims")
-    parser.add_argument("--markers", help="comma-separated channel names (required when the file has none)")
+    add_option(parser, "--channel-names", old="--markers",
+               help="name of each channel of the file in order, comma-separated; '-' skips a channel "
+                    "(required when the file names none)")
     parser.add_argument(
         "--label", action="append", type=_label_arg, default=[], metavar="CLASS=FILE",
         help="label file for a class (repeatable), e.g. sinusoids=sin.tif; non-zero voxels belong to the class",
@@ -166,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
         labels[cls] = path
     panel = None if args.panel.strip().lower() == "any" else MarkerPanel(tuple(p.strip() for p in args.panel.split(",")))
     info = import_sample(
-        args.store, args.name, args.image, markers=args.markers, labels=labels, tissue=args.tissue,
+        args.store, args.name, args.image, markers=args.channel_names, labels=labels, tissue=args.tissue,
         annotated=args.annotated, region=args.region, spacing=args.spacing, target_spacing=args.target_spacing,
         panel=panel, axes=args.axes, overwrite=args.overwrite, compression=args.compression, progress=not args.quiet,
     )  # fmt: skip

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from marker_excite.commands.options import add_option
 from marker_excite.errors import UserInputError
 
 HELP = "train a model (default MS-ME) on one fold of a sample store; writes a run directory"
@@ -17,7 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="MS-ME", help="zoo model name: MS-ME (default), MS, MZ, UB, MS-SE, HeMIS, ...")
     parser.add_argument("--preset", default="paper", choices=("paper", "small"),
                         help="paper: 572->388 px tiles, batch 2, 200 epochs; small: 124->84 px, CPU schedule")
-    parser.add_argument("--markers", help="model marker panel, comma-separated (default: the paper's five); for UB the subset")
+    add_option(parser, "--panel", old="--markers",
+               help="the model's marker vocabulary, comma-separated (default: the paper's five); for UB the subset")
     parser.add_argument("--classes", default="sinusoids", help="classes to segment, comma-separated (default: sinusoids)")
     parser.add_argument("--fold", type=int, default=0, help="cross-validation fold (default 0)")
     parser.add_argument("--train-samples", help="training samples, comma-separated: with --val-samples an explicit "
@@ -33,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-augment", action="store_true", help="no flips / rotations of training patches")
     parser.add_argument("--marker-panels",
                         help="heterogeneous training panels: JSON file or 'sample=DAPI+collagen;sample2=endomucin'")
-    parser.add_argument("--model-config", help="JSON model config (replaces --model/--preset/--markers)")
+    parser.add_argument("--model-config", help="JSON model config (replaces --model/--preset/--panel)")
     parser.add_argument("--train-config", help="JSON training config (replaces the training options)")
     parser.add_argument("--init-from", metavar="RUN", help="start from the best weights of another run (same model)")
     parser.add_argument("--dry-run", action="store_true",
@@ -86,7 +88,7 @@ def build_configs(args: argparse.Namespace):
     if args.model_config:
         mcfg = ModelConfig.from_json(args.model_config)
     else:
-        markers = _split(args.markers) if args.markers else PAPER_MARKERS
+        markers = _split(args.panel) if args.panel else PAPER_MARKERS
         mcfg = model_config(args.model, preset=args.preset, markers=markers, classes=classes)
     if args.train_config:
         tcfg = TrainConfig.from_json(args.train_config)

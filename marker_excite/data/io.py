@@ -33,6 +33,8 @@ from marker_excite.markers import duplicated_names
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8")
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
 IMS_SUFFIXES = (".ims",)
+#: a channel name that skips the channel (``--channel-names DAPI,-,collagen``)
+SKIP = "-"
 _UNIT_TO_UM = {"µm": 1.0, "um": 1.0, "micron": 1.0, "microns": 1.0, "micrometer": 1.0, "nm": 1e-3, "mm": 1e3, "m": 1e6}
 
 
@@ -49,7 +51,8 @@ class VolumeReader:
     Attributes:
         path: the file.
         shape_czyx: (C, Z, Y, X).
-        markers: marker name of each channel (from the file, the caller, or ``C0, C1, ...``).
+        markers: marker name of each channel (from the file, the caller, or ``C0, C1, ...``); channels the
+            caller named ``-`` are skipped (not read, not counted in ``shape_czyx``).
         spacing: voxel size (z, y, x) in µm (from the file, the caller, or ``(1, 1, 1)``).
         markers_source / spacing_source: ``"file"``, ``"user"`` or ``"default"``.
     """
@@ -61,6 +64,7 @@ class VolumeReader:
     markers_source: str
     spacing_source: str
     dtype: np.dtype
+    _keep: list[int] | None = None  # file channels read (None: all)
 
     def _set_metadata(
         self,
@@ -76,6 +80,10 @@ class VolumeReader:
                 raise VolumeError(
                     f"{self.path}: {len(names)} marker name(s) {list(names)} given but the file has {n} channel(s)"
                 )
+            if SKIP in names:
+                self._keep = [i for i, m in enumerate(names) if m != SKIP]
+                names = tuple(names[i] for i in self._keep)
+                self.shape_czyx = (len(names), *self.shape_czyx[1:])  # type: ignore[assignment]
             self.markers, self.markers_source = names, "user"
         elif file_markers is not None and len(file_markers) == n and all(str(m).strip() for m in file_markers):
             self.markers, self.markers_source = tuple(str(m).strip() for m in file_markers), "file"
@@ -103,6 +111,8 @@ class VolumeReader:
             raise VolumeError(f"{self.path}: slice {z} outside 0..{nz - 1}")
         try:
             data = np.asarray(self._read(int(z)))
+            if self._keep is not None:
+                data = data[self._keep]
         except (OSError, ValueError, IndexError, tifffile.TiffFileError) as exc:
             raise VolumeError(f"{self.path}: cannot read slice {z} (corrupt or truncated file): {exc}") from None
         out = data.astype(np.float32, copy=False)
@@ -253,7 +263,7 @@ def _split_pages(path: Path, shape: tuple[int, ...], axes: str | None, n_markers
         return shape
     lead = axes.upper()[:2]
     if sorted(lead) != ["C", "Z"] or not n_markers:
-        raise VolumeError(f"{path}: axes {axes!r} do not fit data of shape {shape}; give --markers with ZCYX / CZYX")
+        raise VolumeError(f"{path}: axes {axes!r} do not fit data of shape {shape}; give --channel-names with ZCYX / CZYX")
     pages = shape[0]
     if pages % n_markers:
         raise VolumeError(f"{path}: {pages} pages cannot be split into {n_markers} channels")
@@ -647,14 +657,19 @@ def _split_names(markers: Sequence[str] | str) -> tuple[str, ...]:
 
 
 def check_marker_names(names: Sequence[str], where: str = "") -> tuple[str, ...]:
-    """Non-empty, duplicate-free (case-insensitive), no empty names; returns them as a tuple."""
+    """Non-empty, duplicate-free (case-insensitive), no empty names; returns them as a tuple.
+
+    ``-`` entries (skipped channels) are allowed as long as one channel keeps a name.
+    """
     prefix = f"{where}: " if where else ""
     names = tuple(names)
     if not names:
         raise VolumeError(f"{prefix}empty marker set: give at least one marker name")
+    if all(n == SKIP for n in names):
+        raise VolumeError(f"{prefix}every channel is skipped ('-'): name at least one")
     if any(not n for n in names):
         raise VolumeError(f"{prefix}empty marker name in {list(names)}")
-    dups = duplicated_names(names)
+    dups = duplicated_names(n for n in names if n != SKIP)
     if dups:
         raise VolumeError(f"{prefix}marker given twice: {', '.join(dups)}")
     return names
