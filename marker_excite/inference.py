@@ -260,16 +260,24 @@ def predict_slices(
     plan = plan_channels(volume.markers, spec.panel, markers)
     if plan.skipped and progress:
         Progress(None).write(plan.skip_notice(spec.panel))
-    mean, std = channel_statistics(volume, plan.used_channels, progress=progress)
-    std = np.where(std > 0, std, 1.0)
     _, nz, ny, nx = volume.shape_czyx
     target = _target_yx(spec, volume.spacing)
     if target is None:
         work_yx = (ny, nx)
     else:
-        from marker_excite.data.resample import target_shape
+        from marker_excite.data.resample import resample_notice, target_shape
 
         work_yx = target_shape((ny, nx), volume.spacing[1:], target)
+        if min(work_yx) < spec.output_size and min(ny, nx) >= spec.output_size:
+            raise UserInputError(
+                f"{getattr(volume, 'path', 'the stack')}: resampled to the model's {target[0]:g} µm pixels the slices "
+                f"would be {work_yx[0]} x {work_yx[1]} px, smaller than one output tile ({spec.output_size} px); "
+                "check the voxel size (--spacing)"
+            )
+        if progress and resample_notice((ny, nx), work_yx):
+            Progress(None).write(resample_notice((ny, nx), work_yx))
+    mean, std = channel_statistics(volume, plan.used_channels, progress=progress)
+    std = np.where(std > 0, std, 1.0)
     layout = TileLayout(work_yx, spec.input_size, spec.output_size)
     k = spec.panel.size
     availability = np.broadcast_to(plan.availability, (batch_size, k))
@@ -377,6 +385,11 @@ def predict_file(
         check_output_path(path, overwrite=overwrite)
     predictor = as_predictor(model)
     with open_volume(input_path, markers=channel_names, spacing=spacing) as volume:
+        if volume.spacing_source == "default" and predictor.spec.spacing_zyx is not None:
+            raise UserInputError(
+                f"{volume.path} has no voxel size: give --spacing z,y,x (µm); the model was trained at "
+                f"{', '.join(f'{s:g}' for s in predictor.spec.spacing_zyx)} µm"
+            )
         _, nz, ny, nx = volume.shape_czyx
         writers: dict[str, VolumeWriter] = {}
         try:

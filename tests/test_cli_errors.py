@@ -178,3 +178,30 @@ def test_one_vocabulary_with_deprecated_spellings(capsys):
     assert parser.parse_args(["quantify", "-o", "q.csv", "--markers", "m_12"]).use == "m_12"
     assert "use --use" in capsys.readouterr().err
     assert join_list_values(["import", "--channel-names", "-,DAPI", "--quiet"]) == ["import", "--channel-names=-,DAPI", "--quiet"]
+
+
+def test_no_silent_spacing_assumptions(capsys, tmp_path):
+    import tifffile
+
+    run_dir = make_run(tmp_path / "run", spacing=(1.0, 1.0, 1.0))[0]  # trained at 1 µm pixels
+    image = np.random.default_rng(0).normal(size=(2, 3, 16, 16)).astype(np.float32)  # ZCYX, no pixel size
+    tifffile.imwrite(tmp_path / "plain.tif", image, metadata={"axes": "ZCYX"})
+    names = ["--channel-names", ",".join(MARKERS)]
+    _fails(capsys, _predict(run_dir, tmp_path / "plain.tif", tmp_path, *names), "plain.tif has no voxel size: give --spacing")
+    assert _out_files(tmp_path) == []
+    # 0.25 µm pixels at a model of 1 µm: 16 px slices would shrink below one 12 px output tile
+    _fails(capsys, _predict(run_dir, tmp_path / "plain.tif", tmp_path, *names, "--spacing", "1,0.25,0.25"),
+           "would be 4 x 4 px, smaller than one output tile (12 px)")
+    # 64 px slices: x0.25 is announced in one line
+    big = np.random.default_rng(1).normal(size=(2, 3, 64, 64)).astype(np.float32)
+    tifffile.imwrite(tmp_path / "big.tif", big, metadata={"axes": "ZCYX"})
+    argv = [a for a in _predict(run_dir, tmp_path / "big.tif", tmp_path, *names, "--spacing", "1,0.25,0.25") if a != "--quiet"]
+    assert main(argv) == 0
+    assert "note: resampling in-plane by x0.25: 64 x 64 px -> 16 x 16 px" in capsys.readouterr().err
+
+
+def test_info_devices(capsys):
+    assert main(["info", "--devices"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("tensorflow ") and any(line.startswith("device       CPU") for line in out)
+    _fails(capsys, ["info"], "give a run directory or exported model, or --devices")

@@ -88,6 +88,7 @@ def test_import_cli_resamples_and_stores_labels(files, capsys):
         (["--image", "{d}/plain.tif"], "does not name its 1 channel"),
         (["--image", "{d}/plain.tif", "--channel-names", "DAPI"], "has no voxel size: give --spacing"),
         (["--image", "{d}/img.ome.tif", "--channel-names", "-,-"], "every channel is skipped"),
+        (["--image", "{d}/plain.tif", "--channel-names", "DAPI", "--target-spacing", "none"], "has no voxel size: give --spacing"),
         (["--image", "{d}/sin.tif.missing"], "does not exist"),
         (["--image", "{d}/img.ome.tif", "--spacing", "1,0,1"], "spacing must be three positive numbers"),
         (["--image", "{d}/img.ome.tif", "--annotated", "0,9"], "annotated slice 9 is outside 0..2"),
