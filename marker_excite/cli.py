@@ -55,8 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from marker_excite.commands.options import join_list_values
+
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_list_values(list(sys.argv[1:] if argv is None else argv)))
     from marker_excite.errors import UserInputError
 
     in_main = threading.current_thread() is threading.main_thread()

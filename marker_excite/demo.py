@@ -101,7 +101,7 @@ def run(out: Path, epochs: int | None = None, fresh: bool = False) -> None:
     labels = out / f"{sample}_labels.ome.tif"
     _step(
         f"4/7 segment the whole test stack {sample} with only DAPI, endomucin and collagen",
-        ["predict", str(run_dir), f"{store}:{sample}", "--markers", "DAPI,endomucin,collagen",
+        ["predict", str(run_dir), f"{store}:{sample}", "--use", "DAPI,endomucin,collagen",
          "--labels", str(labels), "--probabilities", str(out / f"{sample}_probabilities.ome.tif"), "--prob-dtype", "uint8", "--overwrite"],
     )
     _step(

@@ -26,7 +26,7 @@ import numpy as np
 
 from marker_excite.data.stats import RunningStats, standardise
 from marker_excite.data.tiling import TileLayout, predict_tiled
-from marker_excite.errors import UserInputError
+from marker_excite.errors import UserInputError, did_you_mean
 from marker_excite.forward import keras_forward
 from marker_excite.markers import MarkerError, MarkerPanel
 from marker_excite.progress import Progress
@@ -142,6 +142,17 @@ class ChannelPlan:
 
     pairs: tuple[tuple[int, int], ...]  # (stack channel, panel index)
     availability: np.ndarray  # (K,) float32
+    skipped: tuple[str, ...] = ()  # stack channels outside the model's panel
+
+    def skip_notice(self, panel: MarkerPanel) -> str:
+        """One line naming the skipped stack channels (``""`` when none)."""
+        if not self.skipped:
+            return ""
+        names = ", ".join(n + did_you_mean(n, panel.names) for n in self.skipped)
+        return (
+            f"note: skipping stack channel(s) {names}: not in the model's panel "
+            f"({', '.join(panel.names)})"
+        )
 
     @property
     def used_channels(self) -> list[int]:
@@ -158,8 +169,9 @@ def plan_channels(stack_markers: Sequence[str], panel: MarkerPanel, markers: str
     """Map a stack's channel names onto ``panel``, optionally restricted to ``markers``.
 
     ``markers``: names or numbers of the panel (``"DAPI,collagen"``, ``"m_125"``, a list). Every
-    requested marker must be in the stack; stack channels outside the panel are an error unless
-    ``markers`` leaves them out anyway. Raises :class:`MarkerError` naming the marker.
+    requested marker must be in the stack; stack channels outside the panel are skipped (listed in
+    ``skipped``), as in training. Raises :class:`MarkerError` naming the marker, and when no stack
+    channel is in the panel.
     """
     names = [str(m).strip() for m in stack_markers]
     if not names:
@@ -176,20 +188,18 @@ def plan_channels(stack_markers: Sequence[str], panel: MarkerPanel, markers: str
         if absent:
             raise MarkerError(f"marker(s) {', '.join(absent)} requested but the stack has {', '.join(names)}")
     pairs: list[tuple[int, int]] = []
+    skipped = tuple(n for n in names if n not in panel)
+    if len(skipped) == len(names):
+        raise MarkerError(
+            f"none of the stack's markers {', '.join(names)}{did_you_mean(names[0], panel.names)} is in the model's "
+            f"panel ({', '.join(panel.names)}); name the channels with --channel-names"
+        )
     for c, name in enumerate(names):
-        if name not in panel:
-            if wanted is None:
-                raise MarkerError(
-                    f"stack marker {name!r} is not in the model's panel ({', '.join(panel.names)}); "
-                    "rename the channels (--channel-names) or choose markers with --markers"
-                )
-            continue
-        k = panel.index(name)
-        if wanted is None or k in wanted:
-            pairs.append((c, k))
+        if name in panel and (wanted is None or panel.index(name) in wanted):
+            pairs.append((c, panel.index(name)))
     availability = np.zeros(panel.size, np.float32)
     availability[[k for _, k in pairs]] = 1.0
-    return ChannelPlan(tuple(pairs), availability)
+    return ChannelPlan(tuple(pairs), availability, skipped)
 
 
 def channel_statistics(volume, channels: Sequence[int], progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -237,15 +247,25 @@ def predict_slices(
     if batch_size < 1:
         raise UserInputError(f"batch size must be >= 1, got {batch_size}")
     plan = plan_channels(volume.markers, spec.panel, markers)
-    mean, std = channel_statistics(volume, plan.used_channels, progress=progress)
+    if plan.skipped and progress:
+        Progress(None).write(plan.skip_notice(spec.panel))
     _, nz, ny, nx = volume.shape_czyx
     target = _target_yx(spec, volume.spacing)
     if target is None:
         work_yx = (ny, nx)
     else:
-        from marker_excite.data.resample import target_shape
+        from marker_excite.data.resample import resample_notice, target_shape
 
         work_yx = target_shape((ny, nx), volume.spacing[1:], target)
+        if min(work_yx) < spec.output_size and min(ny, nx) >= spec.output_size:
+            raise UserInputError(
+                f"{getattr(volume, 'path', 'the stack')}: resampled to the model's {target[0]:g} µm pixels the slices "
+                f"would be {work_yx[0]} x {work_yx[1]} px, smaller than one output tile ({spec.output_size} px); "
+                "check the voxel size (--spacing)"
+            )
+        if progress and resample_notice((ny, nx), work_yx):
+            Progress(None).write(resample_notice((ny, nx), work_yx))
+    mean, std = channel_statistics(volume, plan.used_channels, progress=progress)
     layout = TileLayout(work_yx, spec.input_size, spec.output_size)
     k = spec.panel.size
     with Progress(nz, "predict", unit="slice", enabled=progress) as bar:
@@ -341,6 +361,11 @@ def predict_file(
         check_output_path(path, overwrite=overwrite)
     predictor = as_predictor(model)
     with open_volume(input_path, markers=channel_names, spacing=spacing) as volume:
+        if volume.spacing_source == "default" and predictor.spec.spacing_zyx is not None:
+            raise UserInputError(
+                f"{volume.path} has no voxel size: give --spacing z,y,x (µm); the model was trained at "
+                f"{', '.join(f'{s:g}' for s in predictor.spec.spacing_zyx)} µm"
+            )
         _, nz, ny, nx = volume.shape_czyx
         writers: dict[str, VolumeWriter] = {}
         try:

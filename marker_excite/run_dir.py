@@ -93,10 +93,18 @@ def config_differences(stored: Mapping[str, Any], given: Mapping[str, Any], pref
     return [f"{prefix}.{k}" for k in keys if norm(stored.get(k)) != norm(given.get(k))]
 
 
-def check_resume(run_dir: Path, configs: Mapping[str, Mapping[str, Any]]) -> None:
+def check_resume(
+    run_dir: Path,
+    configs: Mapping[str, Mapping[str, Any]],
+    *,
+    may_grow: Mapping[str, Sequence[str]] | None = None,
+    ignore: Mapping[str, Sequence[str]] | None = None,
+) -> None:
     """Raise a one-line :class:`RunDirError` naming every field where ``configs`` differ from the stored ones.
 
-    ``configs`` maps a file name (``model_config.json`` ...) to the dict the new invocation would write.
+    ``configs`` maps a file name (``model_config.json`` ...) to the dict the new invocation would write;
+    ``may_grow`` names numeric fields per file that may be larger than stored (e.g. ``epochs``: extend a
+    finished run), ``ignore`` fields per file that are not compared (e.g. how the run was initialised).
     """
     if not run_dir.is_dir():
         raise RunDirError(f"cannot resume: run directory {run_dir} does not exist")
@@ -104,7 +112,15 @@ def check_resume(run_dir: Path, configs: Mapping[str, Mapping[str, Any]]) -> Non
         raise RunDirError(f"cannot resume: {run_dir} is not a run directory (no {MODEL_CONFIG})")
     diffs: list[str] = []
     for name, given in configs.items():
-        stored = read_json(run_dir / name, "config")
+        stored = dict(read_json(run_dir / name, "config"))
+        given = dict(given)
+        for key in (ignore or {}).get(name, ()):
+            stored.pop(key, None)
+            given.pop(key, None)
+        for key in (may_grow or {}).get(name, ()):
+            old, new = stored.get(key), given.get(key)
+            if isinstance(old, (int, float)) and isinstance(new, (int, float)) and new >= old:
+                given[key] = old
         diffs += config_differences(stored, given, name.removesuffix(".json"))
     if diffs:
         raise RunDirError(

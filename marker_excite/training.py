@@ -25,6 +25,7 @@ from marker_excite import run_dir as rd
 from marker_excite.config import ConfigError, JsonConfig
 from marker_excite.errors import UserInputError
 from marker_excite.progress import Progress
+from marker_excite.train_plan import epoch_estimate_callback, make_plan
 
 #: Training presets: ``paper`` = the paper's schedule (batch 2, 200 epochs, constant rate); ``small`` =
 #: a quick CPU demo; ``cpu`` = the CPU reproduction protocol, chosen so that MS and MS-ME reach a plateau
@@ -56,6 +57,9 @@ class TrainConfig(JsonConfig):
         seed: seed of weight initialisation, data order, augmentation and Marker Sampling.
         fold, n_folds, n_val, n_test, fold_seed: the cross-validation split (``data/folds.paper_folds``;
             n_test None = near-equal test groups, the paper's 2 of 8 samples with 4 folds).
+        train_samples, val_samples, test_samples: named samples instead of the fold split. With
+            ``val_samples`` the split is explicit (``train_samples`` required, ``test_samples`` may be
+            empty or None); with only ``train_samples`` the fold trains on those of its training samples.
         classes: the classes to segment, in output order (must equal the model config's classes).
         marker_panels: training sample -> markers it keeps (heterogeneous panels, the paper's Cases);
             samples not listed keep all their markers; validation and test samples always keep all.
@@ -85,9 +89,15 @@ class TrainConfig(JsonConfig):
     lr_schedule: str = "constant"
     patience: int | None = None
     deterministic: bool = True
+    train_samples: tuple[str, ...] | None = None
+    val_samples: tuple[str, ...] | None = None
+    test_samples: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         self.classes = tuple(self.classes)
+        for name in ("train_samples", "val_samples", "test_samples"):
+            if getattr(self, name) is not None:
+                setattr(self, name, tuple(str(s) for s in getattr(self, name)))
         if self.marker_panels is not None:
             self.marker_panels = {str(k): tuple(v) for k, v in self.marker_panels.items()}
 
@@ -114,6 +124,10 @@ class TrainConfig(JsonConfig):
         for sample, markers in (self.marker_panels or {}).items():
             if not markers:
                 raise ConfigError(f"train_config.marker_panels: sample {sample!r} keeps no marker")
+        if self.val_samples is not None and self.train_samples is None:
+            raise ConfigError("train_config.val_samples needs train_samples too (an explicit split)")
+        if self.test_samples is not None and self.val_samples is None:
+            raise ConfigError("train_config.test_samples needs val_samples and train_samples (an explicit split)")
 
 
 def train_config(preset: str = "paper", **overrides: Any) -> TrainConfig:
@@ -214,13 +228,33 @@ def _data_config(store, store_path: Path, fold, marker_panels, classes, counts, 
 
 
 def _select_fold(store, cfg: TrainConfig):
-    from marker_excite.data.folds import paper_folds
+    """The fold split, an explicit split (``val_samples`` given) or the fold training on ``train_samples``."""
+    from marker_excite.data.folds import explicit_fold, paper_folds, restrict_train
 
     names = store.names()
     if not names:
         raise UserInputError(f"sample store {store.path} holds no samples")
+    if cfg.val_samples is not None:
+        return explicit_fold(names, cfg.train_samples or (), cfg.val_samples, cfg.test_samples or ())
     folds = paper_folds(names, n_folds=cfg.n_folds, n_val=cfg.n_val, n_test=cfg.n_test, seed=cfg.fold_seed)
+    if cfg.train_samples is not None:
+        return restrict_train(folds[cfg.fold], cfg.train_samples, f"fold {cfg.fold}")
     return folds[cfg.fold]
+
+
+def _init_weights(model, model_config, init_from: str | os.PathLike) -> None:
+    """Load the best weights of run ``init_from`` into ``model`` (same model config: architecture,
+    panel and classes); :class:`UserInputError` naming the differing fields otherwise."""
+    source = Path(init_from)
+    if not rd.is_run_dir(source):
+        raise rd.RunDirError(f"--init-from {source}: not a run directory (no {rd.MODEL_CONFIG})")
+    diffs = rd.config_differences(rd.read_json(source / rd.MODEL_CONFIG, "model config"), model_config.to_dict(), "model_config")
+    if diffs:
+        raise UserInputError(
+            f"cannot initialise from {source}: its model differs in {', '.join(diffs)} "
+            "(the architecture, panel and classes must be the same)"
+        )
+    rd.load_weights(model, source / rd.BEST_WEIGHTS)
 
 
 def _train_panels(cfg: TrainConfig, store, fold) -> dict[str, tuple[str, ...]] | None:
@@ -277,6 +311,7 @@ def train(
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    init_from: str | os.PathLike | None = None,
 ) -> Run:
     """Train ``model_config`` on fold ``train_config.fold`` of the store, writing ``run_dir``.
 
@@ -285,9 +320,11 @@ def train(
         model_config: a :class:`marker_excite.models.zoo.ModelConfig`.
         train_config: a :class:`TrainConfig` (classes must equal the model config's).
         store_path: the :class:`~marker_excite.data.store.SampleStore` file.
-        resume: continue an interrupted run from its last completed epoch (configs must match).
+        resume: continue an interrupted run from its last completed epoch (configs must match, except
+            a larger ``epochs``, which extends a finished run).
         overwrite: replace an existing run directory.
-        progress: print a progress line per step and a summary per epoch.
+        progress: print the split, patches per sample and the estimated time per epoch, then progress.
+        init_from: a run directory whose best weights start this run (same model config).
 
     Returns:
         the :class:`Run` with the best weights loaded.
@@ -327,8 +364,11 @@ def train(
             rd.TRAIN_CONFIG: train_config.to_dict(),
             rd.DATA_CONFIG: _data_config(store, store_path, fold, panels, train_config.classes, counts, weights),
         }
+        if init_from is not None and not resume:
+            configs[rd.DATA_CONFIG]["init_from"] = str(Path(init_from).resolve())
         if resume:
-            rd.check_resume(run_path, configs)
+            rd.check_resume(run_path, configs, may_grow={rd.TRAIN_CONFIG: ("epochs",)}, ignore={rd.DATA_CONFIG: ("init_from",)})
+            rd.write_configs(run_path, {rd.TRAIN_CONFIG: configs[rd.TRAIN_CONFIG]})  # a larger epochs extends the run
             if not rd.has_checkpoint(run_path):
                 resume = False  # interrupted before the first epoch finished: start from scratch
         else:
@@ -347,6 +387,8 @@ def train(
         strategy = _strategy()
         with strategy.scope():
             model = build_model(model_config)
+            if init_from is not None and not resume:  # before compile: the weights only, a fresh optimizer
+                _init_weights(model, model_config, init_from)
             optimizer = keras.optimizers.Adam(learning_rate=_learning_rate(train_config, steps))
             loss = WeightedCrossEntropy(weights)
             model.compile(optimizer=optimizer, loss=loss)
@@ -372,6 +414,11 @@ def train(
         log = Progress(None, enabled=progress)
         if resume:
             log.write(f"resuming {run_path} after epoch {state['epoch']}")
+        plan = make_plan(store, fold, model_config.output_size, train_config.batch_size, train_config.epochs,
+                         train_config.steps_per_epoch)
+        for line in plan.lines():
+            log.write(line)
+        estimate = [epoch_estimate_callback(plan, log.write)] if progress else []
 
         curves_title = f"{model_config.name}, fold {train_config.fold}"
         curves_drawn = time.perf_counter()
@@ -388,7 +435,7 @@ def train(
             bar = Progress(
                 steps, f"epoch {epoch}/{train_config.epochs}", unit="batch", every=10.0, min_interval=30.0, enabled=progress
             )
-            fit = model.fit(train_ds, epochs=1, verbose=0, shuffle=False, callbacks=[_progress_callback(bar)])
+            fit = model.fit(train_ds, epochs=1, verbose=0, shuffle=False, callbacks=[_progress_callback(bar), *estimate])
             train_time = time.perf_counter() - start
             cm, val_loss = validator.confusion_and_loss(val_source)
             f1 = f1_from_confusion(cm)[1:]

@@ -44,19 +44,26 @@ def _predict(run_dir, stack, tmp_path, *extra):
             "--probabilities", str(tmp_path / "out" / "p.h5"), "--quiet", *extra]  # fmt: skip
 
 
-def test_marker_not_in_panel(capsys, run_dir, stack, tmp_path):
-    _fails(capsys, _predict(run_dir, stack, tmp_path, "--channel-names", "DAPI,CD31,collagen"), "'CD31'", "not in the model's panel")
+def test_marker_not_in_panel_is_skipped_with_a_notice(capsys, run_dir, stack, tmp_path):
+    _fails(capsys, _predict(run_dir, stack, tmp_path, "--channel-names", "CD31,CD45,Sca1"), "none of the stack's markers")
     assert _out_files(tmp_path) == []
+    argv = [a for a in _predict(run_dir, stack, tmp_path, "--channel-names", "-,CD31,collagen", "--markers", "collagen")
+            if a != "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "marker-excite predict: note: --markers is deprecated here; use --use" in err
+    assert "note: skipping stack channel(s) CD31: not in the model's panel (DAPI, endomucin, collagen)" in err
+    assert _out_files(tmp_path) == ["l.ome.tif", "p.h5"]
 
 
 def test_marker_given_twice(capsys, run_dir, stack, tmp_path):
     _fails(capsys, _predict(run_dir, stack, tmp_path, "--channel-names", "DAPI,collagen,dapi"), "twice")
-    _fails(capsys, _predict(run_dir, stack, tmp_path, "--markers", "DAPI,DAPI"), "twice", "DAPI")
+    _fails(capsys, _predict(run_dir, stack, tmp_path, "--use", "DAPI,DAPI"), "twice", "DAPI")
     assert _out_files(tmp_path) == []
 
 
 def test_no_marker_at_all(capsys, run_dir, stack, tmp_path):
-    _fails(capsys, _predict(run_dir, stack, tmp_path, "--markers", ""), "empty marker set")
+    _fails(capsys, _predict(run_dir, stack, tmp_path, "--use", ""), "empty marker set")
     assert _out_files(tmp_path) == []
 
 
@@ -146,3 +153,55 @@ def test_resume_with_other_config_is_refused(capsys, tmp_path):
     before = sorted(p.name for p in (tmp_path / "run").iterdir())
     _fails(capsys, [*base[:-3], "--epochs", "1", "--seed", "5", "--resume", "--quiet"], "cannot resume", "train_config.seed")
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == before
+    # explicit split of three samples, no test sample; --dry-run prints the plan and writes nothing
+    split = ["--train-samples", "s0,s1", "--val-samples", "s2", "--test-samples", ""]
+    assert main([*base[:2], str(tmp_path / "s.h5"), "--run", str(tmp_path / "dry"), *base[5:7], *split, "--dry-run"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "split: train s0, s1 | validation s2 | test none" and out[-1].startswith("estimated time per epoch")
+    assert not (tmp_path / "dry").exists()
+    _fails(capsys, [*base, "--val-samples", "s2"], "--val-samples needs --train-samples")
+    _fails(capsys, [*base, "--train-samples", "s0", "--val-samples", "s0", "--overwrite"], "s0 are both training and validation")
+    _fails(capsys, [*base, "--train-samples", "s0,s5", "--val-samples", "s2", "--overwrite"], "s5 are not in the store")
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == before
+
+
+def test_one_vocabulary_with_deprecated_spellings(capsys):
+    from marker_excite.cli import build_parser
+    from marker_excite.commands.options import join_list_values
+
+    parser = build_parser()
+    base = ["train", "--store", "s.h5", "--run", "r"]
+    assert parser.parse_args([*base, "--panel", "DAPI,collagen"]).panel == "DAPI,collagen"
+    assert capsys.readouterr().err == ""
+    assert parser.parse_args([*base, "--markers", "DAPI,collagen"]).panel == "DAPI,collagen"
+    assert capsys.readouterr().err == "marker-excite train: note: --markers is deprecated here; use --panel\n"
+    assert parser.parse_args(["quantify", "-o", "q.csv", "--markers", "m_12"]).use == "m_12"
+    assert "use --use" in capsys.readouterr().err
+    assert join_list_values(["import", "--channel-names", "-,DAPI", "--quiet"]) == ["import", "--channel-names=-,DAPI", "--quiet"]
+
+
+def test_no_silent_spacing_assumptions(capsys, tmp_path):
+    import tifffile
+
+    run_dir = make_run(tmp_path / "run", spacing=(1.0, 1.0, 1.0))[0]  # trained at 1 µm pixels
+    image = np.random.default_rng(0).normal(size=(2, 3, 16, 16)).astype(np.float32)  # ZCYX, no pixel size
+    tifffile.imwrite(tmp_path / "plain.tif", image, metadata={"axes": "ZCYX"})
+    names = ["--channel-names", ",".join(MARKERS)]
+    _fails(capsys, _predict(run_dir, tmp_path / "plain.tif", tmp_path, *names), "plain.tif has no voxel size: give --spacing")
+    assert _out_files(tmp_path) == []
+    # 0.25 µm pixels at a model of 1 µm: 16 px slices would shrink below one 12 px output tile
+    _fails(capsys, _predict(run_dir, tmp_path / "plain.tif", tmp_path, *names, "--spacing", "1,0.25,0.25"),
+           "would be 4 x 4 px, smaller than one output tile (12 px)")
+    # 64 px slices: x0.25 is announced in one line
+    big = np.random.default_rng(1).normal(size=(2, 3, 64, 64)).astype(np.float32)
+    tifffile.imwrite(tmp_path / "big.tif", big, metadata={"axes": "ZCYX"})
+    argv = [a for a in _predict(run_dir, tmp_path / "big.tif", tmp_path, *names, "--spacing", "1,0.25,0.25") if a != "--quiet"]
+    assert main(argv) == 0
+    assert "note: resampling in-plane by x0.25: 64 x 64 px -> 16 x 16 px" in capsys.readouterr().err
+
+
+def test_info_devices(capsys):
+    assert main(["info", "--devices"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("tensorflow ") and any(line.startswith("device       CPU") for line in out)
+    _fails(capsys, ["info"], "give a run directory or exported model, or --devices")

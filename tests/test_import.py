@@ -60,25 +60,35 @@ def test_import_cli_resamples_and_stores_labels(files, capsys):
         "--tissue", d / "sin.tif", "--annotated", "0-1", "--spacing", "2,1,1", "--target-spacing", "none", "--quiet",
     )  # fmt: skip
     assert code == 0, err
+    assert err.strip() == "marker-excite import: note: --markers is deprecated here; use --channel-names"
     with SampleStore(store) as st:
         assert st.names() == ["s1", "s2"]
         info = st.info("s2")
         assert info.classes == ("tissue",) and info.shape_zyx == (3, 40, 60) and info.dtype == "uint16"
         np.testing.assert_array_equal(info.annotated, [True, True, False])
         np.testing.assert_array_equal(st.read_slice("s2", 2)[0][0], image[0, 2])
+    # '-' skips a channel of the file
+    code, out, err = run_cli(capsys, "--store", store, "--name", "s3", "--image", d / "img.ome.tif",
+                             "--channel-names", "-,collagen", "--quiet")
+    assert code == 0 and err == "", err
+    with SampleStore(store) as st:
+        assert st.info("s3").markers == ("collagen",)
+        np.testing.assert_allclose(st.read_slice("s3", 1)[0][0].mean(), image[1, 1].mean(), rtol=0.01)
 
 
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--image", "{d}/img.ome.tif", "--markers", "DAPI,nope"], "unknown marker 'nope'"),
-        (["--image", "{d}/img.ome.tif", "--markers", "DAPI,dapi"], "marker given twice: DAPI"),
-        (["--image", "{d}/img.ome.tif", "--markers", ""], "empty marker set"),
-        (["--image", "{d}/img.ome.tif", "--markers", "DAPI"], r"1 marker name\(s\) \['DAPI'\] given but the file has 2"),
+        (["--image", "{d}/img.ome.tif", "--channel-names", "DAPI,nope"], "unknown marker 'nope'"),
+        (["--image", "{d}/img.ome.tif", "--channel-names", "DAPI,dapi"], "marker given twice: DAPI"),
+        (["--image", "{d}/img.ome.tif", "--channel-names", ""], "empty marker set"),
+        (["--image", "{d}/img.ome.tif", "--channel-names", "DAPI"], r"1 marker name\(s\) \['DAPI'\] given but the file has 2"),
         (["--image", "{d}/img.ome.tif", "--label", "sinusoids={d}/small.tif"], r"shape mismatch: label file .*small.tif"),
         (["--image", "{d}/nan.ome.tif"], "NaN/Inf voxels in marker.s. endomucin at slice 2"),
         (["--image", "{d}/plain.tif"], "does not name its 1 channel"),
-        (["--image", "{d}/plain.tif", "--markers", "DAPI"], "has no voxel size: give --spacing"),
+        (["--image", "{d}/plain.tif", "--channel-names", "DAPI"], "has no voxel size: give --spacing"),
+        (["--image", "{d}/img.ome.tif", "--channel-names", "-,-"], "every channel is skipped"),
+        (["--image", "{d}/plain.tif", "--channel-names", "DAPI", "--target-spacing", "none"], "has no voxel size: give --spacing"),
         (["--image", "{d}/sin.tif.missing"], "does not exist"),
         (["--image", "{d}/img.ome.tif", "--spacing", "1,0,1"], "spacing must be three positive numbers"),
         (["--image", "{d}/img.ome.tif", "--annotated", "0,9"], "annotated slice 9 is outside 0..2"),

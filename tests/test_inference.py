@@ -187,8 +187,14 @@ def test_plan_channels_errors_and_order():
     panel = MarkerPanel(MARKERS)
     plan = plan_channels(("collagen", "dapi"), panel)
     assert plan.pairs == ((0, 2), (1, 0)) and plan.availability.tolist() == [1, 0, 1]
-    with pytest.raises(MarkerError, match="'CD31' is not in the model's panel"):
-        plan_channels(("DAPI", "CD31"), panel)
+    extra = plan_channels(("DAPI", "CD31", "colagen"), panel)  # channels outside the panel are skipped
+    assert extra.pairs == ((0, 0),) and extra.skipped == ("CD31", "colagen")
+    assert extra.skip_notice(panel) == (
+        f"note: skipping stack channel(s) CD31, colagen (did you mean 'collagen'?): not in the model's panel "
+        f"({', '.join(MARKERS)})"
+    )
+    with pytest.raises(MarkerError, match=r"none of the stack's markers colagen \(did you mean 'collagen'\?\) is in"):
+        plan_channels(("colagen",), panel)
     assert plan_channels(("DAPI", "CD31"), panel, markers="DAPI").pairs == ((0, 0),)
     with pytest.raises(MarkerError, match="twice"):
         plan_channels(("DAPI", "dapi"), panel)

@@ -172,6 +172,57 @@ def test_corrupt_and_truncated_files(tmp_path, vol):
         open_volume(tmp_path / "missing.tif")
 
 
+def _set_compression_code(path, code: int) -> None:
+    """Overwrite the Compression tag of every page in place (an unknown or unsupported codec)."""
+    with tifffile.TiffFile(path) as tif:
+        offsets = [page.tags["Compression"].valueoffset for page in tif.pages]
+    data = bytearray(path.read_bytes())
+    for o in offsets:
+        data[o : o + 2] = int(code).to_bytes(2, "little")
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(("codec", "name"), [("lzw", "LZW"), ("zlib", "ADOBE_DEFLATE"), ("zstd", "ZSTD"), ("packbits", "PACKBITS")])
+def test_compressed_tiff_image_and_labels(tmp_path, codec, name):
+    """Fiji / MATLAB write LZW (and Deflate, Zstd, PackBits): image and label files read exactly."""
+    img = (np.arange(3 * 2 * 20 * 30) % 251).astype(np.uint16).reshape(3, 2, 20, 30)  # ZCYX
+    tifffile.imwrite(tmp_path / "img.tif", img, imagej=True, compression=codec, metadata={"axes": "ZCYX"})
+    lab = np.zeros((3, 20, 30), np.uint8)
+    lab[1, 2:5, 3:9] = 255
+    tifffile.imwrite(tmp_path / "lab.tif", lab, compression=codec)
+    with open_volume(tmp_path / "img.tif", markers="DAPI,endomucin") as r:
+        assert r.mode == "pages" and r.compression == name
+        np.testing.assert_array_equal(r.read_volume(), img.transpose(1, 0, 2, 3).astype(np.float32))
+    s = read_sample_files("s", tmp_path / "img.tif", markers="DAPI,endomucin", labels={"sinusoids": tmp_path / "lab.tif"})
+    np.testing.assert_array_equal(s.labels["sinusoids"], (lab != 0).astype(np.uint8))
+    np.testing.assert_array_equal(s.annotated, [False, True, False])
+
+
+def test_compressed_rgb_and_codec_errors(tmp_path):
+    rgb = np.random.default_rng(1).integers(0, 255, (20, 30, 3)).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "rgb.tif", rgb, photometric="rgb", compression="lzw")
+    with open_volume(tmp_path / "rgb.tif", markers="DAPI,endomucin,collagen") as r:
+        assert r.mode == "pages" and r.shape_czyx == (3, 1, 20, 30)
+        np.testing.assert_array_equal(r.read_slice(0), rgb.transpose(2, 0, 1).astype(np.float32))
+    vol = np.arange(2 * 20 * 30, dtype=np.uint16).reshape(2, 20, 30)
+    tifffile.imwrite(tmp_path / "unknown.tif", vol, compression="zlib", metadata=None)
+    _set_compression_code(tmp_path / "unknown.tif", 50999)
+    with pytest.raises(VolumeError, match=r"unknown.tif: TIFF compression code 50999 is not supported") as err:
+        open_volume(tmp_path / "unknown.tif")
+    assert "corrupt" not in str(err.value)
+    # damaged LZW data: the slice and the codec are named
+    tifffile.imwrite(tmp_path / "bad.tif", vol, compression="lzw", metadata=None)
+    with tifffile.TiffFile(tmp_path / "bad.tif") as tif:
+        start, count = tif.pages[1].dataoffsets[0], tif.pages[1].databytecounts[0]
+    data = bytearray((tmp_path / "bad.tif").read_bytes())
+    data[start : start + count] = b"\xff" * count
+    (tmp_path / "bad.tif").write_bytes(bytes(data))
+    with open_volume(tmp_path / "bad.tif") as r:
+        np.testing.assert_array_equal(r.read_slice(0)[0], vol[0])
+        with pytest.raises(VolumeError, match=r"bad.tif: cannot read slice 1 .*LZW data cannot be decoded"):
+            r.read_slice(1)
+
+
 def test_nan_and_marker_name_errors(tmp_path, vol):
     bad = vol.copy()
     bad[1, 2, 5, 5] = np.inf

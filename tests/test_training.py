@@ -11,6 +11,7 @@ from marker_excite.data.store import SampleStore
 from marker_excite.errors import UserInputError
 from marker_excite.markers import PAPER_MARKERS
 from marker_excite.models.zoo import model_config
+from marker_excite.train_plan import dry_run
 from marker_excite.training import TrainConfig, epoch_seed, load_run, train, train_config
 
 #: a tiny UNet: depth 2, 4 filters, 36 -> 20 px tiles
@@ -105,9 +106,9 @@ def test_resume_with_other_config_names_fields(store, tmp_path):
     mcfg, tcfg = tiny_configs("MS", epochs=1)
     train(tmp_path / "run", mcfg, tcfg, store, progress=False)
     with pytest.raises(UserInputError) as err:
-        train(tmp_path / "run", mcfg.replace(base_filters=8), tcfg.replace(epochs=3), store, resume=True, progress=False)
+        train(tmp_path / "run", mcfg.replace(base_filters=8), tcfg.replace(learning_rate=0.5), store, resume=True, progress=False)
     msg = str(err.value)
-    assert "\n" not in msg and "model_config.base_filters" in msg and "train_config.epochs" in msg
+    assert "\n" not in msg and "model_config.base_filters" in msg and "train_config.learning_rate" in msg
     assert "train_config.seed" not in msg
     with pytest.raises(UserInputError, match="not empty"):
         train(tmp_path / "run", mcfg, tcfg, store, progress=False)
@@ -117,6 +118,59 @@ def test_resume_with_other_config_names_fields(store, tmp_path):
     with pytest.raises(UserInputError, match="not a run directory"):
         train(other, mcfg, tcfg, store, overwrite=True, progress=False)
     assert (other / "notes.txt").exists()
+
+
+def test_explicit_split_plan_and_dry_run(store, tmp_path, capsys):
+    mcfg, tcfg = tiny_configs(epochs=1)
+    explicit = tcfg.replace(train_samples=("s0", "s1"), val_samples=("s2",), test_samples=())
+    plan = dry_run(mcfg, explicit, store, n_steps=1)
+    # 2 annotated slices x 4 output tiles (40 px slices, 20 px tiles) per sample; batch 4
+    assert plan.train_patches == {"s0": 8, "s1": 8} and plan.val_patches == {"s2": 8} and plan.steps_per_epoch == 4
+    assert plan.seconds_per_step > 0
+    lines = plan.lines()
+    assert lines[0] == "split: train s0, s1 | validation s2 | test none"
+    assert lines[1] == "training patches per sample: s0 8, s1 8 (total 16, 4 steps of 4)"
+    assert lines[3].startswith("estimated time per epoch: ~") and "4 steps x" in lines[3]
+    assert not (tmp_path / "run").exists()
+    run = train(tmp_path / "run", mcfg, explicit, store)
+    assert (run.fold.train, run.fold.val, run.fold.test) == (("s0", "s1"), ("s2",), ())
+    err = capsys.readouterr().err
+    assert "split: train s0, s1 | validation s2 | test none" in err and "estimated time per epoch: ~" in err
+    assert load_run(tmp_path / "run").train_config.test_samples == ()
+    # only --train-samples: the fold's own split, training restricted
+    fold = load_run(tmp_path / "run").fold
+    with pytest.raises(UserInputError, match=r"training sample\(s\) ss1 are not in the store \(did you mean 's1'\?\)"):
+        dry_run(mcfg, tcfg.replace(train_samples=("s0", "ss1"), val_samples=("s2",)), store)
+    with pytest.raises(UserInputError, match="s2 are both training and validation"):
+        dry_run(mcfg, tcfg.replace(train_samples=("s0", "s2"), val_samples=("s2",)), store)
+    with pytest.raises(UserInputError, match="val_samples needs train_samples"):
+        tcfg.replace(val_samples=("s2",))
+    default = dry_run(mcfg, tcfg, store, n_steps=1).fold
+    restricted = dry_run(mcfg, tcfg.replace(train_samples=default.train[:1]), store, n_steps=1).fold
+    assert restricted.train == default.train[:1] and (restricted.val, restricted.test) == (default.val, default.test)
+    with pytest.raises(UserInputError, match=rf"training sample\(s\) {default.test[0]} are not training samples of fold 0"):
+        dry_run(mcfg, tcfg.replace(train_samples=default.test[:1]), store)
+    assert fold.test == ()
+
+
+def test_resume_extends_finished_run_and_init_from(store, tmp_path):
+    mcfg, tcfg = tiny_configs(epochs=1)
+    first = train(tmp_path / "a", mcfg, tcfg, store, progress=False)
+    longer = train(tmp_path / "a", mcfg, tcfg.replace(epochs=2), store, resume=True, progress=False)
+    assert [r["epoch"] for r in longer.history] == [1, 2] and longer.history[0] == first.history[0]
+    assert json.loads((tmp_path / "a" / rd.TRAIN_CONFIG).read_text())["epochs"] == 2
+    with pytest.raises(UserInputError, match="train_config.epochs"):
+        train(tmp_path / "a", mcfg, tcfg, store, resume=True, progress=False)  # fewer epochs: not a resume
+    # --init-from: the other run's best weights are the starting point (a vanishing learning rate keeps them)
+    source = load_run(tmp_path / "a")
+    b = train(tmp_path / "b", mcfg, tcfg.replace(learning_rate=1e-12), store, progress=False, init_from=tmp_path / "a")
+    for x, y in zip(_weights(source.model), _weights(b.model)):
+        np.testing.assert_allclose(x, y, atol=1e-6)
+    assert json.loads((tmp_path / "b" / rd.DATA_CONFIG).read_text())["init_from"] == str((tmp_path / "a").resolve())
+    with pytest.raises(UserInputError, match=r"cannot initialise from .*a: its model differs in model_config.base_filters"):
+        train(tmp_path / "c", mcfg.replace(base_filters=8), tcfg, store, progress=False, init_from=tmp_path / "a")
+    with pytest.raises(UserInputError, match="not a run directory"):
+        train(tmp_path / "d", mcfg, tcfg, store, progress=False, init_from=tmp_path / "nowhere")
 
 
 def test_config_validation_and_presets(tmp_path, store):

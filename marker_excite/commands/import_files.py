@@ -12,9 +12,10 @@ import argparse
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from marker_excite.commands.options import add_option
 from marker_excite.data.io import check_spacing
 from marker_excite.data.sample_files import open_sample_files
-from marker_excite.data.resample import resample_to_shape, target_shape
+from marker_excite.data.resample import resample_notice, resample_to_shape, target_shape
 from marker_excite.data.sample import TISSUE
 from marker_excite.data.store import SampleInfo, SampleStore
 from marker_excite.errors import UserInputError
@@ -52,8 +53,7 @@ def import_sample(
         tissue: optional tissue-mask file (stored as class ``"tissue"``).
         annotated: ``"all"``, slice indices (``"0,3,5-8"`` / list), or None = slices with any label.
         region: anatomical region, e.g. ``"diaphysis"``.
-        spacing: (z, y, x) µm, overriding the file's voxel size (required when the file has none and
-            ``target_spacing`` is set).
+        spacing: (z, y, x) µm, overriding the file's voxel size (required when the file has none).
         target_spacing: in-plane pixel size in µm after import (None keeps the file's).
         panel: marker vocabulary the names must belong to (None accepts any names).
         axes: the image file's axes when they cannot be inferred, e.g. ``"ZCYX"``.
@@ -70,10 +70,10 @@ def import_sample(
     with open_sample_files(image, markers=markers, labels=label_files, annotated=annotated, spacing=space, axes=axes) as files:
         vol = files.image
         if vol.markers_source == "default":
-            raise UserInputError(f"{vol.path} does not name its {vol.shape_czyx[0]} channel(s): give --markers")
+            raise UserInputError(f"{vol.path} does not name its {vol.shape_czyx[0]} channel(s): give --channel-names")
         names = _panel_names(vol.markers, panel)
-        if target_spacing is not None and vol.spacing_source == "default":
-            raise UserInputError(f"{vol.path} has no voxel size: give --spacing z,y,x (µm) or --target-spacing none")
+        if vol.spacing_source == "default":
+            raise UserInputError(f"{vol.path} has no voxel size: give --spacing z,y,x (µm)")
         nz, ny, nx = vol.shape_zyx
         sz, sy, sx = vol.spacing
         if target_spacing is None:
@@ -81,6 +81,8 @@ def import_sample(
         else:
             out_yx = target_shape((ny, nx), (sy, sx), (target_spacing, target_spacing))
             out_spacing = (sz, ny * sy / out_yx[0], nx * sx / out_yx[1])
+            if resample_notice((ny, nx), out_yx):
+                Progress(None, enabled=progress).write(resample_notice((ny, nx), out_yx))
         if files.labels and not files.annotated.any():
             raise UserInputError("the label files are empty on every slice: give --annotated (e.g. all)")
         with SampleStore(store, "a") as st:
@@ -135,7 +137,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", required=True, help="sample store (HDF5) to add the sample to; created if missing")
     parser.add_argument("--name", required=True, help="sample name in the store")
     parser.add_argument("--image", required=True, help="image file: .tif/.ome.tif, .h5 (file.h5:dataset), .ims")
-    parser.add_argument("--markers", help="comma-separated channel names (required when the file has none)")
+    add_option(parser, "--channel-names", old="--markers",
+               help="name of each channel of the file in order, comma-separated; '-' skips a channel "
+                    "(required when the file names none)")
     parser.add_argument(
         "--label", action="append", type=_label_arg, default=[], metavar="CLASS=FILE",
         help="label file for a class (repeatable), e.g. sinusoids=sin.tif; non-zero voxels belong to the class",
@@ -166,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
         labels[cls] = path
     panel = None if args.panel.strip().lower() == "any" else MarkerPanel(tuple(p.strip() for p in args.panel.split(",")))
     info = import_sample(
-        args.store, args.name, args.image, markers=args.markers, labels=labels, tissue=args.tissue,
+        args.store, args.name, args.image, markers=args.channel_names, labels=labels, tissue=args.tissue,
         annotated=args.annotated, region=args.region, spacing=args.spacing, target_spacing=args.target_spacing,
         panel=panel, axes=args.axes, overwrite=args.overwrite, compression=args.compression, progress=not args.quiet,
     )  # fmt: skip

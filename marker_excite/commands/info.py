@@ -6,12 +6,27 @@ import argparse
 import json
 from typing import Any
 
-HELP = "show what a run or exported model expects: markers, classes, tile geometry, spacing, training summary"
+HELP = "show what a run or exported model expects (markers, classes, tiles, spacing, training), or --devices"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", help="run directory or exported model directory")
+    parser.add_argument("model", nargs="?", help="run directory or exported model directory")
     parser.add_argument("--json", action="store_true", help="print the model card as JSON")
+    parser.add_argument("--devices", action="store_true", help="show the TensorFlow version and the devices it sees")
+
+
+def devices() -> str:
+    """The TensorFlow version and the devices TensorFlow sees (one line each)."""
+    import platform
+
+    import tensorflow as tf
+
+    found = tf.config.list_physical_devices()
+    lines = [f"tensorflow {tf.__version__} on {platform.platform()} (Python {platform.python_version()})"]
+    lines += [f"device       {d.device_type} {d.name}" for d in found]
+    if not any(d.device_type == "GPU" for d in found):
+        lines.append("no GPU visible: training runs on the CPU (use --preset small; the paper preset is GPU-sized)")
+    return "\n".join(lines)
 
 
 def describe(card: dict[str, Any]) -> str:
@@ -47,6 +62,12 @@ def run(args: argparse.Namespace) -> int:
 
     from marker_excite.errors import UserInputError
 
+    if args.devices:
+        print(devices())
+        if args.model is None:
+            return 0
+    if args.model is None:
+        raise UserInputError("give a run directory or exported model, or --devices")
     path = Path(args.model)
     if (path / "saved_model.pb").is_file():
         from marker_excite.export import read_card

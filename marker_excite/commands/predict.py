@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from marker_excite.commands.options import add_option
 from marker_excite.errors import UserInputError
 
 HELP = "segment a whole stack (TIFF/OME-TIFF/HDF5/.ims) with a run directory or an exported model"
@@ -16,8 +17,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--probabilities", help="probability volume to write (.ome.tif/.tif or .h5), channels background + classes")
     parser.add_argument("--prob-dtype", default="float32", choices=("float32", "uint8", "uint16"),
                         help="probability storage: float32, or round(p*255) / round(p*65535) (default float32)")
-    parser.add_argument("--markers", help="use only these markers of the stack (names like DAPI,collagen or m_125)")
-    parser.add_argument("--channel-names", help="marker name of each channel, comma-separated (overrides the file's names)")
+    add_option(parser, "--use", old="--markers",
+               help="feed only these markers of the model's panel (names like DAPI,collagen or m_125; default: all the stack has)")
+    parser.add_argument("--channel-names",
+                        help="name of each channel of the stack in order, comma-separated; '-' skips a channel (overrides the file's names)")
     parser.add_argument("--spacing", help="voxel size z,y,x in µm (overrides the file's)")
     parser.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass (default 4)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -37,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         args.input,
         labels=args.labels,
         probabilities=args.probabilities,
-        markers=args.markers,
+        markers=args.use,
         channel_names=args.channel_names,
         spacing=None if args.spacing is None else check_spacing(args.spacing, where="--spacing"),
         batch_size=args.batch_size,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from marker_excite.commands.options import add_option
 from marker_excite.errors import UserInputError
 
 HELP = "volume fractions of the segmented classes within the tissue mask, per sample and region (CSV + box plot)"
@@ -14,12 +15,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--store", help="sample store (.h5); its samples are segmented with --model, regions from the store")
     source.add_argument("--model", help="run directory or exported model that segments the store")
     source.add_argument("--samples", help="store samples to quantify, comma-separated (default: all)")
-    source.add_argument("--markers", help="segment with only these markers (names or m_125)")
+    add_option(source, "--use", old="--markers", help="segment with only these markers of the model's panel (names or m_125)")
     source.add_argument("--labels", nargs="+", help="label volumes written by `predict --labels`")
     source.add_argument("--images", nargs="+", help="the image stack of each label volume (for the tissue mask)")
     source.add_argument("--classes", help="class names of label values 1, 2, ... (default: the --model's classes)")
     source.add_argument("--regions", help="region of each label volume, comma-separated")
-    source.add_argument("--channel-names", help="marker name of each channel of the --images, comma-separated")
+    source.add_argument("--channel-names", help="name of each channel of the --images in order, comma-separated; '-' skips a channel")
     tissue = parser.add_argument_group("tissue mask: a tissue model, else an Otsu threshold on smoothed DAPI")
     tissue.add_argument("--tissue-run", help="run directory or exported model of a DAPI-only tissue model")
     tissue.add_argument("--dapi", default="DAPI", help="channel name used by the threshold fallback (default DAPI)")
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.model:
             raise UserInputError("--store needs --model (the run or exported model that segments it)")
         rows = quantify_store(args.store, load_predictor(args.model), tissue_model=tissue, samples=_split(args.samples),
-                              markers=args.markers, progress=not args.quiet, **common)  # fmt: skip
+                              markers=args.use, progress=not args.quiet, **common)  # fmt: skip
     else:
         if not args.images:
             raise UserInputError("--labels needs --images (one image stack per label volume, for the tissue mask)")

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from marker_excite.commands.options import add_option
 from marker_excite.errors import UserInputError
 
 HELP = "train a model (default MS-ME) on one fold of a sample store; writes a run directory"
@@ -18,9 +19,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="paper", choices=("paper", "small", "cpu"),
                         help="paper: 572->388 px tiles, batch 2, 200 epochs; small: 124->84 px, 20-epoch CPU demo; "
                              "cpu: 124->84 px, the CPU reproduction schedule (60 x 25 steps, cosine rate)")
-    parser.add_argument("--markers", help="model marker panel, comma-separated (default: the paper's five); for UB the subset")
+    add_option(parser, "--panel", old="--markers",
+               help="the model's marker vocabulary, comma-separated (default: the paper's five); for UB the subset")
     parser.add_argument("--classes", default="sinusoids", help="classes to segment, comma-separated (default: sinusoids)")
     parser.add_argument("--fold", type=int, default=0, help="cross-validation fold (default 0)")
+    parser.add_argument("--train-samples", help="training samples, comma-separated: with --val-samples an explicit "
+                        "split, alone the fold trains only on these of its training samples")
+    parser.add_argument("--val-samples", help="validation samples, comma-separated (explicit split, replaces the fold)")
+    parser.add_argument("--test-samples", help="test samples of an explicit split, comma-separated ('' = none)")
     parser.add_argument("--n-folds", type=int, help="number of folds (default 4)")
     parser.add_argument("--epochs", type=int, help="override the preset's number of epochs")
     parser.add_argument("--batch-size", type=int, help="override the preset's batch size")
@@ -31,10 +37,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="random flips / 90-degree rotations of training patches (default: off, as in the paper)")
     parser.add_argument("--marker-panels",
                         help="heterogeneous training panels: JSON file or 'sample=DAPI+collagen;sample2=endomucin'")
-    parser.add_argument("--model-config", help="JSON model config (replaces --model/--preset/--markers)")
+    parser.add_argument("--model-config", help="JSON model config (replaces --model/--preset/--panel)")
     parser.add_argument("--train-config", help="JSON training config (replaces the training options)")
+    parser.add_argument("--init-from", metavar="RUN", help="start from the best weights of another run (same model)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the split, patches per sample and the time per epoch (3 timed steps), write nothing")
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--resume", action="store_true", help="continue an interrupted run from its last epoch")
+    group.add_argument("--resume", action="store_true",
+                       help="continue an interrupted run from its last epoch; with a larger --epochs, extend a finished run")
     group.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
 
@@ -80,7 +90,7 @@ def build_configs(args: argparse.Namespace):
     if args.model_config:
         mcfg = ModelConfig.from_json(args.model_config)
     else:
-        markers = _split(args.markers) if args.markers else PAPER_MARKERS
+        markers = _split(args.panel) if args.panel else PAPER_MARKERS
         mcfg = model_config(args.model, preset=args.preset, markers=markers, classes=classes)
     if args.train_config:
         tcfg = TrainConfig.from_json(args.train_config)
@@ -97,16 +107,38 @@ def build_configs(args: argparse.Namespace):
             overrides["augment"] = args.augment
         if args.marker_panels:
             overrides["marker_panels"] = parse_marker_panels(args.marker_panels)
+        overrides.update(_split_options(args))
         tcfg = train_config(args.preset, fold=args.fold, classes=tuple(mcfg.classes), **overrides)
     return mcfg, tcfg
 
 
+def _split_options(args: argparse.Namespace) -> dict[str, tuple[str, ...]]:
+    """``--train-samples / --val-samples / --test-samples`` as TrainConfig fields (only those given)."""
+    out: dict[str, tuple[str, ...]] = {}
+    if args.train_samples is not None:
+        out["train_samples"] = _split(args.train_samples)
+    if args.val_samples is not None:
+        out["val_samples"] = _split(args.val_samples)
+    if args.test_samples is not None:
+        out["test_samples"] = tuple(p.strip() for p in args.test_samples.split(",") if p.strip())
+    if "val_samples" not in out and "test_samples" in out:
+        raise UserInputError("--test-samples needs --train-samples and --val-samples (an explicit split)")
+    if "val_samples" in out and "train_samples" not in out:
+        raise UserInputError("--val-samples needs --train-samples too (an explicit split)")
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     from marker_excite.training import train
+    from marker_excite.train_plan import dry_run
 
     mcfg, tcfg = build_configs(args)
+    if args.dry_run:
+        for line in dry_run(mcfg, tcfg, args.store).lines():
+            print(line)
+        return 0
     result = train(args.run, mcfg, tcfg, args.store, resume=args.resume, overwrite=args.overwrite,
-                   progress=not args.quiet)
+                   progress=not args.quiet, init_from=args.init_from)
     if not args.quiet and result.best_epoch is not None:
         best = next(r for r in result.history if int(r["epoch"]) == result.best_epoch)
         print(f"run {result.run_dir}: best epoch {result.best_epoch}, validation mean F1 {float(best['val_mean_f1']):.4f}")

@@ -2,6 +2,8 @@
 
 Folds depend only on the set of sample names and the seed (not on their order), so every method of an
 experiment sees the same split. Every sample is in the test set of exactly one fold.
+:func:`explicit_fold` makes a split from named samples instead; :func:`restrict_train` keeps some of a
+fold's training samples.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from marker_excite.errors import UserInputError
+from marker_excite.errors import UserInputError, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -72,3 +74,47 @@ def paper_folds(
         train = [s for s in perm if s not in test and s not in val]
         folds.append(Fold(tuple(sorted(train)), tuple(sorted(val)), tuple(sorted(test))))
     return folds
+
+
+def _check_names(role: str, names: Sequence[str], known: Sequence[str], where: str) -> tuple[str, ...]:
+    """``names`` as a tuple; :class:`UserInputError` naming unknown or repeated names (with the closest known)."""
+    names = tuple(str(n) for n in names)
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        hints = "".join(did_you_mean(n, known) for n in unknown[:1])
+        raise UserInputError(
+            f"{role} sample(s) {', '.join(unknown)} are not {where}{hints}; known: {', '.join(sorted(known))}"
+        )
+    dups = sorted({n for n in names if names.count(n) > 1})
+    if dups:
+        raise UserInputError(f"{role} sample listed twice: {', '.join(dups)}")
+    return names
+
+
+def explicit_fold(
+    sample_names: Sequence[str], train: Sequence[str], val: Sequence[str], test: Sequence[str] = ()
+) -> Fold:
+    """A split of named samples (``--train-samples / --val-samples / --test-samples``).
+
+    Training and validation need at least one sample each; the test set may be empty; a sample may be in
+    one set only; every name must be one of ``sample_names``. Samples in none of the sets are unused.
+    """
+    known = [str(s) for s in sample_names]
+    sets = {role: _check_names(role, names, known, "in the store") for role, names in
+            (("training", train), ("validation", val), ("test", test))}
+    for role in ("training", "validation"):
+        if not sets[role]:
+            raise UserInputError(f"give at least one {role} sample")
+    for a, b in (("training", "validation"), ("training", "test"), ("validation", "test")):
+        both = sorted(set(sets[a]) & set(sets[b]))
+        if both:
+            raise UserInputError(f"sample(s) {', '.join(both)} are both {a} and {b} samples; each may be in one set")
+    return Fold(*(tuple(sorted(sets[r])) for r in ("training", "validation", "test")))
+
+
+def restrict_train(fold: Fold, train: Sequence[str], fold_label: str = "the fold") -> Fold:
+    """``fold`` training only on ``train`` (each must be a training sample of it); validation and test unchanged."""
+    names = _check_names("training", train, list(fold.train), f"training samples of {fold_label}")
+    if not names:
+        raise UserInputError("give at least one training sample")
+    return Fold(tuple(sorted(names)), fold.val, fold.test)

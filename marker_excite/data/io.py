@@ -33,6 +33,8 @@ from marker_excite.markers import duplicated_names
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8")
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
 IMS_SUFFIXES = (".ims",)
+#: a channel name that skips the channel (``--channel-names DAPI,-,collagen``)
+SKIP = "-"
 _UNIT_TO_UM = {"µm": 1.0, "um": 1.0, "micron": 1.0, "microns": 1.0, "micrometer": 1.0, "nm": 1e-3, "mm": 1e3, "m": 1e6}
 
 
@@ -49,7 +51,8 @@ class VolumeReader:
     Attributes:
         path: the file.
         shape_czyx: (C, Z, Y, X).
-        markers: marker name of each channel (from the file, the caller, or ``C0, C1, ...``).
+        markers: marker name of each channel (from the file, the caller, or ``C0, C1, ...``); channels the
+            caller named ``-`` are skipped (not read, not counted in ``shape_czyx``).
         spacing: voxel size (z, y, x) in µm (from the file, the caller, or ``(1, 1, 1)``).
         markers_source / spacing_source: ``"file"``, ``"user"`` or ``"default"``.
     """
@@ -61,6 +64,7 @@ class VolumeReader:
     markers_source: str
     spacing_source: str
     dtype: np.dtype
+    _keep: list[int] | None = None  # file channels read (None: all)
 
     def _set_metadata(
         self,
@@ -76,6 +80,10 @@ class VolumeReader:
                 raise VolumeError(
                     f"{self.path}: {len(names)} marker name(s) {list(names)} given but the file has {n} channel(s)"
                 )
+            if SKIP in names:
+                self._keep = [i for i, m in enumerate(names) if m != SKIP]
+                names = tuple(names[i] for i in self._keep)
+                self.shape_czyx = (len(names), *self.shape_czyx[1:])  # type: ignore[assignment]
             self.markers, self.markers_source = names, "user"
         elif file_markers is not None and len(file_markers) == n and all(str(m).strip() for m in file_markers):
             self.markers, self.markers_source = tuple(str(m).strip() for m in file_markers), "file"
@@ -103,6 +111,8 @@ class VolumeReader:
             raise VolumeError(f"{self.path}: slice {z} outside 0..{nz - 1}")
         try:
             data = np.asarray(self._read(int(z)))
+            if self._keep is not None:
+                data = data[self._keep]
         except (OSError, ValueError, IndexError, tifffile.TiffFileError) as exc:
             raise VolumeError(f"{self.path}: cannot read slice {z} (corrupt or truncated file): {exc}") from None
         out = data.astype(np.float32, copy=False)
@@ -198,8 +208,9 @@ class TiffVolume(VolumeReader):
     """TIFF / OME-TIFF / ImageJ TIFF, read one slice at a time.
 
     ``mode``: ``"contiguous"`` (uncompressed contiguous data: positioned reads of whole planes, resident
-    memory bounded by one slice), ``"pages"`` (compressed or scattered pages decoded by tifffile) or
-    ``"memmap"`` (uncompressed interleaved samples, e.g. RGB).
+    memory bounded by one slice), ``"pages"`` (compressed or scattered pages decoded by tifffile with
+    ``imagecodecs``: LZW, Deflate, Zstd, PackBits, JPEG, ...) or ``"memmap"`` (uncompressed interleaved
+    samples, e.g. RGB). ``compression``: the codec's name (``"NONE"``, ``"LZW"``, ...).
     """
 
     def __init__(self, path, markers=None, spacing=None, axes: str | None = None) -> None:
@@ -213,18 +224,15 @@ class TiffVolume(VolumeReader):
             self.dtype = np.dtype(series.dtype)
             file_markers, file_spacing = _tiff_metadata(self._tif)
             self._check_extent(series)
+            self.compression = _check_codec(self.path, series.keyframe.compression)
             if canon[-2:] == "YX" and series.dataoffset is not None:
                 self.mode = "contiguous"
                 dtype = np.dtype(series.dtype).newbyteorder(self._tif.byteorder)
                 array = _ContiguousPlanes(self.path, series.dataoffset, shape, dtype)
-            elif canon[-2:] == "YX":
-                self.mode, array = "pages", _TiffPages(self._tif, series, shape)
-            elif series.dataoffset is not None:  # interleaved samples (e.g. RGB): memory-map
+            elif canon[-2:] != "YX" and series.dataoffset is not None:  # interleaved samples (e.g. RGB)
                 self.mode, array = "memmap", tifffile.memmap(self.path, series=0, mode="r").reshape(shape)
-            else:
-                raise VolumeError(
-                    f"{self.path}: compressed interleaved (e.g. RGB) TIFF is not supported; save one page per channel"
-                )
+            else:  # compressed or scattered pages (also planar or interleaved samples, e.g. Fiji's LZW RGB)
+                self.mode, array = "pages", _TiffPages(self.path, self._tif, series, shape)
             self._reader = _AxesArray(array, canon)
             self.shape_czyx = self._reader.shape_czyx  # type: ignore[assignment]
             self._set_metadata(file_markers, file_spacing, markers, spacing)
@@ -255,7 +263,7 @@ def _split_pages(path: Path, shape: tuple[int, ...], axes: str | None, n_markers
         return shape
     lead = axes.upper()[:2]
     if sorted(lead) != ["C", "Z"] or not n_markers:
-        raise VolumeError(f"{path}: axes {axes!r} do not fit data of shape {shape}; give --markers with ZCYX / CZYX")
+        raise VolumeError(f"{path}: axes {axes!r} do not fit data of shape {shape}; give --channel-names with ZCYX / CZYX")
     pages = shape[0]
     if pages % n_markers:
         raise VolumeError(f"{path}: {pages} pages cannot be split into {n_markers} channels")
@@ -264,16 +272,18 @@ def _split_pages(path: Path, shape: tuple[int, ...], axes: str | None, n_markers
 
 
 class _PlaneArray:
-    """Array-like ``[*lead, Y, X]`` whose YX planes are read on demand (subclasses: :meth:`_planes`)."""
+    """Array-like ``[*lead, *plane]`` whose planes (``[Y, X]``; a TIFF page of samples: ``plane_ndim`` 3)
+    are read on demand (subclasses: :meth:`_planes`)."""
 
     shape: tuple[int, ...]
+    plane_ndim: int = 2
 
     def _planes(self, indices: list[int]) -> np.ndarray:
-        """Planes by flat index -> ``[n, Y, X]``."""
+        """Planes by flat index -> ``[n, *plane]``."""
         raise NotImplementedError
 
     def __getitem__(self, key):
-        lead = self.shape[:-2]
+        lead = self.shape[: -self.plane_ndim]
         lead_key, yx_key = key[: len(lead)], key[len(lead) :]
         grids = [np.arange(n)[k] if isinstance(k, slice) else np.array([k]) for k, n in zip(lead_key, lead)]
         if grids:
@@ -281,7 +291,8 @@ class _PlaneArray:
             flat = np.ravel_multi_index([m.ravel() for m in mesh], lead)
         else:
             flat = np.array([0])
-        data = self._planes([int(i) for i in flat]).reshape(*[len(g) for g in grids], *self.shape[-2:])
+        plane = self.shape[-self.plane_ndim :]
+        data = self._planes([int(i) for i in flat]).reshape(*[len(g) for g in grids], *plane)
         squeeze = tuple(i for i, k in enumerate(lead_key) if not isinstance(k, slice))
         data = data.squeeze(axis=squeeze) if squeeze else data
         return data[(Ellipsis, *yx_key)]
@@ -312,11 +323,19 @@ class _ContiguousPlanes(_PlaneArray):
 
 
 class _TiffPages(_PlaneArray):
-    """Pages of a (compressed or scattered) TIFF series, decoded one by one by tifffile."""
+    """Pages of a (compressed or scattered) TIFF series, decoded one by one by tifffile.
 
-    def __init__(self, tif: tifffile.TiffFile, series, shape: tuple[int, ...]) -> None:
+    A page is ``[Y, X]``, or holds several samples (``[S, Y, X]`` planar, ``[Y, X, S]`` interleaved, e.g.
+    RGB); the series' shape ends with the page's shape.
+    """
+
+    def __init__(self, path: Path, tif: tifffile.TiffFile, series, shape: tuple[int, ...]) -> None:
         self.tif, self.series = tif, series
         self.shape = tuple(shape)
+        page = tuple(series.keyframe.shape)
+        if self.shape[-len(page) :] != page:
+            raise VolumeError(f"{path}: TIFF pages of shape {page} do not tile the series of shape {self.shape}")
+        self.plane_ndim = len(page)
         self._size = os.path.getsize(tif.filehandle.path)
 
     def _planes(self, indices: list[int]) -> np.ndarray:
@@ -327,7 +346,36 @@ class _TiffPages(_PlaneArray):
             end = max((o + c for o, c in zip(page.dataoffsets, page.databytecounts)), default=0)
             if end > self._size:
                 raise OSError(f"page {p} extends past the end of the file ({end} > {self._size} bytes)")
-        return self.tif.asarray(key=indices, series=0).reshape(len(indices), *self.shape[-2:])
+        try:
+            data = self.tif.asarray(key=indices, series=0)
+        except RuntimeError as exc:  # imagecodecs' decoder errors: damaged compressed data
+            raise OSError(f"{_codec_name(self.series.keyframe.compression)} data cannot be decoded: {exc}") from None
+        return data.reshape(len(indices), *self.shape[-self.plane_ndim :])
+
+
+def _codec_name(code: int) -> str:
+    """A TIFF compression code's name (``LZW``, ``ADOBE_DEFLATE``, ...), or ``code N`` when unknown."""
+    try:
+        return tifffile.COMPRESSION(int(code)).name
+    except ValueError:
+        return f"code {int(code)}"
+
+
+def _check_codec(path: Path, code: int) -> str:
+    """The name of a TIFF's compression; :class:`VolumeError` naming the codec when it cannot be decoded."""
+    name = _codec_name(code)
+    if int(code) == 1:
+        return name
+    try:
+        tifffile.TIFF.DECOMPRESSORS[int(code)]
+    except KeyError as exc:
+        hint = "; install it with: pip install imagecodecs" if "imagecodecs" in str(exc) else ""
+        label = name if name.startswith("code ") else f"{name} (code {int(code)})"
+        raise VolumeError(
+            f"{path}: TIFF compression {label} is not supported by this installation "
+            f"({exc.args[0]}){hint}; save the file uncompressed or with LZW / Deflate / Zstd"
+        ) from None
+    return name
 
 
 class _TiffLogCatcher(logging.Handler):
@@ -627,14 +675,19 @@ def _split_names(markers: Sequence[str] | str) -> tuple[str, ...]:
 
 
 def check_marker_names(names: Sequence[str], where: str = "") -> tuple[str, ...]:
-    """Non-empty, duplicate-free (case-insensitive), no empty names; returns them as a tuple."""
+    """Non-empty, duplicate-free (case-insensitive), no empty names; returns them as a tuple.
+
+    ``-`` entries (skipped channels) are allowed as long as one channel keeps a name.
+    """
     prefix = f"{where}: " if where else ""
     names = tuple(names)
     if not names:
         raise VolumeError(f"{prefix}empty marker set: give at least one marker name")
+    if all(n == SKIP for n in names):
+        raise VolumeError(f"{prefix}every channel is skipped ('-'): name at least one")
     if any(not n for n in names):
         raise VolumeError(f"{prefix}empty marker name in {list(names)}")
-    dups = duplicated_names(names)
+    dups = duplicated_names(n for n in names if n != SKIP)
     if dups:
         raise VolumeError(f"{prefix}marker given twice: {', '.join(dups)}")
     return names

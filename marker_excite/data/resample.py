@@ -36,6 +36,17 @@ def target_shape(shape_yx: Sequence[int], spacing_yx: Sequence[float], target_yx
     return tuple(max(1, int(round(n * s / t))) for n, s, t in zip(shape_yx, spacing_yx, target_yx))  # type: ignore[return-value]
 
 
+def resample_notice(shape_yx: Sequence[int], out_yx: Sequence[int]) -> str:
+    """One line when in-plane resampling changes the size by more than 2x either way, else ``""``."""
+    factor = float(out_yx[1]) / float(shape_yx[1])
+    if 0.5 <= factor <= 2.0:
+        return ""
+    return (
+        f"note: resampling in-plane by x{factor:.3g}: {shape_yx[0]} x {shape_yx[1]} px -> "
+        f"{out_yx[0]} x {out_yx[1]} px (check the voxel size if this is unexpected)"
+    )
+
+
 def resample_to_shape(image: np.ndarray, shape_yx: Sequence[int], order: int = 1) -> np.ndarray:
     """Resize the last two axes of ``image`` (``[..., Y, X]``) to ``shape_yx``.
 

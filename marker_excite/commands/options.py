@@ -1,0 +1,51 @@
+"""Options shared by several commands: one vocabulary, old spellings kept as deprecated aliases.
+
+``--channel-names`` = the names of a file's channels in order (``-`` skips a channel), ``--panel`` = a
+model's marker vocabulary, ``--use`` = the subset of markers fed to the model. The old ``--markers``
+still works where it meant one of these, with a one-line notice on standard error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+class _DeprecatedAlias(argparse.Action):
+    """Stores into the new option's ``dest`` and prints a one-line deprecation notice."""
+
+    def __init__(self, option_strings, dest, new: str = "", **kwargs) -> None:
+        self.new = new
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(f"{parser.prog}: note: {option_string} is deprecated here; use {self.new}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def add_option(parser, new: str, help: str, *, old: str | None = None, **kwargs) -> None:
+    """Add ``new`` (e.g. ``--use``) to ``parser`` (or an argument group), and ``old`` (e.g. ``--markers``) as
+    a hidden alias that prints a deprecation notice."""
+    dest = new.lstrip("-").replace("-", "_")
+    parser.add_argument(new, dest=dest, help=help, **kwargs)
+    if old is not None:
+        parser.add_argument(old, dest=dest, action=_DeprecatedAlias, new=new, help=argparse.SUPPRESS, **kwargs)
+
+
+#: options whose value may start with ``-`` (a skipped first channel: ``--channel-names -,DAPI``)
+LIST_OPTIONS = ("--channel-names", "--markers")
+
+
+def join_list_values(argv: list[str]) -> list[str]:
+    """``["--channel-names", "-,DAPI"]`` -> ``["--channel-names=-,DAPI"]`` so argparse does not take the
+    value for an option (a value starting with ``-`` that holds a comma)."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] in LIST_OPTIONS and i + 1 < len(argv) and argv[i + 1].startswith("-") and "," in argv[i + 1]:
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out

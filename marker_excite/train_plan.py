@@ -1,0 +1,159 @@
+"""What a training run will do, printed before it starts: the split, patches per sample, the time per epoch.
+
+:func:`make_plan` counts the patches of a fold; :meth:`TrainPlan.lines` is what ``train`` prints at the
+start and ``train --dry-run`` prints before it exits. The time per epoch is estimated from timed
+training steps (the first step, which traces the graph, is not counted): :class:`EpochEstimate` during
+real training, :func:`time_steps` for a dry run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from marker_excite.progress import format_duration
+
+
+@dataclass
+class TrainPlan:
+    """The split and the amount of work of one training run.
+
+    Attributes:
+        fold: the train / validation / test samples (``data.folds.Fold``).
+        fixed_steps: steps per epoch when the training config fixes them (None: one pass).
+        train_patches, val_patches: patches (annotated slices x output tiles) per sample.
+        batch_size: patches per step.
+        epochs: number of epochs of the run.
+        seconds_per_step: measured time of one training step (None until measured).
+    """
+
+    fold: Any
+    train_patches: dict[str, int]
+    val_patches: dict[str, int]
+    batch_size: int
+    epochs: int
+    seconds_per_step: float | None = None
+    fixed_steps: int | None = None
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Training steps per epoch: ``fixed_steps`` (``TrainConfig.steps_per_epoch``) or one pass over the
+        training patches (the last partial batch is kept)."""
+        return self.fixed_steps or -(-sum(self.train_patches.values()) // self.batch_size)
+
+    def epoch_estimate(self) -> str:
+        """``"~1:20 per epoch (..)"`` from the measured step time; ``""`` when not measured."""
+        if self.seconds_per_step is None:
+            return ""
+        epoch = self.seconds_per_step * self.steps_per_epoch
+        return (
+            f"estimated time per epoch: ~{format_duration(epoch)} ({self.steps_per_epoch} steps x "
+            f"{self.seconds_per_step:.3g} s; {self.epochs} epochs ~{format_duration(epoch * self.epochs)} "
+            "plus validation)"
+        )
+
+    def lines(self) -> list[str]:
+        """The plan as short lines: split, patches per sample, steps (and the estimate when measured)."""
+
+        def patches(counts: dict[str, int]) -> str:
+            return ", ".join(f"{s} {n}" for s, n in counts.items()) or "none"
+
+        test = ", ".join(self.fold.test) or "none"
+        out = [
+            f"split: train {', '.join(self.fold.train)} | validation {', '.join(self.fold.val)} | test {test}",
+            f"training patches per sample: {patches(self.train_patches)} "
+            f"(total {sum(self.train_patches.values())}, {self.steps_per_epoch} steps of {self.batch_size})",
+            f"validation patches per sample: {patches(self.val_patches)}",
+        ]
+        if self.seconds_per_step is not None:
+            out.append(self.epoch_estimate())
+        return out
+
+
+def make_plan(store, fold, output_size: int, batch_size: int, epochs: int, steps_per_epoch: int | None = None) -> TrainPlan:
+    """Count the patches of each training and validation sample of ``fold`` in ``store``."""
+    from marker_excite.data.pipeline import patch_index
+
+    def counts(samples) -> dict[str, int]:
+        found = Counter(p[0] for p in patch_index(store, samples, output_size))
+        return {s: int(found.get(s, 0)) for s in samples}
+
+    return TrainPlan(fold, counts(fold.train), counts(fold.val), int(batch_size), int(epochs), fixed_steps=steps_per_epoch)
+
+
+def time_steps(model, dataset, n_steps: int = 3) -> float:
+    """Seconds per training step of ``model`` on ``dataset``, timed over ``n_steps`` steps after a first
+    (graph-tracing) step. Changes the model's weights: for dry runs only."""
+    batches = iter(dataset)
+    model.train_on_batch(*next(batches))
+    timed = 0
+    start = time.perf_counter()
+    for batch in batches:
+        model.train_on_batch(*batch)
+        timed += 1
+        if timed == n_steps:
+            break
+    return (time.perf_counter() - start) / timed if timed else time.perf_counter() - start
+
+
+def epoch_estimate_callback(plan: TrainPlan, write: Callable[[str], None], n_steps: int = 5):
+    """A Keras callback that times ``n_steps`` training steps after the first one (graph tracing),
+    then writes the plan's time-per-epoch estimate once with ``write``."""
+    import keras
+
+    class EpochEstimate(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.done, self.start, self.count = False, None, 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            if self.done:
+                return
+            if self.start is None:
+                self.start = time.perf_counter()
+                return
+            self.count += 1
+            if self.count >= n_steps or batch + 1 >= plan.steps_per_epoch:
+                plan.seconds_per_step = (time.perf_counter() - self.start) / self.count
+                write(plan.epoch_estimate())
+                self.done = True
+
+    return EpochEstimate()
+
+
+def dry_run(model_config, train_config, store_path, n_steps: int = 3) -> TrainPlan:
+    """The plan of a training run with its step time measured on ``n_steps`` steps of a throwaway model;
+    nothing is written (``train --dry-run``). Raises the errors ``train`` would raise for the split."""
+    import keras
+
+    from marker_excite.data import pipeline
+    from marker_excite.data.store import SampleStore
+    from marker_excite.errors import UserInputError
+    from marker_excite.losses import WeightedCrossEntropy, log_class_weights
+    from marker_excite.models.zoo import build_model
+    from marker_excite.training import _check_classes, _select_fold, _train_panels
+
+    model_config.validate()
+    train_config.validate()
+    _check_classes(model_config, train_config)
+    with SampleStore(store_path, "r") as store:
+        fold = _select_fold(store, train_config)
+        panels = _train_panels(train_config, store, fold)
+        plan = make_plan(store, fold, model_config.output_size, train_config.batch_size, train_config.epochs,
+                         train_config.steps_per_epoch)
+        if not sum(plan.train_patches.values()):
+            raise UserInputError(f"the training samples {', '.join(fold.train)} have no annotated slice")
+        counts = pipeline.class_pixel_counts(store, fold.train, train_config.classes)
+        keras.utils.set_random_seed(train_config.seed)
+        model = build_model(model_config)
+        model.compile(optimizer=keras.optimizers.Adam(train_config.learning_rate), loss=WeightedCrossEntropy(log_class_weights(counts)))
+        dataset = pipeline.make_dataset(
+            store, fold.train, panel=model_config.panel, classes=train_config.classes,
+            input_size=model_config.input_size, output_size=model_config.output_size,
+            batch_size=train_config.batch_size, shuffle=True, augment=train_config.augment, seed=train_config.seed,
+            marker_panels=panels,
+        )  # fmt: skip
+        plan.seconds_per_step = time_steps(model, dataset, n_steps)
+    return plan
