@@ -1,0 +1,281 @@
+"""The reproduction report: every claim of the paper next to what the committed runs measure.
+
+:func:`write_report` reads every finished job of an output folder (``runs/*/evaluation.csv`` and
+``log.csv``) and writes ``REPRODUCTION.md``: one row per claim with the paper's result, the measured
+median relative F1 (IQR), the test (paired Wilcoxon pooled over classes, as in the paper, or
+Mann-Whitney for groups of subsets), ``n``, a verdict and notes (convergence of the runs involved,
+spread across folds). Verdicts follow fixed rules decided before any run (:func:`verdict`); a claim
+without results yet is listed as "not run yet".
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from marker_excite.atomic import write_text
+from marker_excite.experiments.aggregate import load_results, select
+from marker_excite.experiments.paper import M2_GROUPS, TISSUE_MODEL
+from marker_excite.experiments.spec import CASES, EVALUATION_CSV, RUNS, Group, m_ub, subset_label
+from marker_excite.stats import StatsError, TestResult, mann_whitney, pair_rows, wilcoxon
+
+REPORT_MD = "REPRODUCTION.md"
+#: A run has reached a plateau when its validation mean F1 varies by less than this over the last
+#: quarter of its epochs (the CPU protocol's convergence criterion).
+PLATEAU_RANGE = 0.01
+ALPHA = 0.05
+
+
+@dataclass(frozen=True)
+class Paired:
+    """Claim: ``model`` compared pair-wise with ``reference`` on the same (class, subset, fold).
+
+    ``expect``: ``"greater"`` (model better), ``"not_greater"`` (no improvement of model over the
+    reference), ``"similar"`` (not significantly different) or ``"less"``.
+    ``case``: rows of a heterogeneous Case (``""``: homogeneous training); ``ub_only``: only the
+    subsets of that Case's M^UB.
+    """
+
+    figure: str
+    paper: str
+    model: str
+    reference: str
+    expect: str
+    case: str = ""
+    reference_case: str = ""
+    ub_only: bool = False
+
+
+@dataclass(frozen=True)
+class Groups:
+    """Claim: the UB models of subsets in group ``a`` beat those in group ``b`` (Mann-Whitney)."""
+
+    figure: str
+    paper: str
+    cls: str
+    a: Group
+    b: Group
+    model: str = "UB"
+
+
+Claim = Paired | Groups
+
+_SINUSOIDS_M2 = Group("m2 or m3", any_of=(2, 3))
+_SINUSOIDS_M1 = Group("no m2, m3", none_of=(2, 3))
+_SINUSOIDS_M1B = Group("m4, no m2, m3", all_of=(4,), none_of=(2, 3))
+_SINUSOIDS_M1A = Group("no m2, m3, m4", none_of=(2, 3, 4))
+_ARTERIES_M2 = Group("m4", all_of=(4,))
+_ARTERIES_M1 = Group("no m4", none_of=(4,))
+_ARTERIES_M2B = Group("m4 and m2", all_of=(2, 4))
+_ARTERIES_M2A = Group("m4, no m2", all_of=(4,), none_of=(2,))
+
+#: The paper's claims, in the order of the report.
+CLAIMS: tuple[Claim, ...] = (
+    Paired("Fig. 2b", "MS vastly outperforms MZ", "MS", "MZ", "greater"),
+    Paired("Fig. 2b", "MS vastly outperforms HeMIS", "MS", "HeMIS", "greater"),
+    Paired("Fig. 2b", "MZ does not perform significantly different than HeMIS", "MZ", "HeMIS", "similar"),
+    Paired("Fig. 2c", "HeMIS-MS: no improvement compared to UNet-based MS", "HeMIS-MS", "MS", "not_greater"),
+    Paired("Fig. 2c", "MS is better than MS-DO", "MS", "MS-DO", "greater"),
+    Paired("Fig. 2c", "MS is better than MS-VR", "MS", "MS-VR", "greater"),
+    Paired("Fig. 3c", "MS-ME improves on MS", "MS-ME", "MS", "greater"),
+    Paired("Fig. 3c", "MS-ME improves on MS-SE", "MS-ME", "MS-SE", "greater"),
+    Paired("Fig. 3d", "MS-ME improves on the 20 % larger MS+", "MS-ME", "MS+", "greater"),
+    Paired("Fig. 3e", "MS-ME is not significantly different from UB (31 dedicated UNets)", "MS-ME", "UB", "similar"),
+    Groups("Fig. 1d", "sinusoids: subsets with m2 or m3 beat those without", "sinusoids", _SINUSOIDS_M2, _SINUSOIDS_M1),
+    Groups("Fig. 1e", "sinusoids, without m2, m3: m4 helps", "sinusoids", _SINUSOIDS_M1B, _SINUSOIDS_M1A),
+    Groups("Fig. 1h", "arteries: subsets with m4 beat those without", "arteries", _ARTERIES_M2, _ARTERIES_M1),
+    Groups("Fig. 1i", "arteries, with m4: adding m2 helps", "arteries", _ARTERIES_M2B, _ARTERIES_M2A),
+    *(
+        Paired("Fig. 4", f"Case {c[-1]}: MS-ME {'outperforms' if c in ('case3', 'case4', 'case6') else 'vs'} UB",
+               "MS-ME", f"UB-{c}", "greater" if c in ("case3", "case4", "case6") else "report", case=c,
+               reference_case=c, ub_only=True)
+        for c in CASES
+    ),
+    Paired("Fig. 4", "Case 1: MS adds no advantage over MZ (single marker per sample)", "MS", "MZ", "not_greater",
+           case="case1", reference_case="case1"),
+    Paired("Fig. 4", "Case 1: MS-ME adds no advantage over MS", "MS-ME", "MS", "not_greater",
+           case="case1", reference_case="case1"),
+)
+
+
+def verdict(expect: str, result: TestResult | None) -> str:
+    """The verdict of a claim from its test, by rules fixed in advance.
+
+    ``greater``: reproduced when the median difference is > 0 and p <= 0.05; not reproduced when p <=
+    0.05 the other way; else inconclusive. ``similar`` and ``not_greater``: reproduced when p > 0.05
+    (``not_greater`` also when the model is significantly worse); not reproduced when significant
+    (in the model's favour for ``not_greater``). ``report``: the paper states no direction.
+    """
+    if result is None:
+        return "not run yet"
+    significant = result.pvalue <= ALPHA and not result.note.startswith("only")
+    positive = result.median_difference > 0 or (result.median_difference == 0 and result.statistic > 0)
+    if expect == "greater":
+        if significant:
+            return "reproduced" if positive else "not reproduced (opposite)"
+        return "inconclusive (n.s.)"
+    if expect == "similar":
+        return "not reproduced (significant difference)" if significant else "reproduced"
+    if expect == "not_greater":
+        return "not reproduced (model better)" if significant and positive else "reproduced"
+    return "measured"
+
+
+# -- measuring -----------------------------------------------------------------------------------------
+def _paired_rows(rows: Sequence[Mapping], c: Paired) -> tuple[list[Mapping], list[Mapping]]:
+    subsets = [subset_label(s) for s in m_ub(CASES[c.case])] if c.ub_only and c.case else None
+    return (select(rows, model=c.model, case=c.case, subsets=subsets),
+            select(rows, model=c.reference, case=c.reference_case, subsets=subsets))
+
+
+def measure(rows: Sequence[Mapping], claim: Claim) -> dict[str, Any] | None:
+    """The numbers of one claim (None when its models have no results yet)."""
+    if isinstance(claim, Groups):
+        sel = select(rows, model=claim.model, cls=claim.cls, case="")
+        a = [float(r["value"]) for r in sel if claim.a.contains(r["subset"])]
+        b = [float(r["value"]) for r in sel if claim.b.contains(r["subset"])]
+        if len(a) < 2 or len(b) < 2:
+            return None
+        result = mann_whitney(a, b)
+        return dict(result=result, median=result.median_difference, iqr=None, n=f"{len(a)} vs {len(b)}",
+                    detail=f"median F1 {np.median(a):.3f} ({claim.a.label}) vs {np.median(b):.3f} ({claim.b.label})")
+    model_rows, ref_rows = _paired_rows(rows, claim)
+    if not model_rows or not ref_rows:
+        return None
+    try:
+        paired = pair_rows(model_rows, ref_rows)
+    except StatsError:
+        return None
+    d = paired.differences
+    result = wilcoxon(paired.a, paired.b)
+    classes = sorted({k[0] for k in paired.keys})
+    folds = sorted({k[2] for k in paired.keys}, key=int)
+    per_fold = {f: float(np.mean([x for k, x in zip(paired.keys, d) if k[2] == f])) for f in folds}
+    q1, q3 = np.percentile(d, [25, 75])
+    spread = ", ".join(f"f{f} {v:+.3f}" for f, v in per_fold.items())
+    return dict(result=result, median=float(np.median(d)), iqr=(float(q1), float(q3)), n=str(len(d)),
+                detail=f"classes {'+'.join(classes)}; mean difference per fold: {spread}")
+
+
+def convergence(out_dir: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """Per model label: runs, how many reached the plateau, the largest last-quarter range of the
+    validation mean F1, and the median best epoch / epochs."""
+    from marker_excite.run_dir import read_log
+
+    by_model: dict[str, list[tuple[float, int, int]]] = {}
+    for run in sorted((Path(out_dir) / RUNS).glob(f"*/{EVALUATION_CSV}")):
+        log = run.parent / "log.csv"
+        if not log.is_file():
+            continue
+        history = read_log(log)
+        values = [float(r["val_mean_f1"]) for r in history]
+        if not values:
+            continue
+        tail = values[-max(1, len(values) // 4):]
+        best = int(np.argmax(values)) + 1
+        by_model.setdefault(run.parent.name.split("__")[0], []).append((max(tail) - min(tail), best, len(values)))
+    return {
+        m: {"runs": len(v), "plateau": sum(r < PLATEAU_RANGE for r, _, _ in v), "max_range": max(r for r, _, _ in v),
+            "median_best_epoch": float(np.median([b for _, b, _ in v])), "epochs": int(np.median([e for _, _, e in v]))}
+        for m, v in sorted(by_model.items())
+    }
+
+
+def _models_of(claim: Claim) -> list[str]:
+    return [claim.model] if isinstance(claim, Groups) else [claim.model, claim.reference]
+
+
+def _note(claim: Claim, conv: Mapping[str, Mapping[str, Any]], measured: Mapping[str, Any]) -> str:
+    parts = [measured["detail"]]
+    for m in _models_of(claim):
+        c = conv.get(m.replace("+", "plus"))
+        if c:
+            parts.append(f"{m}: {c['plateau']}/{c['runs']} runs on a plateau")
+    if isinstance(claim, Groups):
+        parts.append("circular on the phantom: its marker informativeness was built to follow Fig. 1")
+    if measured["result"].note:
+        parts.append(measured["result"].note)
+    return "; ".join(parts)
+
+
+def table1_lines(out_dir: Path) -> list[str]:
+    """Table 1 rows from ``table1_quantification/stats.json`` (when it was run)."""
+    import json
+
+    path = out_dir / "table1_quantification" / "stats.json"
+    if not path.is_file():
+        return ["Table 1 / Fig. 5: not run yet."]
+    table = json.loads(path.read_text()).get("table1", {})
+    lines = ["| quantity | paper | measured here |", "| --- | --- | --- |"]
+    paper_f1 = {"sinusoids": "91.2 +- 3.9", "arteries": "71.2 +- 4.4"}
+    for cls, v in (table.get("f1_over_M2") or {}).items():
+        lines.append(f"| MS-ME F1 over M2, {cls} (%) | {paper_f1.get(cls, '')} | "
+                     f"{100 * v['mean']:.1f} +- {100 * v['sd']:.1f} (n={v['n']}) |")
+    tissue = table.get("tissue_f1")
+    if tissue:
+        lines.append(f"| tissue F1 of the m1 UNet (%) | 88.7 +- 6.8 | {100 * tissue['mean']:.1f} +- {100 * tissue['sd']:.1f} "
+                     f"(n={tissue['n']}) |")
+    for cls, entry in (table.get("fractions") or {}).items():
+        regions = entry.get("regions", {})
+        text = "; ".join(f"{r}: {100 * v['fraction_mean']:.2f} % (truth {100 * v['true_fraction_mean']:.2f} %, "
+                         f"n={v['n']})" for r, v in regions.items())
+        test = entry.get("region_test")
+        if test:
+            text += f"; Mann-Whitney p={test['pvalue']:.3g}"
+        paper = {"sinusoids": "META 15.65 > DIA 10.69 (*)", "arteries": "DIA 0.63, META 0.52"}.get(cls, "")
+        lines.append(f"| volume fraction of {cls} | {paper} | {text} |")
+    return lines
+
+
+def write_report(out_dir: str | os.PathLike, *, protocol: str = "", path: str | os.PathLike | None = None) -> Path:
+    """Write ``REPRODUCTION.md`` for the finished jobs in ``out_dir`` (see module doc)."""
+    out = Path(out_dir)
+    try:
+        rows = [r for r in load_results(out) if r.get("metric") == "f1"]
+    except StatsError:
+        rows = []
+    for r in rows:
+        r["case"] = r.get("case") or ""
+    conv = convergence(out)
+    lines = ["# Reproduction of the paper's claims on the CPU protocol", ""]
+    if protocol:
+        lines += [protocol, ""]
+    lines += [
+        "Rows are paired by (class, marker subset, fold); the median and IQR are of the relative F1",
+        "`F1_model - F1_reference` (Fig. 1 rows: median F1 of group a minus group b). Tests: paired Wilcoxon",
+        "signed-rank, pooled over the classes present (as in the paper); Mann-Whitney U for groups of subsets.",
+        f"Verdicts (rules fixed before the runs, `marker_excite.experiments.report.verdict`): p <= {ALPHA} in the",
+        "claimed direction = reproduced; p <= 0.05 against it = not reproduced; otherwise inconclusive",
+        "(for 'not different' claims: p > 0.05 = reproduced).",
+        "",
+        "| figure | paper's result | measured: median (IQR) | test p | n | verdict | notes |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for claim in CLAIMS:
+        measured = measure(rows, claim)
+        if measured is None:
+            lines.append(f"| {claim.figure} | {claim.paper} | | | | not run yet | |")
+            continue
+        res = measured["result"]
+        iqr = f" ({measured['iqr'][0]:+.3f}, {measured['iqr'][1]:+.3f})" if measured["iqr"] else ""
+        expect = claim.expect if isinstance(claim, Paired) else "greater"
+        lines.append(f"| {claim.figure} | {claim.paper} | {measured['median']:+.3f}{iqr} | {res.pvalue:.3g} {res.stars} | "
+                     f"{measured['n']} | {verdict(expect, res)} | {_note(claim, conv, measured)} |")
+    lines += ["", "## Table 1 / Fig. 5", ""] + table1_lines(out)
+    lines += ["", "## Convergence of the runs", "",
+              f"Plateau: validation mean F1 varies by < {PLATEAU_RANGE} over the last quarter of the epochs.", "",
+              "| model | runs | on a plateau | largest last-quarter range | median best epoch / epochs |",
+              "| --- | --- | --- | --- | --- |"]
+    for m, c in conv.items():
+        lines.append(f"| {m} | {c['runs']} | {c['plateau']} | {c['max_range']:.4f} | {c['median_best_epoch']:.0f} / {c['epochs']} |")
+    return write_text(Path(path) if path else out / REPORT_MD, "\n".join(lines) + "\n")
+
+
+def claims_for(models: Iterable[str]) -> list[Claim]:
+    """The claims that involve only the given model labels (e.g. for a partial report)."""
+    names = set(models)
+    return [c for c in CLAIMS if set(_models_of(c)) <= names]
