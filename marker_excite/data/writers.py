@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import struct
 from pathlib import Path
 from typing import Sequence
 
@@ -18,7 +19,9 @@ class VolumeWriter:
     """Streaming, atomic writer of a ``[C, Z, Y, X]`` (or ``[Z, Y, X]``) volume, slice by slice.
 
     OME-TIFF (``.ome.tif`` / ``.tif``; ZCYX pages, channel names and physical sizes in the OME-XML,
-    uncompressed and contiguous so it is streamed back plane by plane) or HDF5 (``.h5``; dataset ``data`` CZYX chunked by
+    uncompressed and contiguous so it is streamed back plane by plane; also calibrated for readers
+    without OME support: XResolution / YResolution in pixels per µm and a second ImageDescription with
+    ImageJ hyperstack metadata, see :func:`add_imagej_description`) or HDF5 (``.h5``; dataset ``data`` CZYX chunked by
     slice, attributes ``markers``, ``spacing``, ``element_size_um``). Data go to a temporary sibling
     that is renamed into place by :meth:`close` once every slice is written; on an error (or
     :meth:`abort`) nothing appears under the final name. Refuses an existing output unless ``overwrite``.
@@ -76,9 +79,11 @@ class VolumeWriter:
             # header + sparse contiguous data area; slices are then written in place (no memory map, so
             # resident memory stays at one slice however large the volume)
             offset, _ = tifffile.imwrite(
-                self._tmp, shape=(z, c, y, x), dtype=self.dtype, ome=True, metadata=meta, returnoffset=True
-            )
+                self._tmp, shape=(z, c, y, x), dtype=self.dtype, ome=True, metadata=meta, returnoffset=True,
+                resolution=(1.0 / sx, 1.0 / sy), resolutionunit="NONE",
+            )  # fmt: skip
             self._offset = int(offset)
+            add_imagej_description(self._tmp, tifffile.imagej_description((z, c, y, x), "ZCYX", spacing=sz, unit="micron"))
             self._fh = open(self._tmp, "r+b")
         else:
             self._h5 = h5py.File(self._tmp, "w")
@@ -145,6 +150,42 @@ class VolumeWriter:
             self.close()
         else:
             self.abort()
+
+
+def add_imagej_description(path: str | os.PathLike, description: str) -> None:
+    """Add ``description`` (ImageJ metadata) as a SECOND ImageDescription tag of the first page.
+
+    The OME-XML stays the first ImageDescription (what OME readers, Bio-Formats and tifffile read);
+    ImageJ reads the last one, so Fiji without Bio-Formats opens the file as a calibrated hyperstack
+    (channels, slices, ``unit=micron``, z spacing; pixel size from X/YResolution). This is the layout
+    of Micro-Manager's OME-TIFFs (tifffile: ``page.description1``). The first page's directory is
+    rewritten, with the new entry, at the end of the file and the header pointed at it; pixel data
+    and the other pages are untouched. Classic TIFF and BigTIFF.
+    """
+    with open(path, "r+b") as fh:
+        head = fh.read(16)
+        bo = {b"II": "<", b"MM": ">"}[head[:2]]
+        big = struct.unpack(bo + "H", head[2:4])[0] == 43
+        off_fmt, cnt_fmt, ptr_at = ("Q", "Q", 8) if big else ("I", "H", 4)
+        entry_size = 20 if big else 12
+        ifd_offset = struct.unpack(bo + off_fmt, head[ptr_at : ptr_at + struct.calcsize(off_fmt)])[0]
+        fh.seek(ifd_offset)
+        n = struct.unpack(bo + cnt_fmt, fh.read(struct.calcsize(cnt_fmt)))[0]
+        entries = [fh.read(entry_size) for _ in range(n)]
+        next_ifd = fh.read(struct.calcsize(off_fmt))
+        text = description.encode("ascii") + b"\0"
+        text_at = fh.seek(0, os.SEEK_END)
+        text_at += text_at % 2  # word boundary
+        ifd_at = text_at + len(text) + (text_at + len(text)) % 2
+        entry = struct.pack(bo + ("HHQQ" if big else "HHII"), 270, 2, len(text), text_at)
+        tags = [struct.unpack(bo + "H", e[:2])[0] for e in entries]
+        entries.insert(max((i + 1 for i, t in enumerate(tags) if t <= 270), default=0), entry)
+        fh.seek(text_at)
+        fh.write(text)
+        fh.seek(ifd_at)
+        fh.write(struct.pack(bo + cnt_fmt, len(entries)) + b"".join(entries) + next_ifd)
+        fh.seek(ptr_at)
+        fh.write(struct.pack(bo + off_fmt, ifd_at))
 
 
 def write_volume(
