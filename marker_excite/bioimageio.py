@@ -55,7 +55,7 @@ def standardise_tile(tile: np.ndarray) -> np.ndarray:
     return ((t - mean) / (std + EPS)).astype(np.float32)
 
 
-def test_tile(run, sample: str | os.PathLike | None, markers: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+def sample_tile(run, sample: str | os.PathLike | None, markers: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """A raw ``[1, input_size, input_size, len(markers)]`` tile of a real stack, at the model's pixel size,
     and the availability ``[1, len(markers)]`` (1 where the stack has the marker).
 
@@ -139,7 +139,6 @@ def describe(card: dict[str, Any], fixed_markers: Sequence[str] | None, *, name:
             f"{card['model']} segmentation of {', '.join(card['classes'])} in fluorescence microscopy (Marker Sampling + "
             f"Marker Excite, Gomariz et al.), {flavour}."
         ),
-        "authors": [{"name": a} for a in authors],
         "cite": [CITATION],
         "license": "MIT",
         "documentation": "README.md",
@@ -161,6 +160,7 @@ def describe(card: dict[str, Any], fixed_markers: Sequence[str] | None, *, name:
             }
         },
         "attachments": [{"source": "model_card.json"}],
+        **({"authors": [{"name": a} for a in authors]} if authors else {}),
         "config": {
             "marker_excite": {
                 "markers": list(card["markers"]),
@@ -199,7 +199,8 @@ def _readme(card: dict[str, Any], fixed_markers: Sequence[str] | None) -> str:
         f"{tile['margin']} px per side). Zero-pad the image by the margin and step tiles by {tile['output_size']} px; "
         "other input sizes are not supported.",
         f"- Training: fold {training['fold']} of {training['n_folds']}, {training['epochs']} epochs, best epoch "
-        f"{training['best_epoch']} (validation mean F1 {training['best_val_mean_f1']}); samples {training['samples']}.",
+        f"{training['best_epoch']} (validation mean F1 {training['best_val_mean_f1']}); samples: "
+        + "; ".join(f"{part} {', '.join(names) or '-'}" for part, names in training["samples"].items()) + ".",
         "",
         "See model_card.json for the full card.",
     ]
@@ -237,7 +238,7 @@ def export_bioimageio(
     Args:
         fixed_markers: None for the general two-input model; marker names for the single-input flavour.
         sample: stack to cut the test tile from (default: a test sample of the run's store).
-        authors: names for the package's ``authors`` (whoever trained the model).
+        authors: names for the package's ``authors`` (whoever trained the model); none: no ``authors`` entry.
     """
     import tensorflow as tf
 
@@ -260,11 +261,11 @@ def export_bioimageio(
         if not fixed_markers or len(set(fixed_markers)) != len(fixed_markers):
             raise UserInputError(f"--fixed-markers must name distinct markers of the model ({', '.join(panel.names)})")
     markers = list(fixed_markers or card["markers"])
-    raw, availability = test_tile(run, sample, markers)
+    raw, availability = sample_tile(run, sample, markers)
     if fixed_markers and not availability.all():
         missing = [m for m, a in zip(markers, availability[0]) if not a]
         raise UserInputError(f"the sample for the test tile lacks the fixed marker(s) {', '.join(missing)}")
-    rdf = describe(card, fixed_markers, name=f"{card['model']} {'-'.join(card['classes'])}", authors=list(authors) or ["unknown"])
+    rdf = describe(card, fixed_markers, name=f"{card['model']} {'-'.join(card['classes'])}", authors=authors)
     with tempfile.TemporaryDirectory(prefix=".bioimageio.", dir=out.parent) as tmp_name:
         tmp = Path(tmp_name)
         serving_archive(run, fixed_markers).write_out(str(tmp / "saved_model"), verbose=False)
@@ -272,7 +273,7 @@ def export_bioimageio(
         serve = loaded.serve
         arrays = {"test_input_image.npy": raw}
         if fixed_markers:
-            probs = serve(standardise_tile(raw)).get("probabilities").numpy()
+            probs = serve(standardise_tile(raw))["probabilities"].numpy()
         else:
             arrays["test_input_availability.npy"] = availability
             probs = serve(standardise_tile(raw), availability)["probabilities"].numpy()

@@ -53,7 +53,7 @@ def test_package_contents_and_declared_geometry(packages):
     assert general["config"]["marker_excite"]["training"]["best_val_mean_f1"] == 0.7
     assert [t["id"] for t in fixed["inputs"]] == ["image"]
     assert fixed["inputs"][0]["axes"][-1]["channel_names"] == ["DAPI", "collagen"]
-    assert fixed["config"]["marker_excite"]["fixed_markers"] == ["DAPI", "collagen"]
+    assert fixed["config"]["marker_excite"]["fixed_markers"] == ["DAPI", "collagen"] and "authors" not in fixed
 
 
 @pytest.mark.parametrize("flavour", ["general", "fixed"])
@@ -115,4 +115,18 @@ def test_bad_requests_write_nothing(packages, tmp_path):
         export_bioimageio(run, tmp_path / "c.zip")
     with pytest.raises(UserInputError, match="already exists"):
         export_bioimageio(run, packages["general"], sample=packages["sample"])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_errors_are_one_line(packages, tmp_path, capsys):
+    from marker_excite.cli import main
+
+    run, sample = str(packages["run"]), str(packages["sample"])
+    for argv, phrase in [
+        (["export", run, str(tmp_path / "m"), "--fixed-markers", "DAPI"], "only apply to --format bioimageio"),
+        (["export", run, str(tmp_path / "m.zip"), "--format", "bioimageio", "--sample", sample, "--fixed-markers", "CD31"], "CD31"),
+    ]:
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and err.startswith("marker-excite export: error: ") and phrase in err, err
     assert list(tmp_path.iterdir()) == []
