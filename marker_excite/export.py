@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -111,26 +111,43 @@ def model_card(run) -> dict[str, Any]:
     }
 
 
-def export_archive(model, cfg):
-    """The ``keras.export.ExportArchive`` of ``model`` (built from ``cfg``) with the ``serve`` endpoint."""
+def serving_archive(model, cfg, fixed_markers: Sequence[str] | None = None):
+    """A ``keras.export.ExportArchive`` of the softmax forward pass of ``model`` (built from the model
+    config ``cfg``), endpoint ``serve``.
+
+    ``fixed_markers=None``: inputs ``image [N, H, W, K]`` and ``availability [N, K]``. With marker
+    names: one input ``image [N, H, W, len(fixed_markers)]`` holding exactly those channels (in that
+    order); they are placed into the panel's channel order, the other channels zero, and the
+    availability vector of that subset is built in.
+    """
     import keras
     import tensorflow as tf
 
-    k = len(cfg.markers)
-
-    def serve(image, availability):
-        return {"probabilities": keras.ops.softmax(model([image, availability], training=False), axis=-1)}
-
+    k, size = len(cfg.markers), cfg.input_size
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint(
-        "serve",
-        serve,
-        input_signature=[
-            tf.TensorSpec([None, cfg.input_size, cfg.input_size, k], tf.float32, name="image"),
-            tf.TensorSpec([None, k], tf.float32, name="availability"),
-        ],
-    )
+    if fixed_markers is None:
+
+        def serve(image, availability):
+            return {"probabilities": keras.ops.softmax(model([image, availability], training=False), axis=-1)}
+
+        signature = [tf.TensorSpec([None, size, size, k], tf.float32, name="image"),
+                     tf.TensorSpec([None, k], tf.float32, name="availability")]  # fmt: skip
+    else:
+        from marker_excite.markers import MarkerPanel
+
+        panel = MarkerPanel(cfg.markers)
+        index = [panel.index(m) for m in fixed_markers]
+        placement = tf.constant(np.eye(k, dtype=np.float32)[index])  # [len(fixed), K]
+        present = tf.constant(panel.availability(list(fixed_markers)).astype(np.float32))
+
+        def serve(image):
+            full = tf.einsum("nyxf,fk->nyxk", image, placement)
+            availability = tf.broadcast_to(present, [tf.shape(image)[0], k])
+            return {"probabilities": keras.ops.softmax(model([full, availability], training=False), axis=-1)}
+
+        signature = [tf.TensorSpec([None, size, size, len(index)], tf.float32, name="image")]
+    archive.add_endpoint("serve", serve, input_signature=signature)
     return archive
 
 
@@ -150,7 +167,7 @@ def export_run(run, out_dir: str | os.PathLike, *, overwrite: bool = False) -> P
     if final.exists() and not (final / "saved_model.pb").is_file():
         raise UserInputError(f"{final} exists and is not an exported model; refusing to replace it")
     card = model_card(run)
-    archive = export_archive(run.model, run.model_config)
+    archive = serving_archive(run.model, run.model_config)
     with atomic_directory(final) as tmp:
         archive.write_out(str(tmp), verbose=False)
         (tmp / CARD_NAME).write_text(json.dumps(card, indent=2) + "\n")

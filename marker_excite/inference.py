@@ -18,6 +18,7 @@ Per stack (memory bounded: one slice, its tiles and its outputs are held at a ti
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -387,7 +388,7 @@ def predict_file(
                     done.append(writer.close())
             except BaseException:
                 for path in done:
-                    path.unlink(missing_ok=True)
+                    shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)  # OME-Zarr: a folder
                 raise
         finally:
             for writer in writers.values():

@@ -34,7 +34,7 @@ assert not [m for m in sys.modules if m.startswith("marker_excite")], "marker_ex
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     base = tmp_path_factory.mktemp("export")
-    run_dir, model, cfg = make_run(base / "run", name="MS-ME")
+    run_dir, model, cfg = make_run(base / "run", name="MS-ME", spacing=(1.0, 1.0, 1.0))
     return export_run(run_dir, base / "exported"), model, cfg, run_dir
 
 
@@ -46,20 +46,24 @@ def _env():
 
 def test_saved_model_and_example_script_without_package(exported, tmp_path):
     """One child process without marker_excite: the SavedModel equals the Keras model (1e-5), and the
-    example script (tensorflow + numpy + tifffile only) gives what ``predict`` gives."""
+    example script (tensorflow + numpy + tifffile only) gives what ``predict`` gives (1e-4) on a stack
+    of 0.45 µm pixels (the model's are 1 µm: resampled there and back) with a channel the model does
+    not know (skipped with a notice), and writes calibrated OME-TIFF."""
     import tifffile
+
+    from marker_excite.inference import predict_file
 
     path, model, cfg, run_dir = exported
     rng = np.random.default_rng(0)
     image = rng.normal(size=(3, 28, 28, 3)).astype(np.float32)
     availability = np.array([[1, 1, 1], [1, 0, 1], [0, 1, 0]], np.float32)
     np.savez(tmp_path / "in.npz", image=image, availability=availability)
-    stack = rng.normal(3.0, 1.0, size=(2, 2, 20, 30)).astype(np.float32)  # ZCYX: collagen, DAPI
-    tifffile.imwrite(tmp_path / "in.tif", stack, metadata={"axes": "ZCYX"})
-    example_args = [str(tmp_path / "in.tif"), str(tmp_path / "labels.tif"), "--channels", "collagen,DAPI",
-                    "--probabilities", str(tmp_path / "p.tif")]  # fmt: skip
-    subprocess.run([sys.executable, "-c", CHILD, str(path), str(tmp_path / "in.npz"), str(tmp_path / "out.npy"),
-                    str(EXAMPLE), *example_args], check=True, cwd=tmp_path, env=_env(), capture_output=True)  # fmt: skip
+    stack = rng.normal(3.0, 1.0, size=(3, 2, 41, 53)).astype(np.float32)  # CZYX: collagen, extra, DAPI
+    write_volume(tmp_path / "in.ome.tif", stack, spacing=(2.0, 0.45, 0.45), channel_names=("collagen", "extra", "DAPI"))
+    example_args = [str(tmp_path / "in.ome.tif"), str(tmp_path / "labels.ome.tif"), "--probabilities", str(tmp_path / "p.ome.tif")]
+    child = subprocess.run([sys.executable, "-c", CHILD, str(path), str(tmp_path / "in.npz"), str(tmp_path / "out.npy"),
+                            str(EXAMPLE), *example_args], check=True, cwd=tmp_path, env=_env(), capture_output=True, text=True)  # fmt: skip
+    assert "notice: channel 1 'extra' is not a marker of the model (DAPI, endomucin, collagen); skipped" in child.stderr
 
     logits = np.asarray(model([image, availability], training=False))
     expected = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
@@ -67,11 +71,18 @@ def test_saved_model_and_example_script_without_package(exported, tmp_path):
     assert got.shape == (3, 12, 12, 2)
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
-    write_volume(tmp_path / "ref.ome.tif", stack.transpose(1, 0, 2, 3), channel_names=("collagen", "DAPI"))
-    with open_volume(tmp_path / "ref.ome.tif") as vol:
-        expected = predict_volume(load_predictor(run_dir), vol, progress=False)
-    np.testing.assert_allclose(tifffile.imread(tmp_path / "p.tif"), expected.transpose(1, 0, 2, 3), atol=1e-5)
-    np.testing.assert_array_equal(tifffile.imread(tmp_path / "labels.tif"), expected.argmax(axis=0))
+    predict_file(path, tmp_path / "in.ome.tif", markers="collagen,DAPI", labels=tmp_path / "ref_labels.ome.tif",
+                 probabilities=tmp_path / "ref.ome.tif", progress=False)  # fmt: skip
+    with open_volume(tmp_path / "ref.ome.tif") as ref, open_volume(tmp_path / "p.ome.tif") as out:
+        assert out.markers == ("background", "sinusoids") and out.spacing == (2.0, 0.45, 0.45)
+        expected = ref.read_volume()
+        assert expected.shape == (2, 2, 41, 53) and np.abs(expected - 0.5).max() > 0.1  # not a constant map
+        assert np.abs(out.read_volume() - expected).max() <= 1e-4
+    with open_volume(tmp_path / "labels.ome.tif") as labels, open_volume(tmp_path / "ref_labels.ome.tif") as ref_labels:
+        assert labels.markers == ("labels",) and labels.spacing == (2.0, 0.45, 0.45) and labels.dtype == np.uint8
+        np.testing.assert_array_equal(labels.read_volume(), ref_labels.read_volume())
+    with tifffile.TiffFile(tmp_path / "labels.ome.tif") as tif:
+        assert tif.pages.first.tags["XResolution"].value == (20, 9)  # 1 / 0.45 pixels per µm
 
 
 def test_model_card_contents(exported):
@@ -84,7 +95,7 @@ def test_model_card_contents(exported):
     assert card["training"]["best_epoch"] == 2 and card["training"]["best_val_mean_f1"] == 0.7
     assert card["training"]["samples"] == {"train": ["a", "b"], "val": ["c"], "test": ["d"]}
     assert card["software"]["exported_with"]["tensorflow"]
-    assert card["spacing_zyx_um"] is None
+    assert card["spacing_zyx_um"] == [1.0, 1.0, 1.0]
 
 
 def test_predict_on_exported_equals_run(exported, tmp_path):

@@ -67,6 +67,36 @@ def test_ome_tiff_round_trip_names_spacing_contiguous(tmp_path, vol):
     assert open_volume(p).shape_czyx == (1, 3, 20, 30)
 
 
+def test_ome_tiff_calibrated_for_imagej_and_baseline_readers(tmp_path, vol):
+    """Beside the OME-XML: X/YResolution in pixels per µm and ImageJ hyperstack metadata (axes, unit,
+    z spacing) in a second ImageDescription, which is what ImageJ reads without Bio-Formats."""
+    from fractions import Fraction
+
+    from marker_excite.data.writers import add_imagej_description
+
+    p = write_volume(tmp_path / "a.ome.tif", vol, (2.0, 0.45, 0.25), ["DAPI", "endomucin"])
+    with tifffile.TiffFile(p) as tif:
+        page = tif.pages.first
+        assert tif.is_ome and page.description.startswith("<?xml")  # OME-XML stays the first description
+        assert Fraction(*page.tags["XResolution"].value) == 4 and Fraction(*page.tags["YResolution"].value) == Fraction(20, 9)
+        assert page.tags["ResolutionUnit"].value == 1  # no TIFF unit: ImageJ's convention, unit in its description
+        ij = tif.imagej_metadata
+        assert (ij["images"], ij["channels"], ij["slices"], ij["hyperstack"]) == (6, 2, 3, True)
+        assert ij["unit"] == "micron" and ij["spacing"] == 2.0
+        assert page.description1.startswith("ImageJ=") and tif.series[0].axes == "ZCYX"
+        np.testing.assert_array_equal(tif.asarray(), vol.transpose(1, 0, 2, 3))
+    with open_volume(p) as r:  # our reader still takes names and spacing from the OME-XML
+        assert r.markers == ("DAPI", "endomucin") and r.spacing == (2.0, 0.45, 0.25) and r.mode == "contiguous"
+    # BigTIFF (volumes over 4 GiB) and big-endian files get the same second description
+    for kwargs in ({"bigtiff": True}, {"byteorder": ">"}):
+        q = tmp_path / f"b{len(os.listdir(tmp_path))}.ome.tif"
+        tifffile.imwrite(q, vol[:, 0], ome=True, metadata={"axes": "CYX"}, **kwargs)
+        add_imagej_description(q, "ImageJ=1.11a\nimages=2\n")
+        with tifffile.TiffFile(q) as tif:
+            assert tif.is_ome and tif.imagej_metadata["images"] == 2
+            np.testing.assert_array_equal(tif.asarray(), vol[:, 0])
+
+
 def test_plain_and_compressed_tiff_page_wise(tmp_path, vol):
     zcyx = np.ascontiguousarray(vol.transpose(1, 0, 2, 3))
     tifffile.imwrite(tmp_path / "c.tif", zcyx, compression="zlib", metadata={"axes": "ZCYX"})

@@ -1,21 +1,39 @@
-"""``marker-excite export``: a run directory as a plain TensorFlow SavedModel + model_card.json."""
+"""``marker-excite export``: a run directory as a plain TensorFlow SavedModel + model_card.json, or as a
+bioimage.io model package (``--format bioimageio``)."""
 
 from __future__ import annotations
 
 import argparse
 
-HELP = "export a run as a TensorFlow SavedModel (+ model_card.json) usable without this package"
+from marker_excite.errors import UserInputError
+
+HELP = "export a run as a TensorFlow SavedModel (+ model_card.json) or a bioimage.io model package"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", help="run directory (from `train`)")
-    parser.add_argument("output", help="directory to create for the SavedModel")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing exported model")
+    parser.add_argument("output", help="directory to create for the SavedModel, or OUT.zip for --format bioimageio")
+    parser.add_argument("--format", default="savedmodel", choices=("savedmodel", "bioimageio"),
+                        help="savedmodel (default) or a bioimage.io model package (.zip, model format 0.5)")  # fmt: skip
+    parser.add_argument("--fixed-markers", help="bioimageio: single-input model for exactly these markers, e.g. DAPI,collagen")
+    parser.add_argument("--sample", help="bioimageio: stack to cut the test tile from (default: a test sample of the run's store)")
+    parser.add_argument("--author", action="append", default=[], help="bioimageio: author name (repeatable)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing export")
 
 
 def run(args: argparse.Namespace) -> int:
-    from marker_excite.export import export_run
+    if args.format == "savedmodel":
+        if args.fixed_markers or args.sample or args.author:
+            raise UserInputError("--fixed-markers, --sample and --author only apply to --format bioimageio")
+        from marker_excite.export import export_run
 
-    path = export_run(args.run, args.output, overwrite=args.overwrite)
-    print(f"exported {args.run} -> {path} (signature serving_default; see {path / 'model_card.json'})")
+        path = export_run(args.run, args.output, overwrite=args.overwrite)
+        print(f"exported {args.run} -> {path} (signature serving_default; see {path / 'model_card.json'})")
+        return 0
+    from marker_excite.bioimageio import export_bioimageio
+
+    fixed = [m.strip() for m in args.fixed_markers.split(",")] if args.fixed_markers else None
+    path = export_bioimageio(args.run, args.output, fixed_markers=fixed, sample=args.sample, authors=args.author, overwrite=args.overwrite)
+    flavour = f"single input {', '.join(fixed)}" if fixed else "inputs image + availability"
+    print(f"exported {args.run} -> {path} (bioimage.io model package, {flavour})")
     return 0

@@ -22,7 +22,7 @@ from marker_excite.errors import UserInputError
 from marker_excite.markers import PAPER_MARKERS, MarkerPanel
 from marker_excite.progress import Progress
 
-HELP = "Import image stacks (TIFF, OME-TIFF, HDF5, Imaris) and label files into a sample store."
+HELP = "Import image stacks (TIFF, OME-TIFF, HDF5, Imaris, OME-Zarr) and label files into a sample store."
 
 
 def import_sample(
@@ -136,7 +136,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--store", required=True, help="sample store (HDF5) to add the sample to; created if missing")
     parser.add_argument("--name", required=True, help="sample name in the store")
-    parser.add_argument("--image", required=True, help="image file: .tif/.ome.tif, .h5 (file.h5:dataset), .ims")
+    parser.add_argument("--image", required=True,
+                        help="image file: .tif/.ome.tif, .h5 (file.h5:dataset), .ims, or an .ome.zarr folder")
     add_option(parser, "--channel-names", old="--markers",
                help="name of each channel of the file in order, comma-separated; '-' skips a channel "
                     "(required when the file names none)")

@@ -12,9 +12,9 @@ HELP = "segment a whole stack (TIFF/OME-TIFF/HDF5/.ims) with a run directory or 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="run directory (from `train`) or exported model directory (from `export`)")
-    parser.add_argument("input", help="stack file; HDF5 datasets as file.h5:path, store samples as store.h5:sample")
-    parser.add_argument("--labels", help="label volume to write (.ome.tif/.tif or .h5): 0 background, c = c-th class")
-    parser.add_argument("--probabilities", help="probability volume to write (.ome.tif/.tif or .h5), channels background + classes")
+    parser.add_argument("input", help="stack file or OME-Zarr folder; HDF5 datasets as file.h5:path, store samples as store.h5:sample")
+    parser.add_argument("--labels", help="label volume to write (.ome.tif/.tif, .h5 or .ome.zarr): 0 background, c = c-th class")
+    parser.add_argument("--probabilities", help="probability volume to write (.ome.tif/.tif, .h5 or .ome.zarr), channels background + classes")
     parser.add_argument("--prob-dtype", default="float32", choices=("float32", "uint8", "uint16"),
                         help="probability storage: float32, or round(p*255) / round(p*65535) (default float32)")
     add_option(parser, "--use", old="--markers",

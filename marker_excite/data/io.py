@@ -1,4 +1,4 @@
-"""Volume files: lazy readers (TIFF, OME-TIFF, HDF5, Imaris .ims).
+"""Volume files: lazy readers (TIFF, OME-TIFF, HDF5, Imaris .ims; OME-Zarr in :mod:`marker_excite.data.zarr_io`).
 
 Writers are in :mod:`marker_excite.data.writers`; image + label files for import in
 :mod:`marker_excite.data.sample_files`.
@@ -590,8 +590,8 @@ def open_volume(
     """Open a volume file lazily (format from the suffix, else from the file's first bytes).
 
     Args:
-        path: TIFF / OME-TIFF / HDF5 / .ims file; ``file.h5:inner/path`` names an HDF5 dataset (or a
-            sample of a store file).
+        path: TIFF / OME-TIFF / HDF5 / .ims file or OME-Zarr folder; ``file.h5:inner/path`` names an
+            HDF5 dataset (or a sample of a store file).
         markers: channel names (list or comma-separated); override the file's names; count must match.
         spacing: (z, y, x) µm; overrides the file's voxel size.
         axes: the file's axes when they cannot be inferred, e.g. ``"ZCYX"``.
@@ -601,6 +601,10 @@ def open_volume(
     dataset = dataset or inner
     if not p.exists():
         raise VolumeError(f"input file {p} does not exist")
+    from marker_excite.data.zarr_io import ZarrVolume, is_zarr
+
+    if is_zarr(p):
+        return ZarrVolume(p, markers=markers, spacing=spacing)
     if p.is_dir():
         raise VolumeError(f"input {p} is a folder, expected a file")
     kind = _kind(p)

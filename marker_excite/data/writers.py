@@ -1,8 +1,9 @@
-"""Atomic volume writers: streaming OME-TIFF or HDF5, slice by slice (``predict`` outputs, test data)."""
+"""Atomic volume writers: streaming OME-TIFF, HDF5 or OME-Zarr, slice by slice (``predict`` outputs, test data)."""
 
 from __future__ import annotations
 
 import os
+import struct
 from pathlib import Path
 from typing import Sequence
 
@@ -10,17 +11,21 @@ import h5py
 import numpy as np
 import tifffile
 
-from marker_excite.atomic import check_output_path, commit, temporary_sibling
+from marker_excite.atomic import atomic_directory, check_output_path, commit, temporary_sibling
 from marker_excite.data.io import HDF5_SUFFIXES, TIFF_SUFFIXES, VolumeError, check_marker_names, check_spacing
+from marker_excite.data.zarr_io import ZARR_SUFFIXES, ZarrImageWriter, has_zarr_metadata
 
 
 class VolumeWriter:
     """Streaming, atomic writer of a ``[C, Z, Y, X]`` (or ``[Z, Y, X]``) volume, slice by slice.
 
     OME-TIFF (``.ome.tif`` / ``.tif``; ZCYX pages, channel names and physical sizes in the OME-XML,
-    uncompressed and contiguous so it is streamed back plane by plane) or HDF5 (``.h5``; dataset ``data`` CZYX chunked by
-    slice, attributes ``markers``, ``spacing``, ``element_size_um``). Data go to a temporary sibling
-    that is renamed into place by :meth:`close` once every slice is written; on an error (or
+    uncompressed and contiguous so it is streamed back plane by plane; also calibrated for readers
+    without OME support: XResolution / YResolution in pixels per µm and a second ImageDescription with
+    ImageJ hyperstack metadata, see :func:`add_imagej_description`), HDF5 (``.h5``; dataset ``data`` CZYX chunked by
+    slice, attributes ``markers``, ``spacing``, ``element_size_um``) or OME-Zarr (``.zarr``, e.g.
+    ``.ome.zarr``; NGFF 0.4, see :mod:`marker_excite.data.zarr_io`). Data go to a temporary sibling
+    (file or folder) that is renamed into place by :meth:`close` once every slice is written; on an error (or
     :meth:`abort`) nothing appears under the final name. Refuses an existing output unless ``overwrite``.
     """
 
@@ -51,15 +56,23 @@ class VolumeWriter:
             self.format = "tiff"
         elif lower.endswith(HDF5_SUFFIXES):
             self.format = "hdf5"
+        elif lower.endswith(ZARR_SUFFIXES):
+            self.format = "zarr"
+            if self.path.exists() and not has_zarr_metadata(self.path):
+                raise VolumeError(f"{self.path} exists and is not a zarr folder; refusing to replace it")
         else:
-            raise VolumeError(f"{self.path}: output must end in .ome.tif/.tif (OME-TIFF) or .h5 (HDF5)")
-        self._tmp = temporary_sibling(self.path)
+            raise VolumeError(f"{self.path}: output must end in .ome.tif/.tif (OME-TIFF), .h5 (HDF5) or .ome.zarr (OME-Zarr)")
+        if self.format == "zarr":
+            self._commit = atomic_directory(self.path)
+            self._tmp = self._commit.__enter__()
+        else:
+            self._tmp = temporary_sibling(self.path)
         self._written = np.zeros(self.shape_czyx[1], dtype=bool)
         self._closed = False
         try:
             self._open()
-        except BaseException:
-            self._tmp.unlink(missing_ok=True)
+        except BaseException as exc:
+            self._discard(exc)
             raise
 
     def _open(self) -> None:
@@ -76,10 +89,14 @@ class VolumeWriter:
             # header + sparse contiguous data area; slices are then written in place (no memory map, so
             # resident memory stays at one slice however large the volume)
             offset, _ = tifffile.imwrite(
-                self._tmp, shape=(z, c, y, x), dtype=self.dtype, ome=True, metadata=meta, returnoffset=True
-            )
+                self._tmp, shape=(z, c, y, x), dtype=self.dtype, ome=True, metadata=meta, returnoffset=True,
+                resolution=(1.0 / sx, 1.0 / sy), resolutionunit="NONE",
+            )  # fmt: skip
             self._offset = int(offset)
+            add_imagej_description(self._tmp, tifffile.imagej_description((z, c, y, x), "ZCYX", spacing=sz, unit="micron"))
             self._fh = open(self._tmp, "r+b")
+        elif self.format == "zarr":
+            self._zarr = ZarrImageWriter(self._tmp, self.shape_czyx, self.dtype, self.spacing, self.channel_names)
         else:
             self._h5 = h5py.File(self._tmp, "w")
             ds = self._h5.create_dataset(
@@ -106,6 +123,8 @@ class VolumeWriter:
         if self.format == "tiff":
             self._fh.seek(self._offset + z * data.size * self.dtype.itemsize)
             self._fh.write(np.ascontiguousarray(data, dtype=self.dtype).tobytes())
+        elif self.format == "zarr":
+            self._zarr.write_slice(z, np.asarray(data, dtype=self.dtype))
         else:
             self._ds[:, z] = data
         self._written[z] = True
@@ -119,7 +138,16 @@ class VolumeWriter:
             self.abort()
             raise VolumeError(f"{self.path}: {missing.size} slice(s) never written (first: {int(missing[0])})")
         self._release()
-        commit(self._tmp, self.path)
+        if self.format == "zarr":
+            try:
+                self._zarr.finish()
+            except BaseException as exc:
+                self._discard(exc)
+                self._closed = True
+                raise
+            self._commit.__exit__(None, None, None)
+        else:
+            commit(self._tmp, self.path)
         self._closed = True
         return self.path
 
@@ -128,13 +156,20 @@ class VolumeWriter:
         if self._closed:
             return
         self._release()
-        self._tmp.unlink(missing_ok=True)
+        self._discard(VolumeError(f"{self.path}: writing aborted"))
         self._closed = True
+
+    def _discard(self, exc: BaseException) -> None:
+        """Remove the temporary file or folder."""
+        if self.format == "zarr":
+            self._commit.__exit__(type(exc), exc, None)  # removes the folder, leaves the final path alone
+        else:
+            self._tmp.unlink(missing_ok=True)
 
     def _release(self) -> None:
         if self.format == "tiff":
             self._fh.close()
-        else:
+        elif self.format == "hdf5":
             self._h5.close()
 
     def __enter__(self) -> "VolumeWriter":
@@ -145,6 +180,42 @@ class VolumeWriter:
             self.close()
         else:
             self.abort()
+
+
+def add_imagej_description(path: str | os.PathLike, description: str) -> None:
+    """Add ``description`` (ImageJ metadata) as a SECOND ImageDescription tag of the first page.
+
+    The OME-XML stays the first ImageDescription (what OME readers, Bio-Formats and tifffile read);
+    ImageJ reads the last one, so Fiji without Bio-Formats opens the file as a calibrated hyperstack
+    (channels, slices, ``unit=micron``, z spacing; pixel size from X/YResolution). This is the layout
+    of Micro-Manager's OME-TIFFs (tifffile: ``page.description1``). The first page's directory is
+    rewritten, with the new entry, at the end of the file and the header pointed at it; pixel data
+    and the other pages are untouched. Classic TIFF and BigTIFF.
+    """
+    with open(path, "r+b") as fh:
+        head = fh.read(16)
+        bo = {b"II": "<", b"MM": ">"}[head[:2]]
+        big = struct.unpack(bo + "H", head[2:4])[0] == 43
+        off_fmt, cnt_fmt, ptr_at = ("Q", "Q", 8) if big else ("I", "H", 4)
+        entry_size = 20 if big else 12
+        ifd_offset = struct.unpack(bo + off_fmt, head[ptr_at : ptr_at + struct.calcsize(off_fmt)])[0]
+        fh.seek(ifd_offset)
+        n = struct.unpack(bo + cnt_fmt, fh.read(struct.calcsize(cnt_fmt)))[0]
+        entries = [fh.read(entry_size) for _ in range(n)]
+        next_ifd = fh.read(struct.calcsize(off_fmt))
+        text = description.encode("ascii") + b"\0"
+        text_at = fh.seek(0, os.SEEK_END)
+        text_at += text_at % 2  # word boundary
+        ifd_at = text_at + len(text) + (text_at + len(text)) % 2
+        entry = struct.pack(bo + ("HHQQ" if big else "HHII"), 270, 2, len(text), text_at)
+        tags = [struct.unpack(bo + "H", e[:2])[0] for e in entries]
+        entries.insert(max((i + 1 for i, t in enumerate(tags) if t <= 270), default=0), entry)
+        fh.seek(text_at)
+        fh.write(text)
+        fh.seek(ifd_at)
+        fh.write(struct.pack(bo + cnt_fmt, len(entries)) + b"".join(entries) + next_ifd)
+        fh.seek(ptr_at)
+        fh.write(struct.pack(bo + off_fmt, ifd_at))
 
 
 def write_volume(

@@ -1,0 +1,122 @@
+"""OME-Zarr (NGFF 0.4 and 0.5) images: a lazy slice reader, and the writer used by ``VolumeWriter``.
+
+Reading (``ome-zarr`` parses the metadata, ``zarr`` / dask read the data): level 0 of the first
+multiscale image; its axes (``t`` of size 1, ``c``, ``z``, ``y``, ``x``; any may be absent); channel
+names from the ``omero`` channel labels; voxel size from level 0's ``scale`` transformation and the
+axes' units. One slice is read at a time (the chunks that hold it), so large stacks stream.
+
+Writing: an NGFF 0.4 image (zarr v2, the version most viewers read) with one level ``0``, axes
+``c, z, y, x``, chunks of one slice (at most 2048 x 2048 pixels), ``scale`` in micrometres and the
+channel names as ``omero`` labels; written into a temporary folder renamed into place on commit.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from marker_excite.data.io import _UNIT_TO_UM, VolumeError, VolumeReader, _AxesArray, _canonical_axes, _split_names
+
+ZARR_SUFFIXES = (".zarr",)
+_UNITS = {**_UNIT_TO_UM, "nanometer": 1e-3, "millimeter": 1e3, "meter": 1e6}
+_AXIS_LETTERS = {"t": "T", "c": "C", "z": "Z", "y": "Y", "x": "X"}
+CHUNK_YX = 2048
+
+
+def has_zarr_metadata(path: Path) -> bool:
+    """A folder with zarr group metadata (``zarr.json`` for zarr v3, ``.zgroup`` for v2)."""
+    return (path / "zarr.json").is_file() or (path / ".zgroup").is_file()
+
+
+def is_zarr(path: Path) -> bool:
+    """A folder to read as OME-Zarr: named ``*.zarr`` or holding zarr group metadata."""
+    return path.is_dir() and (path.name.lower().endswith(ZARR_SUFFIXES) or has_zarr_metadata(path))
+
+
+class ZarrVolume(VolumeReader):
+    """Level 0 of an OME-Zarr image, read one slice at a time."""
+
+    def __init__(self, path, markers=None, spacing=None) -> None:
+        from ome_zarr.io import parse_url
+        from ome_zarr.reader import Reader
+
+        self.path = Path(path)
+        logger = logging.getLogger("ome_zarr.io")  # warns when the file's NGFF version is not the newest
+        level = logger.level
+        logger.setLevel(logging.ERROR)
+        try:
+            location = parse_url(str(self.path), mode="r")
+            nodes = list(Reader(location)()) if location is not None else []
+        except Exception as exc:  # noqa: BLE001 - zarr / ome-zarr raise many types for bad metadata
+            raise VolumeError(f"{self.path}: not a readable OME-Zarr image: {exc}") from None
+        finally:
+            logger.setLevel(level)
+        node = next((n for n in nodes if n.data), None)
+        if node is None:
+            raise VolumeError(f"{self.path}: no OME-Zarr multiscale image found (NGFF 'multiscales' metadata)")
+        meta = node.metadata
+        array = node.data[0]
+        axes = [a["name"] if isinstance(a, dict) else str(a) for a in (meta.get("axes") or [])]
+        if len(axes) != array.ndim:
+            axes = list("tczyx"[-array.ndim :])  # NGFF 0.1 / 0.2: always (t, c, z, y, x)
+        letters = "".join(_AXIS_LETTERS.get(a.lower(), "?") for a in axes)
+        if "T" in letters and array.shape[letters.index("T")] > 1:
+            raise VolumeError(f"{self.path}: time series ({array.shape[letters.index('T')]} time points) are not supported")
+        n_user = len(_split_names(markers)) if markers is not None else None
+        canon = _canonical_axes(self.path, letters.replace("T", "1"), array.shape, n_user)
+        self._reader = _AxesArray(array, canon)
+        self.shape_czyx = self._reader.shape_czyx  # type: ignore[assignment]
+        self.dtype = np.dtype(array.dtype)
+        self.mode = "zarr"
+        self._set_metadata(meta.get("channel_names"), _spacing(meta, axes), markers, spacing)
+
+    def _read(self, z: int) -> np.ndarray:
+        return self._reader.read(z)
+
+
+def _spacing(meta: dict, axes: Sequence[str]) -> tuple[float, float, float] | None:
+    """(z, y, x) µm from level 0's scale transformation and the axes' units (z = 1 µm for 2D images)."""
+    transforms = (meta.get("coordinateTransformations") or [None])[0] or []
+    scale = next((t.get("scale") for t in transforms if t.get("type") == "scale"), None)
+    if scale is None or len(scale) != len(axes):
+        return None
+    units = {a["name"]: a.get("unit") for a in meta.get("axes") or [] if isinstance(a, dict)}
+    sizes = []
+    for name in "zyx":
+        factor = _UNITS.get(units.get(name) or "micrometer")
+        sizes.append(float(scale[axes.index(name)]) * factor if name in axes and factor is not None else np.nan)
+    z, y, x = sizes
+    if not (np.isfinite(y) and np.isfinite(x)):
+        return None
+    return (z if np.isfinite(z) else 1.0, y, x)
+
+
+class ZarrImageWriter:
+    """The OME-Zarr part of :class:`~marker_excite.data.writers.VolumeWriter`: ``folder`` is its temporary folder."""
+
+    def __init__(self, folder: Path, shape_czyx: Sequence[int], dtype: np.dtype, spacing: Sequence[float], channel_names: Sequence[str]) -> None:
+        import zarr
+
+        c, z, y, x = shape_czyx
+        self.spacing, self.channel_names = tuple(spacing), list(channel_names)
+        self.group = zarr.open_group(str(folder), mode="w", zarr_format=2)
+        self.array = self.group.create_array(
+            "0", shape=tuple(shape_czyx), chunks=(1, 1, min(y, CHUNK_YX), min(x, CHUNK_YX)), dtype=dtype, fill_value=0
+        )
+
+    def write_slice(self, z: int, data: np.ndarray) -> None:
+        self.array[:, z] = data
+
+    def finish(self) -> None:
+        """Write the NGFF 0.4 metadata (called once every slice is in)."""
+        from ome_zarr.format import FormatV04
+        from ome_zarr.writer import write_multiscales_metadata
+
+        sz, sy, sx = self.spacing
+        axes = [{"name": "c", "type": "channel"}] + [{"name": a, "type": "space", "unit": "micrometer"} for a in "zyx"]
+        datasets = [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1.0, sz, sy, sx]}]}]
+        omero = {"channels": [{"label": name, "active": True} for name in self.channel_names]}
+        write_multiscales_metadata(self.group, datasets, fmt=FormatV04(), axes=axes, name="image", metadata={"omero": omero})
