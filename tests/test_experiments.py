@@ -46,7 +46,9 @@ def test_ids_are_stable_and_shared_between_experiments():
 def test_other_counts_and_overrides():
     assert len(E.experiment("fig2_sampling", "paper").jobs) == 6 * 2 * 4
     assert len(E.experiment("fig3_attention", "paper").jobs) == (4 + len(E.DEFAULT_ABLATIONS)) * 2 * 4
-    assert len(E.experiment("fig4_heterogeneous", "paper").jobs) == 6 * 3 * 2 * 4
+    # 3 models x 6 Cases + one per-Case UB per subset of each Case's M^UB (5+10+20+30+13+20 = 98)
+    assert len(E.experiment("fig4_heterogeneous", "paper").jobs) == (6 * 3 + 98) * 2 * 4
+    assert len(E.experiment("fig4_heterogeneous", "paper", case_ub=False).jobs) == 6 * 3 * 2 * 4
     small = E.experiment("fig3_attention", "small", classes=["arteries"], folds=[1, 3], epochs=2)
     assert small.preset.epochs == 2 and {j.fold for j in small.jobs} == {1, 3}
     assert {j.classes for j in small.jobs} == {("arteries",)}
@@ -206,7 +208,31 @@ def test_fig1_groups_and_fig4_ub_restriction(tmp_path):
     res = json.loads(E.aggregate(het, tmp_path / "h", external={"UB": tmp_path}, progress=False).stats_json.read_text())
     case1 = res["analyses"]["fig4_case1"]
     assert (case1["m_ub"], case1["m_total"]) == (5, 31) and case1["tests"][0]["n"] == 5  # only the single markers
+    assert case1["reference"] == "UB-case1"
     assert res["analyses"]["fig4_case3"]["tests"][0]["n"] == 20
+    # the stronger Fig. 1 UB (all training samples) stays as an extra, labelled analysis
+    extra = res["analyses"]["fig4_case3_vs_fig1_ub"]
+    assert extra["reference"] == "UB" and extra["tests"][0]["n"] == 20
+    assert extra["tests"][0]["mean_difference"] != res["analyses"]["fig4_case3"]["tests"][0]["mean_difference"]
+
+
+def test_case_upper_bound_trains_only_on_samples_with_its_subset():
+    """Fig. 4's UB: "m_23 in Case 3 is only trainable using samples s1 or s2" (the samples whose panel has it)."""
+    from marker_excite.data.folds import paper_folds
+
+    fold = paper_folds([f"s{i}" for i in range(1, 9)])[0]
+    exp = E.experiment("fig4_heterogeneous", "paper", cases=["case3"], folds=[0], classes=["sinusoids"], models=["MS"])
+    ubs = [j for j in exp.jobs if j.label == "UB-case3"]
+    assert len(ubs) == 20 and {j.subset for j in ubs} == set(E.m_ub(E.CASES["case3"]))
+    panels = dict(zip(fold.train, exp.jobs[0].panels))  # training sample -> its Case panel this fold
+    m23 = next(j for j in ubs if j.subset == (2, 3))
+    assert m23.job_id == "UB-case3__m_23__case3__sinusoids__f0"
+    expected = tuple(s for s in fold.train if {2, 3} <= set(panels[s]))
+    assert len(expected) == 2 and m23.case_train_samples(fold.train) == expected
+    cfg = m23.train_config(exp.preset, fold.train)
+    assert cfg.train_samples == expected and cfg.marker_panels is None and m23.markers == ("endomucin", "endoglin")
+    ms = exp.jobs[0].train_config(exp.preset, fold.train)
+    assert ms.train_samples is None and len(ms.marker_panels) == 5
 
 
 def test_aggregate_without_results_is_an_error(tmp_path):

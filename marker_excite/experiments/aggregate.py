@@ -91,7 +91,7 @@ def _relative(a: Relative, rows: list[Mapping], figures: Path) -> tuple[dict[str
         n_ub, n_total, ratio = ub_ratio(table)
         info.update(case=a.case, table=[subset_label(s) for s in table], m_ub=n_ub, m_total=n_total, ratio=ratio)
     case_filter = a.case if a.case else ""
-    ref = select(rows, model=a.reference, case="", subsets=subsets if a.ub_only else None)
+    ref = select(rows, model=a.reference, case=a.reference_case, subsets=subsets if a.ub_only else None)
     model_rows = {m: select(rows, model=m, case=case_filter, subsets=subsets if a.ub_only else None) for m in a.models}
     missing = [m for m, r in model_rows.items() if not r] + ([a.reference] if not ref else [])
     if missing:

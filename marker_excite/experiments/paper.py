@@ -7,7 +7,7 @@ from typing import Any, Callable, Sequence
 
 from marker_excite.experiments.spec import (
     Analysis, CASES, Experiment, ExperimentError, Group, GroupTest, Job, Preset, Ranking, Relative,
-    all_subsets, preset, shuffled_table,
+    all_subsets, m_ub, preset, shuffled_table,
 )
 
 
@@ -73,22 +73,42 @@ def fig3_attention(p: Preset, classes: Sequence[str], folds: Sequence[int], *, m
     return Experiment("fig3_attention", p, tuple(_jobs(models, classes, folds)), analyses, external=("UB",))
 
 
+def case_ub_label(case: str) -> str:
+    """Name of the per-Case upper bound of Fig. 4 in results (``UB-case3``)."""
+    return f"UB-{case}"
+
+
 def fig4_heterogeneous(p: Preset, classes: Sequence[str], folds: Sequence[int], *, models: Sequence[str] | None = None,
-                       cases: Sequence[str] | None = None, **_: Any) -> Experiment:
+                       cases: Sequence[str] | None = None, case_ub: bool = True, **_: Any) -> Experiment:
     """Fig. 4: MZ, MS, MS-ME trained with the heterogeneous panels of Cases 1-6, relative to UB on M^UB.
 
-    The UB reference is the Fig. 1 UB of each subset (``external``), compared only on the Case's
-    M^UB (the subsets a conventional UNet could be trained on with that Case's data).
+    The paper's reference (``fig4_<case>``): for every subset of the Case's M^UB, a UB UNet trained only
+    on the fold's training samples whose Case panel contains that subset (``UB-<case>`` jobs; "m_23 in
+    Case 3 is only trainable using samples s1 or s2"). An extra analysis (``fig4_<case>_vs_fig1_ub``)
+    compares with the stronger Fig. 1 UB trained on all training samples (``external``), labelled as such.
+    ``case_ub=False`` leaves out the per-Case UB jobs.
     """
     models = _check_models(models, ("MZ", "MS", "MS-ME"))
     cases = list(cases or CASES)
     unknown = [c for c in cases if c not in CASES]
     if unknown:
         raise ExperimentError(f"unknown case(s) {', '.join(unknown)}; choose from {', '.join(CASES)}")
-    jobs = [Job(m, (c,), f, case=case, panels=shuffled_table(case, f, p.seed))
-            for case in cases for f in folds for c in classes for m in models]
-    analyses = tuple(Relative(f"fig4_{case}", models, "UB", case=case, ub_only=True) for case in cases)
-    return Experiment("fig4_heterogeneous", p, tuple(jobs), analyses, external=("UB",))
+    jobs = []
+    for case in cases:
+        for f in folds:
+            table = shuffled_table(case, f, p.seed)
+            for c in classes:
+                jobs += [Job(m, (c,), f, case=case, panels=table) for m in models]
+                if case_ub:
+                    jobs += [Job("UB", (c,), f, subset=s, case=case, panels=table, label=case_ub_label(case))
+                             for s in m_ub(table)]
+    analyses: list[Analysis] = []
+    for case in cases:
+        if case_ub:
+            analyses.append(Relative(f"fig4_{case}", models, case_ub_label(case), case=case, ub_only=True,
+                                     reference_case=case))
+        analyses.append(Relative(f"fig4_{case}_vs_fig1_ub", models, "UB", case=case, ub_only=True))
+    return Experiment("fig4_heterogeneous", p, tuple(jobs), tuple(analyses), external=("UB",))
 
 
 #: Label of the tissue network of Table 1: a UNet on m1 (DAPI) alone, trained on the class ``tissue``.

@@ -86,10 +86,15 @@ def run_job(job: Job, p: Preset, out_dir: str | os.PathLike, store_path: str | o
     return write_results(tagged, out)
 
 
+#: Training-config fields that depend on the store's sample names (not compared by :func:`check_settings`).
+_STORE_DEPENDENT = ("marker_panels", "train_samples")
+
+
 def check_settings(job: Job, p: Preset, out_dir: str | os.PathLike) -> None:
     """Raise :class:`ExperimentError` when a finished job's stored configs differ from what ``p`` asks
     (e.g. another ``--epochs``), so old results are never silently reused. Fields that depend on the
-    store (``marker_panels``) are not compared; a run without stored configs is accepted as is."""
+    store (``marker_panels``, ``train_samples``) are not compared; a run without stored configs is
+    accepted as is."""
     from marker_excite import run_dir as rd
 
     path = run_dir(out_dir, job)
@@ -98,8 +103,8 @@ def check_settings(job: Job, p: Preset, out_dir: str | os.PathLike) -> None:
     for name, given in expected.items():
         if (path / name).is_file():
             stored = rd.read_json(path / name, "config")
-            given = {k: v for k, v in given.items() if k != "marker_panels"}
-            stored = {k: v for k, v in stored.items() if k != "marker_panels"}
+            given = {k: v for k, v in given.items() if k not in _STORE_DEPENDENT}
+            stored = {k: v for k, v in stored.items() if k not in _STORE_DEPENDENT}
             diffs += rd.config_differences(stored, given, name.removesuffix(".json"))
     if diffs:
         raise ExperimentError(

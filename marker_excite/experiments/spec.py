@@ -180,7 +180,9 @@ class Job:
         fold: cross-validation fold.
         subset: UB only: the marker subset the model is trained and evaluated on; None = all markers.
         case: heterogeneous Case of Fig. 4 (None: every training sample keeps all markers).
-        panels: the Case table for this fold (row i = panel of the fold's i-th training sample).
+        panels: the Case table for this fold (row i = panel of the fold's i-th training sample). A UB
+            job with a Case (the paper's per-Case upper bound) trains only on the fold's training samples
+            whose Case panel contains its subset.
         label: the name in results and figures (defaults to ``model``; ``UB-joint`` for the
             two-class UB models of Fig. 1b,f).
     """
@@ -219,9 +221,26 @@ class Job:
         """Subsets to evaluate: a UB model only on its own subset, every other model on all of them."""
         return [self.markers] if self.subset else None
 
+    @property
+    def case_upper_bound(self) -> bool:
+        """A per-Case UB of Fig. 4: a subset's UNet trained on the samples whose Case panel contains it."""
+        return self.subset is not None and self.panels is not None
+
     def marker_panels(self, train_samples: Sequence[str]) -> dict[str, tuple[str, ...]] | None:
         """Per-sample training panels of this fold (None when every sample keeps all markers)."""
-        return assign_panels(self.panels, train_samples) if self.panels else None
+        return assign_panels(self.panels, train_samples) if self.panels and not self.case_upper_bound else None
+
+    def case_train_samples(self, train_samples: Sequence[str]) -> tuple[str, ...] | None:
+        """Per-Case UB: the fold's training samples whose Case panel contains the subset (else None).
+
+        "the marker combination m_23 in Case 3 is only trainable using samples s1 or s2"."""
+        if not self.case_upper_bound:
+            return None
+        wanted = set(self.markers)
+        chosen = tuple(s for s, names in assign_panels(self.panels, train_samples).items() if wanted <= set(names))
+        if not chosen:
+            raise ExperimentError(f"{self.job_id}: no training sample of the Case has all markers of {subset_label(self.subset)}")
+        return chosen
 
     def model_config(self, p: Preset):
         """The :class:`~marker_excite.models.zoo.ModelConfig` at preset ``p``."""
@@ -233,8 +252,9 @@ class Job:
     def train_config(self, p: Preset, train_samples: Sequence[str] | None = None):
         """The :class:`~marker_excite.training.TrainConfig` at preset ``p``.
 
-        ``train_samples`` (the fold's training samples) assigns the Case panels; without it no panel
-        is set (used to find the fold first, see :func:`run_job`).
+        ``train_samples`` (the fold's training samples) assigns the Case panels (or, for a per-Case UB,
+        the samples it trains on); without it neither is set (used to find the fold first, see
+        :func:`run_job`).
         """
         from marker_excite.training import train_config
 
@@ -242,6 +262,7 @@ class Job:
             p.train_preset, epochs=p.epochs, batch_size=p.batch_size, augment=p.augment, seed=p.seed,
             fold=self.fold, n_folds=p.n_folds, classes=self.classes,
             marker_panels=None if train_samples is None else self.marker_panels(train_samples),
+            train_samples=None if train_samples is None else self.case_train_samples(train_samples),
         )
 
 
@@ -286,7 +307,8 @@ class Relative:
     """``Q_model - Q_reference`` per (class, subset, fold), paired Wilcoxon tests (Figs. 1b,f, 2, 3, 4).
 
     ``case`` selects the models' rows of one heterogeneous Case; ``ub_only`` keeps only the subsets
-    of that Case's M^UB (the reference UB exists only there).
+    of that Case's M^UB (the reference UB exists only there); ``reference_case`` selects the reference's
+    rows of a Case (the per-Case UB) instead of the homogeneous ones.
     """
 
     name: str
@@ -294,6 +316,7 @@ class Relative:
     reference: str
     case: str | None = None
     ub_only: bool = False
+    reference_case: str = ""
 
 
 Analysis = Ranking | GroupTest | Relative
