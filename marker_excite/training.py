@@ -407,6 +407,9 @@ def train(
             output_size=model_config.output_size,
         )
         val_source = pipeline.PatchSource(store, fold.val, shuffle=False, **common)
+        # one training source for the whole run: its slice cache lives across epochs
+        train_source = pipeline.PatchSource(store, fold.train, shuffle=True, augment=train_config.augment,
+                                            marker_panels=panels, **common)
         validator = SliceScorer(model, input_size=model_config.input_size, n_markers=model_config.panel.size,
                                 n_outputs=model_config.n_outputs, batch_size=max(4, train_config.batch_size),
                                 class_weights=weights)
@@ -426,10 +429,9 @@ def train(
             if train_config.patience is not None and state["stale_epochs"] >= train_config.patience:
                 log.write(f"early stop: no improvement of validation mean F1 for {train_config.patience} epochs")
                 break
-            train_ds = pipeline.make_dataset(
-                store, fold.train, batch_size=train_config.batch_size, shuffle=True,
-                augment=train_config.augment, seed=epoch_seed(train_config.seed, epoch), marker_panels=panels,
-                repeat=train_config.steps_per_epoch is not None, **common,
+            train_ds = pipeline.source_dataset(
+                train_source, train_config.batch_size, seed=epoch_seed(train_config.seed, epoch),
+                repeat=train_config.steps_per_epoch is not None,
             ).take(steps)
             start = time.perf_counter()
             bar = Progress(

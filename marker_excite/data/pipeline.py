@@ -214,24 +214,29 @@ class PatchSource:
 
     def batches(self, batch_size: int) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
         """One epoch as stacked batches (the last one may be smaller)."""
-        items = self()
+        return _stacked(self(), batch_size)
+
+    def stream(self, batch_size: int, seed: int, repeat: bool) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
+        """Stacked batches of passes 0, 1, 2, ... over all patches (pass 0 only unless ``repeat``), each in
+        the order seeded by ``(seed, pass)``. Keeps no per-call state in the source, so one source (and
+        its slice cache) serves every epoch of a training run."""
+        number = 0
         while True:
-            chunk = [item for _, item in zip(range(batch_size), items)]
-            if not chunk:
+            yield from _stacked(self._pass(seed, number), batch_size)
+            number += 1
+            if not repeat:
                 return
-            yield (
-                {
-                    "image": np.stack([c[0]["image"] for c in chunk]),
-                    "availability": np.stack([c[0]["availability"] for c in chunk]),
-                },
-                np.stack([c[1] for c in chunk]),
-            )
 
     def __call__(self) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
-        """One epoch of single patches ``({"image", "availability"}, label)``."""
-        rng = np.random.default_rng([self.seed, self.epoch])
-        aug_rng = np.random.default_rng([self.seed, self.epoch, 1])
+        """One epoch of single patches ``({"image", "availability"}, label)`` (the source's own seed;
+        every call is the next pass)."""
         self.epoch += 1
+        return self._pass(self.seed, self.epoch - 1)
+
+    def _pass(self, seed: int, number: int) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
+        """Pass ``number`` over all patches, ordered (and augmented) by ``(seed, number)`` only."""
+        rng = np.random.default_rng([seed, number])
+        aug_rng = np.random.default_rng([seed, number, 1])
         h, s = self.input_size, self.output_size
         for group in self._epoch_groups(rng):
             local: dict[tuple[int, int], tuple[np.ndarray, ...]] = {}
@@ -249,6 +254,21 @@ class PatchSource:
                     img, lab = arrays[0][y0 : y0 + h, x0 : x0 + h], arrays[1][y0 : y0 + s, x0 : x0 + s]
                 img, lab = dihedral(img, lab, False, flip_y, flip_x)
                 yield {"image": img, "availability": plan.availability}, lab
+
+
+def _stacked(items: Iterator[tuple[dict[str, np.ndarray], np.ndarray]], batch_size: int):
+    """Single patches stacked into batches of ``batch_size`` (the last one may be smaller)."""
+    while True:
+        chunk = [item for _, item in zip(range(batch_size), items)]
+        if not chunk:
+            return
+        yield (
+            {
+                "image": np.stack([c[0]["image"] for c in chunk]),
+                "availability": np.stack([c[0]["availability"] for c in chunk]),
+            },
+            np.stack([c[1] for c in chunk]),
+        )
 
 
 def dihedral(
@@ -301,8 +321,6 @@ def make_dataset(
         repeat: repeat epochs forever (each with a new order).
         cache_bytes: memory budget for slices cached across epochs.
     """
-    import tensorflow as tf
-
     if int(batch_size) < 1:
         raise UserInputError(f"batch_size must be >= 1, got {batch_size}")
     panel = panel if isinstance(panel, MarkerPanel) else MarkerPanel(tuple(panel))
@@ -312,19 +330,28 @@ def make_dataset(
         shuffle=shuffle, augment=augment, seed=seed, marker_panels=marker_panels, subset=subset,
         cache_bytes=cache_bytes,
     )  # fmt: skip
-    k, b = panel.size, int(batch_size)
+    return source_dataset(source, batch_size, seed=seed, repeat=repeat)
+
+
+def source_dataset(source: PatchSource, batch_size: int, *, seed: int, repeat: bool = False):
+    """A batched ``tf.data.Dataset`` of a :class:`PatchSource`: pass 0 (or passes 0, 1, ... with
+    ``repeat``) in the order seeded by ``seed`` (see :meth:`PatchSource.stream`)."""
+    import tensorflow as tf
+
+    if int(batch_size) < 1:
+        raise UserInputError(f"batch_size must be >= 1, got {batch_size}")
+    k, b = source.panel.size, int(batch_size)
     signature = (
         {
-            "image": tf.TensorSpec((None, input_size, input_size, k), tf.float32),
+            "image": tf.TensorSpec((None, source.input_size, source.input_size, k), tf.float32),
             "availability": tf.TensorSpec((None, k), tf.float32),
         },
-        tf.TensorSpec((None, output_size, output_size), tf.int32),
+        tf.TensorSpec((None, source.output_size, source.output_size), tf.int32),
     )
     # batches are stacked in Python: one hand-over to TensorFlow per batch, not per patch
-    ds = tf.data.Dataset.from_generator(lambda: source.batches(b), output_signature=signature)
-    ds = ds.apply(tf.data.experimental.assert_cardinality(-(-source.n_patches // b)))
-    if repeat:
-        ds = ds.repeat()
+    ds = tf.data.Dataset.from_generator(lambda: source.stream(b, int(seed), repeat), output_signature=signature)
+    cardinality = tf.data.INFINITE_CARDINALITY if repeat else -(-source.n_patches // b)
+    ds = ds.apply(tf.data.experimental.assert_cardinality(cardinality))
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
