@@ -280,3 +280,34 @@ def test_table1_uses_the_m1_tissue_network(tmp_path):
     table1 = json.loads((tmp_path / "out" / exp.name / E.STATS_JSON).read_text())["table1"]
     f1 = table1["tissue_f1"]
     assert f1["n"] == 1 and 0.0 <= f1["mean"] <= 1.0 and f1["paper_percent"] == {"mean": 88.7, "sd": 6.8}
+
+
+def test_reproduction_report_verdicts(tmp_path):
+    """REPRODUCTION.md: verdicts follow the fixed rules; missing models are 'not run yet'; the convergence
+    table counts runs on a plateau from their log.csv."""
+    from marker_excite.experiments.report import write_report
+    from marker_excite.run_dir import write_log
+
+    exp = E.experiment("fig2_sampling", "cpu", classes=["sinusoids"], folds=[0, 1], models=["MZ", "MS", "HeMIS"])
+    exp3 = E.experiment("fig3_attention", "cpu", classes=["sinusoids"], folds=[0, 1], models=["MS-ME"])
+    bonus = {"MS": 0.05, "MZ": 0.0, "HeMIS": 0.0, "MS-ME": -0.02}
+
+    def value(job, cls, subset):  # MZ == HeMIS exactly; MS better; MS-ME worse than MS
+        return 0.5 + 0.01 * len(E.parse_label(subset)) + bonus[job.model] + 0.001 * job.fold
+
+    for job in exp.jobs + exp3.jobs:
+        write_results(_fake_rows(job, value), E.run_dir(tmp_path, job) / E.EVALUATION_CSV)
+        flat = job.model != "MS-ME"  # MS-ME's validation F1 still rises by 0.02 per epoch at the end
+        write_log(E.run_dir(tmp_path, job) / "log.csv",
+                  [{"epoch": e, "val_mean_f1": 0.9 if flat else 0.5 + 0.02 * e} for e in range(1, 9)])
+    text = write_report(tmp_path, protocol="test protocol").read_text()
+    rows = {line.split(" | ")[1]: line.split(" | ") for line in text.splitlines() if line.startswith("| Fig.")}
+    assert rows["MS vastly outperforms MZ"][5] == "reproduced" and rows["MS vastly outperforms MZ"][4] == "62"
+    assert rows["MS vastly outperforms MZ"][2].startswith("+0.050")
+    assert rows["MZ does not perform significantly different than HeMIS"][5] == "reproduced"
+    assert rows["MS-ME improves on MS"][5] == "not reproduced (opposite)"
+    assert rows["MS is better than MS-DO"][5] == "not run yet"
+    assert "f0 -0.070, f1 -0.070" in rows["MS-ME improves on MS"][6]
+    assert "MS-ME: 0/2 runs on a plateau" in rows["MS-ME improves on MS"][6]
+    assert "| MS | 2 | 2 | 0.0000 |" in text and "| MS-ME | 2 | 0 | 0.0200 |" in text
+    assert "test protocol" in text and "Table 1 / Fig. 5: not run yet." in text

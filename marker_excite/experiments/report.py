@@ -258,7 +258,7 @@ def write_report(out_dir: str | os.PathLike, *, protocol: str = "", path: str | 
     for claim in CLAIMS:
         measured = measure(rows, claim)
         if measured is None:
-            lines.append(f"| {claim.figure} | {claim.paper} | | | | not run yet | |")
+            lines.append(f"| {claim.figure} | {claim.paper} | - | - | - | not run yet | - |")
             continue
         res = measured["result"]
         iqr = f" ({measured['iqr'][0]:+.3f}, {measured['iqr'][1]:+.3f})" if measured["iqr"] else ""
