@@ -1,5 +1,27 @@
-"""The package's user-facing error type: caught by the CLI and printed as one line."""
+"""The package's user-facing error type (caught by the CLI and printed as one line) and OS-error text."""
+
+from __future__ import annotations
+
+import errno
 
 
 class UserInputError(ValueError):
     """Bad input from a user (file, marker, shape, value, path). The message names the problem."""
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """An OSError for a full disk or an exceeded quota (also h5py's, which carry the text, not the errno)."""
+    if not isinstance(exc, OSError):
+        return False
+    return getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or any(
+        text in str(exc) for text in ("No space left on device", "Disk quota exceeded")
+    )
+
+
+def os_error_text(exc: OSError) -> str:
+    """A short, single-line description of an OSError ("no space left on device" for a full disk)."""
+    if is_disk_full(exc):
+        return "no space left on device"
+    if exc.strerror:
+        return exc.strerror
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
