@@ -144,3 +144,22 @@ def test_decompressor_errors_are_decode_errors():
             decompress(b"not compressed data")
         assert _is_decode_error(info.value)
     assert not _is_decode_error(RuntimeError("other")) and not _is_decode_error(ImportError("no codec"))
+
+
+@pytest.mark.parametrize("version, message", [(3, "schema version 3; this marker_excite reads up to 2"),
+                                              ("1.1", "an invalid schema version '1.1'")])  # fmt: skip
+def test_predict_refuses_a_store_of_a_newer_or_invalid_schema_version(tmp_path, capsys, version, message):
+    run_dir, _, _ = make_run(tmp_path / "run")
+    store = tmp_path / "store.h5"
+    with SampleStore(store, "w") as st:
+        w = st.create_sample("s1", markers=MARKERS, shape_zyx=(1, 20, 30))
+        w.write_slice(0, np.ones((len(MARKERS), 20, 30), np.float32))
+        w.finalize()
+    with h5py.File(store, "a") as f:
+        f.attrs["version"] = version
+    out = tmp_path / "out"
+    for input_path in (f"{store}:s1", str(store)):
+        argv = ["predict", str(run_dir), input_path, "--labels", str(out / "labels.ome.tif"), "--quiet"]
+        msg = one_line_error(capsys, argv, "predict")
+        assert f"store {store} has {message}" in msg, msg
+    assert not out.exists() or not list(out.iterdir())

@@ -76,3 +76,68 @@ def test_predict_on_a_full_disk_is_one_line_and_writes_nothing(tmp_path, capsys,
     monkeypatch.undo()
     assert sorted(p.name for p in out.iterdir()) == ["labels.ome.tif"]
     assert (out / "labels.ome.tif").read_bytes() == b"old labels"
+
+
+@pytest.fixture(scope="module")
+def tiny_store(tmp_path_factory):
+    from test_training import make_tiny_store
+
+    return make_tiny_store(tmp_path_factory.mktemp("store") / "tiny.h5", n_samples=3)
+
+
+def train_argv(tmp_path, store, run):
+    from test_training import TINY
+
+    from marker_excite.models.zoo import model_config
+
+    config = tmp_path / "model.json"
+    if not config.exists():
+        model_config("MS-ME", **TINY).to_json(config)
+    return ["train", "--store", str(store), "--run", str(run), "--model-config", str(config), "--preset", "small",
+            "--n-folds", "3", "--batch-size", "4", "--epochs", "2", "--quiet"]  # fmt: skip
+
+
+def test_train_on_a_full_disk_is_one_line_and_resumes_to_the_uninterrupted_result(tiny_store, tmp_path, capsys, monkeypatch):
+    from marker_excite import run_dir as rd
+    from marker_excite.training import load_run
+
+    assert main(train_argv(tmp_path, tiny_store, tmp_path / "full")) == 0
+    real = np.savez
+    calls = []
+
+    def full(*args, **kwargs):  # the resume checkpoint of epoch 2 hits a full disk
+        calls.append(1)
+        if len(calls) == 2:
+            raise disk_full()
+        real(*args, **kwargs)
+
+    monkeypatch.setattr(rd.np, "savez", full)
+    msg = one_line_error(capsys, train_argv(tmp_path, tiny_store, tmp_path / "split"), "train")
+    monkeypatch.undo()
+    assert msg.endswith(f"no space left on device while writing run directory {tmp_path / 'split'}; it keeps its "
+                        "last completed epoch: free space, then continue with --resume")  # fmt: skip
+    split = tmp_path / "split"
+    assert not [p.name for p in split.iterdir() if p.name.startswith(".")]  # no temporaries, no half checkpoint
+    assert main(train_argv(tmp_path, tiny_store, split) + ["--resume"]) == 0
+    assert [r["epoch"] for r in rd.read_log(split / rd.LOG)] == [1, 2]
+    for weights in ("best", "last"):
+        a, b = (load_run(tmp_path / run, weights=weights).model.weights for run in ("full", "split"))
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_train_on_a_full_disk_while_creating_the_run_directory(tiny_store, tmp_path, capsys, monkeypatch):
+    from marker_excite import atomic
+
+    real = atomic.write_text
+
+    def full(path, *args, **kwargs):  # the third config file of a new run hits a full disk
+        if str(path).endswith("data_config.json"):
+            raise disk_full()
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(atomic, "write_text", full)
+    run = tmp_path / "run"
+    msg = one_line_error(capsys, train_argv(tmp_path, tiny_store, run), "train")
+    assert msg.endswith(f"while creating run directory {run}: free space, then start again with --overwrite")
+    assert sorted(p.name for p in run.iterdir()) == ["model_config.json", "train_config.json"]

@@ -101,12 +101,28 @@ def build_configs(args: argparse.Namespace):
     return mcfg, tcfg
 
 
+def disk_full_message(run_dir: Path) -> str:
+    """What a full disk left in ``run_dir`` and how to go on (every file there is complete: writes are atomic)."""
+    from marker_excite import run_dir as rd
+
+    if all((run_dir / name).is_file() for name in (rd.MODEL_CONFIG, rd.TRAIN_CONFIG, rd.DATA_CONFIG)):
+        return (f"no space left on device while writing run directory {run_dir}; it keeps its last completed "
+                "epoch: free space, then continue with --resume")  # fmt: skip
+    return f"no space left on device while creating run directory {run_dir}: free space, then start again with --overwrite"
+
+
 def run(args: argparse.Namespace) -> int:
+    from marker_excite.errors import is_disk_full
     from marker_excite.training import train
 
     mcfg, tcfg = build_configs(args)
-    result = train(args.run, mcfg, tcfg, args.store, resume=args.resume, overwrite=args.overwrite,
-                   progress=not args.quiet)
+    try:
+        result = train(args.run, mcfg, tcfg, args.store, resume=args.resume, overwrite=args.overwrite,
+                       progress=not args.quiet)
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        raise UserInputError(disk_full_message(Path(args.run))) from None
     if not args.quiet and result.best_epoch is not None:
         best = next(r for r in result.history if int(r["epoch"]) == result.best_epoch)
         print(f"run {result.run_dir}: best epoch {result.best_epoch}, validation mean F1 {float(best['val_mean_f1']):.4f}")
