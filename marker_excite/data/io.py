@@ -485,7 +485,7 @@ class H5Volume(VolumeReader):
             self._reader = _AxesArray(ds, canon)
             self.shape_czyx = self._reader.shape_czyx  # type: ignore[assignment]
             self._check_data()
-            check_stored(self.path, ds)
+            _check_stored(self.path, ds)
             self._set_metadata(file_markers, file_spacing, markers, spacing)
         except BaseException:
             self._file.close()
@@ -566,7 +566,7 @@ class ImsVolume(VolumeReader):
             self.dtype = np.dtype(self._datasets[0].dtype)
             self._check_data()
             for ds in self._datasets:
-                check_stored(self.path, ds)
+                _check_stored(self.path, ds)
             names = []
             for i in range(len(keys)):
                 ch = self._file.get(f"DataSetInfo/Channel {int(keys[i].split()[1])}")
@@ -589,7 +589,7 @@ class ImsVolume(VolumeReader):
         self._file.close()
 
 
-def check_stored(path: Path, ds: h5py.Dataset) -> None:
+def _check_stored(path: Path, ds: h5py.Dataset) -> None:
     """Refuse an HDF5 dataset whose declared data were never (completely) written.
 
     HDF5 reads unwritten storage as the fill value, so a tiny file can declare a huge shape and stream
