@@ -65,7 +65,8 @@ def test_predict_on_a_full_disk_is_one_line_and_writes_nothing(tmp_path, capsys,
             name = self.filename if self.id.valid else ""
             real_close(self)
             if ".probs.h5." in name:
-                raise OSError("Can't close file (file write failed: errno = 28, error message = 'No space left on device')")
+                raise OSError("Can't close file (file write failed: errno = 28, "
+                              "error message = 'No space left on device')")
 
         monkeypatch.setattr(h5py.File, "close", full_close)
         culprit = out / "probs.h5"
@@ -97,7 +98,7 @@ def train_argv(tmp_path, store, run):
             "--n-folds", "3", "--batch-size", "4", "--epochs", "2", "--quiet"]  # fmt: skip
 
 
-def test_train_on_a_full_disk_is_one_line_and_resumes_to_the_uninterrupted_result(tiny_store, tmp_path, capsys, monkeypatch):
+def test_train_on_a_full_disk_is_one_line_and_resumes_to_the_same_weights(tiny_store, tmp_path, capsys, monkeypatch):
     from marker_excite import run_dir as rd
     from marker_excite.training import load_run
 

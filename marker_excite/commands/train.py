@@ -108,7 +108,8 @@ def disk_full_message(run_dir: Path) -> str:
     if all((run_dir / name).is_file() for name in (rd.MODEL_CONFIG, rd.TRAIN_CONFIG, rd.DATA_CONFIG)):
         return (f"no space left on device while writing run directory {run_dir}; it keeps its last completed "
                 "epoch: free space, then continue with --resume")  # fmt: skip
-    return f"no space left on device while creating run directory {run_dir}: free space, then start again with --overwrite"
+    return (f"no space left on device while creating run directory {run_dir}: free space, then start again "
+            "with --overwrite")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:

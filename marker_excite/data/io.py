@@ -24,8 +24,8 @@ import lzma
 import math
 import os
 import re
-import zlib
 import xml.etree.ElementTree as ET
+import zlib
 from pathlib import Path
 from typing import Iterator, Sequence
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import h5py
 import numpy as np
@@ -69,7 +69,7 @@ class VolumeWriter:
             raise
 
     @contextlib.contextmanager
-    def _failing_write(self):
+    def _failing_write(self) -> Iterator[None]:
         """Turn an OSError of the writing (disk full, quota, I/O error) into a one-line VolumeError."""
         try:
             yield
