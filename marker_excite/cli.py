@@ -1,9 +1,9 @@
 """The ``marker-excite`` command: a thin dispatcher over :mod:`marker_excite.commands`.
 
-Errors caused by input (unknown markers, bad files, existing outputs, ...) are printed as one line
-``marker-excite <command>: error: <message>`` with exit status 2; nothing else is printed. Ctrl-C
-(exit 130) and SIGTERM (exit 143, how cluster schedulers stop jobs) both unwind normally, so every
-writer removes its temporary files and no partial output is left.
+Errors caused by input (unknown markers, bad files, existing outputs, ...) and a full disk are printed
+as one line ``marker-excite <command>: error: <message>`` with exit status 2; nothing else is printed.
+Ctrl-C (exit 130) and SIGTERM (exit 143, how cluster schedulers stop jobs) both unwind normally, so
+every writer removes its temporary files and no partial output is left.
 """
 
 from __future__ import annotations
@@ -55,19 +55,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from marker_excite.commands.options import join_list_values
+    from marker_excite.commands.options import NOTICES, join_list_values
 
     parser = build_parser()
     args = parser.parse_args(join_list_values(list(sys.argv[1:] if argv is None else argv)))
-    from marker_excite.errors import UserInputError
+    from marker_excite.errors import UserInputError, is_disk_full
 
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if in_main else None
     try:
-        return int(args._run(args) or 0)
+        status = int(args._run(args) or 0)
+        for notice in getattr(args, NOTICES, None) or ():
+            print(notice, file=sys.stderr)
+        return status
     except (UserInputError, FileExistsError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"marker-excite {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a full disk wherever it strikes (the writers' temporaries are removed by then)
+        if not is_disk_full(exc):
+            raise
+        where = f" (writing {exc.filename})" if exc.filename else ""
+        print(f"marker-excite {args.command}: error: no space left on device{where}", file=sys.stderr)
         return 2
     except Terminated:
         print(f"marker-excite {args.command}: terminated", file=sys.stderr)

@@ -382,6 +382,8 @@ def predict_file(
                     writers["labels"].write_slice(z, labels_from_probabilities(probs))
                 if "probabilities" in writers:
                     writers["probabilities"].write_slice(z, encode_probabilities(probs, probability_dtype))
+            for writer in writers.values():
+                writer.finish()  # every output flushed before the first one is renamed into place
             done: list[Path] = []
             try:
                 for writer in writers.values():

@@ -2,24 +2,31 @@
 
 ``--channel-names`` = the names of a file's channels in order (``-`` skips a channel), ``--panel`` = a
 model's marker vocabulary, ``--use`` = the subset of markers fed to the model. The old ``--markers``
-still works where it meant one of these, with a one-line notice on standard error.
+still works where it meant one of these, with a one-line notice on standard error once the command
+has succeeded.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
+
+
+#: attribute of the parsed namespace that collects deprecation notices (printed by the CLI on success,
+#: so that a failing command still prints exactly one line)
+NOTICES = "_notices"
 
 
 class _DeprecatedAlias(argparse.Action):
-    """Stores into the new option's ``dest`` and prints a one-line deprecation notice."""
+    """Stores into the new option's ``dest`` and records a one-line deprecation notice."""
 
     def __init__(self, option_strings, dest, new: str = "", **kwargs) -> None:
         self.new = new
         super().__init__(option_strings, dest, **kwargs)
 
     def __call__(self, parser, namespace, values, option_string=None) -> None:
-        print(f"{parser.prog}: note: {option_string} is deprecated here; use {self.new}", file=sys.stderr)
+        notices = list(getattr(namespace, NOTICES, None) or [])
+        notices.append(f"{parser.prog}: note: {option_string} is deprecated here; use {self.new}")
+        setattr(namespace, NOTICES, notices)
         setattr(namespace, self.dest, values)
 
 

@@ -128,7 +128,19 @@ def _split_options(args: argparse.Namespace) -> dict[str, tuple[str, ...]]:
     return out
 
 
+def disk_full_message(run_dir: Path) -> str:
+    """What a full disk left in ``run_dir`` and how to go on (every file there is complete: writes are atomic)."""
+    from marker_excite import run_dir as rd
+
+    if all((run_dir / name).is_file() for name in (rd.MODEL_CONFIG, rd.TRAIN_CONFIG, rd.DATA_CONFIG)):
+        return (f"no space left on device while writing run directory {run_dir}; it keeps its last completed "
+                "epoch: free space, then continue with --resume")  # fmt: skip
+    return (f"no space left on device while creating run directory {run_dir}: free space, then start again "
+            "with --overwrite")  # fmt: skip
+
+
 def run(args: argparse.Namespace) -> int:
+    from marker_excite.errors import is_disk_full
     from marker_excite.training import train
     from marker_excite.train_plan import dry_run
 
@@ -137,8 +149,13 @@ def run(args: argparse.Namespace) -> int:
         for line in dry_run(mcfg, tcfg, args.store).lines():
             print(line)
         return 0
-    result = train(args.run, mcfg, tcfg, args.store, resume=args.resume, overwrite=args.overwrite,
-                   progress=not args.quiet, init_from=args.init_from)
+    try:
+        result = train(args.run, mcfg, tcfg, args.store, resume=args.resume, overwrite=args.overwrite,
+                       progress=not args.quiet, init_from=args.init_from)
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        raise UserInputError(disk_full_message(Path(args.run))) from None
     if not args.quiet and result.best_epoch is not None:
         best = next(r for r in result.history if int(r["epoch"]) == result.best_epoch)
         print(f"run {result.run_dir}: best epoch {result.best_epoch}, validation mean F1 {float(best['val_mean_f1']):.4f}")

@@ -10,16 +10,22 @@ come from the file's metadata (OME-XML, ImageJ, Imaris, HDF5 attributes) or from
 (``markers=``, ``spacing=``); the caller's values win.
 
 Input problems raise :class:`VolumeError` (a :class:`~marker_excite.errors.UserInputError`) naming the
-file and the problem: unreadable/corrupt/truncated files, NaN/Inf voxels (marker and slice), channel
-name counts that do not match, duplicated or empty marker sets, label files that do not match the image.
+file and the problem: unreadable/corrupt/truncated files (including corrupt compressed TIFF data and
+HDF5 datasets whose declared shape was never written), complex or non-numeric data, images of zero
+size, integer voxels beyond float32's exact range (``|v| > 2**24``), NaN/Inf voxels (marker and slice),
+channel name counts that do not match, duplicated or empty marker sets, label files that do not match
+the image.
 """
 
 from __future__ import annotations
 
 import logging
+import lzma
+import math
 import os
 import re
 import xml.etree.ElementTree as ET
+import zlib
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -35,6 +41,8 @@ HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
 IMS_SUFFIXES = (".ims",)
 #: a channel name that skips the channel (``--channel-names DAPI,-,collagen``)
 SKIP = "-"
+#: float32 holds every integer up to this magnitude exactly; integer voxels beyond it are refused.
+FLOAT32_EXACT_INT = 2**24
 _UNIT_TO_UM = {"µm": 1.0, "um": 1.0, "micron": 1.0, "microns": 1.0, "micrometer": 1.0, "nm": 1e-3, "mm": 1e3, "m": 1e6}
 
 
@@ -65,6 +73,20 @@ class VolumeReader:
     spacing_source: str
     dtype: np.dtype
     _keep: list[int] | None = None  # file channels read (None: all)
+
+    def _check_data(self) -> None:
+        """Refuse data that cannot become float32 voxels faithfully: complex or non-numeric, or zero size."""
+        kind = self.dtype.kind
+        if kind == "c":
+            raise VolumeError(
+                f"{self.path}: complex image data ({self.dtype}) is not supported (the imaginary part would be lost); "
+                "save a real image, e.g. the magnitude"
+            )
+        if kind not in "biuf":
+            raise VolumeError(f"{self.path}: data type {self.dtype} is not an image type (expected integers or floats)")
+        if 0 in self.shape_czyx:
+            c, z, y, x = self.shape_czyx
+            raise VolumeError(f"{self.path}: image has zero size (channels {c}, Z {z}, Y {y}, X {x})")
 
     def _set_metadata(
         self,
@@ -115,6 +137,8 @@ class VolumeReader:
                 data = data[self._keep]
         except (OSError, ValueError, IndexError, tifffile.TiffFileError) as exc:
             raise VolumeError(f"{self.path}: cannot read slice {z} (corrupt or truncated file): {exc}") from None
+        if data.dtype.kind in "iu" and data.dtype.itemsize >= 4 and data.size:
+            self._check_exact(data, z)
         out = data.astype(np.float32, copy=False)
         if np.issubdtype(data.dtype, np.floating):
             bad = ~np.isfinite(out).reshape(out.shape[0], -1).all(axis=1)
@@ -122,6 +146,18 @@ class VolumeReader:
                 names = ", ".join(m for m, b in zip(self.markers, bad) if b)
                 raise VolumeError(f"{self.path}: NaN/Inf voxels in marker(s) {names} at slice {z}")
         return out
+
+    def _check_exact(self, data: np.ndarray, z: int) -> None:
+        """Refuse integer voxels that float32 cannot hold exactly (naming marker, slice and value)."""
+        for c, channel in enumerate(data):
+            low, high = int(channel.min()), int(channel.max())
+            if max(-low, high) > FLOAT32_EXACT_INT:
+                value = high if high >= -low else low
+                raise VolumeError(
+                    f"{self.path}: integer voxel value {value} in marker {self.markers[c]} at slice {z} is beyond "
+                    f"2^24 = {FLOAT32_EXACT_INT}, which float32 cannot hold exactly; convert the image to float32 "
+                    "or scale it below 2^24"
+                )
 
     def iter_slices(self) -> Iterator[np.ndarray]:
         """Every slice in order (streaming)."""
@@ -235,6 +271,7 @@ class TiffVolume(VolumeReader):
                 self.mode, array = "pages", _TiffPages(self.path, self._tif, series, shape)
             self._reader = _AxesArray(array, canon)
             self.shape_czyx = self._reader.shape_czyx  # type: ignore[assignment]
+            self._check_data()
             self._set_metadata(file_markers, file_spacing, markers, spacing)
         except BaseException:
             self._tif.close()
@@ -348,8 +385,11 @@ class _TiffPages(_PlaneArray):
                 raise OSError(f"page {p} extends past the end of the file ({end} > {self._size} bytes)")
         try:
             data = self.tif.asarray(key=indices, series=0)
-        except RuntimeError as exc:  # imagecodecs' decoder errors: damaged compressed data
-            raise OSError(f"{_codec_name(self.series.keyframe.compression)} data cannot be decoded: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - each codec raises its own error type
+            if not _is_decode_error(exc):
+                raise
+            codec = _codec_name(self.series.pages[indices[0]].compression)
+            raise OSError(f"corrupt compressed data ({codec} data cannot be decoded: {exc})") from None
         return data.reshape(len(indices), *self.shape[-self.plane_ndim :])
 
 
@@ -376,6 +416,14 @@ def _check_codec(path: Path, code: int) -> str:
             f"({exc.args[0]}){hint}; save the file uncompressed or with LZW / Deflate / Zstd"
         ) from None
     return name
+
+
+def _is_decode_error(exc: BaseException) -> bool:
+    """An error of a decompressor on bad data: zlib / lzma (tifffile's fallback codecs) or imagecodecs'
+    codec errors (RuntimeError subclasses; its ImportErrors for missing codecs are not decode errors)."""
+    if isinstance(exc, (zlib.error, lzma.LZMAError)):
+        return True
+    return isinstance(exc, RuntimeError) and type(exc).__module__.partition(".")[0] == "imagecodecs"
 
 
 class _TiffLogCatcher(logging.Handler):
@@ -479,6 +527,8 @@ class H5Volume(VolumeReader):
             self.dtype = np.dtype(ds.dtype)
             self._reader = _AxesArray(ds, canon)
             self.shape_czyx = self._reader.shape_czyx  # type: ignore[assignment]
+            self._check_data()
+            _check_stored(self.path, ds)
             self._set_metadata(file_markers, file_spacing, markers, spacing)
         except BaseException:
             self._file.close()
@@ -557,6 +607,9 @@ class ImsVolume(VolumeReader):
                     raise VolumeError(f"{self.path}: {k} data has shape {ds.shape}, smaller than Z,Y,X = {(nz, ny, nx)}")
             self.shape_czyx = (len(keys), nz, ny, nx)
             self.dtype = np.dtype(self._datasets[0].dtype)
+            self._check_data()
+            for ds in self._datasets:
+                _check_stored(self.path, ds)
             names = []
             for i in range(len(keys)):
                 ch = self._file.get(f"DataSetInfo/Channel {int(keys[i].split()[1])}")
@@ -577,6 +630,37 @@ class ImsVolume(VolumeReader):
 
     def close(self) -> None:
         self._file.close()
+
+
+def _check_stored(path: Path, ds: h5py.Dataset) -> None:
+    """Refuse an HDF5 dataset whose declared data were never (completely) written.
+
+    HDF5 reads unwritten storage as the fill value, so a tiny file can declare a huge shape and stream
+    zeros for hours. A chunked dataset must hold every one of its chunks (whatever their compression);
+    a contiguous one must have storage allocated. Virtual and external datasets are not checked.
+    """
+    if ds.is_virtual or ds.external or ds.size == 0:
+        return
+    declared = f"{path}:{ds.name} declares shape {tuple(ds.shape)} ({_human_bytes(ds.size * ds.dtype.itemsize)})"
+    if ds.chunks is None:
+        stored, expected = int(ds.id.get_storage_size() > 0), 1
+    else:
+        stored, expected = ds.id.get_num_chunks(), math.prod(-(-n // c) for n, c in zip(ds.shape, ds.chunks))
+    if stored == 0:
+        raise VolumeError(f"{declared} but holds no data (never written; it would read as the fill value)")
+    if stored < expected:
+        raise VolumeError(
+            f"{declared} but only {stored} of its {expected} chunks hold data (the rest was never written and "
+            "would read as the fill value); incompletely written file?"
+        )
+
+
+def _human_bytes(n: float) -> str:
+    units = ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
+    i = 0
+    while n >= 1024 and i < len(units) - 1:
+        n, i = n / 1024, i + 1
+    return f"{n:.0f} bytes" if i == 0 else f"{n:.1f} {units[i]}"
 
 
 def open_volume(

@@ -17,7 +17,6 @@ is kept, hard-linked into the sample folder, so nothing is copied).
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import json
 import os
@@ -36,7 +35,7 @@ from marker_excite.atomic import atomic_path, check_output_path, remove_stale_te
 from marker_excite.atomic import commit as commit_file
 from marker_excite.data.sample import Sample
 from marker_excite.data.stats import RunningStats
-from marker_excite.errors import UserInputError
+from marker_excite.errors import UserInputError, os_error_text
 
 #: Value of the root attribute ``format`` of every store index (and of every sample file).
 STORE_FORMAT = "marker_excite.SampleStore"
@@ -238,7 +237,7 @@ class SampleWriter:
         except OSError as exc:
             self.abort()
             raise StoreError(
-                f"writing sample {self.name!r} to store {self._store.path} failed: {_os_error_text(exc)}; "
+                f"writing sample {self.name!r} to store {self._store.path} failed: {os_error_text(exc)}; "
                 "the store is unchanged"
             ) from None
 
@@ -453,7 +452,7 @@ class SampleStore:
             self._sample_dir.mkdir(parents=True, exist_ok=True)
             tmp = temporary_sibling(self._sample_dir / _TEMP_BASE)
         except OSError as exc:
-            raise StoreError(f"cannot write to store {self.path}: {_os_error_text(exc)}") from None
+            raise StoreError(f"cannot write to store {self.path}: {os_error_text(exc)}") from None
         try:
             h5 = h5py.File(tmp, "w")
             h5.attrs["format"] = STORE_FORMAT
@@ -478,7 +477,7 @@ class SampleStore:
                 h5.close()
             tmp.unlink(missing_ok=True)
             if isinstance(exc, OSError):
-                raise StoreError(f"cannot write sample {name!r} to store {self.path}: {_os_error_text(exc)}") from None
+                raise StoreError(f"cannot write sample {name!r} to store {self.path}: {os_error_text(exc)}") from None
             raise
         writer = SampleWriter(self, tmp, h5, name, markers, classes, overwrite)
         self._writers.add(writer)
@@ -577,7 +576,7 @@ class SampleStore:
                 with contextlib.suppress(OSError):
                     _collect_garbage(entries, sample_dir)
         except OSError as exc:
-            raise StoreError(f"cannot update store {self.path}: {_os_error_text(exc)}; the store is unchanged") from None
+            raise StoreError(f"cannot update store {self.path}: {os_error_text(exc)}; the store is unchanged") from None
         finally:
             if not committed:
                 for file in moved:
@@ -755,14 +754,6 @@ def _schema_version(value: object, path: Path) -> int:
     if not re.fullmatch(r"\d+", text):
         raise StoreError(f"store {path} has an invalid schema version {text!r} (expected a whole number)")
     return int(text)
-
-
-def _os_error_text(exc: OSError) -> str:
-    if getattr(exc, "errno", None) == errno.ENOSPC or "No space left" in str(exc):
-        return "no space left on device"
-    if exc.strerror:
-        return exc.strerror
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def _open_h5(path: Path, mode: str) -> h5py.File:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import h5py
 import numpy as np
@@ -14,6 +15,7 @@ import tifffile
 from marker_excite.atomic import atomic_directory, check_output_path, commit, temporary_sibling
 from marker_excite.data.io import HDF5_SUFFIXES, TIFF_SUFFIXES, VolumeError, check_marker_names, check_spacing
 from marker_excite.data.zarr_io import ZARR_SUFFIXES, ZarrImageWriter, has_zarr_metadata
+from marker_excite.errors import os_error_text
 
 
 class VolumeWriter:
@@ -27,6 +29,8 @@ class VolumeWriter:
     ``.ome.zarr``; NGFF 0.4, see :mod:`marker_excite.data.zarr_io`). Data go to a temporary sibling
     (file or folder) that is renamed into place by :meth:`close` once every slice is written; on an error (or
     :meth:`abort`) nothing appears under the final name. Refuses an existing output unless ``overwrite``.
+    A failing write (e.g. a full disk) raises :class:`VolumeError` naming the output; the temporary
+    file is removed.
     """
 
     def __init__(
@@ -62,18 +66,28 @@ class VolumeWriter:
                 raise VolumeError(f"{self.path} exists and is not a zarr folder; refusing to replace it")
         else:
             raise VolumeError(f"{self.path}: output must end in .ome.tif/.tif (OME-TIFF), .h5 (HDF5) or .ome.zarr (OME-Zarr)")
-        if self.format == "zarr":
-            self._commit = atomic_directory(self.path)
-            self._tmp = self._commit.__enter__()
-        else:
-            self._tmp = temporary_sibling(self.path)
+        with self._failing_write():
+            if self.format == "zarr":
+                self._commit = atomic_directory(self.path)
+                self._tmp = self._commit.__enter__()
+            else:
+                self._tmp = temporary_sibling(self.path)
         self._written = np.zeros(self.shape_czyx[1], dtype=bool)
-        self._closed = False
+        self._closed = self._finished = False
         try:
-            self._open()
+            with self._failing_write():
+                self._open()
         except BaseException as exc:
             self._discard(exc)
             raise
+
+    @contextlib.contextmanager
+    def _failing_write(self) -> Iterator[None]:
+        """Turn an OSError of the writing (disk full, quota, I/O error) into a one-line VolumeError."""
+        try:
+            yield
+        except OSError as exc:
+            raise VolumeError(f"cannot write {self.path}: {os_error_text(exc)}") from None
 
     def _open(self) -> None:
         c, z, y, x = self.shape_czyx
@@ -110,7 +124,7 @@ class VolumeWriter:
 
     def write_slice(self, z: int, data: np.ndarray) -> None:
         """Write slice ``z``: ``[C, Y, X]`` (or ``[Y, X]`` for a single channel)."""
-        if self._closed:
+        if self._closed or self._finished:
             raise VolumeError(f"{self.path}: writer is closed")
         c, nz, y, x = self.shape_czyx
         data = np.asarray(data)
@@ -120,42 +134,60 @@ class VolumeWriter:
             raise VolumeError(f"{self.path}: slice {z} has shape {data.shape}, expected {(c, y, x)}")
         if not 0 <= z < nz:
             raise VolumeError(f"{self.path}: slice {z} outside 0..{nz - 1}")
-        if self.format == "tiff":
-            self._fh.seek(self._offset + z * data.size * self.dtype.itemsize)
-            self._fh.write(np.ascontiguousarray(data, dtype=self.dtype).tobytes())
-        elif self.format == "zarr":
-            self._zarr.write_slice(z, np.asarray(data, dtype=self.dtype))
-        else:
-            self._ds[:, z] = data
+        with self._failing_write():
+            if self.format == "tiff":
+                self._fh.seek(self._offset + z * data.size * self.dtype.itemsize)
+                self._fh.write(np.ascontiguousarray(data, dtype=self.dtype).tobytes())
+            elif self.format == "zarr":
+                self._zarr.write_slice(z, np.asarray(data, dtype=self.dtype))
+            else:
+                self._ds[:, z] = data
         self._written[z] = True
 
-    def close(self) -> Path:
-        """Commit: check every slice was written, then rename the temporary file into place."""
-        if self._closed:
-            return self.path
+    def finish(self) -> None:
+        """Check every slice was written and flush the temporary file (a full disk shows here at the
+        latest); :meth:`close` then only renames. Lets a caller flush several outputs before committing any."""
+        if self._closed or self._finished:
+            return
         missing = np.flatnonzero(~self._written)
         if missing.size:
             self.abort()
             raise VolumeError(f"{self.path}: {missing.size} slice(s) never written (first: {int(missing[0])})")
-        self._release()
-        if self.format == "zarr":
-            try:
-                self._zarr.finish()
-            except BaseException as exc:
-                self._discard(exc)
-                self._closed = True
-                raise
-            self._commit.__exit__(None, None, None)
-        else:
-            commit(self._tmp, self.path)
-        self._closed = True
+        try:
+            with self._failing_write():
+                self._release()
+                if self.format == "zarr":
+                    self._zarr.finish()
+        except BaseException as exc:
+            self._discard(exc)
+            self._closed = True
+            raise
+        self._finished = True
+
+    def close(self) -> Path:
+        """Commit: :meth:`finish`, then rename the temporary file (or folder) into place."""
+        if self._closed:
+            return self.path
+        self.finish()
+        try:
+            with self._failing_write():
+                if self.format == "zarr":
+                    self._commit.__exit__(None, None, None)
+                else:
+                    commit(self._tmp, self.path)
+        finally:
+            if self.format != "zarr":
+                self._tmp.unlink(missing_ok=True)
+            self._closed = True
         return self.path
 
     def abort(self) -> None:
         """Discard everything written (the final path is left untouched)."""
         if self._closed:
             return
-        self._release()
+        if not self._finished:
+            with contextlib.suppress(OSError):  # closing flushes, which fails again on a full disk
+                self._release()
         self._discard(VolumeError(f"{self.path}: writing aborted"))
         self._closed = True
 
