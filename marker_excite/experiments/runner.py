@@ -112,6 +112,16 @@ def check_settings(job: Job, p: Preset, out_dir: str | os.PathLike) -> None:
         )
 
 
+def _release_models() -> None:
+    """Free the finished job's model, graphs and traced functions before the next job of the process
+    (weights are seeded per job, so this changes no result)."""
+    import gc
+
+    if "keras" in sys.modules:  # only when a job imported it (tests use stub jobs)
+        sys.modules["keras"].backend.clear_session()
+    gc.collect()
+
+
 @dataclass
 class RunSummary:
     """What :func:`run_jobs` did: job ids run now, skipped (already done), and still missing overall."""
@@ -162,6 +172,7 @@ def run_jobs(
             print(f"[{exp.name} shard {shard[0]}/{shard[1]}] job {k}/{len(jobs)}: {job.job_id}", file=sys.stderr, flush=True)
         run_job(job, exp.preset, out_dir, store_path, resume=resume, train_fn=train_fn, evaluate_fn=evaluate_fn,
                 progress=progress)
+        _release_models()
         ran.append(job.job_id)
         if progress:
             print(f"[{exp.name}] {job.job_id} done in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
