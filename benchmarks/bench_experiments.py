@@ -15,7 +15,6 @@ Prints one JSON object.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -24,25 +23,18 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+from common import emit, training_arrays  # noqa: E402  (benchmarks/common.py)
+
 
 def bare_compute(model_cfg, train_cfg, store_path: Path, fold, steps: int) -> float:
     """Seconds of ``model.fit`` for ``steps`` batches of the fold's training patches held in memory."""
     import keras
-    import numpy as np
 
-    from marker_excite.data import pipeline
-    from marker_excite.losses import WeightedCrossEntropy, log_class_weights
+    from marker_excite.losses import WeightedCrossEntropy
     from marker_excite.models.zoo import build_model
     from marker_excite.training import _learning_rate
 
-    ds = pipeline.make_dataset(
-        store_path, list(fold.train), panel=model_cfg.panel, classes=model_cfg.classes,
-        input_size=model_cfg.input_size, output_size=model_cfg.output_size, batch_size=64, shuffle=False,
-    )
-    parts = [(x["image"].numpy(), x["availability"].numpy(), y.numpy()) for x, y in ds]
-    x = {"image": np.concatenate([p[0] for p in parts]), "availability": np.concatenate([p[1] for p in parts])}
-    y = np.concatenate([p[2] for p in parts])
-    weights = log_class_weights(pipeline.class_pixel_counts(store_path, list(fold.train), model_cfg.classes))
+    x, y, weights = training_arrays(model_cfg, store_path, fold.train)
     keras.utils.set_random_seed(train_cfg.seed)
     model = build_model(model_cfg)
     optimizer = keras.optimizers.Adam(_learning_rate(train_cfg, train_cfg.steps_per_epoch or 1))
@@ -66,7 +58,6 @@ def main(argv=None) -> int:
     import tensorflow as tf
 
     from marker_excite import experiments as E
-    from marker_excite.atomic import write_json
     from marker_excite.training import load_run
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_experiments_"))
@@ -103,10 +94,7 @@ def main(argv=None) -> int:
         "devices": [d.name for d in tf.config.list_physical_devices()],
         "cpu_count": os.cpu_count(),
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        write_json(args.out, result)
+    emit(result, args.out)
     return 0
 
 

@@ -27,7 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from marker_excite.atomic import write_text  # noqa: E402
+from common import emit  # noqa: E402  (benchmarks/common.py)
 
 
 def _predictor(name: str, markers: tuple[str, ...], **sizes):
@@ -164,10 +164,7 @@ def main() -> None:
         results["throughput_paper_model"] = throughput(n_slices=1, tiles_per_side=2, batch_size=2, preset="paper")
     if not args.skip_memory:
         results["memory"] = memory(args.size_gib)
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.out:
-        write_text(args.out, text + "\n")
+    emit(results, args.out)
 
 
 if __name__ == "__main__":

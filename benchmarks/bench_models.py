@@ -13,7 +13,6 @@ Usage: python benchmarks/bench_models.py [--preset small] [--batch 2] [--steps 2
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -24,7 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from marker_excite.atomic import write_json  # noqa: E402
+from common import emit  # noqa: E402  (benchmarks/common.py)
 from marker_excite.losses import WeightedCrossEntropy  # noqa: E402
 from marker_excite.models.zoo import ZOO_NAMES, build_model, model_config  # noqa: E402
 
@@ -107,10 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             "seconds": {n: round(t, 4) for n, t in paper.items()},
             "relative_to_MZ": {n: round(t / paper["MZ"], 3) for n, t in paper.items()},
         }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        write_json(args.out, result)
+    emit(result, args.out)
     return 0
 
 

@@ -14,7 +14,6 @@ Prints one JSON object.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -23,27 +22,16 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from common import emit, training_arrays  # noqa: E402  (benchmarks/common.py)
+
 
 def bare_fit(model_cfg, train_cfg, store_path: Path, fold, epochs: int) -> dict:
     import keras
-    import numpy as np
 
-    from marker_excite.data import pipeline
-    from marker_excite.losses import WeightedCrossEntropy, log_class_weights
+    from marker_excite.losses import WeightedCrossEntropy
     from marker_excite.models.zoo import build_model
 
-    ds = pipeline.make_dataset(
-        store_path, list(fold.train), panel=model_cfg.panel, classes=model_cfg.classes,
-        input_size=model_cfg.input_size, output_size=model_cfg.output_size, batch_size=64, shuffle=False,
-    )
-    images, avail, labels = [], [], []
-    for x, y in ds:
-        images.append(x["image"].numpy())
-        avail.append(x["availability"].numpy())
-        labels.append(y.numpy())
-    x = {"image": np.concatenate(images), "availability": np.concatenate(avail)}
-    y = np.concatenate(labels)
-    weights = log_class_weights(pipeline.class_pixel_counts(store_path, list(fold.train), model_cfg.classes))
+    x, y, weights = training_arrays(model_cfg, store_path, fold.train)
     keras.utils.set_random_seed(train_cfg.seed)
     model = build_model(model_cfg)
     model.compile(optimizer=keras.optimizers.Adam(train_cfg.learning_rate), loss=WeightedCrossEntropy(weights))
@@ -116,10 +104,7 @@ def main(argv=None) -> int:
         "devices": [d.name for d in tf.config.list_physical_devices()],
         "cpu_count": os.cpu_count(),
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    emit(result, args.out)
     return 0
 
 
