@@ -49,13 +49,18 @@ def test_import_refuses_absurd_inputs(stack, capsys, extra, message):
     assert sorted(p.name for p in d.iterdir()) == ["img.ome.tif"]
 
 
-def test_predict_output_equal_to_its_input_store_is_refused_even_with_overwrite(stack, tmp_path, capsys):
-    run_dir, _, _ = make_run(tmp_path / "run")
-    store = tmp_path / "store.h5"
+def _one_sample_store(store):
+    """A store with one 1 x 20 x 30 sample ``s1`` of ones."""
     with SampleStore(store, "w") as st:
         w = st.create_sample("s1", markers=MARKERS, shape_zyx=(1, 20, 30))
         w.write_slice(0, np.ones((len(MARKERS), 20, 30), np.float32))
         w.finalize()
+    return store
+
+
+def test_predict_output_equal_to_its_input_store_is_refused_even_with_overwrite(stack, tmp_path, capsys):
+    run_dir, _, _ = make_run(tmp_path / "run")
+    store = _one_sample_store(tmp_path / "store.h5")
     before = store.read_bytes()
     for out in (store, tmp_path / "store.h5.samples" / "x.h5"):
         argv = ["predict", str(run_dir), f"{store}:s1", "--labels", str(out), "--overwrite", "--quiet"]
@@ -150,11 +155,7 @@ def test_decompressor_errors_are_decode_errors():
                                               ("1.1", "an invalid schema version '1.1'")])  # fmt: skip
 def test_predict_refuses_a_store_of_a_newer_or_invalid_schema_version(tmp_path, capsys, version, message):
     run_dir, _, _ = make_run(tmp_path / "run")
-    store = tmp_path / "store.h5"
-    with SampleStore(store, "w") as st:
-        w = st.create_sample("s1", markers=MARKERS, shape_zyx=(1, 20, 30))
-        w.write_slice(0, np.ones((len(MARKERS), 20, 30), np.float32))
-        w.finalize()
+    store = _one_sample_store(tmp_path / "store.h5")
     with h5py.File(store, "a") as f:
         f.attrs["version"] = version
     out = tmp_path / "out"
