@@ -177,12 +177,21 @@ def convergence(out_dir: str | os.PathLike) -> dict[str, dict[str, Any]]:
             continue
         tail = values[-max(1, len(values) // 4):]
         best = int(np.argmax(values)) + 1
-        by_model.setdefault(run.parent.name.split("__")[0], []).append((max(tail) - min(tail), best, len(values)))
+        label = _model_label(run)
+        by_model.setdefault(label, []).append((max(tail) - min(tail), best, len(values)))
     return {
         m: {"runs": len(v), "plateau": sum(r < PLATEAU_RANGE for r, _, _ in v), "max_range": max(r for r, _, _ in v),
             "median_best_epoch": float(np.median([b for _, b, _ in v])), "epochs": int(np.median([e for _, _, e in v]))}
         for m, v in sorted(by_model.items())
     }
+
+
+def _model_label(evaluation_csv: Path) -> str:
+    """The model label of a finished job (first row of its ``evaluation.csv``)."""
+    import csv
+
+    with open(evaluation_csv, newline="") as fh:
+        return str(next(csv.DictReader(fh))["model"])
 
 
 def _models_of(claim: Claim) -> list[str]:
@@ -192,7 +201,7 @@ def _models_of(claim: Claim) -> list[str]:
 def _note(claim: Claim, conv: Mapping[str, Mapping[str, Any]], measured: Mapping[str, Any]) -> str:
     parts = [measured["detail"]]
     for m in _models_of(claim):
-        c = conv.get(m.replace("+", "plus"))
+        c = conv.get(m)
         if c:
             parts.append(f"{m}: {c['plateau']}/{c['runs']} runs on a plateau")
     if isinstance(claim, Groups):
