@@ -33,7 +33,8 @@ from marker_excite.atomic import write_text  # noqa: E402
 def _predictor(name: str, markers: tuple[str, ...], **sizes):
     """A Predictor of a freshly built (seeded) zoo model; no run directory needed."""
     from marker_excite.forward import keras_forward
-    from marker_excite.inference import ModelSpec, Predictor
+    from marker_excite.model_spec import ModelSpec
+    from marker_excite.predictor import Predictor
     from marker_excite.models.zoo import build_model, model_config
 
     cfg = model_config(name, markers=markers, **sizes)

@@ -6,7 +6,8 @@ for the model's marker panel (K markers) and an ``H -> h`` network (e.g. 572 -> 
 * every annotated slice of every sample is tiled with :class:`~marker_excite.data.tiling.TileLayout`;
   one element per output tile, each exactly once per epoch (in :func:`patch_index` order when not
   shuffled, in a seeded random order otherwise; batches may mix samples; the last partial batch is kept);
-* channels are mapped to the panel BY NAME; each channel is standardised with its sample's stored mean
+* channels are mapped to the panel BY NAME (:func:`~marker_excite.model_spec.plan_channels`, as in
+  inference); each channel is standardised with its sample's stored mean
   and std BEFORE zero padding; markers a sample lacks -- or that ``marker_panels`` removes from it, or
   that ``subset`` does not give the model -- are zero channels with availability 0;
 * labels: 0 background, ``c`` for the c-th entry of ``classes`` (the later class wins on overlap);
@@ -30,6 +31,7 @@ from marker_excite.data.store import SampleInfo, SampleStore
 from marker_excite.data.tiling import TileLayout
 from marker_excite.errors import UserInputError
 from marker_excite.markers import MarkerPanel
+from marker_excite.model_spec import plan_channels
 
 #: Default memory budget for cached slices (bytes).
 DEFAULT_CACHE_BYTES = 2 * 1024**3
@@ -119,32 +121,13 @@ class PatchSource:
         self.fits_in_cache = sum(self._slice_bytes.values()) <= self.cache_bytes
 
     def _plan(self, info: SampleInfo, keep: Sequence[str] | None, given: np.ndarray) -> _SamplePlan:
-        low = [m.lower() for m in info.markers]
-        if keep is not None:
-            missing = [m for m in keep if m.lower() not in low]
-            if missing:
-                raise UserInputError(
-                    f"marker_panels: sample {info.name!r} has no marker(s) {', '.join(missing)}; it has {', '.join(info.markers)}"
-                )
-            kept = {m.lower() for m in keep}
-        else:
-            kept = set(low)
-        k = self.panel.size
-        source = np.full(k, -1, dtype=np.int64)
-        for j, name in enumerate(self.panel.names):
-            if name.lower() in low and name.lower() in kept and given[j]:
-                source[j] = low.index(name.lower())
-        if (source < 0).all():
-            raise UserInputError(
-                f"sample {info.name!r} gives none of the model's markers {', '.join(self.panel.names)} "
-                f"(sample markers: {', '.join(info.markers)}, after marker_panels / subset)"
-            )
-        avail = (source >= 0).astype(np.float32)
+        channels = plan_channels(info.markers, self.panel, keep=keep, given=np.flatnonzero(given), sample=info.name)
+        source = channels.source
         mean = np.array([info.mean[s] if s >= 0 else 0.0 for s in source], dtype=np.float64)
         sd = np.array([info.std[s] if s >= 0 else 1.0 for s in source], dtype=np.float64)
         class_names = tuple(info.classes[info.class_index(c)] for c in self.classes)
         layout = TileLayout(info.shape_zyx[1:], self.input_size, self.output_size)
-        return _SamplePlan(info.name, layout, source, avail, mean, sd, class_names)
+        return _SamplePlan(info.name, layout, source, channels.availability, mean, sd, class_names)
 
     def _bytes(self, plan: _SamplePlan) -> int:
         (py, px), (cy, cx) = plan.layout.padded_shape_yx, plan.layout.covered_yx
