@@ -31,7 +31,7 @@ from marker_excite.data.store import SampleInfo, SampleStore
 from marker_excite.data.tiling import TileLayout
 from marker_excite.errors import UserInputError
 from marker_excite.markers import MarkerPanel
-from marker_excite.model_spec import plan_channels
+from marker_excite.model_spec import AVAILABILITY, IMAGE, plan_channels, tensor_shapes
 
 #: Default memory budget for cached slices (bytes).
 DEFAULT_CACHE_BYTES = 2 * 1024**3
@@ -236,7 +236,7 @@ class PatchSource:
                 else:
                     img, lab = arrays[0][y0 : y0 + h, x0 : x0 + h], arrays[1][y0 : y0 + s, x0 : x0 + s]
                 img, lab = dihedral(img, lab, False, flip_y, flip_x)
-                yield {"image": img, "availability": plan.availability}, lab
+                yield {IMAGE: img, AVAILABILITY: plan.availability}, lab
 
 
 def _stacked(items: Iterator[tuple[dict[str, np.ndarray], np.ndarray]], batch_size: int):
@@ -247,8 +247,8 @@ def _stacked(items: Iterator[tuple[dict[str, np.ndarray], np.ndarray]], batch_si
             return
         yield (
             {
-                "image": np.stack([c[0]["image"] for c in chunk]),
-                "availability": np.stack([c[0]["availability"] for c in chunk]),
+                IMAGE: np.stack([c[0][IMAGE] for c in chunk]),
+                AVAILABILITY: np.stack([c[0][AVAILABILITY] for c in chunk]),
             },
             np.stack([c[1] for c in chunk]),
         )
@@ -323,12 +323,10 @@ def source_dataset(source: PatchSource, batch_size: int, *, seed: int, repeat: b
 
     if int(batch_size) < 1:
         raise UserInputError(f"batch_size must be >= 1, got {batch_size}")
-    k, b = source.panel.size, int(batch_size)
+    b = int(batch_size)
+    shapes = tensor_shapes(source.input_size, source.panel.size)
     signature = (
-        {
-            "image": tf.TensorSpec((None, source.input_size, source.input_size, k), tf.float32),
-            "availability": tf.TensorSpec((None, k), tf.float32),
-        },
+        {name: tf.TensorSpec(shapes[name], tf.float32) for name in (IMAGE, AVAILABILITY)},
         tf.TensorSpec((None, source.output_size, source.output_size), tf.int32),
     )
     # batches are stacked in Python: one hand-over to TensorFlow per batch, not per patch
