@@ -232,3 +232,19 @@ def test_encode_probabilities_and_spec():
     assert encode_probabilities(p, "uint16").tolist() == [[0, 32768, 65535]]
     spec = ModelSpec(MARKERS, ("a", "b"), 28, 12)
     assert spec.margin == 8 and spec.outputs == ("background", "a", "b")
+
+
+def test_model_card_round_trip_and_signature():
+    spec = ModelSpec(MARKERS, ("a", "b"), 28, 12, spacing_zyx=(2.0, 0.5, 0.5))
+    assert spec.shapes() == {"image": (None, 28, 28, 3), "availability": (None, 3), "probabilities": (None, 12, 12, 3)}
+    card = spec.card(model="MS", model_config={"name": "MS"}, software={}, training={})
+    assert card["tile"] == {"input_size": 28, "output_size": 12, "margin": 8}
+    assert card["signature"] == {
+        "name": "serving_default",
+        "inputs": {"image": {"dtype": "float32", "shape": ["N", 28, 28, 3]},
+                   "availability": {"dtype": "float32", "shape": ["N", 3]}},
+        "outputs": {"probabilities": {"dtype": "float32", "shape": ["N", 12, 12, 3]}},
+    }  # fmt: skip
+    assert ModelSpec.from_card(json.loads(json.dumps(card))) == spec
+    with pytest.raises(UserInputError, match="model card is incomplete"):
+        ModelSpec.from_card({"markers": list(MARKERS)})

@@ -35,7 +35,7 @@ class Preset:
     Attributes:
         name: ``paper`` / ``small`` (or a custom name).
         zoo_preset: model size preset of :func:`marker_excite.models.zoo.model_config`.
-        train_preset: schedule preset of :func:`marker_excite.training.train_config`.
+        train_preset: schedule preset of :func:`marker_excite.run.train_config`.
         phantom: preset of :func:`marker_excite.data.synthetic.write_dataset` used when no store is given.
         epochs, batch_size: training schedule.
         n_folds: folds of the cross-validation split; ``folds``: the folds run by default.
