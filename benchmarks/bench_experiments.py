@@ -58,7 +58,7 @@ def main(argv=None) -> int:
     import tensorflow as tf
 
     from marker_excite import experiments as E
-    from marker_excite.training import load_run
+    from marker_excite.run import load_run
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_experiments_"))
     exp = E.experiment("fig3_attention", "cpu", folds=[0], classes=["sinusoids"], models=[args.model])

@@ -33,7 +33,8 @@ from common import emit  # noqa: E402  (benchmarks/common.py)
 def _predictor(name: str, markers: tuple[str, ...], **sizes):
     """A Predictor of a freshly built (seeded) zoo model; no run directory needed."""
     from marker_excite.forward import keras_forward
-    from marker_excite.inference import ModelSpec, Predictor
+    from marker_excite.model_spec import ModelSpec
+    from marker_excite.predictor import Predictor
     from marker_excite.models.zoo import build_model, model_config
 
     cfg = model_config(name, markers=markers, **sizes)

@@ -25,7 +25,8 @@ import numpy as np  # noqa: E402
 
 from common import emit  # noqa: E402  (benchmarks/common.py)
 from marker_excite.losses import WeightedCrossEntropy  # noqa: E402
-from marker_excite.models.zoo import ZOO_NAMES, build_model, model_config  # noqa: E402
+from marker_excite.models.config import ZOO_NAMES  # noqa: E402
+from marker_excite.models.zoo import build_model, model_config  # noqa: E402
 
 TIMED_MODELS = ("MZ", "MS", "MS-SE", "MS-ME", "HeMIS")
 

@@ -69,7 +69,8 @@ def main(argv=None) -> int:
 
     from marker_excite.data.synthetic import write_dataset
     from marker_excite.models.zoo import model_config
-    from marker_excite.training import train, train_config
+    from marker_excite.run import train_config
+    from marker_excite.training import train
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_training_"))
     store = Path(args.store) if args.store else write_dataset(tmp / "phantom.h5", "small", progress=False)

@@ -18,6 +18,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
+
 from marker_excite.errors import UserInputError
 
 
@@ -181,15 +183,10 @@ def write_json(path: str | os.PathLike, data: Any, overwrite: bool = True) -> Pa
 
 
 def _json_default(obj: Any) -> Any:
-    try:
-        import numpy as np
-
-        if isinstance(obj, np.generic):
-            return obj.item()
-        if isinstance(obj, np.ndarray):
-            return obj.tolist()
-    except ImportError:  # pragma: no cover
-        pass
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
     if isinstance(obj, (set, frozenset, tuple)):
         return list(obj)
     if isinstance(obj, Path):

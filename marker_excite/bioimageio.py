@@ -2,7 +2,8 @@
 
 The zip holds ``rdf.yaml`` (the description; written as JSON, which is YAML), the TensorFlow
 SavedModel weights (``tf_saved_model_bundle.zip``), a test input / output pair cut from a real slice,
-a cover image, ``README.md`` and the ``model_card.json`` of :mod:`marker_excite.export`.
+a cover image, ``README.md`` and the run's ``model_card.json`` (:mod:`marker_excite.model_spec`, which also
+declares the tensor names used here).
 
 Two flavours:
 
@@ -32,7 +33,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from marker_excite.atomic import atomic_path, check_output_path
+from marker_excite.data.io import open_volume
+from marker_excite.data.resample import resample_slice
 from marker_excite.errors import UserInputError
+from marker_excite.export import serving_archive
+from marker_excite.model_spec import AVAILABILITY, CARD_NAME, IMAGE, PROBABILITIES, ModelSpec
+from marker_excite.run import Run, load_run
 
 FORMAT_VERSION = "0.5.4"
 EPS = 1e-6  # zero_mean_unit_variance: (x - mean) / (std + eps)
@@ -55,7 +62,7 @@ def standardise_tile(tile: np.ndarray) -> np.ndarray:
     return ((t - mean) / (std + EPS)).astype(np.float32)
 
 
-def sample_tile(run, sample: str | os.PathLike | None, markers: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+def sample_tile(run: Run, sample: str | os.PathLike | None, markers: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """A raw ``[1, input_size, input_size, len(markers)]`` tile of a real stack, at the model's pixel size,
     and the availability ``[1, len(markers)]`` (1 where the stack has the marker).
 
@@ -63,10 +70,6 @@ def sample_tile(run, sample: str | os.PathLike | None, markers: Sequence[str]) -
     validation, sample in its store). The middle slice's centre is cut out (zero-padded when the
     slice is smaller than a tile); channels are taken by name, a marker the stack lacks is zero.
     """
-    from marker_excite.data.io import open_volume
-    from marker_excite.data.resample import resample_slice
-    from marker_excite.export import training_spacing
-
     if sample is None:
         names = list(run.fold.test) or list(run.fold.val)
         if not names or not Path(run.store_path).is_file():
@@ -78,7 +81,7 @@ def sample_tile(run, sample: str | os.PathLike | None, markers: Sequence[str]) -
         if not any(m.lower() in lower for m in markers):
             raise UserInputError(f"sample {sample} has none of the markers {', '.join(markers)} (it has {', '.join(volume.markers)})")
         raw = volume.read_slice(volume.shape_czyx[1] // 2).astype(np.float32)
-        spacing, own = training_spacing(run), volume.spacing
+        spacing, own = run.spacing_zyx, volume.spacing
     image = np.stack([raw[lower.index(m.lower())] if m.lower() in lower else np.zeros(raw.shape[1:], np.float32) for m in markers])
     if spacing is not None and not np.allclose(own[1:], spacing[1:], rtol=1e-6):
         image = resample_slice(image, own[1:], spacing[1:])
@@ -109,24 +112,25 @@ def describe(card: dict[str, Any], fixed_markers: Sequence[str] | None, *, name:
     """The ``rdf.yaml`` content (model format 0.5) of an exported model card."""
     import tensorflow as tf
 
+    spec = ModelSpec.from_card(card)
     tile = card["tile"]
     spacing = card.get("spacing_zyx_um")
-    scale = float(spacing[2]) if spacing else None
-    inputs_markers = list(fixed_markers) if fixed_markers else list(card["markers"])
+    scale = float(spec.spacing_zyx[2]) if spec.spacing_zyx else None
+    inputs_markers = list(fixed_markers) if fixed_markers else list(spec.markers)
     inputs: list[dict[str, Any]] = [{
-        "id": "image",
+        "id": IMAGE,
         "description": "fluorescence channels" + ("" if fixed_markers else "; a missing marker: all-zero channel, availability 0"),
-        "axes": _axes(tile["input_size"], inputs_markers, scale),
-        "test_tensor": {"source": "test_input_image.npy"},
+        "axes": _axes(spec.input_size, inputs_markers, scale),
+        "test_tensor": {"source": f"test_input_{IMAGE}.npy"},
         "data": {"type": "float32"},
         "preprocessing": [{"id": "zero_mean_unit_variance", "kwargs": {"axes": ["y", "x"], "eps": EPS}}],
     }]  # fmt: skip
     if not fixed_markers:
         inputs.append({
-            "id": "availability",
+            "id": AVAILABILITY,
             "description": "1 for each marker present in the image, 0 for a missing (all-zero) channel",
-            "axes": [{"type": "batch"}, {"type": "channel", "channel_names": list(card["markers"])}],
-            "test_tensor": {"source": "test_input_availability.npy"},
+            "axes": [{"type": "batch"}, {"type": "channel", "channel_names": list(spec.markers)}],
+            "test_tensor": {"source": f"test_input_{AVAILABILITY}.npy"},
             "data": {"type": "float32"},
         })  # fmt: skip
     flavour = f"for the markers {', '.join(fixed_markers)}" if fixed_markers else "for any subset of its markers"
@@ -146,10 +150,10 @@ def describe(card: dict[str, Any], fixed_markers: Sequence[str] | None, *, name:
         "tags": ["fluorescence-light-microscopy", "semantic-segmentation", "2d", "tensorflow", "unet", "marker-excite"],
         "inputs": inputs,
         "outputs": [{
-            "id": "probabilities",
+            "id": PROBABILITIES,
             "description": "softmax probabilities of background and the classes; labels = argmax",
-            "axes": _axes(None, card["outputs"], scale, reference=("image", -2 * int(tile["margin"]))),
-            "test_tensor": {"source": "test_output_probabilities.npy"},
+            "axes": _axes(None, spec.outputs, scale, reference=(IMAGE, -2 * spec.margin)),
+            "test_tensor": {"source": f"test_output_{PROBABILITIES}.npy"},
             "data": {"type": "float32"},
         }],  # fmt: skip
         "weights": {
@@ -159,13 +163,13 @@ def describe(card: dict[str, Any], fixed_markers: Sequence[str] | None, *, name:
                 "comment": "SavedModel with endpoint 'serve' (and signature 'serving_default'), softmax included",
             }
         },
-        "attachments": [{"source": "model_card.json"}],
+        "attachments": [{"source": CARD_NAME}],
         **({"authors": [{"name": a} for a in authors]} if authors else {}),
         "config": {
             "marker_excite": {
-                "markers": list(card["markers"]),
+                "markers": list(spec.markers),
                 "fixed_markers": list(fixed_markers) if fixed_markers else None,
-                "classes": list(card["classes"]),
+                "classes": list(spec.classes),
                 "tile": tile,
                 "spacing_zyx_um": spacing,
                 "normalisation": card["normalisation"]["description"],
@@ -225,7 +229,7 @@ def _cover(path: Path, tile: np.ndarray, markers: Sequence[str], probs: np.ndarr
 
 
 def export_bioimageio(
-    run,
+    run: Run | str | os.PathLike,
     out_zip: str | os.PathLike,
     *,
     fixed_markers: Sequence[str] | None = None,
@@ -242,25 +246,20 @@ def export_bioimageio(
     """
     import tensorflow as tf
 
-    from marker_excite.atomic import atomic_path, check_output_path
-    from marker_excite.export import model_card, serving_archive
-    from marker_excite.markers import MarkerPanel
-
     if isinstance(run, (str, os.PathLike)):
-        from marker_excite.training import load_run
-
         run = load_run(run)
     out = Path(out_zip)
     if out.suffix.lower() != ".zip":
         raise UserInputError(f"bioimage.io output {out} must end in .zip")
     check_output_path(out, overwrite=overwrite)
-    card = model_card(run)
-    panel = MarkerPanel(card["markers"])
+    card = run.card()
+    spec = run.spec
+    panel = spec.panel
     if fixed_markers is not None:
         fixed_markers = [panel.names[i] for i in panel.indices(list(fixed_markers))]
         if not fixed_markers or len(set(fixed_markers)) != len(fixed_markers):
             raise UserInputError(f"--fixed-markers must name distinct markers of the model ({', '.join(panel.names)})")
-    markers = list(fixed_markers or card["markers"])
+    markers = list(fixed_markers or spec.markers)
     raw, availability = sample_tile(run, sample, markers)
     if fixed_markers and not availability.all():
         missing = [m for m, a in zip(markers, availability[0]) if not a]
@@ -268,26 +267,26 @@ def export_bioimageio(
     rdf = describe(card, fixed_markers, name=f"{card['model']} {'-'.join(card['classes'])}", authors=authors)
     with tempfile.TemporaryDirectory(prefix=".bioimageio.", dir=out.parent) as tmp_name:
         tmp = Path(tmp_name)
-        serving_archive(run.model, run.model_config, fixed_markers).write_out(str(tmp / "saved_model"), verbose=False)
+        serving_archive(run.model, spec, fixed_markers).write_out(str(tmp / "saved_model"), verbose=False)
         loaded = tf.saved_model.load(str(tmp / "saved_model"))  # keeps the variables alive
         serve = loaded.serve
-        arrays = {"test_input_image.npy": raw}
+        arrays = {f"test_input_{IMAGE}.npy": raw}
         if fixed_markers:
-            probs = serve(standardise_tile(raw))["probabilities"].numpy()
+            probs = serve(standardise_tile(raw))[PROBABILITIES].numpy()
         else:
-            arrays["test_input_availability.npy"] = availability
-            probs = serve(standardise_tile(raw), availability)["probabilities"].numpy()
-        arrays["test_output_probabilities.npy"] = probs
+            arrays[f"test_input_{AVAILABILITY}.npy"] = availability
+            probs = serve(standardise_tile(raw), availability)[PROBABILITIES].numpy()
+        arrays[f"test_output_{PROBABILITIES}.npy"] = probs
         for fname, array in arrays.items():
             np.save(tmp / fname, array)
-        _cover(tmp / "cover.png", raw, markers, probs, card["outputs"])
+        _cover(tmp / "cover.png", raw, markers, probs, spec.outputs)
         (tmp / "README.md").write_text(_readme(card, fixed_markers))
-        (tmp / "model_card.json").write_text(json.dumps(card, indent=2) + "\n")
+        (tmp / CARD_NAME).write_text(json.dumps(card, indent=2) + "\n")
         (tmp / "rdf.yaml").write_text(json.dumps(rdf, indent=2) + "\n")
         shutil.make_archive(str(tmp / "weights"), "zip", tmp / "saved_model")
         (tmp / "weights.zip").rename(tmp / WEIGHTS)
         with atomic_path(out, overwrite=overwrite, suffix=".zip") as part:
             with zipfile.ZipFile(part, "w", zipfile.ZIP_DEFLATED) as zf:
-                for fname in ("rdf.yaml", "README.md", "cover.png", "model_card.json", WEIGHTS, *arrays):
+                for fname in ("rdf.yaml", "README.md", "cover.png", CARD_NAME, WEIGHTS, *arrays):
                     zf.write(tmp / fname, fname)
     return out

@@ -18,6 +18,8 @@ from typing import Sequence
 
 from marker_excite import __version__
 from marker_excite.commands import COMMANDS
+from marker_excite.commands.options import NOTICES, join_list_values
+from marker_excite.errors import UserInputError, is_disk_full
 
 
 class Terminated(KeyboardInterrupt):
@@ -55,11 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from marker_excite.commands.options import NOTICES, join_list_values
 
     parser = build_parser()
     args = parser.parse_args(join_list_values(list(sys.argv[1:] if argv is None else argv)))
-    from marker_excite.errors import UserInputError, is_disk_full
 
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if in_main else None

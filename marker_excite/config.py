@@ -13,6 +13,7 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
+from marker_excite.atomic import write_text
 from marker_excite.errors import UserInputError
 
 T = TypeVar("T", bound="JsonConfig")
@@ -63,8 +64,6 @@ class JsonConfig:
     def to_json(self, path: str | os.PathLike | None = None) -> str:
         text = json.dumps(self.to_dict(), indent=2) + "\n"
         if path is not None:
-            from marker_excite.atomic import write_text
-
             write_text(path, text)
         return text
 

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from marker_excite.cli import main as cli_main
+from marker_excite.data.store import SampleStore
 
 
 def _step(title: str, argv: list[str]) -> None:
@@ -54,8 +55,6 @@ def _summary(evaluation_csv: Path) -> str:
 
 def _quantification_summary(quant_csv: Path, store: Path) -> str:
     """Mean predicted sinusoid fraction per region next to the phantom's true fraction."""
-    from marker_excite.data.store import SampleStore
-
     with quant_csv.open(newline="") as fh:
         rows = list(csv.DictReader(fh))
     table: dict[str, list[tuple[float, float]]] = {}

@@ -3,6 +3,7 @@ and OS-error text."""
 
 from __future__ import annotations
 
+import difflib
 import errno
 from typing import Iterable
 
@@ -13,8 +14,6 @@ class UserInputError(ValueError):
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """``" (did you mean 'X'?)"`` for the closest of ``choices`` to a mistyped ``name``, else ``""``."""
-    import difflib
-
     options = {str(c).lower(): str(c) for c in choices}
     match = difflib.get_close_matches(str(name).lower(), list(options), n=1, cutoff=0.6)
     return f" (did you mean {options[match[0]]!r}?)" if match else ""

@@ -24,9 +24,15 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from marker_excite.atomic import write_text
+from marker_excite.data import pipeline
+from marker_excite.data.store import SampleStore
+from marker_excite.data.tiling import predict_tiled
 from marker_excite.errors import UserInputError
+from marker_excite.forward import keras_forward
 from marker_excite.markers import PAPER_MARKERS, MarkerPanel
 from marker_excite.progress import Progress
+from marker_excite.run import Run
+from marker_excite.stats import pair_rows
 
 #: Metrics reported per (class, subset).
 METRICS: tuple[str, ...] = ("f1", "precision", "recall", "tp", "fp", "fn")
@@ -92,8 +98,6 @@ class SliceScorer:
 
     def __init__(self, model, *, input_size: int, n_markers: int, n_outputs: int, batch_size: int = 4,
                  class_weights: Sequence[float] | None = None) -> None:
-        from marker_excite.forward import keras_forward
-
         self.forward = keras_forward(model, int(input_size), int(n_markers))
         self.n_outputs = int(n_outputs)
         self.batch_size = int(batch_size)
@@ -101,8 +105,6 @@ class SliceScorer:
 
     def probabilities(self, source, sample_i: int, padded: np.ndarray, availability: np.ndarray) -> np.ndarray:
         """Stitched probabilities ``[1 + C, Y, X]`` of one padded slice ``[Yp, Xp, K]`` of ``source``."""
-        from marker_excite.data.tiling import predict_tiled
-
         return predict_tiled(self.forward, source.plans[sample_i].layout, padded, availability, self.batch_size)
 
     def _slices(self, source) -> Iterable[tuple[int, np.ndarray, np.ndarray]]:
@@ -197,8 +199,6 @@ def evaluate_model(
     progress: bool = True,
 ) -> list[dict[str, Any]]:
     """Evaluate a built model on ``samples`` of an open store for every subset (see module doc)."""
-    from marker_excite.data import pipeline
-
     markers = tuple(model_config.markers)
     panel = MarkerPanel(markers)
     chosen = panel.all_subsets() if subsets is None else parse_subsets(subsets, markers)
@@ -223,7 +223,7 @@ def evaluate_model(
 
 
 def evaluate_run(
-    run,
+    run: Run,
     store=None,
     *,
     subsets: str | Sequence | None = None,
@@ -231,10 +231,10 @@ def evaluate_run(
     batch_size: int | None = None,
     progress: bool = True,
 ) -> list[dict[str, Any]]:
-    """Evaluate a :class:`~marker_excite.training.Run` on the TEST samples of its fold.
+    """Evaluate a :class:`~marker_excite.run.Run` on the TEST samples of its fold.
 
     Args:
-        run: from :func:`marker_excite.training.load_run`.
+        run: from :func:`marker_excite.run.load_run`.
         store: an open SampleStore or a store path (default: the run's store).
         subsets: None for all 2^K-1 subsets of the model's panel, else subsets as in :func:`parse_subsets`.
         samples: override the samples (default: the fold's test samples).
@@ -243,8 +243,6 @@ def evaluate_run(
 
     Returns tidy rows (see module doc), also for UB models (their panel is their own subset).
     """
-    from marker_excite.data.store import SampleStore
-
     samples = list(samples) if samples is not None else list(run.fold.test)
     if not samples:
         raise UserInputError(f"run {run.run_dir} has no test samples to evaluate on")
@@ -275,8 +273,6 @@ def relative(
     Rows keep the model's name and add ``reference`` (the reference model's name). Results present
     in only one table (e.g. subsets without a UB model) are left out.
     """
-    from marker_excite.stats import pair_rows
-
     rows_model, rows_ref = list(rows_model), list(rows_ref)
     ref_names = sorted({str(r["model"]) for r in rows_ref})
     by_key = {(str(r["class"]), str(r["subset"]), str(r["fold"])): r for r in rows_model}

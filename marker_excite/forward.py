@@ -7,7 +7,10 @@ from typing import Callable
 
 import numpy as np
 
-#: ``fn(image [N, H, W, K] float32, availability [N, K] float32) -> probabilities [N, h, w, 1 + C]``.
+from marker_excite.model_spec import AVAILABILITY, IMAGE, tensor_shapes
+
+#: ``fn(image [N, H, W, K] float32, availability [N, K] float32) -> probabilities [N, h, w, 1 + C]``
+#: (the tensor signature of :mod:`marker_excite.model_spec`).
 ForwardFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
@@ -16,11 +19,10 @@ def keras_forward(model, input_size: int, n_markers: int) -> ForwardFn:
     import keras
     import tensorflow as tf
 
+    shapes = tensor_shapes(input_size, n_markers)
+
     @tf.function(
-        input_signature=[
-            tf.TensorSpec([None, input_size, input_size, n_markers], tf.float32),
-            tf.TensorSpec([None, n_markers], tf.float32),
-        ],
+        input_signature=[tf.TensorSpec(shapes[name], tf.float32) for name in (IMAGE, AVAILABILITY)],
         reduce_retracing=True,
     )
     def forward(image, availability):

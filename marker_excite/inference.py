@@ -2,7 +2,7 @@
 
 Per stack (memory bounded: one slice, its tiles and its outputs are held at a time):
 
-1. channels are mapped to the model's panel BY NAME (:func:`marker_excite.markers.channel_map`);
+1. channels are mapped to the model's panel BY NAME (:func:`marker_excite.model_spec.plan_channels`);
    markers the stack lacks (or that ``markers=`` leaves out) are zero channels with availability 0;
 2. one streaming pass over the slices gives each channel's mean and standard deviation (the
    per-sample per-channel z-score used in training; a constant channel is only centred);
@@ -13,194 +13,32 @@ Per stack (memory bounded: one slice, its tiles and its outputs are held at a ti
 
 :func:`predict_slices` yields ``(z, probabilities [1+C, Y, X])``; :func:`predict_volume` collects them
 (small stacks); :func:`predict_file` streams them into OME-TIFF / HDF5 volumes, written atomically.
+The model is a :class:`~marker_excite.predictor.Predictor`, a trained run or a path to either
+(:func:`~marker_excite.predictor.as_predictor`).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
+from marker_excite.atomic import check_output_path
+from marker_excite.data.io import open_volume, source_file
+from marker_excite.data.resample import resample_notice, resample_to_shape, restore_slice, target_shape
 from marker_excite.data.stats import RunningStats, standardise
 from marker_excite.data.tiling import TileLayout, predict_tiled
-from marker_excite.errors import UserInputError, did_you_mean
-from marker_excite.forward import keras_forward
-from marker_excite.markers import MarkerError, MarkerPanel
+from marker_excite.data.writers import VolumeWriter
+from marker_excite.errors import UserInputError
+from marker_excite.model_spec import ModelSpec, plan_channels
+from marker_excite.predictor import as_predictor
 from marker_excite.progress import Progress
 
 #: Storage types of the probability volume: float32 as is; integers scale [0, 1] to [0, max].
 PROBABILITY_DTYPES: dict[str, int | None] = {"float32": None, "uint8": 255, "uint16": 65535}
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """What a model expects: marker panel, classes, tile geometry and pixel size."""
-
-    markers: tuple[str, ...]
-    classes: tuple[str, ...]
-    input_size: int
-    output_size: int
-    spacing_zyx: tuple[float, float, float] | None = None
-
-    @property
-    def panel(self) -> MarkerPanel:
-        return MarkerPanel(self.markers)
-
-    @property
-    def margin(self) -> int:
-        return (self.input_size - self.output_size) // 2
-
-    @property
-    def outputs(self) -> tuple[str, ...]:
-        """Names of the probability channels: background, then the classes."""
-        return ("background", *self.classes)
-
-    @classmethod
-    def from_card(cls, card: dict[str, Any]) -> "ModelSpec":
-        """The spec described by a model card (see :func:`marker_excite.export.model_card`)."""
-        try:
-            tile = card["tile"]
-            spacing = card.get("spacing_zyx_um")
-            return cls(
-                markers=tuple(card["markers"]),
-                classes=tuple(card["classes"]),
-                input_size=int(tile["input_size"]),
-                output_size=int(tile["output_size"]),
-                spacing_zyx=tuple(float(s) for s in spacing) if spacing else None,  # type: ignore[arg-type]
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise UserInputError(f"model card is incomplete or corrupt: {exc}") from None
-
-
-@dataclass
-class Predictor:
-    """A model ready for inference: ``probabilities(image [N,H,W,K], availability [N,K]) -> [N,h,w,1+C]``.
-
-    Attributes:
-        spec: what the model expects.
-        card: the model card (dict; :func:`marker_excite.export.model_card`).
-        source: the run directory or SavedModel it came from.
-        fn: the batched forward pass returning softmax probabilities (numpy in, numpy out).
-    """
-
-    spec: ModelSpec
-    card: dict[str, Any]
-    source: Path
-    fn: Callable[[np.ndarray, np.ndarray], np.ndarray] = field(repr=False)
-
-    def probabilities(self, image: np.ndarray, availability: np.ndarray) -> np.ndarray:
-        """Softmax probabilities ``[N, h, w, 1+C]`` float32 of a batch of input tiles."""
-        return np.asarray(self.fn(np.asarray(image, np.float32), np.asarray(availability, np.float32)))
-
-
-def predictor_from_run(run) -> Predictor:
-    """A :class:`Predictor` of a :class:`~marker_excite.training.Run` (its best weights)."""
-    from marker_excite.export import model_card
-
-    card = model_card(run)
-    spec = ModelSpec.from_card(card)
-    fn = keras_forward(run.model, spec.input_size, len(spec.markers))
-    return Predictor(spec=spec, card=card, source=Path(run.run_dir), fn=fn)
-
-
-def load_predictor(path: str | os.PathLike) -> Predictor:
-    """A run directory (``model_config.json``) or an exported SavedModel (``saved_model.pb``)."""
-    from marker_excite import run_dir as rd
-
-    p = Path(path)
-    if not p.exists():
-        raise UserInputError(f"model {p} does not exist (give a run directory or an exported model)")
-    if (p / "saved_model.pb").is_file():
-        from marker_excite.export import load_exported
-
-        return load_exported(p)
-    if rd.is_run_dir(p):
-        from marker_excite.training import load_run
-
-        return predictor_from_run(load_run(p))
-    raise UserInputError(f"{p} is neither a run directory (model_config.json) nor an exported model (saved_model.pb)")
-
-
-def as_predictor(model) -> Predictor:
-    """Accept a :class:`Predictor`, a training ``Run`` or a path."""
-    if isinstance(model, Predictor):
-        return model
-    if isinstance(model, (str, os.PathLike)):
-        return load_predictor(model)
-    if hasattr(model, "model_config") and hasattr(model, "model"):
-        return predictor_from_run(model)
-    raise TypeError(f"expected a Predictor, a Run or a path, got {type(model).__name__}")
-
-
-# -- channel planning -------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ChannelPlan:
-    """Which stack channel feeds which model input, and the availability vector."""
-
-    pairs: tuple[tuple[int, int], ...]  # (stack channel, panel index)
-    availability: np.ndarray  # (K,) float32
-    skipped: tuple[str, ...] = ()  # stack channels outside the model's panel
-
-    def skip_notice(self, panel: MarkerPanel) -> str:
-        """One line naming the skipped stack channels (``""`` when none)."""
-        if not self.skipped:
-            return ""
-        names = ", ".join(n + did_you_mean(n, panel.names) for n in self.skipped)
-        return (
-            f"note: skipping stack channel(s) {names}: not in the model's panel "
-            f"({', '.join(panel.names)})"
-        )
-
-    @property
-    def used_channels(self) -> list[int]:
-        """The stack channels fed to the model, in :attr:`pairs` order."""
-        return [c for c, _ in self.pairs]
-
-    @property
-    def panel_indices(self) -> list[int]:
-        """The model inputs they feed, in :attr:`pairs` order."""
-        return [k for _, k in self.pairs]
-
-
-def plan_channels(stack_markers: Sequence[str], panel: MarkerPanel, markers: str | Sequence[str] | None = None) -> ChannelPlan:
-    """Map a stack's channel names onto ``panel``, optionally restricted to ``markers``.
-
-    ``markers``: names or numbers of the panel (``"DAPI,collagen"``, ``"m_125"``, a list). Every
-    requested marker must be in the stack; stack channels outside the panel are skipped (listed in
-    ``skipped``), as in training. Raises :class:`MarkerError` naming the marker, and when no stack
-    channel is in the panel.
-    """
-    names = [str(m).strip() for m in stack_markers]
-    if not names:
-        raise MarkerError("the stack declares no marker at all")
-    lowered = [n.lower() for n in names]
-    dups = sorted({n for n in names if lowered.count(n.lower()) > 1})
-    if dups:
-        raise MarkerError(f"marker given twice in the stack: {', '.join(dups)}")
-    wanted: set[int] | None = None
-    if markers is not None:
-        wanted = set(panel.parse_subset(markers))
-        have = {panel.index(n) for n in names if n in panel}
-        absent = [panel.names[k] for k in sorted(wanted - have)]
-        if absent:
-            raise MarkerError(f"marker(s) {', '.join(absent)} requested but the stack has {', '.join(names)}")
-    pairs: list[tuple[int, int]] = []
-    skipped = tuple(n for n in names if n not in panel)
-    if len(skipped) == len(names):
-        raise MarkerError(
-            f"none of the stack's markers {', '.join(names)}{did_you_mean(names[0], panel.names)} is in the model's "
-            f"panel ({', '.join(panel.names)}); name the channels with --channel-names"
-        )
-    for c, name in enumerate(names):
-        if name in panel and (wanted is None or panel.index(name) in wanted):
-            pairs.append((c, panel.index(name)))
-    availability = np.zeros(panel.size, np.float32)
-    availability[[k for _, k in pairs]] = 1.0
-    return ChannelPlan(tuple(pairs), availability, skipped)
 
 
 def channel_statistics(volume, channels: Sequence[int], progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -255,8 +93,6 @@ def predict_slices(
     if target is None:
         work_yx = (ny, nx)
     else:
-        from marker_excite.data.resample import resample_notice, target_shape
-
         work_yx = target_shape((ny, nx), volume.spacing[1:], target)
         if min(work_yx) < spec.output_size and min(ny, nx) >= spec.output_size:
             raise UserInputError(
@@ -276,14 +112,10 @@ def predict_slices(
             image[plan.panel_indices] = standardise(raw[plan.used_channels], mean, std)
             del raw
             if target is not None:
-                from marker_excite.data.resample import resample_to_shape
-
                 image = resample_to_shape(image, work_yx, order=1)
             padded = np.ascontiguousarray(layout.pad(image).transpose(1, 2, 0))
             probs = predict_tiled(predictor.probabilities, layout, padded, plan.availability, batch_size)
             if target is not None:
-                from marker_excite.data.resample import restore_slice
-
                 probs = restore_slice(probs, (ny, nx), order=1)
             yield z, probs
             bar.update()
@@ -343,10 +175,6 @@ def predict_file(
     Returns:
         ``{"labels": path, "probabilities": path}`` for the outputs written.
     """
-    from marker_excite.atomic import check_output_path
-    from marker_excite.data.io import open_volume, source_file
-    from marker_excite.data.writers import VolumeWriter
-
     if labels is None and probabilities is None:
         raise UserInputError("give an output: a label volume and/or a probability volume")
     outputs = {k: Path(v) for k, v in (("labels", labels), ("probabilities", probabilities)) if v is not None}

@@ -155,15 +155,3 @@ class MarkerPanel:
     @classmethod
     def from_list(cls, names: Sequence[str]) -> "MarkerPanel":
         return cls(tuple(names))
-
-
-def channel_map(source: Sequence[str], panel: MarkerPanel) -> list[int]:
-    """For each channel name of a file/sample, its index in ``panel``.
-
-    Raises :class:`MarkerError` naming the marker when a channel is not in the panel or appears twice.
-    """
-    idx = [panel.index(n) for n in source]
-    if len(set(idx)) != len(idx):
-        dup = sorted({panel.names[i] for i in idx if idx.count(i) > 1})
-        raise MarkerError(f"marker given twice: {', '.join(dup)}")
-    return idx

@@ -20,9 +20,15 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from marker_excite.atomic import check_output_path, write_text
+from marker_excite.data.io import open_volume
 from marker_excite.data.sample import TISSUE
+from marker_excite.data.store import SampleStore
 from marker_excite.errors import UserInputError
-from marker_excite.inference import as_predictor, predict_slices
+from marker_excite.inference import predict_slices
+from marker_excite.plots import save_figure
+from marker_excite.predictor import as_predictor
+from marker_excite.progress import Progress
 from marker_excite.tissue import MIN_SIZE, SIGMA, threshold_masks
 
 COLUMNS = ("sample", "region", "class", "tissue_voxels", "class_voxels", "fraction")
@@ -140,10 +146,6 @@ def quantify_store(
     The region of each sample is its store attribute ``region``. Without ``markers`` each sample is
     segmented with all of its markers that the model knows (others are ignored).
     """
-    from marker_excite.data.io import open_volume
-    from marker_excite.data.store import SampleStore
-    from marker_excite.progress import Progress
-
     predictor = as_predictor(model)
     tissue = as_predictor(tissue_model) if tissue_model is not None else None
     with SampleStore(store_path, "r") as store:
@@ -181,8 +183,6 @@ def quantify_files(
 
     Sample names are the label files' names without suffixes; ``regions`` gives one region per file.
     """
-    from marker_excite.data.io import open_volume
-
     if not label_paths:
         raise UserInputError("give at least one label volume")
     if len(image_paths) != len(label_paths):
@@ -206,8 +206,6 @@ def quantify_files(
 
 def write_csv(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Write the rows as CSV (columns :data:`COLUMNS`) atomically."""
-    from marker_excite.atomic import write_text
-
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(COLUMNS), lineterminator="\n")
     writer.writeheader()
@@ -219,9 +217,6 @@ def write_csv(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike, *, ove
 def fraction_boxplot(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Box plot of the volume fraction per region (one panel per class, samples as points)."""
     from matplotlib.figure import Figure
-
-    from marker_excite.atomic import check_output_path
-    from marker_excite.plots import save_figure
 
     check_output_path(path, overwrite=overwrite)
     classes = list(dict.fromkeys(r["class"] for r in rows))

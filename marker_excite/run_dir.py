@@ -22,6 +22,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from marker_excite import __version__
 from marker_excite.atomic import atomic_directory, atomic_path, previous_directory, remove_stale_temporaries, write_json, write_text
 from marker_excite.config import read_json_object
 from marker_excite.errors import UserInputError
@@ -134,14 +135,12 @@ def versions() -> dict[str, Any]:
     import keras
     import tensorflow as tf
 
-    import marker_excite
-
     return {
         "python": platform.python_version(),
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
         "numpy": np.__version__,
-        "marker_excite": marker_excite.__version__,
+        "marker_excite": __version__,
         "platform": platform.platform(),
         "devices": [f"{d.device_type}:{d.name}" for d in tf.config.list_physical_devices()],
     }

@@ -3,7 +3,7 @@
 :func:`make_plan` counts the patches of a fold; :meth:`TrainPlan.lines` is what ``train`` prints at the
 start and ``train --dry-run`` prints before it exits. The time per epoch is estimated from timed
 training steps (the first step, which traces the graph, is not counted): :class:`EpochEstimate` during
-real training, :func:`time_steps` for a dry run.
+real training, :func:`time_steps` for a dry run (``training.dry_run``).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from marker_excite.data.pipeline import patch_index
 from marker_excite.progress import format_duration
 
 
@@ -74,8 +75,6 @@ class TrainPlan:
 
 def make_plan(store, fold, output_size: int, batch_size: int, epochs: int, steps_per_epoch: int | None = None) -> TrainPlan:
     """Count the patches of each training and validation sample of ``fold`` in ``store``."""
-    from marker_excite.data.pipeline import patch_index
-
     def counts(samples) -> dict[str, int]:
         found = Counter(p[0] for p in patch_index(store, samples, output_size))
         return {s: int(found.get(s, 0)) for s in samples}
@@ -121,39 +120,3 @@ def epoch_estimate_callback(plan: TrainPlan, write: Callable[[str], None], n_ste
                 self.done = True
 
     return EpochEstimate()
-
-
-def dry_run(model_config, train_config, store_path, n_steps: int = 3) -> TrainPlan:
-    """The plan of a training run with its step time measured on ``n_steps`` steps of a throwaway model;
-    nothing is written (``train --dry-run``). Raises the errors ``train`` would raise for the split."""
-    import keras
-
-    from marker_excite.data import pipeline
-    from marker_excite.data.store import SampleStore
-    from marker_excite.errors import UserInputError
-    from marker_excite.losses import WeightedCrossEntropy, log_class_weights
-    from marker_excite.models.zoo import build_model
-    from marker_excite.training import _check_classes, _select_fold, _train_panels
-
-    model_config.validate()
-    train_config.validate()
-    _check_classes(model_config, train_config)
-    with SampleStore(store_path, "r") as store:
-        fold = _select_fold(store, train_config)
-        panels = _train_panels(train_config, store, fold)
-        plan = make_plan(store, fold, model_config.output_size, train_config.batch_size, train_config.epochs,
-                         train_config.steps_per_epoch)
-        if not sum(plan.train_patches.values()):
-            raise UserInputError(f"the training samples {', '.join(fold.train)} have no annotated slice")
-        counts = pipeline.class_pixel_counts(store, fold.train, train_config.classes)
-        keras.utils.set_random_seed(train_config.seed)
-        model = build_model(model_config)
-        model.compile(optimizer=keras.optimizers.Adam(train_config.learning_rate), loss=WeightedCrossEntropy(log_class_weights(counts)))
-        dataset = pipeline.make_dataset(
-            store, fold.train, panel=model_config.panel, classes=train_config.classes,
-            input_size=model_config.input_size, output_size=model_config.output_size,
-            batch_size=train_config.batch_size, shuffle=True, augment=train_config.augment, seed=train_config.seed,
-            marker_panels=panels,
-        )  # fmt: skip
-        plan.seconds_per_step = time_steps(model, dataset, n_steps)
-    return plan

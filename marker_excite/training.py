@@ -2,7 +2,9 @@
 
 :func:`train` fits a model with the weighted cross-entropy of the paper (log class weights from the
 TRAINING samples' pixel counts), Adam, validation mean F1 over the classes after every epoch and
-keeps the best epoch (the paper's model selection). :func:`load_run` reads a run directory back.
+keeps the best epoch (the paper's model selection); :func:`dry_run` shows what a run would do without
+training. The run's settings (:class:`~marker_excite.run.TrainConfig`) and the :class:`~marker_excite.run.Run`
+read back by :func:`~marker_excite.run.load_run` live in :mod:`marker_excite.run`.
 
 Reproducibility: the data order and augmentation of epoch ``e`` depend only on ``(seed, e)``; the
 model variables (including the Marker Sampling seed-generator states), the optimizer state and the
@@ -15,130 +17,23 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from marker_excite import run_dir as rd
-from marker_excite.config import ConfigError, JsonConfig
+from marker_excite.config import ConfigError
+from marker_excite.data import pipeline
+from marker_excite.data.folds import explicit_fold, paper_folds, restrict_train
+from marker_excite.data.store import SampleStore
 from marker_excite.errors import UserInputError
 from marker_excite.progress import Progress
-from marker_excite.train_plan import epoch_estimate_callback, make_plan
+from marker_excite.run import Run, TrainConfig, load_run
+from marker_excite.train_plan import TrainPlan, epoch_estimate_callback, make_plan, time_steps
 
-#: Training presets: ``paper`` = the paper's schedule (batch 2, 200 epochs, constant rate); ``small`` =
-#: a quick CPU demo; ``cpu`` = the CPU reproduction protocol, chosen so that MS and MS-ME reach a plateau
-#: within ~5 minutes per job on 2 cores (measurements in experiments/README.md).
-TRAIN_PRESETS: dict[str, dict[str, Any]] = {
-    "paper": dict(epochs=200, batch_size=2),
-    "small": dict(epochs=20, batch_size=8),
-    "cpu": dict(epochs=60, batch_size=8, steps_per_epoch=25, lr_schedule="cosine"),
-}
-
-
-#: Learning-rate schedules of :class:`TrainConfig`.
-LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
 #: The cosine schedule ends at this fraction of the initial learning rate.
 COSINE_FINAL_FRACTION = 0.01
-
-
-@dataclass
-class TrainConfig(JsonConfig):
-    """Training settings; stored as ``train_config.json`` in the run directory.
-
-    Attributes:
-        preset: name of the preset the values came from (informative).
-        epochs: number of epochs (passes over all training patches).
-        batch_size: patches per step (global batch over all GPUs).
-        learning_rate: Adam learning rate (Keras default 0.001; other Adam settings are Keras defaults).
-        augment: random flips / 90-degree rotations of training patches (off by default: the paper's
-            protocol has no augmentation).
-        seed: seed of weight initialisation, data order, augmentation and Marker Sampling.
-        fold, n_folds, n_val, n_test, fold_seed: the cross-validation split (``data/folds.paper_folds``;
-            n_test None = near-equal test groups, the paper's 2 of 8 samples with 4 folds).
-        train_samples, val_samples, test_samples: named samples instead of the fold split. With
-            ``val_samples`` the split is explicit (``train_samples`` required, ``test_samples`` may be
-            empty or None); with only ``train_samples`` the fold trains on those of its training samples.
-        classes: the classes to segment, in output order (must equal the model config's classes).
-        marker_panels: training sample -> markers it keeps (heterogeneous panels, the paper's Cases);
-            samples not listed keep all their markers; validation and test samples always keep all.
-        steps_per_epoch: training batches per epoch (None: one pass over all training patches). With a
-            number, each epoch draws that many batches from a stream of shuffled passes seeded by
-            ``(seed, epoch)``; validation and checkpoints follow every epoch.
-        lr_schedule: ``constant`` (the paper: Adam's default rate throughout) or ``cosine`` (cosine
-            decay from ``learning_rate`` to 1 % of it over all ``epochs x steps`` training steps).
-        patience: stop when validation mean F1 has not improved for this many epochs (None: never).
-        deterministic: make TensorFlow ops deterministic (bit-identical reruns and resumes).
-    """
-
-    preset: str = "paper"
-    epochs: int = 200
-    batch_size: int = 2
-    learning_rate: float = 1e-3
-    augment: bool = False
-    seed: int = 0
-    fold: int = 0
-    n_folds: int = 4
-    n_val: int = 1
-    n_test: int | None = None
-    fold_seed: int = 0
-    classes: tuple[str, ...] = ("sinusoids",)
-    marker_panels: dict[str, tuple[str, ...]] | None = None
-    steps_per_epoch: int | None = None
-    lr_schedule: str = "constant"
-    patience: int | None = None
-    deterministic: bool = True
-    train_samples: tuple[str, ...] | None = None
-    val_samples: tuple[str, ...] | None = None
-    test_samples: tuple[str, ...] | None = None
-
-    def __post_init__(self) -> None:
-        self.classes = tuple(self.classes)
-        for name in ("train_samples", "val_samples", "test_samples"):
-            if getattr(self, name) is not None:
-                setattr(self, name, tuple(str(s) for s in getattr(self, name)))
-        if self.marker_panels is not None:
-            self.marker_panels = {str(k): tuple(v) for k, v in self.marker_panels.items()}
-
-    def validate(self) -> None:
-        for name in ("epochs", "batch_size"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"train_config.{name} must be >= 1, got {getattr(self, name)}")
-        if self.n_folds < 2:
-            raise ConfigError(f"train_config.n_folds must be >= 2, got {self.n_folds}")
-        if not self.learning_rate > 0:
-            raise ConfigError(f"train_config.learning_rate must be > 0, got {self.learning_rate}")
-        if not 0 <= self.fold < self.n_folds:
-            raise ConfigError(f"train_config.fold must be in 0..{self.n_folds - 1}, got {self.fold}")
-        if self.n_val < 1 or (self.n_test is not None and self.n_test < 1):
-            raise ConfigError(f"train_config.n_val and n_test must be >= 1, got {self.n_val} and {self.n_test}")
-        if not self.classes:
-            raise ConfigError("train_config.classes: give at least one class")
-        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
-            raise ConfigError(f"train_config.steps_per_epoch must be >= 1 or null, got {self.steps_per_epoch}")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ConfigError(f"train_config.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
-        if self.patience is not None and self.patience < 1:
-            raise ConfigError(f"train_config.patience must be >= 1 or null, got {self.patience}")
-        for sample, markers in (self.marker_panels or {}).items():
-            if not markers:
-                raise ConfigError(f"train_config.marker_panels: sample {sample!r} keeps no marker")
-        if self.val_samples is not None and self.train_samples is None:
-            raise ConfigError("train_config.val_samples needs train_samples too (an explicit split)")
-        if self.test_samples is not None and self.val_samples is None:
-            raise ConfigError("train_config.test_samples needs val_samples and train_samples (an explicit split)")
-
-
-def train_config(preset: str = "paper", **overrides: Any) -> TrainConfig:
-    """A :class:`TrainConfig` from a preset (``paper`` or ``small``) with ``overrides`` applied."""
-    if preset not in TRAIN_PRESETS:
-        raise ConfigError(f"unknown training preset {preset!r}; choose one of {', '.join(TRAIN_PRESETS)}")
-    values = dict(TRAIN_PRESETS[preset], preset=preset)
-    values.update(overrides)
-    cfg = TrainConfig(**values)
-    cfg.validate()
-    return cfg
 
 
 #: ``curves.png`` is redrawn at most this often during training (seconds) and always at the end.
@@ -160,42 +55,6 @@ def _learning_rate(cfg: TrainConfig, steps_per_epoch: int):
 def epoch_seed(seed: int, epoch: int) -> int:
     """The data-order / augmentation seed of one epoch: a function of (seed, epoch) only."""
     return int(np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1)[0] & 0x7FFFFFFF)
-
-
-@dataclass
-class Run:
-    """A trained run read back from its directory (see :func:`load_run`).
-
-    Attributes:
-        run_dir: the directory.
-        model_config, train_config: the stored configs.
-        store_path: the sample store it was trained on.
-        fold: the train / validation / test samples.
-        model: the Keras model with the BEST (or requested) weights loaded.
-        history: rows of ``log.csv`` (one dict per epoch).
-        class_weights: the loss weights used (background first).
-    """
-
-    run_dir: Path
-    model_config: Any
-    train_config: TrainConfig
-    store_path: Path
-    fold: Any
-    model: Any
-    history: list[dict[str, Any]] = field(default_factory=list)
-    class_weights: tuple[float, ...] = ()
-
-    @property
-    def name(self) -> str:
-        """The zoo name of the model (``MS-ME`` ...)."""
-        return str(self.model_config.name)
-
-    @property
-    def best_epoch(self) -> int | None:
-        """The epoch with the highest validation mean F1 (None before the first epoch)."""
-        if not self.history:
-            return None
-        return int(max(self.history, key=lambda r: (float(r["val_mean_f1"]), -int(r["epoch"])))["epoch"])
 
 
 # -- helpers ------------------------------------------------------------------------------------------
@@ -229,8 +88,6 @@ def _data_config(store, store_path: Path, fold, marker_panels, classes, counts, 
 
 def _select_fold(store, cfg: TrainConfig):
     """The fold split, an explicit split (``val_samples`` given) or the fold training on ``train_samples``."""
-    from marker_excite.data.folds import explicit_fold, paper_folds, restrict_train
-
     names = store.names()
     if not names:
         raise UserInputError(f"sample store {store.path} holds no samples")
@@ -302,6 +159,38 @@ def _write_tensorboard(writer, row: dict[str, Any], epoch: int) -> None:
 
 
 # -- public API ---------------------------------------------------------------------------------------
+def dry_run(model_config, train_config, store_path, n_steps: int = 3) -> TrainPlan:
+    """The plan of a training run with its step time measured on ``n_steps`` steps of a throwaway model;
+    nothing is written (``train --dry-run``). Raises the errors ``train`` would raise for the split."""
+    import keras
+
+    from marker_excite.losses import WeightedCrossEntropy, log_class_weights
+    from marker_excite.models.zoo import build_model
+
+    model_config.validate()
+    train_config.validate()
+    _check_classes(model_config, train_config)
+    with SampleStore(store_path, "r") as store:
+        fold = _select_fold(store, train_config)
+        panels = _train_panels(train_config, store, fold)
+        plan = make_plan(store, fold, model_config.output_size, train_config.batch_size, train_config.epochs,
+                         train_config.steps_per_epoch)
+        if not sum(plan.train_patches.values()):
+            raise UserInputError(f"the training samples {', '.join(fold.train)} have no annotated slice")
+        counts = pipeline.class_pixel_counts(store, fold.train, train_config.classes)
+        keras.utils.set_random_seed(train_config.seed)
+        model = build_model(model_config)
+        model.compile(optimizer=keras.optimizers.Adam(train_config.learning_rate), loss=WeightedCrossEntropy(log_class_weights(counts)))
+        dataset = pipeline.make_dataset(
+            store, fold.train, panel=model_config.panel, classes=train_config.classes,
+            input_size=model_config.input_size, output_size=model_config.output_size,
+            batch_size=train_config.batch_size, shuffle=True, augment=train_config.augment, seed=train_config.seed,
+            marker_panels=panels,
+        )  # fmt: skip
+        plan.seconds_per_step = time_steps(model, dataset, n_steps)
+    return plan
+
+
 def train(
     run_dir: str | os.PathLike,
     model_config,
@@ -469,46 +358,3 @@ def train(
         if state["best_epoch"] is not None:
             log.write(f"best epoch {state['best_epoch']}: validation mean F1 {state['best_score']:.4f}")
     return load_run(run_path, model=model)
-
-
-def load_run(run_dir: str | os.PathLike, *, weights: str = "best", model=None) -> Run:
-    """Read a run directory: configs, fold, history and the model with its ``best`` (or ``last``) weights.
-
-    ``model`` may pass an already built model of this run (its weights are replaced).
-    Raises :class:`~marker_excite.run_dir.RunDirError` (a UserInputError) naming the missing or
-    corrupt file.
-    """
-    from marker_excite.data.folds import Fold
-    from marker_excite.models.zoo import ModelConfig, build_model
-
-    path = Path(run_dir)
-    if not path.is_dir():
-        raise rd.RunDirError(f"run directory {path} does not exist")
-    if not rd.is_run_dir(path):
-        raise rd.RunDirError(f"{path} is not a run directory (no {rd.MODEL_CONFIG})")
-    if weights not in ("best", "last"):
-        raise UserInputError(f"weights must be 'best' or 'last', got {weights!r}")
-    try:
-        model_config = ModelConfig.from_dict(rd.read_json(path / rd.MODEL_CONFIG, "model config"))
-        cfg = TrainConfig.from_dict(rd.read_json(path / rd.TRAIN_CONFIG, "training config"))
-    except ConfigError as exc:
-        raise rd.RunDirError(f"{path}: {exc}") from None
-    data = rd.read_json(path / rd.DATA_CONFIG, "data config")
-    try:
-        fold = Fold(train=tuple(data["fold"]["train"]), val=tuple(data["fold"]["val"]), test=tuple(data["fold"]["test"]))
-        store_path = Path(data["store"])
-    except (KeyError, TypeError) as exc:
-        raise rd.RunDirError(f"{path / rd.DATA_CONFIG} is corrupt: missing {exc}") from None
-    if model is None:
-        model = build_model(model_config)
-    rd.load_weights(model, path / (rd.BEST_WEIGHTS if weights == "best" else rd.LAST_WEIGHTS))
-    return Run(
-        run_dir=path,
-        model_config=model_config,
-        train_config=cfg,
-        store_path=store_path,
-        fold=fold,
-        model=model,
-        history=rd.read_log(path / rd.LOG),
-        class_weights=tuple(float(w) for w in data.get("class_weights", ())),
-    )

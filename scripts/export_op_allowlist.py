@@ -13,7 +13,9 @@ from pathlib import Path
 import tensorflow as tf
 
 from marker_excite.export import serving_archive
-from marker_excite.models.zoo import ZOO_NAMES, build_model, model_config
+from marker_excite.model_spec import ModelSpec
+from marker_excite.models.config import ZOO_NAMES
+from marker_excite.models.zoo import build_model, model_config
 from marker_excite.saved_model_ops import ALLOWLIST, saved_model_ops
 
 
@@ -25,7 +27,7 @@ def main() -> None:
         for classes in (("sinusoids",), ("sinusoids", "arteries")):
             cfg = model_config(name, preset="small", markers=markers, classes=classes, depth=2, base_filters=4, input_size=44)
             with tempfile.TemporaryDirectory() as tmp:
-                serving_archive(build_model(cfg), cfg).write_out(tmp, verbose=False)
+                serving_archive(build_model(cfg), ModelSpec.from_config(cfg)).write_out(tmp, verbose=False)
                 ops, reachable = saved_model_ops(tmp)
             every |= ops
             callable_ops |= reachable

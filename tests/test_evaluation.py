@@ -130,7 +130,9 @@ def test_evaluation_counts_every_voxel_once_and_equals_predict(tmp_path):
 
     from marker_excite.data.io import open_volume
     from marker_excite.forward import keras_forward
-    from marker_excite.inference import ModelSpec, Predictor, labels_from_probabilities, predict_volume
+    from marker_excite.inference import labels_from_probabilities, predict_volume
+    from marker_excite.model_spec import ModelSpec
+    from marker_excite.predictor import Predictor
     from marker_excite.metrics import confusion_matrix
 
     rng = np.random.default_rng(11)

@@ -12,8 +12,10 @@ from test_inference import MARKERS, make_run
 from marker_excite.data.io import open_volume
 from marker_excite.data.writers import write_volume
 from marker_excite.errors import UserInputError
-from marker_excite.export import CARD_NAME, export_run, load_exported
-from marker_excite.inference import load_predictor, predict_volume
+from marker_excite.export import export_run
+from marker_excite.inference import predict_volume
+from marker_excite.model_spec import CARD_NAME
+from marker_excite.predictor import load_exported, load_predictor
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "docs" / "examples" / "run_exported_model.py"
 

@@ -9,17 +9,11 @@ from marker_excite import run_dir as rd
 from marker_excite.data.io import open_volume
 from marker_excite.data.writers import write_volume
 from marker_excite.errors import UserInputError
-from marker_excite.inference import (
-    ModelSpec,
-    encode_probabilities,
-    labels_from_probabilities,
-    load_predictor,
-    plan_channels,
-    predict_file,
-    predict_volume,
-)
+from marker_excite.inference import encode_probabilities, labels_from_probabilities, predict_file, predict_volume
 from marker_excite.markers import MarkerError, MarkerPanel
+from marker_excite.model_spec import ModelSpec, plan_channels
 from marker_excite.models.zoo import build_model, model_config
+from marker_excite.predictor import load_predictor
 
 MARKERS = ("DAPI", "endomucin", "collagen")
 #: depth 2, 4 filters: 28 -> 12 px tiles, margin 8
@@ -202,6 +196,21 @@ def test_plan_channels_errors_and_order():
         plan_channels(("DAPI",), panel, markers="DAPI,endomucin")
 
 
+def test_plan_channels_for_training_samples():
+    """The same mapping feeds the training pipeline: a sample's kept markers and a lenient subset."""
+    panel = MarkerPanel(MARKERS)
+    plan = plan_channels(("collagen", "CD31", "DAPI"), panel, sample="s1")
+    assert plan.source.tolist() == [2, -1, 0] and plan.skipped == ("CD31",)
+    kept = plan_channels(("collagen", "CD31", "DAPI"), panel, keep=("dapi",), sample="s1")
+    assert kept.source.tolist() == [2, -1, -1] and kept.availability.tolist() == [1, 0, 0]
+    lenient = plan_channels(("collagen", "DAPI"), panel, given=(1, 2), sample="s1")  # s1 lacks endomucin
+    assert lenient.source.tolist() == [-1, -1, 0] and lenient.availability.tolist() == [0, 0, 1]
+    with pytest.raises(MarkerError, match="marker_panels: sample 's1' has no marker.s. endomucin; it has collagen, DAPI"):
+        plan_channels(("collagen", "DAPI"), panel, keep=("endomucin",), sample="s1")
+    with pytest.raises(MarkerError, match="sample 's1' gives none of the model's markers DAPI, endomucin, collagen"):
+        plan_channels(("collagen", "DAPI"), panel, given=(1,), sample="s1")
+
+
 def test_predict_file_writes_both_volumes(predictor, tmp_path):
     path, _ = _stack(tmp_path, (2, 15, 15))
     out = predict_file(predictor, path, labels=tmp_path / "l.ome.tif", probabilities=tmp_path / "p.h5",
@@ -223,3 +232,19 @@ def test_encode_probabilities_and_spec():
     assert encode_probabilities(p, "uint16").tolist() == [[0, 32768, 65535]]
     spec = ModelSpec(MARKERS, ("a", "b"), 28, 12)
     assert spec.margin == 8 and spec.outputs == ("background", "a", "b")
+
+
+def test_model_card_round_trip_and_signature():
+    spec = ModelSpec(MARKERS, ("a", "b"), 28, 12, spacing_zyx=(2.0, 0.5, 0.5))
+    assert spec.shapes() == {"image": (None, 28, 28, 3), "availability": (None, 3), "probabilities": (None, 12, 12, 3)}
+    card = spec.card(model="MS", model_config={"name": "MS"}, software={}, training={})
+    assert card["tile"] == {"input_size": 28, "output_size": 12, "margin": 8}
+    assert card["signature"] == {
+        "name": "serving_default",
+        "inputs": {"image": {"dtype": "float32", "shape": ["N", 28, 28, 3]},
+                   "availability": {"dtype": "float32", "shape": ["N", 3]}},
+        "outputs": {"probabilities": {"dtype": "float32", "shape": ["N", 12, 12, 3]}},
+    }  # fmt: skip
+    assert ModelSpec.from_card(json.loads(json.dumps(card))) == spec
+    with pytest.raises(UserInputError, match="model card is incomplete"):
+        ModelSpec.from_card({"markers": list(MARKERS)})

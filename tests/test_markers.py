@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from marker_excite.markers import PAPER_MARKERS, MarkerError, MarkerPanel, channel_map
+from marker_excite.markers import PAPER_MARKERS, MarkerError, MarkerPanel
 from marker_excite.errors import UserInputError
 
 
@@ -52,10 +52,3 @@ def test_panel_rejects_duplicates_and_empty():
         MarkerPanel(("a", "A"))
     with pytest.raises(MarkerError, match="at least one"):
         MarkerPanel(())
-
-
-def test_channel_map():
-    p = MarkerPanel()
-    assert channel_map(["collagen", "DAPI"], p) == [3, 0]
-    with pytest.raises(MarkerError, match="unknown marker 'GFP'"):
-        channel_map(["GFP"], p)

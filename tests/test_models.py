@@ -12,15 +12,8 @@ from marker_excite.metrics import PerClassF1
 from marker_excite.models.geometry import GeometryError
 from marker_excite.models.hemis import build_hemis
 from marker_excite.models.unet import build_unet
-from marker_excite.models.zoo import (
-    ABLATION_NAMES,
-    BASE_NAMES,
-    PRESETS,
-    ZOO_NAMES,
-    ModelConfig,
-    build_model,
-    model_config,
-)
+from marker_excite.models.config import ABLATION_NAMES, BASE_NAMES, ZOO_NAMES, ModelConfig
+from marker_excite.models.zoo import PRESETS, build_model, model_config
 
 MARKERS = ("m1", "m2", "m3")
 TINY = dict(preset="small", markers=MARKERS, classes=("a", "b"), depth=2, base_filters=4, input_size=44)

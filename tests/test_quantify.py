@@ -11,7 +11,8 @@ from marker_excite.data.writers import write_volume
 from marker_excite.data.sample import Sample
 from marker_excite.data.store import SampleStore
 from marker_excite.errors import UserInputError
-from marker_excite.inference import load_predictor, predict_volume
+from marker_excite.inference import predict_volume
+from marker_excite.predictor import load_predictor
 from marker_excite.quantify import FractionCounter, fraction_boxplot, quantify_files, quantify_store, write_csv
 from marker_excite.tissue import otsu_threshold, tissue_mask
 

@@ -11,8 +11,8 @@ from marker_excite.data.store import SampleStore
 from marker_excite.errors import UserInputError
 from marker_excite.markers import PAPER_MARKERS
 from marker_excite.models.zoo import model_config
-from marker_excite.train_plan import dry_run
-from marker_excite.training import TrainConfig, epoch_seed, load_run, train, train_config
+from marker_excite.run import TrainConfig, load_run, train_config
+from marker_excite.training import dry_run, epoch_seed, train
 
 #: a tiny UNet: depth 2, 4 filters, 36 -> 20 px tiles
 TINY = dict(preset="small", depth=2, base_filters=4, input_size=36)

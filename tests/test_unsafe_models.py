@@ -8,7 +8,9 @@ import tensorflow as tf
 from test_inference import make_run
 
 from marker_excite.cli import main
-from marker_excite.export import CARD_NAME, export_run, load_exported
+from marker_excite.export import export_run
+from marker_excite.model_spec import CARD_NAME
+from marker_excite.predictor import load_exported
 from marker_excite.saved_model_ops import UnsafeModelError, allowed_ops, saved_model_ops
 
 

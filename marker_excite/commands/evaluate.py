@@ -5,6 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from marker_excite.atomic import check_output_path
+from marker_excite.evaluation import evaluate_run, write_results
+from marker_excite.plots import subset_ranking
+from marker_excite.run import load_run
+
 HELP = "evaluate a run on its fold's test samples for every marker subset (tidy CSV + ranked bar chart)"
 
 
@@ -23,11 +28,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from marker_excite.atomic import check_output_path
-    from marker_excite.evaluation import evaluate_run, write_results
-    from marker_excite.plots import subset_ranking
-    from marker_excite.training import load_run
-
     out = Path(args.out) if args.out else Path(args.run) / "evaluation.csv"
     plot = Path(args.plot) if args.plot else out.with_suffix(".png")
     check_output_path(out, overwrite=args.overwrite)

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import argparse
 
+from marker_excite.bioimageio import export_bioimageio
 from marker_excite.errors import UserInputError
+from marker_excite.export import export_run
+from marker_excite.model_spec import CARD_NAME, SERVING_SIGNATURE
 
 HELP = "export a run as a TensorFlow SavedModel (+ model_card.json) or a bioimage.io model package"
 
@@ -25,13 +28,9 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "savedmodel":
         if args.fixed_markers or args.sample or args.author:
             raise UserInputError("--fixed-markers, --sample and --author only apply to --format bioimageio")
-        from marker_excite.export import export_run
-
         path = export_run(args.run, args.output, overwrite=args.overwrite)
-        print(f"exported {args.run} -> {path} (signature serving_default; see {path / 'model_card.json'})")
+        print(f"exported {args.run} -> {path} (signature {SERVING_SIGNATURE}; see {path / CARD_NAME})")
         return 0
-    from marker_excite.bioimageio import export_bioimageio
-
     fixed = [m.strip() for m in args.fixed_markers.split(",")] if args.fixed_markers else None
     path = export_bioimageio(args.run, args.output, fixed_markers=fixed, sample=args.sample, authors=args.author, overwrite=args.overwrite)
     flavour = f"single input {', '.join(fixed)}" if fixed else "inputs image + availability"

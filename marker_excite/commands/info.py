@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import platform
 from typing import Any
+
+from marker_excite.errors import UserInputError
+from marker_excite.model_spec import read_card
+from marker_excite.predictor import model_kind
+from marker_excite.run import load_run
 
 HELP = "show what a run or exported model expects (markers, classes, tiles, spacing, training), or --devices"
 
@@ -17,8 +23,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def devices() -> str:
     """The TensorFlow version and the devices TensorFlow sees (one line each)."""
-    import platform
-
     import tensorflow as tf
 
     found = tf.config.list_physical_devices()
@@ -58,29 +62,15 @@ def describe(card: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from marker_excite.errors import UserInputError
-
     if args.devices:
         print(devices())
         if args.model is None:
             return 0
     if args.model is None:
         raise UserInputError("give a run directory or exported model, or --devices")
-    path = Path(args.model)
-    if (path / "saved_model.pb").is_file():
-        from marker_excite.export import read_card
-
-        card = read_card(path)  # no need to load the network
+    if model_kind(args.model) == "exported":
+        card = read_card(args.model)  # no need to load the network
     else:
-        from marker_excite import run_dir as rd
-
-        if not rd.is_run_dir(path):
-            raise UserInputError(f"{path} is neither a run directory (model_config.json) nor an exported model (saved_model.pb)")
-        from marker_excite.export import model_card
-        from marker_excite.training import load_run
-
-        card = model_card(load_run(path))
+        card = load_run(args.model).card()
     print(json.dumps(card, indent=2) if args.json else describe(card))
     return 0

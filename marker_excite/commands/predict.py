@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 
 from marker_excite.commands.options import add_option
+from marker_excite.data.io import check_spacing
 from marker_excite.errors import UserInputError
+from marker_excite.inference import predict_file
 
 HELP = "segment a whole stack (TIFF/OME-TIFF/HDF5/.ims) with a run directory or an exported model"
 
@@ -28,9 +30,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from marker_excite.data.io import check_spacing
-    from marker_excite.inference import predict_file
-
     if not args.labels and not args.probabilities:
         raise UserInputError("give --labels and/or --probabilities (the output volumes)")
     if args.batch_size < 1:

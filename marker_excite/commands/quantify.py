@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from marker_excite.atomic import check_output_path
 from marker_excite.commands.options import add_option
 from marker_excite.errors import UserInputError
+from marker_excite.predictor import load_predictor
+from marker_excite.quantify import fraction_boxplot, quantify_files, quantify_store, write_csv
 
 HELP = "volume fractions of the segmented classes within the tissue mask, per sample and region (CSV + box plot)"
 
@@ -38,10 +41,6 @@ def _split(text: str | None) -> list[str] | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from marker_excite.atomic import check_output_path
-    from marker_excite.inference import load_predictor
-    from marker_excite.quantify import fraction_boxplot, quantify_files, quantify_store, write_csv
-
     if bool(args.store) == bool(args.labels):
         raise UserInputError("give either --store (with --model) or --labels (with --images)")
     check_output_path(args.output, overwrite=args.overwrite)

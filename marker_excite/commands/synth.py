@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from marker_excite.data.phantom.anatomy import REGIONS
+from marker_excite.data.synthetic import PRESETS, write_dataset
 from marker_excite.errors import UserInputError
 
 HELP = "generate the synthetic bone-marrow phantom (5 markers, sinusoids + arteries) into a sample store"
@@ -22,8 +23,6 @@ def _shape(text: str) -> tuple[int, int, int]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``marker-excite synth``."""
-    from marker_excite.data.synthetic import PRESETS
-
     parser.add_argument("--preset", choices=sorted(PRESETS), default="small",
                         help="small: 8 samples of 6x256x256 voxels (CPU, seconds); paper: 8 samples mirroring the "
                              "paper's table, 230 annotated 388-px patches (default: small)")  # fmt: skip
@@ -38,8 +37,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Generate the dataset; returns 0 (input problems raise :class:`UserInputError`)."""
-    from marker_excite.data.synthetic import write_dataset
-
     if args.seed < 0:
         raise UserInputError(f"--seed must be >= 0, got {args.seed}")
     write_dataset(

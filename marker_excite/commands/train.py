@@ -6,8 +6,12 @@ import argparse
 import json
 from pathlib import Path
 
+from marker_excite import run_dir as rd
 from marker_excite.commands.options import add_option
-from marker_excite.errors import UserInputError
+from marker_excite.errors import UserInputError, is_disk_full
+from marker_excite.markers import PAPER_MARKERS
+from marker_excite.run import TrainConfig, train_config
+from marker_excite.training import dry_run, train
 
 HELP = "train a model (default MS-ME) on one fold of a sample store; writes a run directory"
 
@@ -82,9 +86,7 @@ def parse_marker_panels(text: str) -> dict[str, tuple[str, ...]]:
 
 def build_configs(args: argparse.Namespace):
     """The (ModelConfig, TrainConfig) an invocation describes (the same for a new run and --resume)."""
-    from marker_excite.markers import PAPER_MARKERS
-    from marker_excite.models.zoo import ModelConfig, model_config
-    from marker_excite.training import TrainConfig, train_config
+    from marker_excite.models.zoo import ModelConfig, model_config  # imports keras
 
     classes = _split(args.classes)
     if args.model_config:
@@ -130,8 +132,6 @@ def _split_options(args: argparse.Namespace) -> dict[str, tuple[str, ...]]:
 
 def disk_full_message(run_dir: Path) -> str:
     """What a full disk left in ``run_dir`` and how to go on (every file there is complete: writes are atomic)."""
-    from marker_excite import run_dir as rd
-
     if all((run_dir / name).is_file() for name in (rd.MODEL_CONFIG, rd.TRAIN_CONFIG, rd.DATA_CONFIG)):
         return (f"no space left on device while writing run directory {run_dir}; it keeps its last completed "
                 "epoch: free space, then continue with --resume")  # fmt: skip
@@ -140,10 +140,6 @@ def disk_full_message(run_dir: Path) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from marker_excite.errors import is_disk_full
-    from marker_excite.training import train
-    from marker_excite.train_plan import dry_run
-
     mcfg, tcfg = build_configs(args)
     if args.dry_run:
         for line in dry_run(mcfg, tcfg, args.store).lines():

@@ -24,6 +24,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from marker_excite.data.sample import PAPER_CLASSES, Sample
+from marker_excite.data.synthetic import generate_sample
 from marker_excite.markers import MarkerPanel
 
 #: Gaussian smoothing scales (pixels, in-plane) of the classifier's features.
@@ -113,8 +114,6 @@ def phantom_informativeness(
     Trained on a diaphyseal and a metaphyseal sample (seeds ``seed``, ``seed + 1``), tested on two other
     ones (``seed + 2``, ``seed + 3``); every slice is annotated.
     """
-    from marker_excite.data.synthetic import generate_sample
-
     def pair(first: int, tag: str) -> list[Sample]:
         return [
             generate_sample(f"{tag}{k}", shape_zyx, region=region, seed=first + k, annotated_every=1)

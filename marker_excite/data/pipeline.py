@@ -6,7 +6,8 @@ for the model's marker panel (K markers) and an ``H -> h`` network (e.g. 572 -> 
 * every annotated slice of every sample is tiled with :class:`~marker_excite.data.tiling.TileLayout`;
   one element per output tile, each exactly once per epoch (in :func:`patch_index` order when not
   shuffled, in a seeded random order otherwise; batches may mix samples; the last partial batch is kept);
-* channels are mapped to the panel BY NAME; each channel is standardised with its sample's stored mean
+* channels are mapped to the panel BY NAME (:func:`~marker_excite.model_spec.plan_channels`, as in
+  inference); each channel is standardised with its sample's stored mean
   and std BEFORE zero padding; markers a sample lacks -- or that ``marker_panels`` removes from it, or
   that ``subset`` does not give the model -- are zero channels with availability 0;
 * labels: 0 background, ``c`` for the c-th entry of ``classes`` (the later class wins on overlap);
@@ -30,6 +31,7 @@ from marker_excite.data.store import SampleInfo, SampleStore
 from marker_excite.data.tiling import TileLayout
 from marker_excite.errors import UserInputError
 from marker_excite.markers import MarkerPanel
+from marker_excite.model_spec import AVAILABILITY, IMAGE, plan_channels, tensor_shapes
 
 #: Default memory budget for cached slices (bytes).
 DEFAULT_CACHE_BYTES = 2 * 1024**3
@@ -119,32 +121,13 @@ class PatchSource:
         self.fits_in_cache = sum(self._slice_bytes.values()) <= self.cache_bytes
 
     def _plan(self, info: SampleInfo, keep: Sequence[str] | None, given: np.ndarray) -> _SamplePlan:
-        low = [m.lower() for m in info.markers]
-        if keep is not None:
-            missing = [m for m in keep if m.lower() not in low]
-            if missing:
-                raise UserInputError(
-                    f"marker_panels: sample {info.name!r} has no marker(s) {', '.join(missing)}; it has {', '.join(info.markers)}"
-                )
-            kept = {m.lower() for m in keep}
-        else:
-            kept = set(low)
-        k = self.panel.size
-        source = np.full(k, -1, dtype=np.int64)
-        for j, name in enumerate(self.panel.names):
-            if name.lower() in low and name.lower() in kept and given[j]:
-                source[j] = low.index(name.lower())
-        if (source < 0).all():
-            raise UserInputError(
-                f"sample {info.name!r} gives none of the model's markers {', '.join(self.panel.names)} "
-                f"(sample markers: {', '.join(info.markers)}, after marker_panels / subset)"
-            )
-        avail = (source >= 0).astype(np.float32)
+        channels = plan_channels(info.markers, self.panel, keep=keep, given=np.flatnonzero(given), sample=info.name)
+        source = channels.source
         mean = np.array([info.mean[s] if s >= 0 else 0.0 for s in source], dtype=np.float64)
         sd = np.array([info.std[s] if s >= 0 else 1.0 for s in source], dtype=np.float64)
         class_names = tuple(info.classes[info.class_index(c)] for c in self.classes)
         layout = TileLayout(info.shape_zyx[1:], self.input_size, self.output_size)
-        return _SamplePlan(info.name, layout, source, avail, mean, sd, class_names)
+        return _SamplePlan(info.name, layout, source, channels.availability, mean, sd, class_names)
 
     def _bytes(self, plan: _SamplePlan) -> int:
         (py, px), (cy, cx) = plan.layout.padded_shape_yx, plan.layout.covered_yx
@@ -253,7 +236,7 @@ class PatchSource:
                 else:
                     img, lab = arrays[0][y0 : y0 + h, x0 : x0 + h], arrays[1][y0 : y0 + s, x0 : x0 + s]
                 img, lab = dihedral(img, lab, False, flip_y, flip_x)
-                yield {"image": img, "availability": plan.availability}, lab
+                yield {IMAGE: img, AVAILABILITY: plan.availability}, lab
 
 
 def _stacked(items: Iterator[tuple[dict[str, np.ndarray], np.ndarray]], batch_size: int):
@@ -264,8 +247,8 @@ def _stacked(items: Iterator[tuple[dict[str, np.ndarray], np.ndarray]], batch_si
             return
         yield (
             {
-                "image": np.stack([c[0]["image"] for c in chunk]),
-                "availability": np.stack([c[0]["availability"] for c in chunk]),
+                IMAGE: np.stack([c[0][IMAGE] for c in chunk]),
+                AVAILABILITY: np.stack([c[0][AVAILABILITY] for c in chunk]),
             },
             np.stack([c[1] for c in chunk]),
         )
@@ -340,12 +323,10 @@ def source_dataset(source: PatchSource, batch_size: int, *, seed: int, repeat: b
 
     if int(batch_size) < 1:
         raise UserInputError(f"batch_size must be >= 1, got {batch_size}")
-    k, b = source.panel.size, int(batch_size)
+    b = int(batch_size)
+    shapes = tensor_shapes(source.input_size, source.panel.size)
     signature = (
-        {
-            "image": tf.TensorSpec((None, source.input_size, source.input_size, k), tf.float32),
-            "availability": tf.TensorSpec((None, k), tf.float32),
-        },
+        {name: tf.TensorSpec(shapes[name], tf.float32) for name in (IMAGE, AVAILABILITY)},
         tf.TensorSpec((None, source.output_size, source.output_size), tf.int32),
     )
     # batches are stacked in Python: one hand-over to TensorFlow per batch, not per patch

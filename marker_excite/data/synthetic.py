@@ -24,6 +24,7 @@ from marker_excite.data.phantom.acquisition import acquire
 from marker_excite.data.phantom.anatomy import ARTERY_FRACTION, REGIONS, SINUSOID_FRACTION, make_anatomy
 from marker_excite.data.phantom.markers import render_markers
 from marker_excite.data.sample import TISSUE, Sample
+from marker_excite.data.store import SampleStore
 from marker_excite.errors import UserInputError
 from marker_excite.markers import PAPER_MARKERS
 
@@ -218,8 +219,6 @@ def write_dataset(
     Sample ``i`` (0-based) uses seed ``seed * 1000 + i``. Prints one progress line per sample unless
     ``progress`` is False. Raises :class:`UserInputError` if ``out`` exists and ``overwrite`` is False.
     """
-    from marker_excite.data.store import SampleStore
-
     specs = preset_specs(preset, samples=samples, shape=shape, region=region)
     path = check_output_path(out, overwrite=overwrite)
     start = time.perf_counter()

@@ -10,6 +10,7 @@ import numpy as np
 
 from marker_excite.errors import UserInputError
 from marker_excite.markers import PAPER_MARKERS, MarkerPanel
+from marker_excite.run import train_config
 
 PAPER_PANEL = MarkerPanel(PAPER_MARKERS)
 EVALUATION_CSV = "evaluation.csv"
@@ -34,7 +35,7 @@ class Preset:
     Attributes:
         name: ``paper`` / ``small`` (or a custom name).
         zoo_preset: model size preset of :func:`marker_excite.models.zoo.model_config`.
-        train_preset: schedule preset of :func:`marker_excite.training.train_config`.
+        train_preset: schedule preset of :func:`marker_excite.run.train_config`.
         phantom: preset of :func:`marker_excite.data.synthetic.write_dataset` used when no store is given.
         epochs, batch_size: training schedule.
         n_folds: folds of the cross-validation split; ``folds``: the folds run by default.
@@ -250,14 +251,12 @@ class Job:
                             **dict(p.model_overrides))
 
     def train_config(self, p: Preset, train_samples: Sequence[str] | None = None):
-        """The :class:`~marker_excite.training.TrainConfig` at preset ``p``.
+        """The :class:`~marker_excite.run.TrainConfig` at preset ``p``.
 
         ``train_samples`` (the fold's training samples) assigns the Case panels (or, for a per-Case UB,
         the samples it trains on); without it neither is set (used to find the fold first, see
         :func:`run_job`).
         """
-        from marker_excite.training import train_config
-
         return train_config(
             p.train_preset, epochs=p.epochs, batch_size=p.batch_size, augment=p.augment, seed=p.seed,
             fold=self.fold, n_folds=p.n_folds, classes=self.classes,

@@ -65,7 +65,7 @@ def quantify_experiment(exp: Experiment, out_dir: str | os.PathLike, store: str 
     from marker_excite import quantify, stats
     from marker_excite.data.store import SampleStore
     from marker_excite.evaluation import write_results
-    from marker_excite.training import load_run
+    from marker_excite.run import load_run
 
     out = Path(out_dir)
     store_path = ensure_store(exp.preset, out, store, progress=progress)

@@ -10,16 +10,12 @@ sampled availability vector (they are not zero-fed into the moments).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import keras
 from keras import ops
 
 from marker_excite.layers import HeMISAbstraction
+from marker_excite.models.config import ModelConfig
 from marker_excite.models.unet import UNetBuilder, model_name
-
-if TYPE_CHECKING:
-    from marker_excite.models.zoo import ModelConfig
 
 
 @keras.saving.register_keras_serializable(package="marker_excite")
@@ -54,7 +50,7 @@ class MarkerStack(keras.layers.Layer):
         return (first[0], len(input_shape)) + first[1:]
 
 
-def build_hemis(config: "ModelConfig") -> keras.Model:
+def build_hemis(config: ModelConfig) -> keras.Model:
     """HeMIS (``config.sampling`` None) or HeMIS-MS (``"zero"``) with the UNet's two-input contract.
 
     Needs ``config.depth >= 2`` (the first level is replaced by the backends and the abstraction).

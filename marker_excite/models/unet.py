@@ -12,17 +12,11 @@ the pooling), ``B`` after the bottleneck block, ``D`` after each decoder block.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import keras
 
 from marker_excite.layers import MarkerExcite, MarkerSampling, SqueezeExcite
-
-if TYPE_CHECKING:
-    from marker_excite.models.zoo import ModelConfig
-
-#: Attention positions in canonical order: input, encoder, bottleneck, decoder.
-ATTENTION_POSITIONS: tuple[str, ...] = ("I", "E", "B", "D")
+from marker_excite.model_spec import AVAILABILITY, IMAGE
+from marker_excite.models.config import ModelConfig
 
 
 class UNetBuilder:
@@ -32,7 +26,7 @@ class UNetBuilder:
     ``config.seed``, so the same config gives the same initial weights.
     """
 
-    def __init__(self, config: "ModelConfig"):
+    def __init__(self, config: ModelConfig):
         self.config = config
         self.geometry = config.geometry
         self.output_size = self.geometry.output_size(config.input_size)  # raises GeometryError
@@ -61,7 +55,7 @@ class UNetBuilder:
     def inputs(self) -> tuple[keras.KerasTensor, keras.KerasTensor]:
         """The two model inputs ``image [H, W, K]`` and ``availability [K]``."""
         k, s = len(self.config.markers), self.config.input_size
-        return keras.Input((s, s, k), name="image"), keras.Input((k,), name="availability")
+        return keras.Input((s, s, k), name=IMAGE), keras.Input((k,), name=AVAILABILITY)
 
     def sample(self, image, availability):
         """Marker Sampling on the input when the config asks for it; else the inputs unchanged."""
@@ -109,7 +103,7 @@ class UNetBuilder:
         )(x)
 
 
-def build_unet(config: "ModelConfig") -> keras.Model:
+def build_unet(config: ModelConfig) -> keras.Model:
     """The UNet (optionally with Marker Sampling and ME/SE attention) described by ``config``.
 
     Inputs ``image [B, H, W, K]`` and ``availability [B, K]``; output ``logits [B, h, w, 1 + C]``.

@@ -1,0 +1,290 @@
+"""The model contract: what a trained model expects and returns, its model card, and how a stack's
+channels feed it. Pure Python and numpy (no TensorFlow), so every side -- training, evaluation,
+inference, export, bioimage.io, ``info`` -- reads the same declaration.
+
+* :class:`ModelSpec`: marker panel, classes, tile input / output size and margin, pixel size, the
+  normalisation and the tensor signature (:data:`SIGNATURE`, declared once here)::
+
+      image         float32 [N, S, S, K]   standardised tiles, K = the panel's markers in order
+      availability  float32 [N, K]         1 for each marker present, 0 for a missing (zero) channel
+      -> probabilities float32 [N, O, O, 1 + C]  softmax; channel 0 background, then the classes
+
+* the model card (``model_card.json``): built from a spec by :meth:`ModelSpec.card`, parsed back by
+  :meth:`ModelSpec.from_card`, read from an exported model by :func:`read_card`;
+* :func:`plan_channels`: THE mapping of a stack's (or a stored sample's) channel names onto the
+  model's panel, used by the training pipeline and by inference alike.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from marker_excite.config import read_json_object
+from marker_excite.errors import UserInputError, did_you_mean
+from marker_excite.markers import MarkerError, MarkerPanel
+
+#: Names of the model's two inputs (in this order) and of its output.
+IMAGE, AVAILABILITY, PROBABILITIES = "image", "availability", "probabilities"
+#: The one dtype of every tensor of the signature.
+DTYPE = "float32"
+#: The tensor signature: tensor name -> axes (N batch, S input tile, O output tile, K markers, C classes).
+SIGNATURE: dict[str, dict[str, tuple[str, ...]]] = {
+    "inputs": {IMAGE: ("N", "S", "S", "K"), AVAILABILITY: ("N", "K")},
+    "outputs": {PROBABILITIES: ("N", "O", "O", "1+C")},
+}
+#: Name of the SavedModel signature (and of the card's ``signature.name``).
+SERVING_SIGNATURE = "serving_default"
+
+CARD_NAME = "model_card.json"
+CARD_FORMAT = "marker_excite.model_card"
+CARD_VERSION = 1
+
+#: How inputs are normalised (the per-sample per-channel z-score of ``data/stats.standardise``).
+NORMALISATION: dict[str, str] = {
+    "method": "per-sample per-channel z-score",
+    "description": (
+        "each channel of a stack is standardised with the mean and standard deviation of that channel over "
+        "the whole stack (population std; a constant channel is only centred), BEFORE padding"
+    ),
+    "padding": "zeros (after standardisation), margin pixels on every side of the slice",
+    "missing_markers": "zero channel and availability 0",
+}
+
+
+def tensor_shapes(
+    input_size: int, n_markers: int, output_size: int | None = None, n_outputs: int | None = None, batch: Any = None
+) -> dict[str, tuple[Any, ...]]:
+    """Shapes of the :data:`SIGNATURE` tensors for concrete sizes (``batch`` stands for N: ``None`` for
+    TensorFlow, ``"N"`` for the card); the output only when ``output_size`` and ``n_outputs`` are given."""
+    sizes = {"N": batch, "S": int(input_size), "K": int(n_markers)}
+    if output_size is not None and n_outputs is not None:
+        sizes.update({"O": int(output_size), "1+C": int(n_outputs)})
+    return {
+        name: tuple(sizes[axis] for axis in axes)
+        for group in SIGNATURE.values()
+        for name, axes in group.items()
+        if all(axis in sizes for axis in axes)
+    }
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a model expects: marker panel, classes, tile geometry and pixel size (see module doc).
+
+    Attributes:
+        markers: the panel's marker names, in input channel order.
+        classes: the classes, in output order after the background.
+        input_size, output_size: the square input tile and the centred output tile (pixels).
+        spacing_zyx: the voxel size (µm) the model was trained at; None when unknown.
+    """
+
+    markers: tuple[str, ...]
+    classes: tuple[str, ...]
+    input_size: int
+    output_size: int
+    spacing_zyx: tuple[float, float, float] | None = None
+
+    @classmethod
+    def from_config(cls, config, spacing_zyx: Sequence[float] | None = None) -> "ModelSpec":
+        """The spec of a :class:`~marker_excite.models.zoo.ModelConfig` trained at ``spacing_zyx``."""
+        return cls(
+            markers=tuple(config.markers),
+            classes=tuple(config.classes),
+            input_size=int(config.input_size),
+            output_size=int(config.output_size),
+            spacing_zyx=tuple(float(s) for s in spacing_zyx) if spacing_zyx else None,  # type: ignore[arg-type]
+        )
+
+    @property
+    def panel(self) -> MarkerPanel:
+        return MarkerPanel(self.markers)
+
+    @property
+    def margin(self) -> int:
+        """Padding per side of a slice (input minus output tile, halved)."""
+        return (self.input_size - self.output_size) // 2
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """Names of the probability channels: background, then the classes."""
+        return ("background", *self.classes)
+
+    @property
+    def normalisation(self) -> dict[str, str]:
+        """How inputs are normalised (:data:`NORMALISATION`)."""
+        return dict(NORMALISATION)
+
+    def shapes(self, batch: Any = None) -> dict[str, tuple[Any, ...]]:
+        """The :data:`SIGNATURE` shapes of this model (``batch`` for N)."""
+        return tensor_shapes(self.input_size, len(self.markers), self.output_size, len(self.outputs), batch)
+
+    def signature(self) -> dict[str, Any]:
+        """The card's ``signature`` entry: name, inputs and output with dtype and shape."""
+        shapes = self.shapes("N")
+        return {
+            "name": SERVING_SIGNATURE,
+            **{
+                group: {name: {"dtype": DTYPE, "shape": list(shapes[name])} for name in names}
+                for group, names in SIGNATURE.items()
+            },
+        }
+
+    def card(self, *, model: str, model_config: Mapping[str, Any], software: Mapping[str, Any],
+             training: Mapping[str, Any]) -> dict[str, Any]:
+        """The model card (``model_card.json``): this spec plus the model's name, full config, software
+        versions and training summary (a JSON-serialisable dict; keys in the card's fixed order)."""
+        return {
+            "format": CARD_FORMAT,
+            "version": CARD_VERSION,
+            "model": model,
+            "markers": list(self.markers),
+            "classes": list(self.classes),
+            "outputs": list(self.outputs),
+            "tile": {"input_size": self.input_size, "output_size": self.output_size, "margin": self.margin},
+            "spacing_zyx_um": list(self.spacing_zyx) if self.spacing_zyx else None,
+            "normalisation": self.normalisation,
+            "signature": self.signature(),
+            "model_config": dict(model_config),
+            "software": dict(software),
+            "training": dict(training),
+        }
+
+    @classmethod
+    def from_card(cls, card: Mapping[str, Any]) -> "ModelSpec":
+        """The spec described by a model card (see :meth:`card`)."""
+        try:
+            tile = card["tile"]
+            return cls(
+                markers=tuple(card["markers"]),
+                classes=tuple(card["classes"]),
+                input_size=int(tile["input_size"]),
+                output_size=int(tile["output_size"]),
+                spacing_zyx=tuple(float(s) for s in card.get("spacing_zyx_um") or ()) or None,  # type: ignore[arg-type]
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UserInputError(f"model card is incomplete or corrupt: {exc}") from None
+
+
+def read_card(path: str | os.PathLike) -> dict[str, Any]:
+    """The ``model_card.json`` of an exported model directory."""
+    p = Path(path) / CARD_NAME
+    card = read_json_object(p, f"{Path(path)} has no {CARD_NAME}; is it a model exported by marker-excite?", UserInputError)
+    if card.get("format") != CARD_FORMAT:
+        raise UserInputError(f"{p} is not a marker_excite model card")
+    return card
+
+
+# -- channels -> panel ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ChannelPlan:
+    """Which stack channel feeds which model input, and the availability vector."""
+
+    pairs: tuple[tuple[int, int], ...]  # (stack channel, panel index)
+    availability: np.ndarray  # (K,) float32
+    skipped: tuple[str, ...] = ()  # stack channels outside the model's panel
+
+    def skip_notice(self, panel: MarkerPanel) -> str:
+        """One line naming the skipped stack channels (``""`` when none)."""
+        if not self.skipped:
+            return ""
+        names = ", ".join(n + did_you_mean(n, panel.names) for n in self.skipped)
+        return (
+            f"note: skipping stack channel(s) {names}: not in the model's panel "
+            f"({', '.join(panel.names)})"
+        )
+
+    @property
+    def used_channels(self) -> list[int]:
+        """The stack channels fed to the model, in :attr:`pairs` order."""
+        return [c for c, _ in self.pairs]
+
+    @property
+    def panel_indices(self) -> list[int]:
+        """The model inputs they feed, in :attr:`pairs` order."""
+        return [k for _, k in self.pairs]
+
+    @property
+    def source(self) -> np.ndarray:
+        """``(K,)`` int64: the stack channel feeding each model input, -1 for a zero channel."""
+        out = np.full(len(self.availability), -1, np.int64)
+        out[self.panel_indices] = self.used_channels
+        return out
+
+
+def plan_channels(
+    stack_markers: Sequence[str],
+    panel: MarkerPanel,
+    markers: str | Sequence[str | int] | None = None,
+    *,
+    keep: Sequence[str] | None = None,
+    given: Sequence[int] | None = None,
+    sample: str | None = None,
+) -> ChannelPlan:
+    """Map a stack's channel names onto ``panel`` (by name, case-insensitive), the one mapping of
+    training and inference.
+
+    Stack channels outside the panel are skipped (listed in ``skipped``); markers of the panel that
+    feed nothing are zero channels with availability 0.
+
+    Args:
+        stack_markers: the names of the stack's (or stored sample's) channels, in channel order.
+        panel: the model's markers.
+        markers: names or numbers of the panel (``"DAPI,collagen"``, ``"m_125"``, a list) to feed,
+            every one of which must be in the stack (``predict --markers``).
+        keep: the stack channels to use (a training sample's ``marker_panels`` entry); each must be one
+            of the stack's channels, the others are left out.
+        given: 0-based panel indices the model may be given (a training / evaluation ``subset``); a
+            stack lacking some of them is not an error.
+        sample: the name of a stored sample (training data) or None for a stack given to ``predict``;
+            it only words the messages.
+
+    Raises:
+        MarkerError: naming the marker: duplicated channels, a requested or kept marker the stack
+            lacks, and no channel left to feed the model.
+    """
+    names = [str(m).strip() for m in stack_markers]
+    what = "the stack" if sample is None else f"sample {sample!r}"
+    if not names:
+        raise MarkerError(f"{what} declares no marker at all")
+    lowered = [n.lower() for n in names]
+    dups = sorted({n for n in names if lowered.count(n.lower()) > 1})
+    if dups:
+        raise MarkerError(f"marker given twice in {what}: {', '.join(dups)}")
+    kept = set(lowered)
+    if keep is not None:
+        missing = [m for m in keep if m.lower() not in lowered]
+        if missing:
+            raise MarkerError(f"marker_panels: {what} has no marker(s) {', '.join(missing)}; it has {', '.join(names)}")
+        kept = {m.lower() for m in keep}
+    wanted = set(range(panel.size)) if given is None else {int(i) for i in given}
+    if markers is not None:
+        requested = set(panel.parse_subset(markers))
+        have = {panel.index(n) for n in names if n in panel}
+        absent = [panel.names[k] for k in sorted(requested - have)]
+        if absent:
+            raise MarkerError(f"marker(s) {', '.join(absent)} requested but {what} has {', '.join(names)}")
+        wanted &= requested
+    skipped = tuple(n for n in names if n not in panel)
+    pairs = tuple(
+        (c, panel.index(name))
+        for c, name in enumerate(names)
+        if name in panel and name.lower() in kept and panel.index(name) in wanted
+    )
+    if not pairs:
+        if sample is not None:
+            raise MarkerError(
+                f"{what} gives none of the model's markers {', '.join(panel.names)} "
+                f"(sample markers: {', '.join(names)}, after marker_panels / subset)"
+            )
+        raise MarkerError(
+            f"none of the stack's markers {', '.join(names)}{did_you_mean(names[0], panel.names)} is in the model's "
+            f"panel ({', '.join(panel.names)}); name the channels with --channel-names"
+        )
+    availability = np.zeros(panel.size, np.float32)
+    availability[[k for _, k in pairs]] = 1.0
+    return ChannelPlan(pairs, availability, skipped)

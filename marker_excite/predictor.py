@@ -1,0 +1,109 @@
+"""A model ready for inference (:class:`Predictor`) and its loaders: a trained run or an exported SavedModel.
+
+Whether a path is a run directory or an exported model is decided here only (:func:`model_kind`).
+An exported model is checked op by op against the ops of the package's own exports before it is
+loaded (:mod:`marker_excite.saved_model_ops`): a SavedModel is code.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import numpy as np
+
+from marker_excite import run_dir as rd
+from marker_excite.errors import UserInputError
+from marker_excite.forward import keras_forward
+from marker_excite.model_spec import AVAILABILITY, IMAGE, PROBABILITIES, SERVING_SIGNATURE, ModelSpec, read_card
+from marker_excite.run import Run, load_run
+from marker_excite.saved_model_ops import check_saved_model
+
+#: The file that marks an exported model (a TensorFlow SavedModel) directory.
+SAVED_MODEL = "saved_model.pb"
+
+
+@dataclass
+class Predictor:
+    """A model ready for inference: ``probabilities(image [N,H,W,K], availability [N,K]) -> [N,h,w,1+C]``.
+
+    Attributes:
+        spec: what the model expects.
+        card: the model card (dict; :meth:`~marker_excite.model_spec.ModelSpec.card`).
+        source: the run directory or SavedModel it came from.
+        fn: the batched forward pass returning softmax probabilities (numpy in, numpy out).
+    """
+
+    spec: ModelSpec
+    card: dict[str, Any]
+    source: Path
+    fn: Callable[[np.ndarray, np.ndarray], np.ndarray] = field(repr=False)
+
+    def probabilities(self, image: np.ndarray, availability: np.ndarray) -> np.ndarray:
+        """Softmax probabilities ``[N, h, w, 1+C]`` float32 of a batch of input tiles."""
+        return np.asarray(self.fn(np.asarray(image, np.float32), np.asarray(availability, np.float32)))
+
+
+def model_kind(path: str | os.PathLike) -> Literal["exported", "run"]:
+    """``"exported"`` for a SavedModel directory (``saved_model.pb``), ``"run"`` for a run directory
+    (``model_config.json``); :class:`UserInputError` for anything else."""
+    p = Path(path)
+    if not p.exists():
+        raise UserInputError(f"model {p} does not exist (give a run directory or an exported model)")
+    if (p / SAVED_MODEL).is_file():
+        return "exported"
+    if rd.is_run_dir(p):
+        return "run"
+    raise UserInputError(f"{p} is neither a run directory (model_config.json) nor an exported model (saved_model.pb)")
+
+
+def predictor_from_run(run: Run) -> Predictor:
+    """A :class:`Predictor` of a :class:`~marker_excite.run.Run` (the weights it was loaded with)."""
+    spec = run.spec
+    fn = keras_forward(run.model, spec.input_size, len(spec.markers))
+    return Predictor(spec=spec, card=run.card(), source=Path(run.run_dir), fn=fn)
+
+
+def load_exported(path: str | os.PathLike) -> Predictor:
+    """An exported model (SavedModel + ``model_card.json``) as a :class:`Predictor`."""
+    import tensorflow as tf
+
+    p = Path(path)
+    if not (p / SAVED_MODEL).is_file():
+        raise UserInputError(f"{p} is not a SavedModel directory (no {SAVED_MODEL})")
+    card = read_card(p)
+    spec = ModelSpec.from_card(card)
+    check_saved_model(p)  # a SavedModel is code: run only graphs made of the ops our own exports use
+    try:
+        loaded = tf.saved_model.load(str(p))
+    except Exception as exc:  # noqa: BLE001 - TF raises many types for a corrupt SavedModel
+        raise UserInputError(f"cannot load exported model {p}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    if SERVING_SIGNATURE not in loaded.signatures:
+        raise UserInputError(f"exported model {p} has no {SERVING_SIGNATURE!r} signature")
+
+    def fn(image: np.ndarray, availability: np.ndarray) -> np.ndarray:
+        # ``loaded`` stays referenced here so its variables live as long as the predictor
+        inputs = {IMAGE: tf.constant(image), AVAILABILITY: tf.constant(availability)}
+        return loaded.signatures[SERVING_SIGNATURE](**inputs)[PROBABILITIES].numpy()
+
+    return Predictor(spec=spec, card=card, source=p, fn=fn)
+
+
+def load_predictor(path: str | os.PathLike) -> Predictor:
+    """A run directory (its best weights) or an exported SavedModel as a :class:`Predictor`."""
+    if model_kind(path) == "exported":
+        return load_exported(path)
+    return predictor_from_run(load_run(path))
+
+
+def as_predictor(model: Predictor | Run | str | os.PathLike) -> Predictor:
+    """Accept a :class:`Predictor`, a :class:`~marker_excite.run.Run` or a path."""
+    if isinstance(model, Predictor):
+        return model
+    if isinstance(model, (str, os.PathLike)):
+        return load_predictor(model)
+    if isinstance(model, Run):
+        return predictor_from_run(model)
+    raise TypeError(f"expected a Predictor, a Run or a path, got {type(model).__name__}")
