@@ -14,8 +14,26 @@ from marker_excite.model_spec import AVAILABILITY, IMAGE, tensor_shapes
 ForwardFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
+#: attribute of a Keras model holding its traced forward passes {(input_size, n_markers): forward}, so
+#: that validation, evaluation and prediction of one model share one traced function and it dies with
+#: the model (a cache keyed by the model would keep it alive: the function refers to the model)
+_TRACED = "_marker_excite_forward"
+
+
 def keras_forward(model, input_size: int, n_markers: int) -> ForwardFn:
-    """A compiled softmax forward pass of a Keras model (any batch size, no retracing)."""
+    """A compiled softmax forward pass of a Keras model (any batch size, no retracing; traced once per
+    model and tile geometry)."""
+    per_model = model.__dict__.get(_TRACED)
+    if per_model is None:
+        per_model = {}
+        object.__setattr__(model, _TRACED, per_model)  # bypass Keras' attribute tracking
+    key = (int(input_size), int(n_markers))
+    if key not in per_model:
+        per_model[key] = _trace(model, *key)
+    return per_model[key]
+
+
+def _trace(model, input_size: int, n_markers: int) -> ForwardFn:
     import keras
     import tensorflow as tf
 

@@ -161,3 +161,32 @@ def test_evaluation_counts_every_voxel_once_and_equals_predict(tmp_path):
         assert (got[label, "tp"], got[label, "fp"], got[label, "fn"]) == (cm[1, 1], cm[0, 1], cm[1, 0])
         assert got[label, "f1"] == 2 * cm[1, 1] / (2 * cm[1, 1] + cm[0, 1] + cm[1, 0])
         assert got[label, "tp"] + got[label, "fn"] == int(sum(t.sum() for t in truth.values()))
+
+
+def test_forward_pass_is_traced_once_per_model():
+    """Validation, evaluation and prediction of one model share one traced forward function."""
+    from marker_excite.forward import keras_forward
+
+    mcfg = model_config("MS", **TINY)
+    model, other = build_model(mcfg), build_model(mcfg)
+    fn = keras_forward(model, mcfg.input_size, len(mcfg.markers))
+    assert keras_forward(model, mcfg.input_size, len(mcfg.markers)) is fn
+    assert keras_forward(other, mcfg.input_size, len(mcfg.markers)) is not fn
+    image = np.zeros((2, mcfg.input_size, mcfg.input_size, 5), np.float32)
+    assert fn(image, np.ones((2, 5), np.float32)).shape == (2, mcfg.output_size, mcfg.output_size, 2)
+
+
+def test_traced_forward_pass_dies_with_its_model():
+    import gc
+    import weakref
+
+    from marker_excite.forward import keras_forward
+
+    mcfg = model_config("MS", **TINY)
+    model = build_model(mcfg)
+    keras_forward(model, mcfg.input_size, len(mcfg.markers))(
+        np.zeros((1, mcfg.input_size, mcfg.input_size, 5), np.float32), np.ones((1, 5), np.float32))
+    ref = weakref.ref(model)
+    del model
+    gc.collect()
+    assert ref() is None
