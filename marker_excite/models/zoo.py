@@ -23,7 +23,7 @@ from typing import Any
 import keras
 
 from marker_excite.config import ConfigError, JsonConfig
-from marker_excite.layers import SAMPLING_MODES
+from marker_excite.layers import ATTENTION, SAMPLING_MODES
 from marker_excite.markers import PAPER_MARKERS, MarkerError, MarkerPanel
 from marker_excite.models.geometry import GeometryError, UNetGeometry
 from marker_excite.models.hemis import build_hemis
@@ -50,7 +50,6 @@ PRESETS: dict[str, dict[str, int]] = {
 MS_PLUS_WIDTH_FACTOR = 1.125
 
 BACKBONES: tuple[str, ...] = ("unet", "hemis")
-ATTENTIONS: tuple[str, ...] = ("me", "se")
 
 _RECIPES: dict[str, dict[str, Any]] = {
     "UB": dict(backbone="unet", sampling=None, attention=None),
@@ -161,8 +160,10 @@ class ModelConfig(JsonConfig):
             raise ConfigError(f"model config input_size: {exc}") from None
 
     def _validate_attention(self) -> None:
-        if self.attention is not None and self.attention not in ATTENTIONS:
-            raise ConfigError(f"model config attention must be null, 'me' or 'se', got {self.attention!r}")
+        if self.attention is not None and self.attention not in ATTENTION:
+            raise ConfigError(
+                f"model config attention must be null, {' or '.join(map(repr, ATTENTION))}, got {self.attention!r}"
+            )
         bad = [p for p in self.attention_positions if p not in ATTENTION_POSITIONS]
         if bad:
             raise ConfigError(
@@ -172,7 +173,10 @@ class ModelConfig(JsonConfig):
         if len(set(self.attention_positions)) != len(self.attention_positions):
             raise ConfigError(f"model config attention_positions: duplicated position in {list(self.attention_positions)}")
         if self.attention is None and self.attention_positions:
-            raise ConfigError("model config attention_positions given but attention is null; set attention to 'me' or 'se'")
+            raise ConfigError(
+                "model config attention_positions given but attention is null; "
+                f"set attention to {' or '.join(map(repr, ATTENTION))}"
+            )
         if self.attention is not None and not self.attention_positions:
             raise ConfigError(f"model config attention {self.attention!r} needs at least one position of I, E, B, D")
 
