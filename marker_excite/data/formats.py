@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from marker_excite.data.hdf5_io import HDF5_MAGIC, HDF5_SUFFIXES, IMS_SUFFIXES, H5Volume, H5Writer, ImsVolume, is_ims
 from marker_excite.data.tiff_io import TIFF_MAGIC, TIFF_SUFFIXES, TiffVolume, TiffWriter
@@ -56,7 +56,9 @@ class Format:
         """Whether the name of ``path`` ends in one of the format's suffixes (case-insensitive)."""
         return path.name.lower().endswith(self.suffixes)
 
-    def open(self, path: Path, markers, spacing, **options) -> VolumeReader:
+    def open(
+        self, path: Path, markers: Sequence[str] | str | None, spacing: Sequence[float] | None, **options: str | None
+    ) -> VolumeReader:
         """The reader of ``path``, given the options it takes (``axes``, ``dataset``) and no others."""
         return self.reader(path, markers=markers, spacing=spacing, **{k: options[k] for k in self.reader_options})
 
