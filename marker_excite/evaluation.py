@@ -29,7 +29,7 @@ from marker_excite.data.store import SampleStore
 from marker_excite.data.tiling import predict_tiled
 from marker_excite.errors import UserInputError
 from marker_excite.forward import keras_forward
-from marker_excite.markers import PAPER_MARKERS, MarkerPanel
+from marker_excite.markers import PAPER_MARKERS, MarkerPanel, Subset
 from marker_excite.progress import Progress
 from marker_excite.run import Run
 from marker_excite.stats import pair_rows
@@ -47,8 +47,8 @@ def label_panel(markers: Sequence[str]) -> MarkerPanel:
     return paper if all(m in paper for m in markers) else MarkerPanel(tuple(markers))
 
 
-def parse_subsets(spec: str | Sequence[str | Sequence[str]], markers: Sequence[str]) -> list[tuple[int, ...]]:
-    """Subsets given by the user as sorted index tuples into the model panel ``markers``.
+def parse_subsets(spec: str | Sequence[str | Sequence[str]], markers: Sequence[str]) -> list[Subset]:
+    """Subsets given by the user, as :class:`Subset` of the model panel ``markers``.
 
     A string holds subsets separated by ``,`` or ``;``; each is an ``m_125`` label (in the notation
     of :func:`label_panel`) or marker names joined by ``+`` (``DAPI+collagen``). A sequence holds such
@@ -57,13 +57,13 @@ def parse_subsets(spec: str | Sequence[str | Sequence[str]], markers: Sequence[s
     model_panel = MarkerPanel(tuple(markers))
     names_panel = label_panel(markers)
     items: list[Any] = [s for s in spec.replace(";", ",").split(",")] if isinstance(spec, str) else list(spec)
-    out: list[tuple[int, ...]] = []
+    out: list[Subset] = []
     for item in items:
         if isinstance(item, str):
             text = item.strip()
             if not text:
                 raise UserInputError(f"empty subset in {spec!r}")
-            names = [names_panel.names[i] for i in names_panel.parse_subset(text.replace("+", ","))]
+            names = list(names_panel.parse_subset(text.replace("+", ",")).names)
         else:
             names = list(item)
         missing = [n for n in names if n not in model_panel]
@@ -72,9 +72,9 @@ def parse_subsets(spec: str | Sequence[str | Sequence[str]], markers: Sequence[s
                 f"subset {item!r} uses marker(s) {', '.join(missing)} that the model does not have "
                 f"(its markers: {', '.join(model_panel.names)})"
             )
-        idx = model_panel.indices(names)
-        if idx not in out:
-            out.append(idx)
+        subset = model_panel.parse_subset(names)
+        if subset not in out:
+            out.append(subset)
     if not out:
         raise UserInputError("no subsets given")
     return out
@@ -133,21 +133,21 @@ class SliceScorer:
         return cm, loss
 
     def subsets(
-        self, source, subsets: Sequence[tuple[int, ...]], *, progress: bool = True
-    ) -> dict[tuple[int, ...], tuple[np.ndarray, int]]:
+        self, source, subsets: Sequence[Subset], *, progress: bool = True
+    ) -> dict[Subset, tuple[np.ndarray, int]]:
         """Per subset: the confusion matrix over every slice whose sample has all the subset's markers
         (fed with only those markers), and the number of such slices. Each slice is read once."""
         from marker_excite.metrics import confusion_matrix
 
         k = source.panel.size
-        masks = {s: np.isin(np.arange(k), s).astype(np.float32) for s in subsets}
+        masks = {s: np.isin(np.arange(k), s.indices).astype(np.float32) for s in subsets}
         result = {s: (np.zeros((self.n_outputs,) * 2, dtype=np.int64), 0) for s in subsets}
         with Progress(len(source.slices) * len(subsets), "evaluate", unit="slice", enabled=progress) as bar:
             for sample_i, padded, label in self._slices(source):
                 available = source.plans[sample_i].availability
                 for s, mask in masks.items():
                     bar.update()
-                    if np.any(available[list(s)] == 0):
+                    if np.any(available[list(s.indices)] == 0):
                         continue  # the sample lacks a marker of this subset
                     probs = self.probabilities(source, sample_i, padded * mask, available * mask)
                     acc, seen = result[s]
@@ -212,7 +212,7 @@ def evaluate_model(
     confusions = scorer.subsets(source, chosen, progress=progress)
     rows: list[dict[str, Any]] = []
     for subset, (cm, count) in confusions.items():
-        label = names.subset_label(names.indices(markers[i] for i in subset))
+        label = names.parse_subset(subset.names).label
         if count == 0:
             if progress:
                 print(f"evaluate: no test patch has all markers of {label}; subset skipped", file=sys.stderr)

@@ -1,15 +1,16 @@
 """Marker vocabularies: ordered marker names, availability vectors and marker subsets.
 
 Markers are referred to by NAME at the edges (files, CLI, model card) and by INDEX inside tensors.
-A :class:`MarkerPanel` is the explicit mapping between the two. Subsets follow the paper's notation:
-``m_125`` is the subset of the first, second and fifth marker of the panel (1-based).
+A :class:`MarkerPanel` is the explicit mapping between the two. A :class:`Subset` is a set of a panel's
+markers: 0-based indices inside, the paper's 1-based notation outside (``m_125`` is the subset of the
+first, second and fifth marker of the panel).
 """
 
 from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -110,30 +111,22 @@ class MarkerPanel:
         return tuple(n for n, a in zip(self.names, v) if a > 0.5)
 
     # -- subsets -------------------------------------------------------------------------------
-    def all_subsets(self) -> list[tuple[int, ...]]:
-        """All 2^K-1 non-empty subsets as sorted index tuples; by size, then lexicographically."""
-        out: list[tuple[int, ...]] = []
+    def all_subsets(self) -> list["Subset"]:
+        """All 2^K-1 non-empty subsets; by size, then lexicographically (``m_1, ..., m_5, m_12, ...``)."""
+        out: list[Subset] = []
         for r in range(1, self.size + 1):
-            out.extend(itertools.combinations(range(self.size), r))
+            out.extend(Subset(c, self) for c in itertools.combinations(range(self.size), r))
         return out
 
-    def subset_label(self, subset: Iterable[int]) -> str:
-        """The paper's notation for a subset of 0-based indices, e.g. (0, 1, 4) -> ``m_125``."""
-        idx = sorted(set(int(i) for i in subset))
-        if not idx:
-            raise MarkerError("empty marker set has no label")
-        if self.size > 9:
-            return "m_" + "-".join(str(i + 1) for i in idx)
-        return "m_" + "".join(str(i + 1) for i in idx)
+    def parse_subset(self, text: str | Sequence[str | int]) -> "Subset":
+        """Parse user input into a :class:`Subset` of this panel.
 
-    def parse_subset(self, text: str | Sequence[str | int]) -> tuple[int, ...]:
-        """Parse user input into sorted 0-based indices.
-
-        Accepts ``"DAPI,collagen"``, ``"1,5"``, ``"m_15"`` / ``"m15"``, or a sequence of names/numbers.
-        Raises :class:`MarkerError` for unknown names, duplicates and empty sets.
+        Accepts ``"DAPI,collagen"``, ``"1,5"``, ``"m_15"`` / ``"m15"``, or a sequence of names/numbers
+        (numbers are 1-based, as in the paper). Raises :class:`MarkerError` for unknown names, duplicates
+        and empty sets.
         """
         if not isinstance(text, str):
-            return self.indices(text)
+            return Subset(self.indices(text), self)
         s = text.strip()
         if not s:
             raise MarkerError("empty marker set: give at least one marker (names like DAPI,collagen or numbers like 1,5)")
@@ -141,13 +134,13 @@ class MarkerPanel:
         if low.startswith("m") and "," not in s and s not in self:
             body = low[2:] if low.startswith("m_") else low[1:]
             if body.isdigit() and self.size <= 9:
-                return self.indices(int(c) for c in body)
+                return Subset(self.indices(int(c) for c in body), self)
             if body and all(p.isdigit() for p in body.split("-")):
-                return self.indices(int(p) for p in body.split("-"))
+                return Subset(self.indices(int(p) for p in body.split("-")), self)
         parts = [p.strip() for p in s.split(",")]
         if any(not p for p in parts):
             raise MarkerError(f"empty entry in marker list {text!r}")
-        return self.indices(parts)
+        return Subset(self.indices(parts), self)
 
     def to_list(self) -> list[str]:
         return list(self.names)
@@ -155,3 +148,60 @@ class MarkerPanel:
     @classmethod
     def from_list(cls, names: Sequence[str]) -> "MarkerPanel":
         return cls(tuple(names))
+
+
+#: The paper's panel (m1 .. m5), the default panel of a :class:`Subset`.
+PAPER_PANEL = MarkerPanel(PAPER_MARKERS)
+
+
+@dataclass(frozen=True)
+class Subset:
+    """A non-empty set of markers of a panel, held as sorted, distinct 0-based indices into ``panel``.
+
+    ``label`` is the paper's 1-based notation (``Subset((0, 1, 4)).label == "m_125"``); build one from
+    user input with :meth:`MarkerPanel.parse_subset` (``"m_125"``, ``"DAPI,collagen"``, names). Iterating
+    yields the indices; ``a <= b`` tells whether ``a``'s markers are all in ``b`` (same panel).
+    """
+
+    indices: tuple[int, ...]
+    panel: MarkerPanel = PAPER_PANEL
+
+    def __post_init__(self) -> None:
+        idx = tuple(sorted(int(i) for i in self.indices))
+        if not idx:
+            raise MarkerError("empty marker set: a subset needs at least one marker")
+        if len(set(idx)) != len(idx):
+            raise MarkerError(f"marker index given twice in subset {list(self.indices)}")
+        if idx[0] < 0 or idx[-1] >= self.panel.size:
+            raise MarkerError(f"marker index outside 0..{self.panel.size - 1} in subset {list(self.indices)}")
+        object.__setattr__(self, "indices", idx)
+
+    @property
+    def numbers(self) -> tuple[int, ...]:
+        """The paper's 1-based marker numbers: ``(1, 2, 5)`` for ``m_125``."""
+        return tuple(i + 1 for i in self.indices)
+
+    @property
+    def label(self) -> str:
+        """The paper's notation ``m_125`` (numbers joined by ``-`` for panels of more than 9 markers)."""
+        return "m_" + ("-" if self.panel.size > 9 else "").join(str(n) for n in self.numbers)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Marker names, in panel order."""
+        return tuple(self.panel.names[i] for i in self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+    def __le__(self, other: "Subset") -> bool:
+        if not isinstance(other, Subset) or other.panel != self.panel:
+            return NotImplemented
+        return set(self.indices) <= set(other.indices)
+
+    def __str__(self) -> str:
+        return self.label
+

@@ -142,7 +142,7 @@ def test_import_refuses_bad_image_data(tmp_path, capsys, make, message):
 
 
 def test_decompressor_errors_are_decode_errors():
-    from marker_excite.data.io import _is_decode_error
+    from marker_excite.data.tiff_io import _is_decode_error
 
     for decompress in (zlib.decompress, lzma.decompress):
         with pytest.raises(Exception) as info:

@@ -9,7 +9,7 @@ import pytest
 from test_inference import MARKERS, make_run
 
 from marker_excite.cli import main
-from marker_excite.data import writers
+from marker_excite.data import tiff_io
 from marker_excite.data.writers import write_volume
 
 
@@ -46,7 +46,7 @@ def test_predict_on_a_full_disk_is_one_line_and_writes_nothing(tmp_path, capsys,
     (out / "labels.ome.tif").write_bytes(b"old labels")  # an existing output to replace: kept as it was
     if fails == "tiff slice":
         FullFile.writes = 0
-        monkeypatch.setattr(writers, "open", lambda path, mode: FullFile(path, mode.replace("b", "")), raising=False)
+        monkeypatch.setattr(tiff_io, "open", lambda path, mode: FullFile(path, mode.replace("b", "")), raising=False)
         culprit = out / "labels.ome.tif"
     elif fails == "hdf5 slice":
         real = h5py.Dataset.__setitem__

@@ -8,6 +8,7 @@ from marker_excite import cli, evaluation
 from marker_excite.data import pipeline
 from marker_excite.data.store import SampleStore
 from marker_excite.errors import UserInputError
+from marker_excite.markers import Subset
 from marker_excite.metrics import confusion_matrix
 from marker_excite.models.zoo import build_model, model_config
 
@@ -36,11 +37,11 @@ def test_rows_from_confusion_exact():
 
 def test_parse_subsets_and_labels():
     paper = ("DAPI", "endomucin", "endoglin", "collagen", "CXCL12-GFP")
-    assert evaluation.parse_subsets("m_125,m_4", paper) == [(0, 1, 4), (3,)]
-    assert evaluation.parse_subsets("DAPI+collagen; endomucin", paper) == [(0, 3), (1,)]
+    assert [s.indices for s in evaluation.parse_subsets("m_125,m_4", paper)] == [(0, 1, 4), (3,)]
+    assert [s.indices for s in evaluation.parse_subsets("DAPI+collagen; endomucin", paper)] == [(0, 3), (1,)]
     ub = ("DAPI", "collagen")  # a UB model: subsets named in the paper's notation
     assert evaluation.label_panel(ub).names == paper
-    assert evaluation.parse_subsets("m_14,m_4", ub) == [(0, 1), (1,)]
+    assert [s.indices for s in evaluation.parse_subsets("m_14,m_4", ub)] == [(0, 1), (1,)]
     with pytest.raises(UserInputError, match="endomucin"):
         evaluation.parse_subsets("m_2", ub)
     with pytest.raises(UserInputError, match="unknown marker"):
@@ -67,7 +68,7 @@ def test_evaluate_model_all_subsets_matches_reference(store):
         assert len({r["subset"] for r in rows}) == 31 and {r["n_markers"] for r in rows} == {1, 2, 3, 4, 5}
         got = {(r["subset"], r["metric"]): r["value"] for r in rows}
         for subset in [(0, 1, 4), (3,), (0, 1, 2, 3, 4)]:
-            label = mcfg.panel.subset_label(subset)
+            label = Subset(subset, mcfg.panel).label
             cm = _numpy_f1(model, mcfg, st, ["s0", "s1"], subset)
             assert (got[label, "tp"], got[label, "fp"], got[label, "fn"]) == (cm[1, 1], cm[0, 1], cm[1, 0])
             assert got[label, "f1"] == pytest.approx(2 * cm[1, 1] / (2 * cm[1, 1] + cm[0, 1] + cm[1, 0]))

@@ -14,6 +14,7 @@ TINY = E.Preset(
     "tiny", zoo_preset="small", train_preset="small", phantom="small", epochs=1, batch_size=4, n_folds=2,
     folds=(0,), classes=("sinusoids",), augment=False, model_overrides=dict(depth=2, base_filters=4, input_size=44),
 )
+_s = E.PAPER_PANEL.parse_subset  # "m_125" -> Subset of the paper panel
 
 
 # -- job lists ----------------------------------------------------------------------------------------
@@ -25,7 +26,7 @@ def test_fig1_counts_ids_and_subsets():
     assert ids[0] == "UB__m_1__sinusoids__f0"
     assert "UB__m_12345__arteries__f3" in ids
     assert {j.subset for j in exp.jobs} == set(E.all_subsets())
-    ub = next(j for j in exp.jobs if j.subset == (1, 2, 5))
+    ub = next(j for j in exp.jobs if j.subset == _s("m_125"))
     assert ub.markers == ("DAPI", "endomucin", "CXCL12-GFP")
     assert ub.eval_subsets == [("DAPI", "endomucin", "CXCL12-GFP")]
     # joint two-class models double the folds x subsets once more (Fig. 1b,f)
@@ -33,6 +34,31 @@ def test_fig1_counts_ids_and_subsets():
     assert len(joint.jobs) == 248 + 31 * 4
     assert "UB-joint__m_24__sinusoids-arteries__f1" in [j.job_id for j in joint.jobs]
     assert [a.name for a in joint.analyses] == ["fig1cg", "fig1d", "fig1e", "fig1h", "fig1i", "fig1bf"]
+
+
+def test_job_ids_labels_and_case_tables_are_pinned():
+    """Committed results (experiments/results/) are resumed by job id and read by subset label: both, and
+    the Case tables in the paper's 1-based notation, must never change."""
+    ids = {j.job_id for name in E.EXPERIMENTS for j in E.experiment(name, "cpu").jobs}
+    assert {"UB__m_125__sinusoids__f0", "UB-case3__m_23__case3__sinusoids__f0", "MS__all__sinusoids__f0",
+            "MS-ME__all__case3__arteries__f2", "UB-joint__m_24__sinusoids-arteries__f1", "UB-tissue__m_1__tissue__f3",
+            "MSplus__all__arteries__f0", "MS-ME-IEBD__all__sinusoids__f1", "UB-case6__m_4__case6__arteries__f3"} <= ids
+    assert len(ids) == 1440
+    assert [s.label for s in E.all_subsets()[4:8]] == ["m_5", "m_12", "m_13", "m_14"]
+    ub = next(j for j in E.experiment("fig1_upper_bound", "cpu").jobs if j.job_id == "UB__m_125__sinusoids__f0")
+    assert ub.subset.indices == (0, 1, 4) and ub.subset.numbers == (1, 2, 5) and ub.subset.label == "m_125"
+    assert {case: [s.numbers for s in table] for case, table in E.CASES.items()} == {
+        "case1": [(1,), (2,), (3,), (4,), (5,)],
+        "case2": [(1, 2), (2, 3), (3, 4), (4, 5), (1, 5)],
+        "case3": [(1, 2, 3), (2, 3, 4), (3, 4, 5), (1, 4, 5), (1, 2, 5)],
+        "case4": [(2, 3, 4, 5), (1, 3, 4, 5), (1, 2, 4, 5), (1, 2, 3, 5), (1, 2, 3, 4)],
+        "case5": [(1, 2, 4), (1, 2, 4), (1, 2, 4), (1, 3, 5), (1, 3, 5)],
+        "case6": [(1, 2, 4, 5), (1, 3, 4), (2, 3), (1, 5), (4,)],
+    }
+    assert [s.label for s in E.shuffled_table("case3", 0)] == ["m_234", "m_345", "m_125", "m_145", "m_123"]
+    m2 = E.M2_GROUPS["sinusoids"]
+    assert [s.label for s in E.all_subsets() if m2.contains(s)][:4] == ["m_2", "m_3", "m_12", "m_13"]
+    assert m2.contains("m_23") and not m2.contains("m_145")
 
 
 def test_ids_are_stable_and_shared_between_experiments():
@@ -79,13 +105,13 @@ def test_case_ratios_hand_checked():
     assert E.ub_ratio(E.CASES["case1"]) == (5, 31, 5 / 31)
     # Case 3 (cyclic triples): 5 singles + all 10 pairs + the 5 triples; m_23 only in s1 and s2
     assert E.ub_ratio(E.CASES["case3"])[:2] == (20, 31)
-    assert [i for i, row in enumerate(E.CASES["case3"]) if {2, 3} <= set(row)] == [0, 1]
+    assert [i for i, row in enumerate(E.CASES["case3"]) if _s("m_23") <= row] == [0, 1]
     # Case 5: 2^3-1 subsets of each protocol, sharing only m_1
     assert E.ub_ratio(E.CASES["case5"])[:2] == (13, 31)
     assert E.ub_ratio(E.CASES["case4"])[:2] == (30, 31)
-    hand = ((1, 2), (3,))
-    assert E.m_ub(hand) == [(1,), (2,), (3,), (1, 2)]
-    assert E.m_total(hand) == [(1,), (2,), (3,), (1, 2), (1, 3), (2, 3), (1, 2, 3)]
+    hand = (_s("m_12"), _s("m_3"))
+    assert [s.label for s in E.m_ub(hand)] == ["m_1", "m_2", "m_3", "m_12"]
+    assert [s.label for s in E.m_total(hand)] == ["m_1", "m_2", "m_3", "m_12", "m_13", "m_23", "m_123"]
     assert E.ub_ratio(hand) == (4, 7, 4 / 7)
 
 
@@ -98,7 +124,7 @@ def test_case_tables_are_consistent(case):
         sizes = {len(r) for r in table}
         assert sizes == {int(case[-1])} and len(set(table)) == 5
     shuffled = [E.shuffled_table(case, f) for f in range(4)]
-    assert all(sorted(s) == sorted(table) for s in shuffled)
+    assert all(sorted(r.label for r in s) == sorted(r.label for r in table) for s in shuffled)
     assert shuffled[0] == E.shuffled_table(case, 0)
 
 
@@ -111,15 +137,15 @@ def test_panels_cover_training_samples_only():
     panels = job.marker_panels(folds[1].train)
     assert set(panels) == set(folds[1].train)
     assert not set(panels) & (set(folds[1].val) | set(folds[1].test))  # validation / test keep all markers
-    assert [tuple(E.PAPER_PANEL.index(m) + 1 for m in panels[s]) for s in folds[1].train] == list(job.panels)
+    assert [E.PAPER_PANEL.parse_subset(panels[s]) for s in folds[1].train] == list(job.panels)
     cfg = job.train_config(exp.preset, folds[1].train)
     assert cfg.marker_panels == panels and cfg.fold == 1 and cfg.epochs == 200 and cfg.batch_size == 2
 
 
 # -- resume and aggregation with stubs ------------------------------------------------------------------
 def _fake_rows(job, value):
-    subsets = [E.subset_label(job.subset)] if job.subset else [E.subset_label(s) for s in E.all_subsets()]
-    return [dict(model=job.label, fold=job.fold, **{"class": c}, subset=s, n_markers=len(E.parse_label(s)),
+    subsets = [job.subset.label] if job.subset else [s.label for s in E.all_subsets()]
+    return [dict(model=job.label, fold=job.fold, **{"class": c}, subset=s, n_markers=len(_s(s)),
                  metric="f1", value=value(job, c, s)) for c in job.classes for s in subsets]
 
 
@@ -140,7 +166,7 @@ def _stub_runner(exp, value, calls):
 
 def _score(job, cls, subset):
     bonus = {"MS": 0.0, "MS-SE": 0.01, "MS-ME": 0.05, "MS+": 0.02, "UB": 0.03}.get(job.model, -0.01)
-    return 0.3 + 0.1 * len(E.parse_label(subset)) + bonus + 0.001 * job.fold
+    return 0.3 + 0.1 * len(_s(subset)) + bonus + 0.001 * job.fold
 
 
 def test_resume_skips_finished_jobs_and_aggregates(tmp_path):
@@ -225,9 +251,9 @@ def test_case_upper_bound_trains_only_on_samples_with_its_subset():
     ubs = [j for j in exp.jobs if j.label == "UB-case3"]
     assert len(ubs) == 20 and {j.subset for j in ubs} == set(E.m_ub(E.CASES["case3"]))
     panels = dict(zip(fold.train, exp.jobs[0].panels))  # training sample -> its Case panel this fold
-    m23 = next(j for j in ubs if j.subset == (2, 3))
+    m23 = next(j for j in ubs if j.subset == _s("m_23"))
     assert m23.job_id == "UB-case3__m_23__case3__sinusoids__f0"
-    expected = tuple(s for s in fold.train if {2, 3} <= set(panels[s]))
+    expected = tuple(s for s in fold.train if _s("m_23") <= panels[s])
     assert len(expected) == 2 and m23.case_train_samples(fold.train) == expected
     cfg = m23.train_config(exp.preset, fold.train)
     assert cfg.train_samples == expected and cfg.marker_panels is None and m23.markers == ("endomucin", "endoglin")
@@ -246,7 +272,7 @@ def test_tiny_end_to_end(tmp_path):
 
     store = write_dataset(tmp_path / "tiny.h5", "small", samples=4, shape=(3, 48, 48), progress=False)
     exp = E.fig1_upper_bound(TINY, ("sinusoids",), (0,))
-    exp = E.Experiment(exp.name, TINY, tuple(j for j in exp.jobs if j.subset in {(2,), (1, 2)}), exp.analyses)
+    exp = E.Experiment(exp.name, TINY, tuple(j for j in exp.jobs if j.subset in {_s("m_2"), _s("m_12")}), exp.analyses)
     summary = E.run_jobs(exp, tmp_path / "out", store=store, progress=False)
     assert summary.ran == ["UB__m_2__sinusoids__f0", "UB__m_12__sinusoids__f0"] and summary.remaining == []
     run = E.run_dir(tmp_path / "out", exp.jobs[1])
@@ -293,7 +319,7 @@ def test_reproduction_report_verdicts(tmp_path):
     bonus = {"MS": 0.05, "MZ": 0.0, "HeMIS": 0.0, "MS-ME": -0.02}
 
     def value(job, cls, subset):  # MZ == HeMIS exactly; MS better; MS-ME worse than MS
-        return 0.5 + 0.01 * len(E.parse_label(subset)) + bonus[job.model] + 0.001 * job.fold
+        return 0.5 + 0.01 * len(_s(subset)) + bonus[job.model] + 0.001 * job.fold
 
     for job in exp.jobs + exp3.jobs:
         write_results(_fake_rows(job, value), E.run_dir(tmp_path, job) / E.EVALUATION_CSV)

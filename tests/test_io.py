@@ -72,7 +72,7 @@ def test_ome_tiff_calibrated_for_imagej_and_baseline_readers(tmp_path, vol):
     z spacing) in a second ImageDescription, which is what ImageJ reads without Bio-Formats."""
     from fractions import Fraction
 
-    from marker_excite.data.writers import add_imagej_description
+    from marker_excite.data.tiff_io import add_imagej_description
 
     p = write_volume(tmp_path / "a.ome.tif", vol, (2.0, 0.45, 0.25), ["DAPI", "endomucin"])
     with tifffile.TiffFile(p) as tif:
@@ -322,3 +322,68 @@ def test_resampling_shapes_values_and_inverse():
     assert lab_r.shape == (80, 120) and lab_r.dtype == np.uint8 and set(np.unique(lab_r)) <= {0, 1}
     np.testing.assert_array_equal(restore_slice(lab_r, (40, 60), order=0), lab)
     assert resample_slice(img, (1, 1), (1, 1)) is img
+
+
+# -- the format registry --------------------------------------------------------------------------------
+def test_format_registry_chooses_by_suffix_content_and_container(tmp_path, vol):
+    from marker_excite.data.formats import reading_format, writing_format
+
+    tif, h5 = write_volume(tmp_path / "v.tif", vol), write_volume(tmp_path / "v.h5", vol)
+    ims = tmp_path / "v.ims"
+    write_ims(ims, np.abs(vol * 100).astype(np.uint16), ["a", "b"], (1.0, 1.0, 1.0))
+    (tmp_path / "tif.dat").write_bytes(tif.read_bytes())
+    (tmp_path / "h5.dat").write_bytes(h5.read_bytes())
+    (tmp_path / "ims.h5").write_bytes(ims.read_bytes())
+    got = {name: reading_format(tmp_path / name).name for name in ("v.tif", "v.h5", "v.ims", "tif.dat", "h5.dat", "ims.h5")}
+    assert got == {"v.tif": "tiff", "v.h5": "hdf5", "v.ims": "ims", "tif.dat": "tiff", "h5.dat": "hdf5", "ims.h5": "ims"}
+    assert reading_format(tmp_path / "ims.h5", dataset="DataSet/ResolutionLevel 0/TimePoint 0/Channel 0/Data").name == "hdf5"
+    assert type(open_volume(tmp_path / "ims.h5")).__name__ == "ImsVolume"
+    assert [writing_format(tmp_path / n).name for n in ("a.ome.tif", "a.TIFF", "a.hdf5", "a.ome.zarr")] == [
+        "tiff", "tiff", "hdf5", "zarr"]
+    # the messages are the ones of the if-chains the registry replaced
+    (tmp_path / "what.xyz").write_bytes(b"abcdefgh")
+    with pytest.raises(VolumeError) as err:
+        open_volume(tmp_path / "what.xyz")
+    assert str(err.value) == (f"{tmp_path / 'what.xyz'}: unknown file format; supported: TIFF/OME-TIFF (.tif, .tiff, "
+                              ".btf, .tf8), HDF5 (.h5, .hdf5, .hdf, .he5), Imaris (.ims)")
+    with pytest.raises(VolumeError) as err:
+        VolumeWriter(tmp_path / "x.png", (1, 2, 2))
+    assert str(err.value) == (f"{tmp_path / 'x.png'}: output must end in .ome.tif/.tif (OME-TIFF), .h5 (HDF5) "
+                              "or .ome.zarr (OME-Zarr)")
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(VolumeError, match="is a folder, expected a file"):
+        open_volume(tmp_path / "folder")
+
+
+def test_a_new_format_is_one_module_and_one_registry_entry(tmp_path, vol, monkeypatch):
+    """open_volume and VolumeWriter dispatch through formats.FORMATS only (here: a .npy format)."""
+    from marker_excite.data import formats
+    from marker_excite.data.volume import FormatWriter, VolumeReader
+
+    class NpyVolume(VolumeReader):
+        def __init__(self, path, markers=None, spacing=None) -> None:
+            self.path = path
+            self._array = np.load(path, mmap_mode="r")
+            self.shape_czyx, self.dtype = self._array.shape, self._array.dtype
+            self._set_metadata(None, None, markers, spacing)
+
+        def _read(self, z):
+            return self._array[:, z]
+
+    class NpyWriter(FormatWriter):
+        def __init__(self, tmp, shape_czyx, dtype, spacing, channel_names) -> None:
+            self._array = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=tuple(shape_czyx))
+
+        def write_slice(self, z, data):
+            self._array[:, z] = data
+
+        def finish(self):
+            self._array.flush()
+
+    npy = formats.Format("npy", "NumPy", (".npy",), NpyVolume, NpyWriter, output_hint=".npy (NumPy)")
+    monkeypatch.setattr(formats, "FORMATS", formats.FORMATS + (npy,))
+    out = write_volume(tmp_path / "v.npy", vol, channel_names=["DAPI", "endomucin"])
+    assert sorted(os.listdir(tmp_path)) == ["v.npy"]  # committed atomically like the others
+    with open_volume(out, markers=["DAPI", "endomucin"]) as r:
+        assert type(r) is NpyVolume and r.markers == ("DAPI", "endomucin")
+        np.testing.assert_array_equal(r.read_volume(), vol)

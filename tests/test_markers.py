@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from marker_excite.markers import PAPER_MARKERS, MarkerError, MarkerPanel
+from marker_excite.markers import PAPER_MARKERS, PAPER_PANEL, MarkerError, MarkerPanel, Subset
 from marker_excite.errors import UserInputError
 
 
@@ -16,14 +16,32 @@ def test_all_subsets_count_order_and_labels():
     p = MarkerPanel()
     subs = p.all_subsets()
     assert len(subs) == 31 and len(set(subs)) == 31
-    assert subs[0] == (0,) and subs[-1] == (0, 1, 2, 3, 4)
+    assert subs[0].indices == (0,) and subs[-1].indices == (0, 1, 2, 3, 4)
     assert [len(s) for s in subs] == sorted(len(s) for s in subs)
-    assert p.subset_label((4, 0, 1)) == "m_125"
+    assert [s.label for s in subs[:7]] == ["m_1", "m_2", "m_3", "m_4", "m_5", "m_12", "m_13"]
+    assert Subset((4, 0, 1), p).label == "m_125"
+
+
+def test_subset_one_type_zero_based_inside_paper_notation_outside():
+    s = PAPER_PANEL.parse_subset("m_125")
+    assert s == Subset((0, 1, 4)) == PAPER_PANEL.parse_subset(["DAPI", "endomucin", "CXCL12-GFP"])
+    assert s.indices == tuple(s) == (0, 1, 4) and s.numbers == (1, 2, 5) and len(s) == 3
+    assert s.names == ("DAPI", "endomucin", "CXCL12-GFP") and s.label == str(s) == "m_125"
+    assert PAPER_PANEL.parse_subset(s.label) == s and PAPER_PANEL.parse_subset(s.names) == s
+    assert PAPER_PANEL.parse_subset("m_12") <= s and not s <= PAPER_PANEL.parse_subset("m_12")
+    big = MarkerPanel(tuple(f"c{i}" for i in range(12)))
+    assert Subset((0, 9, 11), big).label == "m_1-10-12" and big.parse_subset("m_1-10-12").indices == (0, 9, 11)
+
+
+@pytest.mark.parametrize("indices,needle", [((), "empty marker set"), ((1, 1), "twice"), ((5,), "outside 0..4"), ((-1,), "outside")])
+def test_subset_refuses_bad_indices(indices, needle):
+    with pytest.raises(MarkerError, match=needle):
+        Subset(indices)
 
 
 @pytest.mark.parametrize("text", ["DAPI,CXCL12-GFP", "1,5", "m_15", "m15", " dapi , 5 "])
 def test_parse_subset_forms(text):
-    assert MarkerPanel().parse_subset(text) == (0, 4)
+    assert MarkerPanel().parse_subset(text).indices == (0, 4)
 
 
 @pytest.mark.parametrize(

@@ -33,7 +33,7 @@ def _run(name: str, env: dict[str, str], cwd: Path) -> str:
 
 def test_explore_results_notebook(tmp_path):
     for job in [E.Job(m, ("sinusoids",), f) for m in ("MS", "MS-ME") for f in (0, 1)]:
-        rows = [dict(model=job.label, fold=job.fold, **{"class": "sinusoids"}, subset=E.subset_label(s),
+        rows = [dict(model=job.label, fold=job.fold, **{"class": "sinusoids"}, subset=s.label,
                      n_markers=len(s), metric="f1", value=0.4 + 0.1 * len(s) + (0.05 if job.model == "MS-ME" else 0))
                 for s in E.all_subsets()]
         write_results(rows, E.run_dir(tmp_path, job) / E.EVALUATION_CSV)

@@ -25,7 +25,7 @@ from sklearn.metrics import roc_auc_score
 
 from marker_excite.data.sample import PAPER_CLASSES, Sample
 from marker_excite.data.synthetic import generate_sample
-from marker_excite.markers import MarkerPanel
+from marker_excite.markers import MarkerPanel, Subset
 
 #: Gaussian smoothing scales (pixels, in-plane) of the classifier's features.
 SCALES: tuple[float, ...] = (1.0, 4.0)
@@ -135,7 +135,7 @@ def markdown_table(results: dict[tuple[str, tuple[int, ...]], float], panel: Mar
     for s in subsets:
         names = " + ".join(panel.names[i] for i in s)
         vals = " | ".join(f"{results[(c, s)]:.3f}" for c in classes)
-        rows.append(f"| {panel.subset_label(s)} | {names} | {vals} |")
+        rows.append(f"| {Subset(s, panel).label} | {names} | {vals} |")
     return "\n".join(rows)
 
 

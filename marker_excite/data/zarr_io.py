@@ -1,4 +1,4 @@
-"""OME-Zarr (NGFF 0.4 and 0.5) images: a lazy slice reader, and the writer used by ``VolumeWriter``.
+"""OME-Zarr (NGFF 0.4 and 0.5) images: a lazy slice reader and a streaming writer (a folder).
 
 Reading (``ome-zarr`` parses the metadata, ``zarr`` / dask read the data): level 0 of the first
 multiscale image; its axes (``t`` of size 1, ``c``, ``z``, ``y``, ``x``; any may be absent); channel
@@ -18,7 +18,9 @@ from typing import Sequence
 
 import numpy as np
 
-from marker_excite.data.io import _UNIT_TO_UM, VolumeError, VolumeReader, _AxesArray, _canonical_axes, _split_names
+from marker_excite.data.volume import (
+    _UNIT_TO_UM, FormatWriter, VolumeError, VolumeReader, _AxesArray, _canonical_axes, _split_names,
+)
 
 ZARR_SUFFIXES = (".zarr",)
 _UNITS = {**_UNIT_TO_UM, "nanometer": 1e-3, "millimeter": 1e3, "meter": 1e6}
@@ -94,21 +96,29 @@ def _spacing(meta: dict, axes: Sequence[str]) -> tuple[float, float, float] | No
     return (z if np.isfinite(z) else 1.0, y, x)
 
 
-class ZarrImageWriter:
-    """The OME-Zarr part of :class:`~marker_excite.data.writers.VolumeWriter`: ``folder`` is its temporary folder."""
+class ZarrWriter(FormatWriter):
+    """OME-Zarr (NGFF 0.4, zarr v2) written into the temporary folder ``tmp``."""
 
-    def __init__(self, folder: Path, shape_czyx: Sequence[int], dtype: np.dtype, spacing: Sequence[float], channel_names: Sequence[str]) -> None:
+    folder = True
+
+    @classmethod
+    def check_target(cls, path: Path) -> None:
+        """Replace only a zarr folder (never an unrelated file or folder of the same name)."""
+        if path.exists() and not has_zarr_metadata(path):
+            raise VolumeError(f"{path} exists and is not a zarr folder; refusing to replace it")
+
+    def __init__(self, tmp: Path, shape_czyx: Sequence[int], dtype: np.dtype, spacing: Sequence[float], channel_names: Sequence[str]) -> None:
         import zarr
 
         c, z, y, x = shape_czyx
         self.spacing, self.channel_names = tuple(spacing), list(channel_names)
-        self.group = zarr.open_group(str(folder), mode="w", zarr_format=2)
+        self.group = zarr.open_group(str(tmp), mode="w", zarr_format=2)
         self.array = self.group.create_array(
             "0", shape=tuple(shape_czyx), chunks=(1, 1, min(y, CHUNK_YX), min(x, CHUNK_YX)), dtype=dtype, fill_value=0
         )
 
     def write_slice(self, z: int, data: np.ndarray) -> None:
-        self.array[:, z] = data
+        self.array[:, z] = np.asarray(data, dtype=self.array.dtype)
 
     def finish(self) -> None:
         """Write the NGFF 0.4 metadata (called once every slice is in)."""

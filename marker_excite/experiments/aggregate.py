@@ -17,7 +17,7 @@ from marker_excite.errors import UserInputError
 from marker_excite.experiments.runner import is_done, report_dir, run_dir
 from marker_excite.experiments.spec import (
     CASES, EVALUATION_CSV, Experiment, ExperimentError, FIGURES, GroupTest, RELATIVE_CSV,
-    RESULTS_CSV, RUNS, Ranking, Relative, STATS_JSON, m_ub, subset_label, ub_ratio,
+    RESULTS_CSV, RUNS, Ranking, Relative, STATS_JSON, m_ub, ub_ratio,
 )
 
 
@@ -87,9 +87,9 @@ def _relative(a: Relative, rows: list[Mapping], figures: Path) -> tuple[dict[str
     info: dict[str, Any] = {"kind": "relative", "models": list(a.models), "reference": a.reference}
     if a.case:
         table = CASES[a.case]
-        subsets = [subset_label(s) for s in m_ub(table)]
+        subsets = [s.label for s in m_ub(table)]
         n_ub, n_total, ratio = ub_ratio(table)
-        info.update(case=a.case, table=[subset_label(s) for s in table], m_ub=n_ub, m_total=n_total, ratio=ratio)
+        info.update(case=a.case, table=[s.label for s in table], m_ub=n_ub, m_total=n_total, ratio=ratio)
     case_filter = a.case if a.case else ""
     ref = select(rows, model=a.reference, case=a.reference_case, subsets=subsets if a.ub_only else None)
     model_rows = {m: select(rows, model=m, case=case_filter, subsets=subsets if a.ub_only else None) for m in a.models}

@@ -6,7 +6,7 @@ from typing import Any, Callable, Sequence
 
 
 from marker_excite.experiments.spec import (
-    Analysis, CASES, Experiment, ExperimentError, Group, GroupTest, Job, Preset, Ranking, Relative,
+    CASES, PAPER_PANEL, Analysis, Experiment, ExperimentError, Group, GroupTest, Job, Preset, Ranking, Relative,
     all_subsets, m_ub, preset, shuffled_table,
 )
 
@@ -17,13 +17,13 @@ DEFAULT_ABLATIONS: tuple[str, ...] = (
 )
 
 _SINUSOID_GROUPS = (
-    GroupTest("fig1d", "sinusoids", (Group("M2s: m2 or m3", any_of=(2, 3)), Group("M1s: no m2, m3", none_of=(2, 3)))),
-    GroupTest("fig1e", "sinusoids", (Group("M1Bs: m4, no m2, m3", all_of=(4,), none_of=(2, 3)),
-                                     Group("M1As: no m2, m3, m4", none_of=(2, 3, 4)))),
+    GroupTest("fig1d", "sinusoids", (Group("M2s: m2 or m3", any_of="m_23"), Group("M1s: no m2, m3", none_of="m_23"))),
+    GroupTest("fig1e", "sinusoids", (Group("M1Bs: m4, no m2, m3", all_of="m_4", none_of="m_23"),
+                                     Group("M1As: no m2, m3, m4", none_of="m_234"))),
 )
 _ARTERY_GROUPS = (
-    GroupTest("fig1h", "arteries", (Group("M2a: m4", all_of=(4,)), Group("M1a: no m4", none_of=(4,)))),
-    GroupTest("fig1i", "arteries", (Group("M2Ba: m4 and m2", all_of=(2, 4)), Group("M2Aa: m4, no m2", all_of=(4,), none_of=(2,)))),
+    GroupTest("fig1h", "arteries", (Group("M2a: m4", all_of="m_4"), Group("M1a: no m4", none_of="m_4"))),
+    GroupTest("fig1i", "arteries", (Group("M2Ba: m4 and m2", all_of="m_24"), Group("M2Aa: m4, no m2", all_of="m_4", none_of="m_2"))),
 )
 #: Marker groups M2 used for Table 1 (subsets with m2 or m3 for sinusoids, with m4 for arteries).
 M2_GROUPS: dict[str, Group] = {"sinusoids": _SINUSOID_GROUPS[0].groups[0], "arteries": _ARTERY_GROUPS[0].groups[0]}
@@ -117,7 +117,7 @@ TISSUE_MODEL = "UB-tissue"
 
 def tissue_job(fold: int) -> Job:
     """The paper's tissue network of one fold: "a separate UNet model that uses only m1"."""
-    return Job("UB", ("tissue",), fold, subset=(1,), label=TISSUE_MODEL)
+    return Job("UB", ("tissue",), fold, subset=PAPER_PANEL.parse_subset("m_1"), label=TISSUE_MODEL)
 
 
 def table1_quantification(p: Preset, classes: Sequence[str], folds: Sequence[int], **_: Any) -> Experiment:

@@ -20,7 +20,7 @@ import numpy as np
 from marker_excite.atomic import write_text
 from marker_excite.experiments.aggregate import load_results, select
 from marker_excite.experiments.paper import M2_GROUPS, TISSUE_MODEL
-from marker_excite.experiments.spec import CASES, EVALUATION_CSV, RUNS, Group, m_ub, subset_label
+from marker_excite.experiments.spec import CASES, EVALUATION_CSV, RUNS, Group, m_ub
 from marker_excite.stats import StatsError, TestResult, mann_whitney, pair_rows, wilcoxon
 
 REPORT_MD = "REPRODUCTION.md"
@@ -64,14 +64,14 @@ class Groups:
 
 Claim = Paired | Groups
 
-_SINUSOIDS_M2 = Group("m2 or m3", any_of=(2, 3))
-_SINUSOIDS_M1 = Group("no m2, m3", none_of=(2, 3))
-_SINUSOIDS_M1B = Group("m4, no m2, m3", all_of=(4,), none_of=(2, 3))
-_SINUSOIDS_M1A = Group("no m2, m3, m4", none_of=(2, 3, 4))
-_ARTERIES_M2 = Group("m4", all_of=(4,))
-_ARTERIES_M1 = Group("no m4", none_of=(4,))
-_ARTERIES_M2B = Group("m4 and m2", all_of=(2, 4))
-_ARTERIES_M2A = Group("m4, no m2", all_of=(4,), none_of=(2,))
+_SINUSOIDS_M2 = Group("m2 or m3", any_of="m_23")
+_SINUSOIDS_M1 = Group("no m2, m3", none_of="m_23")
+_SINUSOIDS_M1B = Group("m4, no m2, m3", all_of="m_4", none_of="m_23")
+_SINUSOIDS_M1A = Group("no m2, m3, m4", none_of="m_234")
+_ARTERIES_M2 = Group("m4", all_of="m_4")
+_ARTERIES_M1 = Group("no m4", none_of="m_4")
+_ARTERIES_M2B = Group("m4 and m2", all_of="m_24")
+_ARTERIES_M2A = Group("m4, no m2", all_of="m_4", none_of="m_2")
 
 #: The paper's claims, in the order of the report.
 CLAIMS: tuple[Claim, ...] = (
@@ -127,7 +127,7 @@ def verdict(expect: str, result: TestResult | None) -> str:
 
 # -- measuring -----------------------------------------------------------------------------------------
 def _paired_rows(rows: Sequence[Mapping], c: Paired) -> tuple[list[Mapping], list[Mapping]]:
-    subsets = [subset_label(s) for s in m_ub(CASES[c.case])] if c.ub_only and c.case else None
+    subsets = [s.label for s in m_ub(CASES[c.case])] if c.ub_only and c.case else None
     return (select(rows, model=c.model, case=c.case, subsets=subsets),
             select(rows, model=c.reference, case=c.reference_case, subsets=subsets))
 

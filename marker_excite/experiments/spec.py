@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from marker_excite.errors import UserInputError
-from marker_excite.markers import PAPER_MARKERS, MarkerPanel
+from marker_excite.markers import PAPER_MARKERS, PAPER_PANEL, Subset
 from marker_excite.run import train_config
 
-PAPER_PANEL = MarkerPanel(PAPER_MARKERS)
 EVALUATION_CSV = "evaluation.csv"
 RESULTS_CSV = "results.csv"
 RELATIVE_CSV = "relative.csv"
@@ -86,54 +85,40 @@ def preset(name: str | Preset) -> Preset:
 # ---------------------------------------------------------------------------------------------------
 # marker subsets and the heterogeneous Cases (Fig. 4)
 # ---------------------------------------------------------------------------------------------------
-Subset = tuple[int, ...]  # 1-based marker numbers of the paper panel, sorted: (1, 2, 5) == m_125
-
-
-def subset_label(subset: Iterable[int]) -> str:
-    """``(1, 2, 5)`` -> ``'m_125'`` (1-based numbers of the paper's five markers)."""
-    return PAPER_PANEL.subset_label(i - 1 for i in subset)
-
-
-def parse_label(label: str) -> Subset:
-    """``'m_125'`` -> ``(1, 2, 5)``."""
-    return tuple(i + 1 for i in PAPER_PANEL.parse_subset(label))
-
-
 def all_subsets() -> list[Subset]:
-    """All 31 non-empty subsets of the paper's markers (1-based), in :meth:`MarkerPanel.all_subsets` order."""
-    return [tuple(i + 1 for i in s) for s in PAPER_PANEL.all_subsets()]
+    """All 31 non-empty subsets of the paper's markers, in :meth:`MarkerPanel.all_subsets` order."""
+    return PAPER_PANEL.all_subsets()
 
 
-def subset_names(subset: Subset) -> tuple[str, ...]:
-    """Marker names of a subset of the paper panel, in panel order."""
-    return tuple(PAPER_MARKERS[i - 1] for i in subset)
+def _table(*labels: str) -> tuple[Subset, ...]:
+    return tuple(PAPER_PANEL.parse_subset(label) for label in labels)
 
 
-#: Training-panel tables of Fig. 4, one row (marker numbers) per training sample s1..s5.
+#: Training-panel tables of Fig. 4, one row (a subset of the paper panel) per training sample s1..s5.
 #: RECONSTRUCTED from the text (the figure's table is not in it); see experiments/README.md.
 CASES: dict[str, tuple[Subset, ...]] = {
     # Cases 1-4: a fixed number of markers per sample, a different combination per sample
-    "case1": ((1,), (2,), (3,), (4,), (5,)),
-    "case2": ((1, 2), (2, 3), (3, 4), (4, 5), (1, 5)),
+    "case1": _table("m_1", "m_2", "m_3", "m_4", "m_5"),
+    "case2": _table("m_12", "m_23", "m_34", "m_45", "m_15"),
     # m_23 is trainable only with s1 or s2 (as the text says of Case 3)
-    "case3": ((1, 2, 3), (2, 3, 4), (3, 4, 5), (1, 4, 5), (1, 2, 5)),
-    "case4": ((2, 3, 4, 5), (1, 3, 4, 5), (1, 2, 4, 5), (1, 2, 3, 5), (1, 2, 3, 4)),
+    "case3": _table("m_123", "m_234", "m_345", "m_145", "m_125"),
+    "case4": _table("m_2345", "m_1345", "m_1245", "m_1235", "m_1234"),
     # Case 5: two staining protocols (DAPI+endomucin+collagen, DAPI+endoglin+CXCL12-GFP)
-    "case5": ((1, 2, 4), (1, 2, 4), (1, 2, 4), (1, 3, 5), (1, 3, 5)),
+    "case5": _table("m_124", "m_124", "m_124", "m_135", "m_135"),
     # Case 6: samples from different studies with varied panels
-    "case6": ((1, 2, 4, 5), (1, 3, 4), (2, 3), (1, 5), (4,)),
+    "case6": _table("m_1245", "m_134", "m_23", "m_15", "m_4"),
 }
 
 
 def m_ub(table: Sequence[Subset]) -> list[Subset]:
     """M^UB: the subsets a conventional network can be trained on (contained in some sample's panel)."""
-    return [s for s in all_subsets() if any(set(s) <= set(row) for row in table)]
+    return [s for s in all_subsets() if any(s <= row for row in table)]
 
 
 def m_total(table: Sequence[Subset]) -> list[Subset]:
     """M^total: every subset of the union of the training panels (what MS / MS-ME can be applied to)."""
-    union = set().union(*(set(row) for row in table))
-    return [s for s in all_subsets() if set(s) <= union]
+    union = set().union(*(row.indices for row in table))
+    return [s for s in all_subsets() if set(s.indices) <= union]
 
 
 def ub_ratio(table: Sequence[Subset]) -> tuple[int, int, float]:
@@ -161,7 +146,7 @@ def assign_panels(table: Sequence[Subset], train_samples: Sequence[str]) -> dict
     """
     if not train_samples:
         raise ExperimentError("a heterogeneous case needs at least one training sample")
-    return {s: subset_names(table[i % len(table)]) for i, s in enumerate(train_samples)}
+    return {s: table[i % len(table)].names for i, s in enumerate(train_samples)}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -179,7 +164,8 @@ class Job:
         model: zoo name (``UB``, ``MS-ME``, ``MS-ME-EB`` ...).
         classes: the classes trained together (one for the paper's per-class models).
         fold: cross-validation fold.
-        subset: UB only: the marker subset the model is trained and evaluated on; None = all markers.
+        subset: UB only: the marker subset (of the paper panel) the model is trained and evaluated on;
+            None = all markers.
         case: heterogeneous Case of Fig. 4 (None: every training sample keeps all markers).
         panels: the Case table for this fold (row i = panel of the fold's i-th training sample). A UB
             job with a Case (the paper's per-Case upper bound) trains only on the fold's training samples
@@ -206,7 +192,7 @@ class Job:
 
         It depends only on the job's fields, so the same job in two experiments shares its run.
         """
-        parts = [_slug(self.label), subset_label(self.subset) if self.subset else "all"]
+        parts = [_slug(self.label), self.subset.label if self.subset else "all"]
         if self.case:
             parts.append(self.case)
         parts += ["-".join(self.classes), f"f{self.fold}"]
@@ -215,7 +201,7 @@ class Job:
     @property
     def markers(self) -> tuple[str, ...]:
         """The model's marker vocabulary: the UB subset, else the whole paper panel."""
-        return subset_names(self.subset) if self.subset else PAPER_MARKERS
+        return self.subset.names if self.subset else PAPER_MARKERS
 
     @property
     def eval_subsets(self) -> list[tuple[str, ...]] | None:
@@ -240,7 +226,7 @@ class Job:
         wanted = set(self.markers)
         chosen = tuple(s for s, names in assign_panels(self.panels, train_samples).items() if wanted <= set(names))
         if not chosen:
-            raise ExperimentError(f"{self.job_id}: no training sample of the Case has all markers of {subset_label(self.subset)}")
+            raise ExperimentError(f"{self.job_id}: no training sample of the Case has all markers of {self.subset.label}")
         return chosen
 
     def model_config(self, p: Preset):
@@ -278,17 +264,29 @@ class Ranking:
 
 @dataclass(frozen=True)
 class Group:
-    """Subsets holding ``all_of``, at least one of ``any_of`` (if given) and none of ``none_of``."""
+    """Subsets holding ``all_of``, at least one of ``any_of`` and none of ``none_of`` (each optional).
+
+    The three are subsets of the paper panel, given as :class:`~marker_excite.markers.Subset` or by label
+    (``Group("m2 or m3", any_of="m_23")``).
+    """
 
     label: str
-    all_of: Subset = ()
-    any_of: Subset = ()
-    none_of: Subset = ()
+    all_of: Subset | None = None
+    any_of: Subset | None = None
+    none_of: Subset | None = None
 
-    def contains(self, subset: str) -> bool:
-        s = set(parse_label(subset))
-        return (set(self.all_of) <= s and (not self.any_of or bool(s & set(self.any_of)))
-                and not s & set(self.none_of))
+    def __post_init__(self) -> None:
+        for name in ("all_of", "any_of", "none_of"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                object.__setattr__(self, name, PAPER_PANEL.parse_subset(value))
+
+    def contains(self, subset: Subset | str) -> bool:
+        """Whether ``subset`` (a Subset of the paper panel or its label, e.g. ``m_125``) is in the group."""
+        s = set(subset if isinstance(subset, Subset) else PAPER_PANEL.parse_subset(subset))
+        return ((self.all_of is None or set(self.all_of) <= s)
+                and (self.any_of is None or bool(s & set(self.any_of)))
+                and (self.none_of is None or not s & set(self.none_of)))
 
 
 @dataclass(frozen=True)

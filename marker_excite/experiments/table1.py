@@ -13,9 +13,8 @@ from marker_excite.config import read_json_object
 from marker_excite.experiments.aggregate import significance_summary, load_results, select
 from marker_excite.experiments.paper import M2_GROUPS, TISSUE_MODEL
 from marker_excite.experiments.runner import ensure_store, is_done, report_dir, run_dir
-from marker_excite.experiments.spec import (
-    FIGURES, PAPER_PANEL, STATS_JSON, Experiment, ExperimentError, all_subsets, subset_label, subset_names,
-)
+from marker_excite.experiments.spec import FIGURES, STATS_JSON, Experiment, ExperimentError, all_subsets
+from marker_excite.markers import Subset
 
 
 def m2_f1(rows: Iterable[Mapping], model: str = "MS-ME") -> dict[str, dict[str, float]]:
@@ -30,11 +29,11 @@ def m2_f1(rows: Iterable[Mapping], model: str = "MS-ME") -> dict[str, dict[str, 
     return out
 
 
-def quantification_subset(cls: str, sample: str, seed: int = 0) -> tuple[str, ...]:
+def quantification_subset(cls: str, sample: str, seed: int = 0) -> Subset:
     """The M2 marker subset a test sample is quantified with (drawn per sample, like a lab's varied panels)."""
-    choices = [s for s in all_subsets() if M2_GROUPS[cls].contains(subset_label(s))]
+    choices = [s for s in all_subsets() if M2_GROUPS[cls].contains(s)]
     rng = np.random.default_rng([int(seed), sum(map(ord, sample)), sum(map(ord, cls))])
-    return subset_names(choices[int(rng.integers(len(choices)))])
+    return choices[int(rng.integers(len(choices)))]
 
 
 #: The paper's tissue F1 (percent, mean +- sd) of its m1-only tissue UNet.
@@ -78,11 +77,11 @@ def quantify_experiment(exp: Experiment, out_dir: str | os.PathLike, store: str 
         with SampleStore(store_path, "r") as st:
             truth = {s: (st.info(s).region, st.info(s).attrs.get(f"fraction_{cls}")) for s in run.fold.test}
         for sample in run.fold.test:
-            markers = quantification_subset(cls, sample, exp.preset.seed)
+            subset = quantification_subset(cls, sample, exp.preset.seed)
             for r in quantify.quantify_store(store_path, run, tissue_model=tissue_run, samples=[sample],
-                                             markers=list(markers), progress=False):
+                                             markers=list(subset.names), progress=False):
                 true = truth[sample][1]
-                rows.append(dict(model=job.label, fold=job.fold, **{"class": cls}, subset=PAPER_PANEL.subset_label(PAPER_PANEL.indices(markers)), n_markers=len(markers),
+                rows.append(dict(model=job.label, fold=job.fold, **{"class": cls}, subset=subset.label, n_markers=len(subset),
                     metric="fraction", value=float(r["fraction"]), sample=sample, region=r["region"],
                     true_fraction=float(true) if true is not None else float("nan"),
                     tissue_mask=TISSUE_MODEL if tissue_run is not None else "DAPI threshold"))

@@ -12,7 +12,7 @@ import itertools
 from dataclasses import dataclass
 
 from marker_excite.config import ConfigError, JsonConfig
-from marker_excite.layers import SAMPLING_MODES
+from marker_excite.layers import ATTENTION, SAMPLING_MODES
 from marker_excite.markers import PAPER_MARKERS, MarkerError, MarkerPanel
 from marker_excite.models.geometry import GeometryError, UNetGeometry
 
@@ -30,7 +30,7 @@ ABLATION_NAMES: tuple[str, ...] = tuple(
 ZOO_NAMES: tuple[str, ...] = BASE_NAMES + ABLATION_NAMES
 
 BACKBONES: tuple[str, ...] = ("unet", "hemis")
-ATTENTIONS: tuple[str, ...] = ("me", "se")
+
 
 def canonical_name(name: str) -> str:
     """The zoo spelling of a model name (case-insensitive); ConfigError listing the valid names otherwise."""
@@ -114,8 +114,10 @@ class ModelConfig(JsonConfig):
             raise ConfigError(f"model config input_size: {exc}") from None
 
     def _validate_attention(self) -> None:
-        if self.attention is not None and self.attention not in ATTENTIONS:
-            raise ConfigError(f"model config attention must be null, 'me' or 'se', got {self.attention!r}")
+        if self.attention is not None and self.attention not in ATTENTION:
+            raise ConfigError(
+                f"model config attention must be null, {' or '.join(map(repr, ATTENTION))}, got {self.attention!r}"
+            )
         bad = [p for p in self.attention_positions if p not in ATTENTION_POSITIONS]
         if bad:
             raise ConfigError(
@@ -125,7 +127,10 @@ class ModelConfig(JsonConfig):
         if len(set(self.attention_positions)) != len(self.attention_positions):
             raise ConfigError(f"model config attention_positions: duplicated position in {list(self.attention_positions)}")
         if self.attention is None and self.attention_positions:
-            raise ConfigError("model config attention_positions given but attention is null; set attention to 'me' or 'se'")
+            raise ConfigError(
+                "model config attention_positions given but attention is null; "
+                f"set attention to {' or '.join(map(repr, ATTENTION))}"
+            )
         if self.attention is not None and not self.attention_positions:
             raise ConfigError(f"model config attention {self.attention!r} needs at least one position of I, E, B, D")
 

@@ -11,43 +11,10 @@ sampled availability vector (they are not zero-fed into the moments).
 from __future__ import annotations
 
 import keras
-from keras import ops
 
-from marker_excite.layers import HeMISAbstraction
+from marker_excite.layers import HeMISAbstraction, MarkerChannel, MarkerStack
 from marker_excite.models.config import ModelConfig
 from marker_excite.models.unet import UNetBuilder, model_name
-
-
-@keras.saving.register_keras_serializable(package="marker_excite")
-class MarkerChannel(keras.layers.Layer):
-    """Selects channel ``index`` of the last axis, keeping a length-1 channel axis."""
-
-    def __init__(self, index: int, **kwargs):
-        super().__init__(**kwargs)
-        self.index = int(index)
-
-    def call(self, x):
-        return x[..., self.index : self.index + 1]
-
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape[:-1]) + (1,)
-
-    def get_config(self):
-        cfg = super().get_config()
-        cfg.update(index=self.index)
-        return cfg
-
-
-@keras.saving.register_keras_serializable(package="marker_excite")
-class MarkerStack(keras.layers.Layer):
-    """Stacks K per-marker tensors ``[B, ..., F]`` into ``[B, K, ..., F]``."""
-
-    def call(self, inputs):
-        return ops.stack(list(inputs), axis=1)
-
-    def compute_output_shape(self, input_shape):
-        first = tuple(input_shape[0])
-        return (first[0], len(input_shape)) + first[1:]
 
 
 def build_hemis(config: ModelConfig) -> keras.Model:

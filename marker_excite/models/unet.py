@@ -1,4 +1,4 @@
-"""Functional valid-padding UNet with optional Marker Sampling and attention (ME or SE) at I/E/B/D.
+"""Functional valid-padding UNet with optional Marker Sampling and attention (ME, SE, ...) at I/E/B/D.
 
 Architecture (paper defaults: depth 5, widths 32..512, 572 -> 388 px): per level a block of two valid
 ``kernel_size`` convolutions + ReLU, 2x2 max-pooling; the up path is nearest x2 up-sampling, a 2x2
@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import keras
 
-from marker_excite.layers import MarkerExcite, MarkerSampling, SqueezeExcite
+from marker_excite.layers import ATTENTION, MarkerSampling
 from marker_excite.model_spec import AVAILABILITY, IMAGE
-from marker_excite.models.config import ModelConfig
+from marker_excite.models.config import ATTENTION_POSITIONS, ModelConfig
 
 
 class UNetBuilder:
@@ -65,13 +65,12 @@ class UNetBuilder:
         return layer([image, availability])
 
     def attend(self, x, availability, position: str, name: str):
-        """Apply the configured attention module if ``position`` is one of the config's positions."""
+        """Apply the configured attention module (:data:`~marker_excite.layers.ATTENTION`, layer named
+        ``<name>_<attention>``) if ``position`` is one of the config's positions."""
         cfg = self.config
         if cfg.attention is None or position not in cfg.attention_positions:
             return x
-        if cfg.attention == "me":
-            return MarkerExcite(seed=self.seed(), name=f"{name}_me")([x, availability])
-        return SqueezeExcite(seed=self.seed(), name=f"{name}_se")(x)
+        return ATTENTION[cfg.attention].apply(x, availability, seed=self.seed(), name=f"{name}_{cfg.attention}")
 
     def encoder(self, x, availability, skips: list, start_level: int = 0):
         """Encoder levels ``start_level .. depth-2`` then the bottleneck; appends skips; returns bottleneck."""
