@@ -107,3 +107,22 @@ def test_import_progress_in_a_log_is_one_line_per_sample(tmp_path, capsys):
     assert [line.split(" [")[0] for line in captured.err.splitlines()] == [
         "import a 40/40 slices (100%)", "import b 40/40 slices (100%)"]
     assert len(captured.out.splitlines()) == 2
+
+
+def test_time_steps_repeats_a_short_dataset():
+    import time
+
+    import tensorflow as tf
+
+    from marker_excite.train_plan import time_steps
+
+    class Model:
+        calls = 0
+
+        def train_on_batch(self, x, y):
+            Model.calls += 1
+            time.sleep(0.02)
+
+    one_batch = tf.data.Dataset.from_tensors((np.zeros((2, 4), np.float32), np.zeros((2,), np.float32)))
+    seconds = time_steps(Model(), one_batch, n_steps=3)
+    assert Model.calls == 4 and 0.02 <= seconds < 0.5  # the tracing step, then three timed ones

@@ -674,8 +674,9 @@ def open_volume(
     """Open a volume file lazily (format from the suffix, else from the file's first bytes).
 
     Args:
-        path: TIFF / OME-TIFF / HDF5 / .ims file or OME-Zarr folder; ``file.h5:inner/path`` names an
-            HDF5 dataset (or a sample of a store file).
+        path: TIFF / OME-TIFF / HDF5 / .ims file, OME-Zarr folder, or CZI / ND2 / LIF file (``formats``
+            extra); ``file.h5:inner/path`` names an HDF5 dataset (or a sample of a store file),
+            ``file.lif:scene`` a scene.
         markers: channel names (list or comma-separated); override the file's names; count must match.
         spacing: (z, y, x) µm; overrides the file's voxel size.
         axes: the file's axes when they cannot be inferred, e.g. ``"ZCYX"``.
@@ -691,6 +692,10 @@ def open_volume(
         return ZarrVolume(p, markers=markers, spacing=spacing)
     if p.is_dir():
         raise VolumeError(f"input {p} is a folder, expected a file")
+    from marker_excite.data.bioio_io import BioioVolume, is_bioio
+
+    if is_bioio(p):  # CZI / ND2 / LIF: the optional 'formats' extra; ``file.lif:scene`` names a scene
+        return BioioVolume(p, markers=markers, spacing=spacing, scene=dataset)
     kind = _kind(p)
     if kind == "tiff":
         return TiffVolume(p, markers=markers, spacing=spacing, axes=axes)
@@ -707,7 +712,7 @@ def source_file(path: str | os.PathLike) -> Path:
 def _split_h5_path(path: Path) -> tuple[Path, str | None]:
     text = str(path)
     if not path.exists():
-        m = re.match(r"^(.*\.(?:h5|hdf5|hdf|he5|ims)):(.+)$", text, re.I)
+        m = re.match(r"^(.*\.(?:h5|hdf5|hdf|he5|ims|czi|nd2|lif)):(.+)$", text, re.I)  # dataset / scene
         if m:
             return Path(m.group(1)), m.group(2)
     return path, None
