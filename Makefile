@@ -1,13 +1,14 @@
 # marker_excite — the two commands of the README:
 #   make demo   set up a local virtual environment and run the main job on the built-in synthetic data
 #   make test   set up the same environment and run the fast test suite
+#   make notebooks  open the notebooks in Jupyter (installed into the environment on first use)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 EXTRA ?= cpu
 DEMO_DIR ?= demo_output
 
-.PHONY: venv demo test test-all bench clean
+.PHONY: venv demo test test-all bench notebooks clean
 
 $(VENV)/.installed: setup.cfg setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +26,10 @@ test: venv
 
 test-all: venv
 	$(PY) -m pytest -q -p no:cacheprovider
+
+notebooks: venv
+	$(PY) -c "import notebook" 2>/dev/null || $(PY) -m pip install -q -e ".[$(EXTRA),dev,notebooks]"
+	$(PY) -m notebook --ServerApp.root_dir=notebooks
 
 bench: venv
 	$(PY) benchmarks/run_all.py

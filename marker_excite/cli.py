@@ -1,7 +1,8 @@
 """The ``marker-excite`` command: a thin dispatcher over :mod:`marker_excite.commands`.
 
 Errors caused by input (unknown markers, bad files, existing outputs, ...) and a full disk are printed
-as one line ``marker-excite <command>: error: <message>`` with exit status 2; nothing else is printed.
+as one line ``marker-excite <command>: error: <message>`` with exit status 2; nothing else is printed
+(TensorFlow's C++ start-up lines are removed: :mod:`marker_excite.tf_quiet`).
 Ctrl-C (exit 130) and SIGTERM (exit 143, how cluster schedulers stop jobs) both unwind normally, so
 every writer removes its temporary files and no partial output is left.
 """
@@ -17,7 +18,7 @@ import threading
 from typing import Sequence
 
 from marker_excite import __version__
-from marker_excite.commands import COMMANDS
+from marker_excite.commands import COMMANDS, WITHOUT_TENSORFLOW
 from marker_excite.commands.options import NOTICES, join_list_values
 from marker_excite.errors import UserInputError, is_disk_full
 
@@ -56,11 +57,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # also its runtime ERROR lines (e.g. oneDNN on CPUs without AVX-512)
 
     parser = build_parser()
     args = parser.parse_args(join_list_values(list(sys.argv[1:] if argv is None else argv)))
 
+    if args.command not in WITHOUT_TENSORFLOW:
+        from marker_excite.tf_quiet import import_tensorflow
+
+        import_tensorflow()  # now, without its C++ start-up lines, so an error stays the only line
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if in_main else None
     try:

@@ -5,7 +5,7 @@
 1. ``synth``    the small bone-marrow phantom (8 samples, 5 markers, sinusoids + arteries);
 2. ``train``    one MS-ME network (small preset) for sinusoids on fold 0;
 3. ``evaluate`` it on the fold's test samples for all 31 marker subsets;
-4. ``predict``  a whole test stack with only some of its markers;
+4. ``predict``  a whole test stack with only some of its markers, with a preview picture;
 5. ``quantify`` sinusoid volume fractions inside the tissue, per sample and region;
 6. ``export``   a SavedModel + model card that runs without this package, and ``info`` on it.
 
@@ -39,6 +39,8 @@ def _step(title: str, argv: list[str]) -> None:
 
 def _summary(evaluation_csv: Path) -> str:
     """A short results table: mean F1 by number of markers, then the best and worst subsets."""
+    from marker_excite.plots import subset_names
+
     with evaluation_csv.open(newline="") as fh:
         rows = [r for r in csv.DictReader(fh) if r["metric"] == "f1"]
     f1 = {r["subset"]: float(r["value"]) for r in rows}
@@ -48,8 +50,8 @@ def _summary(evaluation_csv: Path) -> str:
     lines = ["markers  subsets  mean F1"]
     lines += [f"{k:>7}  {len(v):>7}  {sum(v) / len(v):7.3f}" for k, v in sorted(by_size.items())]
     ranked = sorted(f1.items(), key=lambda kv: kv[1])
-    lines.append("worst: " + ", ".join(f"{s} {v:.3f}" for s, v in ranked[:3]))
-    lines.append("best:  " + ", ".join(f"{s} {v:.3f}" for s, v in ranked[::-1][:3]))
+    lines.append("worst: " + ", ".join(f"{subset_names(s)} {v:.3f}" for s, v in ranked[:3]))
+    lines.append("best:  " + ", ".join(f"{subset_names(s)} {v:.3f}" for s, v in ranked[::-1][:3]))
     return "\n".join(lines)
 
 
@@ -98,10 +100,12 @@ def run(out: Path, epochs: int | None = None, fresh: bool = False) -> None:
         _step("3/7 evaluate it on every one of the 31 marker subsets", ["evaluate", "--run", str(run_dir)])
     sample = _test_sample(run_dir)
     labels = out / f"{sample}_labels.ome.tif"
+    preview = out / f"{sample}_preview.png"
     _step(
         f"4/7 segment the whole test stack {sample} with only DAPI, endomucin and collagen",
         ["predict", str(run_dir), f"{store}:{sample}", "--use", "DAPI,endomucin,collagen",
-         "--labels", str(labels), "--probabilities", str(out / f"{sample}_probabilities.ome.tif"), "--prob-dtype", "uint8", "--overwrite"],
+         "--labels", str(labels), "--probabilities", str(out / f"{sample}_probabilities.ome.tif"), "--prob-dtype", "uint8",
+         "--preview", str(preview), "--overwrite"],
     )
     _step(
         "5/7 quantify the sinusoid volume fraction inside the tissue of every sample, per region",
@@ -113,8 +117,19 @@ def run(out: Path, epochs: int | None = None, fresh: bool = False) -> None:
     _step("7/7 what the exported model expects", ["info", str(exported)])
     print("\n=== results: F1 of the single MS-ME network on the test samples, by marker subset\n" + _summary(evaluation))
     print("\n" + _quantification_summary(out / "quantification.csv", store))
-    print(f"\nfigures: {run_dir / 'curves.png'}, {evaluation.with_suffix('.png')}, {out / 'quantification.png'}")
+    print(f"\nfigures: {preview}, {run_dir / 'curves.png'}, {evaluation.with_suffix('.png')}, {out / 'quantification.png'}")
     print(f"demo finished in {(time.time() - t0) / 60:.1f} min; all outputs in {out}")
+    print("\n" + next_steps(out))
+
+
+def next_steps(out: Path) -> str:
+    """The demo's last lines: where to go from here."""
+    return "\n".join([
+        "next:",
+        "  your own data:  marker-excite import --help, then train / predict as above (docs/workflow.md)",
+        f"  notebooks:      make notebooks   (they read {out}; start with look_at_a_prediction.ipynb)",
+        "  the paper:      python experiments/fig3_attention.py --preset small --out results  (experiments/README.md)",
+    ])
 
 
 def main(argv: list[str] | None = None) -> int:

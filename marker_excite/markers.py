@@ -14,7 +14,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from marker_excite.errors import UserInputError
+from marker_excite.errors import UserInputError, did_you_mean
 
 #: The five markers of the paper, in the paper's order (m1 .. m5).
 PAPER_MARKERS: tuple[str, ...] = ("DAPI", "endomucin", "endoglin", "collagen", "CXCL12-GFP")
@@ -84,7 +84,7 @@ class MarkerPanel:
             return self.index(int(text))
         if text.lower().startswith("m") and text[1:].isdigit() and len(text) == 2:
             return self.index(int(text[1:]))
-        raise MarkerError(f"unknown marker {text!r}; this panel has {', '.join(self.names)}")
+        raise MarkerError(f"unknown marker {text!r}{did_you_mean(text, self.names)}; this panel has {', '.join(self.names)}")
 
     def indices(self, markers: Iterable[str | int]) -> tuple[int, ...]:
         """Sorted 0-based indices of a non-empty, duplicate-free collection of markers."""

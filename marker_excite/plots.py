@@ -21,6 +21,7 @@ import numpy as np
 
 from marker_excite.atomic import atomic_path
 from marker_excite.errors import UserInputError
+from marker_excite.markers import PAPER_MARKERS, MarkerError, MarkerPanel
 from marker_excite.stats import mann_whitney, pair_rows, wilcoxon
 
 Rows = Sequence[Mapping]
@@ -53,6 +54,16 @@ def _classes(rows: Iterable[Mapping]) -> list[str]:
     return list(dict.fromkeys(str(r["class"]) for r in rows))
 
 
+def subset_names(label: str, markers: Sequence[str] = PAPER_MARKERS) -> str:
+    """A subset label in the paper's notation as marker names: ``m_125`` -> ``DAPI+endomucin+CXCL12-GFP``
+    (relative to ``markers``); a label that is not a subset of ``markers`` is returned unchanged."""
+    try:
+        indices = MarkerPanel(tuple(markers)).parse_subset(str(label))
+    except MarkerError:
+        return str(label)
+    return "+".join(markers[i] for i in indices)
+
+
 def rank_subsets(rows: Rows, *, metric: str = "f1", cls: str | None = None) -> list[tuple[str, float, float, int]]:
     """``(subset, mean, sd, n)`` per subset over folds (sample sd, 0 for one fold), by ascending mean."""
     values: dict[str, list[float]] = {}
@@ -73,16 +84,21 @@ def subset_ranking(
     metric: str = "f1",
     classes: Sequence[str] | None = None,
     title: str | None = None,
+    markers: Sequence[str] = PAPER_MARKERS,
+    note: str | None = None,
 ) -> Path:
     """Bar chart of marker subsets sorted by ascending mean ``metric``, error bars = sd over folds.
 
-    One panel per class (Fig. 1c for sinusoids, 1g for arteries).
+    One panel per class (Fig. 1c for sinusoids, 1g for arteries). Subsets are labelled with the names
+    of ``markers`` (the panel their ``m_125`` notation refers to); ``note`` (e.g. what the scores rest
+    on) is printed under the title.
     """
     classes = list(classes) if classes else _classes(_select(rows, metric))
     if not classes:
         raise UserInputError(f"no rows with metric {metric!r} to plot")
     n_subsets = max(len(rank_subsets(rows, metric=metric, cls=c)) for c in classes)
-    fig = _figure(max(5.0, 0.32 * n_subsets + 1.5), 3.2 * len(classes))
+    longest = max(len(subset_names(str(r["subset"]), markers)) for r in _select(rows, metric))
+    fig = _figure(max(5.0, 0.32 * n_subsets + 1.5), (1.2 + 0.065 * longest) * len(classes) + 2.0)
     axes = fig.subplots(len(classes), 1, squeeze=False)[:, 0]
     for ax, cls in zip(axes, classes):
         ranked = rank_subsets(rows, metric=metric, cls=cls)
@@ -90,14 +106,14 @@ def subset_ranking(
         means = [t[1] for t in ranked]
         sds = [t[2] for t in ranked]
         ax.bar(x, means, yerr=sds if any(sds) else None, color="#4c72b0", capsize=2, ecolor="0.3")
-        ax.set_xticks(x, [t[0] for t in ranked], rotation=90, fontsize=8)
+        ax.set_xticks(x, [subset_names(t[0], markers) for t in ranked], rotation=90, fontsize=8)
         ax.set_ylabel(metric.upper() if len(metric) <= 3 else metric)
         ax.set_xlim(-0.6, len(ranked) - 0.4)
         folds = max(t[3] for t in ranked)
         ax.set_title(f"{cls}" + (f" (mean ± sd over {folds} folds)" if folds > 1 else ""), fontsize=10)
         ax.grid(axis="y", alpha=0.3)
-    if title:
-        fig.suptitle(title)
+    if title or note:
+        fig.suptitle("\n".join(t for t in (title, note) if t), fontsize=10)
     return save_figure(fig, path)
 
 
@@ -206,7 +222,8 @@ def grouped_comparison(
 
 
 def training_curves(history: Sequence[Mapping], path: str | os.PathLike, *, title: str | None = None) -> Path:
-    """Loss / validation loss and validation F1 (per class and mean) per epoch, best epoch marked.
+    """Loss / validation loss and validation F1 (one line per class; their mean when there are several)
+    per epoch, best epoch marked.
 
     ``history`` is a run's ``log.csv`` rows (``epoch, loss, val_loss, val_f1_<class>..., val_mean_f1``).
     """
@@ -223,10 +240,12 @@ def training_curves(history: Sequence[Mapping], path: str | os.PathLike, *, titl
     ax_loss.legend(fontsize=8)
     f1_keys = [k for k in history[0] if k.startswith("val_f1_")]
     for key in f1_keys:
-        ax_f1.plot(epochs, [float(r[key]) for r in history], label=key[len("val_f1_"):], alpha=0.8)
+        ax_f1.plot(epochs, [float(r[key]) for r in history], "-", marker="." if len(epochs) < 30 else None,
+                   label=key[len("val_f1_"):])  # fmt: skip
     if "val_mean_f1" in history[0]:
         mean = [float(r["val_mean_f1"]) for r in history]
-        ax_f1.plot(epochs, mean, "k-", linewidth=2, label="mean")
+        if len(f1_keys) != 1:  # with one class the mean is that class's line
+            ax_f1.plot(epochs, mean, "k--", linewidth=1.5, label="mean")
         best = int(np.nanargmax(mean))
         ax_f1.axvline(epochs[best], color="tab:red", linestyle=":", label=f"best (epoch {epochs[best]})")
     ax_f1.set_xlabel("epoch")

@@ -16,7 +16,7 @@ import csv
 import io
 import os
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Collection, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -214,24 +214,61 @@ def write_csv(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike, *, ove
     return write_text(path, buf.getvalue(), overwrite=overwrite)
 
 
-def fraction_boxplot(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike, *, overwrite: bool = False) -> Path:
-    """Box plot of the volume fraction per region (one panel per class, samples as points)."""
+def fraction_boxplot(
+    rows: Sequence[Mapping[str, Any]],
+    path: str | os.PathLike,
+    *,
+    truth: Mapping[tuple[str, str], float] | None = None,
+    training: Collection[str] = (),
+    overwrite: bool = False,
+) -> Path:
+    """Box plot of the volume fraction per region (one panel per class, samples as points).
+
+    ``truth`` maps ``(sample, class)`` to a known true fraction (the phantom's ``fraction_<class>``),
+    drawn as a red cross next to the sample's point; samples in ``training`` (the model saw them) are
+    drawn as open squares, the others as filled dots.
+    """
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
 
     check_output_path(path, overwrite=overwrite)
+    truth = truth or {}
+    training = set(training)
     classes = list(dict.fromkeys(r["class"] for r in rows))
     regions = list(dict.fromkeys(r["region"] or "all" for r in rows))
-    fig = Figure(figsize=(1.0 + 1.6 * len(regions) * len(classes), 3.2), layout="constrained")
+    fig = Figure(figsize=(1.6 + 1.6 * len(regions) * len(classes), 3.4), layout="constrained")
     axes = fig.subplots(1, len(classes), squeeze=False)
     for ax, cls in zip(axes[0], classes):
-        data = [
-            [float(r["fraction"]) for r in rows if r["class"] == cls and (r["region"] or "all") == reg and np.isfinite(float(r["fraction"]))]
-            for reg in regions
-        ]
-        ax.boxplot(data, tick_labels=regions, showfliers=False)
-        for i, values in enumerate(data, start=1):
-            ax.plot(np.full(len(values), i), values, "o", color="k", markersize=3, alpha=0.7)
+        selected = [[r for r in rows if r["class"] == cls and (r["region"] or "all") == reg and np.isfinite(float(r["fraction"]))]
+                    for reg in regions]  # fmt: skip
+        ax.boxplot([[float(r["fraction"]) for r in sel] for sel in selected], tick_labels=regions, showfliers=False)
+        for i, sel in enumerate(selected, start=1):
+            for r in sel:
+                seen = r["sample"] in training
+                ax.plot(i - 0.08, float(r["fraction"]), "s" if seen else "o", markersize=4, alpha=0.8,
+                        markerfacecolor="none" if seen else "k", markeredgecolor="k")  # fmt: skip
+                if (r["sample"], cls) in truth:
+                    ax.plot(i + 0.08, truth[(r["sample"], cls)], "x", color="tab:red", markersize=5)
         ax.set_title(cls)
         ax.set_ylabel("volume fraction of tissue")
         ax.set_ylim(bottom=0)
+    handles = [Line2D([], [], marker="o", color="k", linestyle="", markersize=4, label="predicted")]
+    if training:
+        handles.append(Line2D([], [], marker="s", markerfacecolor="none", markeredgecolor="k", linestyle="",
+                              markersize=4, label="predicted, training sample"))  # fmt: skip
+    if truth:
+        handles.append(Line2D([], [], marker="x", color="tab:red", linestyle="", markersize=5, label="true fraction"))
+    axes[0][-1].legend(handles=handles, fontsize=7, loc="best")
     return save_figure(fig, path)
+
+
+def store_truth(store_path: str | os.PathLike, samples: Iterable[str], classes: Sequence[str]) -> dict[tuple[str, str], float]:
+    """The known true fractions of a store's samples (attributes ``fraction_<class>``, set by the phantom)."""
+    from marker_excite.data.store import SampleStore
+
+    out: dict[tuple[str, str], float] = {}
+    with SampleStore(store_path, "r") as store:
+        for name in dict.fromkeys(samples):
+            attrs = store.info(name).attrs
+            out.update({(name, c): float(attrs[f"fraction_{c}"]) for c in classes if f"fraction_{c}" in attrs})
+    return out

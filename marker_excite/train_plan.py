@@ -84,17 +84,14 @@ def make_plan(store, fold, output_size: int, batch_size: int, epochs: int, steps
 
 def time_steps(model, dataset, n_steps: int = 3) -> float:
     """Seconds per training step of ``model`` on ``dataset``, timed over ``n_steps`` steps after a first
-    (graph-tracing) step. Changes the model's weights: for dry runs only."""
-    batches = iter(dataset)
+    (graph-tracing) step; a dataset of fewer batches is repeated. Changes the model's weights: for dry
+    runs only."""
+    batches = iter(dataset.repeat())
     model.train_on_batch(*next(batches))
-    timed = 0
     start = time.perf_counter()
-    for batch in batches:
-        model.train_on_batch(*batch)
-        timed += 1
-        if timed == n_steps:
-            break
-    return (time.perf_counter() - start) / timed if timed else time.perf_counter() - start
+    for _ in range(n_steps):
+        model.train_on_batch(*next(batches))
+    return (time.perf_counter() - start) / n_steps
 
 
 def epoch_estimate_callback(plan: TrainPlan, write: Callable[[str], None], n_steps: int = 5):

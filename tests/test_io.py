@@ -345,7 +345,7 @@ def test_format_registry_chooses_by_suffix_content_and_container(tmp_path, vol):
     with pytest.raises(VolumeError) as err:
         open_volume(tmp_path / "what.xyz")
     assert str(err.value) == (f"{tmp_path / 'what.xyz'}: unknown file format; supported: TIFF/OME-TIFF (.tif, .tiff, "
-                              ".btf, .tf8), HDF5 (.h5, .hdf5, .hdf, .he5), Imaris (.ims)")
+                              ".btf, .tf8), HDF5 (.h5, .hdf5, .hdf, .he5), Imaris (.ims), CZI/ND2/LIF (.czi, .nd2, .lif)")
     with pytest.raises(VolumeError) as err:
         VolumeWriter(tmp_path / "x.png", (1, 2, 2))
     assert str(err.value) == (f"{tmp_path / 'x.png'}: output must end in .ome.tif/.tif (OME-TIFF), .h5 (HDF5) "

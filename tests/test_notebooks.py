@@ -49,3 +49,62 @@ def test_phantom_notebook(tmp_path):
     text = _run("phantom.ipynb", {"MARKER_EXCITE_STORE": str(store), "MARKER_EXCITE_SAMPLE": "s2"}, tmp_path)
     assert "2 samples: ['s1', 's2']" in text and "s2: diaphysis, shape (z, y, x) (3, 40, 40)" in text
     assert "MIP shape (5, 40, 40)" in text
+
+
+def _demo_folder(tmp_path):
+    """A demo output folder in miniature (as `make demo` leaves it), with a notebooks/ folder beside it."""
+    from test_inference import make_run
+
+    from marker_excite.cli import main
+    from marker_excite.data.synthetic import write_dataset
+    from marker_excite.markers import PAPER_MARKERS
+
+    demo = tmp_path / "demo_output"
+    store = write_dataset(demo / "phantom.h5", "small", samples=2, shape=(3, 40, 40), progress=False)
+    run = make_run(demo / "runs" / "ms-me_sinusoids_fold0", markers=PAPER_MARKERS)[0]
+    assert main(["predict", str(run), f"{store}:s2", "--use", "DAPI,endomucin,collagen", "--quiet",
+                 "--labels", str(demo / "s2_labels.ome.tif"), "--probabilities", str(demo / "s2_probabilities.ome.tif"),
+                 "--prob-dtype", "uint8"]) == 0  # fmt: skip
+    (tmp_path / "notebooks").mkdir()
+    return demo
+
+
+def test_look_at_a_prediction_notebook_reads_the_demo_output(tmp_path):
+    import numpy as np
+
+    from marker_excite.data.io import open_volume
+    from marker_excite.data.store import SampleStore
+
+    demo = _demo_folder(tmp_path)
+    text = _run("look_at_a_prediction.ipynb", {}, tmp_path / "notebooks")  # finds ../demo_output by itself
+    assert "run ms-me_sinusoids_fold0: MS-ME, panel DAPI+endomucin+endoglin+collagen+CXCL12-GFP" in text
+    assert "prediction of sample s2 with DAPI+endomucin+collagen" in text
+    with open_volume(demo / "s2_labels.ome.tif") as lab, SampleStore(demo / "phantom.h5", "r") as store:
+        labels = lab.read_volume()[0]
+        annotated = store.info("s2").annotated_slices
+        true = np.stack([store.read_slice("s2", z)[1]["sinusoids"] > 0 for z in annotated])
+    pred = labels[annotated] == 1
+    tp, fp, fn = int((true & pred).sum()), int((~true & pred).sum()), int((true & ~pred).sum())
+    assert f"slice 1 of 3: markers DAPI+endomucin+collagen; sinusoids {100 * (labels[1] == 1).mean():.1f}% of the pixels" in text
+    assert f"MIP over 3 slices: markers DAPI+endomucin+collagen; sinusoids {100 * (labels == 1).any(0).mean():.1f}%" in text
+    assert (f"sinusoids: F1 {2 * tp / (2 * tp + fp + fn):.3f} against the phantom's labels on {len(annotated)} annotated "
+            f"slices ({tp} TP, {fp} FP, {fn} FN voxels)") in text  # fmt: skip
+    assert "no " + str(demo / "runs" / "ms-me_sinusoids_fold0" / "evaluation.csv") in text
+
+
+def test_phantom_notebook_opens_the_demo_store_by_default(tmp_path):
+    _demo_folder(tmp_path)
+    text = _run("phantom.ipynb", {}, tmp_path / "notebooks")
+    assert "2 samples: ['s1', 's2']" in text
+
+
+def test_explore_results_notebook_with_few_or_no_results(tmp_path):
+    job = E.Job("MS", ("sinusoids",), 0)
+    rows = [dict(model=job.label, fold=0, **{"class": "sinusoids"}, subset=s.label, n_markers=len(s),
+                 metric="f1", value=0.5) for s in E.all_subsets()[:3]]
+    write_results(rows, E.run_dir(tmp_path / "one", job) / E.EVALUATION_CSV)
+    text = _run("explore_results.ipynb", {"MARKER_EXCITE_RESULTS": str(tmp_path / "one")}, tmp_path)
+    assert "3 rows from" in text and "MS, sinusoids: worst" in text
+    (tmp_path / "none").mkdir()
+    text = _run("explore_results.ipynb", {"MARKER_EXCITE_RESULTS": str(tmp_path / "none")}, tmp_path)
+    assert "no results in" in text and "0 rows from" in text

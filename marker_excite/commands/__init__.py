@@ -12,3 +12,6 @@ COMMANDS: dict[str, str] = {
     "export": "export",
     "info": "info",
 }
+
+#: subcommands that never import TensorFlow (the others import it first, quietly: ``tf_quiet``)
+WITHOUT_TENSORFLOW: frozenset[str] = frozenset({"synth", "import"})

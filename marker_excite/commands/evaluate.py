@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from marker_excite.atomic import check_output_path
-from marker_excite.evaluation import evaluate_run, write_results
+from marker_excite.evaluation import evaluate_run, label_panel, write_results
 from marker_excite.plots import subset_ranking
 from marker_excite.run import load_run
 
@@ -27,6 +27,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress output")
 
 
+def basis(store, samples: list[str], classes) -> str:
+    """What an evaluation rests on: ``"3 test samples (s2, s5, s7), 1,234,567 annotated voxels"``."""
+    from marker_excite.data.pipeline import class_pixel_counts
+
+    voxels = int(class_pixel_counts(store, samples, classes).sum())
+    return f"{len(samples)} test sample{'s' * (len(samples) != 1)} ({', '.join(samples)}), {voxels:,} annotated voxels"
+
+
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.run) / "evaluation.csv"
     plot = Path(args.plot) if args.plot else out.with_suffix(".png")
@@ -37,7 +45,10 @@ def run(args: argparse.Namespace) -> int:
     rows = evaluate_run(run_, args.store, subsets=args.subsets, samples=samples, batch_size=args.batch_size,
                         progress=not args.quiet)
     write_results(rows, out, overwrite=args.overwrite)
-    subset_ranking(rows, plot, title=f"{run_.name}, fold {run_.train_config.fold}")
+    evaluated = samples if samples is not None else list(run_.fold.test)
+    subset_ranking(rows, plot, title=f"{run_.name}, fold {run_.train_config.fold}",
+                   markers=label_panel(run_.model_config.markers).names,
+                   note=basis(args.store or run_.store_path, evaluated, run_.model_config.classes))  # fmt: skip
     if not args.quiet:
         f1 = [r for r in rows if r["metric"] == "f1"]
         best = max(f1, key=lambda r: r["value"])

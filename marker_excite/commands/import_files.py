@@ -92,7 +92,8 @@ def import_sample(
                 attrs={"source": str(vol.path), "source_spacing": list(vol.spacing), "source_shape_zyx": list(vol.shape_zyx)},
                 overwrite=overwrite, compression=compression,
             )  # fmt: skip
-            with writer, Progress(nz, f"import {name}", unit="slice", enabled=progress) as bar:
+            # not on a terminal (logs): the final line, and a half-way line only when that took 30 s
+            with writer, Progress(nz, f"import {name}", unit="slice", every=50, min_interval=30, enabled=progress) as bar:
                 for z in range(nz):
                     img, labs = files.read_slice(z)
                     img = resample_to_shape(img, out_yx, order=1)

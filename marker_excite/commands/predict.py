@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from marker_excite.commands.options import add_option
 from marker_excite.data.io import check_spacing
 from marker_excite.errors import UserInputError
 from marker_excite.inference import predict_file
+from marker_excite.predictor import load_predictor
 
 HELP = "segment a whole stack (TIFF/OME-TIFF/HDF5/.ims) with a run directory or an exported model"
 
@@ -24,29 +26,58 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--channel-names",
                         help="name of each channel of the stack in order, comma-separated; '-' skips a channel (overrides the file's names)")
     parser.add_argument("--spacing", help="voxel size z,y,x in µm (overrides the file's)")
+    parser.add_argument("--preview", help="picture to write (.png/.pdf/.svg): the input markers as a colour overlay "
+                        "next to the predicted label contours and probabilities")
+    parser.add_argument("--preview-slice", metavar="Z",
+                        help="slice shown by --preview: a number (from 0) or 'mip' (maximum projection; default: the middle slice)")
     parser.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass (default 4)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
 
 
+def _preview_slice(args: argparse.Namespace, spacing) -> int | None:
+    """The slice ``--preview`` shows (None: MIP), checked against the stack before anything is predicted."""
+    from marker_excite.atomic import check_output_path
+    from marker_excite.data.io import open_volume
+    from marker_excite.preview import parse_slice
+
+    check_output_path(args.preview, overwrite=args.overwrite)
+    if any(Path(args.preview).resolve() == Path(p).resolve() for p in (args.labels, args.probabilities) if p):
+        raise UserInputError(f"--preview {args.preview} is also an output volume; choose another name")
+    with open_volume(args.input, markers=args.channel_names, spacing=spacing) as volume:
+        return parse_slice(args.preview_slice, volume.shape_czyx[1])
+
+
 def run(args: argparse.Namespace) -> int:
     if not args.labels and not args.probabilities:
-        raise UserInputError("give --labels and/or --probabilities (the output volumes)")
+        raise UserInputError("give --labels and/or --probabilities (the output volumes; --preview draws from them)")
     if args.batch_size < 1:
         raise UserInputError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.preview_slice is not None and not args.preview:
+        raise UserInputError("--preview-slice needs --preview (the picture to write)")
+    spacing = None if args.spacing is None else check_spacing(args.spacing, where="--spacing")
+    z = _preview_slice(args, spacing) if args.preview else None
+    predictor = load_predictor(args.model)
     written = predict_file(
-        args.model,
+        predictor,
         args.input,
         labels=args.labels,
         probabilities=args.probabilities,
         markers=args.use,
         channel_names=args.channel_names,
-        spacing=None if args.spacing is None else check_spacing(args.spacing, where="--spacing"),
+        spacing=spacing,
         batch_size=args.batch_size,
         probability_dtype=args.prob_dtype,
         overwrite=args.overwrite,
         progress=not args.quiet,
     )
+    if args.preview:
+        from marker_excite.preview import write_preview
+
+        written["preview"] = write_preview(
+            args.preview, args.input, written, predictor.spec, use=args.use, channel_names=args.channel_names,
+            spacing=spacing, z=z, probability_dtype=args.prob_dtype,
+        )  # fmt: skip
     if not args.quiet:
         for kind, path in written.items():
             print(f"wrote {kind}: {path}")

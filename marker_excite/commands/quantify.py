@@ -8,7 +8,7 @@ from marker_excite.atomic import check_output_path
 from marker_excite.commands.options import add_option
 from marker_excite.errors import UserInputError
 from marker_excite.predictor import load_predictor
-from marker_excite.quantify import fraction_boxplot, quantify_files, quantify_store, write_csv
+from marker_excite.quantify import fraction_boxplot, quantify_files, quantify_store, store_truth, write_csv
 
 HELP = "volume fractions of the segmented classes within the tissue mask, per sample and region (CSV + box plot)"
 
@@ -40,6 +40,14 @@ def _split(text: str | None) -> list[str] | None:
     return None if text is None else [p.strip() for p in text.split(",")]
 
 
+def _training_samples(model) -> list[str]:
+    """The samples a model was trained on, from its model card (none known: empty)."""
+    if model is None:
+        return []
+    samples = (model.card.get("training") or {}).get("samples") or {}
+    return list(samples.get("train") or [])
+
+
 def run(args: argparse.Namespace) -> int:
     if bool(args.store) == bool(args.labels):
         raise UserInputError("give either --store (with --model) or --labels (with --images)")
@@ -48,25 +56,28 @@ def run(args: argparse.Namespace) -> int:
         check_output_path(args.plot, overwrite=args.overwrite)
     common = dict(dapi=args.dapi, sigma=args.sigma, min_size=args.min_size, batch_size=args.batch_size)
     tissue = load_predictor(args.tissue_run) if args.tissue_run else None
+    model = load_predictor(args.model) if args.model else None
     if args.store:
-        if not args.model:
+        if model is None:
             raise UserInputError("--store needs --model (the run or exported model that segments it)")
-        rows = quantify_store(args.store, load_predictor(args.model), tissue_model=tissue, samples=_split(args.samples),
+        rows = quantify_store(args.store, model, tissue_model=tissue, samples=_split(args.samples),
                               markers=args.use, progress=not args.quiet, **common)  # fmt: skip
     else:
         if not args.images:
             raise UserInputError("--labels needs --images (one image stack per label volume, for the tissue mask)")
         if args.classes:
             classes = _split(args.classes)
-        elif args.model:
-            classes = list(load_predictor(args.model).spec.classes)
+        elif model is not None:
+            classes = list(model.spec.classes)
         else:
             raise UserInputError("give --classes (names of label values 1, 2, ...) or --model")
         rows = quantify_files(args.labels, args.images, classes, regions=_split(args.regions), tissue_model=tissue,
                               channel_names=args.channel_names, **common)  # fmt: skip
     write_csv(rows, args.output, overwrite=args.overwrite)
     if args.plot:
-        fraction_boxplot(rows, args.plot, overwrite=args.overwrite)
+        classes_found = list(dict.fromkeys(r["class"] for r in rows))
+        truth = store_truth(args.store, [r["sample"] for r in rows], classes_found) if args.store else {}
+        fraction_boxplot(rows, args.plot, truth=truth, training=_training_samples(model), overwrite=args.overwrite)
     if not args.quiet:
         print(f"wrote {args.output}" + (f" and {args.plot}" if args.plot else ""))
     return 0

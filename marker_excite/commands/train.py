@@ -14,36 +14,41 @@ from marker_excite.run import TrainConfig, train_config
 from marker_excite.training import dry_run, train
 
 HELP = "train a model (default MS-ME) on one fold of a sample store; writes a run directory"
+#: the preset used when ``--preset`` is not given (the paper's, sized for a GPU)
+DEFAULT_PRESET = "paper"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", required=True, help="sample store (.h5) made by `synth` or `import`")
     parser.add_argument("--run", required=True, help="run directory to create (or to continue with --resume)")
-    parser.add_argument("--model", default="MS-ME", help="zoo model name: MS-ME (default), MS, MZ, UB, MS-SE, HeMIS, ...")
-    parser.add_argument("--preset", default="paper", choices=("paper", "small", "cpu"),
-                        help="paper: 572->388 px tiles, batch 2, 200 epochs; small: 124->84 px, 20-epoch CPU demo; "
-                             "cpu: 124->84 px, the CPU reproduction schedule (60 x 25 steps, cosine rate)")
+    parser.add_argument("--model", default="MS-ME", help="zoo model name: MS-ME, MS, MZ, UB, MS-SE, HeMIS, ... (default: MS-ME)")
+    parser.add_argument("--preset", choices=("paper", "small", "cpu"),
+                        help="paper: 572->388 px tiles, batch 2, 200 epochs (GPU-sized; without a GPU a note gives the "
+                             "estimated time); small: 124->84 px, 20-epoch CPU demo; cpu: 124->84 px, the CPU "
+                             "reproduction schedule (60 x 25 steps, cosine rate) (default: paper)")
     add_option(parser, "--panel", old="--markers",
-               help="the model's marker vocabulary, comma-separated (default: the paper's five); for UB the subset")
+               help="the model's marker vocabulary, comma-separated; for UB the subset (default: the paper's five, "
+               "DAPI,endomucin,endoglin,collagen,CXCL12-GFP)")
     parser.add_argument("--classes", default="sinusoids", help="classes to segment, comma-separated (default: sinusoids)")
-    parser.add_argument("--fold", type=int, default=0, help="cross-validation fold (default 0)")
+    parser.add_argument("--fold", type=int, default=0, help="cross-validation fold (default: 0)")
     parser.add_argument("--train-samples", help="training samples, comma-separated: with --val-samples an explicit "
-                        "split, alone the fold trains only on these of its training samples")
-    parser.add_argument("--val-samples", help="validation samples, comma-separated (explicit split, replaces the fold)")
-    parser.add_argument("--test-samples", help="test samples of an explicit split, comma-separated ('' = none)")
-    parser.add_argument("--n-folds", type=int, help="number of folds (default 4)")
-    parser.add_argument("--epochs", type=int, help="override the preset's number of epochs")
-    parser.add_argument("--batch-size", type=int, help="override the preset's batch size")
-    parser.add_argument("--learning-rate", type=float, help="Adam learning rate (default 0.001)")
-    parser.add_argument("--seed", type=int, help="random seed (default 0)")
-    parser.add_argument("--patience", type=int, help="stop after this many epochs without a better validation F1")
+                        "split, alone the fold trains only on these of its training samples (default: the fold's)")
+    parser.add_argument("--val-samples", help="validation samples, comma-separated (explicit split, replaces the fold; default: the fold's)")
+    parser.add_argument("--test-samples", help="test samples of an explicit split, comma-separated, '' = none (default: none)")
+    parser.add_argument("--n-folds", type=int, help="number of folds (default: 4)")
+    parser.add_argument("--epochs", type=int, help="number of epochs (default: the preset's: paper 200, small 20, cpu 60)")
+    parser.add_argument("--batch-size", type=int, help="patches per step (default: the preset's: paper 2, small 8, cpu 8)")
+    parser.add_argument("--learning-rate", type=float, help="Adam learning rate (default: 0.001; cosine-decayed in the cpu preset)")
+    parser.add_argument("--seed", type=int, help="random seed (default: 0)")
+    parser.add_argument("--patience", type=int, help="stop after this many epochs without a better validation F1 (default: never)")
     parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                         help="random flips / 90-degree rotations of training patches (default: off, as in the paper)")
     parser.add_argument("--marker-panels",
-                        help="heterogeneous training panels: JSON file or 'sample=DAPI+collagen;sample2=endomucin'")
-    parser.add_argument("--model-config", help="JSON model config (replaces --model/--preset/--panel)")
-    parser.add_argument("--train-config", help="JSON training config (replaces the training options)")
-    parser.add_argument("--init-from", metavar="RUN", help="start from the best weights of another run (same model)")
+                        help="heterogeneous training panels: JSON file or 'sample=DAPI+collagen;sample2=endomucin' "
+                             "(default: every sample's own markers)")
+    parser.add_argument("--model-config", help="JSON model config, replaces --model/--preset/--panel (default: none)")
+    parser.add_argument("--train-config", help="JSON training config, replaces the training options (default: none)")
+    parser.add_argument("--init-from", metavar="RUN", help="start from the best weights of another run, same model (default: random initialisation)")
     parser.add_argument("--dry-run", action="store_true",
                         help="print the split, patches per sample and the time per epoch (3 timed steps), write nothing")
     group = parser.add_mutually_exclusive_group()
@@ -93,7 +98,7 @@ def build_configs(args: argparse.Namespace):
         mcfg = ModelConfig.from_json(args.model_config)
     else:
         markers = _split(args.panel) if args.panel else PAPER_MARKERS
-        mcfg = model_config(args.model, preset=args.preset, markers=markers, classes=classes)
+        mcfg = model_config(args.model, preset=args.preset or DEFAULT_PRESET, markers=markers, classes=classes)
     if args.train_config:
         tcfg = TrainConfig.from_json(args.train_config)
     else:
@@ -110,7 +115,7 @@ def build_configs(args: argparse.Namespace):
         if args.marker_panels:
             overrides["marker_panels"] = parse_marker_panels(args.marker_panels)
         overrides.update(_split_options(args))
-        tcfg = train_config(args.preset, fold=args.fold, classes=tuple(mcfg.classes), **overrides)
+        tcfg = train_config(args.preset or DEFAULT_PRESET, fold=args.fold, classes=tuple(mcfg.classes), **overrides)
     return mcfg, tcfg
 
 
@@ -139,12 +144,56 @@ def disk_full_message(run_dir: Path) -> str:
             "with --overwrite")  # fmt: skip
 
 
+def check_panel_in_store(panel, store_path) -> None:
+    """Refuse a ``--panel`` marker that no sample of the store has (a likely typo), naming the closest one."""
+    from marker_excite.data.store import SampleStore
+    from marker_excite.errors import did_you_mean
+
+    if not Path(store_path).is_file():
+        return  # train reports the missing store
+    with SampleStore(store_path, "r") as store:
+        have = list(dict.fromkeys(m for info in store.infos() for m in info.markers))
+    known = {m.lower() for m in have}
+    for marker in panel:
+        if marker.lower() not in known:
+            raise UserInputError(
+                f"--panel marker {marker!r}{did_you_mean(marker, have)} is in no sample of {store_path}; "
+                f"its samples have {', '.join(have)}"
+            )
+
+
+def _paper_preset_on_cpu(args: argparse.Namespace) -> bool:
+    """The paper preset chosen by default (no --preset, no config files) and no GPU visible."""
+    if args.preset is not None or args.model_config or args.train_config:
+        return False
+    import tensorflow as tf
+
+    return not tf.config.list_physical_devices("GPU")
+
+
+def gpu_sized_notice(plan) -> str:
+    """One line: the default paper preset is GPU-sized, its estimated time here, and the CPU presets."""
+    from marker_excite.progress import format_duration
+
+    epoch = plan.seconds_per_step * plan.steps_per_epoch
+    return (f"note: no --preset given: the paper preset is sized for a GPU and no GPU is visible; here an epoch takes "
+            f"~{format_duration(epoch)} and its {plan.epochs} epochs ~{format_duration(epoch * plan.epochs)} plus "
+            "validation. On a CPU choose --preset cpu (the CPU reproduction schedule) or --preset small (a 20-epoch demo)")
+
+
 def run(args: argparse.Namespace) -> int:
     mcfg, tcfg = build_configs(args)
+    if args.panel and not args.model_config:
+        check_panel_in_store(mcfg.markers, args.store)
     if args.dry_run:
-        for line in dry_run(mcfg, tcfg, args.store).lines():
+        plan = dry_run(mcfg, tcfg, args.store)
+        for line in plan.lines():
             print(line)
+        if _paper_preset_on_cpu(args):
+            print(gpu_sized_notice(plan))
         return 0
+    if _paper_preset_on_cpu(args) and not args.quiet:
+        print(gpu_sized_notice(dry_run(mcfg, tcfg, args.store)), flush=True)
     try:
         result = train(args.run, mcfg, tcfg, args.store, resume=args.resume, overwrite=args.overwrite,
                        progress=not args.quiet, init_from=args.init_from)

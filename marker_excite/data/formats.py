@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+from marker_excite.data.bioio_io import BIOIO_SUFFIXES, BioioVolume
 from marker_excite.data.hdf5_io import HDF5_MAGIC, HDF5_SUFFIXES, IMS_SUFFIXES, H5Volume, H5Writer, ImsVolume, is_ims
 from marker_excite.data.tiff_io import TIFF_MAGIC, TIFF_SUFFIXES, TiffVolume, TiffWriter
 from marker_excite.data.volume import FormatWriter, VolumeError, VolumeReader
@@ -23,7 +24,7 @@ class Format:
     """One volume format.
 
     Attributes:
-        name: short name (``tiff``, ``hdf5``, ``ims``, ``zarr``).
+        name: short name (``tiff``, ``hdf5``, ``ims``, ``zarr``, ``bioio``).
         title: the name users know, in messages (``TIFF/OME-TIFF``).
         suffixes: lower-case name endings that select the format.
         reader: the :class:`VolumeReader` class, called as ``reader(path, markers=, spacing=, **options)``.
@@ -72,6 +73,8 @@ FORMATS: tuple[Format, ...] = (
     Format("ims", "Imaris", IMS_SUFFIXES, ImsVolume, inside="hdf5", recognise=is_ims, inner_paths=True),
     Format("zarr", "OME-Zarr", ZARR_SUFFIXES, ZarrVolume, ZarrWriter, folder=True, recognise=is_zarr,
            output_hint=".ome.zarr (OME-Zarr)"),
+    # CZI / ND2 / LIF through bioio plugins (the optional `formats` extra); `file.lif:scene` names a scene
+    Format("bioio", "CZI/ND2/LIF", BIOIO_SUFFIXES, BioioVolume, reader_options=("dataset",), inner_paths=True),
 )
 
 

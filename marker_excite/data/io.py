@@ -44,8 +44,9 @@ def open_volume(
     recognised folder, else the suffix, else the file's first bytes).
 
     Args:
-        path: TIFF / OME-TIFF / HDF5 / .ims file or OME-Zarr folder; ``file.h5:inner/path`` names an
-            HDF5 dataset (or a sample of a store file).
+        path: TIFF / OME-TIFF / HDF5 / .ims file, OME-Zarr folder, or CZI / ND2 / LIF file (``formats``
+            extra); ``file.h5:inner/path`` names an HDF5 dataset (or a sample of a store file),
+            ``file.lif:scene`` a scene.
         markers: channel names (list or comma-separated); override the file's names; count must match.
         spacing: (z, y, x) µm; overrides the file's voxel size.
         axes: the file's axes when they cannot be inferred, e.g. ``"ZCYX"``.

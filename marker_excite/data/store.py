@@ -35,7 +35,7 @@ from marker_excite.atomic import atomic_path, check_output_path, remove_stale_te
 from marker_excite.atomic import commit as commit_file
 from marker_excite.data.sample import Sample
 from marker_excite.data.stats import RunningStats
-from marker_excite.errors import UserInputError, os_error_text
+from marker_excite.errors import UserInputError, did_you_mean, os_error_text
 
 #: Value of the root attribute ``format`` of every store index (and of every sample file).
 STORE_FORMAT = "marker_excite.SampleStore"
@@ -128,7 +128,8 @@ class SampleInfo:
             if c.lower() == cls.lower():
                 return i
         raise StoreError(
-            f"sample {self.name!r} has no labels for class {cls!r}; it has {', '.join(self.classes) or 'no labels'}"
+            f"sample {self.name!r} has no labels for class {cls!r}{did_you_mean(cls, self.classes)}; "
+            f"it has {', '.join(self.classes) or 'no labels'}"
         )
 
 
@@ -216,7 +217,8 @@ class SampleWriter:
         for cls, lab in labels.items():
             if cls.lower() not in known:
                 raise StoreError(
-                    f"sample {self.name!r}: label class {cls!r} was not declared (declared: {', '.join(self.classes) or 'none'})"
+                    f"sample {self.name!r}: label class {cls!r}{did_you_mean(cls, self.classes)} was not declared "
+                    f"(declared: {', '.join(self.classes) or 'none'})"
                 )
             lab = np.asarray(lab)
             if lab.shape != self.shape_zyx[1:]:
