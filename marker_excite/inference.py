@@ -63,6 +63,20 @@ def _target_yx(spec: ModelSpec, volume_spacing: Sequence[float]) -> tuple[float,
     return None if np.allclose(own, target, rtol=1e-6) else target
 
 
+def check_seen(card: dict, fed: Sequence[str]) -> None:
+    """Refuse markers that the model card says no training sample had (``training.markers_seen``;
+    cards without it, from older runs, are not checked)."""
+    seen = (card.get("training") or {}).get("markers_seen")
+    if seen is None:
+        return
+    unseen = [m for m in fed if m not in seen]
+    if unseen:
+        raise UserInputError(
+            f"the model never saw {', '.join(unseen)} in training (its training samples had {', '.join(seen)}); "
+            "leave it out with --use, or give --allow-unseen to feed it anyway"
+        )
+
+
 def predict_slices(
     model,
     volume,
@@ -70,6 +84,7 @@ def predict_slices(
     markers: str | Sequence[str] | None = None,
     batch_size: int = 4,
     progress: bool = True,
+    allow_unseen: bool = False,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(z, probabilities [1+C, Y, X] float32)`` for every slice of ``volume`` in order.
 
@@ -80,12 +95,16 @@ def predict_slices(
         markers: restrict the input to these markers of the model's panel (names or ``m_125``).
         batch_size: tiles per forward pass.
         progress: print progress per slice.
+        allow_unseen: feed markers that no training sample of the model had (refused otherwise:
+            the network never saw them, so what they do to its output is unknown).
     """
     predictor = as_predictor(model)
     spec = predictor.spec
     if batch_size < 1:
         raise UserInputError(f"batch size must be >= 1, got {batch_size}")
     plan = plan_channels(volume.markers, spec.panel, markers)
+    if not allow_unseen:
+        check_seen(predictor.card, [spec.panel.names[k] for k in plan.panel_indices])
     if plan.skipped and progress:
         Progress(None).write(plan.skip_notice(spec.panel))
     _, nz, ny, nx = volume.shape_czyx
@@ -128,12 +147,14 @@ def predict_volume(
     markers: str | Sequence[str] | None = None,
     batch_size: int = 4,
     progress: bool = True,
+    allow_unseen: bool = False,
 ) -> np.ndarray:
     """Probabilities ``[1+C, Z, Y, X]`` float32 of a whole (small) stack; see :func:`predict_slices`."""
     predictor = as_predictor(model)
     _, nz, ny, nx = volume.shape_czyx
     out = np.empty((len(predictor.spec.outputs), nz, ny, nx), np.float32)
-    for z, probs in predict_slices(predictor, volume, markers=markers, batch_size=batch_size, progress=progress):
+    for z, probs in predict_slices(predictor, volume, markers=markers, batch_size=batch_size, progress=progress,
+                                   allow_unseen=allow_unseen):
         out[:, z] = probs
     return out
 
@@ -166,6 +187,7 @@ def predict_file(
     probability_dtype: str = "float32",
     overwrite: bool = False,
     progress: bool = True,
+    allow_unseen: bool = False,
 ) -> dict[str, Path]:
     """Predict a stack file and write its label and/or probability volume (OME-TIFF or HDF5 by suffix).
 
@@ -205,7 +227,8 @@ def predict_file(
                     outputs["probabilities"], (len(predictor.spec.outputs), nz, ny, nx), probability_dtype,
                     volume.spacing, predictor.spec.outputs, overwrite,
                 )  # fmt: skip
-            for z, probs in predict_slices(predictor, volume, markers=markers, batch_size=batch_size, progress=progress):
+            for z, probs in predict_slices(predictor, volume, markers=markers, batch_size=batch_size, progress=progress,
+                                           allow_unseen=allow_unseen):
                 if "labels" in writers:
                     writers["labels"].write_slice(z, labels_from_probabilities(probs))
                 if "probabilities" in writers:

@@ -146,6 +146,8 @@ class Run:
         class_weights: the loss weights used (background first).
         spacing_zyx: the voxel size (µm) it was trained at (median of the training samples), or None.
         versions: the software it was trained with (``versions.json``), or None.
+        markers_seen: the markers of the panel that some training sample had (None: not recorded, runs
+            made before this was recorded).
     """
 
     run_dir: Path
@@ -158,6 +160,7 @@ class Run:
     class_weights: tuple[float, ...] = ()
     spacing_zyx: tuple[float, float, float] | None = None
     versions: dict[str, Any] | None = None
+    markers_seen: tuple[str, ...] | None = None
 
     @property
     def name(self) -> str:
@@ -189,6 +192,7 @@ class Run:
             "n_folds": int(tc.n_folds),
             "samples": {"train": list(self.fold.train), "val": list(self.fold.val), "test": list(self.fold.test)},
             "marker_panels": {k: list(v) for k, v in (tc.marker_panels or {}).items()},
+            "markers_seen": list(self.markers_seen) if self.markers_seen is not None else list(self.model_config.markers),
             "epochs": len(self.history),
             "epochs_planned": int(tc.epochs),
             "best_epoch": best,
@@ -250,4 +254,5 @@ def load_run(run_dir: str | os.PathLike, *, weights: str = "best", model=None) -
         class_weights=tuple(float(w) for w in data.get("class_weights", ())),
         spacing_zyx=tuple(float(s) for s in data["spacing"]) if data.get("spacing") else None,  # type: ignore[arg-type]
         versions=rd.read_json(path / rd.VERSIONS, "versions") if (path / rd.VERSIONS).is_file() else None,
+        markers_seen=tuple(data["markers_seen"]) if isinstance(data.get("markers_seen"), list) else None,
     )

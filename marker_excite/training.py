@@ -71,13 +71,28 @@ def _strategy():
     return tf.distribute.get_strategy()
 
 
-def _data_config(store, store_path: Path, fold, marker_panels, classes, counts, weights) -> dict[str, Any]:
+def markers_seen(store, samples, marker_panels, panel) -> list[str]:
+    """The markers of ``panel`` that at least one of ``samples`` gives the model in training (its stored
+    channels, restricted by its ``marker_panels`` entry), in panel order."""
+    given: set[str] = set()
+    for name in samples:
+        have = {m.lower() for m in store.info(name).markers}
+        keep = marker_panels.get(name) if marker_panels else None
+        if keep is not None:
+            have &= {m.lower() for m in keep}
+        given |= have
+    return [m for m in panel.names if m.lower() in given]
+
+
+def _data_config(store, store_path: Path, fold, marker_panels, classes, counts, weights, panel) -> dict[str, Any]:
     """What the run was trained on; ``spacing`` (median voxel size of the training samples) lets
-    ``predict`` resample new stacks to the training resolution without the store."""
+    ``predict`` resample new stacks to the training resolution without the store; ``markers_seen``
+    (the panel's markers some training sample had) lets ``predict`` refuse markers never trained on."""
     spacing = np.median(np.array([store.info(n).spacing for n in fold.train], dtype=np.float64), axis=0)
     return {
         "store": str(store_path),
         "spacing": [round(float(s), 6) for s in spacing],
+        "markers_seen": markers_seen(store, fold.train, marker_panels, panel),
         "fold": {"train": list(fold.train), "val": list(fold.val), "test": list(fold.test)},
         "marker_panels": {k: list(v) for k, v in (marker_panels or {}).items()},
         "loss_classes": ["background", *classes],
@@ -251,12 +266,13 @@ def train(
         configs = {
             rd.MODEL_CONFIG: model_config.to_dict(),
             rd.TRAIN_CONFIG: train_config.to_dict(),
-            rd.DATA_CONFIG: _data_config(store, store_path, fold, panels, train_config.classes, counts, weights),
+            rd.DATA_CONFIG: _data_config(store, store_path, fold, panels, train_config.classes, counts, weights,
+                                         model_config.panel),
         }
         if init_from is not None and not resume:
             configs[rd.DATA_CONFIG]["init_from"] = str(Path(init_from).resolve())
         if resume:
-            rd.check_resume(run_path, configs, may_grow={rd.TRAIN_CONFIG: ("epochs",)}, ignore={rd.DATA_CONFIG: ("init_from",)})
+            rd.check_resume(run_path, configs, may_grow={rd.TRAIN_CONFIG: ("epochs",)}, ignore={rd.DATA_CONFIG: ("init_from", "markers_seen")})
             rd.write_configs(run_path, {rd.TRAIN_CONFIG: configs[rd.TRAIN_CONFIG]})  # a larger epochs extends the run
             if not rd.has_checkpoint(run_path):
                 resume = False  # interrupted before the first epoch finished: start from scratch

@@ -215,3 +215,15 @@ def test_info_devices(capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("tensorflow ") and any(line.startswith("device       CPU") for line in out)
     _fails(capsys, ["info"], "give a run directory or exported model, or --devices")
+
+
+def test_markers_never_seen_in_training_are_refused_unless_allowed(capsys, stack, tmp_path):
+    run, _, _ = make_run(tmp_path / "unseen", markers_seen=("DAPI", "endomucin"))  # no training sample had collagen
+    _fails(capsys, _predict(run, stack, tmp_path, "--use", "DAPI,collagen"), "never saw collagen", "--allow-unseen")
+    _fails(capsys, _predict(run, stack, tmp_path), "never saw collagen")  # all the stack's markers: collagen too
+    assert _out_files(tmp_path) == []
+    assert main(_predict(run, stack, tmp_path, "--use", "DAPI,endomucin")) == 0
+    assert main(_predict(run, stack, tmp_path, "--use", "DAPI,collagen", "--allow-unseen", "--overwrite")) == 0
+    assert main(["info", str(run)]) == 0
+    assert "trained on   DAPI, endomucin (never seen: collagen; predict refuses them without --allow-unseen)" in (
+        capsys.readouterr().out)

@@ -20,7 +20,7 @@ MARKERS = ("DAPI", "endomucin", "collagen")
 TINY = dict(preset="small", depth=2, base_filters=4, input_size=28)
 
 
-def make_run(path, *, name="MS-ME", markers=MARKERS, classes=("sinusoids",), spacing=None, seed=1):
+def make_run(path, *, name="MS-ME", markers=MARKERS, classes=("sinusoids",), spacing=None, seed=1, markers_seen=None):
     """A run directory in training.py's layout with random (seeded) weights; no training needed."""
     cfg = model_config(name, markers=markers, classes=classes, seed=seed, **TINY)
     model = build_model(cfg)
@@ -38,6 +38,8 @@ def make_run(path, *, name="MS-ME", markers=MARKERS, classes=("sinusoids",), spa
     }
     if spacing is not None:
         data["spacing"] = list(spacing)
+    if markers_seen is not None:
+        data["markers_seen"] = list(markers_seen)
     (path / rd.MODEL_CONFIG).write_text(json.dumps(cfg.to_dict()))
     (path / rd.TRAIN_CONFIG).write_text(json.dumps({"epochs": 3, "classes": list(classes), "n_folds": 3}))
     (path / rd.DATA_CONFIG).write_text(json.dumps(data))

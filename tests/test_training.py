@@ -209,3 +209,17 @@ def test_load_run_errors(tmp_path):
     (tmp_path / rd.BEST_WEIGHTS).write_bytes(b"garbage")
     with pytest.raises(UserInputError, match="cannot load weights"):
         load_run(tmp_path)
+
+
+def test_run_records_the_markers_its_training_samples_had(store, tmp_path):
+    """No training sample keeps collagen: the run (data_config, Run, model card) says it never saw it."""
+    from marker_excite.run import load_run as read_run
+
+    panels = {f"s{i}": ("DAPI", "endomucin", "endoglin", "CXCL12-GFP") for i in range(6)}
+    mcfg, tcfg = tiny_configs("MS", epochs=1, marker_panels=panels)
+    train(tmp_path / "run", mcfg, tcfg, store, progress=False)
+    data = json.loads((tmp_path / "run" / rd.DATA_CONFIG).read_text())
+    assert data["markers_seen"] == ["DAPI", "endomucin", "endoglin", "CXCL12-GFP"]
+    run = read_run(tmp_path / "run")
+    assert run.markers_seen == ("DAPI", "endomucin", "endoglin", "CXCL12-GFP")
+    assert run.card()["training"]["markers_seen"] == ["DAPI", "endomucin", "endoglin", "CXCL12-GFP"]

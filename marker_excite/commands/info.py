@@ -55,6 +55,10 @@ def describe(card: dict[str, Any]) -> str:
             f"training     fold {t.get('fold')} of {t.get('n_folds')}; {t.get('epochs')} of {t.get('epochs_planned')} epoch(s){score}",
             "samples      " + "; ".join(f"{k} {', '.join(v)}" for k, v in samples.items()),
         ]
+        if t.get("markers_seen") is not None:
+            unseen = [m for m in card["markers"] if m not in t["markers_seen"]]
+            lines.append(f"trained on   {', '.join(t['markers_seen'])}"
+                         + (f" (never seen: {', '.join(unseen)}; predict refuses them without --allow-unseen)" if unseen else ""))
     versions = (card.get("software") or {}).get("trained_with") or {}
     if versions:
         lines.append(f"trained with tensorflow {versions.get('tensorflow')}, marker_excite {versions.get('marker_excite')}")

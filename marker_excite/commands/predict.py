@@ -26,6 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--channel-names",
                         help="name of each channel of the stack in order, comma-separated; '-' skips a channel (overrides the file's names)")
     parser.add_argument("--spacing", help="voxel size z,y,x in µm (overrides the file's)")
+    parser.add_argument("--allow-unseen", action="store_true",
+                        help="feed markers that no training sample of the model had (refused by default)")
     parser.add_argument("--preview", help="picture to write (.png/.pdf/.svg): the input markers as a colour overlay "
                         "next to the predicted label contours and probabilities")
     parser.add_argument("--preview-slice", metavar="Z",
@@ -70,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
         probability_dtype=args.prob_dtype,
         overwrite=args.overwrite,
         progress=not args.quiet,
+        allow_unseen=args.allow_unseen,
     )
     if args.preview:
         from marker_excite.preview import write_preview
