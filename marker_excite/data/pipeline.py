@@ -4,8 +4,9 @@ Each element is ``({"image": [H, W, K] float32, "availability": [K] float32}, la
 for the model's marker panel (K markers) and an ``H -> h`` network (e.g. 572 -> 388):
 
 * every annotated slice of every sample is tiled with :class:`~marker_excite.data.tiling.TileLayout`;
-  one element per output tile, each exactly once per epoch (in :func:`patch_index` order when not
-  shuffled, in a seeded random order otherwise; batches may mix samples; the last partial batch is kept);
+  one element per output tile, each exactly once per pass (in :func:`patch_index` order when not
+  shuffled, in a random order seeded by ``(seed, pass)`` otherwise; batches may mix samples; the last
+  partial batch of a pass is kept);
 * channels are mapped to the panel BY NAME; each channel is standardised with its sample's stored mean
   and std BEFORE zero padding; markers a sample lacks -- or that ``marker_panels`` removes from it, or
   that ``subset`` does not give the model -- are zero channels with availability 0;
@@ -14,13 +15,18 @@ for the model's marker panel (K markers) and an ``H -> h`` network (e.g. 572 -> 
   same for image and label.
 
 Decoded, standardised, padded slices are cached in memory across epochs when they fit in
-``cache_bytes``; otherwise slices are streamed in shuffled groups that fit, each read once per epoch.
+``cache_bytes``; otherwise slices are streamed in shuffled groups that fit, each read once per pass.
+
+Seeding, the only one: pass ``p`` of a stream seeded ``s`` is ordered (and augmented) by ``(s, p)``;
+training epoch ``e`` of a run seeded ``seed`` is the stream seeded :func:`epoch_seed` ``(seed, e)``
+(:func:`epoch_dataset`), so an epoch's batches depend on ``(seed, e)`` only, never on earlier epochs.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from itertools import islice
 from typing import Iterator, Mapping, Sequence
 
 import numpy as np
@@ -72,7 +78,7 @@ class _SamplePlan:
 
 
 class PatchSource:
-    """Python-side producer of pipeline elements; each call yields one epoch (see module docs)."""
+    """Python-side producer of pipeline elements: seeded passes over all patches (see module docs)."""
 
     def __init__(
         self,
@@ -85,7 +91,6 @@ class PatchSource:
         output_size: int,
         shuffle: bool,
         augment: bool = False,
-        seed: int = 0,
         marker_panels: Mapping[str, Sequence[str]] | None = None,
         subset: Sequence[int] | None = None,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
@@ -99,7 +104,7 @@ class PatchSource:
         self.store, self.panel = store, panel
         self.classes = tuple(classes)
         self.input_size, self.output_size = int(input_size), int(output_size)
-        self.shuffle, self.augment, self.seed = bool(shuffle), bool(augment), int(seed)
+        self.shuffle, self.augment = bool(shuffle), bool(augment)
         self.cache_bytes = int(cache_bytes)
         given = _check_subset(subset, panel)
         panels = dict(marker_panels or {})
@@ -112,7 +117,6 @@ class PatchSource:
         ]
         if not self.index:
             raise UserInputError(f"samples {', '.join(samples)} have no annotated slices")
-        self.epoch = 0
         self._cache: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
         keys = sorted({(i, z) for i, z, _ in self.index})
         self._slice_bytes = {k: self._bytes(self.plans[k[0]]) for k in keys}
@@ -189,8 +193,8 @@ class PatchSource:
             self._cache[key] = item
         return item
 
-    def _epoch_groups(self, rng: np.random.Generator) -> list[list[tuple[int, int, int]]]:
-        """Patches of one epoch in groups; every slice of a group is loaded once for the group."""
+    def _pass_groups(self, rng: np.random.Generator) -> list[list[tuple[int, int, int]]]:
+        """Patches of one pass in groups; every slice of a group is loaded once for the group."""
         if self.fits_in_cache:
             order = rng.permutation(len(self.index)) if self.shuffle else np.arange(len(self.index))
             return [[self.index[i] for i in order]]
@@ -212,33 +216,24 @@ class PatchSource:
             groups = [[g[i] for i in rng.permutation(len(g))] for g in groups]
         return groups
 
-    def batches(self, batch_size: int) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
-        """One epoch as stacked batches (the last one may be smaller)."""
-        return _stacked(self(), batch_size)
-
     def stream(self, batch_size: int, seed: int, repeat: bool) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
         """Stacked batches of passes 0, 1, 2, ... over all patches (pass 0 only unless ``repeat``), each in
         the order seeded by ``(seed, pass)``. Keeps no per-call state in the source, so one source (and
         its slice cache) serves every epoch of a training run."""
         number = 0
         while True:
-            yield from _stacked(self._pass(seed, number), batch_size)
+            yield from _stacked(self.patches(seed, number), batch_size)
             number += 1
             if not repeat:
                 return
 
-    def __call__(self) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
-        """One epoch of single patches ``({"image", "availability"}, label)`` (the source's own seed;
-        every call is the next pass)."""
-        self.epoch += 1
-        return self._pass(self.seed, self.epoch - 1)
-
-    def _pass(self, seed: int, number: int) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
-        """Pass ``number`` over all patches, ordered (and augmented) by ``(seed, number)`` only."""
+    def patches(self, seed: int, number: int = 0) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
+        """Pass ``number`` over all patches as single ``({"image", "availability"}, label)``, ordered (and
+        augmented) by ``(seed, number)`` only."""
         rng = np.random.default_rng([seed, number])
         aug_rng = np.random.default_rng([seed, number, 1])
         h, s = self.input_size, self.output_size
-        for group in self._epoch_groups(rng):
+        for group in self._pass_groups(rng):
             local: dict[tuple[int, int], tuple[np.ndarray, ...]] = {}
             for sample_i, z, t in group:
                 key = (sample_i, z)
@@ -327,7 +322,7 @@ def make_dataset(
     st = store if isinstance(store, SampleStore) else SampleStore(store, "r")
     source = PatchSource(
         st, samples, panel=panel, classes=classes, input_size=input_size, output_size=output_size,
-        shuffle=shuffle, augment=augment, seed=seed, marker_panels=marker_panels, subset=subset,
+        shuffle=shuffle, augment=augment, marker_panels=marker_panels, subset=subset,
         cache_bytes=cache_bytes,
     )  # fmt: skip
     return source_dataset(source, batch_size, seed=seed, repeat=repeat)
@@ -336,11 +331,39 @@ def make_dataset(
 def source_dataset(source: PatchSource, batch_size: int, *, seed: int, repeat: bool = False):
     """A batched ``tf.data.Dataset`` of a :class:`PatchSource`: pass 0 (or passes 0, 1, ... with
     ``repeat``) in the order seeded by ``seed`` (see :meth:`PatchSource.stream`)."""
-    import tensorflow as tf
-
     if int(batch_size) < 1:
         raise UserInputError(f"batch_size must be >= 1, got {batch_size}")
-    k, b = source.panel.size, int(batch_size)
+    b = int(batch_size)
+    cardinality = None if repeat else -(-source.n_patches // b)
+    return _batch_dataset(source, lambda: source.stream(b, int(seed), repeat), cardinality)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The stream seed of training epoch ``epoch`` of a run seeded ``seed``: a function of both only."""
+    return int(np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+def epoch_dataset(source: PatchSource, batch_size: int, *, seed: int, epochs: range, steps: int):
+    """A batched ``tf.data.Dataset`` of training epochs ``epochs`` back to back (one dataset, and one
+    ``model.fit``, for a whole run): epoch ``e`` is the first ``steps`` batches of the stream seeded
+    ``epoch_seed(seed, e)`` -- with one pass's number of steps, exactly its pass 0."""
+    if int(batch_size) < 1 or int(steps) < 1:
+        raise UserInputError(f"batch_size and steps must be >= 1, got {batch_size} and {steps}")
+    b, n = int(batch_size), int(steps)
+
+    def batches():
+        for epoch in epochs:
+            yield from islice(source.stream(b, epoch_seed(seed, epoch), repeat=True), n)
+
+    return _batch_dataset(source, batches, len(epochs) * n)
+
+
+def _batch_dataset(source: PatchSource, batches, cardinality: int | None):
+    """``tf.data.Dataset.from_generator(batches)`` with the signature of ``source`` batches and the given
+    cardinality (None: infinite)."""
+    import tensorflow as tf
+
+    k = source.panel.size
     signature = (
         {
             "image": tf.TensorSpec((None, source.input_size, source.input_size, k), tf.float32),
@@ -349,8 +372,8 @@ def source_dataset(source: PatchSource, batch_size: int, *, seed: int, repeat: b
         tf.TensorSpec((None, source.output_size, source.output_size), tf.int32),
     )
     # batches are stacked in Python: one hand-over to TensorFlow per batch, not per patch
-    ds = tf.data.Dataset.from_generator(lambda: source.stream(b, int(seed), repeat), output_signature=signature)
-    cardinality = tf.data.INFINITE_CARDINALITY if repeat else -(-source.n_patches // b)
+    ds = tf.data.Dataset.from_generator(batches, output_signature=signature)
+    cardinality = tf.data.INFINITE_CARDINALITY if cardinality is None else cardinality
     ds = ds.apply(tf.data.experimental.assert_cardinality(cardinality))
     return ds.prefetch(tf.data.AUTOTUNE)
 
