@@ -39,6 +39,8 @@ from marker_excite.markers import MarkerPanel
 
 #: Default memory budget for cached slices (bytes).
 DEFAULT_CACHE_BYTES = 2 * 1024**3
+#: Batches of a training run's dataset prepared ahead of the training step (:func:`epoch_dataset`).
+EPOCH_PREFETCH = 4
 
 
 def patch_index(store: SampleStore | str | os.PathLike, samples: Sequence[str], output_size: int) -> list[tuple[str, int, int, int]]:
@@ -334,7 +336,7 @@ def source_dataset(source: PatchSource, batch_size: int, *, seed: int, repeat: b
     if int(batch_size) < 1:
         raise UserInputError(f"batch_size must be >= 1, got {batch_size}")
     b = int(batch_size)
-    cardinality = None if repeat else -(-source.n_patches // b)
+    cardinality = -1 if repeat else -(-source.n_patches // b)
     return _batch_dataset(source, lambda: source.stream(b, int(seed), repeat), cardinality)
 
 
@@ -346,7 +348,11 @@ def epoch_seed(seed: int, epoch: int) -> int:
 def epoch_dataset(source: PatchSource, batch_size: int, *, seed: int, epochs: range, steps: int):
     """A batched ``tf.data.Dataset`` of training epochs ``epochs`` back to back (one dataset, and one
     ``model.fit``, for a whole run): epoch ``e`` is the first ``steps`` batches of the stream seeded
-    ``epoch_seed(seed, e)`` -- with one pass's number of steps, exactly its pass 0."""
+    ``epoch_seed(seed, e)`` -- with one pass's number of steps, exactly its pass 0.
+
+    Prefetches :data:`EPOCH_PREFETCH` batches without tf.data autotuning: the autotuning thread of a
+    long-lived iterator sleeps for seconds between rounds, and deleting the iterator waits for it (up to
+    10 s at the end of a run)."""
     if int(batch_size) < 1 or int(steps) < 1:
         raise UserInputError(f"batch_size and steps must be >= 1, got {batch_size} and {steps}")
     b, n = int(batch_size), int(steps)
@@ -355,12 +361,12 @@ def epoch_dataset(source: PatchSource, batch_size: int, *, seed: int, epochs: ra
         for epoch in epochs:
             yield from islice(source.stream(b, epoch_seed(seed, epoch), repeat=True), n)
 
-    return _batch_dataset(source, batches, len(epochs) * n)
+    return _batch_dataset(source, batches, len(epochs) * n, prefetch=EPOCH_PREFETCH)
 
 
-def _batch_dataset(source: PatchSource, batches, cardinality: int | None):
-    """``tf.data.Dataset.from_generator(batches)`` with the signature of ``source`` batches and the given
-    cardinality (None: infinite)."""
+def _batch_dataset(source: PatchSource, batches, cardinality: int, prefetch: int | None = None):
+    """``tf.data.Dataset.from_generator(batches)`` with the signature of ``source`` batches and the asserted
+    ``cardinality`` (-1: infinite), prefetching ``prefetch`` batches (None: autotuned)."""
     import tensorflow as tf
 
     k = source.panel.size
@@ -373,9 +379,12 @@ def _batch_dataset(source: PatchSource, batches, cardinality: int | None):
     )
     # batches are stacked in Python: one hand-over to TensorFlow per batch, not per patch
     ds = tf.data.Dataset.from_generator(batches, output_signature=signature)
-    cardinality = tf.data.INFINITE_CARDINALITY if cardinality is None else cardinality
     ds = ds.apply(tf.data.experimental.assert_cardinality(cardinality))
-    return ds.prefetch(tf.data.AUTOTUNE)
+    if prefetch is None:
+        return ds.prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.prefetch(prefetch).with_options(options)
 
 
 def _check_subset(subset: Sequence[int] | None, panel: MarkerPanel) -> np.ndarray:
