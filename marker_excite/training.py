@@ -6,8 +6,11 @@ keeps the best epoch (the paper's model selection); :func:`dry_run` shows what a
 training. The run's settings (:class:`~marker_excite.run.TrainConfig`) and the :class:`~marker_excite.run.Run`
 read back by :func:`~marker_excite.run.load_run` live in :mod:`marker_excite.run`.
 
-Reproducibility: the data order and augmentation of epoch ``e`` depend only on ``(seed, e)``; the
-model variables (including the Marker Sampling seed-generator states), the optimizer state and the
+All epochs are one ``model.fit``; validation, best / last weights, early stopping, TensorBoard and the
+resume checkpoint are its callbacks (:mod:`marker_excite.train_callbacks`).
+
+Reproducibility: the data order and augmentation of epoch ``e`` depend only on ``(seed, e)``
+(:func:`marker_excite.data.pipeline.epoch_dataset`); the model variables (including the Marker Sampling seed-generator states), the optimizer state and the
 epoch are saved after every epoch, so ``resume=True`` continues an interrupted run to the same
 weights as an uninterrupted one.
 """
@@ -16,7 +19,6 @@ from __future__ import annotations
 
 import math
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +38,6 @@ from marker_excite.train_plan import TrainPlan, epoch_estimate_callback, make_pl
 COSINE_FINAL_FRACTION = 0.01
 
 
-#: ``curves.png`` is redrawn at most this often during training (seconds) and always at the end.
-CURVES_EVERY_S = 60.0
 
 
 def _learning_rate(cfg: TrainConfig, steps_per_epoch: int):
@@ -52,9 +52,6 @@ def _learning_rate(cfg: TrainConfig, steps_per_epoch: int):
     )
 
 
-def epoch_seed(seed: int, epoch: int) -> int:
-    """The data-order / augmentation seed of one epoch: a function of (seed, epoch) only."""
-    return int(np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1)[0] & 0x7FFFFFFF)
 
 
 # -- helpers ------------------------------------------------------------------------------------------
@@ -147,32 +144,6 @@ def _check_classes(model_config, cfg: TrainConfig) -> None:
         )
 
 
-def _progress_callback(bar: Progress):
-    """A Keras callback that feeds ``bar`` with the running training loss after every batch."""
-    import keras
-
-    class BatchProgress(keras.callbacks.Callback):
-        def on_train_batch_end(self, batch, logs=None):
-            bar.update(loss=float((logs or {}).get("loss", float("nan"))))
-
-    return BatchProgress()
-
-
-def _write_tensorboard(writer, row: dict[str, Any], epoch: int) -> None:
-    """Epoch scalars as TensorBoard events (written with tf.summary.write: no tensorboard package needed)."""
-    import tensorflow as tf
-    from tensorflow.core.framework import summary_pb2
-
-    metadata = summary_pb2.SummaryMetadata()
-    metadata.plugin_data.plugin_name = "scalars"
-    with writer.as_default():
-        for key, value in row.items():
-            if key != "epoch" and isinstance(value, (int, float)):
-                tf.summary.write(key, tf.constant(float(value), tf.float32), step=epoch,
-                                 metadata=metadata.SerializeToString())
-    writer.flush()
-
-
 # -- public API ---------------------------------------------------------------------------------------
 def dry_run(model_config, train_config, store_path, n_steps: int = 3) -> TrainPlan:
     """The plan of a training run with its step time measured on ``n_steps`` steps of a throwaway model;
@@ -240,11 +211,9 @@ def train(
     import keras
     import tensorflow as tf
 
-    from marker_excite.data import pipeline
-    from marker_excite.data.store import SampleStore
+    from marker_excite import train_callbacks as cb
     from marker_excite.evaluation import SliceScorer
     from marker_excite.losses import WeightedCrossEntropy, log_class_weights
-    from marker_excite.metrics import f1_from_confusion
     from marker_excite.models.zoo import build_model
     from marker_excite.plots import training_curves
 
@@ -318,7 +287,6 @@ def train(
         validator = SliceScorer(model, input_size=model_config.input_size, n_markers=model_config.panel.size,
                                 n_outputs=model_config.n_outputs, batch_size=max(4, train_config.batch_size),
                                 class_weights=weights)
-        writer = tf.summary.create_file_writer(str(run_path / rd.TENSORBOARD))
         log = Progress(None, enabled=progress)
         if resume:
             log.write(f"resuming {run_path} after epoch {state['epoch']}")
@@ -326,49 +294,27 @@ def train(
                          train_config.steps_per_epoch)
         for line in plan.lines():
             log.write(line)
-        estimate = [epoch_estimate_callback(plan, log.write)] if progress else []
 
         curves_title = f"{model_config.name}, fold {train_config.fold}"
-        curves_drawn = time.perf_counter()
-        for epoch in range(state["epoch"] + 1, train_config.epochs + 1):
-            if train_config.patience is not None and state["stale_epochs"] >= train_config.patience:
-                log.write(f"early stop: no improvement of validation mean F1 for {train_config.patience} epochs")
-                break
-            train_ds = pipeline.source_dataset(
-                train_source, train_config.batch_size, seed=epoch_seed(train_config.seed, epoch),
-                repeat=train_config.steps_per_epoch is not None,
-            ).take(steps)
-            start = time.perf_counter()
-            bar = Progress(
-                steps, f"epoch {epoch}/{train_config.epochs}", unit="batch", every=10.0, min_interval=30.0, enabled=progress
-            )
-            fit = model.fit(train_ds, epochs=1, verbose=0, shuffle=False, callbacks=[_progress_callback(bar), *estimate])
-            train_time = time.perf_counter() - start
-            cm, val_loss = validator.confusion_and_loss(val_source)
-            f1 = f1_from_confusion(cm)[1:]
-            row: dict[str, Any] = {"epoch": epoch, "loss": float(fit.history["loss"][-1]), "val_loss": float(val_loss)}
-            row.update({f"val_f1_{c}": float(v) for c, v in zip(train_config.classes, f1)})
-            row["val_mean_f1"] = float(np.mean(f1))
-            row["time"] = time.perf_counter() - start
-            row["train_time"] = train_time
-            bar.close(loss=row["loss"], val_loss=row["val_loss"], val_mean_f1=row["val_mean_f1"])
-            history.append(row)
-
-            improved = state["best_score"] is None or row["val_mean_f1"] > state["best_score"]
-            if improved:
-                state.update(best_epoch=epoch, best_score=row["val_mean_f1"], stale_epochs=0)
-                rd.save_weights(model, run_path / rd.BEST_WEIGHTS)
-            else:
-                state["stale_epochs"] += 1
-            rd.save_weights(model, run_path / rd.LAST_WEIGHTS)
-            rd.write_log(run_path / rd.LOG, history)
-            _write_tensorboard(writer, row, epoch)
-            if time.perf_counter() - curves_drawn >= CURVES_EVERY_S:
-                training_curves(history, run_path / rd.CURVES, title=curves_title)
-                curves_drawn = time.perf_counter()
-            state["epoch"] = epoch
-            rd.save_checkpoint(run_path, model, optimizer, state)
-        writer.close()
+        stop = cb.EarlyStop(train_config.patience, state, log.write)
+        callbacks = [  # in this order: validation scores first, the resume checkpoint last
+            cb.Validation(validator, val_source, train_config.classes, history),
+            cb.EpochProgress(progress),
+            *([epoch_estimate_callback(plan, log.write)] if progress else []),
+            cb.BestWeights(run_path / rd.BEST_WEIGHTS, state),
+            stop,
+            cb.tensorboard(run_path / rd.TENSORBOARD),
+            cb.EpochCheckpoint(run_path, state, history, curves_title),
+        ]
+        epochs = range(state["epoch"] + 1, train_config.epochs + 1)
+        if epochs and stop.stopped():  # a resumed run that had stopped early
+            stop.announce()
+        elif epochs:
+            # one fit for all epochs: epoch e's batches are seeded by (seed, e) (pipeline.epoch_dataset)
+            train_ds = pipeline.epoch_dataset(train_source, train_config.batch_size, seed=train_config.seed,
+                                              epochs=epochs, steps=steps)
+            model.fit(train_ds, initial_epoch=state["epoch"], epochs=train_config.epochs, steps_per_epoch=steps,
+                      verbose=0, shuffle=False, callbacks=callbacks)
         if history:
             training_curves(history, run_path / rd.CURVES, title=curves_title)
         if state["best_epoch"] is not None:

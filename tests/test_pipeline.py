@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from marker_excite.data.folds import Fold, paper_folds
-from marker_excite.data.pipeline import PatchSource, class_pixel_counts, dihedral, make_dataset, patch_index
+from marker_excite.data.pipeline import (PatchSource, class_pixel_counts, dihedral, epoch_dataset, epoch_seed,
+                                         make_dataset, patch_index)
 from marker_excite.data.sample import Sample
 from marker_excite.data.store import SampleStore
 from marker_excite.errors import UserInputError
@@ -102,6 +103,32 @@ def test_each_patch_exactly_once_per_epoch_with_new_order(store):
     assert any(len({s for s, *_ in b}) == 2 for b in batches)  # batches mix samples
 
 
+def test_training_epochs_depend_on_seed_and_epoch_only(store):
+    src = _source(store, shuffle=True, augment=True)
+    n = src.n_patches  # 16: one pass = 4 batches of 4
+
+    def batches(epochs, steps):
+        ds = epoch_dataset(src, 4, seed=5, epochs=epochs, steps=steps)
+        assert ds.cardinality().numpy() == len(epochs) * steps
+        return [(x["image"].numpy(), y.numpy()) for x, y in ds]
+
+    run = batches(range(1, 4), 6)  # 6 steps: a pass of 4 batches, then 2 of the next pass
+    resumed = batches(range(3, 4), 6)  # a run resumed after epoch 2 sees the same epoch 3
+    for (a, la), (b, lb) in zip(run[12:], resumed):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(la, lb)
+    third = list(itertools.islice(src.stream(4, epoch_seed(5, 3), repeat=True), 6))  # the epoch's own stream
+    assert len(resumed) == len(third) == 6
+    for (a, _), (x, _) in zip(resumed, third):
+        np.testing.assert_array_equal(a, x["image"])
+    assert [len(y) for _, y in run[:6]] == [4] * 6 and n == 16
+    assert not np.array_equal(run[0][0], run[6][0])  # another epoch, another order
+    one_pass = batches(range(2, 3), 4)  # steps of one pass: exactly pass 0 of the epoch's stream
+    np.testing.assert_array_equal(np.concatenate([y for _, y in one_pass]),
+                                  np.stack([lab for _, lab in src.patches(epoch_seed(5, 2), 0)]))
+    assert epoch_seed(0, 1) == epoch_seed(0, 1) != epoch_seed(0, 2)
+
+
 def test_standardisation_per_sample_before_padding(store):
     src = _source(store)
     m = (IN - OUT) // 2
@@ -190,8 +217,8 @@ def test_class_selection_labels(store):
 
 
 def test_augmentation_applied_identically_to_image_and_label(store):
-    plain = list(_source(store, classes=("sinusoids", "arteries"))())
-    aug = list(_source(store, classes=("sinusoids", "arteries"), augment=True, seed=1)())
+    plain = list(_source(store, classes=("sinusoids", "arteries")).patches(seed=0))
+    aug = list(_source(store, classes=("sinusoids", "arteries"), augment=True).patches(seed=1))
     assert len(plain) == len(aug)
     used = set()
     m = (IN - OUT) // 2
@@ -230,15 +257,15 @@ def test_streaming_mode_reads_each_slice_once_per_epoch(store):
     src = PatchSource(Counting(), ["a", "b"], panel=PANEL, classes=("sinusoids",), input_size=IN, output_size=OUT,
                       shuffle=True, cache_bytes=1)  # fmt: skip
     assert not src.fits_in_cache
-    for _ in range(2):
-        got = [_decode(x["image"], None, store, "a" if x["availability"][1] else "b") for x, _ in src()]
+    for number in range(2):
+        got = [_decode(x["image"], None, store, "a" if x["availability"][1] else "b") for x, _ in src.patches(0, number)]
         assert len(got) == len(set(got)) == src.n_patches
     assert set(calls.values()) == {2}  # each annotated slice read once in each of the 2 epochs
     calls.clear()
     cached = PatchSource(Counting(), ["a", "b"], panel=PANEL, classes=("sinusoids",), input_size=IN,
                          output_size=OUT, shuffle=True)  # fmt: skip
-    for _ in range(3):
-        assert len(list(cached())) == cached.n_patches
+    for number in range(3):
+        assert len(list(cached.patches(0, number))) == cached.n_patches
     assert set(calls.values()) == {1}  # cached across epochs
 
 

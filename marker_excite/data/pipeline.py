@@ -4,8 +4,9 @@ Each element is ``({"image": [H, W, K] float32, "availability": [K] float32}, la
 for the model's marker panel (K markers) and an ``H -> h`` network (e.g. 572 -> 388):
 
 * every annotated slice of every sample is tiled with :class:`~marker_excite.data.tiling.TileLayout`;
-  one element per output tile, each exactly once per epoch (in :func:`patch_index` order when not
-  shuffled, in a seeded random order otherwise; batches may mix samples; the last partial batch is kept);
+  one element per output tile, each exactly once per pass (in :func:`patch_index` order when not
+  shuffled, in a random order seeded by ``(seed, pass)`` otherwise; batches may mix samples; the last
+  partial batch of a pass is kept);
 * channels are mapped to the panel BY NAME (:func:`~marker_excite.model_spec.plan_channels`, as in
   inference); each channel is standardised with its sample's stored mean
   and std BEFORE zero padding; markers a sample lacks -- or that ``marker_panels`` removes from it, or
@@ -15,13 +16,18 @@ for the model's marker panel (K markers) and an ``H -> h`` network (e.g. 572 -> 
   same for image and label.
 
 Decoded, standardised, padded slices are cached in memory across epochs when they fit in
-``cache_bytes``; otherwise slices are streamed in shuffled groups that fit, each read once per epoch.
+``cache_bytes``; otherwise slices are streamed in shuffled groups that fit, each read once per pass.
+
+Seeding, the only one: pass ``p`` of a stream seeded ``s`` is ordered (and augmented) by ``(s, p)``;
+training epoch ``e`` of a run seeded ``seed`` is the stream seeded :func:`epoch_seed` ``(seed, e)``
+(:func:`epoch_dataset`), so an epoch's batches depend on ``(seed, e)`` only, never on earlier epochs.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from itertools import islice
 from typing import Iterator, Mapping, Sequence
 
 import numpy as np
@@ -35,6 +41,8 @@ from marker_excite.model_spec import AVAILABILITY, IMAGE, plan_channels, tensor_
 
 #: Default memory budget for cached slices (bytes).
 DEFAULT_CACHE_BYTES = 2 * 1024**3
+#: Batches of a training run's dataset prepared ahead of the training step (:func:`epoch_dataset`).
+EPOCH_PREFETCH = 4
 
 
 def patch_index(store: SampleStore | str | os.PathLike, samples: Sequence[str], output_size: int) -> list[tuple[str, int, int, int]]:
@@ -74,7 +82,7 @@ class _SamplePlan:
 
 
 class PatchSource:
-    """Python-side producer of pipeline elements; each call yields one epoch (see module docs)."""
+    """Python-side producer of pipeline elements: seeded passes over all patches (see module docs)."""
 
     def __init__(
         self,
@@ -87,7 +95,6 @@ class PatchSource:
         output_size: int,
         shuffle: bool,
         augment: bool = False,
-        seed: int = 0,
         marker_panels: Mapping[str, Sequence[str]] | None = None,
         subset: Sequence[int] | None = None,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
@@ -101,7 +108,7 @@ class PatchSource:
         self.store, self.panel = store, panel
         self.classes = tuple(classes)
         self.input_size, self.output_size = int(input_size), int(output_size)
-        self.shuffle, self.augment, self.seed = bool(shuffle), bool(augment), int(seed)
+        self.shuffle, self.augment = bool(shuffle), bool(augment)
         self.cache_bytes = int(cache_bytes)
         given = _check_subset(subset, panel)
         panels = dict(marker_panels or {})
@@ -114,7 +121,6 @@ class PatchSource:
         ]
         if not self.index:
             raise UserInputError(f"samples {', '.join(samples)} have no annotated slices")
-        self.epoch = 0
         self._cache: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
         keys = sorted({(i, z) for i, z, _ in self.index})
         self._slice_bytes = {k: self._bytes(self.plans[k[0]]) for k in keys}
@@ -172,8 +178,8 @@ class PatchSource:
             self._cache[key] = item
         return item
 
-    def _epoch_groups(self, rng: np.random.Generator) -> list[list[tuple[int, int, int]]]:
-        """Patches of one epoch in groups; every slice of a group is loaded once for the group."""
+    def _pass_groups(self, rng: np.random.Generator) -> list[list[tuple[int, int, int]]]:
+        """Patches of one pass in groups; every slice of a group is loaded once for the group."""
         if self.fits_in_cache:
             order = rng.permutation(len(self.index)) if self.shuffle else np.arange(len(self.index))
             return [[self.index[i] for i in order]]
@@ -195,33 +201,24 @@ class PatchSource:
             groups = [[g[i] for i in rng.permutation(len(g))] for g in groups]
         return groups
 
-    def batches(self, batch_size: int) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
-        """One epoch as stacked batches (the last one may be smaller)."""
-        return _stacked(self(), batch_size)
-
     def stream(self, batch_size: int, seed: int, repeat: bool) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
         """Stacked batches of passes 0, 1, 2, ... over all patches (pass 0 only unless ``repeat``), each in
         the order seeded by ``(seed, pass)``. Keeps no per-call state in the source, so one source (and
         its slice cache) serves every epoch of a training run."""
         number = 0
         while True:
-            yield from _stacked(self._pass(seed, number), batch_size)
+            yield from _stacked(self.patches(seed, number), batch_size)
             number += 1
             if not repeat:
                 return
 
-    def __call__(self) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
-        """One epoch of single patches ``({"image", "availability"}, label)`` (the source's own seed;
-        every call is the next pass)."""
-        self.epoch += 1
-        return self._pass(self.seed, self.epoch - 1)
-
-    def _pass(self, seed: int, number: int) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
-        """Pass ``number`` over all patches, ordered (and augmented) by ``(seed, number)`` only."""
+    def patches(self, seed: int, number: int = 0) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
+        """Pass ``number`` over all patches as single ``({"image", "availability"}, label)``, ordered (and
+        augmented) by ``(seed, number)`` only."""
         rng = np.random.default_rng([seed, number])
         aug_rng = np.random.default_rng([seed, number, 1])
         h, s = self.input_size, self.output_size
-        for group in self._epoch_groups(rng):
+        for group in self._pass_groups(rng):
             local: dict[tuple[int, int], tuple[np.ndarray, ...]] = {}
             for sample_i, z, t in group:
                 key = (sample_i, z)
@@ -310,7 +307,7 @@ def make_dataset(
     st = store if isinstance(store, SampleStore) else SampleStore(store, "r")
     source = PatchSource(
         st, samples, panel=panel, classes=classes, input_size=input_size, output_size=output_size,
-        shuffle=shuffle, augment=augment, seed=seed, marker_panels=marker_panels, subset=subset,
+        shuffle=shuffle, augment=augment, marker_panels=marker_panels, subset=subset,
         cache_bytes=cache_bytes,
     )  # fmt: skip
     return source_dataset(source, batch_size, seed=seed, repeat=repeat)
@@ -319,21 +316,55 @@ def make_dataset(
 def source_dataset(source: PatchSource, batch_size: int, *, seed: int, repeat: bool = False):
     """A batched ``tf.data.Dataset`` of a :class:`PatchSource`: pass 0 (or passes 0, 1, ... with
     ``repeat``) in the order seeded by ``seed`` (see :meth:`PatchSource.stream`)."""
-    import tensorflow as tf
-
     if int(batch_size) < 1:
         raise UserInputError(f"batch_size must be >= 1, got {batch_size}")
     b = int(batch_size)
+    cardinality = -1 if repeat else -(-source.n_patches // b)
+    return _batch_dataset(source, lambda: source.stream(b, int(seed), repeat), cardinality)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The stream seed of training epoch ``epoch`` of a run seeded ``seed``: a function of both only."""
+    return int(np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+def epoch_dataset(source: PatchSource, batch_size: int, *, seed: int, epochs: range, steps: int):
+    """A batched ``tf.data.Dataset`` of training epochs ``epochs`` back to back (one dataset, and one
+    ``model.fit``, for a whole run): epoch ``e`` is the first ``steps`` batches of the stream seeded
+    ``epoch_seed(seed, e)`` -- with one pass's number of steps, exactly its pass 0.
+
+    Prefetches :data:`EPOCH_PREFETCH` batches without tf.data autotuning: the autotuning thread of a
+    long-lived iterator sleeps for seconds between rounds, and deleting the iterator waits for it (up to
+    10 s at the end of a run)."""
+    if int(batch_size) < 1 or int(steps) < 1:
+        raise UserInputError(f"batch_size and steps must be >= 1, got {batch_size} and {steps}")
+    b, n = int(batch_size), int(steps)
+
+    def batches():
+        for epoch in epochs:
+            yield from islice(source.stream(b, epoch_seed(seed, epoch), repeat=True), n)
+
+    return _batch_dataset(source, batches, len(epochs) * n, prefetch=EPOCH_PREFETCH)
+
+
+def _batch_dataset(source: PatchSource, batches, cardinality: int, prefetch: int | None = None):
+    """``tf.data.Dataset.from_generator(batches)`` with the signature of ``source`` batches and the asserted
+    ``cardinality`` (-1: infinite), prefetching ``prefetch`` batches (None: autotuned)."""
+    import tensorflow as tf
+
     shapes = tensor_shapes(source.input_size, source.panel.size)
     signature = (
         {name: tf.TensorSpec(shapes[name], tf.float32) for name in (IMAGE, AVAILABILITY)},
         tf.TensorSpec((None, source.output_size, source.output_size), tf.int32),
     )
     # batches are stacked in Python: one hand-over to TensorFlow per batch, not per patch
-    ds = tf.data.Dataset.from_generator(lambda: source.stream(b, int(seed), repeat), output_signature=signature)
-    cardinality = tf.data.INFINITE_CARDINALITY if repeat else -(-source.n_patches // b)
+    ds = tf.data.Dataset.from_generator(batches, output_signature=signature)
     ds = ds.apply(tf.data.experimental.assert_cardinality(cardinality))
-    return ds.prefetch(tf.data.AUTOTUNE)
+    if prefetch is None:
+        return ds.prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.prefetch(prefetch).with_options(options)
 
 
 def _check_subset(subset: Sequence[int] | None, panel: MarkerPanel) -> np.ndarray:
