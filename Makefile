@@ -24,6 +24,14 @@ demo: venv
 test: venv
 	$(PY) -m pytest -q -m "not slow" -p no:cacheprovider
 
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: venv
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
 test-all: venv
 	$(PY) -m pytest -q -p no:cacheprovider
 

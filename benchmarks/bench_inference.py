@@ -64,7 +64,9 @@ def throughput(n_slices: int = 2, tiles_per_side: int = 12, batch_size: int = 16
     image = np.random.default_rng(0).normal(size=(5, n_slices, size, size)).astype(np.float32)
     layout = TileLayout((size, size), pred.spec.input_size, pred.spec.output_size)
     avail = np.ones((batch_size, 5), np.float32)
-    pred.probabilities(np.zeros((batch_size, pred.spec.input_size, pred.spec.input_size, 5), np.float32), avail)  # warm up
+    pred.probabilities(
+        np.zeros((batch_size, pred.spec.input_size, pred.spec.input_size, 5), np.float32), avail
+    )  # warm up
     tiles = np.stack([t.transpose(1, 2, 0) for z in range(n_slices) for t in layout.tiles(image[:, z])])
 
     start = time.perf_counter()

@@ -75,8 +75,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="small", help="model size for the timing (default: small)")
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--steps", type=int, default=20, help="timed steps per model (after 3 warm-up steps)")
-    parser.add_argument("--paper-tile", type=int, default=252,
-                        help="also time the paper architecture (5 levels, 32 filters) on tiles of this size; 0 skips")
+    parser.add_argument(
+        "--paper-tile",
+        type=int,
+        default=252,
+        help="also time the paper architecture (5 levels, 32 filters) on tiles of this size; 0 skips",
+    )
     parser.add_argument("--paper-steps", type=int, default=6, help="timed steps per model for the paper architecture")
     parser.add_argument("--out", help="also write the JSON here (atomically)")
     args = parser.parse_args(argv)

@@ -56,7 +56,7 @@ def bench_pipeline(tmp: Path, slice_px: int = 1200, batch_size: int = 2, epochs:
         rates, cpu_rates = [], []
         for _ in range(epochs):
             start, cpu0, seen = time.perf_counter(), time.process_time(), 0
-            for x, y in ds:
+            for _, y in ds:
                 seen += int(y.shape[0])
             rates.append(seen / (time.perf_counter() - start))
             cpu_rates.append(seen / (time.process_time() - cpu0))

@@ -11,8 +11,12 @@ from marker_excite.experiments import script_main
 
 
 def add_arguments(parser):
-    parser.add_argument("--no-joint", dest="joint", action="store_false",
-                        help="skip the models trained on both classes at once (Fig. 1b,f)")
+    parser.add_argument(
+        "--no-joint",
+        dest="joint",
+        action="store_false",
+        help="skip the models trained on both classes at once (Fig. 1b,f)",
+    )
 
 
 if __name__ == "__main__":

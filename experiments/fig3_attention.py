@@ -11,12 +11,25 @@ from marker_excite.experiments import DEFAULT_ABLATIONS, csv_list, script_main
 
 
 def add_arguments(parser):
-    parser.add_argument("--models", type=csv_list, default=None,
-                        help="comma-separated zoo models to run (default: MS, MS-SE, MS-ME, MS+ and the ablations)")
-    parser.add_argument("--ablations", type=csv_list, default=list(DEFAULT_ABLATIONS),
-                        help=f"ME placement ablations (default: {','.join(DEFAULT_ABLATIONS)})")
+    parser.add_argument(
+        "--models",
+        type=csv_list,
+        default=None,
+        help="comma-separated zoo models to run (default: MS, MS-SE, MS-ME, MS+ and the ablations)",
+    )
+    parser.add_argument(
+        "--ablations",
+        type=csv_list,
+        default=list(DEFAULT_ABLATIONS),
+        help=f"ME placement ablations (default: {','.join(DEFAULT_ABLATIONS)})",
+    )
 
 
 if __name__ == "__main__":
-    sys.exit(script_main("fig3_attention", add_arguments=add_arguments,
-                         options=lambda a: dict(models=a.models, ablations=a.ablations)))
+    sys.exit(
+        script_main(
+            "fig3_attention",
+            add_arguments=add_arguments,
+            options=lambda a: dict(models=a.models, ablations=a.ablations),
+        )
+    )

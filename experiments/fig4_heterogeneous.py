@@ -14,12 +14,25 @@ from marker_excite.experiments import CASES, csv_list, script_main
 
 
 def add_arguments(parser):
-    parser.add_argument("--models", type=csv_list, default=None, help="comma-separated zoo models (default: MZ, MS, MS-ME)")
-    parser.add_argument("--cases", type=csv_list, default=None, help=f"comma-separated cases (default: {','.join(CASES)})")
-    parser.add_argument("--no-case-ub", dest="case_ub", action="store_false",
-                        help="do not train the per-Case UB models (compare with the Fig. 1 UB only)")
+    parser.add_argument(
+        "--models", type=csv_list, default=None, help="comma-separated zoo models (default: MZ, MS, MS-ME)"
+    )
+    parser.add_argument(
+        "--cases", type=csv_list, default=None, help=f"comma-separated cases (default: {','.join(CASES)})"
+    )
+    parser.add_argument(
+        "--no-case-ub",
+        dest="case_ub",
+        action="store_false",
+        help="do not train the per-Case UB models (compare with the Fig. 1 UB only)",
+    )
 
 
 if __name__ == "__main__":
-    sys.exit(script_main("fig4_heterogeneous", add_arguments=add_arguments,
-                         options=lambda a: dict(models=a.models, cases=a.cases, case_ub=a.case_ub)))
+    sys.exit(
+        script_main(
+            "fig4_heterogeneous",
+            add_arguments=add_arguments,
+            options=lambda a: dict(models=a.models, cases=a.cases, case_ub=a.case_ub),
+        )
+    )

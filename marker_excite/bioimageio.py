@@ -28,8 +28,9 @@ import os
 import shutil
 import tempfile
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -79,10 +80,14 @@ def sample_tile(run: Run, sample: str | os.PathLike | None, markers: Sequence[st
     with open_volume(sample) as volume:
         lower = [m.lower() for m in volume.markers]
         if not any(m.lower() in lower for m in markers):
-            raise UserInputError(f"sample {sample} has none of the markers {', '.join(markers)} (it has {', '.join(volume.markers)})")
+            raise UserInputError(
+                f"sample {sample} has none of the markers {', '.join(markers)} (it has {', '.join(volume.markers)})"
+            )
         raw = volume.read_slice(volume.shape_czyx[1] // 2).astype(np.float32)
         spacing, own = run.spacing_zyx, volume.spacing
-    image = np.stack([raw[lower.index(m.lower())] if m.lower() in lower else np.zeros(raw.shape[1:], np.float32) for m in markers])
+    image = np.stack(
+        [raw[lower.index(m.lower())] if m.lower() in lower else np.zeros(raw.shape[1:], np.float32) for m in markers]
+    )
     if spacing is not None and not np.allclose(own[1:], spacing[1:], rtol=1e-6):
         image = resample_slice(image, own[1:], spacing[1:])
     pad = [(0, 0)] + [(max(0, size - n) // 2, max(0, size - n) - max(0, size - n) // 2) for n in image.shape[1:]]
@@ -92,7 +97,9 @@ def sample_tile(run: Run, sample: str | os.PathLike | None, markers: Sequence[st
     return image[None, :, y0 : y0 + size, x0 : x0 + size].transpose(0, 2, 3, 1).copy(), available
 
 
-def _axes(size, channels: Sequence[str], scale: float | None, *, reference: tuple[str, int] | None = None) -> list[dict[str, Any]]:
+def _axes(
+    size, channels: Sequence[str], scale: float | None, *, reference: tuple[str, int] | None = None
+) -> list[dict[str, Any]]:
     """Axes ``batch, y, x, channel``: fixed ``size``, or ``reference = (tensor, offset)`` for outputs."""
     axes: list[dict[str, Any]] = [{"type": "batch"}]
     for axis in ("y", "x"):
@@ -108,7 +115,9 @@ def _axes(size, channels: Sequence[str], scale: float | None, *, reference: tupl
     return axes
 
 
-def describe(card: dict[str, Any], fixed_markers: Sequence[str] | None, *, name: str, authors: Sequence[str]) -> dict[str, Any]:
+def describe(
+    card: dict[str, Any], fixed_markers: Sequence[str] | None, *, name: str, authors: Sequence[str]
+) -> dict[str, Any]:
     """The ``rdf.yaml`` content (model format 0.5) of an exported model card."""
     import tensorflow as tf
 
@@ -149,13 +158,15 @@ def describe(card: dict[str, Any], fixed_markers: Sequence[str] | None, *, name:
         "covers": ["cover.png"],
         "tags": ["fluorescence-light-microscopy", "semantic-segmentation", "2d", "tensorflow", "unet", "marker-excite"],
         "inputs": inputs,
-        "outputs": [{
-            "id": PROBABILITIES,
-            "description": "softmax probabilities of background and the classes; labels = argmax",
-            "axes": _axes(None, spec.outputs, scale, reference=(IMAGE, -2 * spec.margin)),
-            "test_tensor": {"source": f"test_output_{PROBABILITIES}.npy"},
-            "data": {"type": "float32"},
-        }],  # fmt: skip
+        "outputs": [
+            {
+                "id": PROBABILITIES,
+                "description": "softmax probabilities of background and the classes; labels = argmax",
+                "axes": _axes(None, spec.outputs, scale, reference=(IMAGE, -2 * spec.margin)),
+                "test_tensor": {"source": f"test_output_{PROBABILITIES}.npy"},
+                "data": {"type": "float32"},
+            }
+        ],  # fmt: skip
         "weights": {
             "tensorflow_saved_model_bundle": {
                 "source": WEIGHTS,
@@ -173,7 +184,19 @@ def describe(card: dict[str, Any], fixed_markers: Sequence[str] | None, *, name:
                 "tile": tile,
                 "spacing_zyx_um": spacing,
                 "normalisation": card["normalisation"]["description"],
-                "training": {k: training[k] for k in ("model", "fold", "n_folds", "samples", "epochs", "best_epoch", "best_val_mean_f1", "best_val_f1")},
+                "training": {
+                    k: training[k]
+                    for k in (
+                        "model",
+                        "fold",
+                        "n_folds",
+                        "samples",
+                        "epochs",
+                        "best_epoch",
+                        "best_val_mean_f1",
+                        "best_val_f1",
+                    )
+                },
             }
         },
     }
@@ -204,7 +227,8 @@ def _readme(card: dict[str, Any], fixed_markers: Sequence[str] | None) -> str:
         "other input sizes are not supported.",
         f"- Training: fold {training['fold']} of {training['n_folds']}, {training['epochs']} epochs, best epoch "
         f"{training['best_epoch']} (validation mean F1 {training['best_val_mean_f1']}); samples: "
-        + "; ".join(f"{part} {', '.join(names) or '-'}" for part, names in training["samples"].items()) + ".",
+        + "; ".join(f"{part} {', '.join(names) or '-'}" for part, names in training["samples"].items())
+        + ".",
         "",
         "See model_card.json for the full card.",
     ]
@@ -218,7 +242,9 @@ def _cover(path: Path, tile: np.ndarray, markers: Sequence[str], probs: np.ndarr
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [(tile[0, :, :, i], m) for i, m in enumerate(markers)] + [(probs[0, :, :, c], f"P({o})") for c, o in enumerate(outputs) if c]
+    panels = [(tile[0, :, :, i], m) for i, m in enumerate(markers)] + [
+        (probs[0, :, :, c], f"P({o})") for c, o in enumerate(outputs) if c
+    ]
     fig, axes = plt.subplots(1, len(panels), figsize=(8, 4), squeeze=False)
     for ax, (data, title) in zip(axes[0], panels):
         ax.imshow(data, cmap="gray" if not title.startswith("P(") else "magma")

@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 import threading
-from typing import Sequence
+from collections.abc import Sequence
 
 from marker_excite import __version__
 from marker_excite.commands import COMMANDS, WITHOUT_TENSORFLOW
@@ -44,12 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, module_name in COMMANDS.items():
-        try:
-            module = _load(module_name)
-        except ModuleNotFoundError as exc:  # a command not built yet must not break the others
-            if exc.name != f"marker_excite.commands.{module_name}":
-                raise
-            continue
+        module = _load(module_name)
         p = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(p)
         p.set_defaults(_run=module.run)
@@ -57,7 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # also its runtime ERROR lines (e.g. oneDNN on CPUs without AVX-512)
+    os.environ.setdefault(
+        "TF_CPP_MIN_LOG_LEVEL", "3"
+    )  # also its runtime ERROR lines (e.g. oneDNN on CPUs without AVX-512)
 
     parser = build_parser()
     args = parser.parse_args(join_list_values(list(sys.argv[1:] if argv is None else argv)))

@@ -88,8 +88,25 @@ def run(out: Path, epochs: int | None = None, fresh: bool = False) -> None:
     run_dir = out / "runs" / "ms-me_sinusoids_fold0"
     t0 = time.time()
     if not store.exists():
-        _step("1/7 generate the small synthetic phantom", ["synth", "--preset", "small", "--out", str(store), "--seed", "0"])
-    train = ["train", "--model", "MS-ME", "--preset", "small", "--store", str(store), "--classes", "sinusoids", "--fold", "0", "--run", str(run_dir)]
+        _step(
+            "1/7 generate the small synthetic phantom",
+            ["synth", "--preset", "small", "--out", str(store), "--seed", "0"],
+        )
+    train = [
+        "train",
+        "--model",
+        "MS-ME",
+        "--preset",
+        "small",
+        "--store",
+        str(store),
+        "--classes",
+        "sinusoids",
+        "--fold",
+        "0",
+        "--run",
+        str(run_dir),
+    ]
     if epochs is not None:
         train += ["--epochs", str(epochs)]
     if (run_dir / "checkpoint").exists():
@@ -103,33 +120,65 @@ def run(out: Path, epochs: int | None = None, fresh: bool = False) -> None:
     preview = out / f"{sample}_preview.png"
     _step(
         f"4/7 segment the whole test stack {sample} with only DAPI, endomucin and collagen",
-        ["predict", str(run_dir), f"{store}:{sample}", "--use", "DAPI,endomucin,collagen",
-         "--labels", str(labels), "--probabilities", str(out / f"{sample}_probabilities.ome.tif"), "--prob-dtype", "uint8",
-         "--preview", str(preview), "--overwrite"],
+        [
+            "predict",
+            str(run_dir),
+            f"{store}:{sample}",
+            "--use",
+            "DAPI,endomucin,collagen",
+            "--labels",
+            str(labels),
+            "--probabilities",
+            str(out / f"{sample}_probabilities.ome.tif"),
+            "--prob-dtype",
+            "uint8",
+            "--preview",
+            str(preview),
+            "--overwrite",
+        ],
     )
     _step(
         "5/7 quantify the sinusoid volume fraction inside the tissue of every sample, per region",
-        ["quantify", "--store", str(store), "--model", str(run_dir), "-o", str(out / "quantification.csv"),
-         "--plot", str(out / "quantification.png"), "--overwrite"],
+        [
+            "quantify",
+            "--store",
+            str(store),
+            "--model",
+            str(run_dir),
+            "-o",
+            str(out / "quantification.csv"),
+            "--plot",
+            str(out / "quantification.png"),
+            "--overwrite",
+        ],
     )
     exported = out / "exported_model"
-    _step("6/7 export a SavedModel (+ model_card.json) that runs without this package", ["export", str(run_dir), str(exported), "--overwrite"])
+    _step(
+        "6/7 export a SavedModel (+ model_card.json) that runs without this package",
+        ["export", str(run_dir), str(exported), "--overwrite"],
+    )
     _step("7/7 what the exported model expects", ["info", str(exported)])
-    print("\n=== results: F1 of the single MS-ME network on the test samples, by marker subset\n" + _summary(evaluation))
+    print(
+        "\n=== results: F1 of the single MS-ME network on the test samples, by marker subset\n" + _summary(evaluation)
+    )
     print("\n" + _quantification_summary(out / "quantification.csv", store))
-    print(f"\nfigures: {preview}, {run_dir / 'curves.png'}, {evaluation.with_suffix('.png')}, {out / 'quantification.png'}")
+    print(
+        f"\nfigures: {preview}, {run_dir / 'curves.png'}, {evaluation.with_suffix('.png')}, {out / 'quantification.png'}"
+    )
     print(f"demo finished in {(time.time() - t0) / 60:.1f} min; all outputs in {out}")
     print("\n" + next_steps(out))
 
 
 def next_steps(out: Path) -> str:
     """The demo's last lines: where to go from here."""
-    return "\n".join([
-        "next:",
-        "  your own data:  marker-excite import --help, then train / predict as above (docs/workflow.md)",
-        f"  notebooks:      make notebooks   (they read {out}; start with look_at_a_prediction.ipynb)",
-        "  the paper:      python experiments/fig3_attention.py --preset small --out results  (experiments/README.md)",
-    ])
+    return "\n".join(
+        [
+            "next:",
+            "  your own data:  marker-excite import --help, then train / predict as above (docs/workflow.md)",
+            f"  notebooks:      make notebooks   (they read {out}; start with look_at_a_prediction.ipynb)",
+            "  the paper:      python experiments/fig3_attention.py --preset small --out results  (experiments/README.md)",
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,8 +18,9 @@ import csv
 import io
 import os
 import sys
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -96,8 +97,16 @@ class SliceScorer:
             voxel mean of the weighted cross-entropy of the stitched probabilities.
     """
 
-    def __init__(self, model, *, input_size: int, n_markers: int, n_outputs: int, batch_size: int = 4,
-                 class_weights: Sequence[float] | None = None) -> None:
+    def __init__(
+        self,
+        model,
+        *,
+        input_size: int,
+        n_markers: int,
+        n_outputs: int,
+        batch_size: int = 4,
+        class_weights: Sequence[float] | None = None,
+    ) -> None:
         self.forward = keras_forward(model, int(input_size), int(n_markers))
         self.n_outputs = int(n_outputs)
         self.batch_size = int(batch_size)
@@ -181,8 +190,16 @@ def rows_from_confusion(
         for metric in METRICS:
             v = values[metric][c]
             rows.append(
-                dict(model=model, fold=int(fold), **{"class": cls}, subset=subset, n_markers=int(n_markers),
-                     metric=metric, value=int(v) if metric in ("tp", "fp", "fn") else float(v), **extra)
+                dict(
+                    model=model,
+                    fold=int(fold),
+                    **{"class": cls},
+                    subset=subset,
+                    n_markers=int(n_markers),
+                    metric=metric,
+                    value=int(v) if metric in ("tp", "fp", "fn") else float(v),
+                    **extra,
+                )
             )
     return rows
 
@@ -207,8 +224,13 @@ def evaluate_model(
         store, list(samples), panel=panel, classes=tuple(model_config.classes), input_size=model_config.input_size,
         output_size=model_config.output_size, shuffle=False, cache_bytes=0,
     )  # fmt: skip
-    scorer = SliceScorer(model, input_size=model_config.input_size, n_markers=len(markers),
-                         n_outputs=model_config.n_outputs, batch_size=batch_size)
+    scorer = SliceScorer(
+        model,
+        input_size=model_config.input_size,
+        n_markers=len(markers),
+        n_outputs=model_config.n_outputs,
+        batch_size=batch_size,
+    )
     confusions = scorer.subsets(source, chosen, progress=progress)
     rows: list[dict[str, Any]] = []
     for subset, (cm, count) in confusions.items():
@@ -217,8 +239,9 @@ def evaluate_model(
             if progress:
                 print(f"evaluate: no test patch has all markers of {label}; subset skipped", file=sys.stderr)
             continue
-        rows += rows_from_confusion(cm, model=model_config.name, fold=fold, classes=model_config.classes,
-                                    subset=label, n_markers=len(subset))
+        rows += rows_from_confusion(
+            cm, model=model_config.name, fold=fold, classes=model_config.classes, subset=label, n_markers=len(subset)
+        )
     return rows
 
 
@@ -281,9 +304,18 @@ def relative(
         paired = pair_rows(rows_model, rows_ref, metric=metric)
         for key, diff in zip(paired.keys, paired.differences):
             base = by_key[key]
-            out.append(dict(model=base["model"], fold=base["fold"], **{"class": base["class"]}, subset=base["subset"],
-                            n_markers=base["n_markers"], metric=metric, value=float(diff),
-                            reference="+".join(ref_names)))
+            out.append(
+                dict(
+                    model=base["model"],
+                    fold=base["fold"],
+                    **{"class": base["class"]},
+                    subset=base["subset"],
+                    n_markers=base["n_markers"],
+                    metric=metric,
+                    value=float(diff),
+                    reference="+".join(ref_names),
+                )
+            )
     return out
 
 

@@ -3,7 +3,7 @@ validation, evaluation and inference, so that all three compute exactly the same
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -153,8 +153,9 @@ def predict_volume(
     predictor = as_predictor(model)
     _, nz, ny, nx = volume.shape_czyx
     out = np.empty((len(predictor.spec.outputs), nz, ny, nx), np.float32)
-    for z, probs in predict_slices(predictor, volume, markers=markers, batch_size=batch_size, progress=progress,
-                                   allow_unseen=allow_unseen):
+    for z, probs in predict_slices(
+        predictor, volume, markers=markers, batch_size=batch_size, progress=progress, allow_unseen=allow_unseen
+    ):
         out[:, z] = probs
     return out
 
@@ -203,12 +204,16 @@ def predict_file(
     if len(outputs) == 2 and outputs["labels"].resolve() == outputs["probabilities"].resolve():
         raise UserInputError(f"label and probability outputs are the same file {outputs['labels']}")
     if probability_dtype not in PROBABILITY_DTYPES:
-        raise UserInputError(f"probability type must be one of {', '.join(PROBABILITY_DTYPES)}, got {probability_dtype!r}")
+        raise UserInputError(
+            f"probability type must be one of {', '.join(PROBABILITY_DTYPES)}, got {probability_dtype!r}"
+        )
     source = source_file(input_path).resolve()
     store_samples = source.with_name(f"{source.name}.samples")  # a sample store's own folder
     for path in outputs.values():
         if path.resolve() == source or store_samples in (path.resolve(), path.resolve().parent):
-            raise UserInputError(f"output {path} would replace the input {source_file(input_path)}; choose another output")
+            raise UserInputError(
+                f"output {path} would replace the input {source_file(input_path)}; choose another output"
+            )
         check_output_path(path, overwrite=overwrite)
     predictor = as_predictor(model)
     with open_volume(input_path, markers=channel_names, spacing=spacing) as volume:
@@ -221,14 +226,17 @@ def predict_file(
         writers: dict[str, VolumeWriter] = {}
         try:
             if "labels" in outputs:
-                writers["labels"] = VolumeWriter(outputs["labels"], (nz, ny, nx), np.uint8, volume.spacing, ("labels",), overwrite)
+                writers["labels"] = VolumeWriter(
+                    outputs["labels"], (nz, ny, nx), np.uint8, volume.spacing, ("labels",), overwrite
+                )
             if "probabilities" in outputs:
                 writers["probabilities"] = VolumeWriter(
                     outputs["probabilities"], (len(predictor.spec.outputs), nz, ny, nx), probability_dtype,
                     volume.spacing, predictor.spec.outputs, overwrite,
                 )  # fmt: skip
-            for z, probs in predict_slices(predictor, volume, markers=markers, batch_size=batch_size, progress=progress,
-                                           allow_unseen=allow_unseen):
+            for z, probs in predict_slices(
+                predictor, volume, markers=markers, batch_size=batch_size, progress=progress, allow_unseen=allow_unseen
+            ):
                 if "labels" in writers:
                     writers["labels"].write_slice(z, labels_from_probabilities(probs))
                 if "probabilities" in writers:

@@ -23,7 +23,9 @@ def log_class_weights(counts, eps: float = math.e) -> np.ndarray:
     if n.ndim != 1 or n.size < 2:
         raise UserInputError(f"class pixel counts must be a vector [background, class1, ...], got shape {n.shape}")
     if not np.isfinite(n).all() or (n < 0).any() or n.sum() <= 0:
-        raise UserInputError(f"class pixel counts must be finite, non-negative, with a positive total; got {n.tolist()}")
+        raise UserInputError(
+            f"class pixel counts must be finite, non-negative, with a positive total; got {n.tolist()}"
+        )
     present = n > 0
     ratio = np.zeros_like(n)
     ratio[present] = n.sum() / (n.size * n[present])

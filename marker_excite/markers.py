@@ -9,8 +9,8 @@ first, second and fifth marker of the panel).
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -84,7 +84,9 @@ class MarkerPanel:
             return self.index(int(text))
         if text.lower().startswith("m") and text[1:].isdigit() and len(text) == 2:
             return self.index(int(text[1:]))
-        raise MarkerError(f"unknown marker {text!r}{did_you_mean(text, self.names)}; this panel has {', '.join(self.names)}")
+        raise MarkerError(
+            f"unknown marker {text!r}{did_you_mean(text, self.names)}; this panel has {', '.join(self.names)}"
+        )
 
     def indices(self, markers: Iterable[str | int]) -> tuple[int, ...]:
         """Sorted 0-based indices of a non-empty, duplicate-free collection of markers."""
@@ -111,14 +113,14 @@ class MarkerPanel:
         return tuple(n for n, a in zip(self.names, v) if a > 0.5)
 
     # -- subsets -------------------------------------------------------------------------------
-    def all_subsets(self) -> list["Subset"]:
+    def all_subsets(self) -> list[Subset]:
         """All 2^K-1 non-empty subsets; by size, then lexicographically (``m_1, ..., m_5, m_12, ...``)."""
         out: list[Subset] = []
         for r in range(1, self.size + 1):
             out.extend(Subset(c, self) for c in itertools.combinations(range(self.size), r))
         return out
 
-    def parse_subset(self, text: str | Sequence[str | int]) -> "Subset":
+    def parse_subset(self, text: str | Sequence[str | int]) -> Subset:
         """Parse user input into a :class:`Subset` of this panel.
 
         Accepts ``"DAPI,collagen"``, ``"1,5"``, ``"m_15"`` / ``"m15"``, or a sequence of names/numbers
@@ -129,7 +131,9 @@ class MarkerPanel:
             return Subset(self.indices(text), self)
         s = text.strip()
         if not s:
-            raise MarkerError("empty marker set: give at least one marker (names like DAPI,collagen or numbers like 1,5)")
+            raise MarkerError(
+                "empty marker set: give at least one marker (names like DAPI,collagen or numbers like 1,5)"
+            )
         low = s.lower()
         if low.startswith("m") and "," not in s and s not in self:
             body = low[2:] if low.startswith("m_") else low[1:]
@@ -146,7 +150,7 @@ class MarkerPanel:
         return list(self.names)
 
     @classmethod
-    def from_list(cls, names: Sequence[str]) -> "MarkerPanel":
+    def from_list(cls, names: Sequence[str]) -> MarkerPanel:
         return cls(tuple(names))
 
 
@@ -197,11 +201,10 @@ class Subset:
     def __iter__(self) -> Iterator[int]:
         return iter(self.indices)
 
-    def __le__(self, other: "Subset") -> bool:
+    def __le__(self, other: Subset) -> bool:
         if not isinstance(other, Subset) or other.panel != self.panel:
             return NotImplemented
         return set(self.indices) <= set(other.indices)
 
     def __str__(self) -> str:
         return self.label
-

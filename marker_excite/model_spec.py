@@ -18,9 +18,10 @@ inference, export, bioimage.io, ``info`` -- reads the same declaration.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -90,7 +91,7 @@ class ModelSpec:
     spacing_zyx: tuple[float, float, float] | None = None
 
     @classmethod
-    def from_config(cls, config, spacing_zyx: Sequence[float] | None = None) -> "ModelSpec":
+    def from_config(cls, config, spacing_zyx: Sequence[float] | None = None) -> ModelSpec:
         """The spec of a :class:`~marker_excite.models.zoo.ModelConfig` trained at ``spacing_zyx``."""
         return cls(
             markers=tuple(config.markers),
@@ -134,8 +135,9 @@ class ModelSpec:
             },
         }
 
-    def card(self, *, model: str, model_config: Mapping[str, Any], software: Mapping[str, Any],
-             training: Mapping[str, Any]) -> dict[str, Any]:
+    def card(
+        self, *, model: str, model_config: Mapping[str, Any], software: Mapping[str, Any], training: Mapping[str, Any]
+    ) -> dict[str, Any]:
         """The model card (``model_card.json``): this spec plus the model's name, full config, software
         versions and training summary (a JSON-serialisable dict; keys in the card's fixed order)."""
         return {
@@ -155,7 +157,7 @@ class ModelSpec:
         }
 
     @classmethod
-    def from_card(cls, card: Mapping[str, Any]) -> "ModelSpec":
+    def from_card(cls, card: Mapping[str, Any]) -> ModelSpec:
         """The spec described by a model card (see :meth:`card`)."""
         try:
             tile = card["tile"]
@@ -173,7 +175,9 @@ class ModelSpec:
 def read_card(path: str | os.PathLike) -> dict[str, Any]:
     """The ``model_card.json`` of an exported model directory."""
     p = Path(path) / CARD_NAME
-    card = read_json_object(p, f"{Path(path)} has no {CARD_NAME}; is it a model exported by marker-excite?", UserInputError)
+    card = read_json_object(
+        p, f"{Path(path)} has no {CARD_NAME}; is it a model exported by marker-excite?", UserInputError
+    )
     if card.get("format") != CARD_FORMAT:
         raise UserInputError(f"{p} is not a marker_excite model card")
     return card
@@ -193,10 +197,7 @@ class ChannelPlan:
         if not self.skipped:
             return ""
         names = ", ".join(n + did_you_mean(n, panel.names) for n in self.skipped)
-        return (
-            f"note: skipping stack channel(s) {names}: not in the model's panel "
-            f"({', '.join(panel.names)})"
-        )
+        return f"note: skipping stack channel(s) {names}: not in the model's panel ({', '.join(panel.names)})"
 
     @property
     def used_channels(self) -> list[int]:

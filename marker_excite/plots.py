@@ -14,8 +14,8 @@ Rows are dicts with ``model, fold, class, subset, n_markers, metric, value`` (se
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -43,7 +43,8 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
 
 def _select(rows: Iterable[Mapping], metric: str, cls: str | None = None, model: str | None = None) -> list[Mapping]:
     return [
-        r for r in rows
+        r
+        for r in rows
         if r.get("metric") == metric
         and (cls is None or r.get("class") == cls)
         and (model is None or r.get("model") == model)

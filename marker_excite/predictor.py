@@ -8,9 +8,10 @@ loaded (:mod:`marker_excite.saved_model_ops`): a SavedModel is code.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -79,7 +80,9 @@ def load_exported(path: str | os.PathLike) -> Predictor:
     try:
         loaded = tf.saved_model.load(str(p))
     except Exception as exc:  # noqa: BLE001 - TF raises many types for a corrupt SavedModel
-        raise UserInputError(f"cannot load exported model {p}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise UserInputError(
+            f"cannot load exported model {p}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        ) from None
     if SERVING_SIGNATURE not in loaded.signatures:
         raise UserInputError(f"exported model {p} has no {SERVING_SIGNATURE!r} signature")
 

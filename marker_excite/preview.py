@@ -13,9 +13,9 @@ The picture is drawn after prediction from the input and the written outputs, on
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -198,7 +198,9 @@ def write_preview(
     with ExitStack() as stack:
         volume = stack.enter_context(open_volume(input_path, markers=channel_names, spacing=spacing))
         plan = plan_channels(volume.markers, spec.panel, use)
-        readers = {k: stack.enter_context(open_volume(v)) for k, v in outputs.items() if k in ("labels", "probabilities")}
+        readers = {
+            k: stack.enter_context(open_volume(v)) for k, v in outputs.items() if k in ("labels", "probabilities")
+        }
         data = collect(volume, plan.used_channels, spec.classes, z, labels=readers.get("labels"),
                        probabilities=readers.get("probabilities"),
                        probability_scale=float(PROBABILITY_DTYPES[probability_dtype] or 1))  # fmt: skip

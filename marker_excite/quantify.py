@@ -15,8 +15,9 @@ from __future__ import annotations
 import csv
 import io
 import os
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Collection, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -72,7 +73,9 @@ class FractionCounter:
         ]
 
 
-def fractions(sample: str, region: str | None, classes: Sequence[str], labels: Iterable[np.ndarray], tissue: Iterable[np.ndarray]) -> list[dict[str, Any]]:
+def fractions(
+    sample: str, region: str | None, classes: Sequence[str], labels: Iterable[np.ndarray], tissue: Iterable[np.ndarray]
+) -> list[dict[str, Any]]:
     """Rows of one sample from matching iterables of label slices and tissue-mask slices."""
     counter = FractionCounter(classes)
     for lab, mask in zip(labels, tissue, strict=True):
@@ -84,7 +87,9 @@ def fractions(sample: str, region: str | None, classes: Sequence[str], labels: I
 def _channel(markers: Sequence[str], name: str, where: str) -> int:
     low = [m.lower() for m in markers]
     if name.lower() not in low:
-        raise UserInputError(f"{where} has no {name} channel for the threshold tissue mask (channels: {', '.join(markers)})")
+        raise UserInputError(
+            f"{where} has no {name} channel for the threshold tissue mask (channels: {', '.join(markers)})"
+        )
     return low.index(name.lower())
 
 
@@ -103,7 +108,12 @@ def tissue_slices(
     class (or all its foreground when it has no class named ``tissue``).
     """
     if tissue_model is None:
-        yield from threshold_masks(volume, _channel(volume.markers, dapi, str(getattr(volume, "path", "stack"))), sigma=sigma, min_size=min_size)
+        yield from threshold_masks(
+            volume,
+            _channel(volume.markers, dapi, str(getattr(volume, "path", "stack"))),
+            sigma=sigma,
+            min_size=min_size,
+        )
         return
     predictor = as_predictor(tissue_model)
     usable = _known_markers(volume.markers, predictor, str(getattr(volume, "path", "stack")))
@@ -118,7 +128,9 @@ def _known_markers(stack_markers: Sequence[str], predictor, where: str) -> list[
     panel = predictor.spec.panel
     known = [m for m in stack_markers if m in panel]
     if not known:
-        raise UserInputError(f"{where} has none of the model's markers {', '.join(panel.names)} (it has {', '.join(stack_markers)})")
+        raise UserInputError(
+            f"{where} has none of the model's markers {', '.join(panel.names)} (it has {', '.join(stack_markers)})"
+        )
     return known
 
 
@@ -152,15 +164,28 @@ def quantify_store(
         names = list(samples) if samples else store.names()
         unknown = sorted(set(names) - set(store.names()))
         if unknown:
-            raise UserInputError(f"sample(s) {', '.join(unknown)} not in store {store_path}; it has {', '.join(store.names())}")
+            raise UserInputError(
+                f"sample(s) {', '.join(unknown)} not in store {store_path}; it has {', '.join(store.names())}"
+            )
         regions = {n: store.info(n).region for n in names}
     rows: list[dict[str, Any]] = []
     with Progress(len(names), "quantify", unit="sample", enabled=progress) as bar:
         for name in names:
             with open_volume(f"{store_path}:{name}") as labels_vol, open_volume(f"{store_path}:{name}") as tissue_vol:
-                use = markers if markers is not None else _known_markers(labels_vol.markers, predictor, f"sample {name!r}")
-                labels = (np.argmax(p, axis=0) for _, p in predict_slices(predictor, labels_vol, markers=use, batch_size=batch_size, progress=False))
-                masks = tissue_slices(tissue_vol, tissue, dapi=dapi, sigma=sigma, min_size=min_size, batch_size=batch_size)
+                use = (
+                    markers
+                    if markers is not None
+                    else _known_markers(labels_vol.markers, predictor, f"sample {name!r}")
+                )
+                labels = (
+                    np.argmax(p, axis=0)
+                    for _, p in predict_slices(
+                        predictor, labels_vol, markers=use, batch_size=batch_size, progress=False
+                    )
+                )
+                masks = tissue_slices(
+                    tissue_vol, tissue, dapi=dapi, sigma=sigma, min_size=min_size, batch_size=batch_size
+                )
                 rows += fractions(name, regions[name], predictor.spec.classes, labels, masks)
             bar.update()
     return rows
@@ -186,7 +211,9 @@ def quantify_files(
     if not label_paths:
         raise UserInputError("give at least one label volume")
     if len(image_paths) != len(label_paths):
-        raise UserInputError(f"{len(label_paths)} label volume(s) but {len(image_paths)} image stack(s); give one image per label volume")
+        raise UserInputError(
+            f"{len(label_paths)} label volume(s) but {len(image_paths)} image stack(s); give one image per label volume"
+        )
     regions = list(regions) if regions is not None else [None] * len(label_paths)
     if len(regions) != len(label_paths):
         raise UserInputError(f"{len(label_paths)} label volume(s) but {len(regions)} region(s)")
@@ -197,7 +224,9 @@ def quantify_files(
             if lab.shape_czyx[0] != 1:
                 raise UserInputError(f"{lab_path}: a label volume has one channel, this file has {lab.shape_czyx[0]}")
             if lab.shape_zyx != img.shape_zyx:
-                raise UserInputError(f"{lab_path} has shape {lab.shape_zyx} (Z, Y, X) but its image {img_path} has {img.shape_zyx}")
+                raise UserInputError(
+                    f"{lab_path} has shape {lab.shape_zyx} (Z, Y, X) but its image {img_path} has {img.shape_zyx}"
+                )
             masks = tissue_slices(img, tissue, dapi=dapi, sigma=sigma, min_size=min_size, batch_size=batch_size)
             name = Path(lab_path).name.split(".")[0]
             rows += fractions(name, region, classes, _label_slices(lab), masks)
@@ -262,7 +291,9 @@ def fraction_boxplot(
     return save_figure(fig, path)
 
 
-def store_truth(store_path: str | os.PathLike, samples: Iterable[str], classes: Sequence[str]) -> dict[tuple[str, str], float]:
+def store_truth(
+    store_path: str | os.PathLike, samples: Iterable[str], classes: Sequence[str]
+) -> dict[tuple[str, str], float]:
     """The known true fractions of a store's samples (attributes ``fraction_<class>``, set by the phantom)."""
     from marker_excite.data.store import SampleStore
 

@@ -109,7 +109,9 @@ class TrainConfig(JsonConfig):
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
             raise ConfigError(f"train_config.steps_per_epoch must be >= 1 or null, got {self.steps_per_epoch}")
         if self.lr_schedule not in LR_SCHEDULES:
-            raise ConfigError(f"train_config.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
+            raise ConfigError(
+                f"train_config.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}"
+            )
         if self.patience is not None and self.patience < 1:
             raise ConfigError(f"train_config.patience must be >= 1 or null, got {self.patience}")
         for sample, markers in (self.marker_panels or {}).items():
@@ -192,12 +194,16 @@ class Run:
             "n_folds": int(tc.n_folds),
             "samples": {"train": list(self.fold.train), "val": list(self.fold.val), "test": list(self.fold.test)},
             "marker_panels": {k: list(v) for k, v in (tc.marker_panels or {}).items()},
-            "markers_seen": list(self.markers_seen) if self.markers_seen is not None else list(self.model_config.markers),
+            "markers_seen": list(self.markers_seen)
+            if self.markers_seen is not None
+            else list(self.model_config.markers),
             "epochs": len(self.history),
             "epochs_planned": int(tc.epochs),
             "best_epoch": best,
             "best_val_mean_f1": float(best_row["val_mean_f1"]) if best_row else None,
-            "best_val_f1": {k[len("val_f1_"):]: float(v) for k, v in (best_row or {}).items() if k.startswith("val_f1_")},
+            "best_val_f1": {
+                k[len("val_f1_") :]: float(v) for k, v in (best_row or {}).items() if k.startswith("val_f1_")
+            },
             "batch_size": int(tc.batch_size),
             "learning_rate": float(tc.learning_rate),
             "seed": int(tc.seed),
@@ -236,7 +242,9 @@ def load_run(run_dir: str | os.PathLike, *, weights: str = "best", model=None) -
         raise rd.RunDirError(f"{path}: {exc}") from None
     data = rd.read_json(path / rd.DATA_CONFIG, "data config")
     try:
-        fold = Fold(train=tuple(data["fold"]["train"]), val=tuple(data["fold"]["val"]), test=tuple(data["fold"]["test"]))
+        fold = Fold(
+            train=tuple(data["fold"]["train"]), val=tuple(data["fold"]["val"]), test=tuple(data["fold"]["test"])
+        )
         store_path = Path(data["store"])
     except (KeyError, TypeError) as exc:
         raise rd.RunDirError(f"{path / rd.DATA_CONFIG} is corrupt: missing {exc}") from None

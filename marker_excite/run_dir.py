@@ -17,13 +17,21 @@ import json
 import os
 import platform
 import shutil
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from marker_excite import __version__
-from marker_excite.atomic import atomic_directory, atomic_path, previous_directory, remove_stale_temporaries, write_json, write_text
+from marker_excite.atomic import (
+    atomic_directory,
+    atomic_path,
+    previous_directory,
+    remove_stale_temporaries,
+    write_json,
+    write_text,
+)
 from marker_excite.config import read_json_object
 from marker_excite.errors import UserInputError
 
@@ -161,7 +169,9 @@ def load_weights(model, path: Path) -> None:
     try:
         model.load_weights(str(path))
     except Exception as exc:  # noqa: BLE001 - h5py / keras raise many types for a corrupt file
-        raise RunDirError(f"cannot load weights {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise RunDirError(
+            f"cannot load weights {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        ) from None
 
 
 # -- resume checkpoint ---------------------------------------------------------------------------
@@ -191,7 +201,9 @@ def _restore(prefix: str, variables: Sequence, names: list[str], arrays, where: 
     for i, v in enumerate(variables):
         value = arrays[f"{prefix}/{i:05d}"]
         if tuple(value.shape) != tuple(v.shape):
-            raise RunDirError(f"checkpoint {where}: {prefix} variable {names[i]} has shape {value.shape}, expected {tuple(v.shape)}")
+            raise RunDirError(
+                f"checkpoint {where}: {prefix} variable {names[i]} has shape {value.shape}, expected {tuple(v.shape)}"
+            )
         v.assign(value)
 
 
@@ -266,4 +278,3 @@ def write_configs(run_dir: Path, configs: Mapping[str, Mapping[str, Any]]) -> No
     """Write each ``file name -> dict`` as JSON (atomic)."""
     for name, data in configs.items():
         write_json(run_dir / name, dict(data))
-

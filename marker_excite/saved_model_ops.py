@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable
 
 from marker_excite.errors import UserInputError
 
@@ -37,8 +37,8 @@ def allowed_ops() -> tuple[frozenset[str], frozenset[str]]:
 
 def saved_model_ops(path: str | os.PathLike) -> tuple[set[str], set[str]]:
     """``(all ops, ops callable after loading)`` of the SavedModel directory ``path`` (parsed, not run)."""
-    from tensorflow.core.protobuf import saved_model_pb2
     from google.protobuf.message import DecodeError
+    from tensorflow.core.protobuf import saved_model_pb2
 
     pb = Path(path) / "saved_model.pb"
     model = saved_model_pb2.SavedModel()

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -142,8 +142,15 @@ def mann_whitney(a: Sequence[float], b: Sequence[float], *, alternative: str = "
         raise StatsError(f"mann_whitney: both groups need values (sizes {x.size} and {y.size})")
     median = float(np.median(x) - np.median(y))
     if np.ptp(np.concatenate([x, y])) == 0:
-        return TestResult("mannwhitneyu", float(x.size * y.size / 2), 1.0, (int(x.size), int(y.size)), "n.s.", median,
-                          "all values are equal")
+        return TestResult(
+            "mannwhitneyu",
+            float(x.size * y.size / 2),
+            1.0,
+            (int(x.size), int(y.size)),
+            "n.s.",
+            median,
+            "all values are equal",
+        )
     res = st.mannwhitneyu(x, y, alternative=alternative)
     note = ""
     if mannwhitney_min_p(x.size, y.size) > 0.05:
@@ -178,8 +185,7 @@ def _index(rows: Iterable[Mapping], keys: Sequence[str], metric: str | None, wha
             raise StatsError(f"{what}: row without column {exc.args[0]!r}: {dict(row)}") from None
         if key in out:
             raise StatsError(
-                f"{what}: two rows for {dict(zip(keys, key))} (metric {metric}); "
-                "pair results of ONE model per table"
+                f"{what}: two rows for {dict(zip(keys, key))} (metric {metric}); pair results of ONE model per table"
             )
         out[key] = float(row["value"])
     return out

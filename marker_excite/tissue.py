@@ -9,8 +9,8 @@ the stack is read three times (value range, histogram, masks).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import numpy as np
 from scipy import ndimage
@@ -77,8 +77,14 @@ class ThresholdTissue:
 
     @classmethod
     def fit(
-        cls, read_dapi: Callable[[int], np.ndarray], n_slices: int, *, sigma: float = SIGMA, min_size: int = MIN_SIZE, bins: int = BINS
-    ) -> "ThresholdTissue":
+        cls,
+        read_dapi: Callable[[int], np.ndarray],
+        n_slices: int,
+        *,
+        sigma: float = SIGMA,
+        min_size: int = MIN_SIZE,
+        bins: int = BINS,
+    ) -> ThresholdTissue:
         """Otsu threshold of the smoothed DAPI of slices ``read_dapi(0 .. n_slices-1)`` (two passes)."""
         if n_slices < 1:
             raise UserInputError("a tissue mask needs at least one slice")

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import importlib.util
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import keras
 import numpy as np
@@ -131,8 +132,12 @@ class ScalarSummaries(keras.callbacks.Callback):
         with self._writer.as_default():
             for key, value in logs.items():
                 if isinstance(value, (int, float)):
-                    tf.summary.write(key, tf.constant(float(value), tf.float32), step=epoch + 1,
-                                     metadata=metadata.SerializeToString())
+                    tf.summary.write(
+                        key,
+                        tf.constant(float(value), tf.float32),
+                        step=epoch + 1,
+                        metadata=metadata.SerializeToString(),
+                    )
         self._writer.flush()
 
     def on_train_end(self, logs=None) -> None:

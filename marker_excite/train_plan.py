@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from marker_excite.data.pipeline import patch_index
 from marker_excite.progress import format_duration
@@ -73,13 +74,18 @@ class TrainPlan:
         return out
 
 
-def make_plan(store, fold, output_size: int, batch_size: int, epochs: int, steps_per_epoch: int | None = None) -> TrainPlan:
+def make_plan(
+    store, fold, output_size: int, batch_size: int, epochs: int, steps_per_epoch: int | None = None
+) -> TrainPlan:
     """Count the patches of each training and validation sample of ``fold`` in ``store``."""
+
     def counts(samples) -> dict[str, int]:
         found = Counter(p[0] for p in patch_index(store, samples, output_size))
         return {s: int(found.get(s, 0)) for s in samples}
 
-    return TrainPlan(fold, counts(fold.train), counts(fold.val), int(batch_size), int(epochs), fixed_steps=steps_per_epoch)
+    return TrainPlan(
+        fold, counts(fold.train), counts(fold.val), int(batch_size), int(epochs), fixed_steps=steps_per_epoch
+    )
 
 
 def time_steps(model, dataset, n_steps: int = 3) -> float:

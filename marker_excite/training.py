@@ -38,8 +38,6 @@ from marker_excite.train_plan import TrainPlan, epoch_estimate_callback, make_pl
 COSINE_FINAL_FRACTION = 0.01
 
 
-
-
 def _learning_rate(cfg: TrainConfig, steps_per_epoch: int):
     """Adam's learning rate: a float, or a schedule over all ``epochs x steps_per_epoch`` steps (it follows
     the optimizer's step counter, which the checkpoint restores, so resumed runs continue the schedule)."""
@@ -50,8 +48,6 @@ def _learning_rate(cfg: TrainConfig, steps_per_epoch: int):
     return keras.optimizers.schedules.CosineDecay(
         cfg.learning_rate, decay_steps=cfg.epochs * steps_per_epoch, alpha=COSINE_FINAL_FRACTION
     )
-
-
 
 
 # -- helpers ------------------------------------------------------------------------------------------
@@ -117,7 +113,9 @@ def _init_weights(model, model_config, init_from: str | os.PathLike) -> None:
     source = Path(init_from)
     if not rd.is_run_dir(source):
         raise rd.RunDirError(f"--init-from {source}: not a run directory (no {rd.MODEL_CONFIG})")
-    diffs = rd.config_differences(rd.read_json(source / rd.MODEL_CONFIG, "model config"), model_config.to_dict(), "model_config")
+    diffs = rd.config_differences(
+        rd.read_json(source / rd.MODEL_CONFIG, "model config"), model_config.to_dict(), "model_config"
+    )
     if diffs:
         raise UserInputError(
             f"cannot initialise from {source}: its model differs in {', '.join(diffs)} "
@@ -132,7 +130,9 @@ def _train_panels(cfg: TrainConfig, store, fold) -> dict[str, tuple[str, ...]] |
         return None
     unknown = sorted(set(cfg.marker_panels) - set(store.names()))
     if unknown:
-        raise UserInputError(f"marker_panels names sample(s) {', '.join(unknown)} that are not in the store {store.path}")
+        raise UserInputError(
+            f"marker_panels names sample(s) {', '.join(unknown)} that are not in the store {store.path}"
+        )
     panels = {s: m for s, m in cfg.marker_panels.items() if s in fold.train}
     return panels or None
 
@@ -159,14 +159,23 @@ def dry_run(model_config, train_config, store_path, n_steps: int = 3) -> TrainPl
     with SampleStore(store_path, "r") as store:
         fold = _select_fold(store, train_config)
         panels = _train_panels(train_config, store, fold)
-        plan = make_plan(store, fold, model_config.output_size, train_config.batch_size, train_config.epochs,
-                         train_config.steps_per_epoch)
+        plan = make_plan(
+            store,
+            fold,
+            model_config.output_size,
+            train_config.batch_size,
+            train_config.epochs,
+            train_config.steps_per_epoch,
+        )
         if not sum(plan.train_patches.values()):
             raise UserInputError(f"the training samples {', '.join(fold.train)} have no annotated slice")
         counts = pipeline.class_pixel_counts(store, fold.train, train_config.classes)
         keras.utils.set_random_seed(train_config.seed)
         model = build_model(model_config)
-        model.compile(optimizer=keras.optimizers.Adam(train_config.learning_rate), loss=WeightedCrossEntropy(log_class_weights(counts)))
+        model.compile(
+            optimizer=keras.optimizers.Adam(train_config.learning_rate),
+            loss=WeightedCrossEntropy(log_class_weights(counts)),
+        )
         dataset = pipeline.make_dataset(
             store, fold.train, panel=model_config.panel, classes=train_config.classes,
             input_size=model_config.input_size, output_size=model_config.output_size,
@@ -235,13 +244,19 @@ def train(
         configs = {
             rd.MODEL_CONFIG: model_config.to_dict(),
             rd.TRAIN_CONFIG: train_config.to_dict(),
-            rd.DATA_CONFIG: _data_config(store, store_path, fold, panels, train_config.classes, counts, weights,
-                                         model_config.panel),
+            rd.DATA_CONFIG: _data_config(
+                store, store_path, fold, panels, train_config.classes, counts, weights, model_config.panel
+            ),
         }
         if init_from is not None and not resume:
             configs[rd.DATA_CONFIG]["init_from"] = str(Path(init_from).resolve())
         if resume:
-            rd.check_resume(run_path, configs, may_grow={rd.TRAIN_CONFIG: ("epochs",)}, ignore={rd.DATA_CONFIG: ("init_from", "markers_seen")})
+            rd.check_resume(
+                run_path,
+                configs,
+                may_grow={rd.TRAIN_CONFIG: ("epochs",)},
+                ignore={rd.DATA_CONFIG: ("init_from", "markers_seen")},
+            )
             rd.write_configs(run_path, {rd.TRAIN_CONFIG: configs[rd.TRAIN_CONFIG]})  # a larger epochs extends the run
             if not rd.has_checkpoint(run_path):
                 resume = False  # interrupted before the first epoch finished: start from scratch
@@ -282,16 +297,28 @@ def train(
         )
         val_source = pipeline.PatchSource(store, fold.val, shuffle=False, **common)
         # one training source for the whole run: its slice cache lives across epochs
-        train_source = pipeline.PatchSource(store, fold.train, shuffle=True, augment=train_config.augment,
-                                            marker_panels=panels, **common)
-        validator = SliceScorer(model, input_size=model_config.input_size, n_markers=model_config.panel.size,
-                                n_outputs=model_config.n_outputs, batch_size=max(4, train_config.batch_size),
-                                class_weights=weights)
+        train_source = pipeline.PatchSource(
+            store, fold.train, shuffle=True, augment=train_config.augment, marker_panels=panels, **common
+        )
+        validator = SliceScorer(
+            model,
+            input_size=model_config.input_size,
+            n_markers=model_config.panel.size,
+            n_outputs=model_config.n_outputs,
+            batch_size=max(4, train_config.batch_size),
+            class_weights=weights,
+        )
         log = Progress(None, enabled=progress)
         if resume:
             log.write(f"resuming {run_path} after epoch {state['epoch']}")
-        plan = make_plan(store, fold, model_config.output_size, train_config.batch_size, train_config.epochs,
-                         train_config.steps_per_epoch)
+        plan = make_plan(
+            store,
+            fold,
+            model_config.output_size,
+            train_config.batch_size,
+            train_config.epochs,
+            train_config.steps_per_epoch,
+        )
         for line in plan.lines():
             log.write(line)
 
@@ -311,10 +338,18 @@ def train(
             stop.announce()
         elif epochs:
             # one fit for all epochs: epoch e's batches are seeded by (seed, e) (pipeline.epoch_dataset)
-            train_ds = pipeline.epoch_dataset(train_source, train_config.batch_size, seed=train_config.seed,
-                                              epochs=epochs, steps=steps)
-            model.fit(train_ds, initial_epoch=state["epoch"], epochs=train_config.epochs, steps_per_epoch=steps,
-                      verbose=0, shuffle=False, callbacks=callbacks)
+            train_ds = pipeline.epoch_dataset(
+                train_source, train_config.batch_size, seed=train_config.seed, epochs=epochs, steps=steps
+            )
+            model.fit(
+                train_ds,
+                initial_epoch=state["epoch"],
+                epochs=train_config.epochs,
+                steps_per_epoch=steps,
+                verbose=0,
+                shuffle=False,
+                callbacks=callbacks,
+            )
         if history:
             training_curves(history, run_path / rd.CURVES, title=curves_title)
         if state["best_epoch"] is not None:

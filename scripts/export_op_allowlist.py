@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import tempfile
-from pathlib import Path
 
 import tensorflow as tf
 
@@ -25,7 +24,9 @@ def main() -> None:
     for name in ZOO_NAMES:
         markers = ("DAPI", "collagen") if name == "UB" else ("DAPI", "endomucin", "collagen")
         for classes in (("sinusoids",), ("sinusoids", "arteries")):
-            cfg = model_config(name, preset="small", markers=markers, classes=classes, depth=2, base_filters=4, input_size=44)
+            cfg = model_config(
+                name, preset="small", markers=markers, classes=classes, depth=2, base_filters=4, input_size=44
+            )
             with tempfile.TemporaryDirectory() as tmp:
                 serving_archive(build_model(cfg), ModelSpec.from_config(cfg)).write_out(tmp, verbose=False)
                 ops, reachable = saved_model_ops(tmp)

@@ -18,7 +18,6 @@ from marker_excite.atomic import atomic_path  # noqa: E402
 from marker_excite.data.synthetic import generate_sample  # noqa: E402
 
 
-
 def _stretch(img: np.ndarray) -> np.ndarray:
     lo, hi = np.percentile(img, [0.5, 99.7])
     return np.clip((img - lo) / max(hi - lo, 1e-6), 0, 1)

@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 import tifffile
-from test_inference import MARKERS, make_run
+from conftest import MARKERS, make_run
 
 from marker_excite.cli import main
 from marker_excite.data.store import SampleStore
@@ -128,7 +128,10 @@ def _corrupt_deflate(d):  # valid TIFF structure, garbled compressed strip of th
         (_huge_never_written, r"bad.h5:/img declares shape \(10, 2000, 3000\) \(114.4 MiB\) but holds no data"),
         (_huge_contiguous, r"bad.h5:/img declares shape \(5, 2000, 3000\) \(57.2 MiB\) but holds no data"),
         (_partly_written, r"bad.h5:/img declares shape \(4, 20, 30\) .* only 1 of its 4 chunks hold data"),
-        (_corrupt_deflate, r"bad.tif: cannot read slice 1 .*: corrupt compressed data \((ADOBE_DEFLATE|DEFLATE|ZLIB) data cannot be decoded"),
+        (
+            _corrupt_deflate,
+            r"bad.tif: cannot read slice 1 .*: corrupt compressed data \((ADOBE_DEFLATE|DEFLATE|ZLIB) data cannot be decoded",
+        ),
     ],
 )
 def test_import_refuses_bad_image_data(tmp_path, capsys, make, message):

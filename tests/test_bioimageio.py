@@ -6,7 +6,7 @@ import zipfile
 
 import numpy as np
 import pytest
-from test_inference import MARKERS, make_run
+from conftest import MARKERS, make_run
 
 from marker_excite.bioimageio import EPS, export_bioimageio, standardise_tile
 from marker_excite.data.writers import write_volume
@@ -26,7 +26,9 @@ def packages(tmp_path_factory):
     general = base / "general.zip"
     assert main(["export", str(run_dir), str(general), "--format", "bioimageio", "--sample", str(base / "sample.ome.tif"),
                  "--author", "A. Tester"]) == 0  # fmt: skip
-    fixed = export_bioimageio(run_dir, base / "fixed.zip", fixed_markers=["dapi", "collagen"], sample=base / "sample.ome.tif")
+    fixed = export_bioimageio(
+        run_dir, base / "fixed.zip", fixed_markers=["dapi", "collagen"], sample=base / "sample.ome.tif"
+    )
     return {"run": run_dir, "sample": base / "sample.ome.tif", "general": general, "fixed": fixed}
 
 
@@ -49,7 +51,9 @@ def test_package_contents_and_declared_geometry(packages):
     out = general["outputs"][0]
     assert out["axes"][2]["size"] == {"tensor_id": "image", "axis_id": "x", "offset": -16}  # 28 -> 12, centred
     assert out["axes"][-1]["channel_names"] == ["background", "sinusoids"]
-    assert general["cite"][0]["url"] == "https://arxiv.org/abs/2008.12380" and general["authors"] == [{"name": "A. Tester"}]
+    assert general["cite"][0]["url"] == "https://arxiv.org/abs/2008.12380" and general["authors"] == [
+        {"name": "A. Tester"}
+    ]
     assert general["config"]["marker_excite"]["training"]["best_val_mean_f1"] == 0.7
     assert [t["id"] for t in fixed["inputs"]] == ["image"]
     assert fixed["inputs"][0]["axes"][-1]["channel_names"] == ["DAPI", "collagen"]
@@ -124,7 +128,20 @@ def test_cli_errors_are_one_line(packages, tmp_path, capsys):
     run, sample = str(packages["run"]), str(packages["sample"])
     for argv, phrase in [
         (["export", run, str(tmp_path / "m"), "--fixed-markers", "DAPI"], "only apply to --format bioimageio"),
-        (["export", run, str(tmp_path / "m.zip"), "--format", "bioimageio", "--sample", sample, "--fixed-markers", "CD31"], "CD31"),
+        (
+            [
+                "export",
+                run,
+                str(tmp_path / "m.zip"),
+                "--format",
+                "bioimageio",
+                "--sample",
+                sample,
+                "--fixed-markers",
+                "CD31",
+            ],
+            "CD31",
+        ),
     ]:
         assert main(argv) == 2
         err = capsys.readouterr().err.strip()

@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from test_inference import MARKERS, make_run
+from conftest import MARKERS, make_run
 
 from marker_excite.cli import main
 from marker_excite.data.io import open_volume
@@ -45,7 +45,9 @@ def _predict(run_dir, stack, tmp_path, *extra):
 
 
 def test_marker_not_in_panel_is_skipped_with_a_notice(capsys, run_dir, stack, tmp_path):
-    _fails(capsys, _predict(run_dir, stack, tmp_path, "--channel-names", "CD31,CD45,Sca1"), "none of the stack's markers")
+    _fails(
+        capsys, _predict(run_dir, stack, tmp_path, "--channel-names", "CD31,CD45,Sca1"), "none of the stack's markers"
+    )
     assert _out_files(tmp_path) == []
     argv = [a for a in _predict(run_dir, stack, tmp_path, "--channel-names", "-,CD31,collagen", "--markers", "collagen")
             if a != "--quiet"]  # fmt: skip
@@ -74,7 +76,12 @@ def test_no_marker_at_all(capsys, run_dir, stack, tmp_path):
 
 
 def test_channel_count_mismatch(capsys, run_dir, stack, tmp_path):
-    _fails(capsys, _predict(run_dir, stack, tmp_path, "--channel-names", "DAPI,collagen"), "2 marker name(s)", "3 channel(s)")
+    _fails(
+        capsys,
+        _predict(run_dir, stack, tmp_path, "--channel-names", "DAPI,collagen"),
+        "2 marker name(s)",
+        "3 channel(s)",
+    )
     assert _out_files(tmp_path) == []
 
 
@@ -87,7 +94,11 @@ def test_nan_voxels_leave_no_output(capsys, run_dir, tmp_path):
 
 
 def test_stack_smaller_than_tile_works(capsys, run_dir, tmp_path):
-    write_volume(tmp_path / "tiny.tif", np.random.default_rng(1).normal(size=(3, 1, 3, 5)).astype(np.float32), channel_names=MARKERS)
+    write_volume(
+        tmp_path / "tiny.tif",
+        np.random.default_rng(1).normal(size=(3, 1, 3, 5)).astype(np.float32),
+        channel_names=MARKERS,
+    )
     assert main(_predict(run_dir, tmp_path / "tiny.tif", tmp_path)) == 0
     assert _out_files(tmp_path) == ["l.ome.tif", "p.h5"]
     with open_volume(tmp_path / "out" / "l.ome.tif") as vol:
@@ -122,12 +133,18 @@ def test_unwritable_output(capsys, run_dir, stack, tmp_path):
     argv = ["predict", str(run_dir), str(stack), "--labels", str(blocker / "out.tif"), "--quiet"]
     _fails(capsys, argv, str(blocker))
     _fails(capsys, ["export", str(run_dir), str(blocker / "model")], str(blocker))
-    _fails(capsys, ["quantify", "--labels", str(stack), "--images", str(stack), "--classes", "a", "-o", str(blocker / "f.csv")], str(blocker))
+    _fails(
+        capsys,
+        ["quantify", "--labels", str(stack), "--images", str(stack), "--classes", "a", "-o", str(blocker / "f.csv")],
+        str(blocker),
+    )
 
 
 def test_no_output_and_bad_model(capsys, run_dir, stack, tmp_path):
     _fails(capsys, ["predict", str(run_dir), str(stack)], "--labels")
-    _fails(capsys, ["predict", str(tmp_path), str(stack), "--labels", str(tmp_path / "l.tif")], "neither a run directory")
+    _fails(
+        capsys, ["predict", str(tmp_path), str(stack), "--labels", str(tmp_path / "l.tif")], "neither a run directory"
+    )
     _fails(capsys, ["info", str(tmp_path)], "neither a run directory")
 
 
@@ -150,23 +167,38 @@ def test_resume_with_other_config_is_refused(capsys, tmp_path):
     with SampleStore(tmp_path / "s.h5", "w") as store:
         for i in range(3):
             labels = {"sinusoids": (rng.random((1, 12, 12)) > 0.7).astype(np.uint8)}
-            store.write_sample(Sample(f"s{i}", rng.normal(size=(3, 1, 12, 12)).astype(np.float32), MARKERS, labels=labels))
+            store.write_sample(
+                Sample(f"s{i}", rng.normal(size=(3, 1, 12, 12)).astype(np.float32), MARKERS, labels=labels)
+            )
     cfg = model_config("MS", markers=MARKERS, preset="small", depth=2, base_filters=2, input_size=28)
     (tmp_path / "m.json").write_text(json.dumps(cfg.to_dict()))
     base = ["train", "--store", str(tmp_path / "s.h5"), "--run", str(tmp_path / "run"), "--model-config", str(tmp_path / "m.json"),
             "--n-folds", "3", "--epochs", "1", "--quiet"]  # fmt: skip
     assert main(base) == 0
     before = sorted(p.name for p in (tmp_path / "run").iterdir())
-    _fails(capsys, [*base[:-3], "--epochs", "1", "--seed", "5", "--resume", "--quiet"], "cannot resume", "train_config.seed")
+    _fails(
+        capsys,
+        [*base[:-3], "--epochs", "1", "--seed", "5", "--resume", "--quiet"],
+        "cannot resume",
+        "train_config.seed",
+    )
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == before
     # explicit split of three samples, no test sample; --dry-run prints the plan and writes nothing
     split = ["--train-samples", "s0,s1", "--val-samples", "s2", "--test-samples", ""]
-    assert main([*base[:2], str(tmp_path / "s.h5"), "--run", str(tmp_path / "dry"), *base[5:7], *split, "--dry-run"]) == 0
+    assert (
+        main([*base[:2], str(tmp_path / "s.h5"), "--run", str(tmp_path / "dry"), *base[5:7], *split, "--dry-run"]) == 0
+    )
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == "split: train s0, s1 | validation s2 | test none" and out[-1].startswith("estimated time per epoch")
+    assert out[0] == "split: train s0, s1 | validation s2 | test none" and out[-1].startswith(
+        "estimated time per epoch"
+    )
     assert not (tmp_path / "dry").exists()
     _fails(capsys, [*base, "--val-samples", "s2"], "--val-samples needs --train-samples")
-    _fails(capsys, [*base, "--train-samples", "s0", "--val-samples", "s0", "--overwrite"], "s0 are both training and validation")
+    _fails(
+        capsys,
+        [*base, "--train-samples", "s0", "--val-samples", "s0", "--overwrite"],
+        "s0 are both training and validation",
+    )
     _fails(capsys, [*base, "--train-samples", "s0,s5", "--val-samples", "s2", "--overwrite"], "s5 are not in the store")
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == before
 
@@ -187,7 +219,11 @@ def test_one_vocabulary_with_deprecated_spellings(capsys):
     quantify = parser.parse_args(["quantify", "-o", "q.csv", "--markers", "m_12"])
     assert quantify.use == "m_12" and "use --use" in getattr(quantify, NOTICES)[0]
     assert capsys.readouterr().err == ""  # notices are printed by the CLI once the command succeeded
-    assert join_list_values(["import", "--channel-names", "-,DAPI", "--quiet"]) == ["import", "--channel-names=-,DAPI", "--quiet"]
+    assert join_list_values(["import", "--channel-names", "-,DAPI", "--quiet"]) == [
+        "import",
+        "--channel-names=-,DAPI",
+        "--quiet",
+    ]
 
 
 def test_no_silent_spacing_assumptions(capsys, tmp_path):
@@ -197,15 +233,26 @@ def test_no_silent_spacing_assumptions(capsys, tmp_path):
     image = np.random.default_rng(0).normal(size=(2, 3, 16, 16)).astype(np.float32)  # ZCYX, no pixel size
     tifffile.imwrite(tmp_path / "plain.tif", image, metadata={"axes": "ZCYX"})
     names = ["--channel-names", ",".join(MARKERS)]
-    _fails(capsys, _predict(run_dir, tmp_path / "plain.tif", tmp_path, *names), "plain.tif has no voxel size: give --spacing")
+    _fails(
+        capsys,
+        _predict(run_dir, tmp_path / "plain.tif", tmp_path, *names),
+        "plain.tif has no voxel size: give --spacing",
+    )
     assert _out_files(tmp_path) == []
     # 0.25 µm pixels at a model of 1 µm: 16 px slices would shrink below one 12 px output tile
-    _fails(capsys, _predict(run_dir, tmp_path / "plain.tif", tmp_path, *names, "--spacing", "1,0.25,0.25"),
-           "would be 4 x 4 px, smaller than one output tile (12 px)")
+    _fails(
+        capsys,
+        _predict(run_dir, tmp_path / "plain.tif", tmp_path, *names, "--spacing", "1,0.25,0.25"),
+        "would be 4 x 4 px, smaller than one output tile (12 px)",
+    )
     # 64 px slices: x0.25 is announced in one line
     big = np.random.default_rng(1).normal(size=(2, 3, 64, 64)).astype(np.float32)
     tifffile.imwrite(tmp_path / "big.tif", big, metadata={"axes": "ZCYX"})
-    argv = [a for a in _predict(run_dir, tmp_path / "big.tif", tmp_path, *names, "--spacing", "1,0.25,0.25") if a != "--quiet"]
+    argv = [
+        a
+        for a in _predict(run_dir, tmp_path / "big.tif", tmp_path, *names, "--spacing", "1,0.25,0.25")
+        if a != "--quiet"
+    ]
     assert main(argv) == 0
     assert "note: resampling in-plane by x0.25: 64 x 64 px -> 16 x 16 px" in capsys.readouterr().err
 
@@ -226,4 +273,5 @@ def test_markers_never_seen_in_training_are_refused_unless_allowed(capsys, stack
     assert main(_predict(run, stack, tmp_path, "--use", "DAPI,collagen", "--allow-unseen", "--overwrite")) == 0
     assert main(["info", str(run)]) == 0
     assert "trained on   DAPI, endomucin (never seen: collagen; predict refuses them without --allow-unseen)" in (
-        capsys.readouterr().out)
+        capsys.readouterr().out
+    )

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_training import make_tiny_store
+from conftest import make_tiny_store
 
 from marker_excite.cli import build_parser, main
 from marker_excite.commands import train as train_cmd
@@ -28,7 +28,17 @@ def store(tmp_path_factory):
 def test_failing_train_prints_exactly_one_line_without_tensorflow_start_up_lines(store, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("TF_")}
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
-    argv = ["train", "--store", str(store), "--run", str(tmp_path / "run"), "--preset", "small", "--classes", "sinusoid"]
+    argv = [
+        "train",
+        "--store",
+        str(store),
+        "--run",
+        str(tmp_path / "run"),
+        "--preset",
+        "small",
+        "--classes",
+        "sinusoid",
+    ]
     done = subprocess.run([sys.executable, "-m", "marker_excite.cli", *argv], env=env, capture_output=True, text=True,
                           timeout=300, cwd=tmp_path)  # fmt: skip
     assert done.returncode == 2, done.stderr
@@ -52,7 +62,17 @@ def test_typos_suggest_the_closest_name(store, tmp_path, capsys):
         MarkerPanel().index("DAPl")
     with pytest.raises(MarkerError, match=r"unknown marker 'colagen' \(did you mean 'collagen'\?\)"):
         MarkerPanel().parse_subset("DAPI,colagen")
-    argv = ["train", "--store", str(store), "--run", str(tmp_path / "run"), "--preset", "small", "--panel", "DAPl,endomucin"]
+    argv = [
+        "train",
+        "--store",
+        str(store),
+        "--run",
+        str(tmp_path / "run"),
+        "--preset",
+        "small",
+        "--panel",
+        "DAPl,endomucin",
+    ]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err == (f"marker-excite train: error: --panel marker 'DAPl' (did you mean 'DAPI'?) is in no sample of {store}; "
@@ -78,7 +98,12 @@ def test_paper_preset_on_a_cpu_prints_a_note_with_the_estimate(store, tmp_path, 
     args = build_parser().parse_args(["train", "--store", str(store), "--run", "r"])
     assert args.preset is None
     assert train_cmd._paper_preset_on_cpu(args) is True  # this test machine has no GPU
-    assert train_cmd._paper_preset_on_cpu(build_parser().parse_args(["train", "--store", "s", "--run", "r", "--preset", "paper"])) is False
+    assert (
+        train_cmd._paper_preset_on_cpu(
+            build_parser().parse_args(["train", "--store", "s", "--run", "r", "--preset", "paper"])
+        )
+        is False
+    )
 
     fold = Fold(train=("s0", "s1"), val=("s2",), test=("s3",))
     plan = train_plan.TrainPlan(fold, {"s0": 30, "s1": 30}, {"s2": 20}, batch_size=2, epochs=200, seconds_per_step=4.0)
@@ -105,7 +130,9 @@ def test_import_progress_in_a_log_is_one_line_per_sample(tmp_path, capsys):
                      "--label", f"sinusoids={tmp_path / 'lab.ome.tif'}"]) == 0  # fmt: skip
     captured = capsys.readouterr()
     assert [line.split(" [")[0] for line in captured.err.splitlines()] == [
-        "import a 40/40 slices (100%)", "import b 40/40 slices (100%)"]
+        "import a 40/40 slices (100%)",
+        "import b 40/40 slices (100%)",
+    ]
     assert len(captured.out.splitlines()) == 2
 
 

@@ -10,10 +10,18 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path, capsys):
     demo.main(["--out", str(out), "--epochs", "1"])
     text = capsys.readouterr().out
     run_dir = out / "runs" / "ms-me_sinusoids_fold0"
-    for path in [out / "phantom.h5", run_dir / "weights.best.weights.h5", run_dir / "evaluation.csv",
-                 run_dir / "evaluation.png", run_dir / "curves.png", out / "quantification.csv",
-                 out / "quantification.png", out / "exported_model" / "saved_model.pb",
-                 out / "exported_model" / "model_card.json", *out.glob("s*_preview.png")]:
+    for path in [
+        out / "phantom.h5",
+        run_dir / "weights.best.weights.h5",
+        run_dir / "evaluation.csv",
+        run_dir / "evaluation.png",
+        run_dir / "curves.png",
+        out / "quantification.csv",
+        out / "quantification.png",
+        out / "exported_model" / "saved_model.pb",
+        out / "exported_model" / "model_card.json",
+        *out.glob("s*_preview.png"),
+    ]:
         assert path.is_file() and path.stat().st_size > 0, path
     with (run_dir / "evaluation.csv").open() as fh:
         f1 = [r for r in csv.DictReader(fh) if r["metric"] == "f1"]

@@ -6,7 +6,7 @@ import io
 import h5py
 import numpy as np
 import pytest
-from test_inference import MARKERS, make_run
+from conftest import MARKERS, make_run
 
 from marker_excite.cli import main
 from marker_excite.data import tiff_io
@@ -65,8 +65,9 @@ def test_predict_on_a_full_disk_is_one_line_and_writes_nothing(tmp_path, capsys,
             name = self.filename if self.id.valid else ""
             real_close(self)
             if ".probs.h5." in name:
-                raise OSError("Can't close file (file write failed: errno = 28, "
-                              "error message = 'No space left on device')")
+                raise OSError(
+                    "Can't close file (file write failed: errno = 28, error message = 'No space left on device')"
+                )
 
         monkeypatch.setattr(h5py.File, "close", full_close)
         culprit = out / "probs.h5"
@@ -81,13 +82,13 @@ def test_predict_on_a_full_disk_is_one_line_and_writes_nothing(tmp_path, capsys,
 
 @pytest.fixture(scope="module")
 def tiny_store(tmp_path_factory):
-    from test_training import make_tiny_store
+    from conftest import make_tiny_store
 
     return make_tiny_store(tmp_path_factory.mktemp("store") / "tiny.h5", n_samples=3)
 
 
 def train_argv(tmp_path, store, run):
-    from test_training import TINY
+    from conftest import TINY
 
     from marker_excite.models.zoo import model_config
 

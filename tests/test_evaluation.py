@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from test_training import TINY, make_tiny_store, tiny_sample
+from conftest import TINY, make_tiny_store, tiny_sample
 
 from marker_excite import cli, evaluation
 from marker_excite.data import pipeline
@@ -24,13 +24,16 @@ def store(tmp_path_factory):
 
 def test_rows_from_confusion_exact():
     cm = np.array([[50, 2, 3], [4, 20, 1], [0, 5, 15]])
-    rows = evaluation.rows_from_confusion(cm, model="MS-ME", fold=2, classes=("sinusoids", "arteries"),
-                                          subset="m_14", n_markers=2)
+    rows = evaluation.rows_from_confusion(
+        cm, model="MS-ME", fold=2, classes=("sinusoids", "arteries"), subset="m_14", n_markers=2
+    )
     assert len(rows) == 2 * len(evaluation.METRICS)
     got = {(r["class"], r["metric"]): r["value"] for r in rows}
     # sinusoids: TP 20, FP 2 + 5, FN 4 + 1; arteries: TP 15, FP 3 + 1, FN 0 + 5
     assert got["sinusoids", "f1"] == pytest.approx(40 / 52) and got["arteries", "f1"] == pytest.approx(30 / 39)
-    assert got["sinusoids", "precision"] == pytest.approx(20 / 27) and got["sinusoids", "recall"] == pytest.approx(20 / 25)
+    assert got["sinusoids", "precision"] == pytest.approx(20 / 27) and got["sinusoids", "recall"] == pytest.approx(
+        20 / 25
+    )
     assert (got["arteries", "tp"], got["arteries", "fp"], got["arteries", "fn"]) == (15, 4, 5)
     assert all(r["fold"] == 2 and r["subset"] == "m_14" and r["n_markers"] == 2 and r["model"] == "MS-ME" for r in rows)
 
@@ -51,8 +54,17 @@ def test_parse_subsets_and_labels():
 
 def _numpy_f1(model, mcfg, store, samples, subset):
     """Reference: the pipeline's own subset selection, model.predict, numpy confusion."""
-    ds = pipeline.make_dataset(store, samples, panel=mcfg.panel, classes=mcfg.classes, input_size=mcfg.input_size,
-                               output_size=mcfg.output_size, batch_size=5, shuffle=False, subset=subset)
+    ds = pipeline.make_dataset(
+        store,
+        samples,
+        panel=mcfg.panel,
+        classes=mcfg.classes,
+        input_size=mcfg.input_size,
+        output_size=mcfg.output_size,
+        batch_size=5,
+        shuffle=False,
+        subset=subset,
+    )
     cm = 0
     for x, y in ds:
         cm = cm + confusion_matrix(y.numpy(), np.argmax(model.predict_on_batch(x), -1), mcfg.n_outputs)
@@ -73,8 +85,7 @@ def test_evaluate_model_all_subsets_matches_reference(store):
             assert (got[label, "tp"], got[label, "fp"], got[label, "fn"]) == (cm[1, 1], cm[0, 1], cm[1, 0])
             assert got[label, "f1"] == pytest.approx(2 * cm[1, 1] / (2 * cm[1, 1] + cm[0, 1] + cm[1, 0]))
         # a sample without collagen counts for subsets without collagen only
-        mixed = evaluation.evaluate_model(model, mcfg, st, ["s0", "nocol"], fold=0, subsets="m_4,m_12",
-                                          progress=False)
+        mixed = evaluation.evaluate_model(model, mcfg, st, ["s0", "nocol"], fold=0, subsets="m_4,m_12", progress=False)
         only_s0 = evaluation.evaluate_model(model, mcfg, st, ["s0"], fold=0, subsets="m_4", progress=False)
         both = evaluation.evaluate_model(model, mcfg, st, ["s0", "nocol"], fold=0, subsets="m_12", progress=False)
     m4 = [r for r in mixed if r["subset"] == "m_4"]
@@ -84,14 +95,18 @@ def test_evaluate_model_all_subsets_matches_reference(store):
 
 def test_relative_and_csv_round_trip(tmp_path):
     def rows(model, values):
-        return [dict(model=model, fold=f, **{"class": "sinusoids"}, subset=s, n_markers=len(s) - 2, metric="f1", value=v)
-                for (s, f), v in values.items()]
+        return [
+            dict(model=model, fold=f, **{"class": "sinusoids"}, subset=s, n_markers=len(s) - 2, metric="f1", value=v)
+            for (s, f), v in values.items()
+        ]
 
     a = rows("MS-ME", {("m_1", 0): 0.75, ("m_12", 0): 0.9, ("m_1", 1): 0.5})
     b = rows("UB", {("m_1", 0): 0.5, ("m_12", 0): 0.95})
     rel = evaluation.relative(a, b)
     assert [(r["subset"], r["fold"], r["value"], r["reference"]) for r in rel] == [
-        ("m_1", 0, 0.25, "UB"), ("m_12", 0, pytest.approx(-0.05), "UB")]
+        ("m_1", 0, 0.25, "UB"),
+        ("m_12", 0, pytest.approx(-0.05), "UB"),
+    ]
     path = evaluation.write_results(a + rel, tmp_path / "res.csv")
     back = evaluation.read_results(path)
     assert path.read_text().splitlines()[0] == "model,fold,class,subset,n_markers,metric,value,reference"
@@ -105,8 +120,22 @@ def test_train_and_evaluate_commands(store, tmp_path, capsys):
     mcfg_path = tmp_path / "model.json"
     model_config("MS", **TINY).to_json(mcfg_path)
     run = tmp_path / "run"
-    base = ["train", "--store", str(store), "--run", str(run), "--model-config", str(mcfg_path), "--preset", "small",
-            "--n-folds", "3", "--batch-size", "4", "--quiet"]
+    base = [
+        "train",
+        "--store",
+        str(store),
+        "--run",
+        str(run),
+        "--model-config",
+        str(mcfg_path),
+        "--preset",
+        "small",
+        "--n-folds",
+        "3",
+        "--batch-size",
+        "4",
+        "--quiet",
+    ]
     assert cli.main(base + ["--epochs", "1"]) == 0
     assert cli.main(base + ["--epochs", "1", "--seed", "5", "--resume"]) == 2  # a larger --epochs would extend it
     err = capsys.readouterr().err.strip()
@@ -132,9 +161,9 @@ def test_evaluation_counts_every_voxel_once_and_equals_predict(tmp_path):
     from marker_excite.data.io import open_volume
     from marker_excite.forward import keras_forward
     from marker_excite.inference import labels_from_probabilities, predict_volume
+    from marker_excite.metrics import confusion_matrix
     from marker_excite.model_spec import ModelSpec
     from marker_excite.predictor import Predictor
-    from marker_excite.metrics import confusion_matrix
 
     rng = np.random.default_rng(11)
     path = tmp_path / "odd.h5"
@@ -143,20 +172,26 @@ def test_evaluation_counts_every_voxel_once_and_equals_predict(tmp_path):
             st.write_sample(tiny_sample(name, rng, shape=(2, 47, 53)))
     mcfg = model_config("MS-ME", **TINY)
     model = build_model(mcfg)
-    predictor = Predictor(spec=ModelSpec(mcfg.markers, mcfg.classes, mcfg.input_size, mcfg.output_size), card={},
-                          source=Path("."), fn=keras_forward(model, mcfg.input_size, len(mcfg.markers)))
+    predictor = Predictor(
+        spec=ModelSpec(mcfg.markers, mcfg.classes, mcfg.input_size, mcfg.output_size),
+        card={},
+        source=Path("."),
+        fn=keras_forward(model, mcfg.input_size, len(mcfg.markers)),
+    )
     subsets = {"m_12345": None, "m_24": "endomucin,collagen", "m_1": "DAPI"}
     with SampleStore(path) as st:
-        rows = evaluation.evaluate_model(model, mcfg, st, ["a", "b"], fold=0, subsets=",".join(subsets), batch_size=3,
-                                         progress=False)
+        rows = evaluation.evaluate_model(
+            model, mcfg, st, ["a", "b"], fold=0, subsets=",".join(subsets), batch_size=3, progress=False
+        )
         truth = {n: st.read_sample(n).labels["sinusoids"] for n in ("a", "b")}
     got = {(r["subset"], r["metric"]): r["value"] for r in rows}
     for label, markers in subsets.items():
         cm = 0
         for name in ("a", "b"):
             with open_volume(f"{path}:{name}") as vol:
-                pred = labels_from_probabilities(predict_volume(predictor, vol, markers=markers, batch_size=3,
-                                                                progress=False))
+                pred = labels_from_probabilities(
+                    predict_volume(predictor, vol, markers=markers, batch_size=3, progress=False)
+                )
             cm = cm + confusion_matrix(truth[name], pred, 2)
         assert cm.sum() == 2 * 2 * 47 * 53  # every voxel once
         assert (got[label, "tp"], got[label, "fp"], got[label, "fn"]) == (cm[1, 1], cm[0, 1], cm[1, 0])
@@ -186,7 +221,8 @@ def test_traced_forward_pass_dies_with_its_model():
     mcfg = model_config("MS", **TINY)
     model = build_model(mcfg)
     keras_forward(model, mcfg.input_size, len(mcfg.markers))(
-        np.zeros((1, mcfg.input_size, mcfg.input_size, 5), np.float32), np.ones((1, 5), np.float32))
+        np.zeros((1, mcfg.input_size, mcfg.input_size, 5), np.float32), np.ones((1, 5), np.float32)
+    )
     ref = weakref.ref(model)
     del model
     gc.collect()

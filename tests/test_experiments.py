@@ -11,8 +11,17 @@ from marker_excite.errors import UserInputError
 from marker_excite.evaluation import read_results, write_results
 
 TINY = E.Preset(
-    "tiny", zoo_preset="small", train_preset="small", phantom="small", epochs=1, batch_size=4, n_folds=2,
-    folds=(0,), classes=("sinusoids",), augment=False, model_overrides=dict(depth=2, base_filters=4, input_size=44),
+    "tiny",
+    zoo_preset="small",
+    train_preset="small",
+    phantom="small",
+    epochs=1,
+    batch_size=4,
+    n_folds=2,
+    folds=(0,),
+    classes=("sinusoids",),
+    augment=False,
+    model_overrides=dict(depth=2, base_filters=4, input_size=44),
 )
 _s = E.PAPER_PANEL.parse_subset  # "m_125" -> Subset of the paper panel
 
@@ -40,9 +49,17 @@ def test_job_ids_labels_and_case_tables_are_pinned():
     """Committed results (experiments/results/) are resumed by job id and read by subset label: both, and
     the Case tables in the paper's 1-based notation, must never change."""
     ids = {j.job_id for name in E.EXPERIMENTS for j in E.experiment(name, "cpu").jobs}
-    assert {"UB__m_125__sinusoids__f0", "UB-case3__m_23__case3__sinusoids__f0", "MS__all__sinusoids__f0",
-            "MS-ME__all__case3__arteries__f2", "UB-joint__m_24__sinusoids-arteries__f1", "UB-tissue__m_1__tissue__f3",
-            "MSplus__all__arteries__f0", "MS-ME-IEBD__all__sinusoids__f1", "UB-case6__m_4__case6__arteries__f3"} <= ids
+    assert {
+        "UB__m_125__sinusoids__f0",
+        "UB-case3__m_23__case3__sinusoids__f0",
+        "MS__all__sinusoids__f0",
+        "MS-ME__all__case3__arteries__f2",
+        "UB-joint__m_24__sinusoids-arteries__f1",
+        "UB-tissue__m_1__tissue__f3",
+        "MSplus__all__arteries__f0",
+        "MS-ME-IEBD__all__sinusoids__f1",
+        "UB-case6__m_4__case6__arteries__f3",
+    } <= ids
     assert len(ids) == 1440
     assert [s.label for s in E.all_subsets()[4:8]] == ["m_5", "m_12", "m_13", "m_14"]
     ub = next(j for j in E.experiment("fig1_upper_bound", "cpu").jobs if j.job_id == "UB__m_125__sinusoids__f0")
@@ -145,8 +162,19 @@ def test_panels_cover_training_samples_only():
 # -- resume and aggregation with stubs ------------------------------------------------------------------
 def _fake_rows(job, value):
     subsets = [job.subset.label] if job.subset else [s.label for s in E.all_subsets()]
-    return [dict(model=job.label, fold=job.fold, **{"class": c}, subset=s, n_markers=len(_s(s)),
-                 metric="f1", value=value(job, c, s)) for c in job.classes for s in subsets]
+    return [
+        dict(
+            model=job.label,
+            fold=job.fold,
+            **{"class": c},
+            subset=s,
+            n_markers=len(_s(s)),
+            metric="f1",
+            value=value(job, c, s),
+        )
+        for c in job.classes
+        for s in subsets
+    ]
 
 
 def _stub_runner(exp, value, calls):
@@ -176,7 +204,9 @@ def test_resume_skips_finished_jobs_and_aggregates(tmp_path):
     exp = E.experiment("fig3_attention", "small", folds=[0, 1], models=["MS", "MS-SE", "MS-ME", "MS+"])
     calls = []
     train_fn, evaluate_fn = _stub_runner(exp, _score, calls)
-    first = E.run_jobs(exp, tmp_path, store=store, shard=(1, 2), train_fn=train_fn, evaluate_fn=evaluate_fn, progress=False)
+    first = E.run_jobs(
+        exp, tmp_path, store=store, shard=(1, 2), train_fn=train_fn, evaluate_fn=evaluate_fn, progress=False
+    )
     assert len(first.ran) == 4 and len(first.remaining) == 4 and first.skipped == []
     assert all(resume is False and overwrite is False for _, resume, overwrite in calls)  # new run dirs
     E.run_jobs(exp, tmp_path, store=store, shard=(2, 2), train_fn=train_fn, evaluate_fn=evaluate_fn, progress=False)
@@ -217,8 +247,15 @@ def test_fig1_groups_and_fig4_ub_restriction(tmp_path):
     pytest.importorskip("matplotlib")
     ub = E.experiment("fig1_upper_bound", "small", classes=["sinusoids", "arteries"], folds=[0, 1, 2])
     for job in ub.jobs:
-        write_results(_fake_rows(job, lambda j, c, s: 0.5 + (0.3 if "2" in s or "3" in s else 0) + 0.01 * j.fold
-                                 - (0.05 if j.label == "UB-joint" else 0)), E.run_dir(tmp_path, job) / E.EVALUATION_CSV)
+        write_results(
+            _fake_rows(
+                job,
+                lambda j, c, s: (
+                    0.5 + (0.3 if "2" in s or "3" in s else 0) + 0.01 * j.fold - (0.05 if j.label == "UB-joint" else 0)
+                ),
+            ),
+            E.run_dir(tmp_path, job) / E.EVALUATION_CSV,
+        )
     stats = json.loads(E.aggregate(ub, tmp_path, progress=False).stats_json.read_text())["analyses"]
     assert stats["fig1d"]["test"]["n"] == [24 * 3, 7 * 3] and stats["fig1d"]["test"]["stars"] == "***"
     assert stats["fig1d"]["means"]["M2s: m2 or m3"] == pytest.approx(0.81)
@@ -230,7 +267,10 @@ def test_fig1_groups_and_fig4_ub_restriction(tmp_path):
 
     het = E.experiment("fig4_heterogeneous", "small", folds=[0], cases=["case1", "case3"], models=["MS"])
     for job in het.jobs:
-        write_results([{**r, "case": job.case} for r in _fake_rows(job, _score)], E.run_dir(tmp_path / "h", job) / E.EVALUATION_CSV)
+        write_results(
+            [{**r, "case": job.case} for r in _fake_rows(job, _score)],
+            E.run_dir(tmp_path / "h", job) / E.EVALUATION_CSV,
+        )
     res = json.loads(E.aggregate(het, tmp_path / "h", external={"UB": tmp_path}, progress=False).stats_json.read_text())
     case1 = res["analyses"]["fig4_case1"]
     assert (case1["m_ub"], case1["m_total"]) == (5, 31) and case1["tests"][0]["n"] == 5  # only the single markers
@@ -324,8 +364,10 @@ def test_reproduction_report_verdicts(tmp_path):
     for job in exp.jobs + exp3.jobs:
         write_results(_fake_rows(job, value), E.run_dir(tmp_path, job) / E.EVALUATION_CSV)
         flat = job.model != "MS-ME"  # MS-ME's validation F1 still rises by 0.02 per epoch at the end
-        write_log(E.run_dir(tmp_path, job) / "log.csv",
-                  [{"epoch": e, "val_mean_f1": 0.9 if flat else 0.5 + 0.02 * e} for e in range(1, 9)])
+        write_log(
+            E.run_dir(tmp_path, job) / "log.csv",
+            [{"epoch": e, "val_mean_f1": 0.9 if flat else 0.5 + 0.02 * e} for e in range(1, 9)],
+        )
     text = write_report(tmp_path, protocol="test protocol").read_text()
     rows = {line.split(" | ")[1]: line.split(" | ") for line in text.splitlines() if line.startswith("| Fig.")}
     assert rows["MS vastly outperforms MZ"][5] == "reproduced" and rows["MS vastly outperforms MZ"][4] == "62"

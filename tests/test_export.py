@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_inference import MARKERS, make_run
+from conftest import MARKERS, make_run
 
 from marker_excite.data.io import open_volume
 from marker_excite.data.writers import write_volume
@@ -62,7 +62,12 @@ def test_saved_model_and_example_script_without_package(exported, tmp_path):
     np.savez(tmp_path / "in.npz", image=image, availability=availability)
     stack = rng.normal(3.0, 1.0, size=(3, 2, 41, 53)).astype(np.float32)  # CZYX: collagen, extra, DAPI
     write_volume(tmp_path / "in.ome.tif", stack, spacing=(2.0, 0.45, 0.45), channel_names=("collagen", "extra", "DAPI"))
-    example_args = [str(tmp_path / "in.ome.tif"), str(tmp_path / "labels.ome.tif"), "--probabilities", str(tmp_path / "p.ome.tif")]
+    example_args = [
+        str(tmp_path / "in.ome.tif"),
+        str(tmp_path / "labels.ome.tif"),
+        "--probabilities",
+        str(tmp_path / "p.ome.tif"),
+    ]
     child = subprocess.run([sys.executable, "-c", CHILD, str(path), str(tmp_path / "in.npz"), str(tmp_path / "out.npy"),
                             str(EXAMPLE), *example_args], check=True, cwd=tmp_path, env=_env(), capture_output=True, text=True)  # fmt: skip
     assert "notice: channel 1 'extra' is not a marker of the model (DAPI, endomucin, collagen); skipped" in child.stderr
@@ -132,7 +137,12 @@ def test_cli_export_info_and_predict_on_export(exported, tmp_path, capsys):
     assert "classes      0=background, 1=sinusoids" in capsys.readouterr().out
     image = np.random.default_rng(4).normal(size=(3, 1, 14, 14)).astype(np.float32)
     write_volume(tmp_path / "s.h5", image, channel_names=MARKERS)
-    assert main(["predict", str(tmp_path / "model"), str(tmp_path / "s.h5"), "--labels", str(tmp_path / "l.h5"), "--quiet"]) == 0
+    assert (
+        main(
+            ["predict", str(tmp_path / "model"), str(tmp_path / "s.h5"), "--labels", str(tmp_path / "l.h5"), "--quiet"]
+        )
+        == 0
+    )
     with open_volume(tmp_path / "s.h5") as vol, open_volume(tmp_path / "l.h5") as lab:
         expected = predict_volume(load_predictor(run_dir), vol, progress=False).argmax(axis=0)
         np.testing.assert_array_equal(lab.read_volume()[0], expected)

@@ -3,6 +3,7 @@ phantom's truth and the training samples in quantification plots."""
 
 import numpy as np
 import pytest
+
 from marker_excite import plots, quantify
 from marker_excite.commands.evaluate import basis
 from marker_excite.data.store import SampleStore
@@ -32,9 +33,13 @@ def test_subset_names():
 
 
 def test_subset_ranking_names_markers_and_says_what_it_rests_on(figures, tmp_path):
-    rows = [dict(model="MS", fold=0, **{"class": "sinusoids"}, subset=s, n_markers=len(s) - 2, metric="f1", value=v)
-            for s, v in (("m_1", 0.5), ("m_25", 0.7), ("m_12345", 0.9))]
-    plots.subset_ranking(rows, tmp_path / "r.png", title="MS, fold 0", note="2 test samples (s3, s4), 4,096 annotated voxels")
+    rows = [
+        dict(model="MS", fold=0, **{"class": "sinusoids"}, subset=s, n_markers=len(s) - 2, metric="f1", value=v)
+        for s, v in (("m_1", 0.5), ("m_25", 0.7), ("m_12345", 0.9))
+    ]
+    plots.subset_ranking(
+        rows, tmp_path / "r.png", title="MS, fold 0", note="2 test samples (s3, s4), 4,096 annotated voxels"
+    )
     (fig,) = figures
     ticks = [t.get_text() for t in fig.axes[0].get_xticklabels()]
     assert ticks == ["DAPI", "endomucin+CXCL12-GFP", "DAPI+endomucin+endoglin+collagen+CXCL12-GFP"]
@@ -42,33 +47,50 @@ def test_subset_ranking_names_markers_and_says_what_it_rests_on(figures, tmp_pat
 
 
 def test_training_curves_show_every_class(figures, tmp_path):
-    one = [{"epoch": e, "loss": 1.0 / e, "val_loss": 1.1 / e, "val_f1_sinusoids": 0.1 * e, "val_mean_f1": 0.1 * e}
-           for e in (1, 2, 3)]
+    one = [
+        {"epoch": e, "loss": 1.0 / e, "val_loss": 1.1 / e, "val_f1_sinusoids": 0.1 * e, "val_mean_f1": 0.1 * e}
+        for e in (1, 2, 3)
+    ]
     plots.training_curves(one, tmp_path / "c1.png")
     two = [dict(r, val_f1_arteries=0.05 * r["epoch"], val_mean_f1=0.075 * r["epoch"]) for r in one]
     plots.training_curves(two, tmp_path / "c2.png")
 
     def f1_lines(fig):
-        return {line.get_label(): list(line.get_ydata()) for line in fig.axes[1].get_lines()
-                if not line.get_label().startswith("best")}
+        return {
+            line.get_label(): list(line.get_ydata())
+            for line in fig.axes[1].get_lines()
+            if not line.get_label().startswith("best")
+        }
 
     assert f1_lines(figures[0]) == {"sinusoids": pytest.approx([0.1, 0.2, 0.3])}  # not hidden under a mean line
     lines = f1_lines(figures[1])
     assert set(lines) == {"sinusoids", "arteries", "mean"}
-    assert lines["arteries"] == pytest.approx([0.05, 0.1, 0.15]) and lines["mean"] == pytest.approx([0.075, 0.15, 0.225])
+    assert lines["arteries"] == pytest.approx([0.05, 0.1, 0.15]) and lines["mean"] == pytest.approx(
+        [0.075, 0.15, 0.225]
+    )
 
 
 def test_quantification_plot_shows_truth_and_training_samples(figures, tmp_path):
-    rows = [dict(sample=s, region="diaphysis", **{"class": "sinusoids"}, tissue_voxels=100, class_voxels=v, fraction=v / 100)
-            for s, v in (("s1", 10), ("s2", 20), ("s3", 30))]
+    rows = [
+        dict(
+            sample=s, region="diaphysis", **{"class": "sinusoids"}, tissue_voxels=100, class_voxels=v, fraction=v / 100
+        )
+        for s, v in (("s1", 10), ("s2", 20), ("s3", 30))
+    ]
     fraction_boxplot(rows, tmp_path / "q.png", truth={("s1", "sinusoids"): 0.12, ("s3", "sinusoids"): 0.25},
                      training=["s1", "s2"])  # fmt: skip
     (fig,) = figures
-    points = [(line.get_marker(), float(line.get_ydata()[0])) for line in fig.axes[0].get_lines()
-              if line.get_marker() in ("o", "s", "x")]
+    points = [
+        (line.get_marker(), float(line.get_ydata()[0]))
+        for line in fig.axes[0].get_lines()
+        if line.get_marker() in ("o", "s", "x")
+    ]
     assert points == [("s", 0.1), ("x", 0.12), ("s", 0.2), ("o", 0.3), ("x", 0.25)]
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == [
-        "predicted", "predicted, training sample", "true fraction"]
+        "predicted",
+        "predicted, training sample",
+        "true fraction",
+    ]
 
 
 def test_store_truth_and_evaluation_basis(tmp_path):

@@ -6,8 +6,8 @@ import tifffile
 
 from marker_excite.cli import main
 from marker_excite.commands.import_files import import_sample
-from marker_excite.data.writers import write_volume
 from marker_excite.data.store import SampleStore
+from marker_excite.data.writers import write_volume
 
 
 @pytest.fixture
@@ -68,8 +68,18 @@ def test_import_cli_resamples_and_stores_labels(files, capsys):
         np.testing.assert_array_equal(info.annotated, [True, True, False])
         np.testing.assert_array_equal(st.read_slice("s2", 2)[0][0], image[0, 2])
     # '-' skips a channel of the file
-    code, out, err = run_cli(capsys, "--store", store, "--name", "s3", "--image", d / "img.ome.tif",
-                             "--channel-names", "-,collagen", "--quiet")
+    code, out, err = run_cli(
+        capsys,
+        "--store",
+        store,
+        "--name",
+        "s3",
+        "--image",
+        d / "img.ome.tif",
+        "--channel-names",
+        "-,collagen",
+        "--quiet",
+    )
     assert code == 0 and err == "", err
     with SampleStore(store) as st:
         assert st.info("s3").markers == ("collagen",)
@@ -82,13 +92,22 @@ def test_import_cli_resamples_and_stores_labels(files, capsys):
         (["--image", "{d}/img.ome.tif", "--channel-names", "DAPI,nope"], "unknown marker 'nope'"),
         (["--image", "{d}/img.ome.tif", "--channel-names", "DAPI,dapi"], "marker given twice: DAPI"),
         (["--image", "{d}/img.ome.tif", "--channel-names", ""], "empty marker set"),
-        (["--image", "{d}/img.ome.tif", "--channel-names", "DAPI"], r"1 marker name\(s\) \['DAPI'\] given but the file has 2"),
-        (["--image", "{d}/img.ome.tif", "--label", "sinusoids={d}/small.tif"], r"shape mismatch: label file .*small.tif"),
+        (
+            ["--image", "{d}/img.ome.tif", "--channel-names", "DAPI"],
+            r"1 marker name\(s\) \['DAPI'\] given but the file has 2",
+        ),
+        (
+            ["--image", "{d}/img.ome.tif", "--label", "sinusoids={d}/small.tif"],
+            r"shape mismatch: label file .*small.tif",
+        ),
         (["--image", "{d}/nan.ome.tif"], "NaN/Inf voxels in marker.s. endomucin at slice 2"),
         (["--image", "{d}/plain.tif"], "does not name its 1 channel"),
         (["--image", "{d}/plain.tif", "--channel-names", "DAPI"], "has no voxel size: give --spacing"),
         (["--image", "{d}/img.ome.tif", "--channel-names", "-,-"], "every channel is skipped"),
-        (["--image", "{d}/plain.tif", "--channel-names", "DAPI", "--target-spacing", "none"], "has no voxel size: give --spacing"),
+        (
+            ["--image", "{d}/plain.tif", "--channel-names", "DAPI", "--target-spacing", "none"],
+            "has no voxel size: give --spacing",
+        ),
         (["--image", "{d}/sin.tif.missing"], "does not exist"),
         (["--image", "{d}/img.ome.tif", "--spacing", "1,0,1"], "spacing must be three positive numbers"),
         (["--image", "{d}/img.ome.tif", "--annotated", "0,9"], "annotated slice 9 is outside 0..2"),
@@ -101,7 +120,9 @@ def test_import_errors_are_one_line_exit_2(files, capsys, extra, message):
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("marker-excite import: error: ")
     assert __import__("re").search(message, lines[0]), lines[0]
-    assert not (d / "s.h5").exists() and not (d / "s.h5.samples").exists()  # a failed import into a new store leaves nothing
+    assert (
+        not (d / "s.h5").exists() and not (d / "s.h5.samples").exists()
+    )  # a failed import into a new store leaves nothing
 
 
 def test_failed_import_keeps_existing_store(files, capsys):

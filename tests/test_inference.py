@@ -4,51 +4,15 @@ import json
 
 import numpy as np
 import pytest
+from conftest import MARKERS, make_run
 
-from marker_excite import run_dir as rd
 from marker_excite.data.io import open_volume
 from marker_excite.data.writers import write_volume
 from marker_excite.errors import UserInputError
 from marker_excite.inference import encode_probabilities, labels_from_probabilities, predict_file, predict_volume
 from marker_excite.markers import MarkerError, MarkerPanel
 from marker_excite.model_spec import ModelSpec, plan_channels
-from marker_excite.models.zoo import build_model, model_config
 from marker_excite.predictor import load_predictor
-
-MARKERS = ("DAPI", "endomucin", "collagen")
-#: depth 2, 4 filters: 28 -> 12 px tiles, margin 8
-TINY = dict(preset="small", depth=2, base_filters=4, input_size=28)
-
-
-def make_run(path, *, name="MS-ME", markers=MARKERS, classes=("sinusoids",), spacing=None, seed=1, markers_seen=None):
-    """A run directory in training.py's layout with random (seeded) weights; no training needed."""
-    cfg = model_config(name, markers=markers, classes=classes, seed=seed, **TINY)
-    model = build_model(cfg)
-    rng = np.random.default_rng(seed)
-    for v in model.trainable_weights:
-        v.assign(rng.normal(0.0, 0.5, size=v.shape).astype("float32"))
-    path.mkdir(parents=True)
-    data = {
-        "store": str(path / "absent.h5"),
-        "fold": {"train": ["a", "b"], "val": ["c"], "test": ["d"]},
-        "marker_panels": {},
-        "loss_classes": ["background", *classes],
-        "train_pixel_counts": [10, 5],
-        "class_weights": [1.0, 2.0],
-    }
-    if spacing is not None:
-        data["spacing"] = list(spacing)
-    if markers_seen is not None:
-        data["markers_seen"] = list(markers_seen)
-    (path / rd.MODEL_CONFIG).write_text(json.dumps(cfg.to_dict()))
-    (path / rd.TRAIN_CONFIG).write_text(json.dumps({"epochs": 3, "classes": list(classes), "n_folds": 3}))
-    (path / rd.DATA_CONFIG).write_text(json.dumps(data))
-    rd.write_log(path / rd.LOG, [
-        {"epoch": 1, "loss": 0.9, "val_loss": 0.8, "val_f1_sinusoids": 0.5, "val_mean_f1": 0.5},
-        {"epoch": 2, "loss": 0.7, "val_loss": 0.6, "val_f1_sinusoids": 0.7, "val_mean_f1": 0.7},
-    ])  # fmt: skip
-    rd.save_weights(model, path / rd.BEST_WEIGHTS)
-    return path, model, cfg
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +78,9 @@ def test_2d_stack_with_pulled_back_tile_and_smaller_than_tile(run, predictor, tm
     path, image = _stack(tmp_path, (1, 17, 30), name="two_d.tif")  # last tiles pulled back: 5 and 18
     with open_volume(path) as vol:
         probs = predict_volume(predictor, vol, batch_size=3, progress=False)
-    expected = _direct(model, _standardise(image)[:, 0], [(a, b) for a in (0, 5) for b in (0, 12, 18)], np.ones(3, np.float32))
+    expected = _direct(
+        model, _standardise(image)[:, 0], [(a, b) for a in (0, 5) for b in (0, 12, 18)], np.ones(3, np.float32)
+    )
     np.testing.assert_allclose(probs[:, 0], expected, atol=1e-5)
 
     path, image = _stack(tmp_path, (2, 5, 7), name="tiny.h5")  # smaller than one output tile: padded
@@ -207,7 +173,9 @@ def test_plan_channels_for_training_samples():
     assert kept.source.tolist() == [2, -1, -1] and kept.availability.tolist() == [1, 0, 0]
     lenient = plan_channels(("collagen", "DAPI"), panel, given=(1, 2), sample="s1")  # s1 lacks endomucin
     assert lenient.source.tolist() == [-1, -1, 0] and lenient.availability.tolist() == [0, 0, 1]
-    with pytest.raises(MarkerError, match="marker_panels: sample 's1' has no marker.s. endomucin; it has collagen, DAPI"):
+    with pytest.raises(
+        MarkerError, match="marker_panels: sample 's1' has no marker.s. endomucin; it has collagen, DAPI"
+    ):
         plan_channels(("collagen", "DAPI"), panel, keep=("endomucin",), sample="s1")
     with pytest.raises(MarkerError, match="sample 's1' gives none of the model's markers DAPI, endomucin, collagen"):
         plan_channels(("collagen", "DAPI"), panel, given=(1,), sample="s1")

@@ -8,11 +8,11 @@ import pytest
 import tifffile
 
 from marker_excite.data.io import VolumeError, open_volume
-from marker_excite.data.writers import VolumeWriter, write_volume
-from marker_excite.data.sample_files import open_sample_files, read_sample_files
-from marker_excite.data.resample import resample_labels, resample_slice, restore_slice, target_shape
+from marker_excite.data.resample import resample_slice, resample_to_shape, restore_slice, target_shape
 from marker_excite.data.sample import Sample
+from marker_excite.data.sample_files import open_sample_files, read_sample_files
 from marker_excite.data.store import SampleStore
+from marker_excite.data.writers import VolumeWriter, write_volume
 from marker_excite.errors import UserInputError
 
 
@@ -78,7 +78,9 @@ def test_ome_tiff_calibrated_for_imagej_and_baseline_readers(tmp_path, vol):
     with tifffile.TiffFile(p) as tif:
         page = tif.pages.first
         assert tif.is_ome and page.description.startswith("<?xml")  # OME-XML stays the first description
-        assert Fraction(*page.tags["XResolution"].value) == 4 and Fraction(*page.tags["YResolution"].value) == Fraction(20, 9)
+        assert Fraction(*page.tags["XResolution"].value) == 4 and Fraction(*page.tags["YResolution"].value) == Fraction(
+            20, 9
+        )
         assert page.tags["ResolutionUnit"].value == 1  # no TIFF unit: ImageJ's convention, unit in its description
         ij = tif.imagej_metadata
         assert (ij["images"], ij["channels"], ij["slices"], ij["hyperstack"]) == (6, 2, 3, True)
@@ -212,7 +214,9 @@ def _set_compression_code(path, code: int) -> None:
     path.write_bytes(bytes(data))
 
 
-@pytest.mark.parametrize(("codec", "name"), [("lzw", "LZW"), ("zlib", "ADOBE_DEFLATE"), ("zstd", "ZSTD"), ("packbits", "PACKBITS")])
+@pytest.mark.parametrize(
+    ("codec", "name"), [("lzw", "LZW"), ("zlib", "ADOBE_DEFLATE"), ("zstd", "ZSTD"), ("packbits", "PACKBITS")]
+)
 def test_compressed_tiff_image_and_labels(tmp_path, codec, name):
     """Fiji / MATLAB write LZW (and Deflate, Zstd, PackBits): image and label files read exactly."""
     img = (np.arange(3 * 2 * 20 * 30) % 251).astype(np.uint16).reshape(3, 2, 20, 30)  # ZCYX
@@ -223,7 +227,9 @@ def test_compressed_tiff_image_and_labels(tmp_path, codec, name):
     with open_volume(tmp_path / "img.tif", markers="DAPI,endomucin") as r:
         assert r.mode == "pages" and r.compression == name
         np.testing.assert_array_equal(r.read_volume(), img.transpose(1, 0, 2, 3).astype(np.float32))
-    s = read_sample_files("s", tmp_path / "img.tif", markers="DAPI,endomucin", labels={"sinusoids": tmp_path / "lab.tif"})
+    s = read_sample_files(
+        "s", tmp_path / "img.tif", markers="DAPI,endomucin", labels={"sinusoids": tmp_path / "lab.tif"}
+    )
     np.testing.assert_array_equal(s.labels["sinusoids"], (lab != 0).astype(np.uint8))
     np.testing.assert_array_equal(s.annotated, [False, True, False])
 
@@ -249,7 +255,9 @@ def test_compressed_rgb_and_codec_errors(tmp_path):
     (tmp_path / "bad.tif").write_bytes(bytes(data))
     with open_volume(tmp_path / "bad.tif") as r:
         np.testing.assert_array_equal(r.read_slice(0)[0], vol[0])
-        with pytest.raises(VolumeError, match=r"bad.tif: cannot read slice 1 .*corrupt compressed data \(LZW data cannot be decoded"):
+        with pytest.raises(
+            VolumeError, match=r"bad.tif: cannot read slice 1 .*corrupt compressed data \(LZW data cannot be decoded"
+        ):
             r.read_slice(1)
 
 
@@ -318,7 +326,7 @@ def test_resampling_shapes_values_and_inverse():
     half = resample_slice(ramp, (1, 1), (2, 2))  # pixel-edge aligned: new pixel j covers old 2j, 2j+1
     np.testing.assert_allclose(half[5, 1:-1], np.arange(1, 29) * 2 + 0.5, atol=0.05)
     lab = (np.arange(40 * 60).reshape(40, 60) % 3 == 0).astype(np.uint8)
-    lab_r = resample_labels(lab, (1, 1), (0.5, 0.5))
+    lab_r = resample_to_shape(lab, target_shape(lab.shape, (1, 1), (0.5, 0.5)), order=0)  # as import does
     assert lab_r.shape == (80, 120) and lab_r.dtype == np.uint8 and set(np.unique(lab_r)) <= {0, 1}
     np.testing.assert_array_equal(restore_slice(lab_r, (40, 60), order=0), lab)
     assert resample_slice(img, (1, 1), (1, 1)) is img
@@ -334,22 +342,41 @@ def test_format_registry_chooses_by_suffix_content_and_container(tmp_path, vol):
     (tmp_path / "tif.dat").write_bytes(tif.read_bytes())
     (tmp_path / "h5.dat").write_bytes(h5.read_bytes())
     (tmp_path / "ims.h5").write_bytes(ims.read_bytes())
-    got = {name: reading_format(tmp_path / name).name for name in ("v.tif", "v.h5", "v.ims", "tif.dat", "h5.dat", "ims.h5")}
-    assert got == {"v.tif": "tiff", "v.h5": "hdf5", "v.ims": "ims", "tif.dat": "tiff", "h5.dat": "hdf5", "ims.h5": "ims"}
-    assert reading_format(tmp_path / "ims.h5", dataset="DataSet/ResolutionLevel 0/TimePoint 0/Channel 0/Data").name == "hdf5"
+    got = {
+        name: reading_format(tmp_path / name).name for name in ("v.tif", "v.h5", "v.ims", "tif.dat", "h5.dat", "ims.h5")
+    }
+    assert got == {
+        "v.tif": "tiff",
+        "v.h5": "hdf5",
+        "v.ims": "ims",
+        "tif.dat": "tiff",
+        "h5.dat": "hdf5",
+        "ims.h5": "ims",
+    }
+    assert (
+        reading_format(tmp_path / "ims.h5", dataset="DataSet/ResolutionLevel 0/TimePoint 0/Channel 0/Data").name
+        == "hdf5"
+    )
     assert type(open_volume(tmp_path / "ims.h5")).__name__ == "ImsVolume"
     assert [writing_format(tmp_path / n).name for n in ("a.ome.tif", "a.TIFF", "a.hdf5", "a.ome.zarr")] == [
-        "tiff", "tiff", "hdf5", "zarr"]
+        "tiff",
+        "tiff",
+        "hdf5",
+        "zarr",
+    ]
     # the messages are the ones of the if-chains the registry replaced
     (tmp_path / "what.xyz").write_bytes(b"abcdefgh")
     with pytest.raises(VolumeError) as err:
         open_volume(tmp_path / "what.xyz")
-    assert str(err.value) == (f"{tmp_path / 'what.xyz'}: unknown file format; supported: TIFF/OME-TIFF (.tif, .tiff, "
-                              ".btf, .tf8), HDF5 (.h5, .hdf5, .hdf, .he5), Imaris (.ims), CZI/ND2/LIF (.czi, .nd2, .lif)")
+    assert str(err.value) == (
+        f"{tmp_path / 'what.xyz'}: unknown file format; supported: TIFF/OME-TIFF (.tif, .tiff, "
+        ".btf, .tf8), HDF5 (.h5, .hdf5, .hdf, .he5), Imaris (.ims), CZI/ND2/LIF (.czi, .nd2, .lif)"
+    )
     with pytest.raises(VolumeError) as err:
         VolumeWriter(tmp_path / "x.png", (1, 2, 2))
-    assert str(err.value) == (f"{tmp_path / 'x.png'}: output must end in .ome.tif/.tif (OME-TIFF), .h5 (HDF5) "
-                              "or .ome.zarr (OME-Zarr)")
+    assert str(err.value) == (
+        f"{tmp_path / 'x.png'}: output must end in .ome.tif/.tif (OME-TIFF), .h5 (HDF5) or .ome.zarr (OME-Zarr)"
+    )
     (tmp_path / "folder").mkdir()
     with pytest.raises(VolumeError, match="is a folder, expected a file"):
         open_volume(tmp_path / "folder")

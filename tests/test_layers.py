@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from marker_excite.errors import UserInputError
-from marker_excite.layers import ATTENTION, AttentionModule, HeMISAbstraction, MarkerExcite, MarkerSampling, SqueezeExcite
+from marker_excite.layers import (
+    ATTENTION,
+    AttentionModule,
+    HeMISAbstraction,
+    MarkerExcite,
+    MarkerSampling,
+    SqueezeExcite,
+)
 from marker_excite.models.zoo import build_model, model_config
 
 DATA = Path(__file__).parent / "data"
@@ -19,6 +26,7 @@ def _sigmoid(x):
 
 
 # -- Marker Excite ----------------------------------------------------------------------------------
+
 
 def test_marker_excite_matches_hand_computation():
     rng = np.random.default_rng(1)
@@ -51,6 +59,7 @@ def test_marker_excite_hidden_units_and_config():
 
 # -- Squeeze-Excite ---------------------------------------------------------------------------------
 
+
 def test_squeeze_excite_matches_hand_computation():
     rng = np.random.default_rng(2)
     f = 6
@@ -70,6 +79,7 @@ def test_squeeze_excite_matches_hand_computation():
 
 
 # -- HeMIS abstraction -------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("present", [(2,), (0, 3), (0, 1, 2, 3)])
 def test_hemis_abstraction_moments_over_available_markers(present):
@@ -96,6 +106,7 @@ def test_hemis_abstraction_without_markers_is_zero_not_nan():
 
 
 # -- Marker Sampling ---------------------------------------------------------------------------------
+
 
 def _sample(layer, image, avail):
     img, mask = layer([image, avail], training=True)
@@ -212,14 +223,18 @@ def test_marker_sampling_variable_ratio_scales_at_training_and_inference():
     layer = MarkerSampling("variable_ratio", 0.5, seed=5)
     img, mask = _sample(layer, image, avail)
     p = mask.sum(1) / k
-    np.testing.assert_allclose(img, np.broadcast_to(mask[:, None, None, :] / p[:, None, None, None], img.shape), rtol=1e-6)
+    np.testing.assert_allclose(
+        img, np.broadcast_to(mask[:, None, None, :] / p[:, None, None, None], img.shape), rtol=1e-6
+    )
     inf = keras.ops.convert_to_numpy(layer([image * avail[:, None, None, :], avail])[0])
     expected = avail / (avail.sum(1, keepdims=True) / k)  # 3 of 4 markers -> x 4/3
     np.testing.assert_allclose(inf, np.broadcast_to(expected[:, None, None, :], inf.shape), rtol=1e-6)
     assert np.isclose(inf[0, 0, 0, 0], 4 / 3) and np.isclose(inf[200, 0, 0, 0], 1.0)
 
 
-@pytest.mark.parametrize("kwargs,match", [(dict(mode="bernoulli"), "mode"), (dict(rate=1.0), "rate"), (dict(rate=-0.1), "rate")])
+@pytest.mark.parametrize(
+    "kwargs,match", [(dict(mode="bernoulli"), "mode"), (dict(rate=1.0), "rate"), (dict(rate=-0.1), "rate")]
+)
 def test_marker_sampling_rejects_bad_arguments(kwargs, match):
     with pytest.raises(UserInputError, match=match):
         MarkerSampling(**kwargs)
@@ -241,6 +256,7 @@ def test_layer_configs_round_trip():
 
 # -- attention registry and saved models ------------------------------------------------------------
 
+
 class _Halve(keras.layers.Layer):
     """A stand-in attention layer for the registry test: features * 0.5."""
 
@@ -255,8 +271,17 @@ def test_attention_registry_builds_a_new_module_by_name(monkeypatch):
     assert set(ATTENTION) == {"me", "se"}
     assert ATTENTION["me"].layer is MarkerExcite and ATTENTION["se"].layer is SqueezeExcite
     monkeypatch.setitem(ATTENTION, "half", AttentionModule(_Halve, uses_availability=False))
-    cfg = model_config("MS-ME", preset="small", markers=("a", "b"), classes=("c",), depth=2, base_filters=2,
-                       input_size=28, attention="half", attention_positions=("I", "B"))
+    cfg = model_config(
+        "MS-ME",
+        preset="small",
+        markers=("a", "b"),
+        classes=("c",),
+        depth=2,
+        base_filters=2,
+        input_size=28,
+        attention="half",
+        attention_positions=("I", "B"),
+    )
     model = build_model(cfg)
     added = [layer.name for layer in model.layers if isinstance(layer, _Halve)]
     assert added == ["input_half", "bottleneck_half"]

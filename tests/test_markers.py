@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from marker_excite.markers import PAPER_MARKERS, PAPER_PANEL, MarkerError, MarkerPanel, Subset
 from marker_excite.errors import UserInputError
+from marker_excite.markers import PAPER_MARKERS, PAPER_PANEL, MarkerError, MarkerPanel, Subset
 
 
 def test_default_panel_is_paper_order():
@@ -33,7 +33,9 @@ def test_subset_one_type_zero_based_inside_paper_notation_outside():
     assert Subset((0, 9, 11), big).label == "m_1-10-12" and big.parse_subset("m_1-10-12").indices == (0, 9, 11)
 
 
-@pytest.mark.parametrize("indices,needle", [((), "empty marker set"), ((1, 1), "twice"), ((5,), "outside 0..4"), ((-1,), "outside")])
+@pytest.mark.parametrize(
+    "indices,needle", [((), "empty marker set"), ((1, 1), "twice"), ((5,), "outside 0..4"), ((-1,), "outside")]
+)
 def test_subset_refuses_bad_indices(indices, needle):
     with pytest.raises(MarkerError, match=needle):
         Subset(indices)
@@ -46,7 +48,13 @@ def test_parse_subset_forms(text):
 
 @pytest.mark.parametrize(
     "text,needle",
-    [("DAPI,foo", "unknown marker 'foo'"), ("1,1", "twice"), ("", "empty marker set"), ("7", "outside 1..5"), ("DAPI,,2", "empty entry")],
+    [
+        ("DAPI,foo", "unknown marker 'foo'"),
+        ("1,1", "twice"),
+        ("", "empty marker set"),
+        ("7", "outside 1..5"),
+        ("DAPI,,2", "empty entry"),
+    ],
 )
 def test_parse_subset_errors_name_the_problem(text, needle):
     with pytest.raises(MarkerError, match=needle):

@@ -9,10 +9,10 @@ import pytest
 from marker_excite.config import ConfigError
 from marker_excite.losses import WeightedCrossEntropy
 from marker_excite.metrics import PerClassF1
+from marker_excite.models.config import ABLATION_NAMES, BASE_NAMES, ZOO_NAMES, ModelConfig
 from marker_excite.models.geometry import GeometryError
 from marker_excite.models.hemis import build_hemis
 from marker_excite.models.unet import build_unet
-from marker_excite.models.config import ABLATION_NAMES, BASE_NAMES, ZOO_NAMES, ModelConfig
 from marker_excite.models.zoo import PRESETS, build_model, model_config
 
 MARKERS = ("m1", "m2", "m3")
@@ -210,5 +210,9 @@ def test_tiny_ms_me_learns_toy_problem(tmp_path):
     model.save(tmp_path / "trained.keras")  # compiled with the custom loss and metric
     loaded = keras.saving.load_model(tmp_path / "trained.keras")
     assert isinstance(loaded.loss, WeightedCrossEntropy)
-    np.testing.assert_allclose(loaded.predict([val_image, np.ones((16, 2), "float32")], verbose=0),
-                               model.predict([val_image, np.ones((16, 2), "float32")], verbose=0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        loaded.predict([val_image, np.ones((16, 2), "float32")], verbose=0),
+        model.predict([val_image, np.ones((16, 2), "float32")], verbose=0),
+        rtol=1e-5,
+        atol=1e-5,
+    )

@@ -20,7 +20,9 @@ def _run(name: str, env: dict[str, str], cwd: Path) -> str:
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        nbclient.NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}).execute()
+        nbclient.NotebookClient(
+            nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}
+        ).execute()
     finally:
         for k, v in old.items():
             if v is None:
@@ -33,11 +35,22 @@ def _run(name: str, env: dict[str, str], cwd: Path) -> str:
 
 def test_explore_results_notebook(tmp_path):
     for job in [E.Job(m, ("sinusoids",), f) for m in ("MS", "MS-ME") for f in (0, 1)]:
-        rows = [dict(model=job.label, fold=job.fold, **{"class": "sinusoids"}, subset=s.label,
-                     n_markers=len(s), metric="f1", value=0.4 + 0.1 * len(s) + (0.05 if job.model == "MS-ME" else 0))
-                for s in E.all_subsets()]
+        rows = [
+            dict(
+                model=job.label,
+                fold=job.fold,
+                **{"class": "sinusoids"},
+                subset=s.label,
+                n_markers=len(s),
+                metric="f1",
+                value=0.4 + 0.1 * len(s) + (0.05 if job.model == "MS-ME" else 0),
+            )
+            for s in E.all_subsets()
+        ]
         write_results(rows, E.run_dir(tmp_path, job) / E.EVALUATION_CSV)
-    text = _run("explore_results.ipynb", {"MARKER_EXCITE_RESULTS": str(tmp_path), "MARKER_EXCITE_REFERENCE": "MS"}, tmp_path)
+    text = _run(
+        "explore_results.ipynb", {"MARKER_EXCITE_RESULTS": str(tmp_path), "MARKER_EXCITE_REFERENCE": "MS"}, tmp_path
+    )
     assert "124 rows" in text
     assert "MS-ME rel. to MS: mean +0.0500, n=62" in text
 
@@ -53,7 +66,7 @@ def test_phantom_notebook(tmp_path):
 
 def _demo_folder(tmp_path):
     """A demo output folder in miniature (as `make demo` leaves it), with a notebooks/ folder beside it."""
-    from test_inference import make_run
+    from conftest import make_run
 
     from marker_excite.cli import main
     from marker_excite.data.synthetic import write_dataset
@@ -85,8 +98,14 @@ def test_look_at_a_prediction_notebook_reads_the_demo_output(tmp_path):
         true = np.stack([store.read_slice("s2", z)[1]["sinusoids"] > 0 for z in annotated])
     pred = labels[annotated] == 1
     tp, fp, fn = int((true & pred).sum()), int((~true & pred).sum()), int((true & ~pred).sum())
-    assert f"slice 1 of 3: markers DAPI+endomucin+collagen; sinusoids {100 * (labels[1] == 1).mean():.1f}% of the pixels" in text
-    assert f"MIP over 3 slices: markers DAPI+endomucin+collagen; sinusoids {100 * (labels == 1).any(0).mean():.1f}%" in text
+    assert (
+        f"slice 1 of 3: markers DAPI+endomucin+collagen; sinusoids {100 * (labels[1] == 1).mean():.1f}% of the pixels"
+        in text
+    )
+    assert (
+        f"MIP over 3 slices: markers DAPI+endomucin+collagen; sinusoids {100 * (labels == 1).any(0).mean():.1f}%"
+        in text
+    )
     assert (f"sinusoids: F1 {2 * tp / (2 * tp + fp + fn):.3f} against the phantom's labels on {len(annotated)} annotated "
             f"slices ({tp} TP, {fp} FP, {fn} FN voxels)") in text  # fmt: skip
     assert "no " + str(demo / "runs" / "ms-me_sinusoids_fold0" / "evaluation.csv") in text
@@ -100,8 +119,12 @@ def test_phantom_notebook_opens_the_demo_store_by_default(tmp_path):
 
 def test_explore_results_notebook_with_few_or_no_results(tmp_path):
     job = E.Job("MS", ("sinusoids",), 0)
-    rows = [dict(model=job.label, fold=0, **{"class": "sinusoids"}, subset=s.label, n_markers=len(s),
-                 metric="f1", value=0.5) for s in E.all_subsets()[:3]]
+    rows = [
+        dict(
+            model=job.label, fold=0, **{"class": "sinusoids"}, subset=s.label, n_markers=len(s), metric="f1", value=0.5
+        )
+        for s in E.all_subsets()[:3]
+    ]
     write_results(rows, E.run_dir(tmp_path / "one", job) / E.EVALUATION_CSV)
     text = _run("explore_results.ipynb", {"MARKER_EXCITE_RESULTS": str(tmp_path / "one")}, tmp_path)
     assert "3 rows from" in text and "MS, sinusoids: worst" in text

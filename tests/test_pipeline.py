@@ -7,8 +7,15 @@ import numpy as np
 import pytest
 
 from marker_excite.data.folds import Fold, paper_folds
-from marker_excite.data.pipeline import (PatchSource, class_pixel_counts, dihedral, epoch_dataset, epoch_seed,
-                                         make_dataset, patch_index)
+from marker_excite.data.pipeline import (
+    PatchSource,
+    class_pixel_counts,
+    dihedral,
+    epoch_dataset,
+    epoch_seed,
+    make_dataset,
+    patch_index,
+)
 from marker_excite.data.sample import Sample
 from marker_excite.data.store import SampleStore
 from marker_excite.errors import UserInputError
@@ -124,8 +131,9 @@ def test_training_epochs_depend_on_seed_and_epoch_only(store):
     assert [len(y) for _, y in run[:6]] == [4] * 6 and n == 16
     assert not np.array_equal(run[0][0], run[6][0])  # another epoch, another order
     one_pass = batches(range(2, 3), 4)  # steps of one pass: exactly pass 0 of the epoch's stream
-    np.testing.assert_array_equal(np.concatenate([y for _, y in one_pass]),
-                                  np.stack([lab for _, lab in src.patches(epoch_seed(5, 2), 0)]))
+    np.testing.assert_array_equal(
+        np.concatenate([y for _, y in one_pass]), np.stack([lab for _, lab in src.patches(epoch_seed(5, 2), 0)])
+    )
     assert epoch_seed(0, 1) == epoch_seed(0, 1) != epoch_seed(0, 2)
 
 
@@ -258,7 +266,9 @@ def test_streaming_mode_reads_each_slice_once_per_epoch(store):
                       shuffle=True, cache_bytes=1)  # fmt: skip
     assert not src.fits_in_cache
     for number in range(2):
-        got = [_decode(x["image"], None, store, "a" if x["availability"][1] else "b") for x, _ in src.patches(0, number)]
+        got = [
+            _decode(x["image"], None, store, "a" if x["availability"][1] else "b") for x, _ in src.patches(0, number)
+        ]
         assert len(got) == len(set(got)) == src.n_patches
     assert set(calls.values()) == {2}  # each annotated slice read once in each of the 2 epochs
     calls.clear()
@@ -276,7 +286,16 @@ def test_pipeline_input_errors(store):
                                    annotated=np.zeros(2, bool)))  # fmt: skip
             PatchSource(st, ["e"], panel=PANEL, classes=("sinusoids",), input_size=IN, output_size=OUT, shuffle=False)
     with pytest.raises(UserInputError, match="batch_size"):
-        make_dataset(store, ["a"], panel=PANEL, classes=("sinusoids",), input_size=IN, output_size=OUT, batch_size=0, shuffle=False)
+        make_dataset(
+            store,
+            ["a"],
+            panel=PANEL,
+            classes=("sinusoids",),
+            input_size=IN,
+            output_size=OUT,
+            batch_size=0,
+            shuffle=False,
+        )
     with pytest.raises(UserInputError, match="not in store"):
         PatchSource(store, ["zz"], panel=PANEL, classes=("sinusoids",), input_size=IN, output_size=OUT, shuffle=False)
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from test_inference import make_run
+from conftest import make_run
 
 from marker_excite.cli import main
 from marker_excite.data.io import open_volume

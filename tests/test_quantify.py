@@ -4,12 +4,12 @@ import csv
 
 import numpy as np
 import pytest
-from test_inference import make_run
+from conftest import make_run
 
 from marker_excite.data.io import open_volume
-from marker_excite.data.writers import write_volume
 from marker_excite.data.sample import Sample
 from marker_excite.data.store import SampleStore
+from marker_excite.data.writers import write_volume
 from marker_excite.errors import UserInputError
 from marker_excite.inference import predict_volume
 from marker_excite.predictor import load_predictor
@@ -52,7 +52,10 @@ def test_fraction_counter_exact():
     counter.update(labels, tissue)
     counter.update(labels, np.zeros_like(tissue))
     rows = counter.rows("s1", "diaphysis")
-    assert [(r["class"], r["tissue_voxels"], r["class_voxels"]) for r in rows] == [("sinusoids", 6, 1), ("arteries", 6, 3)]
+    assert [(r["class"], r["tissue_voxels"], r["class_voxels"]) for r in rows] == [
+        ("sinusoids", 6, 1),
+        ("arteries", 6, 3),
+    ]
     assert rows[0]["fraction"] == 1 / 6 and rows[1]["fraction"] == 0.5
     with pytest.raises(UserInputError, match="label value 3"):
         counter.update(np.full((2, 4), 3), tissue)
@@ -72,8 +75,22 @@ def test_quantify_files_exact(tmp_path):
                           regions=["metaphysis"], sigma=0, min_size=10)  # fmt: skip
     t = 2 * int(tissue.sum())
     assert rows == [
-        {"sample": "a_labels", "region": "metaphysis", "class": "sinusoids", "tissue_voxels": t, "class_voxels": 200, "fraction": 200 / t},
-        {"sample": "a_labels", "region": "metaphysis", "class": "arteries", "tissue_voxels": t, "class_voxels": 20, "fraction": 20 / t},
+        {
+            "sample": "a_labels",
+            "region": "metaphysis",
+            "class": "sinusoids",
+            "tissue_voxels": t,
+            "class_voxels": 200,
+            "fraction": 200 / t,
+        },
+        {
+            "sample": "a_labels",
+            "region": "metaphysis",
+            "class": "arteries",
+            "tissue_voxels": t,
+            "class_voxels": 20,
+            "fraction": 20 / t,
+        },
     ]
     with pytest.raises(UserInputError, match="no DAPI channel"):
         quantify_files([tmp_path / "a_labels.tif"], [tmp_path / "a.ome.tif"], ("s",), channel_names="x,y")
@@ -90,7 +107,11 @@ def test_quantify_store_with_run_csv_and_plot(tmp_path):
             store.write_sample(Sample(name, image, ("DAPI", "endomucin", "collagen"), region=region))
     pred = load_predictor(run_dir)
     rows = quantify_store(tmp_path / "s.h5", pred, sigma=0, min_size=10, progress=False)
-    assert [(r["sample"], r["region"]) for r in rows] == [("s1", "diaphysis"), ("s2", "metaphysis"), ("s3", "diaphysis")]
+    assert [(r["sample"], r["region"]) for r in rows] == [
+        ("s1", "diaphysis"),
+        ("s2", "metaphysis"),
+        ("s3", "diaphysis"),
+    ]
     with open_volume(f"{tmp_path / 's.h5'}:s2") as vol:
         labels = predict_volume(pred, vol, progress=False).argmax(axis=0)
     assert rows[1]["tissue_voxels"] == 2 * tissue.sum()
@@ -105,7 +126,9 @@ def test_quantify_store_with_run_csv_and_plot(tmp_path):
     csv_path = write_csv(rows, tmp_path / "out" / "fractions.csv")
     with open(csv_path) as fh:
         read = list(csv.DictReader(fh))
-    assert list(read[0]) == ["sample", "region", "class", "tissue_voxels", "class_voxels", "fraction"] and len(read) == 3
+    assert (
+        list(read[0]) == ["sample", "region", "class", "tissue_voxels", "class_voxels", "fraction"] and len(read) == 3
+    )
     png = fraction_boxplot(rows, tmp_path / "out" / "fractions.png")
     assert png.stat().st_size > 1000
     with pytest.raises(UserInputError, match="not in store"):

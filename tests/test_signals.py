@@ -4,7 +4,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -30,7 +29,9 @@ sys.exit(main(sys.argv[1:]))
 
 
 def dead_pid() -> int:
-    return int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout)
+    return int(
+        subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout
+    )
 
 
 def test_sigterm_during_import_cleans_up_and_exits_143(tmp_path):
@@ -74,6 +75,4 @@ def test_stale_temporaries_of_the_same_output_are_removed_by_the_next_write(tmp_
     write_volume(out, np.zeros((1, 2, 8, 8), np.uint8), (1.0, 1.0, 1.0), ["labels"])
     assert not stale.exists()
     assert live.exists() and other_host.exists() and unrelated.exists() and out.is_file()
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        [out.name, live.name, other_host.name, unrelated.name]
-    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([out.name, live.name, other_host.name, unrelated.name])

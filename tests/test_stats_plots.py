@@ -18,8 +18,19 @@ def _rows(model, values, cls="sinusoids", metric="f1"):
     ]
 
 
-@pytest.mark.parametrize("p, mark", [(0.0005, "***"), (0.001, "***"), (0.0011, "**"), (0.01, "**"),
-                                     (0.05, "*"), (0.0501, "n.s."), (1.0, "n.s."), (float("nan"), "n.s.")])
+@pytest.mark.parametrize(
+    "p, mark",
+    [
+        (0.0005, "***"),
+        (0.001, "***"),
+        (0.0011, "**"),
+        (0.01, "**"),
+        (0.05, "*"),
+        (0.0501, "n.s."),
+        (1.0, "n.s."),
+        (float("nan"), "n.s."),
+    ],
+)
 def test_stars(p, mark):
     assert stats.stars(p) == mark
 
@@ -47,7 +58,8 @@ def test_wilcoxon_zero_differences_and_too_few():
     a, b = [1, 2, 3, 4, 5, 6, 7], [1, 1, 1, 1, 1, 1, 9]
     for zm in ("wilcox", "zsplit", "pratt"):
         assert stats.wilcoxon(a, b, zero_method=zm).pvalue == pytest.approx(
-            st.wilcoxon(np.subtract(a, b), zero_method=zm).pvalue)
+            st.wilcoxon(np.subtract(a, b), zero_method=zm).pvalue
+        )
     with pytest.raises(stats.StatsError, match="no pairs"):
         stats.wilcoxon([], [])
     with pytest.raises(stats.StatsError, match="differ in length"):
@@ -99,19 +111,39 @@ def _png_ok(path):
 def test_plots_write_pngs(tmp_path):
     rng = np.random.default_rng(0)
     subsets = ["m_1", "m_2", "m_3", "m_12", "m_13", "m_23", "m_123"]
+
     def table(model, shift, cls):
-        return _rows(model, {(s, f): float(np.clip(0.5 + shift + 0.05 * len(s) + 0.02 * rng.normal(), 0, 1))
-                             for s in subsets for f in range(4)}, cls=cls)
+        return _rows(
+            model,
+            {
+                (s, f): float(np.clip(0.5 + shift + 0.05 * len(s) + 0.02 * rng.normal(), 0, 1))
+                for s in subsets
+                for f in range(4)
+            },
+            cls=cls,
+        )
+
     ref = table("MS", 0.0, "sinusoids") + table("MS", 0.0, "arteries")
-    models = {"MS-ME": table("MS-ME", 0.05, "sinusoids") + table("MS-ME", 0.05, "arteries"),
-              "MZ": table("MZ", -0.1, "sinusoids") + table("MZ", -0.1, "arteries")}
+    models = {
+        "MS-ME": table("MS-ME", 0.05, "sinusoids") + table("MS-ME", 0.05, "arteries"),
+        "MZ": table("MZ", -0.1, "sinusoids") + table("MZ", -0.1, "arteries"),
+    }
     out = plots.subset_ranking(ref, tmp_path / "rank.png")
     assert _png_ok(out)
     assert _png_ok(plots.relative_boxplot(models, ref, tmp_path / "rel.png", reference="MS"))
     groups = {"with m2": lambda s: "2" in s, "without m2": lambda s: "2" not in s}
     assert _png_ok(plots.grouped_comparison(ref, groups, tmp_path / "groups.png", cls="sinusoids"))
-    history = [{"epoch": e, "loss": 1.0 / e, "val_loss": 1.1 / e, "val_f1_sinusoids": 0.1 * e,
-                "val_mean_f1": 0.1 * e, "time": 1.0} for e in range(1, 6)]
+    history = [
+        {
+            "epoch": e,
+            "loss": 1.0 / e,
+            "val_loss": 1.1 / e,
+            "val_f1_sinusoids": 0.1 * e,
+            "val_mean_f1": 0.1 * e,
+            "time": 1.0,
+        }
+        for e in range(1, 6)
+    ]
     assert _png_ok(plots.training_curves(history, tmp_path / "curves.png"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["curves.png", "groups.png", "rank.png", "rel.png"]
     with pytest.raises(Exception, match="matches no rows"):

@@ -82,7 +82,9 @@ def test_disk_full_while_writing_the_index_keeps_the_store(tmp_path, monkeypatch
 
     monkeypatch.setattr(store_mod, "_fsync", full)
     with SampleStore(p, "a") as st:
-        with pytest.raises(StoreError, match="cannot update store .*a.h5: no space left on device; the store is unchanged"):
+        with pytest.raises(
+            StoreError, match="cannot update store .*a.h5: no space left on device; the store is unchanged"
+        ):
             st.write_sample(sample("s2", 1))
     assert p.read_bytes() == index_bytes
     assert sample_dir_files(p) == before and sorted(q.name for q in tmp_path.iterdir()) == ["a.h5", "a.h5.samples"]
@@ -122,7 +124,9 @@ def test_killed_writer_keeps_the_store_and_its_leftover_is_removed_next_time(tmp
         time.sleep(60)
         """
     )
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(REPO)})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(REPO)}
+    )
     assert proc.stdout.readline().strip() == b"ready"
     proc.send_signal(signal.SIGKILL)
     proc.wait()

@@ -57,6 +57,8 @@ def test_tensorboard_callback_is_keras_when_the_package_is_installed(tmp_path, m
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name, *a))
     assert isinstance(cb.tensorboard(tmp_path), cb.ScalarSummaries)
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "tensorboard" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: object() if name == "tensorboard" else real(name, *a)
+    )
     board = cb.tensorboard(tmp_path)
     assert isinstance(board, keras.callbacks.TensorBoard) and board.log_dir == str(tmp_path)

@@ -4,41 +4,13 @@ import json
 
 import numpy as np
 import pytest
+from conftest import TINY, make_tiny_store
 
 from marker_excite import run_dir as rd
-from marker_excite.data.sample import Sample
-from marker_excite.data.store import SampleStore
 from marker_excite.errors import UserInputError
-from marker_excite.markers import PAPER_MARKERS
 from marker_excite.models.zoo import model_config
 from marker_excite.run import TrainConfig, load_run, train_config
 from marker_excite.training import dry_run, train
-
-#: a tiny UNet: depth 2, 4 filters, 36 -> 20 px tiles
-TINY = dict(preset="small", depth=2, base_filters=4, input_size=36)
-
-
-def tiny_sample(name: str, rng: np.random.Generator, shape=(2, 40, 40)) -> Sample:
-    """Five markers; 'sinusoids' are random rectangles, bright in endomucin, endoglin and collagen, noise elsewhere."""
-    z, y, x = shape
-    label = np.zeros(shape, dtype=np.uint8)
-    for k in range(z):
-        for _ in range(8):
-            y0, x0 = rng.integers(0, y - 10), rng.integers(0, x - 10)
-            label[k, y0 : y0 + rng.integers(4, 11), x0 : x0 + rng.integers(4, 11)] = 1
-    image = rng.normal(0.0, 0.5, size=(5, *shape)).astype(np.float32)
-    image[1] += 3.0 * label
-    image[2] += 2.0 * label
-    image[3] += 1.0 * label
-    return Sample(name, image, PAPER_MARKERS, labels={"sinusoids": label})
-
-
-def make_tiny_store(path, n_samples: int = 6, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    with SampleStore(path, "w") as store:
-        for i in range(n_samples):
-            store.write_sample(tiny_sample(f"s{i}", rng))
-    return path
 
 
 def tiny_configs(name="MS-ME", **train_overrides):
@@ -61,8 +33,20 @@ def test_train_learns_and_writes_run_dir(store, tmp_path):
     mcfg, tcfg = tiny_configs(epochs=6)
     run = train(tmp_path / "run", mcfg, tcfg, store, progress=False)
     names = sorted(p.name for p in (tmp_path / "run").iterdir())
-    assert names == sorted([rd.MODEL_CONFIG, rd.TRAIN_CONFIG, rd.DATA_CONFIG, rd.VERSIONS, rd.BEST_WEIGHTS,
-                            rd.LAST_WEIGHTS, rd.CHECKPOINT, rd.LOG, rd.TENSORBOARD, rd.CURVES])
+    assert names == sorted(
+        [
+            rd.MODEL_CONFIG,
+            rd.TRAIN_CONFIG,
+            rd.DATA_CONFIG,
+            rd.VERSIONS,
+            rd.BEST_WEIGHTS,
+            rd.LAST_WEIGHTS,
+            rd.CHECKPOINT,
+            rd.LOG,
+            rd.TENSORBOARD,
+            rd.CURVES,
+        ]
+    )
     assert [r["epoch"] for r in run.history] == list(range(1, 7))
     assert set(run.history[0]) == {"epoch", "loss", "val_loss", "val_f1_sinusoids", "val_mean_f1", "time", "train_time"}
     losses = [r["loss"] for r in run.history]
@@ -123,7 +107,14 @@ def test_resume_with_other_config_names_fields(store, tmp_path):
     mcfg, tcfg = tiny_configs("MS", epochs=1)
     train(tmp_path / "run", mcfg, tcfg, store, progress=False)
     with pytest.raises(UserInputError) as err:
-        train(tmp_path / "run", mcfg.replace(base_filters=8), tcfg.replace(learning_rate=0.5), store, resume=True, progress=False)
+        train(
+            tmp_path / "run",
+            mcfg.replace(base_filters=8),
+            tcfg.replace(learning_rate=0.5),
+            store,
+            resume=True,
+            progress=False,
+        )
     msg = str(err.value)
     assert "\n" not in msg and "model_config.base_filters" in msg and "train_config.learning_rate" in msg
     assert "train_config.seed" not in msg
@@ -165,7 +156,9 @@ def test_explicit_split_plan_and_dry_run(store, tmp_path, capsys):
     default = dry_run(mcfg, tcfg, store, n_steps=1).fold
     restricted = dry_run(mcfg, tcfg.replace(train_samples=default.train[:1]), store, n_steps=1).fold
     assert restricted.train == default.train[:1] and (restricted.val, restricted.test) == (default.val, default.test)
-    with pytest.raises(UserInputError, match=rf"training sample\(s\) {default.test[0]} are not training samples of fold 0"):
+    with pytest.raises(
+        UserInputError, match=rf"training sample\(s\) {default.test[0]} are not training samples of fold 0"
+    ):
         dry_run(mcfg, tcfg.replace(train_samples=default.test[:1]), store)
     assert fold.test == ()
 
@@ -184,7 +177,9 @@ def test_resume_extends_finished_run_and_init_from(store, tmp_path):
     for x, y in zip(_weights(source.model), _weights(b.model)):
         np.testing.assert_allclose(x, y, atol=1e-6)
     assert json.loads((tmp_path / "b" / rd.DATA_CONFIG).read_text())["init_from"] == str((tmp_path / "a").resolve())
-    with pytest.raises(UserInputError, match=r"cannot initialise from .*a: its model differs in model_config.base_filters"):
+    with pytest.raises(
+        UserInputError, match=r"cannot initialise from .*a: its model differs in model_config.base_filters"
+    ):
         train(tmp_path / "c", mcfg.replace(base_filters=8), tcfg, store, progress=False, init_from=tmp_path / "a")
     with pytest.raises(UserInputError, match="not a run directory"):
         train(tmp_path / "d", mcfg, tcfg, store, progress=False, init_from=tmp_path / "nowhere")

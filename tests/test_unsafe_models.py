@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 import tensorflow as tf
-from test_inference import make_run
+from conftest import make_run
 
 from marker_excite.cli import main
 from marker_excite.export import export_run

@@ -31,7 +31,9 @@ def _ngff05(path, data_tczyx, scale, units, labels):
     axes = [{"name": "t", "type": "time"}, {"name": "c", "type": "channel"}]
     axes += [{"name": a, "type": "space", "unit": u} for a, u in zip("zyx", units)]
     datasets = [{"path": "s0", "coordinateTransformations": [{"type": "scale", "scale": [1.0, 1.0, *scale]}]}]
-    write_multiscales_metadata(group, datasets, fmt=FormatV05(), axes=axes, metadata={"omero": {"channels": [{"label": n} for n in labels]}})
+    write_multiscales_metadata(
+        group, datasets, fmt=FormatV05(), axes=axes, metadata={"omero": {"channels": [{"label": n} for n in labels]}}
+    )
 
 
 def test_write_ngff04_and_read_back(tmp_path, vol):
@@ -42,12 +44,19 @@ def test_write_ngff04_and_read_back(tmp_path, vol):
     attrs = json.loads((p / ".zattrs").read_text())
     ms = attrs["multiscales"][0]
     assert ms["version"] == "0.4" and [a["name"] for a in ms["axes"]] == ["c", "z", "y", "x"]
-    assert ms["datasets"] == [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1.0, 2.0, 0.45, 0.5]}]}]
+    assert ms["datasets"] == [
+        {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1.0, 2.0, 0.45, 0.5]}]}
+    ]
     assert zarr.open_array(str(p / "0"), mode="r").chunks == (1, 1, 20, 30)  # one slice per chunk
     node = next(iter(Reader(parse_url(str(p)))()))  # the field's reader sees names and scale
     assert node.metadata["channel_names"] == ["DAPI", "endomucin"]
     with open_volume(p) as r:
-        assert (r.markers, r.markers_source, r.spacing, r.spacing_source) == (("DAPI", "endomucin"), "file", (2.0, 0.45, 0.5), "file")
+        assert (r.markers, r.markers_source, r.spacing, r.spacing_source) == (
+            ("DAPI", "endomucin"),
+            "file",
+            (2.0, 0.45, 0.5),
+            "file",
+        )
         assert r.shape_czyx == (2, 3, 20, 30)
         for z in range(3):
             np.testing.assert_array_equal(r.read_slice(z), vol[:, z])
@@ -98,7 +107,7 @@ def test_zarr_writer_is_atomic(tmp_path, vol):
 def test_predict_and_import_with_ome_zarr(tmp_path):
     """predict reads OME-Zarr and writes OME-Zarr outputs with the input's calibration, identical to
     predicting the same stack from OME-TIFF; import reads OME-Zarr image and label folders."""
-    from test_inference import MARKERS, make_run
+    from conftest import MARKERS, make_run
 
     from marker_excite.data.sample_files import read_sample_files
     from marker_excite.inference import predict_file
@@ -109,8 +118,20 @@ def test_predict_and_import_with_ome_zarr(tmp_path):
     write_volume(tmp_path / "s.ome.zarr", image, (2.0, 0.7, 0.7), MARKERS)
     write_volume(tmp_path / "s.ome.tif", image, (2.0, 0.7, 0.7), MARKERS)
     model = load_predictor(run_dir)
-    predict_file(model, tmp_path / "s.ome.zarr", labels=tmp_path / "l.ome.zarr", probabilities=tmp_path / "p.ome.zarr", progress=False)
-    predict_file(model, tmp_path / "s.ome.tif", labels=tmp_path / "l.ome.tif", probabilities=tmp_path / "p.ome.tif", progress=False)
+    predict_file(
+        model,
+        tmp_path / "s.ome.zarr",
+        labels=tmp_path / "l.ome.zarr",
+        probabilities=tmp_path / "p.ome.zarr",
+        progress=False,
+    )
+    predict_file(
+        model,
+        tmp_path / "s.ome.tif",
+        labels=tmp_path / "l.ome.tif",
+        probabilities=tmp_path / "p.ome.tif",
+        progress=False,
+    )
     for name in ("l", "p"):
         with open_volume(tmp_path / f"{name}.ome.zarr") as z, open_volume(tmp_path / f"{name}.ome.tif") as t:
             assert z.spacing == (2.0, 0.7, 0.7) and z.markers == t.markers and z.dtype == t.dtype

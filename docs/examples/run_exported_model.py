@@ -173,7 +173,10 @@ def main():
     used = [(c, panel.index(n.lower())) for c, n in enumerate(names) if n.lower() in panel]
     for c, n in enumerate(names):
         if n.lower() not in panel:
-            print(f"notice: channel {c} {n!r} is not a marker of the model ({', '.join(card['markers'])}); skipped", file=sys.stderr)
+            print(
+                f"notice: channel {c} {n!r} is not a marker of the model ({', '.join(card['markers'])}); skipped",
+                file=sys.stderr,
+            )
     if not used:
         raise SystemExit(f"no channel of {args.stack} is a marker of the model: {card['markers']}")
 
@@ -189,7 +192,10 @@ def main():
     model_yx = card.get("spacing_zyx_um") and [float(s) for s in card["spacing_zyx_um"][1:]]
     work_yx = (y, x)
     if model_yx and None in spacing[1:]:
-        print(f"notice: pixel size of {args.stack} unknown (give --pixel-size); not resampled to the model's {model_yx} µm", file=sys.stderr)
+        print(
+            f"notice: pixel size of {args.stack} unknown (give --pixel-size); not resampled to the model's {model_yx} µm",
+            file=sys.stderr,
+        )
     elif model_yx and not np.allclose(spacing[1:], model_yx, rtol=1e-6):
         work_yx = tuple(max(1, int(round(n * s / t))) for n, s, t in zip((y, x), spacing[1:], model_yx))
     probs = np.empty((z, len(card["outputs"]), y, x), np.float32)

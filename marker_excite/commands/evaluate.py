@@ -16,8 +16,9 @@ HELP = "evaluate a run on its fold's test samples for every marker subset (tidy 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", required=True, help="run directory written by `train`")
     parser.add_argument("--store", help="sample store (default: the one the run was trained on)")
-    parser.add_argument("--subsets",
-                        help="subsets to evaluate, e.g. 'm_125,m_4' or 'DAPI+collagen,endomucin' (default: all 2^K-1)")
+    parser.add_argument(
+        "--subsets", help="subsets to evaluate, e.g. 'm_125,m_4' or 'DAPI+collagen,endomucin' (default: all 2^K-1)"
+    )
     parser.add_argument("--samples", help="comma-separated samples (default: the fold's test samples)")
     parser.add_argument("--weights", default="best", choices=("best", "last"), help="which weights (default best)")
     parser.add_argument("--batch-size", type=int, help="patches per forward pass")
@@ -42,8 +43,9 @@ def run(args: argparse.Namespace) -> int:
     check_output_path(plot, overwrite=args.overwrite)
     run_ = load_run(args.run, weights=args.weights)
     samples = [s.strip() for s in args.samples.split(",") if s.strip()] if args.samples else None
-    rows = evaluate_run(run_, args.store, subsets=args.subsets, samples=samples, batch_size=args.batch_size,
-                        progress=not args.quiet)
+    rows = evaluate_run(
+        run_, args.store, subsets=args.subsets, samples=samples, batch_size=args.batch_size, progress=not args.quiet
+    )
     write_results(rows, out, overwrite=args.overwrite)
     evaluated = samples if samples is not None else list(run_.fold.test)
     subset_ranking(rows, plot, title=f"{run_.name}, fold {run_.train_config.fold}",
@@ -53,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
         f1 = [r for r in rows if r["metric"] == "f1"]
         best = max(f1, key=lambda r: r["value"])
         mean = sum(r["value"] for r in f1) / len(f1)
-        print(f"{len({r['subset'] for r in f1})} subsets: mean F1 {mean:.4f}, best {best['subset']} "
-              f"({best['class']}) {best['value']:.4f}; wrote {out} and {plot}")
+        print(
+            f"{len({r['subset'] for r in f1})} subsets: mean F1 {mean:.4f}, best {best['subset']} "
+            f"({best['class']}) {best['value']:.4f}; wrote {out} and {plot}"
+        )
     return 0

@@ -18,8 +18,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("output", help="directory to create for the SavedModel, or OUT.zip for --format bioimageio")
     parser.add_argument("--format", default="savedmodel", choices=("savedmodel", "bioimageio"),
                         help="savedmodel (default) or a bioimage.io model package (.zip, model format 0.5)")  # fmt: skip
-    parser.add_argument("--fixed-markers", help="bioimageio: single-input model for exactly these markers, e.g. DAPI,collagen")
-    parser.add_argument("--sample", help="bioimageio: stack to cut the test tile from (default: a test sample of the run's store)")
+    parser.add_argument(
+        "--fixed-markers", help="bioimageio: single-input model for exactly these markers, e.g. DAPI,collagen"
+    )
+    parser.add_argument(
+        "--sample", help="bioimageio: stack to cut the test tile from (default: a test sample of the run's store)"
+    )
     parser.add_argument("--author", action="append", default=[], help="bioimageio: author name (repeatable)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing export")
 
@@ -32,7 +36,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"exported {args.run} -> {path} (signature {SERVING_SIGNATURE}; see {path / CARD_NAME})")
         return 0
     fixed = [m.strip() for m in args.fixed_markers.split(",")] if args.fixed_markers else None
-    path = export_bioimageio(args.run, args.output, fixed_markers=fixed, sample=args.sample, authors=args.author, overwrite=args.overwrite)
+    path = export_bioimageio(
+        args.run, args.output, fixed_markers=fixed, sample=args.sample, authors=args.author, overwrite=args.overwrite
+    )
     flavour = f"single input {', '.join(fixed)}" if fixed else "inputs image + availability"
     print(f"exported {args.run} -> {path} (bioimage.io model package, {flavour})")
     return 0

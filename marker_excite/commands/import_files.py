@@ -9,14 +9,14 @@ the panel's spelling.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from marker_excite.commands.options import add_option
 from marker_excite.data.io import check_spacing
-from marker_excite.data.sample_files import open_sample_files
 from marker_excite.data.resample import resample_notice, resample_to_shape, target_shape
 from marker_excite.data.sample import TISSUE
+from marker_excite.data.sample_files import open_sample_files
 from marker_excite.data.store import SampleInfo, SampleStore
 from marker_excite.errors import UserInputError
 from marker_excite.markers import PAPER_MARKERS, MarkerPanel
@@ -67,7 +67,9 @@ def import_sample(
     space = check_spacing(spacing) if spacing is not None else None
     if target_spacing is not None and not target_spacing > 0:
         raise UserInputError(f"target spacing must be a positive number of µm, got {target_spacing}")
-    with open_sample_files(image, markers=markers, labels=label_files, annotated=annotated, spacing=space, axes=axes) as files:
+    with open_sample_files(
+        image, markers=markers, labels=label_files, annotated=annotated, spacing=space, axes=axes
+    ) as files:
         vol = files.image
         if vol.markers_source == "default":
             raise UserInputError(f"{vol.path} does not name its {vol.shape_czyx[0]} channel(s): give --channel-names")
@@ -93,7 +95,10 @@ def import_sample(
                 overwrite=overwrite, compression=compression,
             )  # fmt: skip
             # not on a terminal (logs): the final line, and a half-way line only when that took 30 s
-            with writer, Progress(nz, f"import {name}", unit="slice", every=50, min_interval=30, enabled=progress) as bar:
+            with (
+                writer,
+                Progress(nz, f"import {name}", unit="slice", every=50, min_interval=30, enabled=progress) as bar,
+            ):
                 for z in range(nz):
                     img, labs = files.read_slice(z)
                     img = resample_to_shape(img, out_yx, order=1)
@@ -137,17 +142,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--store", required=True, help="sample store (HDF5) to add the sample to; created if missing")
     parser.add_argument("--name", required=True, help="sample name in the store")
-    parser.add_argument("--image", required=True,
-                        help="image file: .tif/.ome.tif, .h5 (file.h5:dataset), .ims, or an .ome.zarr folder")
-    add_option(parser, "--channel-names", old="--markers",
-               help="name of each channel of the file in order, comma-separated; '-' skips a channel "
-                    "(required when the file names none)")
+    parser.add_argument(
+        "--image", required=True, help="image file: .tif/.ome.tif, .h5 (file.h5:dataset), .ims, or an .ome.zarr folder"
+    )
+    add_option(
+        parser,
+        "--channel-names",
+        old="--markers",
+        help="name of each channel of the file in order, comma-separated; '-' skips a channel "
+        "(required when the file names none)",
+    )
     parser.add_argument(
         "--label", action="append", type=_label_arg, default=[], metavar="CLASS=FILE",
         help="label file for a class (repeatable), e.g. sinusoids=sin.tif; non-zero voxels belong to the class",
     )  # fmt: skip
     parser.add_argument("--tissue", help="tissue mask file (stored as class 'tissue')")
-    parser.add_argument("--annotated", help="annotated slices: 'all' or indices like 0,3,5-8 (default: slices with labels)")
+    parser.add_argument(
+        "--annotated", help="annotated slices: 'all' or indices like 0,3,5-8 (default: slices with labels)"
+    )
     parser.add_argument("--region", help="anatomical region, e.g. diaphysis or metaphysis")
     parser.add_argument("--spacing", help="voxel size z,y,x in µm (overrides the file's)")
     parser.add_argument(
@@ -159,7 +171,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="allowed marker names, comma-separated (default: the paper's panel); 'any' accepts every name",
     )  # fmt: skip
     parser.add_argument("--axes", help="axes of the image file when not recorded in it, e.g. ZCYX")
-    parser.add_argument("--compression", choices=("gzip", "lzf"), help="compress the stored image (default: none, fastest)")
+    parser.add_argument(
+        "--compression", choices=("gzip", "lzf"), help="compress the stored image (default: none, fastest)"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace a sample of the same name")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
 
@@ -170,7 +184,9 @@ def run(args: argparse.Namespace) -> int:
         if cls in labels:
             raise UserInputError(f"label class {cls!r} given twice")
         labels[cls] = path
-    panel = None if args.panel.strip().lower() == "any" else MarkerPanel(tuple(p.strip() for p in args.panel.split(",")))
+    panel = (
+        None if args.panel.strip().lower() == "any" else MarkerPanel(tuple(p.strip() for p in args.panel.split(",")))
+    )
     info = import_sample(
         args.store, args.name, args.image, markers=args.channel_names, labels=labels, tissue=args.tissue,
         annotated=args.annotated, region=args.region, spacing=args.spacing, target_spacing=args.target_spacing,

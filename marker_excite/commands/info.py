@@ -57,11 +57,15 @@ def describe(card: dict[str, Any]) -> str:
         ]
         if t.get("markers_seen") is not None:
             unseen = [m for m in card["markers"] if m not in t["markers_seen"]]
-            lines.append(f"trained on   {', '.join(t['markers_seen'])}"
-                         + (f" (never seen: {', '.join(unseen)}; predict refuses them without --allow-unseen)" if unseen else ""))
+            lines.append(
+                f"trained on   {', '.join(t['markers_seen'])}"
+                + (f" (never seen: {', '.join(unseen)}; predict refuses them without --allow-unseen)" if unseen else "")
+            )
     versions = (card.get("software") or {}).get("trained_with") or {}
     if versions:
-        lines.append(f"trained with tensorflow {versions.get('tensorflow')}, marker_excite {versions.get('marker_excite')}")
+        lines.append(
+            f"trained with tensorflow {versions.get('tensorflow')}, marker_excite {versions.get('marker_excite')}"
+        )
     return "\n".join(lines)
 
 

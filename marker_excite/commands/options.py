@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 
-
 #: attribute of the parsed namespace that collects deprecation notices (printed by the CLI on success,
 #: so that a failing command still prints exactly one line)
 NOTICES = "_notices"

@@ -16,22 +16,48 @@ HELP = "segment a whole stack (TIFF/OME-TIFF/HDF5/.ims) with a run directory or 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="run directory (from `train`) or exported model directory (from `export`)")
-    parser.add_argument("input", help="stack file or OME-Zarr folder; HDF5 datasets as file.h5:path, store samples as store.h5:sample")
-    parser.add_argument("--labels", help="label volume to write (.ome.tif/.tif, .h5 or .ome.zarr): 0 background, c = c-th class")
-    parser.add_argument("--probabilities", help="probability volume to write (.ome.tif/.tif, .h5 or .ome.zarr), channels background + classes")
-    parser.add_argument("--prob-dtype", default="float32", choices=("float32", "uint8", "uint16"),
-                        help="probability storage: float32, or round(p*255) / round(p*65535) (default float32)")
-    add_option(parser, "--use", old="--markers",
-               help="feed only these markers of the model's panel (names like DAPI,collagen or m_125; default: all the stack has)")
-    parser.add_argument("--channel-names",
-                        help="name of each channel of the stack in order, comma-separated; '-' skips a channel (overrides the file's names)")
+    parser.add_argument(
+        "input", help="stack file or OME-Zarr folder; HDF5 datasets as file.h5:path, store samples as store.h5:sample"
+    )
+    parser.add_argument(
+        "--labels", help="label volume to write (.ome.tif/.tif, .h5 or .ome.zarr): 0 background, c = c-th class"
+    )
+    parser.add_argument(
+        "--probabilities",
+        help="probability volume to write (.ome.tif/.tif, .h5 or .ome.zarr), channels background + classes",
+    )
+    parser.add_argument(
+        "--prob-dtype",
+        default="float32",
+        choices=("float32", "uint8", "uint16"),
+        help="probability storage: float32, or round(p*255) / round(p*65535) (default float32)",
+    )
+    add_option(
+        parser,
+        "--use",
+        old="--markers",
+        help="feed only these markers of the model's panel (names like DAPI,collagen or m_125; default: all the stack has)",
+    )
+    parser.add_argument(
+        "--channel-names",
+        help="name of each channel of the stack in order, comma-separated; '-' skips a channel (overrides the file's names)",
+    )
     parser.add_argument("--spacing", help="voxel size z,y,x in µm (overrides the file's)")
-    parser.add_argument("--allow-unseen", action="store_true",
-                        help="feed markers that no training sample of the model had (refused by default)")
-    parser.add_argument("--preview", help="picture to write (.png/.pdf/.svg): the input markers as a colour overlay "
-                        "next to the predicted label contours and probabilities")
-    parser.add_argument("--preview-slice", metavar="Z",
-                        help="slice shown by --preview: a number (from 0) or 'mip' (maximum projection; default: the middle slice)")
+    parser.add_argument(
+        "--allow-unseen",
+        action="store_true",
+        help="feed markers that no training sample of the model had (refused by default)",
+    )
+    parser.add_argument(
+        "--preview",
+        help="picture to write (.png/.pdf/.svg): the input markers as a colour overlay "
+        "next to the predicted label contours and probabilities",
+    )
+    parser.add_argument(
+        "--preview-slice",
+        metavar="Z",
+        help="slice shown by --preview: a number (from 0) or 'mip' (maximum projection; default: the middle slice)",
+    )
     parser.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass (default 4)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     parser.add_argument("--quiet", action="store_true", help="no progress output")

@@ -15,20 +15,30 @@ HELP = "volume fractions of the segmented classes within the tissue mask, per sa
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_argument_group("input: a store segmented with a model, OR predicted label volumes")
-    source.add_argument("--store", help="sample store (.h5); its samples are segmented with --model, regions from the store")
+    source.add_argument(
+        "--store", help="sample store (.h5); its samples are segmented with --model, regions from the store"
+    )
     source.add_argument("--model", help="run directory or exported model that segments the store")
     source.add_argument("--samples", help="store samples to quantify, comma-separated (default: all)")
-    add_option(source, "--use", old="--markers", help="segment with only these markers of the model's panel (names or m_125)")
+    add_option(
+        source, "--use", old="--markers", help="segment with only these markers of the model's panel (names or m_125)"
+    )
     source.add_argument("--labels", nargs="+", help="label volumes written by `predict --labels`")
     source.add_argument("--images", nargs="+", help="the image stack of each label volume (for the tissue mask)")
     source.add_argument("--classes", help="class names of label values 1, 2, ... (default: the --model's classes)")
     source.add_argument("--regions", help="region of each label volume, comma-separated")
-    source.add_argument("--channel-names", help="name of each channel of the --images in order, comma-separated; '-' skips a channel")
+    source.add_argument(
+        "--channel-names", help="name of each channel of the --images in order, comma-separated; '-' skips a channel"
+    )
     tissue = parser.add_argument_group("tissue mask: a tissue model, else an Otsu threshold on smoothed DAPI")
     tissue.add_argument("--tissue-run", help="run directory or exported model of a DAPI-only tissue model")
     tissue.add_argument("--dapi", default="DAPI", help="channel name used by the threshold fallback (default DAPI)")
-    tissue.add_argument("--sigma", type=float, default=2.0, help="threshold fallback: Gaussian sigma in pixels (default 2)")
-    tissue.add_argument("--min-size", type=int, default=64, help="threshold fallback: smallest object kept, pixels (default 64)")
+    tissue.add_argument(
+        "--sigma", type=float, default=2.0, help="threshold fallback: Gaussian sigma in pixels (default 2)"
+    )
+    tissue.add_argument(
+        "--min-size", type=int, default=64, help="threshold fallback: smallest object kept, pixels (default 64)"
+    )
     parser.add_argument("-o", "--output", required=True, help="CSV file to write")
     parser.add_argument("--plot", help="box plot to write (.png/.pdf/.svg)")
     parser.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass (default 4)")

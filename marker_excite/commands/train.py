@@ -21,39 +21,82 @@ DEFAULT_PRESET = "paper"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", required=True, help="sample store (.h5) made by `synth` or `import`")
     parser.add_argument("--run", required=True, help="run directory to create (or to continue with --resume)")
-    parser.add_argument("--model", default="MS-ME", help="zoo model name: MS-ME, MS, MZ, UB, MS-SE, HeMIS, ... (default: MS-ME)")
-    parser.add_argument("--preset", choices=("paper", "small", "cpu"),
-                        help="paper: 572->388 px tiles, batch 2, 200 epochs (GPU-sized; without a GPU a note gives the "
-                             "estimated time); small: 124->84 px, 20-epoch CPU demo; cpu: 124->84 px, the CPU "
-                             "reproduction schedule (60 x 25 steps, cosine rate) (default: paper)")
-    add_option(parser, "--panel", old="--markers",
-               help="the model's marker vocabulary, comma-separated; for UB the subset (default: the paper's five, "
-               "DAPI,endomucin,endoglin,collagen,CXCL12-GFP)")
-    parser.add_argument("--classes", default="sinusoids", help="classes to segment, comma-separated (default: sinusoids)")
+    parser.add_argument(
+        "--model", default="MS-ME", help="zoo model name: MS-ME, MS, MZ, UB, MS-SE, HeMIS, ... (default: MS-ME)"
+    )
+    parser.add_argument(
+        "--preset",
+        choices=("paper", "small", "cpu"),
+        help="paper: 572->388 px tiles, batch 2, 200 epochs (GPU-sized; without a GPU a note gives the "
+        "estimated time); small: 124->84 px, 20-epoch CPU demo; cpu: 124->84 px, the CPU "
+        "reproduction schedule (60 x 25 steps, cosine rate) (default: paper)",
+    )
+    add_option(
+        parser,
+        "--panel",
+        old="--markers",
+        help="the model's marker vocabulary, comma-separated; for UB the subset (default: the paper's five, "
+        "DAPI,endomucin,endoglin,collagen,CXCL12-GFP)",
+    )
+    parser.add_argument(
+        "--classes", default="sinusoids", help="classes to segment, comma-separated (default: sinusoids)"
+    )
     parser.add_argument("--fold", type=int, default=0, help="cross-validation fold (default: 0)")
-    parser.add_argument("--train-samples", help="training samples, comma-separated: with --val-samples an explicit "
-                        "split, alone the fold trains only on these of its training samples (default: the fold's)")
-    parser.add_argument("--val-samples", help="validation samples, comma-separated (explicit split, replaces the fold; default: the fold's)")
-    parser.add_argument("--test-samples", help="test samples of an explicit split, comma-separated, '' = none (default: none)")
+    parser.add_argument(
+        "--train-samples",
+        help="training samples, comma-separated: with --val-samples an explicit "
+        "split, alone the fold trains only on these of its training samples (default: the fold's)",
+    )
+    parser.add_argument(
+        "--val-samples",
+        help="validation samples, comma-separated (explicit split, replaces the fold; default: the fold's)",
+    )
+    parser.add_argument(
+        "--test-samples", help="test samples of an explicit split, comma-separated, '' = none (default: none)"
+    )
     parser.add_argument("--n-folds", type=int, help="number of folds (default: 4)")
-    parser.add_argument("--epochs", type=int, help="number of epochs (default: the preset's: paper 200, small 20, cpu 60)")
-    parser.add_argument("--batch-size", type=int, help="patches per step (default: the preset's: paper 2, small 8, cpu 8)")
-    parser.add_argument("--learning-rate", type=float, help="Adam learning rate (default: 0.001; cosine-decayed in the cpu preset)")
+    parser.add_argument(
+        "--epochs", type=int, help="number of epochs (default: the preset's: paper 200, small 20, cpu 60)"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, help="patches per step (default: the preset's: paper 2, small 8, cpu 8)"
+    )
+    parser.add_argument(
+        "--learning-rate", type=float, help="Adam learning rate (default: 0.001; cosine-decayed in the cpu preset)"
+    )
     parser.add_argument("--seed", type=int, help="random seed (default: 0)")
-    parser.add_argument("--patience", type=int, help="stop after this many epochs without a better validation F1 (default: never)")
-    parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
-                        help="random flips / 90-degree rotations of training patches (default: off, as in the paper)")
-    parser.add_argument("--marker-panels",
-                        help="heterogeneous training panels: JSON file or 'sample=DAPI+collagen;sample2=endomucin' "
-                             "(default: every sample's own markers)")
+    parser.add_argument(
+        "--patience", type=int, help="stop after this many epochs without a better validation F1 (default: never)"
+    )
+    parser.add_argument(
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="random flips / 90-degree rotations of training patches (default: off, as in the paper)",
+    )
+    parser.add_argument(
+        "--marker-panels",
+        help="heterogeneous training panels: JSON file or 'sample=DAPI+collagen;sample2=endomucin' "
+        "(default: every sample's own markers)",
+    )
     parser.add_argument("--model-config", help="JSON model config, replaces --model/--preset/--panel (default: none)")
     parser.add_argument("--train-config", help="JSON training config, replaces the training options (default: none)")
-    parser.add_argument("--init-from", metavar="RUN", help="start from the best weights of another run, same model (default: random initialisation)")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="print the split, patches per sample and the time per epoch (3 timed steps), write nothing")
+    parser.add_argument(
+        "--init-from",
+        metavar="RUN",
+        help="start from the best weights of another run, same model (default: random initialisation)",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the split, patches per sample and the time per epoch (3 timed steps), write nothing",
+    )
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--resume", action="store_true",
-                       help="continue an interrupted run from its last epoch; with a larger --epochs, extend a finished run")
+    group.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run from its last epoch; with a larger --epochs, extend a finished run",
+    )
     group.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
 
@@ -105,8 +148,12 @@ def build_configs(args: argparse.Namespace):
         overrides = {
             k: v
             for k, v in dict(
-                epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed,
-                patience=args.patience, n_folds=args.n_folds,
+                epochs=args.epochs,
+                batch_size=args.batch_size,
+                learning_rate=args.learning_rate,
+                seed=args.seed,
+                patience=args.patience,
+                n_folds=args.n_folds,
             ).items()
             if v is not None
         }
@@ -176,9 +223,11 @@ def gpu_sized_notice(plan) -> str:
     from marker_excite.progress import format_duration
 
     epoch = plan.seconds_per_step * plan.steps_per_epoch
-    return (f"note: no --preset given: the paper preset is sized for a GPU and no GPU is visible; here an epoch takes "
-            f"~{format_duration(epoch)} and its {plan.epochs} epochs ~{format_duration(epoch * plan.epochs)} plus "
-            "validation. On a CPU choose --preset cpu (the CPU reproduction schedule) or --preset small (a 20-epoch demo)")
+    return (
+        f"note: no --preset given: the paper preset is sized for a GPU and no GPU is visible; here an epoch takes "
+        f"~{format_duration(epoch)} and its {plan.epochs} epochs ~{format_duration(epoch * plan.epochs)} plus "
+        "validation. On a CPU choose --preset cpu (the CPU reproduction schedule) or --preset small (a 20-epoch demo)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -195,13 +244,23 @@ def run(args: argparse.Namespace) -> int:
     if _paper_preset_on_cpu(args) and not args.quiet:
         print(gpu_sized_notice(dry_run(mcfg, tcfg, args.store)), flush=True)
     try:
-        result = train(args.run, mcfg, tcfg, args.store, resume=args.resume, overwrite=args.overwrite,
-                       progress=not args.quiet, init_from=args.init_from)
+        result = train(
+            args.run,
+            mcfg,
+            tcfg,
+            args.store,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            progress=not args.quiet,
+            init_from=args.init_from,
+        )
     except OSError as exc:
         if not is_disk_full(exc):
             raise
         raise UserInputError(disk_full_message(Path(args.run))) from None
     if not args.quiet and result.best_epoch is not None:
         best = next(r for r in result.history if int(r["epoch"]) == result.best_epoch)
-        print(f"run {result.run_dir}: best epoch {result.best_epoch}, validation mean F1 {float(best['val_mean_f1']):.4f}")
+        print(
+            f"run {result.run_dir}: best epoch {result.best_epoch}, validation mean F1 {float(best['val_mean_f1']):.4f}"
+        )
     return 0

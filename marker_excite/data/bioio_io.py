@@ -77,12 +77,16 @@ class BioioVolume(VolumeReader):
         except VolumeError:
             raise
         except Exception as exc:  # noqa: BLE001 - the readers raise many types for corrupt files
-            raise VolumeError(f"{self.path}: not a readable {BIOIO_FORMATS[self.path.suffix.lower()][1]} file: {exc}") from None
+            raise VolumeError(
+                f"{self.path}: not a readable {BIOIO_FORMATS[self.path.suffix.lower()][1]} file: {exc}"
+            ) from None
         size = dict(zip(dims.order, dims.shape))
         if size.get("T", 1) > 1:
             raise VolumeError(f"{self.path}: time series ({size['T']} time points) are not supported")
         if size.get("S", 1) > 1:
-            raise VolumeError(f"{self.path}: RGB images ({size['S']} samples per pixel) are not supported; save the channels separately")
+            raise VolumeError(
+                f"{self.path}: RGB images ({size['S']} samples per pixel) are not supported; save the channels separately"
+            )
         self.shape_czyx = (size.get("C", 1), size.get("Z", 1), size["Y"], size["X"])
         self.dtype = np.dtype(self._image.dtype)
         self.mode = self.path.suffix.lower().lstrip(".")

@@ -8,8 +8,8 @@ fold's training samples.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -100,8 +100,10 @@ def explicit_fold(
     one set only; every name must be one of ``sample_names``. Samples in none of the sets are unused.
     """
     known = [str(s) for s in sample_names]
-    sets = {role: _check_names(role, names, known, "in the store") for role, names in
-            (("training", train), ("validation", val), ("test", test))}
+    sets = {
+        role: _check_names(role, names, known, "in the store")
+        for role, names in (("training", train), ("validation", val), ("test", test))
+    }
     for role in ("training", "validation"):
         if not sets[role]:
             raise UserInputError(f"give at least one {role} sample")

@@ -8,9 +8,9 @@ subclass, plus one entry in :data:`FORMATS`.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 from marker_excite.data.bioio_io import BIOIO_SUFFIXES, BioioVolume
 from marker_excite.data.hdf5_io import HDF5_MAGIC, HDF5_SUFFIXES, IMS_SUFFIXES, H5Volume, H5Writer, ImsVolume, is_ims
@@ -66,13 +66,38 @@ class Format:
 
 #: Every format, in the order of the messages that list them.
 FORMATS: tuple[Format, ...] = (
-    Format("tiff", "TIFF/OME-TIFF", TIFF_SUFFIXES, TiffVolume, TiffWriter, reader_options=("axes",), magic=TIFF_MAGIC,
-           output_hint=".ome.tif/.tif (OME-TIFF)"),
-    Format("hdf5", "HDF5", HDF5_SUFFIXES, H5Volume, H5Writer, reader_options=("dataset", "axes"), magic=HDF5_MAGIC,
-           inner_paths=True, output_hint=".h5 (HDF5)"),
+    Format(
+        "tiff",
+        "TIFF/OME-TIFF",
+        TIFF_SUFFIXES,
+        TiffVolume,
+        TiffWriter,
+        reader_options=("axes",),
+        magic=TIFF_MAGIC,
+        output_hint=".ome.tif/.tif (OME-TIFF)",
+    ),
+    Format(
+        "hdf5",
+        "HDF5",
+        HDF5_SUFFIXES,
+        H5Volume,
+        H5Writer,
+        reader_options=("dataset", "axes"),
+        magic=HDF5_MAGIC,
+        inner_paths=True,
+        output_hint=".h5 (HDF5)",
+    ),
     Format("ims", "Imaris", IMS_SUFFIXES, ImsVolume, inside="hdf5", recognise=is_ims, inner_paths=True),
-    Format("zarr", "OME-Zarr", ZARR_SUFFIXES, ZarrVolume, ZarrWriter, folder=True, recognise=is_zarr,
-           output_hint=".ome.zarr (OME-Zarr)"),
+    Format(
+        "zarr",
+        "OME-Zarr",
+        ZARR_SUFFIXES,
+        ZarrVolume,
+        ZarrWriter,
+        folder=True,
+        recognise=is_zarr,
+        output_hint=".ome.zarr (OME-Zarr)",
+    ),
     # CZI / ND2 / LIF through bioio plugins (the optional `formats` extra); `file.lif:scene` names a scene
     Format("bioio", "CZI/ND2/LIF", BIOIO_SUFFIXES, BioioVolume, reader_options=("dataset",), inner_paths=True),
 )

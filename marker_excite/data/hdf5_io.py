@@ -5,14 +5,22 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import h5py
 import numpy as np
 
 from marker_excite.data.store import index_entries
-from marker_excite.data.volume import FormatWriter, VolumeError, VolumeReader, _AxesArray, _canonical_axes, _decode, _split_names
+from marker_excite.data.volume import (
+    FormatWriter,
+    VolumeError,
+    VolumeReader,
+    _AxesArray,
+    _canonical_axes,
+    _decode,
+    _split_names,
+)
 
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
 IMS_SUFFIXES = (".ims",)
@@ -66,7 +74,9 @@ class H5Volume(VolumeReader):
                 try:
                     self._file = f = h5py.File(file, "r")
                 except OSError as exc:
-                    raise VolumeError(f"{self.path}: cannot read the file {file} of sample {dataset!r}: {exc}") from None
+                    raise VolumeError(
+                        f"{self.path}: cannot read the file {file} of sample {dataset!r}: {exc}"
+                    ) from None
             g = f[group]
             try:
                 return g["image"], [_decode(m) for m in g.attrs["markers"]], tuple(g.attrs["spacing"])
@@ -119,7 +129,9 @@ class ImsVolume(VolumeReader):
             self._datasets = [base[k]["Data"] for k in keys]
             for k, ds in zip(keys, self._datasets):
                 if ds.ndim != 3 or ds.shape[0] < nz or ds.shape[1] < ny or ds.shape[2] < nx:
-                    raise VolumeError(f"{self.path}: {k} data has shape {ds.shape}, smaller than Z,Y,X = {(nz, ny, nx)}")
+                    raise VolumeError(
+                        f"{self.path}: {k} data has shape {ds.shape}, smaller than Z,Y,X = {(nz, ny, nx)}"
+                    )
             self.shape_czyx = (len(keys), nz, ny, nx)
             self.dtype = np.dtype(self._datasets[0].dtype)
             self._check_data()
@@ -192,11 +204,18 @@ class H5Writer(FormatWriter):
     ``element_size_um`` and ``axes``."""
 
     def __init__(
-        self, tmp: Path, shape_czyx: Sequence[int], dtype: np.dtype, spacing: Sequence[float], channel_names: Sequence[str]
+        self,
+        tmp: Path,
+        shape_czyx: Sequence[int],
+        dtype: np.dtype,
+        spacing: Sequence[float],
+        channel_names: Sequence[str],
     ) -> None:
         _, _, y, x = shape_czyx
         self._h5 = h5py.File(tmp, "w")
-        ds = self._h5.create_dataset("data", shape=tuple(shape_czyx), dtype=dtype, chunks=(1, 1, min(y, 4096), min(x, 4096)))
+        ds = self._h5.create_dataset(
+            "data", shape=tuple(shape_czyx), dtype=dtype, chunks=(1, 1, min(y, 4096), min(x, 4096))
+        )
         ds.attrs["markers"] = np.array(channel_names, dtype=h5py.string_dtype())
         ds.attrs["spacing"] = np.asarray(spacing, dtype=np.float64)
         ds.attrs["element_size_um"] = np.asarray(spacing, dtype=np.float64)

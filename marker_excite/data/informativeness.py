@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import scipy.ndimage as ndi
@@ -114,6 +114,7 @@ def phantom_informativeness(
     Trained on a diaphyseal and a metaphyseal sample (seeds ``seed``, ``seed + 1``), tested on two other
     ones (``seed + 2``, ``seed + 3``); every slice is annotated.
     """
+
     def pair(first: int, tag: str) -> list[Sample]:
         return [
             generate_sample(f"{tag}{k}", shape_zyx, region=region, seed=first + k, annotated_every=1)

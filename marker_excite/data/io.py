@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from marker_excite.data.formats import inner_path_suffixes, reading_format
 from marker_excite.data.volume import VolumeError, VolumeReader, check_marker_names, check_spacing

@@ -26,9 +26,9 @@ training epoch ``e`` of a run seeded ``seed`` is the stream seeded :func:`epoch_
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import islice
-from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -45,7 +45,9 @@ DEFAULT_CACHE_BYTES = 2 * 1024**3
 EPOCH_PREFETCH = 4
 
 
-def patch_index(store: SampleStore | str | os.PathLike, samples: Sequence[str], output_size: int) -> list[tuple[str, int, int, int]]:
+def patch_index(
+    store: SampleStore | str | os.PathLike, samples: Sequence[str], output_size: int
+) -> list[tuple[str, int, int, int]]:
     """Every training/evaluation patch as ``(sample, z, y0, x0)``: annotated slices x output tiles.
 
     ``(y0, x0)`` is the origin of the output tile in slice coordinates; the input tile is centred on it.
@@ -59,7 +61,9 @@ def patch_index(store: SampleStore | str | os.PathLike, samples: Sequence[str], 
         return out
 
 
-def class_pixel_counts(store: SampleStore | str | os.PathLike, samples: Sequence[str], classes: Sequence[str]) -> np.ndarray:
+def class_pixel_counts(
+    store: SampleStore | str | os.PathLike, samples: Sequence[str], classes: Sequence[str]
+) -> np.ndarray:
     """Voxel counts ``[1 + C]`` (background first, counted per voxel) over the annotated slices of ``samples``."""
     with _opened(store) as st:
         total = np.zeros(1 + len(classes), dtype=np.int64)
@@ -117,7 +121,10 @@ class PatchSource:
             raise UserInputError(f"marker_panels names sample(s) not in the store: {', '.join(unknown)}")
         self.plans = [self._plan(store.info(n), panels.get(n), given) for n in samples]
         self.index = [
-            (i, z, t) for i, p in enumerate(self.plans) for z in store.info(p.name).annotated_slices for t in range(len(p.layout))
+            (i, z, t)
+            for i, p in enumerate(self.plans)
+            for z in store.info(p.name).annotated_slices
+            for t in range(len(p.layout))
         ]
         if not self.index:
             raise UserInputError(f"samples {', '.join(samples)} have no annotated slices")
@@ -400,4 +407,3 @@ class _opened:
     def __exit__(self, *exc) -> None:
         if not self._given and self.store is not None:
             self.store.close()
-

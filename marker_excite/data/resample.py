@@ -7,13 +7,12 @@ resample there and back returns the original size and geometry.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage
 
 from marker_excite.errors import UserInputError
-
 
 #: Resampling may change the pixel size by at most this factor (either way); more means a wrong voxel size.
 MAX_SCALE = 100.0
@@ -26,7 +25,9 @@ def target_shape(shape_yx: Sequence[int], spacing_yx: Sequence[float], target_yx
     pixels or blown up beyond memory means the voxel size or the target is wrong).
     """
     if len(spacing_yx) != 2 or len(target_yx) != 2 or min(*spacing_yx, *target_yx) <= 0:
-        raise UserInputError(f"spacing {tuple(spacing_yx)} and target {tuple(target_yx)} must be two positive sizes (y, x)")
+        raise UserInputError(
+            f"spacing {tuple(spacing_yx)} and target {tuple(target_yx)} must be two positive sizes (y, x)"
+        )
     for s, t in zip(spacing_yx, target_yx):
         if not 1 / MAX_SCALE <= s / t <= MAX_SCALE:
             raise UserInputError(
@@ -79,11 +80,6 @@ def resample_slice(
 ) -> np.ndarray:
     """Resample ``image [C, Y, X]`` (or ``[Y, X]``) from ``spacing_yx`` to ``target_yx`` µm (float32)."""
     return resample_to_shape(image, target_shape(np.shape(image)[-2:], spacing_yx, target_yx), order=order)
-
-
-def resample_labels(labels: np.ndarray, spacing_yx: Sequence[float], target_yx: Sequence[float]) -> np.ndarray:
-    """Nearest-neighbour resampling of a label slice ``[Y, X]`` (dtype kept)."""
-    return resample_to_shape(labels, target_shape(np.shape(labels)[-2:], spacing_yx, target_yx), order=0)
 
 
 def restore_slice(data: np.ndarray, shape_yx: Sequence[int], order: int = 1) -> np.ndarray:

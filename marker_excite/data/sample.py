@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import numpy as np
 
@@ -91,13 +91,15 @@ class Sample:
                 f"sample {self.name!r}: annotated mask has shape {self.annotated.shape}, expected ({self.shape_zyx[0]},)"
             )
 
-    def with_markers(self, keep: Mapping[str, bool] | tuple[str, ...]) -> "Sample":
+    def with_markers(self, keep: Mapping[str, bool] | tuple[str, ...]) -> Sample:
         """A copy restricted to the given marker names (order of this sample kept)."""
         names = tuple(keep) if not isinstance(keep, Mapping) else tuple(k for k, v in keep.items() if v)
         low = [m.lower() for m in self.markers]
         missing = [n for n in names if n.lower() not in low]
         if missing:
-            raise SampleError(f"sample {self.name!r} has no marker(s) {', '.join(missing)}; it has {', '.join(self.markers)}")
+            raise SampleError(
+                f"sample {self.name!r} has no marker(s) {', '.join(missing)}; it has {', '.join(self.markers)}"
+            )
         idx = [i for i, m in enumerate(self.markers) if m.lower() in {n.lower() for n in names}]
         return Sample(
             name=self.name,

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 import numpy as np
 
-from marker_excite.data.sample import Sample
 from marker_excite.data.io import VolumeError, VolumeReader, open_volume
+from marker_excite.data.sample import Sample
 
 
 @dataclass
@@ -34,7 +34,7 @@ class SampleFiles:
         for r in self.labels.values():
             r.close()
 
-    def __enter__(self) -> "SampleFiles":
+    def __enter__(self) -> SampleFiles:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -125,7 +125,9 @@ def read_sample_files(
 ) -> Sample:
     """Read an image and its label files into an in-memory :class:`Sample` (small data; large stacks:
     :func:`open_sample_files` + :meth:`SampleStore.create_sample`)."""
-    with open_sample_files(image, markers=markers, labels=labels, annotated=annotated, spacing=spacing, axes=axes) as files:
+    with open_sample_files(
+        image, markers=markers, labels=labels, annotated=annotated, spacing=spacing, axes=axes
+    ) as files:
         vol = files.image
         img = np.empty(vol.shape_czyx, dtype=np.float32)
         labs = {c: np.zeros(vol.shape_zyx, dtype=np.uint8) for c in files.labels}

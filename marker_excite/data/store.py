@@ -24,9 +24,9 @@ import re
 import secrets
 import shutil
 import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping, Sequence
 
 import h5py
 import numpy as np
@@ -60,8 +60,16 @@ class StoreError(UserInputError):
 
 def check_item_name(name: str, what: str) -> str:
     """Refuse sample / class names that cannot be HDF5 names: empty, ``.``, ``..``, ``/`` or control characters."""
-    if not isinstance(name, str) or not name.strip() or name in (".", "..") or "/" in name or re.search(r"[\x00-\x1f]", name):
-        raise StoreError(f"{what} name {name!r} must be non-empty, not '.' or '..', and contain no '/' or control characters")
+    if (
+        not isinstance(name, str)
+        or not name.strip()
+        or name in (".", "..")
+        or "/" in name
+        or re.search(r"[\x00-\x1f]", name)
+    ):
+        raise StoreError(
+            f"{what} name {name!r} must be non-empty, not '.' or '..', and contain no '/' or control characters"
+        )
     return name
 
 
@@ -142,7 +150,7 @@ class SampleWriter:
 
     def __init__(
         self,
-        store: "SampleStore",
+        store: SampleStore,
         tmp: Path,
         h5: h5py.File,
         name: str,
@@ -188,7 +196,9 @@ class SampleWriter:
         image = np.asarray(image)
         expected = (len(self.markers), ny, nx)
         if image.shape != expected:
-            raise StoreError(f"sample {self.name!r} slice {z}: image shape {image.shape}, expected {expected} (C, Y, X)")
+            raise StoreError(
+                f"sample {self.name!r} slice {z}: image shape {image.shape}, expected {expected} (C, Y, X)"
+            )
         if np.issubdtype(image.dtype, np.floating):
             bad = ~np.isfinite(image).reshape(image.shape[0], -1).all(axis=1)
             if bad.any():
@@ -228,7 +238,9 @@ class SampleWriter:
             out[known[cls.lower()]] = (lab != 0).astype(np.uint8)
         missing = [c for c in self.classes if c not in out]
         if require_all and missing:
-            raise StoreError(f"sample {self.name!r}: annotated slice {z} has no label for class(es) {', '.join(missing)}")
+            raise StoreError(
+                f"sample {self.name!r}: annotated slice {z} has no label for class(es) {', '.join(missing)}"
+            )
         return out
 
     @contextlib.contextmanager
@@ -278,7 +290,7 @@ class SampleWriter:
         self._done = True
         self._store._writers.discard(self)
 
-    def __enter__(self) -> "SampleWriter":
+    def __enter__(self) -> SampleWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -331,7 +343,9 @@ def read_index(path: Path) -> StoreIndex:
     if not path.exists():
         raise StoreError(f"store {path} does not exist")
     if path.is_dir():
-        raise StoreError(f"store {path} is a folder; a store is its index file (e.g. data.h5, next to data.h5.samples/)")
+        raise StoreError(
+            f"store {path} is a folder; a store is its index file (e.g. data.h5, next to data.h5.samples/)"
+        )
     with _open_h5(path, "r") as f:
         return index_entries(f, path)
 
@@ -390,7 +404,7 @@ class SampleStore:
             if self.mode != "r" and not self.path.exists():
                 _remove_empty_sample_dir(self._sample_dir)
 
-    def __enter__(self) -> "SampleStore":
+    def __enter__(self) -> SampleStore:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -447,7 +461,9 @@ class SampleStore:
         if len(shape) != 3 or min(shape) < 1:
             raise StoreError(f"sample {name!r}: shape must be 3 positive sizes (Z, Y, X), got {shape}")
         if len(classes) > MAX_CLASSES or len({c.lower() for c in classes}) != len(classes):
-            raise StoreError(f"sample {name!r}: label classes must be unique and at most {MAX_CLASSES}, got {list(classes)}")
+            raise StoreError(
+                f"sample {name!r}: label classes must be unique and at most {MAX_CLASSES}, got {list(classes)}"
+            )
         if name in self._entries and not overwrite:
             raise StoreError(f"sample {name!r} already exists in store {self.path} (use overwrite to replace it)")
         try:
@@ -469,11 +485,17 @@ class SampleStore:
             g.attrs["complete"] = False
             chunk_yx = (min(ny, _MAX_CHUNK_SIDE), min(nx, _MAX_CHUNK_SIDE))
             g.create_dataset(
-                "image", shape=(len(markers), *shape), dtype=np.dtype(dtype), chunks=(1, 1, *chunk_yx), compression=compression
+                "image",
+                shape=(len(markers), *shape),
+                dtype=np.dtype(dtype),
+                chunks=(1, 1, *chunk_yx),
+                compression=compression,
             )
             lg = g.create_group("labels")
             for cls in classes:
-                lg.create_dataset(cls, shape=shape, dtype=np.uint8, chunks=(1, *chunk_yx), compression=compression or "gzip")
+                lg.create_dataset(
+                    cls, shape=shape, dtype=np.uint8, chunks=(1, *chunk_yx), compression=compression or "gzip"
+                )
         except BaseException as exc:
             with contextlib.suppress(Exception):
                 h5.close()
@@ -673,9 +695,13 @@ class SampleStore:
                     attrs=json.loads(_as_str(g.attrs.get("attrs", "{}"))),
                 )
             except (KeyError, ValueError, TypeError) as exc:
-                raise StoreError(f"sample {name!r} in store {self.path} is damaged (missing or invalid data: {exc})") from None
+                raise StoreError(
+                    f"sample {name!r} in store {self.path} is damaged (missing or invalid data: {exc})"
+                ) from None
             except OSError as exc:
-                raise StoreError(f"cannot read sample {name!r} from {self.path} (corrupt or truncated file): {exc}") from None
+                raise StoreError(
+                    f"cannot read sample {name!r} from {self.path} (corrupt or truncated file): {exc}"
+                ) from None
         return self._infos[name]
 
     def read_slice(self, name: str, z: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -764,7 +790,9 @@ def _open_h5(path: Path, mode: str) -> h5py.File:
     except OSError as exc:
         text = str(exc)
         if "lock" in text.lower():
-            raise StoreError(f"store file {path} is in use by another process (locked): {text.splitlines()[0]}") from None
+            raise StoreError(
+                f"store file {path} is in use by another process (locked): {text.splitlines()[0]}"
+            ) from None
         if isinstance(exc, PermissionError) or "errno = 13" in text:
             raise StoreError(f"store file {path} is not readable: permission denied") from None
         raise StoreError(f"cannot open {path} as HDF5 (corrupt, truncated or not HDF5): {exc}") from None

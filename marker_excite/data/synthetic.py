@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -199,7 +199,9 @@ def preset_specs(
     if region is not None:
         reg = _check_region(region)
         lo, hi = SINUSOID_FRACTION[reg]
-        specs = tuple(replace(s, region=reg, sinusoid_fraction=float(np.clip(s.sinusoid_fraction, lo, hi))) for s in specs)
+        specs = tuple(
+            replace(s, region=reg, sinusoid_fraction=float(np.clip(s.sinusoid_fraction, lo, hi))) for s in specs
+        )
     return specs
 
 

@@ -9,14 +9,20 @@ import re
 import struct
 import xml.etree.ElementTree as ET
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import tifffile
 
 from marker_excite.data.volume import (
-    _UNIT_TO_UM, FormatWriter, VolumeError, VolumeReader, _AxesArray, _canonical_axes, _split_names,
+    _UNIT_TO_UM,
+    FormatWriter,
+    VolumeError,
+    VolumeReader,
+    _AxesArray,
+    _canonical_axes,
+    _split_names,
 )
 
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8")
@@ -84,7 +90,9 @@ def _split_pages(path: Path, shape: tuple[int, ...], axes: str | None, n_markers
         return shape
     lead = axes.upper()[:2]
     if sorted(lead) != ["C", "Z"] or not n_markers:
-        raise VolumeError(f"{path}: axes {axes!r} do not fit data of shape {shape}; give --channel-names with ZCYX / CZYX")
+        raise VolumeError(
+            f"{path}: axes {axes!r} do not fit data of shape {shape}; give --channel-names with ZCYX / CZYX"
+        )
     pages = shape[0]
     if pages % n_markers:
         raise VolumeError(f"{path}: {pages} pages cannot be split into {n_markers} channels")
@@ -294,7 +302,12 @@ class TiffWriter(FormatWriter):
     metadata, see :func:`add_imagej_description`). Slices are written in place into the data area."""
 
     def __init__(
-        self, tmp: Path, shape_czyx: Sequence[int], dtype: np.dtype, spacing: Sequence[float], channel_names: Sequence[str]
+        self,
+        tmp: Path,
+        shape_czyx: Sequence[int],
+        dtype: np.dtype,
+        spacing: Sequence[float],
+        channel_names: Sequence[str],
     ) -> None:
         c, z, y, x = shape_czyx
         sz, sy, sx = spacing

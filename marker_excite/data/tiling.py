@@ -19,8 +19,8 @@ All functions work on arrays ``[..., Y, X]`` (any leading axes: channels, slices
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -58,7 +58,7 @@ class TileLayout:
             raise UserInputError(f"slice shape must be two positive sizes (Y, X), got {self.shape_yx}")
 
     @classmethod
-    def for_geometry(cls, shape_yx: Sequence[int], geometry, input_size: int) -> "TileLayout":
+    def for_geometry(cls, shape_yx: Sequence[int], geometry, input_size: int) -> TileLayout:
         """Layout for a :class:`~marker_excite.models.geometry.UNetGeometry` at ``input_size``."""
         return cls(tuple(shape_yx), int(input_size), int(geometry.output_size(input_size)))  # type: ignore[arg-type]
 
@@ -136,7 +136,9 @@ class TileLayout:
 
     def _check(self, array: np.ndarray) -> None:
         if array.ndim < 2 or tuple(array.shape[-2:]) != self.shape_yx:
-            raise UserInputError(f"array of shape {array.shape} does not end in the layout's slice shape {self.shape_yx}")
+            raise UserInputError(
+                f"array of shape {array.shape} does not end in the layout's slice shape {self.shape_yx}"
+            )
 
 
 class Stitcher:

@@ -11,8 +11,8 @@ A format (:mod:`~marker_excite.data.tiff_io`, :mod:`~marker_excite.data.hdf5_io`
 from __future__ import annotations
 
 import abc
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 import tifffile
@@ -155,7 +155,7 @@ class VolumeReader:
     def close(self) -> None:
         """Release the file."""
 
-    def __enter__(self) -> "VolumeReader":
+    def __enter__(self) -> VolumeReader:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -248,7 +248,7 @@ class FormatWriter(abc.ABC):
     folder: bool = False
 
     @classmethod
-    def check_target(cls, path: Path) -> None:
+    def check_target(cls, path: Path) -> None:  # noqa: B027 - an optional hook, nothing to check by default
         """Refuse an existing ``path`` that this format must not replace (nothing to check by default)."""
 
     @abc.abstractmethod
@@ -259,7 +259,7 @@ class FormatWriter(abc.ABC):
     def finish(self) -> None:
         """Every slice is in: complete the volume, flush and close (a full disk shows here at the latest)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - an optional hook, for formats that hold open files
         """Release open files without completing the volume (when writing is aborted)."""
 
 

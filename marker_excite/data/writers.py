@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -69,7 +69,9 @@ class VolumeWriter:
         self._closed = self._finished = False
         try:
             with self._failing_write():
-                self._writer = self._writer_class(self._tmp, self.shape_czyx, self.dtype, self.spacing, self.channel_names)
+                self._writer = self._writer_class(
+                    self._tmp, self.shape_czyx, self.dtype, self.spacing, self.channel_names
+                )
         except BaseException as exc:
             self._discard(exc)
             raise
@@ -150,7 +152,7 @@ class VolumeWriter:
         else:
             self._tmp.unlink(missing_ok=True)
 
-    def __enter__(self) -> "VolumeWriter":
+    def __enter__(self) -> VolumeWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

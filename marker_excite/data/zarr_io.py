@@ -13,13 +13,19 @@ channel names as ``omero`` labels; written into a temporary folder renamed into 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from marker_excite.data.volume import (
-    _UNIT_TO_UM, FormatWriter, VolumeError, VolumeReader, _AxesArray, _canonical_axes, _split_names,
+    _UNIT_TO_UM,
+    FormatWriter,
+    VolumeError,
+    VolumeReader,
+    _AxesArray,
+    _canonical_axes,
+    _split_names,
 )
 
 ZARR_SUFFIXES = (".zarr",)
@@ -66,7 +72,9 @@ class ZarrVolume(VolumeReader):
             axes = list("tczyx"[-array.ndim :])  # NGFF 0.1 / 0.2: always (t, c, z, y, x)
         letters = "".join(_AXIS_LETTERS.get(a.lower(), "?") for a in axes)
         if "T" in letters and array.shape[letters.index("T")] > 1:
-            raise VolumeError(f"{self.path}: time series ({array.shape[letters.index('T')]} time points) are not supported")
+            raise VolumeError(
+                f"{self.path}: time series ({array.shape[letters.index('T')]} time points) are not supported"
+            )
         n_user = len(_split_names(markers)) if markers is not None else None
         canon = _canonical_axes(self.path, letters.replace("T", "1"), array.shape, n_user)
         self._reader = _AxesArray(array, canon)
@@ -107,7 +115,14 @@ class ZarrWriter(FormatWriter):
         if path.exists() and not has_zarr_metadata(path):
             raise VolumeError(f"{path} exists and is not a zarr folder; refusing to replace it")
 
-    def __init__(self, tmp: Path, shape_czyx: Sequence[int], dtype: np.dtype, spacing: Sequence[float], channel_names: Sequence[str]) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        shape_czyx: Sequence[int],
+        dtype: np.dtype,
+        spacing: Sequence[float],
+        channel_names: Sequence[str],
+    ) -> None:
         import zarr
 
         c, z, y, x = shape_czyx
@@ -129,4 +144,6 @@ class ZarrWriter(FormatWriter):
         axes = [{"name": "c", "type": "channel"}] + [{"name": a, "type": "space", "unit": "micrometer"} for a in "zyx"]
         datasets = [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1.0, sz, sy, sx]}]}]
         omero = {"channels": [{"label": name, "active": True} for name in self.channel_names]}
-        write_multiscales_metadata(self.group, datasets, fmt=FormatV04(), axes=axes, name="image", metadata={"omero": omero})
+        write_multiscales_metadata(
+            self.group, datasets, fmt=FormatV04(), axes=axes, name="image", metadata={"omero": omero}
+        )

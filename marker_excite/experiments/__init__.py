@@ -25,34 +25,16 @@ Heterogeneous training panels (Fig. 4, Cases 1-6) are reconstructed from the pap
 
 from __future__ import annotations
 
-from marker_excite.experiments.spec import (
-    Analysis,
-    CASES,
-    EVALUATION_CSV,
-    Experiment,
-    ExperimentError,
-    FIGURES,
-    Group,
-    GroupTest,
-    Job,
-    PAPER_PANEL,
-    PRESETS,
-    Preset,
-    RELATIVE_CSV,
-    RESULTS_CSV,
-    RUNS,
-    Ranking,
-    Relative,
-    STATS_JSON,
-    Subset,
-    all_subsets,
-    assign_panels,
-    m_total,
-    m_ub,
-    parse_shard,
-    preset,
-    shuffled_table,
-    ub_ratio,
+from marker_excite.experiments.aggregate import (
+    AggregateResult,
+    aggregate,
+    load_results,
+    select,
+)
+from marker_excite.experiments.cli import (
+    build_parser,
+    csv_list,
+    script_main,
 )
 from marker_excite.experiments.paper import (
     DEFAULT_ABLATIONS,
@@ -76,21 +58,39 @@ from marker_excite.experiments.runner import (
     run_job,
     run_jobs,
 )
-from marker_excite.experiments.aggregate import (
-    AggregateResult,
-    aggregate,
-    load_results,
-    select,
+from marker_excite.experiments.spec import (
+    CASES,
+    EVALUATION_CSV,
+    FIGURES,
+    PAPER_PANEL,
+    PRESETS,
+    RELATIVE_CSV,
+    RESULTS_CSV,
+    RUNS,
+    STATS_JSON,
+    Analysis,
+    Experiment,
+    ExperimentError,
+    Group,
+    GroupTest,
+    Job,
+    Preset,
+    Ranking,
+    Relative,
+    Subset,
+    all_subsets,
+    assign_panels,
+    m_total,
+    m_ub,
+    parse_shard,
+    preset,
+    shuffled_table,
+    ub_ratio,
 )
 from marker_excite.experiments.table1 import (
     m2_f1,
     quantification_subset,
     quantify_experiment,
-)
-from marker_excite.experiments.cli import (
-    build_parser,
-    csv_list,
-    script_main,
 )
 
 __all__ = [

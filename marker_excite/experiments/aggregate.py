@@ -6,9 +6,10 @@ import dataclasses
 import itertools
 import os
 import sys
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -16,8 +17,20 @@ from marker_excite.atomic import write_json
 from marker_excite.errors import UserInputError
 from marker_excite.experiments.runner import is_done, report_dir, run_dir
 from marker_excite.experiments.spec import (
-    CASES, EVALUATION_CSV, Experiment, ExperimentError, FIGURES, GroupTest, RELATIVE_CSV,
-    RESULTS_CSV, RUNS, Ranking, Relative, STATS_JSON, m_ub, ub_ratio,
+    CASES,
+    EVALUATION_CSV,
+    FIGURES,
+    RELATIVE_CSV,
+    RESULTS_CSV,
+    RUNS,
+    STATS_JSON,
+    Experiment,
+    ExperimentError,
+    GroupTest,
+    Ranking,
+    Relative,
+    m_ub,
+    ub_ratio,
 )
 
 
@@ -37,14 +50,24 @@ def load_results(source: str | os.PathLike) -> list[dict[str, Any]]:
     return [row for f in files for row in read_results(f)]
 
 
-def select(rows: Iterable[Mapping], *, model: str | None = None, cls: str | None = None, metric: str | None = "f1",
-           case: str | None = None, subsets: Iterable[str] | None = None) -> list[Mapping]:
+def select(
+    rows: Iterable[Mapping],
+    *,
+    model: str | None = None,
+    cls: str | None = None,
+    metric: str | None = "f1",
+    case: str | None = None,
+    subsets: Iterable[str] | None = None,
+) -> list[Mapping]:
     """Rows matching every given field (``case=None`` keeps rows of any case; ``""`` only homogeneous ones)."""
     keep = None if subsets is None else set(subsets)
     return [
-        r for r in rows
-        if (model is None or r.get("model") == model) and (cls is None or r.get("class") == cls)
-        and (metric is None or r.get("metric") == metric) and (case is None or (r.get("case") or "") == case)
+        r
+        for r in rows
+        if (model is None or r.get("model") == model)
+        and (cls is None or r.get("class") == cls)
+        and (metric is None or r.get("metric") == metric)
+        and (case is None or (r.get("case") or "") == case)
         and (keep is None or r.get("subset") in keep)
     ]
 
@@ -63,7 +86,9 @@ def _ranking(a: Ranking, rows: list[Mapping], figures: Path) -> dict[str, Any]:
     sel = select(rows, model=a.model, case="")
     figure = plots.subset_ranking(sel, figures / f"{a.name}.png", title=f"{a.model}: subsets ranked by mean F1")
     classes = list(dict.fromkeys(r["class"] for r in sel))
-    ranking = {c: [dict(subset=s, mean=m, sd=sd, n=n) for s, m, sd, n in plots.rank_subsets(sel, cls=c)] for c in classes}
+    ranking = {
+        c: [dict(subset=s, mean=m, sd=sd, n=n) for s, m, sd, n in plots.rank_subsets(sel, cls=c)] for c in classes
+    }
     return {"kind": "ranking", "model": a.model, "figure": str(figure), "ranking": ranking}
 
 
@@ -73,11 +98,18 @@ def _group_test(a: GroupTest, rows: list[Mapping], figures: Path) -> dict[str, A
     sel = select(rows, model=a.model, cls=a.cls, case="")
     values = [[float(r["value"]) for r in sel if g.contains(r["subset"])] for g in a.groups]
     test = stats.mann_whitney(*values)
-    figure = plots.grouped_comparison(sel, {g.label: g.contains for g in a.groups}, figures / f"{a.name}.png",
-                                      cls=a.cls, title=f"{a.model}, {a.cls}")
+    figure = plots.grouped_comparison(
+        sel, {g.label: g.contains for g in a.groups}, figures / f"{a.name}.png", cls=a.cls, title=f"{a.model}, {a.cls}"
+    )
     means = {g.label: float(np.mean(v)) if v else None for g, v in zip(a.groups, values)}
-    return {"kind": "groups", "model": a.model, "class": a.cls, "figure": str(figure), "means": means,
-            "test": significance_summary(test)}
+    return {
+        "kind": "groups",
+        "model": a.model,
+        "class": a.cls,
+        "figure": str(figure),
+        "means": means,
+        "test": significance_summary(test),
+    }
 
 
 def _relative(a: Relative, rows: list[Mapping], figures: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -103,8 +135,15 @@ def _relative(a: Relative, rows: list[Mapping], figures: Path) -> tuple[dict[str
         for c in [*classes, None] if len(classes) > 1 else classes:
             sel = [r for r in mrows if c is None or r["class"] == c]
             paired = stats.pair_rows(sel, ref)
-            tests.append(significance_summary(stats.wilcoxon(paired.a, paired.b), model=m, reference=a.reference,
-                                    **{"class": c or "all"}, mean_difference=float(np.mean(paired.differences))))
+            tests.append(
+                significance_summary(
+                    stats.wilcoxon(paired.a, paired.b),
+                    model=m,
+                    reference=a.reference,
+                    **{"class": c or "all"},
+                    mean_difference=float(np.mean(paired.differences)),
+                )
+            )
     pairwise = [
         significance_summary(stats.compare_paired(model_rows[x], model_rows[y]), model=x, versus=y)
         for x, y in itertools.combinations(a.models, 2)
@@ -188,7 +227,7 @@ def aggregate(
         "missing": missing,
         "external": external_info,
         "significance": "Wilcoxon signed-rank paired by (class, subset, fold); Mann-Whitney U for groups; "
-                        "* p<=0.05, ** p<=0.01, *** p<=0.001",
+        "* p<=0.05, ** p<=0.01, *** p<=0.001",
         "analyses": analyses,
     }
     stats_json = write_json(report / STATS_JSON, summary)

@@ -5,15 +5,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
-
+from typing import Any
 
 from marker_excite.errors import UserInputError
 from marker_excite.experiments.aggregate import aggregate
 from marker_excite.experiments.paper import EXPERIMENTS, experiment
 from marker_excite.experiments.runner import run_jobs
-from marker_excite.experiments.spec import Experiment, PRESETS, parse_shard
+from marker_excite.experiments.spec import PRESETS, Experiment, parse_shard
 
 
 def csv_list(text: str) -> list[str]:
@@ -24,17 +24,37 @@ def csv_list(text: str) -> list[str]:
 def build_parser(name: str, description: str) -> argparse.ArgumentParser:
     """The options shared by every script in ``experiments/``."""
     parser = argparse.ArgumentParser(prog=f"experiments/{name}.py", description=description)
-    parser.add_argument("--preset", default="small", choices=sorted(PRESETS),
-                        help="paper: the paper's models and schedule (GPU); small: CPU-sized (default)")
-    parser.add_argument("--out", type=Path, default=Path("results") / name, help="output folder (default: results/<name>)")
-    parser.add_argument("--store", type=Path, default=None,
-                        help="sample store to use (default: the preset's phantom, generated into --out)")
+    parser.add_argument(
+        "--preset",
+        default="small",
+        choices=sorted(PRESETS),
+        help="paper: the paper's models and schedule (GPU); small: CPU-sized (default)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("results") / name, help="output folder (default: results/<name>)"
+    )
+    parser.add_argument(
+        "--store",
+        type=Path,
+        default=None,
+        help="sample store to use (default: the preset's phantom, generated into --out)",
+    )
     parser.add_argument("--shard", default="1/1", help="run shard i of n (e.g. 2/4) of the job list")
-    parser.add_argument("--no-resume", dest="resume", action="store_false",
-                        help="retrain jobs of this shard from scratch (default: skip finished jobs, resume interrupted ones)")
-    parser.add_argument("--classes", type=csv_list, default=None, help="comma-separated classes (default: the preset's)")
-    parser.add_argument("--folds", type=lambda s: [int(x) for x in csv_list(s)], default=None,
-                        help="comma-separated folds (default: the preset's)")
+    parser.add_argument(
+        "--no-resume",
+        dest="resume",
+        action="store_false",
+        help="retrain jobs of this shard from scratch (default: skip finished jobs, resume interrupted ones)",
+    )
+    parser.add_argument(
+        "--classes", type=csv_list, default=None, help="comma-separated classes (default: the preset's)"
+    )
+    parser.add_argument(
+        "--folds",
+        type=lambda s: [int(x) for x in csv_list(s)],
+        default=None,
+        help="comma-separated folds (default: the preset's)",
+    )
     parser.add_argument("--epochs", type=int, default=None, help="override the preset's number of epochs")
     parser.add_argument("--list", action="store_true", help="print the job ids of this shard and exit")
     parser.add_argument("--aggregate-only", action="store_true", help="only aggregate finished jobs")
@@ -42,9 +62,14 @@ def build_parser(name: str, description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def script_main(name: str, argv: Sequence[str] | None = None, *, add_arguments: Callable | None = None,
-                options: Callable[[argparse.Namespace], dict[str, Any]] | None = None,
-                after: Callable[[Experiment, argparse.Namespace], None] | None = None) -> int:
+def script_main(
+    name: str,
+    argv: Sequence[str] | None = None,
+    *,
+    add_arguments: Callable | None = None,
+    options: Callable[[argparse.Namespace], dict[str, Any]] | None = None,
+    after: Callable[[Experiment, argparse.Namespace], None] | None = None,
+) -> int:
     """Entry point of the scripts in ``experiments/``: build, run (one shard), aggregate, report.
 
     ``add_arguments(parser)`` adds script options; ``options(args)`` turns them into builder options;
@@ -52,16 +77,26 @@ def script_main(name: str, argv: Sequence[str] | None = None, *, add_arguments: 
     Returns the exit status (2 with a one-line message for bad input).
     """
     parser = build_parser(name, (EXPERIMENTS[name].__doc__ or name).splitlines()[0])
-    parser.add_argument("--ub-results", type=Path, default=None,
-                        help="output folder (or results CSV) of fig1_upper_bound, the UB reference (Figs. 3e, 4); "
-                             "default: the UB runs in --out")
+    parser.add_argument(
+        "--ub-results",
+        type=Path,
+        default=None,
+        help="output folder (or results CSV) of fig1_upper_bound, the UB reference (Figs. 3e, 4); "
+        "default: the UB runs in --out",
+    )
     if add_arguments:
         add_arguments(parser)
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        exp = experiment(name, args.preset, classes=args.classes, folds=args.folds, epochs=args.epochs,
-                         **(options(args) if options else {}))
+        exp = experiment(
+            name,
+            args.preset,
+            classes=args.classes,
+            folds=args.folds,
+            epochs=args.epochs,
+            **(options(args) if options else {}),
+        )
         shard = parse_shard(args.shard)
         if args.list:
             print("\n".join(j.job_id for j in exp.shard(*shard)))
@@ -69,11 +104,15 @@ def script_main(name: str, argv: Sequence[str] | None = None, *, add_arguments: 
         progress = not args.quiet
         if not args.aggregate_only:
             summary = run_jobs(exp, args.out, store=args.store, shard=shard, resume=args.resume, progress=progress)
-            print(f"{name}: shard {shard[0]}/{shard[1]}: ran {len(summary.ran)}, skipped {len(summary.skipped)} "
-                  f"finished job(s) in {summary.seconds / 60:.1f} min")
+            print(
+                f"{name}: shard {shard[0]}/{shard[1]}: ran {len(summary.ran)}, skipped {len(summary.skipped)} "
+                f"finished job(s) in {summary.seconds / 60:.1f} min"
+            )
             if summary.remaining:
-                print(f"{len(summary.remaining)} job(s) of {name} are not finished (other shards?); "
-                      f"when all are, run again with --aggregate-only")
+                print(
+                    f"{len(summary.remaining)} job(s) of {name} are not finished (other shards?); "
+                    f"when all are, run again with --aggregate-only"
+                )
                 return 0
         external = {"UB": args.ub_results or args.out} if "UB" in exp.external else None
         result = aggregate(exp, args.out, external=external, progress=progress)

@@ -2,28 +2,54 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
-
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from marker_excite.experiments.spec import (
-    CASES, PAPER_PANEL, Analysis, Experiment, ExperimentError, Group, GroupTest, Job, Preset, Ranking, Relative,
-    all_subsets, m_ub, preset, shuffled_table,
+    CASES,
+    PAPER_PANEL,
+    Analysis,
+    Experiment,
+    ExperimentError,
+    Group,
+    GroupTest,
+    Job,
+    Preset,
+    Ranking,
+    Relative,
+    all_subsets,
+    m_ub,
+    preset,
+    shuffled_table,
 )
-
 
 #: ME placement ablations of Fig. 3f,g run by default (MS-ME itself is E+B+D).
 DEFAULT_ABLATIONS: tuple[str, ...] = (
-    "MS-ME-I", "MS-ME-E", "MS-ME-B", "MS-ME-D", "MS-ME-EB", "MS-ME-ED", "MS-ME-BD", "MS-ME-IEBD",
+    "MS-ME-I",
+    "MS-ME-E",
+    "MS-ME-B",
+    "MS-ME-D",
+    "MS-ME-EB",
+    "MS-ME-ED",
+    "MS-ME-BD",
+    "MS-ME-IEBD",
 )
 
 _SINUSOID_GROUPS = (
     GroupTest("fig1d", "sinusoids", (Group("M2s: m2 or m3", any_of="m_23"), Group("M1s: no m2, m3", none_of="m_23"))),
-    GroupTest("fig1e", "sinusoids", (Group("M1Bs: m4, no m2, m3", all_of="m_4", none_of="m_23"),
-                                     Group("M1As: no m2, m3, m4", none_of="m_234"))),
+    GroupTest(
+        "fig1e",
+        "sinusoids",
+        (Group("M1Bs: m4, no m2, m3", all_of="m_4", none_of="m_23"), Group("M1As: no m2, m3, m4", none_of="m_234")),
+    ),
 )
 _ARTERY_GROUPS = (
     GroupTest("fig1h", "arteries", (Group("M2a: m4", all_of="m_4"), Group("M1a: no m4", none_of="m_4"))),
-    GroupTest("fig1i", "arteries", (Group("M2Ba: m4 and m2", all_of="m_24"), Group("M2Aa: m4, no m2", all_of="m_4", none_of="m_2"))),
+    GroupTest(
+        "fig1i",
+        "arteries",
+        (Group("M2Ba: m4 and m2", all_of="m_24"), Group("M2Aa: m4, no m2", all_of="m_4", none_of="m_2")),
+    ),
 )
 #: Marker groups M2 used for Table 1 (subsets with m2 or m3 for sinusoids, with m4 for arteries).
 M2_GROUPS: dict[str, Group] = {"sinusoids": _SINUSOID_GROUPS[0].groups[0], "arteries": _ARTERY_GROUPS[0].groups[0]}
@@ -42,7 +68,9 @@ def _jobs(models: Sequence[str], classes: Sequence[str], folds: Sequence[int], *
     return [Job(m, (c,), f, **kw) for f in folds for c in classes for m in models]
 
 
-def fig1_upper_bound(p: Preset, classes: Sequence[str], folds: Sequence[int], *, joint: bool = True, **_: Any) -> Experiment:
+def fig1_upper_bound(
+    p: Preset, classes: Sequence[str], folds: Sequence[int], *, joint: bool = True, **_: Any
+) -> Experiment:
     """Fig. 1: one UB UNet per marker subset, class and fold (+ two-class UB models for Fig. 1b,f)."""
     jobs = [Job("UB", (c,), f, subset=s) for f in folds for c in classes for s in all_subsets()]
     analyses: list[Analysis] = [Ranking("fig1cg")]
@@ -53,23 +81,36 @@ def fig1_upper_bound(p: Preset, classes: Sequence[str], folds: Sequence[int], *,
     return Experiment("fig1_upper_bound", p, tuple(jobs), tuple(analyses))
 
 
-def fig2_sampling(p: Preset, classes: Sequence[str], folds: Sequence[int], *, models: Sequence[str] | None = None,
-                  **_: Any) -> Experiment:
+def fig2_sampling(
+    p: Preset, classes: Sequence[str], folds: Sequence[int], *, models: Sequence[str] | None = None, **_: Any
+) -> Experiment:
     """Fig. 2: MZ and MS relative to HeMIS (2b); HeMIS-MS, MS-DO, MS-VR relative to MS (2c)."""
     models = _check_models(models, ("HeMIS", "MZ", "MS", "HeMIS-MS", "MS-DO", "MS-VR"))
     analyses = _relatives(models, [("fig2b", ("MZ", "MS"), "HeMIS"), ("fig2c", ("HeMIS-MS", "MS-DO", "MS-VR"), "MS")])
     return Experiment("fig2_sampling", p, tuple(_jobs(models, classes, folds)), analyses)
 
 
-def fig3_attention(p: Preset, classes: Sequence[str], folds: Sequence[int], *, models: Sequence[str] | None = None,
-                   ablations: Sequence[str] = DEFAULT_ABLATIONS, **_: Any) -> Experiment:
+def fig3_attention(
+    p: Preset,
+    classes: Sequence[str],
+    folds: Sequence[int],
+    *,
+    models: Sequence[str] | None = None,
+    ablations: Sequence[str] = DEFAULT_ABLATIONS,
+    **_: Any,
+) -> Experiment:
     """Fig. 3: MS-SE, MS-ME vs MS (3c), MS-ME vs MS+ (3d), MS-ME vs UB (3e), ME placement ablations (3f,g)."""
     models = _check_models(models, ("MS", "MS-SE", "MS-ME", "MS+", *ablations))
     abl = tuple(m for m in models if m.startswith("MS-ME-"))
-    analyses = _relatives(models + ("UB",), [
-        ("fig3c", ("MS-SE", "MS-ME"), "MS"), ("fig3d", ("MS-ME",), "MS+"), ("fig3e", ("MS-ME",), "UB"),
-        ("fig3fg", abl, "MS-ME"),
-    ])
+    analyses = _relatives(
+        models + ("UB",),
+        [
+            ("fig3c", ("MS-SE", "MS-ME"), "MS"),
+            ("fig3d", ("MS-ME",), "MS+"),
+            ("fig3e", ("MS-ME",), "UB"),
+            ("fig3fg", abl, "MS-ME"),
+        ],
+    )
     return Experiment("fig3_attention", p, tuple(_jobs(models, classes, folds)), analyses, external=("UB",))
 
 
@@ -78,8 +119,16 @@ def case_ub_label(case: str) -> str:
     return f"UB-{case}"
 
 
-def fig4_heterogeneous(p: Preset, classes: Sequence[str], folds: Sequence[int], *, models: Sequence[str] | None = None,
-                       cases: Sequence[str] | None = None, case_ub: bool = True, **_: Any) -> Experiment:
+def fig4_heterogeneous(
+    p: Preset,
+    classes: Sequence[str],
+    folds: Sequence[int],
+    *,
+    models: Sequence[str] | None = None,
+    cases: Sequence[str] | None = None,
+    case_ub: bool = True,
+    **_: Any,
+) -> Experiment:
     """Fig. 4: MZ, MS, MS-ME trained with the heterogeneous panels of Cases 1-6, relative to UB on M^UB.
 
     The paper's reference (``fig4_<case>``): for every subset of the Case's M^UB, a UB UNet trained only
@@ -100,13 +149,16 @@ def fig4_heterogeneous(p: Preset, classes: Sequence[str], folds: Sequence[int], 
             for c in classes:
                 jobs += [Job(m, (c,), f, case=case, panels=table) for m in models]
                 if case_ub:
-                    jobs += [Job("UB", (c,), f, subset=s, case=case, panels=table, label=case_ub_label(case))
-                             for s in m_ub(table)]
+                    jobs += [
+                        Job("UB", (c,), f, subset=s, case=case, panels=table, label=case_ub_label(case))
+                        for s in m_ub(table)
+                    ]
     analyses: list[Analysis] = []
     for case in cases:
         if case_ub:
-            analyses.append(Relative(f"fig4_{case}", models, case_ub_label(case), case=case, ub_only=True,
-                                     reference_case=case))
+            analyses.append(
+                Relative(f"fig4_{case}", models, case_ub_label(case), case=case, ub_only=True, reference_case=case)
+            )
         analyses.append(Relative(f"fig4_{case}_vs_fig1_ub", models, "UB", case=case, ub_only=True))
     return Experiment("fig4_heterogeneous", p, tuple(jobs), tuple(analyses), external=("UB",))
 

@@ -11,15 +11,15 @@ without results yet is listed as "not run yet".
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from marker_excite.atomic import write_text
 from marker_excite.experiments.aggregate import load_results, select
-from marker_excite.experiments.paper import M2_GROUPS, TISSUE_MODEL
 from marker_excite.experiments.spec import CASES, EVALUATION_CSV, RUNS, Group, m_ub
 from marker_excite.stats import StatsError, TestResult, mann_whitney, pair_rows, wilcoxon
 
@@ -90,15 +90,36 @@ CLAIMS: tuple[Claim, ...] = (
     Groups("Fig. 1h", "arteries: subsets with m4 beat those without", "arteries", _ARTERIES_M2, _ARTERIES_M1),
     Groups("Fig. 1i", "arteries, with m4: adding m2 helps", "arteries", _ARTERIES_M2B, _ARTERIES_M2A),
     *(
-        Paired("Fig. 4", f"Case {c[-1]}: MS-ME {'outperforms' if c in ('case3', 'case4', 'case6') else 'vs'} UB",
-               "MS-ME", f"UB-{c}", "greater" if c in ("case3", "case4", "case6") else "report", case=c,
-               reference_case=c, ub_only=True)
+        Paired(
+            "Fig. 4",
+            f"Case {c[-1]}: MS-ME {'outperforms' if c in ('case3', 'case4', 'case6') else 'vs'} UB",
+            "MS-ME",
+            f"UB-{c}",
+            "greater" if c in ("case3", "case4", "case6") else "report",
+            case=c,
+            reference_case=c,
+            ub_only=True,
+        )
         for c in CASES
     ),
-    Paired("Fig. 4", "Case 1: MS adds no advantage over MZ (single marker per sample)", "MS", "MZ", "not_greater",
-           case="case1", reference_case="case1"),
-    Paired("Fig. 4", "Case 1: MS-ME adds no advantage over MS", "MS-ME", "MS", "not_greater",
-           case="case1", reference_case="case1"),
+    Paired(
+        "Fig. 4",
+        "Case 1: MS adds no advantage over MZ (single marker per sample)",
+        "MS",
+        "MZ",
+        "not_greater",
+        case="case1",
+        reference_case="case1",
+    ),
+    Paired(
+        "Fig. 4",
+        "Case 1: MS-ME adds no advantage over MS",
+        "MS-ME",
+        "MS",
+        "not_greater",
+        case="case1",
+        reference_case="case1",
+    ),
 )
 
 
@@ -128,8 +149,10 @@ def verdict(expect: str, result: TestResult | None) -> str:
 # -- measuring -----------------------------------------------------------------------------------------
 def _paired_rows(rows: Sequence[Mapping], c: Paired) -> tuple[list[Mapping], list[Mapping]]:
     subsets = [s.label for s in m_ub(CASES[c.case])] if c.ub_only and c.case else None
-    return (select(rows, model=c.model, case=c.case, subsets=subsets),
-            select(rows, model=c.reference, case=c.reference_case, subsets=subsets))
+    return (
+        select(rows, model=c.model, case=c.case, subsets=subsets),
+        select(rows, model=c.reference, case=c.reference_case, subsets=subsets),
+    )
 
 
 def measure(rows: Sequence[Mapping], claim: Claim) -> dict[str, Any] | None:
@@ -141,8 +164,13 @@ def measure(rows: Sequence[Mapping], claim: Claim) -> dict[str, Any] | None:
         if len(a) < 2 or len(b) < 2:
             return None
         result = mann_whitney(a, b)
-        return dict(result=result, median=result.median_difference, iqr=None, n=f"{len(a)} vs {len(b)}",
-                    detail=f"median F1 {np.median(a):.3f} ({claim.a.label}) vs {np.median(b):.3f} ({claim.b.label})")
+        return dict(
+            result=result,
+            median=result.median_difference,
+            iqr=None,
+            n=f"{len(a)} vs {len(b)}",
+            detail=f"median F1 {np.median(a):.3f} ({claim.a.label}) vs {np.median(b):.3f} ({claim.b.label})",
+        )
     model_rows, ref_rows = _paired_rows(rows, claim)
     if not model_rows or not ref_rows:
         return None
@@ -157,8 +185,13 @@ def measure(rows: Sequence[Mapping], claim: Claim) -> dict[str, Any] | None:
     per_fold = {f: float(np.mean([x for k, x in zip(paired.keys, d) if k[2] == f])) for f in folds}
     q1, q3 = np.percentile(d, [25, 75])
     spread = ", ".join(f"f{f} {v:+.3f}" for f, v in per_fold.items())
-    return dict(result=result, median=float(np.median(d)), iqr=(float(q1), float(q3)), n=str(len(d)),
-                detail=f"classes {'+'.join(classes)}; mean difference per fold: {spread}")
+    return dict(
+        result=result,
+        median=float(np.median(d)),
+        iqr=(float(q1), float(q3)),
+        n=str(len(d)),
+        detail=f"classes {'+'.join(classes)}; mean difference per fold: {spread}",
+    )
 
 
 def convergence(out_dir: str | os.PathLike) -> dict[str, dict[str, Any]]:
@@ -175,13 +208,18 @@ def convergence(out_dir: str | os.PathLike) -> dict[str, dict[str, Any]]:
         values = [float(r["val_mean_f1"]) for r in history]
         if not values:
             continue
-        tail = values[-max(1, len(values) // 4):]
+        tail = values[-max(1, len(values) // 4) :]
         best = int(np.argmax(values)) + 1
         label = _model_label(run)
         by_model.setdefault(label, []).append((max(tail) - min(tail), best, len(values)))
     return {
-        m: {"runs": len(v), "plateau": sum(r < PLATEAU_RANGE for r, _, _ in v), "max_range": max(r for r, _, _ in v),
-            "median_best_epoch": float(np.median([b for _, b, _ in v])), "epochs": int(np.median([e for _, _, e in v]))}
+        m: {
+            "runs": len(v),
+            "plateau": sum(r < PLATEAU_RANGE for r, _, _ in v),
+            "max_range": max(r for r, _, _ in v),
+            "median_best_epoch": float(np.median([b for _, b, _ in v])),
+            "epochs": int(np.median([e for _, _, e in v])),
+        }
         for m, v in sorted(by_model.items())
     }
 
@@ -222,16 +260,22 @@ def table1_lines(out_dir: Path) -> list[str]:
     lines = ["| quantity | paper | measured here |", "| --- | --- | --- |"]
     paper_f1 = {"sinusoids": "91.2 +- 3.9", "arteries": "71.2 +- 4.4"}
     for cls, v in (table.get("f1_over_M2") or {}).items():
-        lines.append(f"| MS-ME F1 over M2, {cls} (%) | {paper_f1.get(cls, '')} | "
-                     f"{100 * v['mean']:.1f} +- {100 * v['sd']:.1f} (n={v['n']}) |")
+        lines.append(
+            f"| MS-ME F1 over M2, {cls} (%) | {paper_f1.get(cls, '')} | "
+            f"{100 * v['mean']:.1f} +- {100 * v['sd']:.1f} (n={v['n']}) |"
+        )
     tissue = table.get("tissue_f1")
     if tissue:
-        lines.append(f"| tissue F1 of the m1 UNet (%) | 88.7 +- 6.8 | {100 * tissue['mean']:.1f} +- {100 * tissue['sd']:.1f} "
-                     f"(n={tissue['n']}) |")
+        lines.append(
+            f"| tissue F1 of the m1 UNet (%) | 88.7 +- 6.8 | {100 * tissue['mean']:.1f} +- {100 * tissue['sd']:.1f} "
+            f"(n={tissue['n']}) |"
+        )
     for cls, entry in (table.get("fractions") or {}).items():
         regions = entry.get("regions", {})
-        text = "; ".join(f"{r}: {100 * v['fraction_mean']:.2f} % (truth {100 * v['true_fraction_mean']:.2f} %, "
-                         f"n={v['n']})" for r, v in regions.items())
+        text = "; ".join(
+            f"{r}: {100 * v['fraction_mean']:.2f} % (truth {100 * v['true_fraction_mean']:.2f} %, n={v['n']})"
+            for r, v in regions.items()
+        )
         test = entry.get("region_test")
         if test:
             text += f"; Mann-Whitney p={test['pvalue']:.3g}"
@@ -272,15 +316,24 @@ def write_report(out_dir: str | os.PathLike, *, protocol: str = "", path: str | 
         res = measured["result"]
         iqr = f" ({measured['iqr'][0]:+.3f}, {measured['iqr'][1]:+.3f})" if measured["iqr"] else ""
         expect = claim.expect if isinstance(claim, Paired) else "greater"
-        lines.append(f"| {claim.figure} | {claim.paper} | {measured['median']:+.3f}{iqr} | {res.pvalue:.3g} {res.stars} | "
-                     f"{measured['n']} | {verdict(expect, res)} | {_note(claim, conv, measured)} |")
+        lines.append(
+            f"| {claim.figure} | {claim.paper} | {measured['median']:+.3f}{iqr} | {res.pvalue:.3g} {res.stars} | "
+            f"{measured['n']} | {verdict(expect, res)} | {_note(claim, conv, measured)} |"
+        )
     lines += ["", "## Table 1 / Fig. 5", ""] + table1_lines(out)
-    lines += ["", "## Convergence of the runs", "",
-              f"Plateau: validation mean F1 varies by < {PLATEAU_RANGE} over the last quarter of the epochs.", "",
-              "| model | runs | on a plateau | largest last-quarter range | median best epoch / epochs |",
-              "| --- | --- | --- | --- | --- |"]
+    lines += [
+        "",
+        "## Convergence of the runs",
+        "",
+        f"Plateau: validation mean F1 varies by < {PLATEAU_RANGE} over the last quarter of the epochs.",
+        "",
+        "| model | runs | on a plateau | largest last-quarter range | median best epoch / epochs |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for m, c in conv.items():
-        lines.append(f"| {m} | {c['runs']} | {c['plateau']} | {c['max_range']:.4f} | {c['median_best_epoch']:.0f} / {c['epochs']} |")
+        lines.append(
+            f"| {m} | {c['runs']} | {c['plateau']} | {c['max_range']:.4f} | {c['median_best_epoch']:.0f} / {c['epochs']} |"
+        )
     return write_text(Path(path) if path else out / REPORT_MD, "\n".join(lines) + "\n")
 
 

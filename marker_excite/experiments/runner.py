@@ -5,12 +5,11 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
-
-from marker_excite.experiments.spec import EVALUATION_CSV, Experiment, ExperimentError, Job, Preset, RUNS
+from marker_excite.experiments.spec import EVALUATION_CSV, RUNS, Experiment, ExperimentError, Job, Preset
 
 
 def run_dir(out_dir: str | os.PathLike, job: Job) -> Path:
@@ -29,8 +28,9 @@ def is_done(out_dir: str | os.PathLike, job: Job) -> bool:
     return (run_dir(out_dir, job) / EVALUATION_CSV).is_file()
 
 
-def ensure_store(p: Preset, out_dir: str | os.PathLike, store: str | os.PathLike | None = None,
-                 *, progress: bool = True) -> Path:
+def ensure_store(
+    p: Preset, out_dir: str | os.PathLike, store: str | os.PathLike | None = None, *, progress: bool = True
+) -> Path:
     """The sample store to train on: ``store`` if given (must exist), else ``out_dir/phantom_<phantom>.h5``,
     generated with :func:`marker_excite.data.synthetic.write_dataset` (seed 0) when missing."""
     if store is not None:
@@ -56,14 +56,23 @@ def fold_train_samples(store_path: str | os.PathLike, train_cfg) -> tuple[str, .
 
     with SampleStore(store_path, "r") as store:
         names = store.names()
-    folds = paper_folds(names, n_folds=train_cfg.n_folds, n_val=train_cfg.n_val, n_test=train_cfg.n_test,
-                        seed=train_cfg.fold_seed)
+    folds = paper_folds(
+        names, n_folds=train_cfg.n_folds, n_val=train_cfg.n_val, n_test=train_cfg.n_test, seed=train_cfg.fold_seed
+    )
     return tuple(folds[train_cfg.fold].train)
 
 
-def run_job(job: Job, p: Preset, out_dir: str | os.PathLike, store_path: str | os.PathLike, *,
-            resume: bool = True, train_fn: Callable | None = None, evaluate_fn: Callable | None = None,
-            progress: bool = True) -> Path:
+def run_job(
+    job: Job,
+    p: Preset,
+    out_dir: str | os.PathLike,
+    store_path: str | os.PathLike,
+    *,
+    resume: bool = True,
+    train_fn: Callable | None = None,
+    evaluate_fn: Callable | None = None,
+    progress: bool = True,
+) -> Path:
     """Train and evaluate one job; returns its ``evaluation.csv`` (see :func:`run_jobs`)."""
     from marker_excite import run_dir as rd
     from marker_excite.evaluation import write_results
@@ -79,8 +88,15 @@ def run_job(job: Job, p: Preset, out_dir: str | os.PathLike, store_path: str | o
     train_cfg = job.train_config(p)
     if job.panels:
         train_cfg = job.train_config(p, fold_train_samples(store_path, train_cfg))
-    run = train_fn(path, job.model_config(p), train_cfg, store_path,
-                   resume=resume and rd.is_run_dir(path), overwrite=not resume, progress=progress)
+    run = train_fn(
+        path,
+        job.model_config(p),
+        train_cfg,
+        store_path,
+        resume=resume and rd.is_run_dir(path),
+        overwrite=not resume,
+        progress=progress,
+    )
     rows = evaluate_fn(run, store_path, subsets=job.eval_subsets, progress=progress)
     tagged = [{**r, "model": job.label, "job": job.job_id, "case": job.case or ""} for r in rows]
     return write_results(tagged, out)
@@ -169,9 +185,21 @@ def run_jobs(
             continue
         t0 = time.perf_counter()
         if progress:
-            print(f"[{exp.name} shard {shard[0]}/{shard[1]}] job {k}/{len(jobs)}: {job.job_id}", file=sys.stderr, flush=True)
-        run_job(job, exp.preset, out_dir, store_path, resume=resume, train_fn=train_fn, evaluate_fn=evaluate_fn,
-                progress=progress)
+            print(
+                f"[{exp.name} shard {shard[0]}/{shard[1]}] job {k}/{len(jobs)}: {job.job_id}",
+                file=sys.stderr,
+                flush=True,
+            )
+        run_job(
+            job,
+            exp.preset,
+            out_dir,
+            store_path,
+            resume=resume,
+            train_fn=train_fn,
+            evaluate_fn=evaluate_fn,
+            progress=progress,
+        )
         _release_models()
         ran.append(job.job_id)
         if progress:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -57,7 +58,7 @@ class Preset:
     seed: int = 0
     model_overrides: Mapping[str, Any] = field(default_factory=dict)
 
-    def replace(self, **changes: Any) -> "Preset":
+    def replace(self, **changes: Any) -> Preset:
         return dataclasses.replace(self, **changes)
 
 
@@ -66,8 +67,14 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     "paper": Preset("paper", zoo_preset="paper", train_preset="paper", phantom="paper", epochs=200, batch_size=2),
     "small": Preset(
-        "small", zoo_preset="small", train_preset="small", phantom="small", epochs=20, batch_size=8,
-        folds=(0,), classes=("sinusoids",),
+        "small",
+        zoo_preset="small",
+        train_preset="small",
+        phantom="small",
+        epochs=20,
+        batch_size=8,
+        folds=(0,),
+        classes=("sinusoids",),
     ),
     "cpu": Preset("cpu", zoo_preset="cpu", train_preset="cpu", phantom="cpu", epochs=60, batch_size=8),
 }
@@ -226,15 +233,18 @@ class Job:
         wanted = set(self.markers)
         chosen = tuple(s for s, names in assign_panels(self.panels, train_samples).items() if wanted <= set(names))
         if not chosen:
-            raise ExperimentError(f"{self.job_id}: no training sample of the Case has all markers of {self.subset.label}")
+            raise ExperimentError(
+                f"{self.job_id}: no training sample of the Case has all markers of {self.subset.label}"
+            )
         return chosen
 
     def model_config(self, p: Preset):
         """The :class:`~marker_excite.models.zoo.ModelConfig` at preset ``p``."""
         from marker_excite.models.zoo import model_config
 
-        return model_config(self.model, preset=p.zoo_preset, markers=self.markers, classes=self.classes,
-                            **dict(p.model_overrides))
+        return model_config(
+            self.model, preset=p.zoo_preset, markers=self.markers, classes=self.classes, **dict(p.model_overrides)
+        )
 
     def train_config(self, p: Preset, train_samples: Sequence[str] | None = None):
         """The :class:`~marker_excite.run.TrainConfig` at preset ``p``.
@@ -244,8 +254,14 @@ class Job:
         :func:`run_job`).
         """
         return train_config(
-            p.train_preset, epochs=p.epochs, batch_size=p.batch_size, augment=p.augment, seed=p.seed,
-            fold=self.fold, n_folds=p.n_folds, classes=self.classes,
+            p.train_preset,
+            epochs=p.epochs,
+            batch_size=p.batch_size,
+            augment=p.augment,
+            seed=p.seed,
+            fold=self.fold,
+            n_folds=p.n_folds,
+            classes=self.classes,
             marker_panels=None if train_samples is None else self.marker_panels(train_samples),
             train_samples=None if train_samples is None else self.case_train_samples(train_samples),
         )
@@ -284,9 +300,11 @@ class Group:
     def contains(self, subset: Subset | str) -> bool:
         """Whether ``subset`` (a Subset of the paper panel or its label, e.g. ``m_125``) is in the group."""
         s = set(subset if isinstance(subset, Subset) else PAPER_PANEL.parse_subset(subset))
-        return ((self.all_of is None or set(self.all_of) <= s)
-                and (self.any_of is None or bool(s & set(self.any_of)))
-                and (self.none_of is None or not s & set(self.none_of)))
+        return (
+            (self.all_of is None or set(self.all_of) <= s)
+            and (self.any_of is None or bool(s & set(self.any_of)))
+            and (self.none_of is None or not s & set(self.none_of))
+        )
 
 
 @dataclass(frozen=True)
@@ -343,7 +361,7 @@ class Experiment:
         """The jobs of shard ``index`` of ``count`` (1-based): every ``count``-th job from ``index``."""
         if count < 1 or not 1 <= index <= count:
             raise ExperimentError(f"shard must be i/n with 1 <= i <= n, got {index}/{count}")
-        return list(self.jobs[index - 1::count])
+        return list(self.jobs[index - 1 :: count])
 
 
 def parse_shard(text: str) -> tuple[int, int]:

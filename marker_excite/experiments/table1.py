@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
 from marker_excite.atomic import write_json
 from marker_excite.config import read_json_object
-from marker_excite.experiments.aggregate import significance_summary, load_results, select
+from marker_excite.experiments.aggregate import load_results, select, significance_summary
 from marker_excite.experiments.paper import M2_GROUPS, TISSUE_MODEL
 from marker_excite.experiments.runner import ensure_store, is_done, report_dir, run_dir
 from marker_excite.experiments.spec import FIGURES, STATS_JSON, Experiment, ExperimentError, all_subsets
@@ -24,8 +25,12 @@ def m2_f1(rows: Iterable[Mapping], model: str = "MS-ME") -> dict[str, dict[str, 
     for cls, group in M2_GROUPS.items():
         values = [float(r["value"]) for r in select(rows, model=model, cls=cls, case="") if group.contains(r["subset"])]
         if values:
-            out[cls] = {"mean": float(np.mean(values)), "sd": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
-                        "n": len(values), "group": group.label}
+            out[cls] = {
+                "mean": float(np.mean(values)),
+                "sd": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+                "n": len(values),
+                "group": group.label,
+            }
     return out
 
 
@@ -45,12 +50,17 @@ def tissue_f1(rows: Iterable[Mapping]) -> dict[str, Any] | None:
     values = [float(r["value"]) for r in select(rows, model=TISSUE_MODEL, cls="tissue") if r["subset"] == "m_1"]
     if not values:
         return None
-    return {"mean": float(np.mean(values)), "sd": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
-            "n": len(values), "paper_percent": {"mean": PAPER_TISSUE_F1[0], "sd": PAPER_TISSUE_F1[1]}}
+    return {
+        "mean": float(np.mean(values)),
+        "sd": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+        "n": len(values),
+        "paper_percent": {"mean": PAPER_TISSUE_F1[0], "sd": PAPER_TISSUE_F1[1]},
+    }
 
 
-def quantify_experiment(exp: Experiment, out_dir: str | os.PathLike, store: str | os.PathLike | None = None,
-                        *, progress: bool = True) -> Path:
+def quantify_experiment(
+    exp: Experiment, out_dir: str | os.PathLike, store: str | os.PathLike | None = None, *, progress: bool = True
+) -> Path:
     """Table 1 / Fig. 5 on the phantom: each fold's MS-ME segments its TEST samples with an M2 marker
     subset; volume fractions inside the tissue mask of the fold's m1-only tissue UNet (as in the paper;
     the DAPI threshold of :mod:`marker_excite.tissue` when that run is not finished, column
@@ -78,24 +88,41 @@ def quantify_experiment(exp: Experiment, out_dir: str | os.PathLike, store: str 
             truth = {s: (st.info(s).region, st.info(s).attrs.get(f"fraction_{cls}")) for s in run.fold.test}
         for sample in run.fold.test:
             subset = quantification_subset(cls, sample, exp.preset.seed)
-            for r in quantify.quantify_store(store_path, run, tissue_model=tissue_run, samples=[sample],
-                                             markers=list(subset.names), progress=False):
+            for r in quantify.quantify_store(
+                store_path, run, tissue_model=tissue_run, samples=[sample], markers=list(subset.names), progress=False
+            ):
                 true = truth[sample][1]
-                rows.append(dict(model=job.label, fold=job.fold, **{"class": cls}, subset=subset.label, n_markers=len(subset),
-                    metric="fraction", value=float(r["fraction"]), sample=sample, region=r["region"],
-                    true_fraction=float(true) if true is not None else float("nan"),
-                    tissue_mask=TISSUE_MODEL if tissue_run is not None else "DAPI threshold"))
+                rows.append(
+                    dict(
+                        model=job.label,
+                        fold=job.fold,
+                        **{"class": cls},
+                        subset=subset.label,
+                        n_markers=len(subset),
+                        metric="fraction",
+                        value=float(r["fraction"]),
+                        sample=sample,
+                        region=r["region"],
+                        true_fraction=float(true) if true is not None else float("nan"),
+                        tissue_mask=TISSUE_MODEL if tissue_run is not None else "DAPI threshold",
+                    )
+                )
     if not rows:
         raise ExperimentError(f"no finished MS-ME run in {out} to quantify with")
     for r in rows:
         r["error"] = r["value"] - r["true_fraction"]
     report = report_dir(out, exp)
     csv_path = write_results(rows, report / "quantification.csv")
-    figure = quantify.fraction_boxplot([dict(r, fraction=r["value"]) for r in rows], report / FIGURES / "fig5c.png",
-                                       overwrite=True)
+    figure = quantify.fraction_boxplot(
+        [dict(r, fraction=r["value"]) for r in rows], report / FIGURES / "fig5c.png", overwrite=True
+    )
     results = load_results(report)
-    table: dict[str, Any] = {"f1_over_M2": m2_f1(results), "tissue_f1": tissue_f1(results), "figure": str(figure),
-                             "fractions": {}}
+    table: dict[str, Any] = {
+        "f1_over_M2": m2_f1(results),
+        "tissue_f1": tissue_f1(results),
+        "figure": str(figure),
+        "fractions": {},
+    }
     for cls in dict.fromkeys(r["class"] for r in rows):
         sel = [r for r in rows if r["class"] == cls]
         by_region = {}

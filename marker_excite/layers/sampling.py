@@ -61,7 +61,9 @@ class MarkerSampling(keras.layers.Layer):
         logits = ops.take(ops.convert_to_tensor(self._count_logits(k, self.rate)), n_available, axis=0)
         n_keep = ops.cast(keras.random.categorical(logits, 1, seed=self.seed_generator), "int32")  # [B, 1]
         # a uniformly random order of the available markers (unavailable ones last), then keep the first n
-        scores = ops.where(availability > 0.5, keras.random.uniform(ops.shape(availability), seed=self.seed_generator), -1.0)
+        scores = ops.where(
+            availability > 0.5, keras.random.uniform(ops.shape(availability), seed=self.seed_generator), -1.0
+        )
         rank = ops.argsort(ops.argsort(-scores, axis=-1), axis=-1)
         return ops.cast(rank < n_keep, availability.dtype) * availability
 

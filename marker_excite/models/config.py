@@ -125,7 +125,9 @@ class ModelConfig(JsonConfig):
                 f"use {', '.join(ATTENTION_POSITIONS)} (input, encoder, bottleneck, decoder)"
             )
         if len(set(self.attention_positions)) != len(self.attention_positions):
-            raise ConfigError(f"model config attention_positions: duplicated position in {list(self.attention_positions)}")
+            raise ConfigError(
+                f"model config attention_positions: duplicated position in {list(self.attention_positions)}"
+            )
         if self.attention is None and self.attention_positions:
             raise ConfigError(
                 "model config attention_positions given but attention is null; "

@@ -104,7 +104,9 @@ class UNetGeometry:
         """Largest valid size <= ``size`` and smallest valid size >= ``size``."""
         step = 2 ** (self.depth - 1)
         below = next((s for s in range(size, 0, -1) if self.is_valid_input(s)), None)
-        above = next((s for s in range(size, size + 4 * step + 8 * self.block_shrink + 64) if self.is_valid_input(s)), None)
+        above = next(
+            (s for s in range(size, size + 4 * step + 8 * self.block_shrink + 64) if self.is_valid_input(s)), None
+        )
         return below, above
 
     def input_for_output(self, output_size: int) -> int:

@@ -16,7 +16,7 @@ import keras
 
 from marker_excite.layers import ATTENTION, MarkerSampling
 from marker_excite.model_spec import AVAILABILITY, IMAGE
-from marker_excite.models.config import ATTENTION_POSITIONS, ModelConfig
+from marker_excite.models.config import ModelConfig
 
 
 class UNetBuilder:
@@ -42,8 +42,12 @@ class UNetBuilder:
     def conv(self, x, filters: int, kernel: int, name: str, padding: str = "valid", activation: str | None = "relu"):
         """Conv2D (+ ReLU unless ``activation`` says otherwise) with a seeded Glorot-uniform kernel."""
         return keras.layers.Conv2D(
-            filters, kernel, padding=padding, activation=activation,
-            kernel_initializer=keras.initializers.GlorotUniform(seed=self.seed()), name=name,
+            filters,
+            kernel,
+            padding=padding,
+            activation=activation,
+            kernel_initializer=keras.initializers.GlorotUniform(seed=self.seed()),
+            name=name,
         )(x)
 
     def block(self, x, filters: int, name: str):
@@ -61,7 +65,9 @@ class UNetBuilder:
         """Marker Sampling on the input when the config asks for it; else the inputs unchanged."""
         if self.config.sampling is None:
             return image, availability
-        layer = MarkerSampling(self.config.sampling, self.config.sampling_rate, seed=self.config.seed, name="marker_sampling")
+        layer = MarkerSampling(
+            self.config.sampling, self.config.sampling_rate, seed=self.config.seed, name="marker_sampling"
+        )
         return layer([image, availability])
 
     def attend(self, x, availability, position: str, name: str):
@@ -98,7 +104,10 @@ class UNetBuilder:
     def head(self, x):
         """1x1 convolution to ``1 + C`` logits (layer and output named ``logits``)."""
         return keras.layers.Conv2D(
-            self.config.n_outputs, 1, kernel_initializer=keras.initializers.GlorotUniform(seed=self.seed()), name="logits"
+            self.config.n_outputs,
+            1,
+            kernel_initializer=keras.initializers.GlorotUniform(seed=self.seed()),
+            name="logits",
         )(x)
 
 

@@ -55,7 +55,7 @@ def recipe(name: str) -> dict[str, Any]:
     """Backbone, sampling and attention fields that define a zoo model."""
     name = canonical_name(name)
     if name in ABLATION_NAMES:
-        return dict(backbone="unet", sampling="zero", attention="me", attention_positions=tuple(name[len("MS-ME-"):]))
+        return dict(backbone="unet", sampling="zero", attention="me", attention_positions=tuple(name[len("MS-ME-") :]))
     return {"attention_positions": (), **_RECIPES[name]}
 
 

@@ -145,7 +145,11 @@ def _artery_distance(
     length = float(np.linalg.norm(np.array(shape) * np.array(spacing))) + 2 * r_max
     s = np.arange(-length, length, 0.5 * cspacing.min())
     for p in plans:
-        pts = p["centre"][None] + s[:, None] * p["direction"][None] + 0.5 * p["curvature"] * (s**2)[:, None] * p["bend"][None]
+        pts = (
+            p["centre"][None]
+            + s[:, None] * p["direction"][None]
+            + 0.5 * p["curvature"] * (s**2)[:, None] * p["bend"][None]
+        )
         rad = p["radius"] * (1.0 + 0.1 * np.sin(2 * np.pi * s / p["wobble"][0] + p["wobble"][1]))
         ijk = np.round((pts - origin) / cspacing).astype(int)
         ok = np.all((ijk >= 0) & (ijk < np.array(cshape)), axis=1)
@@ -208,4 +212,6 @@ def make_anatomy(
         "target_sinusoid_fraction": float(sinusoid_fraction),
         "target_artery_fraction": float(artery_fraction),
     }
-    return Anatomy(tissue=tissue, bone=bone, sinusoids=sinusoids, arteries=arteries, artery_lumen=artery_lumen, attrs=attrs)
+    return Anatomy(
+        tissue=tissue, bone=bone, sinusoids=sinusoids, arteries=arteries, artery_lumen=artery_lumen, attrs=attrs
+    )

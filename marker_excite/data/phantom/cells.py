@@ -60,7 +60,9 @@ def render(impulses: np.ndarray, spacing: tuple[float, float, float], sigma_um: 
     return out
 
 
-def coarse_density(impulses: np.ndarray, spacing: tuple[float, float, float], sigma_um: float, step: int = 4) -> np.ndarray:
+def coarse_density(
+    impulses: np.ndarray, spacing: tuple[float, float, float], sigma_um: float, step: int = 4
+) -> np.ndarray:
     """A smooth map of how many impulses lie within ~``sigma_um`` (counts, float32).
 
     Computed on an in-plane grid ``step`` times coarser and expanded back by repetition: cheap for the

@@ -7,7 +7,7 @@ one inverse FFT. Every field is normalised to zero mean and unit standard deviat
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import scipy.fft as sfft
