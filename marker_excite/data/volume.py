@@ -247,8 +247,8 @@ class FormatWriter(abc.ABC):
     #: True when the format is a folder (committed as a whole with ``atomic_directory``).
     folder: bool = False
 
-    @classmethod
-    def check_target(cls, path: Path) -> None:  # noqa: B027 - an optional hook, nothing to check by default
+    @classmethod  # noqa: B027 - an optional hook, nothing to check by default
+    def check_target(cls, path: Path) -> None:
         """Refuse an existing ``path`` that this format must not replace (nothing to check by default)."""
 
     @abc.abstractmethod
