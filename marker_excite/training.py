@@ -137,6 +137,12 @@ def _train_panels(cfg: TrainConfig, store, fold) -> dict[str, tuple[str, ...]] |
     return panels or None
 
 
+def _plan(store, fold, model_config, train_config: TrainConfig) -> TrainPlan:
+    """What a run of these configs does on ``fold``: patches per sample, steps per epoch, epochs."""
+    return make_plan(store, fold, model_config.output_size, train_config.batch_size, train_config.epochs,
+                     train_config.steps_per_epoch)  # fmt: skip
+
+
 def _check_classes(model_config, cfg: TrainConfig) -> None:
     if tuple(model_config.classes) != tuple(cfg.classes):
         raise ConfigError(
@@ -159,14 +165,7 @@ def dry_run(model_config, train_config, store_path, n_steps: int = 3) -> TrainPl
     with SampleStore(store_path, "r") as store:
         fold = _select_fold(store, train_config)
         panels = _train_panels(train_config, store, fold)
-        plan = make_plan(
-            store,
-            fold,
-            model_config.output_size,
-            train_config.batch_size,
-            train_config.epochs,
-            train_config.steps_per_epoch,
-        )
+        plan = _plan(store, fold, model_config, train_config)
         if not sum(plan.train_patches.values()):
             raise UserInputError(f"the training samples {', '.join(fold.train)} have no annotated slice")
         counts = pipeline.class_pixel_counts(store, fold.train, train_config.classes)
@@ -311,14 +310,7 @@ def train(
         log = Progress(None, enabled=progress)
         if resume:
             log.write(f"resuming {run_path} after epoch {state['epoch']}")
-        plan = make_plan(
-            store,
-            fold,
-            model_config.output_size,
-            train_config.batch_size,
-            train_config.epochs,
-            train_config.steps_per_epoch,
-        )
+        plan = _plan(store, fold, model_config, train_config)
         for line in plan.lines():
             log.write(line)
 
