@@ -1,4 +1,5 @@
 """Shim so that editable installs work with older pip versions; all metadata lives in setup.cfg."""
+
 from setuptools import setup
 
 setup()
