@@ -9,8 +9,9 @@ import os as _os
 
 __version__ = "0.1.0"
 
-# TensorFlow's C++ start-up chatter (oneDNN, CPU features) is noise for users; an explicit setting wins.
-_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TensorFlow's C++ log lines (start-up chatter, and runtime notes such as oneDNN's on CPUs without
+# AVX-512) are noise for users; real failures still raise Python errors. An explicit setting wins.
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from marker_excite.markers import PAPER_MARKERS, MarkerError, MarkerPanel  # noqa: E402
 

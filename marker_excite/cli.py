@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import signal
 import sys
 import threading
@@ -52,10 +51,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    os.environ.setdefault(
-        "TF_CPP_MIN_LOG_LEVEL", "3"
-    )  # also its runtime ERROR lines (e.g. oneDNN on CPUs without AVX-512)
-
     parser = build_parser()
     args = parser.parse_args(join_list_values(list(sys.argv[1:] if argv is None else argv)))
 
