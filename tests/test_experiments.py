@@ -379,3 +379,4 @@ def test_reproduction_report_verdicts(tmp_path):
     assert "MS-ME: 0/2 runs on a plateau" in rows["MS-ME improves on MS"][6]
     assert "| MS | 2 | 2 | 0.0000 |" in text and "| MS-ME | 2 | 0 | 0.0200 |" in text
     assert "test protocol" in text and "Table 1 / Fig. 5: not run yet." in text
+    assert "- MS-ME, sinusoids: fold(s) 0, 1" in text and "- HeMIS, sinusoids: fold(s) 0, 1" in text

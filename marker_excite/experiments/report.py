@@ -249,6 +249,19 @@ def _note(claim: Claim, conv: Mapping[str, Mapping[str, Any]], measured: Mapping
     return "; ".join(parts)
 
 
+def runs_so_far(rows: Sequence[Mapping]) -> list[str]:
+    """One line per (model, class, Case): the folds whose results are in."""
+    folds: dict[tuple[str, str, str], set[int]] = {}
+    for r in rows:
+        folds.setdefault((str(r["model"]), str(r["class"]), str(r.get("case") or "")), set()).add(int(r["fold"]))
+    if not folds:
+        return ["none yet."]
+    return [
+        f"- {m}, {c}{f', {case}' if case else ''}: fold(s) {', '.join(map(str, sorted(f)))}"
+        for (m, c, case), f in sorted(folds.items())
+    ]
+
+
 def table1_lines(out_dir: Path) -> list[str]:
     """Table 1 rows from ``table1_quantification/stats.json`` (when it was run)."""
     import json
@@ -320,6 +333,7 @@ def write_report(out_dir: str | os.PathLike, *, protocol: str = "", path: str | 
             f"| {claim.figure} | {claim.paper} | {measured['median']:+.3f}{iqr} | {res.pvalue:.3g} {res.stars} | "
             f"{measured['n']} | {verdict(expect, res)} | {_note(claim, conv, measured)} |"
         )
+    lines += ["", "## Runs so far", "", *runs_so_far(rows)]
     lines += ["", "## Table 1 / Fig. 5", ""] + table1_lines(out)
     lines += [
         "",
