@@ -26,6 +26,7 @@ from pathlib import Path
 
 from marker_excite.cli import main as cli_main
 from marker_excite.data.store import SampleStore
+from marker_excite.plots import subset_names
 
 
 def _step(title: str, argv: list[str]) -> None:
@@ -39,7 +40,6 @@ def _step(title: str, argv: list[str]) -> None:
 
 def _summary(evaluation_csv: Path) -> str:
     """A short results table: mean F1 by number of markers, then the best and worst subsets."""
-    from marker_excite.plots import subset_names
 
     with evaluation_csv.open(newline="") as fh:
         rows = [r for r in csv.DictReader(fh) if r["metric"] == "f1"]

@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from marker_excite.data.io import open_volume
 from marker_excite.errors import UserInputError
+from marker_excite.inference import PROBABILITY_DTYPES, plan_channels
+from marker_excite.plots import save_figure
 
 #: Colours of the overlaid markers, in the order of the markers shown (blue first: usually DAPI).
 MARKER_COLOURS: tuple[tuple[float, float, float], ...] = (
@@ -189,11 +193,6 @@ def write_preview(
     the options the prediction ran with, so the same channels are shown; ``z`` is the slice shown
     (None: the MIP; see :func:`parse_slice`).
     """
-    from contextlib import ExitStack
-
-    from marker_excite.data.io import open_volume
-    from marker_excite.inference import PROBABILITY_DTYPES, plan_channels
-    from marker_excite.plots import save_figure
 
     with ExitStack() as stack:
         volume = stack.enter_context(open_volume(input_path, markers=channel_names, spacing=spacing))

@@ -295,7 +295,6 @@ def store_truth(
     store_path: str | os.PathLike, samples: Iterable[str], classes: Sequence[str]
 ) -> dict[tuple[str, str], float]:
     """The known true fractions of a store's samples (attributes ``fraction_<class>``, set by the phantom)."""
-    from marker_excite.data.store import SampleStore
 
     out: dict[tuple[str, str], float] = {}
     with SampleStore(store_path, "r") as store:

@@ -30,6 +30,8 @@ from marker_excite.data import pipeline
 from marker_excite.data.folds import explicit_fold, paper_folds, restrict_train
 from marker_excite.data.store import SampleStore
 from marker_excite.errors import UserInputError
+from marker_excite.evaluation import SliceScorer
+from marker_excite.plots import training_curves
 from marker_excite.progress import Progress
 from marker_excite.run import Run, TrainConfig, load_run
 from marker_excite.train_plan import TrainPlan, epoch_estimate_callback, make_plan, time_steps
@@ -220,10 +222,8 @@ def train(
     import tensorflow as tf
 
     from marker_excite import train_callbacks as cb
-    from marker_excite.evaluation import SliceScorer
     from marker_excite.losses import WeightedCrossEntropy, log_class_weights
     from marker_excite.models.zoo import build_model
-    from marker_excite.plots import training_curves
 
     model_config.validate()
     train_config.validate()

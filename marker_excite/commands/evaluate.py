@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from marker_excite.atomic import check_output_path
+from marker_excite.data.pipeline import class_pixel_counts
 from marker_excite.evaluation import evaluate_run, label_panel, write_results
 from marker_excite.plots import subset_ranking
 from marker_excite.run import load_run
@@ -30,7 +31,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def basis(store, samples: list[str], classes) -> str:
     """What an evaluation rests on: ``"3 test samples (s2, s5, s7), 1,234,567 annotated voxels"``."""
-    from marker_excite.data.pipeline import class_pixel_counts
 
     voxels = int(class_pixel_counts(store, samples, classes).sum())
     return f"{len(samples)} test sample{'s' * (len(samples) != 1)} ({', '.join(samples)}), {voxels:,} annotated voxels"

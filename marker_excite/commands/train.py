@@ -8,8 +8,10 @@ from pathlib import Path
 
 from marker_excite import run_dir as rd
 from marker_excite.commands.options import add_option
-from marker_excite.errors import UserInputError, is_disk_full
+from marker_excite.data.store import SampleStore
+from marker_excite.errors import UserInputError, did_you_mean, is_disk_full
 from marker_excite.markers import PAPER_MARKERS
+from marker_excite.progress import format_duration
 from marker_excite.run import TrainConfig, train_config
 from marker_excite.training import dry_run, train
 
@@ -193,8 +195,6 @@ def disk_full_message(run_dir: Path) -> str:
 
 def check_panel_in_store(panel, store_path) -> None:
     """Refuse a ``--panel`` marker that no sample of the store has (a likely typo), naming the closest one."""
-    from marker_excite.data.store import SampleStore
-    from marker_excite.errors import did_you_mean
 
     if not Path(store_path).is_file():
         return  # train reports the missing store
@@ -220,7 +220,6 @@ def _paper_preset_on_cpu(args: argparse.Namespace) -> bool:
 
 def gpu_sized_notice(plan) -> str:
     """One line: the default paper preset is GPU-sized, its estimated time here, and the CPU presets."""
-    from marker_excite.progress import format_duration
 
     epoch = plan.seconds_per_step * plan.steps_per_epoch
     return (

@@ -13,8 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from marker_excite import evaluation, plots, stats
 from marker_excite.atomic import write_json
 from marker_excite.errors import UserInputError
+from marker_excite.evaluation import read_results, write_results
 from marker_excite.experiments.runner import is_done, report_dir, run_dir
 from marker_excite.experiments.spec import (
     CASES,
@@ -37,7 +39,6 @@ from marker_excite.experiments.spec import (
 def load_results(source: str | os.PathLike) -> list[dict[str, Any]]:
     """Tidy rows of a results CSV file, an experiment's report folder (its ``results.csv``) or an output
     folder (every ``runs/*/evaluation.csv``)."""
-    from marker_excite.evaluation import read_results
 
     path = Path(source)
     if path.is_file():
@@ -81,7 +82,6 @@ def significance_summary(result, **extra: Any) -> dict[str, Any]:
 
 
 def _ranking(a: Ranking, rows: list[Mapping], figures: Path) -> dict[str, Any]:
-    from marker_excite import plots
 
     sel = select(rows, model=a.model, case="")
     figure = plots.subset_ranking(sel, figures / f"{a.name}.png", title=f"{a.model}: subsets ranked by mean F1")
@@ -93,7 +93,6 @@ def _ranking(a: Ranking, rows: list[Mapping], figures: Path) -> dict[str, Any]:
 
 
 def _group_test(a: GroupTest, rows: list[Mapping], figures: Path) -> dict[str, Any]:
-    from marker_excite import plots, stats
 
     sel = select(rows, model=a.model, cls=a.cls, case="")
     values = [[float(r["value"]) for r in sel if g.contains(r["subset"])] for g in a.groups]
@@ -113,7 +112,6 @@ def _group_test(a: GroupTest, rows: list[Mapping], figures: Path) -> dict[str, A
 
 
 def _relative(a: Relative, rows: list[Mapping], figures: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    from marker_excite import evaluation, plots, stats
 
     subsets = None
     info: dict[str, Any] = {"kind": "relative", "models": list(a.models), "reference": a.reference}
@@ -179,7 +177,6 @@ def aggregate(
     Missing jobs are listed in ``stats.json`` and the available ones are used; an analysis that cannot
     be computed (a model or reference without results) is recorded with the reason instead of a figure.
     """
-    from marker_excite.evaluation import read_results, write_results
 
     out = Path(out_dir)
     done = [j for j in exp.jobs if is_done(out, j)]

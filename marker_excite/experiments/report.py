@@ -21,6 +21,7 @@ import numpy as np
 from marker_excite.atomic import write_text
 from marker_excite.experiments.aggregate import load_results, select
 from marker_excite.experiments.spec import CASES, EVALUATION_CSV, RUNS, Group, m_ub
+from marker_excite.run_dir import read_log
 from marker_excite.stats import StatsError, TestResult, mann_whitney, pair_rows, wilcoxon
 
 REPORT_MD = "REPRODUCTION.md"
@@ -197,7 +198,6 @@ def measure(rows: Sequence[Mapping], claim: Claim) -> dict[str, Any] | None:
 def convergence(out_dir: str | os.PathLike) -> dict[str, dict[str, Any]]:
     """Per model label: runs, how many reached the plateau, the largest last-quarter range of the
     validation mean F1, and the median best epoch / epochs."""
-    from marker_excite.run_dir import read_log
 
     by_model: dict[str, list[tuple[float, int, int]]] = {}
     for run in sorted((Path(out_dir) / RUNS).glob(f"*/{EVALUATION_CSV}")):

@@ -9,13 +9,17 @@ from typing import Any
 
 import numpy as np
 
+from marker_excite import quantify, stats
 from marker_excite.atomic import write_json
 from marker_excite.config import read_json_object
+from marker_excite.data.store import SampleStore
+from marker_excite.evaluation import write_results
 from marker_excite.experiments.aggregate import load_results, select, significance_summary
 from marker_excite.experiments.paper import M2_GROUPS, TISSUE_MODEL
 from marker_excite.experiments.runner import ensure_store, is_done, report_dir, run_dir
 from marker_excite.experiments.spec import FIGURES, STATS_JSON, Experiment, ExperimentError, all_subsets
 from marker_excite.markers import Subset
+from marker_excite.run import load_run
 
 
 def m2_f1(rows: Iterable[Mapping], model: str = "MS-ME") -> dict[str, dict[str, float]]:
@@ -71,10 +75,6 @@ def quantify_experiment(
     tissue_mask), ``figures/fig5c.png`` and adds ``table1`` (with the tissue networks' F1) to
     ``stats.json``. Returns the CSV path.
     """
-    from marker_excite import quantify, stats
-    from marker_excite.data.store import SampleStore
-    from marker_excite.evaluation import write_results
-    from marker_excite.run import load_run
 
     out = Path(out_dir)
     store_path = ensure_store(exp.preset, out, store, progress=progress)
