@@ -193,7 +193,6 @@ def write_preview(
     the options the prediction ran with, so the same channels are shown; ``z`` is the slice shown
     (None: the MIP; see :func:`parse_slice`).
     """
-
     with ExitStack() as stack:
         volume = stack.enter_context(open_volume(input_path, markers=channel_names, spacing=spacing))
         plan = plan_channels(volume.markers, spec.panel, use)

@@ -177,7 +177,6 @@ def aggregate(
     Missing jobs are listed in ``stats.json`` and the available ones are used; an analysis that cannot
     be computed (a model or reference without results) is recorded with the reason instead of a figure.
     """
-
     out = Path(out_dir)
     done = [j for j in exp.jobs if is_done(out, j)]
     missing = [j.job_id for j in exp.jobs if not is_done(out, j)]

@@ -11,7 +11,7 @@ without results yet is listed as "not run yet".
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -349,9 +349,3 @@ def write_report(out_dir: str | os.PathLike, *, protocol: str = "", path: str | 
             f"| {m} | {c['runs']} | {c['plateau']} | {c['max_range']:.4f} | {c['median_best_epoch']:.0f} / {c['epochs']} |"
         )
     return write_text(Path(path) if path else out / REPORT_MD, "\n".join(lines) + "\n")
-
-
-def claims_for(models: Iterable[str]) -> list[Claim]:
-    """The claims that involve only the given model labels (e.g. for a partial report)."""
-    names = set(models)
-    return [c for c in CLAIMS if set(_models_of(c)) <= names]

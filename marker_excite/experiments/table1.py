@@ -75,7 +75,6 @@ def quantify_experiment(
     tissue_mask), ``figures/fig5c.png`` and adds ``table1`` (with the tissue networks' F1) to
     ``stats.json``. Returns the CSV path.
     """
-
     out = Path(out_dir)
     store_path = ensure_store(exp.preset, out, store, progress=progress)
     rows: list[dict[str, Any]] = []
