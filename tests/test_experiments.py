@@ -103,6 +103,26 @@ def test_other_counts_and_overrides():
         E.experiment("fig4_heterogeneous", "paper", cases=["case7"])
 
 
+def test_seed_replicate_changes_only_the_training_seed(tmp_path):
+    base = E.experiment("fig4_heterogeneous", "cpu", folds=[1])
+    rep = E.experiment("fig4_heterogeneous", "cpu", folds=[1], seed=3)
+    # same jobs, same Case tables (data design), only the training seed differs
+    assert [j.job_id for j in rep.jobs] == [j.job_id for j in base.jobs]
+    assert [j.panels for j in rep.jobs] == [j.panels for j in base.jobs]
+    job, rep_job = base.jobs[0], rep.jobs[0]
+    assert job.train_config(base.preset).seed == 0 and rep_job.train_config(rep.preset).seed == 3
+    assert job.train_config(base.preset).fold_seed == rep_job.train_config(rep.preset).fold_seed
+    with pytest.raises(UserInputError, match="seed must be >= 0"):
+        E.experiment("fig2_sampling", "cpu", seed=-1)
+    # a run made with seed 0 is never resumed as if it were the seed-3 replicate
+    path = E.run_dir(tmp_path, job)
+    path.mkdir(parents=True)
+    (path / "train_config.json").write_text(json.dumps(job.train_config(base.preset).to_dict()))
+    E.check_settings(job, base.preset, tmp_path)
+    with pytest.raises(UserInputError, match=r"other settings \(train_config.seed"):
+        E.check_settings(rep_job, rep.preset, tmp_path)
+
+
 @pytest.mark.parametrize("n", [1, 2, 3, 7])
 def test_shards_partition_the_jobs_exactly(n):
     exp = E.experiment("fig2_sampling", "paper")

@@ -56,6 +56,13 @@ def build_parser(name: str, description: str) -> argparse.ArgumentParser:
         help="comma-separated folds (default: the preset's)",
     )
     parser.add_argument("--epochs", type=int, default=None, help="override the preset's number of epochs")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="training seed of every job (weights, batch order, Marker Sampling; default: the preset's, 0); "
+        "a seed replicate: give it its own --out (the folds and Case tables stay the same)",
+    )
     parser.add_argument("--list", action="store_true", help="print the job ids of this shard and exit")
     parser.add_argument("--aggregate-only", action="store_true", help="only aggregate finished jobs")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
@@ -95,6 +102,7 @@ def script_main(
             classes=args.classes,
             folds=args.folds,
             epochs=args.epochs,
+            seed=args.seed,
             **(options(args) if options else {}),
         )
         shard = parse_shard(args.shard)

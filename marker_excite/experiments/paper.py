@@ -145,7 +145,7 @@ def fig4_heterogeneous(
     jobs = []
     for case in cases:
         for f in folds:
-            table = shuffled_table(case, f, p.seed)
+            table = shuffled_table(case, f)
             for c in classes:
                 jobs += [Job(m, (c,), f, case=case, panels=table) for m in models]
                 if case_ub:
@@ -205,9 +205,11 @@ def experiment(
     classes: Sequence[str] | None = None,
     folds: Sequence[int] | None = None,
     epochs: int | None = None,
+    seed: int | None = None,
     **options: Any,
 ) -> Experiment:
-    """Build experiment ``name`` at a preset; ``classes`` / ``folds`` / ``epochs`` override the preset.
+    """Build experiment ``name`` at a preset; ``classes`` / ``folds`` / ``epochs`` / ``seed`` (the training
+    seed: a seed replicate) override the preset.
 
     ``options`` go to the builder: ``models`` (Figs. 2-4), ``ablations`` (Fig. 3), ``cases`` (Fig. 4),
     ``joint`` (Fig. 1).
@@ -219,6 +221,10 @@ def experiment(
         if epochs < 1:
             raise ExperimentError(f"epochs must be >= 1, got {epochs}")
         p = p.replace(epochs=int(epochs))
+    if seed is not None:
+        if seed < 0:
+            raise ExperimentError(f"seed must be >= 0, got {seed}")
+        p = p.replace(seed=int(seed))
     classes = tuple(classes or p.classes)
     if not classes or len(set(classes)) != len(classes):
         raise ExperimentError(f"classes must be non-empty and unique, got {list(classes)}")

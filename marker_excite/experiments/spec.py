@@ -41,7 +41,9 @@ class Preset:
         n_folds: folds of the cross-validation split; ``folds``: the folds run by default.
         classes: classes run by default (each trained as its own model, as in the paper).
         augment: flips / rotations during training (off: the paper's protocol has none).
-        seed: training seed (weights, data order, Marker Sampling).
+        seed: training seed (weights, data order, Marker Sampling); the data design (folds, the Case
+            tables of Fig. 4, the Table 1 subsets) does not depend on it, so runs with another seed are
+            replicates of the same experiment.
         model_overrides: extra :class:`ModelConfig` fields (e.g. a tiny network for tests).
     """
 

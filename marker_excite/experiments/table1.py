@@ -86,7 +86,7 @@ def quantify_experiment(
         with SampleStore(store_path, "r") as st:
             truth = {s: (st.info(s).region, st.info(s).attrs.get(f"fraction_{cls}")) for s in run.fold.test}
         for sample in run.fold.test:
-            subset = quantification_subset(cls, sample, exp.preset.seed)
+            subset = quantification_subset(cls, sample)
             for r in quantify.quantify_store(
                 store_path, run, tissue_model=tissue_run, samples=[sample], markers=list(subset.names), progress=False
             ):
