@@ -1,10 +1,12 @@
 """REPRODUCTION.md: every claim of the paper next to what the finished runs of an output folder measure.
 
-    python experiments/reproduction_report.py --out experiments/results/cpu
+    python experiments/reproduction_report.py --out experiments/results/cpu \
+        --replicates experiments/results/cpu-seed1 experiments/results/cpu-seed2
 
 Reads every ``runs/*/evaluation.csv`` and ``log.csv`` of ``--out`` (all experiments share it) and
 ``table1_quantification/stats.json``; writes ``--out/REPRODUCTION.md`` (see
-``marker_excite.experiments.report``).
+``marker_excite.experiments.report``). ``--replicates``: output folders of the same jobs run with other
+``--seed`` values; the report then compares the spread between seeds with the differences between models.
 """
 
 import argparse
@@ -27,11 +29,18 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("experiments/results/cpu"), help="experiment output folder")
     parser.add_argument("--preset", default="cpu", help="preset the runs used (named in the report's header)")
+    parser.add_argument(
+        "--replicates",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="output folders of seed replicates (the same jobs run with another --seed)",
+    )
     args = parser.parse_args(argv)
     try:
         p = preset(args.preset)
         protocol = CPU_PROTOCOL if p.name == "cpu" else f"Protocol `{p.name}` (experiments/README.md)."
-        path = write_report(args.out, protocol=protocol)
+        path = write_report(args.out, protocol=protocol, replicates=args.replicates)
     except UserInputError as exc:
         print(f"reproduction_report: error: {exc}", file=sys.stderr)
         return 2

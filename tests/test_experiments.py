@@ -400,3 +400,35 @@ def test_reproduction_report_verdicts(tmp_path):
     assert "| MS | 2 | 2 | 0.0000 |" in text and "| MS-ME | 2 | 0 | 0.0200 |" in text
     assert "test protocol" in text and "Table 1 / Fig. 5: not run yet." in text
     assert "- MS-ME, sinusoids: fold(s) 0, 1" in text and "- HeMIS, sinusoids: fold(s) 0, 1" in text
+
+
+def test_reproduction_report_seed_spread(tmp_path):
+    """The seed-to-seed section: mean F1 per seed, its range, and each claim's difference per seed
+    (hand-computed from the fake values)."""
+    from marker_excite.experiments.report import runs_seed, write_report
+
+    exp = E.experiment("fig3_attention", "cpu", classes=["sinusoids"], folds=[0], models=["MS", "MS-ME"])
+    offsets = {0: {"MS": 0.0, "MS-ME": -0.02}, 1: {"MS": 0.01, "MS-ME": 0.02}, 2: {"MS": -0.01, "MS-ME": -0.005}}
+    dirs = {s: tmp_path / f"seed{s}" for s in offsets}
+    for seed, out in dirs.items():
+        for job in exp.jobs:
+            value = lambda job, cls, subset, seed=seed: 0.5 + 0.01 * len(_s(subset)) + offsets[seed][job.model]  # noqa: E731
+            write_results(_fake_rows(job, value), E.run_dir(out, job) / E.EVALUATION_CSV)
+            (E.run_dir(out, job) / "train_config.json").write_text(json.dumps({"seed": seed}))
+    assert runs_seed(dirs[2]) == 2
+    text = write_report(dirs[0], replicates=[dirs[1], dirs[2]]).read_text()
+    section = text.split("## Seed-to-seed spread")[1]
+    # mean of 0.5 + 0.01 * |subset| over the 31 subsets = 0.5 + 0.01 * 80 / 31
+    base = 0.5 + 0.01 * 80 / 31
+    assert f"| MS | sinusoids, fold 0 | {base:.4f} | {base + 0.01:.4f} | {base - 0.01:.4f} | 0.0200 |" in section
+    assert (
+        f"| MS-ME | sinusoids, fold 0 | {base - 0.02:.4f} | {base + 0.02:.4f} | {base - 0.005:.4f} | 0.0400 |"
+        in section
+    )
+    claim = next(line for line in section.splitlines() if line.startswith("| Fig. 3c MS-ME vs MS |"))
+    assert "-0.0200" in claim and "+0.0100" in claim and "+0.0050" in claim
+    assert claim.endswith("| 0.0300 | 1 of 3 |")
+    assert "Largest seed-to-seed range of one model's mean F1: 0.0400." in section
+    # two folders with the same seed are refused
+    with pytest.raises(UserInputError, match="different seeds"):
+        write_report(dirs[0], replicates=[dirs[0]])

@@ -5,11 +5,13 @@
 median relative F1 (IQR), the test (paired Wilcoxon pooled over classes, as in the paper, or
 Mann-Whitney for groups of subsets), ``n``, a verdict and notes (convergence of the runs involved,
 spread across folds). Verdicts follow fixed rules decided before any run (:func:`verdict`); a claim
-without results yet is listed as "not run yet".
+without results yet is listed as "not run yet". Seed replicates (the same jobs run with other training
+seeds, :func:`seed_spread_lines`) show how much of a difference between models is training noise.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,8 +22,8 @@ import numpy as np
 
 from marker_excite.atomic import write_text
 from marker_excite.experiments.aggregate import load_results, select
-from marker_excite.experiments.spec import CASES, EVALUATION_CSV, RUNS, Group, m_ub
-from marker_excite.run_dir import read_log
+from marker_excite.experiments.spec import CASES, EVALUATION_CSV, RUNS, ExperimentError, Group, m_ub
+from marker_excite.run_dir import TRAIN_CONFIG, read_log
 from marker_excite.stats import StatsError, TestResult, mann_whitney, pair_rows, wilcoxon
 
 REPORT_MD = "REPRODUCTION.md"
@@ -191,6 +193,7 @@ def measure(rows: Sequence[Mapping], claim: Claim) -> dict[str, Any] | None:
         median=float(np.median(d)),
         iqr=(float(q1), float(q3)),
         n=str(len(d)),
+        diffs=d,
         detail=f"classes {'+'.join(classes)}; mean difference per fold: {spread}",
     )
 
@@ -264,8 +267,6 @@ def runs_so_far(rows: Sequence[Mapping]) -> list[str]:
 
 def table1_lines(out_dir: Path) -> list[str]:
     """Table 1 rows from ``table1_quantification/stats.json`` (when it was run)."""
-    import json
-
     path = out_dir / "table1_quantification" / "stats.json"
     if not path.is_file():
         return ["Table 1 / Fig. 5: not run yet."]
@@ -297,15 +298,109 @@ def table1_lines(out_dir: Path) -> list[str]:
     return lines
 
 
-def write_report(out_dir: str | os.PathLike, *, protocol: str = "", path: str | os.PathLike | None = None) -> Path:
-    """Write ``REPRODUCTION.md`` for the finished jobs in ``out_dir`` (see module doc)."""
-    out = Path(out_dir)
+def _f1_rows(out_dir: Path) -> list[dict[str, Any]]:
+    """The F1 rows of every finished job in ``out_dir`` (``case`` always a string; none yet: [])."""
     try:
-        rows = [r for r in load_results(out) if r.get("metric") == "f1"]
+        rows = [r for r in load_results(out_dir) if r.get("metric") == "f1"]
     except StatsError:
-        rows = []
+        return []
     for r in rows:
         r["case"] = r.get("case") or ""
+    return rows
+
+
+def runs_seed(out_dir: str | os.PathLike) -> int:
+    """The training seed of the finished runs in ``out_dir`` (one seed per output folder)."""
+    seeds = {
+        int(json.loads(p.read_text())["seed"])
+        for p in sorted((Path(out_dir) / RUNS).glob(f"*/{TRAIN_CONFIG}"))
+        if (p.parent / EVALUATION_CSV).is_file()
+    }
+    if len(seeds) != 1:
+        found = ", ".join(map(str, sorted(seeds))) or "no finished run"
+        raise ExperimentError(f"{out_dir}: expected finished runs of one training seed, found {found}")
+    return seeds.pop()
+
+
+def _mean_by_key(rows: Sequence[Mapping]) -> dict[tuple[str, str], float]:
+    """Mean F1 over the subsets per (model, class, fold) of homogeneous training."""
+    values: dict[tuple[str, str], list[float]] = {}
+    for r in rows:
+        if not r["case"]:
+            values.setdefault((str(r["model"]), f"{r['class']}, fold {r['fold']}"), []).append(float(r["value"]))
+    return {k: float(np.mean(v)) for k, v in values.items()}
+
+
+def seed_spread_lines(out_dir: str | os.PathLike, replicates: Sequence[str | os.PathLike]) -> list[str]:
+    """The seed-to-seed spread: the models and claims of ``out_dir`` rerun with other training seeds.
+
+    ``replicates``: output folders of the same experiments run with ``--seed`` (same folds and data).
+    For every (model, class, fold) run with every seed: the mean F1 over the subsets per seed; for every
+    homogeneous paired claim whose two models were rerun: the mean difference and its Wilcoxon p per seed.
+    A difference between models that is smaller than the spread between seeds of one model is training
+    noise, however small its p over the subsets of one training run.
+    """
+    seeds = [runs_seed(out_dir), *(runs_seed(d) for d in replicates)]
+    if len(set(seeds)) != len(seeds):
+        raise ExperimentError(f"seed replicates must have different seeds, got {seeds}")
+    per_seed = [_f1_rows(Path(out_dir)), *(_f1_rows(Path(d)) for d in replicates)]
+    means = [_mean_by_key(rows) for rows in per_seed]
+    keys = sorted(set.intersection(*(set(m) for m in means)))
+    if not keys:
+        return ["No (model, class, fold) finished with every seed yet."]
+    head = " | ".join(f"seed {s}" for s in seeds)
+    lines = [
+        f"Output folders: {', '.join(str(d) for d in replicates)} (the same jobs with training seeds "
+        f"{', '.join(map(str, seeds[1:]))}; folds, data and Case tables unchanged).",
+        "",
+        f"| model | class, fold | mean F1 over the subsets: {head} | range |",
+        f"| --- | --- | {' | '.join('---' for _ in seeds)} | --- |",
+    ]
+    ranges = []
+    for model, where in keys:
+        v = [m[(model, where)] for m in means]
+        ranges.append(max(v) - min(v))
+        lines.append(f"| {model} | {where} | {' | '.join(f'{x:.4f}' for x in v)} | {ranges[-1]:.4f} |")
+    rerun = {model for model, _ in keys}
+    claim_lines = []
+    for claim in CLAIMS:
+        if not isinstance(claim, Paired) or claim.case or not {claim.model, claim.reference} <= rerun:
+            continue
+        cells, diffs = [], []
+        for rows in per_seed:
+            measured = measure(rows, claim)
+            if measured is None:
+                break
+            diffs.append(float(np.mean(measured["diffs"])))
+            cells.append(f"{diffs[-1]:+.4f} (p {measured['result'].pvalue:.2g}, n {measured['n']})")
+        if len(cells) == len(seeds):
+            same = sum(np.sign(d) == np.sign(diffs[0]) for d in diffs)
+            claim_lines.append(
+                f"| {claim.figure} {claim.model} vs {claim.reference} | {' | '.join(cells)} | "
+                f"{max(diffs) - min(diffs):.4f} | {same} of {len(diffs)} |"
+            )
+    if claim_lines:
+        lines += [
+            "",
+            f"| claim | mean difference (Wilcoxon p, n): {head} | range | same sign |",
+            f"| --- | {' | '.join('---' for _ in seeds)} | --- | --- |",
+            *claim_lines,
+        ]
+    lines += ["", f"Largest seed-to-seed range of one model's mean F1: {max(ranges):.4f}."]
+    return lines
+
+
+def write_report(
+    out_dir: str | os.PathLike,
+    *,
+    protocol: str = "",
+    path: str | os.PathLike | None = None,
+    replicates: Sequence[str | os.PathLike] = (),
+) -> Path:
+    """Write ``REPRODUCTION.md`` for the finished jobs in ``out_dir`` (see module doc); ``replicates``:
+    output folders of seed replicates (section "Seed-to-seed spread", :func:`seed_spread_lines`)."""
+    out = Path(out_dir)
+    rows = _f1_rows(out)
     conv = convergence(out)
     lines = ["# Reproduction of the paper's claims on the CPU protocol", ""]
     if protocol:
@@ -335,6 +430,8 @@ def write_report(out_dir: str | os.PathLike, *, protocol: str = "", path: str | 
         )
     lines += ["", "## Runs so far", "", *runs_so_far(rows)]
     lines += ["", "## Table 1 / Fig. 5", ""] + table1_lines(out)
+    if replicates:
+        lines += ["", "## Seed-to-seed spread", ""] + seed_spread_lines(out, replicates)
     lines += [
         "",
         "## Convergence of the runs",
