@@ -22,6 +22,7 @@ import numpy as np
 
 from marker_excite.atomic import write_text
 from marker_excite.experiments.aggregate import load_results, select
+from marker_excite.experiments.attention import ATTENTION_JSON, attention_lines
 from marker_excite.experiments.spec import CASES, EVALUATION_CSV, RUNS, ExperimentError, Group, m_ub
 from marker_excite.run_dir import TRAIN_CONFIG, read_log
 from marker_excite.stats import StatsError, TestResult, mann_whitney, pair_rows, wilcoxon
@@ -432,6 +433,8 @@ def write_report(
     lines += ["", "## Table 1 / Fig. 5", ""] + table1_lines(out)
     if replicates:
         lines += ["", "## Seed-to-seed spread", ""] + seed_spread_lines(out, replicates)
+    if any((Path(d) / RUNS).glob(f"*/{ATTENTION_JSON}") for d in (out, *replicates)):
+        lines += ["", "## Marker Excite: what the attention learned", ""] + attention_lines([out, *replicates])
     lines += [
         "",
         "## Convergence of the runs",
