@@ -266,6 +266,34 @@ def runs_so_far(rows: Sequence[Mapping]) -> list[str]:
     ]
 
 
+def model_means_lines(rows: Sequence[Mapping]) -> list[str]:
+    """Mean F1 over the marker subsets per model, class and fold (homogeneous training; Fig. 4 rows apart).
+
+    A fold with fewer subsets than the others (a UB sweep in progress) shows its count."""
+    values: dict[tuple[str, str, str], dict[int, list[float]]] = {}
+    for r in rows:
+        key = (str(r["model"]), str(r["class"]), str(r["case"]))
+        values.setdefault(key, {}).setdefault(int(r["fold"]), []).append(float(r["value"]))
+    if not values:
+        return ["none yet."]
+    folds = sorted({f for v in values.values() for f in v})
+    full = max(len(x) for v in values.values() for x in v.values())
+    lines = [
+        f"| model | class | {' | '.join(f'fold {f}' for f in folds)} | mean of the folds |",
+        f"| --- | --- | {' | '.join('---' for _ in folds)} | --- |",
+    ]
+    for (model, cls, case), per_fold in sorted(values.items(), key=lambda kv: (kv[0][2], kv[0][1], kv[0][0])):
+        cells = [
+            "-"
+            if f not in per_fold
+            else f"{np.mean(per_fold[f]):.4f}" + ("" if len(per_fold[f]) == full else f" ({len(per_fold[f])})")
+            for f in folds
+        ]
+        mean = np.mean([np.mean(v) for v in per_fold.values()])
+        lines.append(f"| {model}{f' ({case})' if case else ''} | {cls} | {' | '.join(cells)} | {mean:.4f} |")
+    return lines
+
+
 def table1_lines(out_dir: Path) -> list[str]:
     """Table 1 rows from ``table1_quantification/stats.json`` (when it was run)."""
     path = out_dir / "table1_quantification" / "stats.json"
@@ -430,6 +458,15 @@ def write_report(
             f"{measured['n']} | {verdict(expect, res)} | {_note(claim, conv, measured)} |"
         )
     lines += ["", "## Runs so far", "", *runs_so_far(rows)]
+    lines += [
+        "",
+        "## Mean F1 over the marker subsets",
+        "",
+        "Per model, class and fold: the mean test F1 over the subsets it was evaluated on (31; a UB model",
+        "per subset; in parentheses the count when a fold has fewer).",
+        "",
+        *model_means_lines(rows),
+    ]
     lines += ["", "## Table 1 / Fig. 5", ""] + table1_lines(out)
     if replicates:
         lines += ["", "## Seed-to-seed spread", ""] + seed_spread_lines(out, replicates)
