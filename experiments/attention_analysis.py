@@ -11,8 +11,8 @@ import os
 import sys
 from pathlib import Path
 
-from marker_excite.errors import UserInputError
 from marker_excite.experiments.attention import analyse
+from marker_excite.experiments.cli import exit_status
 
 
 def main(argv=None) -> int:
@@ -21,13 +21,12 @@ def main(argv=None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="measure runs that already have attention.json")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    try:
+
+    def run() -> None:
         written = analyse(args.out, overwrite=args.overwrite)
-    except UserInputError as exc:
-        print(f"attention_analysis: error: {str(exc).splitlines()[0]}", file=sys.stderr)
-        return 2
-    print(f"attention_analysis: {len(written)} file(s) written")
-    return 0
+        print(f"attention_analysis: {len(written)} file(s) written")
+
+    return exit_status("attention_analysis", run)
 
 
 if __name__ == "__main__":

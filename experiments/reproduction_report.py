@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from marker_excite.errors import UserInputError
+from marker_excite.experiments.cli import exit_status
 from marker_excite.experiments.report import write_report
 from marker_excite.experiments.spec import preset
 
@@ -37,15 +37,13 @@ def main(argv=None) -> int:
         help="output folders of seed replicates (the same jobs run with another --seed)",
     )
     args = parser.parse_args(argv)
-    try:
+
+    def run() -> None:
         p = preset(args.preset)
         protocol = CPU_PROTOCOL if p.name == "cpu" else f"Protocol `{p.name}` (experiments/README.md)."
-        path = write_report(args.out, protocol=protocol, replicates=args.replicates)
-    except UserInputError as exc:
-        print(f"reproduction_report: error: {exc}", file=sys.stderr)
-        return 2
-    print(f"report: {path}")
-    return 0
+        print(f"report: {write_report(args.out, protocol=protocol, replicates=args.replicates)}")
+
+    return exit_status("reproduction_report", run)
 
 
 if __name__ == "__main__":

@@ -77,3 +77,14 @@ def test_model_config_of_the_tiny_run_is_what_make_run_uses():
     # guards the helper this file relies on: the tiny MS-ME has ME modules at every level (2 x depth - 1 = 3)
     cfg = model_config("MS-ME", markers=("a", "b"), classes=("sinusoids",), seed=1, **RUN_TINY)
     assert sum(layer.name.endswith("_me") for layer in build_model(cfg).layers) == 3
+
+
+def test_missing_output_folder_is_one_clear_error(tmp_path, capsys):
+    from marker_excite.experiments.cli import exit_status
+
+    status = exit_status("attention_analysis", lambda: A.analyse([tmp_path / "nope"], progress=False))
+    assert status == 2
+    assert (
+        capsys.readouterr().err
+        == f"attention_analysis: error: {tmp_path / 'nope'}: not an experiment output folder (no runs/ in it)\n"
+    )

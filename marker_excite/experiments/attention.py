@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from marker_excite.atomic import write_text
-from marker_excite.experiments.spec import EVALUATION_CSV, RUNS
+from marker_excite.experiments.spec import EVALUATION_CSV, RUNS, ExperimentError
 from marker_excite.run_dir import BEST_WEIGHTS
 
 ATTENTION_JSON = "attention.json"
@@ -110,6 +110,8 @@ def analyse(out_dirs: Sequence[str | os.PathLike], *, overwrite: bool = False, p
 
     written = []
     for out in out_dirs:
+        if not (Path(out) / RUNS).is_dir():
+            raise ExperimentError(f"{out}: not an experiment output folder (no {RUNS}/ in it)")
         for evaluation in sorted((Path(out) / RUNS).glob(f"*/{EVALUATION_CSV}")):
             run = evaluation.parent
             target = run / ATTENTION_JSON

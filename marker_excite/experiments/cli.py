@@ -21,6 +21,17 @@ def csv_list(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
+def exit_status(name: str, action: Callable[[], Any]) -> int:
+    """Run a script's ``action``: 0 when it returns, 2 with one ``<name>: error: ...`` line on stderr when it
+    raises :class:`UserInputError` (bad input, named by the exception's first line)."""
+    try:
+        action()
+    except UserInputError as exc:
+        print(f"{name}: error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def build_parser(name: str, description: str) -> argparse.ArgumentParser:
     """The options shared by every script in ``experiments/``."""
     parser = argparse.ArgumentParser(prog=f"experiments/{name}.py", description=description)
