@@ -395,7 +395,7 @@ def test_reproduction_report_verdicts(tmp_path):
     assert rows["MZ does not perform significantly different than HeMIS"][5] == "reproduced"
     assert rows["MS-ME improves on MS"][5] == "not reproduced (opposite)"
     assert rows["MS is better than MS-DO"][5] == "not run yet"
-    assert "f0 -0.070, f1 -0.070" in rows["MS-ME improves on MS"][6]
+    assert "f0 -0.070, f1 -0.070; per number of markers: 1: -0.070, 2: -0.070" in rows["MS-ME improves on MS"][6]
     assert "MS-ME: 0/2 runs on a plateau" in rows["MS-ME improves on MS"][6]
     assert "| MS | 2 | 2 | 0.0000 |" in text and "| MS-ME | 2 | 0 | 0.0200 |" in text
     assert "test protocol" in text and "Table 1 / Fig. 5: not run yet." in text

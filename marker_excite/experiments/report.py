@@ -24,6 +24,7 @@ from marker_excite.atomic import write_text
 from marker_excite.experiments.aggregate import load_results, select
 from marker_excite.experiments.attention import ATTENTION_JSON, attention_lines
 from marker_excite.experiments.spec import CASES, EVALUATION_CSV, RUNS, ExperimentError, Group, m_ub
+from marker_excite.markers import PAPER_PANEL
 from marker_excite.run_dir import TRAIN_CONFIG, read_log
 from marker_excite.stats import StatsError, TestResult, mann_whitney, pair_rows, wilcoxon
 
@@ -187,8 +188,12 @@ def measure(rows: Sequence[Mapping], claim: Claim) -> dict[str, Any] | None:
     classes = sorted({k[0] for k in paired.keys})
     folds = sorted({k[2] for k in paired.keys}, key=int)
     per_fold = {f: float(np.mean([x for k, x in zip(paired.keys, d) if k[2] == f])) for f in folds}
+    sizes = [len(PAPER_PANEL.parse_subset(k[1])) for k in paired.keys]
+    per_size = {n: float(np.mean([x for s, x in zip(sizes, d) if s == n])) for n in sorted(set(sizes))}
     q1, q3 = np.percentile(d, [25, 75])
     spread = ", ".join(f"f{f} {v:+.3f}" for f, v in per_fold.items())
+    if len(per_size) > 1:
+        spread += "; per number of markers: " + ", ".join(f"{n}: {v:+.3f}" for n, v in per_size.items())
     return dict(
         result=result,
         median=float(np.median(d)),
