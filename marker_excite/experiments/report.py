@@ -11,6 +11,7 @@ seeds, :func:`seed_spread_lines`) show how much of a difference between models i
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -235,8 +236,6 @@ def convergence(out_dir: str | os.PathLike) -> dict[str, dict[str, Any]]:
 
 def _model_label(evaluation_csv: Path) -> str:
     """The model label of a finished job (first row of its ``evaluation.csv``)."""
-    import csv
-
     with open(evaluation_csv, newline="") as fh:
         return str(next(csv.DictReader(fh))["model"])
 

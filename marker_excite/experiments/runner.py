@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import time
@@ -9,7 +10,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from marker_excite import run_dir as rd
+from marker_excite.data.folds import paper_folds
+from marker_excite.data.store import SampleStore
+from marker_excite.data.synthetic import write_dataset
+from marker_excite.evaluation import evaluate_run, write_results
 from marker_excite.experiments.spec import EVALUATION_CSV, RUNS, Experiment, ExperimentError, Job, Preset
+from marker_excite.training import train
 
 
 def run_dir(out_dir: str | os.PathLike, job: Job) -> Path:
@@ -40,8 +47,6 @@ def ensure_store(
         return path
     path = Path(out_dir) / f"phantom_{p.phantom}.h5"
     if not path.is_file():
-        from marker_excite.data.synthetic import write_dataset
-
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         if progress:
             print(f"generating the {p.phantom!r} phantom -> {path}", file=sys.stderr)
@@ -51,9 +56,6 @@ def ensure_store(
 
 def fold_train_samples(store_path: str | os.PathLike, train_cfg) -> tuple[str, ...]:
     """The training samples of ``train_cfg``'s fold (the same split ``training.train`` uses)."""
-    from marker_excite.data.folds import paper_folds
-    from marker_excite.data.store import SampleStore
-
     with SampleStore(store_path, "r") as store:
         names = store.names()
     folds = paper_folds(
@@ -74,13 +76,8 @@ def run_job(
     progress: bool = True,
 ) -> Path:
     """Train and evaluate one job; returns its ``evaluation.csv`` (see :func:`run_jobs`)."""
-    from marker_excite import run_dir as rd
-    from marker_excite.evaluation import write_results
-
-    if train_fn is None:
-        from marker_excite.training import train as train_fn
-    if evaluate_fn is None:
-        from marker_excite.evaluation import evaluate_run as evaluate_fn
+    train_fn = train_fn or train
+    evaluate_fn = evaluate_fn or evaluate_run
     path = run_dir(out_dir, job)
     out = path / EVALUATION_CSV
     if resume and out.is_file():
@@ -111,8 +108,6 @@ def check_settings(job: Job, p: Preset, out_dir: str | os.PathLike) -> None:
     (e.g. another ``--epochs``), so old results are never silently reused. Fields that depend on the
     store (``marker_panels``, ``train_samples``) are not compared; a run without stored configs is
     accepted as is."""
-    from marker_excite import run_dir as rd
-
     path = run_dir(out_dir, job)
     expected = {rd.MODEL_CONFIG: job.model_config(p).to_dict(), rd.TRAIN_CONFIG: job.train_config(p).to_dict()}
     diffs: list[str] = []
@@ -131,8 +126,6 @@ def check_settings(job: Job, p: Preset, out_dir: str | os.PathLike) -> None:
 def _release_models() -> None:
     """Free the finished job's model, graphs and traced functions before the next job of the process
     (weights are seeded per job, so this changes no result)."""
-    import gc
-
     if "keras" in sys.modules:  # only when a job imported it (tests use stub jobs)
         sys.modules["keras"].backend.clear_session()
     gc.collect()
