@@ -399,6 +399,11 @@ def test_reproduction_report_verdicts(tmp_path):
     assert "MS-ME: 0/2 runs on a plateau" in rows["MS-ME improves on MS"][6]
     assert "| MS | 2 | 2 | 0.0000 |" in text and "| MS-ME | 2 | 0 | 0.0200 |" in text
     assert "test protocol" in text and "Table 1 / Fig. 5: not run yet." in text
+    n_claims = len(rows)
+    assert (
+        f"**Summary: {n_claims} claims; 3 reproduced, 1 not reproduced, 0 inconclusive, {n_claims - 4} not run yet, "
+        "0 measured without a stated direction.**" in text
+    )
     assert "- MS-ME, sinusoids: fold(s) 0, 1" in text and "- HeMIS, sinusoids: fold(s) 0, 1" in text
     ms = 0.55 + 0.01 * 80 / 31  # mean over the 31 subsets of 0.5 + 0.01 |subset| + 0.05
     assert f"| MS | sinusoids | {ms:.4f} | {ms + 0.001:.4f} | {ms + 0.0005:.4f} |" in text

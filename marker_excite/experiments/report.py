@@ -445,22 +445,32 @@ def write_report(
         f"Verdicts (rules fixed before the runs, `marker_excite.experiments.report.verdict`): p <= {ALPHA} in the",
         "claimed direction = reproduced; p <= 0.05 against it = not reproduced; otherwise inconclusive",
         "(for 'not different' claims: p > 0.05 = reproduced).",
-        "",
-        "| figure | paper's result | measured: median (IQR) | test p | n | verdict | notes |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
+    table, verdicts = [], []
     for claim in CLAIMS:
         measured = measure(rows, claim)
         if measured is None:
-            lines.append(f"| {claim.figure} | {claim.paper} | - | - | - | not run yet | - |")
+            verdicts.append("not run yet")
+            table.append(f"| {claim.figure} | {claim.paper} | - | - | - | not run yet | - |")
             continue
         res = measured["result"]
         iqr = f" ({measured['iqr'][0]:+.3f}, {measured['iqr'][1]:+.3f})" if measured["iqr"] else ""
         expect = claim.expect if isinstance(claim, Paired) else "greater"
-        lines.append(
+        verdicts.append(verdict(expect, res))
+        table.append(
             f"| {claim.figure} | {claim.paper} | {measured['median']:+.3f}{iqr} | {res.pvalue:.3g} {res.stars} | "
-            f"{measured['n']} | {verdict(expect, res)} | {_note(claim, conv, measured)} |"
+            f"{measured['n']} | {verdicts[-1]} | {_note(claim, conv, measured)} |"
         )
+    counts = {v: sum(x.split(" (")[0] == v for x in verdicts) for v in ("reproduced", "not reproduced", "inconclusive")}
+    lines += [
+        f"**Summary: {len(verdicts)} claims; {counts['reproduced']} reproduced, {counts['not reproduced']} not "
+        f"reproduced, {counts['inconclusive']} inconclusive, {verdicts.count('not run yet')} not run yet, "
+        f"{verdicts.count('measured')} measured without a stated direction.**",
+        "",
+        "| figure | paper's result | measured: median (IQR) | test p | n | verdict | notes |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+        *table,
+    ]
     lines += ["", "## Runs so far", "", *runs_so_far(rows)]
     lines += [
         "",
