@@ -12,8 +12,9 @@ from typing import Any
 from marker_excite.errors import UserInputError
 from marker_excite.experiments.aggregate import aggregate
 from marker_excite.experiments.paper import EXPERIMENTS, experiment
-from marker_excite.experiments.runner import run_jobs
-from marker_excite.experiments.spec import PRESETS, Experiment, parse_shard
+from marker_excite.experiments.runner import ensure_store, run_jobs
+from marker_excite.experiments.spec import PRESETS, Experiment, ExperimentError, parse_shard
+from marker_excite.experiments.workers import limit_threads, run_workers
 
 
 def csv_list(text: str) -> list[str]:
@@ -74,6 +75,13 @@ def build_parser(name: str, description: str) -> argparse.ArgumentParser:
         help="training seed of every job (weights, batch order, Marker Sampling; default: the preset's, 0); "
         "a seed replicate: give it its own --out (the folds and Case tables stay the same)",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="run the jobs in N processes side by side, each on its own share of the CPU cores "
+        "(on 2 cores, 2 workers nearly double the throughput of the cpu preset); default 1",
+    )
     parser.add_argument("--list", action="store_true", help="print the job ids of this shard and exit")
     parser.add_argument("--aggregate-only", action="store_true", help="only aggregate finished jobs")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
@@ -106,6 +114,7 @@ def script_main(
         add_arguments(parser)
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    worker = limit_threads() is not None  # a worker of --workers: its share of the cores, no aggregation
     try:
         exp = experiment(
             name,
@@ -121,12 +130,21 @@ def script_main(
             print("\n".join(j.job_id for j in exp.shard(*shard)))
             return 0
         progress = not args.quiet
-        if not args.aggregate_only:
+        if args.workers != 1 and not args.aggregate_only:
+            if shard != (1, 1):
+                raise ExperimentError("--workers runs every shard itself: give either --workers or --shard")
+            ensure_store(exp.preset, args.out, args.store, progress=progress)  # generated once, not per worker
+            status = run_workers(sys.argv[0], sys.argv[1:] if argv is None else argv, args.workers, args.out, name)
+            if status:
+                return status
+        elif not args.aggregate_only:
             summary = run_jobs(exp, args.out, store=args.store, shard=shard, resume=args.resume, progress=progress)
             print(
                 f"{name}: shard {shard[0]}/{shard[1]}: ran {len(summary.ran)}, skipped {len(summary.skipped)} "
                 f"finished job(s) in {summary.seconds / 60:.1f} min"
             )
+            if worker:
+                return 0  # the parent aggregates once every worker is done
             if summary.remaining:
                 print(
                     f"{len(summary.remaining)} job(s) of {name} are not finished (other shards?); "
