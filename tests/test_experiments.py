@@ -423,6 +423,10 @@ def test_reproduction_report_seed_spread(tmp_path):
             write_results(_fake_rows(job, value), E.run_dir(out, job) / E.EVALUATION_CSV)
             (E.run_dir(out, job) / "train_config.json").write_text(json.dumps({"seed": seed}))
     assert runs_seed(dirs[2]) == 2
+    # fold 1 only with seed 0: left out of the per-seed comparison (n stays 31 for every seed)
+    for job in E.experiment("fig3_attention", "cpu", classes=["sinusoids"], folds=[1], models=["MS", "MS-ME"]).jobs:
+        write_results(_fake_rows(job, lambda *a: 0.9), E.run_dir(dirs[0], job) / E.EVALUATION_CSV)
+        (E.run_dir(dirs[0], job) / "train_config.json").write_text(json.dumps({"seed": 0}))
     text = write_report(dirs[0], replicates=[dirs[1], dirs[2]]).read_text()
     section = text.split("## Seed-to-seed spread")[1]
     # mean of 0.5 + 0.01 * |subset| over the 31 subsets = 0.5 + 0.01 * 80 / 31
@@ -433,7 +437,7 @@ def test_reproduction_report_seed_spread(tmp_path):
         in section
     )
     claim = next(line for line in section.splitlines() if line.startswith("| Fig. 3c MS-ME vs MS |"))
-    assert "-0.0200" in claim and "+0.0100" in claim and "+0.0050" in claim
+    assert "-0.0200 (p" in claim and "+0.0100 (p" in claim and "+0.0050 (p" in claim and claim.count("n 31)") == 3
     assert claim.endswith("| 0.0300 | 1 of 3 |")
     assert "Largest seed-to-seed range of one model's mean F1: 0.0400." in section
     # two folders with the same seed are refused

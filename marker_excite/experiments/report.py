@@ -395,6 +395,8 @@ def seed_spread_lines(out_dir: str | os.PathLike, replicates: Sequence[str | os.
         ranges.append(max(v) - min(v))
         lines.append(f"| {model} | {where} | {' | '.join(f'{x:.4f}' for x in v)} | {ranges[-1]:.4f} |")
     rerun = {model for model, _ in keys}
+    common = set(keys)  # each seed's claims are measured on the (model, class, fold) run with every seed
+    per_seed = [[r for r in rows if (r["model"], f"{r['class']}, fold {r['fold']}") in common] for rows in per_seed]
     claim_lines = []
     for claim in CLAIMS:
         if not isinstance(claim, Paired) or claim.case or not {claim.model, claim.reference} <= rerun:
