@@ -45,7 +45,9 @@ class TrainConfig(JsonConfig):
         learning_rate: Adam learning rate (Keras default 0.001; other Adam settings are Keras defaults).
         augment: random flips / 90-degree rotations of training patches (off by default: the paper's
             protocol has no augmentation).
-        seed: seed of weight initialisation, data order, augmentation and Marker Sampling.
+        seed: seed of the data order and augmentation (and of Keras' global generator). The initial
+            weights and the Marker Sampling draws follow ``ModelConfig.seed``; ``train --seed`` and the
+            experiments' ``--seed`` set both.
         fold, n_folds, n_val, n_test, fold_seed: the cross-validation split (``data/folds.paper_folds``;
             n_test None = near-equal test groups, the paper's 2 of 8 samples with 4 folds).
         train_samples, val_samples, test_samples: named samples instead of the fold split. With

@@ -3,6 +3,7 @@ hints for typos, every default in `train --help`, a note when the GPU-sized pape
 CPU, short progress in logs."""
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -153,3 +154,21 @@ def test_time_steps_repeats_a_short_dataset():
     one_batch = tf.data.Dataset.from_tensors((np.zeros((2, 4), np.float32), np.zeros((2,), np.float32)))
     seconds = time_steps(Model(), one_batch, n_steps=3)
     assert Model.calls == 4 and 0.02 <= seconds < 0.5  # the tracing step, then three timed ones
+
+
+def test_train_seed_sets_weights_sampling_and_data_order(tmp_path):
+    """One --seed for all of a training's randomness: ModelConfig.seed (initial weights, Marker Sampling
+    draws) and TrainConfig.seed (data order), also over a --model-config file."""
+    from marker_excite.models.zoo import model_config
+
+    args = build_parser().parse_args(["train", "--store", "s", "--run", "r", "--preset", "small", "--seed", "7"])
+    mcfg, tcfg = train_cmd.build_configs(args)
+    assert mcfg.seed == 7 and tcfg.seed == 7
+    (tmp_path / "m.json").write_text(json.dumps(model_config("MS", preset="small").to_dict()))
+    args = build_parser().parse_args(
+        ["train", "--store", "s", "--run", "r", "--model-config", str(tmp_path / "m.json"), "--seed", "3"]
+    )
+    mcfg, tcfg = train_cmd.build_configs(args)
+    assert (mcfg.name, mcfg.seed, tcfg.seed) == ("MS", 3, 3)
+    args = build_parser().parse_args(["train", "--store", "s", "--run", "r", "--preset", "small"])
+    assert [c.seed for c in train_cmd.build_configs(args)] == [0, 0]

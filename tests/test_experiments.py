@@ -103,7 +103,7 @@ def test_other_counts_and_overrides():
         E.experiment("fig4_heterogeneous", "paper", cases=["case7"])
 
 
-def test_seed_replicate_changes_only_the_training_seed(tmp_path):
+def test_seed_replicate_changes_only_the_training_randomness(tmp_path):
     base = E.experiment("fig4_heterogeneous", "cpu", folds=[1])
     rep = E.experiment("fig4_heterogeneous", "cpu", folds=[1], seed=3)
     # same jobs, same Case tables (data design), only the training seed differs
@@ -111,6 +111,7 @@ def test_seed_replicate_changes_only_the_training_seed(tmp_path):
     assert [j.panels for j in rep.jobs] == [j.panels for j in base.jobs]
     job, rep_job = base.jobs[0], rep.jobs[0]
     assert job.train_config(base.preset).seed == 0 and rep_job.train_config(rep.preset).seed == 3
+    assert job.model_config(base.preset).seed == 0 and rep_job.model_config(rep.preset).seed == 3
     assert job.train_config(base.preset).fold_seed == rep_job.train_config(rep.preset).fold_seed
     with pytest.raises(UserInputError, match="seed must be >= 0"):
         E.experiment("fig2_sampling", "cpu", seed=-1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -66,7 +67,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--learning-rate", type=float, help="Adam learning rate (default: 0.001; cosine-decayed in the cpu preset)"
     )
-    parser.add_argument("--seed", type=int, help="random seed (default: 0)")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        help="random seed of the initial weights, the Marker Sampling draws and the data order (default: 0)",
+    )
     parser.add_argument(
         "--patience", type=int, help="stop after this many epochs without a better validation F1 (default: never)"
     )
@@ -144,6 +149,8 @@ def build_configs(args: argparse.Namespace):
     else:
         markers = _split(args.panel) if args.panel else PAPER_MARKERS
         mcfg = model_config(args.model, preset=args.preset or DEFAULT_PRESET, markers=markers, classes=classes)
+    if args.seed is not None:  # one seed for all of a training's randomness: weights, Marker Sampling, data order
+        mcfg = dataclasses.replace(mcfg, seed=args.seed)
     if args.train_config:
         tcfg = TrainConfig.from_json(args.train_config)
     else:

@@ -41,7 +41,8 @@ class Preset:
         n_folds: folds of the cross-validation split; ``folds``: the folds run by default.
         classes: classes run by default (each trained as its own model, as in the paper).
         augment: flips / rotations during training (off: the paper's protocol has none).
-        seed: training seed (weights, data order, Marker Sampling); the data design (folds, the Case
+        seed: the seed of every job's training (``ModelConfig.seed``: initial weights, Marker Sampling
+            draws; ``TrainConfig.seed``: data order); the data design (folds, the Case
             tables of Fig. 4, the Table 1 subsets) does not depend on it, so runs with another seed are
             replicates of the same experiment.
         model_overrides: extra :class:`ModelConfig` fields (e.g. a tiny network for tests).
@@ -245,7 +246,12 @@ class Job:
         from marker_excite.models.zoo import model_config
 
         return model_config(
-            self.model, preset=p.zoo_preset, markers=self.markers, classes=self.classes, **dict(p.model_overrides)
+            self.model,
+            preset=p.zoo_preset,
+            markers=self.markers,
+            classes=self.classes,
+            seed=p.seed,
+            **dict(p.model_overrides),
         )
 
     def train_config(self, p: Preset, train_samples: Sequence[str] | None = None):

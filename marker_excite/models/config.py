@@ -49,6 +49,8 @@ class ModelConfig(JsonConfig):
     """Everything needed to rebuild a model; stored as ``model_config.json`` in a run directory.
 
     The fields define the network; ``name`` (a zoo name) labels it. The defaults are the paper's MS-ME.
+    ``seed`` fixes the initial weights and the Marker Sampling draws (the data order follows
+    ``TrainConfig.seed``; ``train --seed`` sets both).
     """
 
     name: str = "MS-ME"
