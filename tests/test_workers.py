@@ -46,9 +46,9 @@ _PROBE = textwrap.dedent(
 def test_run_workers_pins_each_shard_to_its_cores(tmp_path, capsys):
     script = tmp_path / "probe.py"
     script.write_text(_PROBE)
-    assert W.run_workers(str(script), ["--out", str(tmp_path), "--workers", "2"], 2, tmp_path, "probe") == 0
-    seen = [json.loads((tmp_path / "logs" / f"probe.shard{k}of2.log").read_text()) for k in (1, 2)]
     groups = W.cpu_groups(2, W.available_cpus())
+    assert W.run_workers(str(script), ["--out", str(tmp_path), "--workers", "2"], groups, tmp_path, "probe") == 0
+    seen = [json.loads((tmp_path / "logs" / f"probe.shard{k}of2.log").read_text()) for k in (1, 2)]
     for k, s in enumerate(seen, start=1):
         assert s["argv"] == ["--out", str(tmp_path), "--shard", f"{k}/2", "--workers", "1"]
         assert s["threads"] == str(len(groups[k - 1]))
@@ -56,7 +56,7 @@ def test_run_workers_pins_each_shard_to_its_cores(tmp_path, capsys):
             assert tuple(s["cpus"]) == groups[k - 1]
     assert "worker 2/2 on core(s)" in capsys.readouterr().err
     # a failing worker: its exit status is returned and its log named
-    assert W.run_workers(str(script), ["--fail"], 2, tmp_path, "probe-fail") == 3
+    assert W.run_workers(str(script), ["--fail"], groups, tmp_path, "probe-fail") == 3
     assert "worker 2 failed (exit 3); see" in capsys.readouterr().err
 
 
@@ -72,6 +72,15 @@ def test_limit_threads_sets_tensorflow_threads(tmp_path):
     env.pop(W.THREADS_ENV)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split()[0] == "None"
+
+
+def test_bad_worker_counts_are_refused_before_anything_is_written(tmp_path, capsys):
+    status = script_main("fig2_sampling", ["--preset", "cpu", "--out", str(tmp_path / "o"), "--workers", "0"])
+    assert status == 2 and capsys.readouterr().err == "fig2_sampling: error: --workers must be >= 1, got 0\n"
+    n = len(W.available_cpus())
+    assert script_main("fig2_sampling", ["--preset", "cpu", "--out", str(tmp_path / "o"), "--workers", str(n + 1)]) == 2
+    assert f"--workers {n + 1} is more than the {n} CPU core(s) available" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()  # no phantom generated for a refused command
 
 
 def test_workers_and_shard_together_are_refused(tmp_path, capsys):

@@ -14,7 +14,7 @@ from marker_excite.experiments.aggregate import aggregate
 from marker_excite.experiments.paper import EXPERIMENTS, experiment
 from marker_excite.experiments.runner import ensure_store, run_jobs
 from marker_excite.experiments.spec import PRESETS, Experiment, ExperimentError, parse_shard
-from marker_excite.experiments.workers import limit_threads, run_workers
+from marker_excite.experiments.workers import available_cpus, cpu_groups, limit_threads, run_workers
 
 
 def csv_list(text: str) -> list[str]:
@@ -133,8 +133,9 @@ def script_main(
         if args.workers != 1 and not args.aggregate_only:
             if shard != (1, 1):
                 raise ExperimentError("--workers runs every shard itself: give either --workers or --shard")
+            groups = cpu_groups(args.workers, available_cpus())
             ensure_store(exp.preset, args.out, args.store, progress=progress)  # generated once, not per worker
-            status = run_workers(sys.argv[0], sys.argv[1:] if argv is None else argv, args.workers, args.out, name)
+            status = run_workers(sys.argv[0], sys.argv[1:] if argv is None else argv, groups, args.out, name)
             if status:
                 return status
         elif not args.aggregate_only:

@@ -103,11 +103,11 @@ def worker_argv(argv: Sequence[str], shard: int, n: int) -> list[str]:
     return [*out, "--shard", f"{shard}/{n}", "--workers", "1"]
 
 
-def run_workers(script: str, argv: Sequence[str], n_workers: int, out_dir: Path, name: str) -> int:
-    """Run ``script argv`` as ``n_workers`` shard processes side by side; returns 0 when all succeed,
-    else the first failing worker's exit status. Ctrl-C / SIGTERM stop every worker (their jobs resume
-    on the next run)."""
-    groups = cpu_groups(n_workers, available_cpus())
+def run_workers(script: str, argv: Sequence[str], groups: Sequence[tuple[int, ...]], out_dir: Path, name: str) -> int:
+    """Run ``script argv`` as one shard process per group of cores (:func:`cpu_groups`) side by side;
+    returns 0 when all succeed, else the first failing worker's exit status. Ctrl-C / SIGTERM stop
+    every worker (their jobs resume on the next run)."""
+    n_workers = len(groups)
     logs = Path(out_dir) / LOGS
     logs.mkdir(parents=True, exist_ok=True)
     children: list[tuple[int, subprocess.Popen, Path]] = []
