@@ -115,9 +115,11 @@ def _init_weights(model, model_config, init_from: str | os.PathLike) -> None:
     source = Path(init_from)
     if not rd.is_run_dir(source):
         raise rd.RunDirError(f"--init-from {source}: not a run directory (no {rd.MODEL_CONFIG})")
-    diffs = rd.config_differences(
-        rd.read_json(source / rd.MODEL_CONFIG, "model config"), model_config.to_dict(), "model_config"
-    )
+    stored = rd.read_json(source / rd.MODEL_CONFIG, "model config")
+    given = model_config.to_dict()
+    for config in (stored, given):  # the weights come from the source, not from the seed
+        config.pop("seed", None)
+    diffs = rd.config_differences(stored, given, "model_config")
     if diffs:
         raise UserInputError(
             f"cannot initialise from {source}: its model differs in {', '.join(diffs)} "
@@ -254,7 +256,12 @@ def train(
                 run_path,
                 configs,
                 may_grow={rd.TRAIN_CONFIG: ("epochs",)},
-                ignore={rd.DATA_CONFIG: ("init_from", "markers_seen")},
+                ignore={
+                    rd.DATA_CONFIG: ("init_from", "markers_seen"),
+                    # the weights and the Marker Sampling state come from the checkpoint: a run made before
+                    # --seed also set the model's seed resumes with the same --seed
+                    rd.MODEL_CONFIG: ("seed",) if rd.has_checkpoint(run_path) else (),
+                },
             )
             rd.write_configs(run_path, {rd.TRAIN_CONFIG: configs[rd.TRAIN_CONFIG]})  # a larger epochs extends the run
             if not rd.has_checkpoint(run_path):

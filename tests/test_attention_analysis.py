@@ -64,11 +64,14 @@ def test_untrained_run_has_not_moved_and_analyse_writes_only_me_runs(tmp_path):
     assert written == [me_path / A.ATTENTION_JSON]
     assert not (ms_path / A.ATTENTION_JSON).exists() and not (unfinished / A.ATTENTION_JSON).exists()
     saved = json.loads(written[0].read_text())
+    assert (saved["seed"], saved["train_seed"], saved["subsets"]) == (1, 0, 7)  # model seed, data-order seed
     assert saved["me_kernel_change"] == 0.0 and saved["other_kernel_change"] == 0.0
     assert all(m["moved"] == 0.0 and m["subset_range"] == m["initial_subset_range"] for m in saved["modules"])
     assert A.analyse([out], progress=False) == []  # kept, not recomputed
     lines = A.attention_lines([out])
-    assert lines[-1].startswith("| MS-ME__all__sinusoids__f0 | 0 | 3 |") and lines[-1].endswith("| 0.000 / 0.000 |")
+    assert lines[-1].startswith(
+        "| MS-ME__all__sinusoids__f0 | 1 | 3 |"
+    )  # make_run: model seed 1 and lines[-1].endswith("| 0.000 / 0.000 |")
     text = write_report(out).read_text()
     assert "## Marker Excite: what the attention learned" in text and lines[-1] in text
 

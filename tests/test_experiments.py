@@ -411,36 +411,80 @@ def test_reproduction_report_verdicts(tmp_path):
 
 
 def test_reproduction_report_seed_spread(tmp_path):
-    """The seed-to-seed section: mean F1 per seed, its range, and each claim's difference per seed
-    (hand-computed from the fake values)."""
+    """The seed-to-seed section: mean F1 per seed over the subsets every seed has, its range, and each
+    claim's difference per seed (hand-computed from the fake values)."""
     from marker_excite.experiments.report import runs_seed, write_report
 
     exp = E.experiment("fig3_attention", "cpu", classes=["sinusoids"], folds=[0], models=["MS", "MS-ME"])
-    offsets = {0: {"MS": 0.0, "MS-ME": -0.02}, 1: {"MS": 0.01, "MS-ME": 0.02}, 2: {"MS": -0.01, "MS-ME": -0.005}}
+    ub = E.experiment("fig1_upper_bound", "cpu", classes=["sinusoids"], folds=[0], joint=False)
+    offsets = {
+        0: {"MS": 0.0, "MS-ME": -0.02, "UB": 0.1},
+        1: {"MS": 0.01, "MS-ME": 0.02, "UB": 0.13},
+        2: {"MS": -0.01, "MS-ME": -0.005, "UB": 0.1},
+    }
+    # the UB sweep is further along with seed 0 (all 31 subsets) than with seeds 1, 2 (m_1 and m_12 only)
+    ub_done = {0: list(ub.jobs), 1: [j for j in ub.jobs if j.subset.label in ("m_1", "m_12")]}
+    ub_done[2] = ub_done[1]
     dirs = {s: tmp_path / f"seed{s}" for s in offsets}
+
+    def write(out, job, seed, value):
+        write_results(_fake_rows(job, value), E.run_dir(out, job) / E.EVALUATION_CSV)
+        (E.run_dir(out, job) / "train_config.json").write_text(json.dumps({"seed": seed}))
+        (E.run_dir(out, job) / "model_config.json").write_text(json.dumps({"seed": seed}))
+
     for seed, out in dirs.items():
-        for job in exp.jobs:
-            value = lambda job, cls, subset, seed=seed: 0.5 + 0.01 * len(_s(subset)) + offsets[seed][job.model]  # noqa: E731
-            write_results(_fake_rows(job, value), E.run_dir(out, job) / E.EVALUATION_CSV)
-            (E.run_dir(out, job) / "train_config.json").write_text(json.dumps({"seed": seed}))
+        for job in [*exp.jobs, *ub_done[seed]]:
+            write(
+                out,
+                job,
+                seed,
+                lambda job, cls, subset, seed=seed: 0.5 + 0.01 * len(_s(subset)) + offsets[seed][job.model],
+            )
     assert runs_seed(dirs[2]) == 2
     # fold 1 only with seed 0: left out of the per-seed comparison (n stays 31 for every seed)
     for job in E.experiment("fig3_attention", "cpu", classes=["sinusoids"], folds=[1], models=["MS", "MS-ME"]).jobs:
-        write_results(_fake_rows(job, lambda *a: 0.9), E.run_dir(dirs[0], job) / E.EVALUATION_CSV)
-        (E.run_dir(dirs[0], job) / "train_config.json").write_text(json.dumps({"seed": 0}))
+        write(dirs[0], job, 0, lambda *a: 0.9)
     text = write_report(dirs[0], replicates=[dirs[1], dirs[2]]).read_text()
     section = text.split("## Seed-to-seed spread")[1]
     # mean of 0.5 + 0.01 * |subset| over the 31 subsets = 0.5 + 0.01 * 80 / 31
     base = 0.5 + 0.01 * 80 / 31
-    assert f"| MS | sinusoids, fold 0 | {base:.4f} | {base + 0.01:.4f} | {base - 0.01:.4f} | 0.0200 |" in section
+    assert f"| MS | sinusoids, fold 0 | 31 | {base:.4f} | {base + 0.01:.4f} | {base - 0.01:.4f} | 0.0200 |" in section
     assert (
-        f"| MS-ME | sinusoids, fold 0 | {base - 0.02:.4f} | {base + 0.02:.4f} | {base - 0.005:.4f} | 0.0400 |"
+        f"| MS-ME | sinusoids, fold 0 | 31 | {base - 0.02:.4f} | {base + 0.02:.4f} | {base - 0.005:.4f} | 0.0400 |"
         in section
     )
+    # UB: only m_1 and m_12 (mean 0.5 + 0.01 * 1.5 + offset), not seed 0's 31 subsets
+    assert "| UB | sinusoids, fold 0 | 2 | 0.6150 | 0.6450 | 0.6150 | 0.0300 |" in section
     claim = next(line for line in section.splitlines() if line.startswith("| Fig. 3c MS-ME vs MS |"))
     assert "-0.0200 (p" in claim and "+0.0100 (p" in claim and "+0.0050 (p" in claim and claim.count("n 31)") == 3
     assert claim.endswith("| 0.0300 | 1 of 3 |")
+    ub_claim = next(line for line in section.splitlines() if line.startswith("| Fig. 3e MS-ME vs UB |"))
+    assert "-0.1200 (p" in ub_claim and "-0.1100 (p" in ub_claim and "-0.1050 (p" in ub_claim
+    assert ub_claim.count("n 2)") == 3
     assert "Largest seed-to-seed range of one model's mean F1: 0.0400." in section
-    # two folders with the same seed are refused
+    # the mean-F1 table marks a fold evaluated on fewer than its 31 subsets (seed 1's UB: m_1, m_12)
+    seed1 = write_report(dirs[1], path=tmp_path / "seed1.md").read_text()
+    assert "| UB | sinusoids | 0.6450 (2) | 0.6450 |" in seed1 and f"| MS | sinusoids | {base + 0.01:.4f} |" in seed1
+    # two folders with the same seed are refused, and so is a folder of mixed seeds
     with pytest.raises(UserInputError, match="different seeds"):
         write_report(dirs[0], replicates=[dirs[0]])
+    write(dirs[2], ub.jobs[5], 3, lambda *a: 0.5)
+    with pytest.raises(UserInputError, match=r"seed2: expected finished runs of one seed .* found 2, 3"):
+        runs_seed(dirs[2])
+    (E.run_dir(dirs[2], ub.jobs[5]) / "model_config.json").write_text(json.dumps({"seed": 2}))
+    with pytest.raises(UserInputError, match="found 2, 2/3"):  # model seed 2, training seed 3
+        runs_seed(dirs[2])
+
+
+def test_claim_note_groups_differences_by_number_of_markers():
+    from marker_excite.experiments.report import CLAIMS, measure
+
+    exp = E.experiment("fig3_attention", "cpu", classes=["sinusoids"], folds=[0], models=["MS", "MS-ME"])
+    rows = []
+    for job in exp.jobs:  # MS-ME loses 0.01 per marker of the subset
+        rows += _fake_rows(job, lambda job, c, s: 0.8 - (0.01 * len(_s(s)) if job.model == "MS-ME" else 0.0))
+    for r in rows:
+        r["case"] = ""
+    claim = next(c for c in CLAIMS if c.figure == "Fig. 3c" and c.reference == "MS")
+    detail = measure(rows, claim)["detail"]
+    assert detail.endswith("per number of markers: 1: -0.010, 2: -0.020, 3: -0.030, 4: -0.040, 5: -0.050")

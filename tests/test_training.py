@@ -166,14 +166,25 @@ def test_explicit_split_plan_and_dry_run(store, tmp_path, capsys):
 def test_resume_extends_finished_run_and_init_from(store, tmp_path):
     mcfg, tcfg = tiny_configs(epochs=1)
     first = train(tmp_path / "a", mcfg, tcfg, store, progress=False)
-    longer = train(tmp_path / "a", mcfg, tcfg.replace(epochs=2), store, resume=True, progress=False)
+    # a run made before --seed also set the model's seed (model seed 0, training seed 0 here) resumes with
+    # another model seed: weights and Marker Sampling state come from the checkpoint
+    longer = train(
+        tmp_path / "a", mcfg.replace(seed=mcfg.seed + 4), tcfg.replace(epochs=2), store, resume=True, progress=False
+    )
     assert [r["epoch"] for r in longer.history] == [1, 2] and longer.history[0] == first.history[0]
     assert json.loads((tmp_path / "a" / rd.TRAIN_CONFIG).read_text())["epochs"] == 2
     with pytest.raises(UserInputError, match="train_config.epochs"):
         train(tmp_path / "a", mcfg, tcfg, store, resume=True, progress=False)  # fewer epochs: not a resume
     # --init-from: the other run's best weights are the starting point (a vanishing learning rate keeps them)
     source = load_run(tmp_path / "a")
-    b = train(tmp_path / "b", mcfg, tcfg.replace(learning_rate=1e-12), store, progress=False, init_from=tmp_path / "a")
+    b = train(  # another seed: the weights still come from the source
+        tmp_path / "b",
+        mcfg.replace(seed=mcfg.seed + 9),
+        tcfg.replace(learning_rate=1e-12),
+        store,
+        progress=False,
+        init_from=tmp_path / "a",
+    )
     for x, y in zip(_weights(source.model), _weights(b.model)):
         np.testing.assert_allclose(x, y, atol=1e-6)
     assert json.loads((tmp_path / "b" / rd.DATA_CONFIG).read_text())["init_from"] == str((tmp_path / "a").resolve())

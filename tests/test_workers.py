@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -37,6 +38,8 @@ _PROBE = textwrap.dedent(
     shard = sys.argv[sys.argv.index("--shard") + 1]
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     print(json.dumps({"argv": sys.argv[1:], "threads": os.environ.get("MARKER_EXCITE_THREADS"), "cpus": cpus}))
+    if "--kill" in sys.argv and shard == "1/2":
+        os.kill(os.getpid(), 9)
     sys.exit(3 if "--fail" in sys.argv and shard == "2/2" else 0)
     """
 )
@@ -58,6 +61,10 @@ def test_run_workers_pins_each_shard_to_its_cores(tmp_path, capsys):
     # a failing worker: its exit status is returned and its log named
     assert W.run_workers(str(script), ["--fail"], groups, tmp_path, "probe-fail") == 3
     assert "worker 2 failed (exit 3); see" in capsys.readouterr().err
+    # a worker killed by a signal: 128 + 9, as a shell reports it
+    assert W.run_workers(str(script), ["--kill"], groups, tmp_path, "probe-kill") == 137
+    assert "worker 1 failed (exit 137)" in capsys.readouterr().err
+    assert W.exit_status_of(-15) == 143 and W.exit_status_of(2) == 2
 
 
 def test_limit_threads_sets_tensorflow_threads(tmp_path):
@@ -92,3 +99,29 @@ def test_workers_and_shard_together_are_refused(tmp_path, capsys):
         capsys.readouterr().err
         == "fig2_sampling: error: --workers runs every shard itself: give either --workers or --shard\n"
     )
+
+
+def test_workers_need_the_script_itself(tmp_path, capsys):
+    # called from Python (here: pytest) rather than as experiments/fig2_sampling.py: nothing to restart
+    status = script_main("fig2_sampling", ["--preset", "cpu", "--out", str(tmp_path / "o"), "--workers", "2"])
+    assert status == 2
+    assert capsys.readouterr().err == (
+        "fig2_sampling: error: --workers starts experiments/fig2_sampling.py again: run it as that script\n"
+    )
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_two_workers_run_a_real_experiment_end_to_end(tmp_path):
+    """fig3 with MS and MS-ME for one epoch (small preset): one job per worker, then one aggregation."""
+    script = Path(__file__).resolve().parents[1] / "experiments" / "fig3_attention.py"
+    argv = [sys.executable, str(script), "--preset", "small", "--out", str(tmp_path), "--models", "MS,MS-ME"]
+    done = subprocess.run([*argv, "--epochs", "1", "--workers", "2"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    logs = sorted((tmp_path / "logs").glob("fig3_attention.shard*of2.log"))
+    assert [p.name for p in logs] == ["fig3_attention.shard1of2.log", "fig3_attention.shard2of2.log"]
+    assert (
+        "MS__all__sinusoids__f0 done" in logs[0].read_text() and "MS-ME__all__sinusoids__f0 done" in logs[1].read_text()
+    )
+    assert (tmp_path / "fig3_attention" / "results.csv").is_file()
+    assert "results: " in done.stdout and done.stderr.count("fig3_attention: worker") == 2

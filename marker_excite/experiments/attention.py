@@ -3,8 +3,8 @@
 An ME module turns the marker-availability vector into one gate in (0, 1) per feature channel
 (:meth:`marker_excite.layers.MarkerExcite.attention`). :func:`measure_run` evaluates every ME module of a
 run's best weights on all ``2^K - 1`` availability vectors and compares them with the same network at
-its initialisation (rebuilt from the run's model config and training seed, exactly as ``train`` builds
-it): how much the gates depend on the subset, how far training moved them, and how far the ME kernels
+its initialisation (rebuilt from the run's model config, whose seed fixes the initial weights, exactly
+as ``train`` builds it): how much the gates depend on the subset, how far training moved them, and how far the ME kernels
 moved compared with the convolutions. :func:`analyse` writes this as ``attention.json`` next to each
 run's ``evaluation.csv`` (a small file, committed with the results, so the report needs no weights);
 :func:`attention_lines` is the report's section.
@@ -23,7 +23,7 @@ import numpy as np
 
 from marker_excite.atomic import write_text
 from marker_excite.experiments.spec import EVALUATION_CSV, RUNS, ExperimentError
-from marker_excite.run_dir import BEST_WEIGHTS
+from marker_excite.run_dir import BEST_WEIGHTS, MODEL_CONFIG, read_json
 
 ATTENTION_JSON = "attention.json"
 
@@ -93,12 +93,19 @@ def measure_run(run_dir: str | os.PathLike) -> dict[str, Any] | None:
         (me_change if w.path.split("/")[0] in me_names else other_change).append(change)
     return dict(
         model=run.name,
-        seed=int(run.train_config.seed),
+        seed=int(run.model_config.seed),  # the initial weights' seed
+        train_seed=int(run.train_config.seed),
         subsets=int(len(subsets)),
         modules=modules,
         me_kernel_change=float(np.median(me_change)),
         other_kernel_change=float(np.median(other_change)) if other_change else None,
     )
+
+
+def _has_marker_excite(run: Path) -> bool:
+    """Whether the run's model config puts ME modules in the network (read without building it)."""
+    cfg = read_json(run / MODEL_CONFIG, "model config")
+    return cfg.get("attention") == "me" and bool(cfg.get("attention_positions"))
 
 
 def analyse(out_dirs: Sequence[str | os.PathLike], *, overwrite: bool = False, progress: bool = True) -> list[Path]:
@@ -117,14 +124,16 @@ def analyse(out_dirs: Sequence[str | os.PathLike], *, overwrite: bool = False, p
             target = run / ATTENTION_JSON
             if (target.is_file() and not overwrite) or not (run / BEST_WEIGHTS).is_file():
                 continue
-            measured = measure_run(run)
-            if measured is None:
+            if not _has_marker_excite(run):
                 continue
+            try:
+                measured = measure_run(run)
+            finally:
+                keras.backend.clear_session()  # two models per run: free them before the next
             write_text(target, json.dumps(measured, indent=1) + "\n")
             written.append(target)
             if progress:
                 print(f"attention: {target}")
-            keras.backend.clear_session()
     return written
 
 
@@ -133,8 +142,10 @@ def attention_lines(out_dirs: Sequence[str | os.PathLike]) -> list[str]:
     files = [f for out in out_dirs for f in sorted((Path(out) / RUNS).glob(f"*/{ATTENTION_JSON}"))]
     if not files:
         return ["No `attention.json` yet (`python experiments/attention_analysis.py --out DIR`)."]
+    subsets = sorted({json.loads(f.read_text())["subsets"] for f in files})
     lines = [
-        "Gates of the ME modules for all 31 availability vectors (medians over the run's modules):",
+        f"Gates of the ME modules for all {'/'.join(map(str, subsets))} availability vectors (medians over the "
+        "run's modules):",
         "mean gate; per-channel range of the gate over the subsets, trained vs at initialisation; mean",
         "|gate - initial gate|; median relative change ||W - W0|| / ||W0|| of the ME kernels vs the other kernels.",
         "",

@@ -114,7 +114,7 @@ def script_main(
         add_arguments(parser)
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    worker = limit_threads() is not None  # a worker of --workers: its share of the cores, no aggregation
+    is_worker = limit_threads() is not None  # a worker of --workers: its share of the cores, no aggregation
     try:
         exp = experiment(
             name,
@@ -134,8 +134,11 @@ def script_main(
             if shard != (1, 1):
                 raise ExperimentError("--workers runs every shard itself: give either --workers or --shard")
             groups = cpu_groups(args.workers, available_cpus())
+            script = Path(sys.argv[0])
+            if script.stem != name or not script.is_file():
+                raise ExperimentError(f"--workers starts experiments/{name}.py again: run it as that script")
             ensure_store(exp.preset, args.out, args.store, progress=progress)  # generated once, not per worker
-            status = run_workers(sys.argv[0], sys.argv[1:] if argv is None else argv, groups, args.out, name)
+            status = run_workers(str(script), sys.argv[1:] if argv is None else argv, groups, args.out, name)
             if status:
                 return status
         elif not args.aggregate_only:
@@ -144,7 +147,7 @@ def script_main(
                 f"{name}: shard {shard[0]}/{shard[1]}: ran {len(summary.ran)}, skipped {len(summary.skipped)} "
                 f"finished job(s) in {summary.seconds / 60:.1f} min"
             )
-            if worker:
+            if is_worker:
                 return 0  # the parent aggregates once every worker is done
             if summary.remaining:
                 print(

@@ -26,7 +26,7 @@ from marker_excite.experiments.aggregate import load_results, select
 from marker_excite.experiments.attention import ATTENTION_JSON, attention_lines
 from marker_excite.experiments.spec import CASES, EVALUATION_CSV, RUNS, ExperimentError, Group, m_ub
 from marker_excite.markers import PAPER_PANEL
-from marker_excite.run_dir import TRAIN_CONFIG, read_log
+from marker_excite.run_dir import MODEL_CONFIG, TRAIN_CONFIG, read_log
 from marker_excite.stats import StatsError, TestResult, mann_whitney, pair_rows, wilcoxon
 
 REPORT_MD = "REPRODUCTION.md"
@@ -271,9 +271,10 @@ def runs_so_far(rows: Sequence[Mapping]) -> list[str]:
 
 
 def model_means_lines(rows: Sequence[Mapping]) -> list[str]:
-    """Mean F1 over the marker subsets per model, class and fold (homogeneous training; Fig. 4 rows apart).
+    """Mean F1 over the marker subsets per model, class and fold (Fig. 4 models with their Case).
 
-    A fold with fewer subsets than the others (a UB sweep in progress) shows its count."""
+    A fold evaluated on fewer subsets than the model's full set (31; a per-Case UB: the Case's M^UB),
+    e.g. a UB sweep in progress, shows its count in parentheses."""
     values: dict[tuple[str, str, str], dict[int, list[float]]] = {}
     for r in rows:
         key = (str(r["model"]), str(r["class"]), str(r["case"]))
@@ -281,12 +282,12 @@ def model_means_lines(rows: Sequence[Mapping]) -> list[str]:
     if not values:
         return ["none yet."]
     folds = sorted({f for v in values.values() for f in v})
-    full = max(len(x) for v in values.values() for x in v.values())
     lines = [
         f"| model | class | {' | '.join(f'fold {f}' for f in folds)} | mean of the folds |",
         f"| --- | --- | {' | '.join('---' for _ in folds)} | --- |",
     ]
     for (model, cls, case), per_fold in sorted(values.items(), key=lambda kv: (kv[0][2], kv[0][1], kv[0][0])):
+        full = len(m_ub(CASES[case])) if case and model.startswith("UB") else len(PAPER_PANEL.all_subsets())
         cells = [
             "-"
             if f not in per_fold
@@ -335,7 +336,7 @@ def _f1_rows(out_dir: Path) -> list[dict[str, Any]]:
     """The F1 rows of every finished job in ``out_dir`` (``case`` always a string; none yet: [])."""
     try:
         rows = [r for r in load_results(out_dir) if r.get("metric") == "f1"]
-    except StatsError:
+    except (StatsError, ExperimentError):  # no finished job yet
         return []
     for r in rows:
         r["case"] = r.get("case") or ""
@@ -343,33 +344,42 @@ def _f1_rows(out_dir: Path) -> list[dict[str, Any]]:
 
 
 def runs_seed(out_dir: str | os.PathLike) -> int:
-    """The training seed of the finished runs in ``out_dir`` (one seed per output folder)."""
-    seeds = {
-        int(json.loads(p.read_text())["seed"])
-        for p in sorted((Path(out_dir) / RUNS).glob(f"*/{TRAIN_CONFIG}"))
-        if (p.parent / EVALUATION_CSV).is_file()
-    }
-    if len(seeds) != 1:
-        found = ", ".join(map(str, sorted(seeds))) or "no finished run"
-        raise ExperimentError(f"{out_dir}: expected finished runs of one training seed, found {found}")
+    """The seed of the finished runs in ``out_dir``: one per output folder, the same in each run's model
+    config (initial weights, Marker Sampling) and training config (data order)."""
+    seeds = set()
+    for run in sorted((Path(out_dir) / RUNS).glob(f"*/{EVALUATION_CSV}")):
+        pair = [
+            int(json.loads((run.parent / name).read_text())["seed"])
+            for name in (MODEL_CONFIG, TRAIN_CONFIG)
+            if (run.parent / name).is_file()
+        ]
+        seeds.add(pair[0] if len(set(pair)) == 1 else "/".join(map(str, pair)))
+    if len(seeds) != 1 or not isinstance(next(iter(seeds)), int):
+        found = ", ".join(sorted(map(str, seeds))) or "no finished run"
+        raise ExperimentError(
+            f"{out_dir}: expected finished runs of one seed (model / training seed the same), found {found}"
+        )
     return seeds.pop()
 
 
-def _mean_by_key(rows: Sequence[Mapping]) -> dict[tuple[str, str], float]:
-    """Mean F1 over the subsets per (model, class, fold) of homogeneous training."""
-    values: dict[tuple[str, str], list[float]] = {}
+def _values_by_key(rows: Sequence[Mapping]) -> dict[tuple[str, str], dict[str, float]]:
+    """F1 per subset, per (model, ``"<class>, fold <f>"``) of homogeneous training."""
+    values: dict[tuple[str, str], dict[str, float]] = {}
     for r in rows:
         if not r["case"]:
-            values.setdefault((str(r["model"]), f"{r['class']}, fold {r['fold']}"), []).append(float(r["value"]))
-    return {k: float(np.mean(v)) for k, v in values.items()}
+            values.setdefault((str(r["model"]), f"{r['class']}, fold {r['fold']}"), {})[str(r["subset"])] = float(
+                r["value"]
+            )
+    return values
 
 
 def seed_spread_lines(out_dir: str | os.PathLike, replicates: Sequence[str | os.PathLike]) -> list[str]:
-    """The seed-to-seed spread: the models and claims of ``out_dir`` rerun with other training seeds.
+    """The seed-to-seed spread: the models and claims of ``out_dir`` rerun with other seeds.
 
     ``replicates``: output folders of the same experiments run with ``--seed`` (same folds and data).
-    For every (model, class, fold) run with every seed: the mean F1 over the subsets per seed; for every
-    homogeneous paired claim whose two models were rerun: the mean difference and its Wilcoxon p per seed.
+    For every (model, class, fold) run with every seed: the mean F1 per seed over the subsets that every
+    seed has (a UB sweep may be further along with one seed); for every homogeneous paired claim whose
+    two models were rerun: the mean difference and its Wilcoxon p per seed, on those same subsets.
     A difference between models that is smaller than the spread between seeds of one model is training
     noise, however small its p over the subsets of one training run.
     """
@@ -377,47 +387,54 @@ def seed_spread_lines(out_dir: str | os.PathLike, replicates: Sequence[str | os.
     if len(set(seeds)) != len(seeds):
         raise ExperimentError(f"seed replicates must have different seeds, got {seeds}")
     per_seed = [_f1_rows(Path(out_dir)), *(_f1_rows(Path(d)) for d in replicates)]
-    means = [_mean_by_key(rows) for rows in per_seed]
-    keys = sorted(set.intersection(*(set(m) for m in means)))
-    if not keys:
+    values = [_values_by_key(rows) for rows in per_seed]
+    common = {
+        key: set.intersection(*(set(v[key]) for v in values))
+        for key in sorted(set.intersection(*(set(v) for v in values)))
+    }
+    common = {key: subsets for key, subsets in common.items() if subsets}
+    if not common:
         return ["No (model, class, fold) finished with every seed yet."]
     head = " | ".join(f"seed {s}" for s in seeds)
     lines = [
-        f"Output folders: {', '.join(str(d) for d in replicates)} (the same jobs with training seeds "
-        f"{', '.join(map(str, seeds[1:]))}; folds, data and Case tables unchanged).",
+        f"Output folders: {', '.join(str(d) for d in replicates)} (the same jobs with seeds "
+        f"{', '.join(map(str, seeds[1:]))} for the initial weights, Marker Sampling draws and data order; "
+        "folds, data and Case tables unchanged).",
         "",
-        f"| model | class, fold | mean F1 over the subsets: {head} | range |",
-        f"| --- | --- | {' | '.join('---' for _ in seeds)} | --- |",
+        f"| model | class, fold | subsets | mean F1 over the subsets: {head} | range |",
+        f"| --- | --- | --- | {' | '.join('---' for _ in seeds)} | --- |",
     ]
     ranges = []
-    for model, where in keys:
-        v = [m[(model, where)] for m in means]
-        ranges.append(max(v) - min(v))
-        lines.append(f"| {model} | {where} | {' | '.join(f'{x:.4f}' for x in v)} | {ranges[-1]:.4f} |")
-    rerun = {model for model, _ in keys}
-    common = set(keys)  # each seed's claims are measured on the (model, class, fold) run with every seed
-    per_seed = [[r for r in rows if (r["model"], f"{r['class']}, fold {r['fold']}") in common] for rows in per_seed]
+    for (model, where), subsets in common.items():
+        means = [float(np.mean([v[(model, where)][s] for s in subsets])) for v in values]
+        ranges.append(max(means) - min(means))
+        lines.append(
+            f"| {model} | {where} | {len(subsets)} | {' | '.join(f'{x:.4f}' for x in means)} | {ranges[-1]:.4f} |"
+        )
+    # each seed's claims are measured on the (model, class, fold, subset) run with every seed
+    per_seed = [
+        [r for r in rows if str(r["subset"]) in common.get((r["model"], f"{r['class']}, fold {r['fold']}"), ())]
+        for rows in per_seed
+    ]
+    rerun = {model for model, _ in common}
     claim_lines = []
     for claim in CLAIMS:
         if not isinstance(claim, Paired) or claim.case or not {claim.model, claim.reference} <= rerun:
             continue
-        cells, diffs = [], []
-        for rows in per_seed:
-            measured = measure(rows, claim)
-            if measured is None:
-                break
-            diffs.append(float(np.mean(measured["diffs"])))
-            cells.append(f"{diffs[-1]:+.4f} (p {measured['result'].pvalue:.2g}, n {measured['n']})")
-        if len(cells) == len(seeds):
-            same = sum(np.sign(d) == np.sign(diffs[0]) for d in diffs)
-            claim_lines.append(
-                f"| {claim.figure} {claim.model} vs {claim.reference} | {' | '.join(cells)} | "
-                f"{max(diffs) - min(diffs):.4f} | {same} of {len(diffs)} |"
-            )
+        measured = [measure(rows, claim) for rows in per_seed]
+        if any(m is None for m in measured):
+            continue
+        diffs = [float(np.mean(m["diffs"])) for m in measured]
+        cells = [f"{d:+.4f} (p {m['result'].pvalue:.2g}, n {m['n']})" for d, m in zip(diffs, measured)]
+        same = sum(np.sign(d) == np.sign(diffs[0]) for d in diffs)
+        claim_lines.append(
+            f"| {claim.figure} {claim.model} vs {claim.reference} | {' | '.join(cells)} | "
+            f"{max(diffs) - min(diffs):.4f} | {same} of {len(diffs)} |"
+        )
     if claim_lines:
         lines += [
             "",
-            f"| claim | mean difference (Wilcoxon p, n): {head} | range | same sign |",
+            f"| claim | mean difference (Wilcoxon p, n): {head} | range | same sign as seed {seeds[0]} |",
             f"| --- | {' | '.join('---' for _ in seeds)} | --- | --- |",
             *claim_lines,
         ]
@@ -479,14 +496,14 @@ def write_report(
         "## Mean F1 over the marker subsets",
         "",
         "Per model, class and fold: the mean test F1 over the subsets it was evaluated on (31; a UB model",
-        "per subset; in parentheses the count when a fold has fewer).",
+        "per subset; in parentheses the count when a fold has fewer, e.g. a UB sweep in progress).",
         "",
         *model_means_lines(rows),
     ]
     lines += ["", "## Table 1 / Fig. 5", ""] + table1_lines(out)
     if replicates:
         lines += ["", "## Seed-to-seed spread", ""] + seed_spread_lines(out, replicates)
-    if any((Path(d) / RUNS).glob(f"*/{ATTENTION_JSON}") for d in (out, *replicates)):
+    if any(next((Path(d) / RUNS).glob(f"*/{ATTENTION_JSON}"), None) for d in (out, *replicates)):
         lines += ["", "## Marker Excite: what the attention learned", ""] + attention_lines([out, *replicates])
     lines += [
         "",

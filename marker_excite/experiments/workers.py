@@ -1,9 +1,9 @@
 """Run an experiment's jobs in several processes side by side, each on its own share of the CPU cores.
 
 The small networks of the ``cpu`` preset use a second core poorly: on the 2-core development machine a
-``cpu``-preset epoch took 2.6 s on one pinned core and 2.7 s with TensorFlow's two threads, so two
-jobs side by side, one core each, nearly double the throughput (experiments/README.md, "Two jobs side
-by side"). :func:`run_workers` starts one child process per shard ``k/n`` of the job list (the script's
+``cpu``-preset epoch of a UB model took 2.6 s pinned to one core while another job ran on the other,
+and one of MS 2.7 s alone with TensorFlow's two threads (not the same model: see experiments/README.md,
+"Two jobs side by side"), so two jobs side by side, one core each, nearly double the throughput. :func:`run_workers` starts one child process per shard ``k/n`` of the job list (the script's
 own command line with ``--shard k/n --workers 1``) with a disjoint group of cores; the child pins itself
 to them where the system allows it (Linux ``sched_setaffinity``) and limits its TensorFlow threads to
 the group's size (:func:`limit_threads`, from ``MARKER_EXCITE_CPUS`` / ``MARKER_EXCITE_THREADS``). Each child writes its
@@ -68,6 +68,22 @@ def pin_cpus() -> set[int] | None:
     return chosen
 
 
+def _stop_with_parent() -> None:
+    """Linux: ask the kernel to send this worker SIGTERM when its parent dies (so a killed parent leaves
+    no orphaned workers); a no-op elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    try:
+        ctypes.CDLL(None).prctl(pr_set_pdeathsig, int(signal.SIGTERM))
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def limit_threads() -> int | None:
     """In a worker: pin this process to the cores in ``MARKER_EXCITE_CPUS`` (where the system allows it)
     and limit TensorFlow to ``MARKER_EXCITE_THREADS`` threads (before it starts); returns the thread
@@ -76,6 +92,7 @@ def limit_threads() -> int | None:
     if not value:
         return None
     n = int(value)
+    _stop_with_parent()
     pin_cpus()
     from marker_excite.tf_quiet import import_tensorflow
 
@@ -119,7 +136,12 @@ def run_workers(script: str, argv: Sequence[str], groups: Sequence[tuple[int, ..
     try:
         for k, cpus in enumerate(groups, start=1):
             log = logs / f"{name}.shard{k}of{n_workers}.log"
-            env = {**os.environ, THREADS_ENV: str(len(cpus)), CPUS_ENV: ",".join(map(str, cpus))}
+            env = {
+                **os.environ,
+                THREADS_ENV: str(len(cpus)),
+                CPUS_ENV: ",".join(map(str, cpus)),
+                "PYTHONUNBUFFERED": "1",  # the log shows stdout and stderr lines in the order they happen
+            }
             with open(log, "ab") as fh:
                 proc = subprocess.Popen(
                     [sys.executable, script, *worker_argv(argv, k, n_workers)],
@@ -134,16 +156,24 @@ def run_workers(script: str, argv: Sequence[str], groups: Sequence[tuple[int, ..
             time.sleep(1.0)
         for k, proc, log in children:
             if proc.returncode != 0:
-                print(f"{name}: worker {k} failed (exit {proc.returncode}); see {log}", file=sys.stderr)
-                status = status or proc.returncode
+                code = exit_status_of(proc.returncode)
+                print(f"{name}: worker {k} failed (exit {code}); see {log}", file=sys.stderr)
+                status = status or code
         return status
     finally:
         signal.signal(signal.SIGTERM, previous)
         for _, proc, _ in children:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 30.0
         for _, proc, _ in children:
             try:
-                proc.wait(timeout=30)
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 proc.kill()
+                proc.wait()
+
+
+def exit_status_of(returncode: int) -> int:
+    """A child's exit status as a shell reports it: ``128 + signal`` for one killed by a signal."""
+    return 128 - returncode if returncode < 0 else returncode
