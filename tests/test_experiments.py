@@ -346,6 +346,19 @@ def test_tiny_end_to_end(tmp_path):
     assert len([r for r in read_results(result.results_csv) if r["metric"] == "f1"]) == 2
     assert json.loads(result.stats_json.read_text())["analyses"]["fig1cg"]["ranking"]["sinusoids"][0]["n"] == 1
     assert E.run_jobs(exp, tmp_path / "out", store=store, progress=False).skipped == [j.job_id for j in exp.jobs]
+    # the last-epoch evaluation: one epoch, so the last weights are the best ones and every row is the same
+    from marker_excite.experiments.last_epoch import LAST_EVALUATION_CSV, evaluate_last, last_epoch_rows
+
+    assert evaluate_last([tmp_path / "out"], models=["MS"], progress=False) == []
+    written = evaluate_last([tmp_path / "out"], progress=False)
+    assert sorted(written) == sorted(E.run_dir(tmp_path / "out", j) / LAST_EVALUATION_CSV for j in exp.jobs)
+    for path in written:
+        key = lambda r: (r["model"], r["job"], r["class"], r["subset"], r["metric"])  # noqa: E731
+        last = {key(r): r["value"] for r in read_results(path)}
+        assert last == {key(r): r["value"] for r in read_results(path.parent / E.EVALUATION_CSV)}
+    best, last = last_epoch_rows(tmp_path / "out")
+    assert len(best) == len(last) == 2 and {r["subset"] for r in last} == {"m_2", "m_12"}
+    assert evaluate_last([tmp_path / "out"], progress=False) == []  # done once
 
 
 def test_table1_uses_the_m1_tissue_network(tmp_path):
@@ -389,8 +402,20 @@ def test_reproduction_report_verdicts(tmp_path):
             E.run_dir(tmp_path, job) / "log.csv",
             [{"epoch": e, "val_mean_f1": 0.9 if flat else 0.5 + 0.02 * e} for e in range(1, 9)],
         )
+    assert "## Model selection" not in write_report(tmp_path).read_text()
+    for job in exp.jobs + exp3.jobs:  # last epochs: MS-ME 0.1 better than at its best-validation epoch
+        if job.model in ("MS", "MS-ME"):
+            last = lambda job, c, s: value(job, c, s) + (0.1 if job.model == "MS-ME" else 0.0)  # noqa: E731
+            write_results(_fake_rows(job, last), E.run_dir(tmp_path, job) / "evaluation.last.csv")
     text = write_report(tmp_path, protocol="test protocol").read_text()
-    rows = {line.split(" | ")[1]: line.split(" | ") for line in text.splitlines() if line.startswith("| Fig.")}
+    selection = text.split("## Model selection: best-validation vs last epoch")[1]
+    assert "| Fig. 3c MS-ME vs MS | -0.0700 (p " in selection and "| +0.0300 (p " in selection
+    assert "| Fig. 2b MS vs MZ |" not in selection  # MZ has no last-epoch evaluation
+    rows = {
+        line.split(" | ")[1]: line.split(" | ")
+        for line in text.splitlines()
+        if line.startswith("| Fig.") and " vs " not in line.split(" | ")[0]
+    }
     assert rows["MS vastly outperforms MZ"][5] == "reproduced" and rows["MS vastly outperforms MZ"][4] == "62"
     assert rows["MS vastly outperforms MZ"][2].startswith("+0.050")
     assert rows["MZ does not perform significantly different than HeMIS"][5] == "reproduced"

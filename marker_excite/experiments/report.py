@@ -24,6 +24,7 @@ import numpy as np
 from marker_excite.atomic import write_text
 from marker_excite.experiments.aggregate import load_results, select
 from marker_excite.experiments.attention import ATTENTION_JSON, attention_lines
+from marker_excite.experiments.last_epoch import LAST_EVALUATION_CSV, last_epoch_rows
 from marker_excite.experiments.spec import CASES, EVALUATION_CSV, RUNS, ExperimentError, Group, m_ub
 from marker_excite.markers import PAPER_PANEL
 from marker_excite.run_dir import MODEL_CONFIG, TRAIN_CONFIG, read_log
@@ -442,6 +443,31 @@ def seed_spread_lines(out_dir: str | os.PathLike, replicates: Sequence[str | os.
     return lines
 
 
+def selection_lines(out_dir: str | os.PathLike) -> list[str]:
+    """Each homogeneous paired claim on the runs evaluated with both their best-validation epoch and their
+    last epoch (``evaluation.last.csv``, :mod:`marker_excite.experiments.last_epoch`)."""
+    best, last = last_epoch_rows(out_dir)
+    if not last:
+        return [f"No `{LAST_EVALUATION_CSV}` yet (`python experiments/last_epoch_evaluation.py --out DIR`)."]
+    lines = [
+        "The protocol keeps each run's epoch with the best validation mean F1 (one validation sample, all",
+        "markers) and tests it on all subsets. Each claim again on the runs evaluated with both that epoch",
+        "and the last one (the end of the decayed schedule): mean difference (Wilcoxon p, n).",
+        "",
+        "| claim | best-validation epoch | last epoch |",
+        "| --- | --- | --- |",
+    ]
+    for claim in CLAIMS:
+        if not isinstance(claim, Paired) or claim.case:
+            continue
+        measured = [measure(best, claim), measure(last, claim)]
+        if any(m is None for m in measured):
+            continue
+        cells = [f"{float(np.mean(m['diffs'])):+.4f} (p {m['result'].pvalue:.2g}, n {m['n']})" for m in measured]
+        lines.append(f"| {claim.figure} {claim.model} vs {claim.reference} | {' | '.join(cells)} |")
+    return lines
+
+
 def write_report(
     out_dir: str | os.PathLike,
     *,
@@ -503,6 +529,8 @@ def write_report(
     lines += ["", "## Table 1 / Fig. 5", ""] + table1_lines(out)
     if replicates:
         lines += ["", "## Seed-to-seed spread", ""] + seed_spread_lines(out, replicates)
+    if next((out / RUNS).glob(f"*/{LAST_EVALUATION_CSV}"), None):
+        lines += ["", "## Model selection: best-validation vs last epoch", ""] + selection_lines(out)
     if any(next((Path(d) / RUNS).glob(f"*/{ATTENTION_JSON}"), None) for d in (out, *replicates)):
         lines += ["", "## Marker Excite: what the attention learned", ""] + attention_lines([out, *replicates])
     lines += [
