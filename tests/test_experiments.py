@@ -482,7 +482,7 @@ def test_reproduction_report_seed_spread(tmp_path):
     assert "| UB | sinusoids, fold 0 | 2 | 0.6150 | 0.6450 | 0.6150 | 0.0300 |" in section
     claim = next(line for line in section.splitlines() if line.startswith("| Fig. 3c MS-ME vs MS |"))
     assert "-0.0200 (p" in claim and "+0.0100 (p" in claim and "+0.0050 (p" in claim and claim.count("n 31)") == 3
-    assert claim.endswith("| 0.0300 | 1 of 3 |")
+    assert claim.endswith("| -0.0017 (0.0161) | 0.0300 | 1 of 3 |")  # mean of -0.02, 0.01, 0.005; SD ddof 1
     ub_claim = next(line for line in section.splitlines() if line.startswith("| Fig. 3e MS-ME vs UB |"))
     assert "-0.1200 (p" in ub_claim and "-0.1100 (p" in ub_claim and "-0.1050 (p" in ub_claim
     assert ub_claim.count("n 2)") == 3

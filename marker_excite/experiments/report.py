@@ -430,13 +430,15 @@ def seed_spread_lines(out_dir: str | os.PathLike, replicates: Sequence[str | os.
         same = sum(np.sign(d) == np.sign(diffs[0]) for d in diffs)
         claim_lines.append(
             f"| {claim.figure} {claim.model} vs {claim.reference} | {' | '.join(cells)} | "
-            f"{max(diffs) - min(diffs):.4f} | {same} of {len(diffs)} |"
+            f"{np.mean(diffs):+.4f} ({np.std(diffs, ddof=1):.4f}) | {max(diffs) - min(diffs):.4f} | "
+            f"{same} of {len(diffs)} |"
         )
     if claim_lines:
         lines += [
             "",
-            f"| claim | mean difference (Wilcoxon p, n): {head} | range | same sign as seed {seeds[0]} |",
-            f"| --- | {' | '.join('---' for _ in seeds)} | --- | --- |",
+            f"| claim | mean difference (Wilcoxon p, n): {head} | mean over seeds (SD) | range | "
+            f"same sign as seed {seeds[0]} |",
+            f"| --- | {' | '.join('---' for _ in seeds)} | --- | --- | --- |",
             *claim_lines,
         ]
     lines += ["", f"Largest seed-to-seed range of one model's mean F1: {max(ranges):.4f}."]
