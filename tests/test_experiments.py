@@ -487,6 +487,13 @@ def test_reproduction_report_seed_spread(tmp_path):
     assert "-0.1200 (p" in ub_claim and "-0.1100 (p" in ub_claim and "-0.1050 (p" in ub_claim
     assert ub_claim.count("n 2)") == 3
     assert "Largest seed-to-seed range of one model's mean F1: 0.0400." in section
+    # a seed still running: its missing model shows "-", the claim is measured on the seeds that have both
+    (E.run_dir(dirs[2], exp.jobs[1]) / E.EVALUATION_CSV).rename(tmp_path / "held.csv")
+    partial = write_report(dirs[0], replicates=[dirs[1], dirs[2]], path=tmp_path / "partial.md").read_text()
+    assert f"| MS-ME | sinusoids, fold 0 | 31 | {base - 0.02:.4f} | {base + 0.02:.4f} | - | 0.0400 |" in partial
+    partial_claim = next(line for line in partial.splitlines() if line.startswith("| Fig. 3c MS-ME vs MS |"))
+    assert partial_claim.endswith("| - | -0.0050 (0.0212) | 0.0300 | 1 of 2 |")
+    (tmp_path / "held.csv").rename(E.run_dir(dirs[2], exp.jobs[1]) / E.EVALUATION_CSV)
     # the mean-F1 table marks a fold evaluated on fewer than its 31 subsets (seed 1's UB: m_1, m_12)
     seed1 = write_report(dirs[1], path=tmp_path / "seed1.md").read_text()
     assert "| UB | sinusoids | 0.6450 (2) | 0.6450 |" in seed1 and f"| MS | sinusoids | {base + 0.01:.4f} |" in seed1

@@ -378,24 +378,26 @@ def seed_spread_lines(out_dir: str | os.PathLike, replicates: Sequence[str | os.
     """The seed-to-seed spread: the models and claims of ``out_dir`` rerun with other seeds.
 
     ``replicates``: output folders of the same experiments run with ``--seed`` (same folds and data).
-    For every (model, class, fold) run with every seed: the mean F1 per seed over the subsets that every
-    seed has (a UB sweep may be further along with one seed); for every homogeneous paired claim whose
-    two models were rerun: the mean difference and its Wilcoxon p per seed, on those same subsets.
-    A difference between models that is smaller than the spread between seeds of one model is training
-    noise, however small its p over the subsets of one training run.
+    For every (model, class, fold) of ``out_dir`` rerun with at least one other seed: the mean F1 per seed
+    over the subsets that all those seeds have (a UB sweep may be further along with one seed; "-": not
+    run with that seed); for every homogeneous paired claim: the mean difference and its Wilcoxon p per
+    seed on those same subsets, their mean and SD over the seeds. A difference between models that is
+    smaller than the spread between seeds of one model is training noise, however small its p over the
+    subsets of one training run.
     """
     seeds = [runs_seed(out_dir), *(runs_seed(d) for d in replicates)]
     if len(set(seeds)) != len(seeds):
         raise ExperimentError(f"seed replicates must have different seeds, got {seeds}")
     per_seed = [_f1_rows(Path(out_dir)), *(_f1_rows(Path(d)) for d in replicates)]
     values = [_values_by_key(rows) for rows in per_seed]
-    common = {
-        key: set.intersection(*(set(v[key]) for v in values))
-        for key in sorted(set.intersection(*(set(v) for v in values)))
-    }
+    common: dict[tuple[str, str], set[str]] = {}
+    for key in sorted(values[0]):  # the (model, class, fold) of out_dir
+        present = [v[key] for v in values if key in v]
+        if len(present) > 1:
+            common[key] = set.intersection(*(set(p) for p in present))
     common = {key: subsets for key, subsets in common.items() if subsets}
     if not common:
-        return ["No (model, class, fold) finished with every seed yet."]
+        return ["No (model, class, fold) finished with another seed yet."]
     head = " | ".join(f"seed {s}" for s in seeds)
     lines = [
         f"Output folders: {', '.join(str(d) for d in replicates)} (the same jobs with seeds "
@@ -407,29 +409,33 @@ def seed_spread_lines(out_dir: str | os.PathLike, replicates: Sequence[str | os.
     ]
     ranges = []
     for (model, where), subsets in common.items():
-        means = [float(np.mean([v[(model, where)][s] for s in subsets])) for v in values]
-        ranges.append(max(means) - min(means))
-        lines.append(
-            f"| {model} | {where} | {len(subsets)} | {' | '.join(f'{x:.4f}' for x in means)} | {ranges[-1]:.4f} |"
-        )
-    # each seed's claims are measured on the (model, class, fold, subset) run with every seed
+        means = [
+            float(np.mean([v[(model, where)][s] for s in subsets])) if (model, where) in v else None for v in values
+        ]
+        found = [m for m in means if m is not None]
+        ranges.append(max(found) - min(found))
+        cells = " | ".join("-" if m is None else f"{m:.4f}" for m in means)
+        lines.append(f"| {model} | {where} | {len(subsets)} | {cells} | {ranges[-1]:.4f} |")
+    # each seed's claims are measured on the subsets of its (model, class, fold) that the other seeds have
     per_seed = [
         [r for r in rows if str(r["subset"]) in common.get((r["model"], f"{r['class']}, fold {r['fold']}"), ())]
         for rows in per_seed
     ]
-    rerun = {model for model, _ in common}
     claim_lines = []
     for claim in CLAIMS:
-        if not isinstance(claim, Paired) or claim.case or not {claim.model, claim.reference} <= rerun:
+        if not isinstance(claim, Paired) or claim.case:
             continue
         measured = [measure(rows, claim) for rows in per_seed]
-        if any(m is None for m in measured):
+        diffs = [float(np.mean(m["diffs"])) for m in measured if m is not None]
+        if measured[0] is None or len(diffs) < 2:
             continue
-        diffs = [float(np.mean(m["diffs"])) for m in measured]
-        cells = [f"{d:+.4f} (p {m['result'].pvalue:.2g}, n {m['n']})" for d, m in zip(diffs, measured)]
+        cells = " | ".join(
+            "-" if m is None else f"{np.mean(m['diffs']):+.4f} (p {m['result'].pvalue:.2g}, n {m['n']})"
+            for m in measured
+        )
         same = sum(np.sign(d) == np.sign(diffs[0]) for d in diffs)
         claim_lines.append(
-            f"| {claim.figure} {claim.model} vs {claim.reference} | {' | '.join(cells)} | "
+            f"| {claim.figure} {claim.model} vs {claim.reference} | {cells} | "
             f"{np.mean(diffs):+.4f} ({np.std(diffs, ddof=1):.4f}) | {max(diffs) - min(diffs):.4f} | "
             f"{same} of {len(diffs)} |"
         )
