@@ -487,6 +487,9 @@ def test_reproduction_report_seed_spread(tmp_path):
     assert "-0.1200 (p" in ub_claim and "-0.1100 (p" in ub_claim and "-0.1050 (p" in ub_claim
     assert ub_claim.count("n 2)") == 3
     assert "Largest seed-to-seed range of one model's mean F1: 0.0400." in section
+    # the claim's row in the main table carries the summary
+    row = next(line for line in text.splitlines() if line.startswith("| Fig. 3c | MS-ME improves on MS |"))
+    assert "**over 3 seeds (fold 0): mean difference -0.0017 (SD 0.0161), same sign as seed 0 in 1 of 3**" in row
     # a seed still running: its missing model shows "-", the claim is measured on the seeds that have both
     (E.run_dir(dirs[2], exp.jobs[1]) / E.EVALUATION_CSV).rename(tmp_path / "held.csv")
     partial = write_report(dirs[0], replicates=[dirs[1], dirs[2]], path=tmp_path / "partial.md").read_text()

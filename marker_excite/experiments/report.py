@@ -6,7 +6,7 @@ median relative F1 (IQR), the test (paired Wilcoxon pooled over classes, as in t
 Mann-Whitney for groups of subsets), ``n``, a verdict and notes (convergence of the runs involved,
 spread across folds). Verdicts follow fixed rules decided before any run (:func:`verdict`); a claim
 without results yet is listed as "not run yet". Seed replicates (the same jobs run with other training
-seeds, :func:`seed_spread_lines`) show how much of a difference between models is training noise.
+seeds, :func:`seed_spread`) show how much of a difference between models is training noise.
 """
 
 from __future__ import annotations
@@ -245,8 +245,12 @@ def _models_of(claim: Claim) -> list[str]:
     return [claim.model] if isinstance(claim, Groups) else [claim.model, claim.reference]
 
 
-def _note(claim: Claim, conv: Mapping[str, Mapping[str, Any]], measured: Mapping[str, Any]) -> str:
+def _note(
+    claim: Claim, conv: Mapping[str, Mapping[str, Any]], measured: Mapping[str, Any], seeds: Mapping[Claim, str]
+) -> str:
     parts = [measured["detail"]]
+    if claim in seeds:
+        parts.append(f"**{seeds[claim]}** (section Seed-to-seed spread)")
     for m in _models_of(claim):
         c = conv.get(m)
         if c:
@@ -374,8 +378,11 @@ def _values_by_key(rows: Sequence[Mapping]) -> dict[tuple[str, str], dict[str, f
     return values
 
 
-def seed_spread_lines(out_dir: str | os.PathLike, replicates: Sequence[str | os.PathLike]) -> list[str]:
-    """The seed-to-seed spread: the models and claims of ``out_dir`` rerun with other seeds.
+def seed_spread(
+    out_dir: str | os.PathLike, replicates: Sequence[str | os.PathLike]
+) -> tuple[list[str], dict[Claim, str]]:
+    """The seed-to-seed spread: the models and claims of ``out_dir`` rerun with other seeds. Returns the
+    report section's lines and, per claim rerun with other seeds, a one-line summary for its notes.
 
     ``replicates``: output folders of the same experiments run with ``--seed`` (same folds and data).
     For every (model, class, fold) of ``out_dir`` rerun with at least one other seed: the mean F1 per seed
@@ -397,7 +404,7 @@ def seed_spread_lines(out_dir: str | os.PathLike, replicates: Sequence[str | os.
             common[key] = set.intersection(*(set(p) for p in present))
     common = {key: subsets for key, subsets in common.items() if subsets}
     if not common:
-        return ["No (model, class, fold) finished with another seed yet."]
+        return ["No (model, class, fold) finished with another seed yet."], {}
     head = " | ".join(f"seed {s}" for s in seeds)
     lines = [
         f"Output folders: {', '.join(str(d) for d in replicates)} (the same jobs with seeds "
@@ -421,7 +428,7 @@ def seed_spread_lines(out_dir: str | os.PathLike, replicates: Sequence[str | os.
         [r for r in rows if str(r["subset"]) in common.get((r["model"], f"{r['class']}, fold {r['fold']}"), ())]
         for rows in per_seed
     ]
-    claim_lines = []
+    claim_lines, summaries = [], {}
     for claim in CLAIMS:
         if not isinstance(claim, Paired) or claim.case:
             continue
@@ -434,6 +441,11 @@ def seed_spread_lines(out_dir: str | os.PathLike, replicates: Sequence[str | os.
             for m in measured
         )
         same = sum(np.sign(d) == np.sign(diffs[0]) for d in diffs)
+        folds = sorted({where.split("fold ")[1] for (model, where) in common if model == claim.model}, key=int)
+        summaries[claim] = (
+            f"over {len(diffs)} seeds (fold {', '.join(folds)}): mean difference {np.mean(diffs):+.4f} "
+            f"(SD {np.std(diffs, ddof=1):.4f}), same sign as seed {seeds[0]} in {same} of {len(diffs)}"
+        )
         claim_lines.append(
             f"| {claim.figure} {claim.model} vs {claim.reference} | {cells} | "
             f"{np.mean(diffs):+.4f} ({np.std(diffs, ddof=1):.4f}) | {max(diffs) - min(diffs):.4f} | "
@@ -448,7 +460,7 @@ def seed_spread_lines(out_dir: str | os.PathLike, replicates: Sequence[str | os.
             *claim_lines,
         ]
     lines += ["", f"Largest seed-to-seed range of one model's mean F1: {max(ranges):.4f}."]
-    return lines
+    return lines, summaries
 
 
 def selection_lines(out_dir: str | os.PathLike) -> list[str]:
@@ -484,10 +496,11 @@ def write_report(
     replicates: Sequence[str | os.PathLike] = (),
 ) -> Path:
     """Write ``REPRODUCTION.md`` for the finished jobs in ``out_dir`` (see module doc); ``replicates``:
-    output folders of seed replicates (section "Seed-to-seed spread", :func:`seed_spread_lines`)."""
+    output folders of seed replicates (section "Seed-to-seed spread", :func:`seed_spread`; each claim's notes summarise it)."""
     out = Path(out_dir)
     rows = _f1_rows(out)
     conv = convergence(out)
+    seed_lines, seed_notes = seed_spread(out, replicates) if replicates else ([], {})
     lines = ["# Reproduction of the paper's claims on the CPU protocol", ""]
     if protocol:
         lines += [protocol, ""]
@@ -512,7 +525,7 @@ def write_report(
         verdicts.append(verdict(expect, res))
         table.append(
             f"| {claim.figure} | {claim.paper} | {measured['median']:+.3f}{iqr} | {res.pvalue:.3g} {res.stars} | "
-            f"{measured['n']} | {verdicts[-1]} | {_note(claim, conv, measured)} |"
+            f"{measured['n']} | {verdicts[-1]} | {_note(claim, conv, measured, seed_notes)} |"
         )
     counts = {v: sum(x.split(" (")[0] == v for x in verdicts) for v in ("reproduced", "not reproduced", "inconclusive")}
     lines += [
@@ -536,7 +549,7 @@ def write_report(
     ]
     lines += ["", "## Table 1 / Fig. 5", ""] + table1_lines(out)
     if replicates:
-        lines += ["", "## Seed-to-seed spread", ""] + seed_spread_lines(out, replicates)
+        lines += ["", "## Seed-to-seed spread", ""] + seed_lines
     if next((out / RUNS).glob(f"*/{LAST_EVALUATION_CSV}"), None):
         lines += ["", "## Model selection: best-validation vs last epoch", ""] + selection_lines(out)
     if any(next((Path(d) / RUNS).glob(f"*/{ATTENTION_JSON}"), None) for d in (out, *replicates)):
