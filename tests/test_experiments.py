@@ -500,6 +500,11 @@ def test_reproduction_report_seed_spread(tmp_path):
     # the mean-F1 table marks a fold evaluated on fewer than its 31 subsets (seed 1's UB: m_1, m_12)
     seed1 = write_report(dirs[1], path=tmp_path / "seed1.md").read_text()
     assert "| UB | sinusoids | 0.6450 (2) | 0.6450 |" in seed1 and f"| MS | sinusoids | {base + 0.01:.4f} |" in seed1
+    # ... and a claim measured on part of a sweep says so
+    row_3e = next(line for line in seed1.splitlines() if line.startswith("| Fig. 3e |"))
+    assert "| 2 | " in row_3e and "**incomplete (UB sinusoids fold 0: 2 of 31 subsets)**" in row_3e
+    row_3c = next(line for line in seed1.splitlines() if line.startswith("| Fig. 3c | MS-ME improves on MS |"))
+    assert "incomplete" not in row_3c
     # two folders with the same seed are refused, and so is a folder of mixed seeds
     with pytest.raises(UserInputError, match="different seeds"):
         write_report(dirs[0], replicates=[dirs[0]])

@@ -245,10 +245,40 @@ def _models_of(claim: Claim) -> list[str]:
     return [claim.model] if isinstance(claim, Groups) else [claim.model, claim.reference]
 
 
+def _full_subset_count(model: str, case: str) -> int:
+    """Subsets a model is evaluated on per (class, fold): 31, a per-Case UB the Case's M^UB."""
+    return len(m_ub(CASES[case])) if case and model.startswith("UB") else len(PAPER_PANEL.all_subsets())
+
+
+def coverage_note(rows: Sequence[Mapping], claim: Claim) -> str:
+    """'' when every (class, fold) of the claim's models has all its subsets; else which are incomplete
+    (e.g. a UB sweep still running), so that a verdict on part of the subsets is read as such."""
+    gaps = []
+    pairs = (
+        [(claim.model, "")]
+        if isinstance(claim, Groups)
+        else [(claim.model, claim.case), (claim.reference, claim.reference_case)]
+    )
+    for model, case in pairs:
+        counts: dict[tuple[str, int], set[str]] = {}
+        for r in select(rows, model=model, case=case):
+            counts.setdefault((str(r["class"]), int(r["fold"])), set()).add(str(r["subset"]))
+        full = _full_subset_count(model, case)
+        gaps += [
+            f"{model} {c} fold {f}: {len(v)} of {full} subsets" for (c, f), v in sorted(counts.items()) if len(v) < full
+        ]
+    return f"incomplete ({'; '.join(gaps)})" if gaps else ""
+
+
 def _note(
-    claim: Claim, conv: Mapping[str, Mapping[str, Any]], measured: Mapping[str, Any], seeds: Mapping[Claim, str]
+    claim: Claim,
+    conv: Mapping[str, Mapping[str, Any]],
+    measured: Mapping[str, Any],
+    seeds: Mapping[Claim, str],
+    coverage: str = "",
 ) -> str:
-    parts = [measured["detail"]]
+    parts = [f"**{coverage}**"] if coverage else []
+    parts.append(measured["detail"])
     if claim in seeds:
         parts.append(f"**{seeds[claim]}** (section Seed-to-seed spread)")
     for m in _models_of(claim):
@@ -525,7 +555,7 @@ def write_report(
         verdicts.append(verdict(expect, res))
         table.append(
             f"| {claim.figure} | {claim.paper} | {measured['median']:+.3f}{iqr} | {res.pvalue:.3g} {res.stars} | "
-            f"{measured['n']} | {verdicts[-1]} | {_note(claim, conv, measured, seed_notes)} |"
+            f"{measured['n']} | {verdicts[-1]} | {_note(claim, conv, measured, seed_notes, coverage_note(rows, claim))} |"
         )
     counts = {v: sum(x.split(" (")[0] == v for x in verdicts) for v in ("reproduced", "not reproduced", "inconclusive")}
     lines += [
