@@ -6,27 +6,22 @@ Writes ``runs/<job>/attention.json`` for every finished run with ME modules whos
 (see ``marker_excite.experiments.attention``); ``reproduction_report.py`` shows them.
 """
 
-import argparse
-import os
 import sys
-from pathlib import Path
 
 from marker_excite.experiments.attention import analyse
-from marker_excite.experiments.cli import exit_status
+from marker_excite.experiments.cli import analysis_main
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, nargs="+", required=True, help="experiment output folder(s)")
-    parser.add_argument("--overwrite", action="store_true", help="measure runs that already have attention.json")
-    args = parser.parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-    def run() -> None:
-        written = analyse(args.out, overwrite=args.overwrite)
-        print(f"attention_analysis: {len(written)} file(s) written")
-
-    return exit_status("attention_analysis", run)
+    return analysis_main(
+        "attention_analysis",
+        __doc__.splitlines()[0],
+        lambda args: analyse(args.out, overwrite=args.overwrite),
+        argv,
+        add_arguments=lambda p: p.add_argument(
+            "--overwrite", action="store_true", help="measure runs that already have attention.json"
+        ),
+    )
 
 
 if __name__ == "__main__":

@@ -7,27 +7,22 @@ this machine; see ``marker_excite.experiments.last_epoch``); ``reproduction_repo
 measured with both epochs.
 """
 
-import argparse
-import os
 import sys
-from pathlib import Path
 
-from marker_excite.experiments.cli import csv_list, exit_status
+from marker_excite.experiments.cli import analysis_main, csv_list
 from marker_excite.experiments.last_epoch import evaluate_last
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, nargs="+", required=True, help="experiment output folder(s)")
-    parser.add_argument("--models", type=csv_list, default=None, help="model labels, comma-separated (default: all)")
-    args = parser.parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-    def run() -> None:
-        written = evaluate_last(args.out, models=args.models)
-        print(f"last_epoch_evaluation: {len(written)} file(s) written")
-
-    return exit_status("last_epoch_evaluation", run)
+    return analysis_main(
+        "last_epoch_evaluation",
+        __doc__.splitlines()[0],
+        lambda args: evaluate_last(args.out, models=args.models),
+        argv,
+        add_arguments=lambda p: p.add_argument(
+            "--models", type=csv_list, default=None, help="model labels, comma-separated (default: all)"
+        ),
+    )
 
 
 if __name__ == "__main__":

@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from marker_excite.atomic import write_text
-from marker_excite.experiments.spec import EVALUATION_CSV, RUNS, ExperimentError
+from marker_excite.experiments.runner import finished_run_dirs
+from marker_excite.experiments.spec import RUNS
 from marker_excite.run_dir import BEST_WEIGHTS, MODEL_CONFIG, read_json
 
 ATTENTION_JSON = "attention.json"
@@ -116,24 +117,18 @@ def analyse(out_dirs: Sequence[str | os.PathLike], *, overwrite: bool = False, p
     import keras
 
     written = []
-    for out in out_dirs:
-        if not (Path(out) / RUNS).is_dir():
-            raise ExperimentError(f"{out}: not an experiment output folder (no {RUNS}/ in it)")
-        for evaluation in sorted((Path(out) / RUNS).glob(f"*/{EVALUATION_CSV}")):
-            run = evaluation.parent
-            target = run / ATTENTION_JSON
-            if (target.is_file() and not overwrite) or not (run / BEST_WEIGHTS).is_file():
-                continue
-            if not _has_marker_excite(run):
-                continue
-            try:
-                measured = measure_run(run)
-            finally:
-                keras.backend.clear_session()  # two models per run: free them before the next
-            write_text(target, json.dumps(measured, indent=1) + "\n")
-            written.append(target)
-            if progress:
-                print(f"attention: {target}")
+    for run in finished_run_dirs(out_dirs):
+        target = run / ATTENTION_JSON
+        if (target.is_file() and not overwrite) or not (run / BEST_WEIGHTS).is_file() or not _has_marker_excite(run):
+            continue
+        try:
+            measured = measure_run(run)
+        finally:
+            keras.backend.clear_session()  # two models per run: free them before the next
+        write_text(target, json.dumps(measured, indent=1) + "\n")
+        written.append(target)
+        if progress:
+            print(f"attention: {target}")
     return written
 
 

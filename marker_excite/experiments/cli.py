@@ -15,6 +15,7 @@ from marker_excite.experiments.paper import EXPERIMENTS, experiment
 from marker_excite.experiments.runner import ensure_store, run_jobs
 from marker_excite.experiments.spec import PRESETS, Experiment, ExperimentError, parse_shard
 from marker_excite.experiments.workers import available_cpus, cpu_groups, limit_threads, run_workers
+from marker_excite.tf_quiet import import_tensorflow
 
 
 def csv_list(text: str) -> list[str]:
@@ -31,6 +32,30 @@ def exit_status(name: str, action: Callable[[], Any]) -> int:
         print(f"{name}: error: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 2
     return 0
+
+
+def analysis_main(
+    name: str,
+    description: str,
+    analyse: Callable[[argparse.Namespace], Sequence[Path]],
+    argv: Sequence[str] | None = None,
+    *,
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> int:
+    """Entry point of the scripts that analyse finished runs (``--out DIR [DIR ...]``): ``analyse(args)``
+    writes files next to the runs and returns them; prints how many, or one error line (status 2)."""
+    parser = argparse.ArgumentParser(prog=f"experiments/{name}.py", description=description)
+    parser.add_argument("--out", type=Path, nargs="+", required=True, help="experiment output folder(s)")
+    if add_arguments:
+        add_arguments(parser)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+    def run() -> None:
+        import_tensorflow()  # without its start-up log lines
+        print(f"{name}: {len(analyse(args))} file(s) written")
+
+    return exit_status(name, run)
 
 
 def build_parser(name: str, description: str) -> argparse.ArgumentParser:
@@ -142,6 +167,7 @@ def script_main(
             if status:
                 return status
         elif not args.aggregate_only:
+            import_tensorflow()  # without its start-up log lines
             summary = run_jobs(exp, args.out, store=args.store, shard=shard, resume=args.resume, progress=progress)
             print(
                 f"{name}: shard {shard[0]}/{shard[1]}: ran {len(summary.ran)}, skipped {len(summary.skipped)} "

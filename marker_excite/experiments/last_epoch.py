@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from marker_excite.evaluation import evaluate_run, read_results, write_results
-from marker_excite.experiments.spec import EVALUATION_CSV, RUNS, ExperimentError
+from marker_excite.experiments.runner import finished_run_dirs
+from marker_excite.experiments.spec import EVALUATION_CSV, RUNS
 from marker_excite.run_dir import LAST_WEIGHTS
 
 LAST_EVALUATION_CSV = "evaluation.last.csv"
@@ -34,29 +35,25 @@ def evaluate_last(
     from marker_excite.run import load_run
 
     written = []
-    for out in out_dirs:
-        if not (Path(out) / RUNS).is_dir():
-            raise ExperimentError(f"{out}: not an experiment output folder (no {RUNS}/ in it)")
-        for evaluation in sorted((Path(out) / RUNS).glob(f"*/{EVALUATION_CSV}")):
-            path = evaluation.parent
-            target = path / LAST_EVALUATION_CSV
-            best = read_results(evaluation)
-            if target.is_file() or not (path / LAST_WEIGHTS).is_file() or not best:
-                continue
-            tags = {k: best[0][k] for k in ("model", "job", "case") if k in best[0]}
-            if models is not None and tags["model"] not in models:
-                continue
-            try:
-                run = load_run(path, weights="last")
-                # the subsets the job evaluated: all of them, a UB model only its own panel
-                own = [tuple(run.model_config.markers)] if run.name == "UB" else None
-                rows = evaluate_run(run, subsets=own, progress=False)
-            finally:
-                keras.backend.clear_session()
-            write_results([{**r, **tags} for r in rows], target)
-            written.append(target)
-            if progress:
-                print(f"last epoch: {target}")
+    for path in finished_run_dirs(out_dirs):
+        target = path / LAST_EVALUATION_CSV
+        best = read_results(path / EVALUATION_CSV)
+        if target.is_file() or not (path / LAST_WEIGHTS).is_file() or not best:
+            continue
+        tags = {k: best[0][k] for k in ("model", "job", "case") if k in best[0]}
+        if models is not None and tags["model"] not in models:
+            continue
+        try:
+            run = load_run(path, weights="last")
+            # the subsets the job evaluated: all of them, a UB model only its own panel
+            own = [tuple(run.model_config.markers)] if run.name == "UB" else None
+            rows = evaluate_run(run, subsets=own, progress=False)
+        finally:
+            keras.backend.clear_session()
+        write_results([{**r, **tags} for r in rows], target)
+        written.append(target)
+        if progress:
+            print(f"last epoch: {target}")
     return written
 
 

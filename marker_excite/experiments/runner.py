@@ -6,7 +6,7 @@ import gc
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +33,15 @@ def report_dir(out_dir: str | os.PathLike, exp: Experiment) -> Path:
 def is_done(out_dir: str | os.PathLike, job: Job) -> bool:
     """True when the job's ``evaluation.csv`` exists."""
     return (run_dir(out_dir, job) / EVALUATION_CSV).is_file()
+
+
+def finished_run_dirs(out_dirs: Sequence[str | os.PathLike]) -> Iterator[Path]:
+    """The run directories of the finished jobs (an ``evaluation.csv``) in each output folder, in name
+    order; a folder without ``runs/`` is an error that names it."""
+    for out in out_dirs:
+        if not (Path(out) / RUNS).is_dir():
+            raise ExperimentError(f"{out}: not an experiment output folder (no {RUNS}/ in it)")
+        yield from (evaluation.parent for evaluation in sorted((Path(out) / RUNS).glob(f"*/{EVALUATION_CSV}")))
 
 
 def ensure_store(
