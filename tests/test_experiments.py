@@ -490,6 +490,21 @@ def test_reproduction_report_seed_spread(tmp_path):
     # the claim's row in the main table carries the summary
     row = next(line for line in text.splitlines() if line.startswith("| Fig. 3c | MS-ME improves on MS |"))
     assert "**over 3 seeds (fold 0): mean difference -0.0017 (SD 0.0161), same sign as seed 0 in 1 of 3**" in row
+    # with last-epoch evaluations (0.05 higher everywhere) the section repeats its tables for the last epoch
+    for seed, out in dirs.items():
+        for job in exp.jobs:
+            last = lambda job, c, s, seed=seed: 0.55 + 0.01 * len(_s(s)) + offsets[seed][job.model]  # noqa: E731
+            write_results(_fake_rows(job, last), E.run_dir(out, job) / "evaluation.last.csv")
+    with_last = write_report(dirs[0], replicates=[dirs[1], dirs[2]], path=tmp_path / "last.md").read_text()
+    last_part = with_last.split("### The same runs evaluated with their last epoch")[1].split("## Model selection")[0]
+    assert (
+        f"| MS | sinusoids, fold 0 | 31 | {base + 0.05:.4f} | {base + 0.06:.4f} | {base + 0.04:.4f} | 0.0200 |"
+        in last_part
+    )
+    assert "| UB |" not in last_part  # no last-epoch evaluation of the UB runs
+    for out in dirs.values():
+        for job in exp.jobs:
+            (E.run_dir(out, job) / "evaluation.last.csv").unlink()
     # a seed still running: its missing model shows "-", the claim is measured on the seeds that have both
     (E.run_dir(dirs[2], exp.jobs[1]) / E.EVALUATION_CSV).rename(tmp_path / "held.csv")
     partial = write_report(dirs[0], replicates=[dirs[1], dirs[2]], path=tmp_path / "partial.md").read_text()

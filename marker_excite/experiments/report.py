@@ -409,10 +409,12 @@ def _values_by_key(rows: Sequence[Mapping]) -> dict[tuple[str, str], dict[str, f
 
 
 def seed_spread(
-    out_dir: str | os.PathLike, replicates: Sequence[str | os.PathLike]
+    out_dir: str | os.PathLike, replicates: Sequence[str | os.PathLike], *, epoch: str = "best"
 ) -> tuple[list[str], dict[Claim, str]]:
     """The seed-to-seed spread: the models and claims of ``out_dir`` rerun with other seeds. Returns the
     report section's lines and, per claim rerun with other seeds, a one-line summary for its notes.
+    ``epoch``: ``best`` (each run's best-validation epoch, the protocol) or ``last`` (the runs that also
+    have ``evaluation.last.csv``).
 
     ``replicates``: output folders of the same experiments run with ``--seed`` (same folds and data).
     For every (model, class, fold) of ``out_dir`` rerun with at least one other seed: the mean F1 per seed
@@ -425,7 +427,8 @@ def seed_spread(
     seeds = [runs_seed(out_dir), *(runs_seed(d) for d in replicates)]
     if len(set(seeds)) != len(seeds):
         raise ExperimentError(f"seed replicates must have different seeds, got {seeds}")
-    per_seed = [_f1_rows(Path(out_dir)), *(_f1_rows(Path(d)) for d in replicates)]
+    load = _f1_rows if epoch == "best" else (lambda d: last_epoch_rows(d)[1])
+    per_seed = [load(Path(out_dir)), *(load(Path(d)) for d in replicates)]
     values = [_values_by_key(rows) for rows in per_seed]
     common: dict[tuple[str, str], set[str]] = {}
     for key in sorted(values[0]):  # the (model, class, fold) of out_dir
@@ -531,6 +534,9 @@ def write_report(
     rows = _f1_rows(out)
     conv = convergence(out)
     seed_lines, seed_notes = seed_spread(out, replicates) if replicates else ([], {})
+    if replicates and next((out / RUNS).glob(f"*/{LAST_EVALUATION_CSV}"), None):
+        last_lines, _ = seed_spread(out, replicates, epoch="last")
+        seed_lines += ["", "### The same runs evaluated with their last epoch", "", *last_lines[2:]]
     lines = ["# Reproduction of the paper's claims on the CPU protocol", ""]
     if protocol:
         lines += [protocol, ""]
