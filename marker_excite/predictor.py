@@ -94,11 +94,16 @@ def load_exported(path: str | os.PathLike) -> Predictor:
     return Predictor(spec=spec, card=card, source=p, fn=fn)
 
 
-def load_predictor(path: str | os.PathLike) -> Predictor:
-    """A run directory (its best weights) or an exported SavedModel as a :class:`Predictor`."""
+def load_predictor(path: str | os.PathLike, *, weights: str = "best") -> Predictor:
+    """A run directory (its ``best`` or ``last`` weights) or an exported SavedModel as a :class:`Predictor`."""
     if model_kind(path) == "exported":
+        if weights != "best":
+            raise UserInputError(
+                f"{path} is an exported model: it holds the weights it was exported with (--weights {weights} "
+                "applies to run directories; export the run with --weights last)"
+            )
         return load_exported(path)
-    return predictor_from_run(load_run(path))
+    return predictor_from_run(load_run(path, weights=weights))
 
 
 def as_predictor(model: Predictor | Run | str | os.PathLike) -> Predictor:

@@ -152,6 +152,7 @@ class Run:
         versions: the software it was trained with (``versions.json``), or None.
         markers_seen: the markers of the panel that some training sample had (None: not recorded, runs
             made before this was recorded).
+        weights: which weights ``model`` holds: ``best`` (best validation epoch) or ``last``.
     """
 
     run_dir: Path
@@ -165,6 +166,7 @@ class Run:
     spacing_zyx: tuple[float, float, float] | None = None
     versions: dict[str, Any] | None = None
     markers_seen: tuple[str, ...] | None = None
+    weights: str = "best"
 
     @property
     def name(self) -> str:
@@ -202,6 +204,8 @@ class Run:
             "epochs": len(self.history),
             "epochs_planned": int(tc.epochs),
             "best_epoch": best,
+            "weights": self.weights,
+            "weights_epoch": best if self.weights == "best" else len(self.history),
             "best_val_mean_f1": float(best_row["val_mean_f1"]) if best_row else None,
             "best_val_f1": {
                 k[len("val_f1_") :]: float(v) for k, v in (best_row or {}).items() if k.startswith("val_f1_")
@@ -265,4 +269,5 @@ def load_run(run_dir: str | os.PathLike, *, weights: str = "best", model=None) -
         spacing_zyx=tuple(float(s) for s in data["spacing"]) if data.get("spacing") else None,  # type: ignore[arg-type]
         versions=rd.read_json(path / rd.VERSIONS, "versions") if (path / rd.VERSIONS).is_file() else None,
         markers_seen=tuple(data["markers_seen"]) if isinstance(data.get("markers_seen"), list) else None,
+        weights=weights,
     )

@@ -146,3 +146,29 @@ def test_cli_export_info_and_predict_on_export(exported, tmp_path, capsys):
     with open_volume(tmp_path / "s.h5") as vol, open_volume(tmp_path / "l.h5") as lab:
         expected = predict_volume(load_predictor(run_dir), vol, progress=False).argmax(axis=0)
         np.testing.assert_array_equal(lab.read_volume()[0], expected)
+
+
+def test_weights_last_in_predict_and_export(tmp_path, capsys):
+    """--weights last: a run's final-epoch weights for predict / export; the card says which; an exported
+    model refuses it (it holds the weights it was exported with)."""
+    from marker_excite import run_dir as rd
+    from marker_excite.cli import main
+    from marker_excite.models.zoo import build_model
+
+    run_dir, model, cfg = make_run(tmp_path / "run", name="MS-ME")
+    last = build_model(cfg)  # other weights than make_run's best ones
+    rd.save_weights(last, run_dir / rd.LAST_WEIGHTS)
+    image = np.random.default_rng(3).normal(size=(2, cfg.input_size, cfg.input_size, len(MARKERS))).astype(np.float32)
+    availability = np.ones((2, len(MARKERS)), np.float32)
+    best_p = load_predictor(run_dir).probabilities(image, availability)
+    last_p = load_predictor(run_dir, weights="last").probabilities(image, availability)
+    logits = np.asarray(last([image, availability], training=False))
+    softmax = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    np.testing.assert_allclose(last_p, softmax, atol=1e-5)
+    assert np.abs(best_p - last_p).max() > 1e-3
+    assert main(["export", str(run_dir), str(tmp_path / "exp"), "--weights", "last"]) == 0
+    card = json.loads((tmp_path / "exp" / "model_card.json").read_text())
+    assert card["training"]["weights"] == "last" and card["training"]["weights_epoch"] == 2  # make_run logs 2 epochs
+    np.testing.assert_allclose(load_exported(tmp_path / "exp").probabilities(image, availability), last_p, atol=1e-5)
+    with pytest.raises(UserInputError, match="is an exported model: it holds the weights it was exported with"):
+        load_predictor(tmp_path / "exp", weights="last")

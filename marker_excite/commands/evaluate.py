@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from marker_excite.atomic import check_output_path
+from marker_excite.commands.options import add_weights_option
 from marker_excite.data.pipeline import class_pixel_counts
 from marker_excite.evaluation import evaluate_run, label_panel, write_results
 from marker_excite.plots import subset_ranking
@@ -21,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--subsets", help="subsets to evaluate, e.g. 'm_125,m_4' or 'DAPI+collagen,endomucin' (default: all 2^K-1)"
     )
     parser.add_argument("--samples", help="comma-separated samples (default: the fold's test samples)")
-    parser.add_argument("--weights", default="best", choices=("best", "last"), help="which weights (default best)")
+    add_weights_option(parser)
     parser.add_argument("--batch-size", type=int, help="patches per forward pass")
     parser.add_argument("--out", help="results CSV (default: <run>/evaluation.csv)")
     parser.add_argument("--plot", help="ranked bar chart PNG (default: next to the CSV, .png)")

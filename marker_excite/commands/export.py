@@ -6,9 +6,11 @@ from __future__ import annotations
 import argparse
 
 from marker_excite.bioimageio import export_bioimageio
+from marker_excite.commands.options import add_weights_option
 from marker_excite.errors import UserInputError
 from marker_excite.export import export_run
 from marker_excite.model_spec import CARD_NAME, SERVING_SIGNATURE
+from marker_excite.run import load_run
 
 HELP = "export a run as a TensorFlow SavedModel (+ model_card.json) or a bioimage.io model package"
 
@@ -25,19 +27,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--sample", help="bioimageio: stack to cut the test tile from (default: a test sample of the run's store)"
     )
     parser.add_argument("--author", action="append", default=[], help="bioimageio: author name (repeatable)")
+    add_weights_option(parser)
     parser.add_argument("--overwrite", action="store_true", help="replace an existing export")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.format == "savedmodel" and (args.fixed_markers or args.sample or args.author):
+        raise UserInputError("--fixed-markers, --sample and --author only apply to --format bioimageio")
+    trained = load_run(args.run, weights=args.weights)
     if args.format == "savedmodel":
-        if args.fixed_markers or args.sample or args.author:
-            raise UserInputError("--fixed-markers, --sample and --author only apply to --format bioimageio")
-        path = export_run(args.run, args.output, overwrite=args.overwrite)
+        path = export_run(trained, args.output, overwrite=args.overwrite)
         print(f"exported {args.run} -> {path} (signature {SERVING_SIGNATURE}; see {path / CARD_NAME})")
         return 0
     fixed = [m.strip() for m in args.fixed_markers.split(",")] if args.fixed_markers else None
     path = export_bioimageio(
-        args.run, args.output, fixed_markers=fixed, sample=args.sample, authors=args.author, overwrite=args.overwrite
+        trained, args.output, fixed_markers=fixed, sample=args.sample, authors=args.author, overwrite=args.overwrite
     )
     flavour = f"single input {', '.join(fixed)}" if fixed else "inputs image + availability"
     print(f"exported {args.run} -> {path} (bioimage.io model package, {flavour})")

@@ -55,3 +55,15 @@ def join_list_values(argv: list[str]) -> list[str]:
             out.append(argv[i])
             i += 1
     return out
+
+
+def add_weights_option(parser) -> None:
+    """``--weights best|last``: which weights of a run directory a command uses."""
+    parser.add_argument(
+        "--weights",
+        default="best",
+        choices=("best", "last"),
+        help="weights of a run directory: best (the epoch with the best validation mean F1 on all markers; "
+        "default) or last (the final epoch; in the CPU reproduction better on marker subsets, see "
+        "experiments/README.md)",
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from marker_excite.commands.options import add_option
+from marker_excite.commands.options import add_option, add_weights_option
 from marker_excite.data.io import check_spacing
 from marker_excite.errors import UserInputError
 from marker_excite.inference import predict_file
@@ -58,6 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="Z",
         help="slice shown by --preview: a number (from 0) or 'mip' (maximum projection; default: the middle slice)",
     )
+    add_weights_option(parser)
     parser.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass (default 4)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
@@ -85,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserInputError("--preview-slice needs --preview (the picture to write)")
     spacing = None if args.spacing is None else check_spacing(args.spacing, where="--spacing")
     z = _preview_slice(args, spacing) if args.preview else None
-    predictor = load_predictor(args.model)
+    predictor = load_predictor(args.model, weights=args.weights)
     written = predict_file(
         predictor,
         args.input,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from marker_excite.atomic import check_output_path
-from marker_excite.commands.options import add_option
+from marker_excite.commands.options import add_option, add_weights_option
 from marker_excite.errors import UserInputError
 from marker_excite.predictor import load_predictor
 from marker_excite.quantify import fraction_boxplot, quantify_files, quantify_store, store_truth, write_csv
@@ -19,6 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--store", help="sample store (.h5); its samples are segmented with --model, regions from the store"
     )
     source.add_argument("--model", help="run directory or exported model that segments the store")
+    add_weights_option(source)
     source.add_argument("--samples", help="store samples to quantify, comma-separated (default: all)")
     add_option(
         source, "--use", old="--markers", help="segment with only these markers of the model's panel (names or m_125)"
@@ -66,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         check_output_path(args.plot, overwrite=args.overwrite)
     common = dict(dapi=args.dapi, sigma=args.sigma, min_size=args.min_size, batch_size=args.batch_size)
     tissue = load_predictor(args.tissue_run) if args.tissue_run else None
-    model = load_predictor(args.model) if args.model else None
+    model = load_predictor(args.model, weights=args.weights) if args.model else None
     if args.store:
         if model is None:
             raise UserInputError("--store needs --model (the run or exported model that segments it)")
