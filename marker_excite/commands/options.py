@@ -64,6 +64,6 @@ def add_weights_option(parser) -> None:
         default="best",
         choices=("best", "last"),
         help="weights of a run directory: best (the epoch with the best validation mean F1 on all markers; "
-        "default) or last (the final epoch; in the CPU reproduction better on marker subsets, see "
+        "default) or last (the final epoch; in the CPU reproduction usually better on marker subsets, see "
         "experiments/README.md)",
     )
