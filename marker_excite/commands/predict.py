@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from marker_excite.atomic import check_output_path
 from marker_excite.commands.options import add_option, add_weights_option
-from marker_excite.data.io import check_spacing
+from marker_excite.data.io import check_spacing, open_volume
 from marker_excite.errors import UserInputError
 from marker_excite.inference import predict_file
 from marker_excite.predictor import load_predictor
+from marker_excite.preview import parse_slice, write_preview
 
 HELP = "segment a whole stack (TIFF/OME-TIFF/HDF5/.ims) with a run directory or an exported model"
 
@@ -66,10 +68,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _preview_slice(args: argparse.Namespace, spacing) -> int | None:
     """The slice ``--preview`` shows (None: MIP), checked against the stack before anything is predicted."""
-    from marker_excite.atomic import check_output_path
-    from marker_excite.data.io import open_volume
-    from marker_excite.preview import parse_slice
-
     check_output_path(args.preview, overwrite=args.overwrite)
     if any(Path(args.preview).resolve() == Path(p).resolve() for p in (args.labels, args.probabilities) if p):
         raise UserInputError(f"--preview {args.preview} is also an output volume; choose another name")
@@ -102,8 +100,6 @@ def run(args: argparse.Namespace) -> int:
         allow_unseen=args.allow_unseen,
     )
     if args.preview:
-        from marker_excite.preview import write_preview
-
         written["preview"] = write_preview(
             args.preview, args.input, written, predictor.spec, use=args.use, channel_names=args.channel_names,
             spacing=spacing, z=z, probability_dtype=args.prob_dtype,

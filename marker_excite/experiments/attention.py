@@ -24,6 +24,7 @@ import numpy as np
 from marker_excite.atomic import write_text
 from marker_excite.experiments.runner import finished_run_dirs
 from marker_excite.experiments.spec import RUNS
+from marker_excite.run import load_run
 from marker_excite.run_dir import BEST_WEIGHTS, MODEL_CONFIG, read_json
 
 ATTENTION_JSON = "attention.json"
@@ -59,8 +60,7 @@ def measure_run(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     """
     import keras
 
-    from marker_excite.models.zoo import build_model
-    from marker_excite.run import load_run
+    from marker_excite.models.zoo import build_model  # imports keras
 
     run = load_run(run_dir)
     trained_layers = _me_layers(run.model)

@@ -20,6 +20,7 @@ from typing import Any
 from marker_excite.evaluation import evaluate_run, read_results, write_results
 from marker_excite.experiments.runner import finished_run_dirs
 from marker_excite.experiments.spec import EVALUATION_CSV, RUNS
+from marker_excite.run import load_run
 from marker_excite.run_dir import LAST_WEIGHTS
 
 LAST_EVALUATION_CSV = "evaluation.last.csv"
@@ -31,8 +32,6 @@ def evaluate_last(
     """Write ``evaluation.last.csv`` for every finished run in ``out_dirs`` (of ``models``, by label;
     None: all) whose last-epoch weights are here and that has none yet. Returns the files written."""
     import keras
-
-    from marker_excite.run import load_run
 
     written = []
     for path in finished_run_dirs(out_dirs):
