@@ -61,6 +61,12 @@ class JsonConfig:
         obj.validate()
         return obj
 
+    @classmethod
+    def with_defaults(cls, data: dict[str, Any]) -> dict[str, Any]:
+        """``data`` (a stored config) plus the default of every field it lacks, e.g. a field added after
+        the config was written, so that comparing it with a new config flags real differences only."""
+        return {**{k: v for k, v in cls().to_dict().items() if k not in data}, **data}
+
     def to_json(self, path: str | os.PathLike | None = None) -> str:
         text = json.dumps(self.to_dict(), indent=2) + "\n"
         if path is not None:

@@ -17,7 +17,7 @@ import json
 import os
 import platform
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -108,12 +108,15 @@ def check_resume(
     *,
     may_grow: Mapping[str, Sequence[str]] | None = None,
     ignore: Mapping[str, Sequence[str]] | None = None,
+    defaults: Mapping[str, Callable[[dict[str, Any]], dict[str, Any]]] | None = None,
 ) -> None:
     """Raise a one-line :class:`RunDirError` naming every field where ``configs`` differ from the stored ones.
 
     ``configs`` maps a file name (``model_config.json`` ...) to the dict the new invocation would write;
     ``may_grow`` names numeric fields per file that may be larger than stored (e.g. ``epochs``: extend a
-    finished run), ``ignore`` fields per file that are not compared (e.g. how the run was initialised).
+    finished run), ``ignore`` fields per file that are not compared (e.g. how the run was initialised),
+    ``defaults`` a function per file that completes a stored dict with the defaults of fields it lacks
+    (:meth:`~marker_excite.config.JsonConfig.with_defaults`: runs written before a field existed).
     """
     if not run_dir.is_dir():
         raise RunDirError(f"cannot resume: run directory {run_dir} does not exist")
@@ -122,6 +125,8 @@ def check_resume(
     diffs: list[str] = []
     for name, given in configs.items():
         stored = dict(read_json(run_dir / name, "config"))
+        if defaults and name in defaults:
+            stored = defaults[name](stored)
         given = dict(given)
         for key in (ignore or {}).get(name, ()):
             stored.pop(key, None)

@@ -115,7 +115,9 @@ def _init_weights(model, model_config, init_from: str | os.PathLike) -> None:
     source = Path(init_from)
     if not rd.is_run_dir(source):
         raise rd.RunDirError(f"--init-from {source}: not a run directory (no {rd.MODEL_CONFIG})")
-    stored = rd.read_json(source / rd.MODEL_CONFIG, "model config")
+    from marker_excite.models.config import ModelConfig  # the models package imports keras
+
+    stored = ModelConfig.with_defaults(rd.read_json(source / rd.MODEL_CONFIG, "model config"))
     given = model_config.to_dict()
     for config in (stored, given):  # the weights come from the source, not from the seed
         config.pop("seed", None)
@@ -225,7 +227,7 @@ def train(
 
     from marker_excite import train_callbacks as cb
     from marker_excite.losses import WeightedCrossEntropy, log_class_weights
-    from marker_excite.models.zoo import build_model
+    from marker_excite.models.zoo import ModelConfig, build_model
 
     model_config.validate()
     train_config.validate()
@@ -256,6 +258,7 @@ def train(
                 run_path,
                 configs,
                 may_grow={rd.TRAIN_CONFIG: ("epochs",)},
+                defaults={rd.MODEL_CONFIG: ModelConfig.with_defaults, rd.TRAIN_CONFIG: TrainConfig.with_defaults},
                 ignore={
                     rd.DATA_CONFIG: ("init_from", "markers_seen"),
                     # the weights and the Marker Sampling state come from the checkpoint: a run made before

@@ -245,3 +245,23 @@ def test_run_records_the_markers_its_training_samples_had(store, tmp_path):
     run = read_run(tmp_path / "run")
     assert run.markers_seen == ("DAPI", "endomucin", "endoglin", "CXCL12-GFP")
     assert run.card()["training"]["markers_seen"] == ["DAPI", "endomucin", "endoglin", "CXCL12-GFP"]
+
+
+def test_runs_written_before_a_field_existed_still_resume(store, tmp_path):
+    """A stored config without a field (added to the code later) compares as that field's default: the
+    run resumes when the new setting is the default, and the field is named when it is not."""
+    mcfg, tcfg = tiny_configs(epochs=1)
+    train(tmp_path / "a", mcfg, tcfg, store, progress=False)
+    assert TrainConfig.with_defaults({"epochs": 3}) == {**TrainConfig().to_dict(), "epochs": 3}
+    path = tmp_path / "a" / rd.TRAIN_CONFIG
+    stored = json.loads(path.read_text())
+    assert stored["deterministic"] is True and TrainConfig().deterministic is True
+    del stored["deterministic"]  # as if written before the field existed; its default is what is given
+    path.write_text(json.dumps(stored))
+    resumed = train(tmp_path / "a", mcfg, tcfg.replace(epochs=2), store, resume=True, progress=False)
+    assert [r["epoch"] for r in resumed.history] == [1, 2]
+    stored = json.loads(path.read_text())
+    del stored["learning_rate"]  # its default, 0.001, is not this run's 0.01: a real difference
+    path.write_text(json.dumps(stored))
+    with pytest.raises(UserInputError, match=r"differ from the stored run in train_config.learning_rate \("):
+        train(tmp_path / "a", mcfg, tcfg.replace(epochs=3), store, resume=True, progress=False)

@@ -16,6 +16,7 @@ from marker_excite.data.store import SampleStore
 from marker_excite.data.synthetic import write_dataset
 from marker_excite.evaluation import evaluate_run, write_results
 from marker_excite.experiments.spec import EVALUATION_CSV, RUNS, Experiment, ExperimentError, Job, Preset
+from marker_excite.run import TrainConfig
 from marker_excite.training import train
 
 
@@ -117,12 +118,16 @@ def check_settings(job: Job, p: Preset, out_dir: str | os.PathLike) -> None:
     (e.g. another ``--epochs``), so old results are never silently reused. Fields that depend on the
     store (``marker_panels``, ``train_samples``) are not compared; a run without stored configs is
     accepted as is."""
+    from marker_excite.models.config import ModelConfig  # the models package imports keras
+
     path = run_dir(out_dir, job)
     expected = {rd.MODEL_CONFIG: job.model_config(p).to_dict(), rd.TRAIN_CONFIG: job.train_config(p).to_dict()}
+    # stored configs completed with the defaults of fields added after they were written
+    complete = {rd.MODEL_CONFIG: ModelConfig.with_defaults, rd.TRAIN_CONFIG: TrainConfig.with_defaults}
     diffs: list[str] = []
     for name, given in expected.items():
         if (path / name).is_file():
-            stored = rd.read_json(path / name, "config")
+            stored = complete[name](rd.read_json(path / name, "config"))
             given = {k: v for k, v in given.items() if k not in _STORE_DEPENDENT}
             stored = {k: v for k, v in stored.items() if k not in _STORE_DEPENDENT}
             diffs += rd.config_differences(stored, given, name.removesuffix(".json"))
