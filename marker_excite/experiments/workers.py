@@ -1,9 +1,9 @@
 """Run an experiment's jobs in several processes side by side, each on its own share of the CPU cores.
 
-The small networks of the ``cpu`` preset use a second core poorly: on the 2-core development machine a
-``cpu``-preset epoch of a UB model took 2.6 s pinned to one core while another job ran on the other,
-and one of MS 2.7 s alone with TensorFlow's two threads (not the same model: see experiments/README.md,
-"Two jobs side by side"), so two jobs side by side, one core each, nearly double the throughput. :func:`run_workers` starts one child process per shard ``k/n`` of the job list (the script's
+The small networks of the ``cpu`` preset, and a job's data feed, validation and evaluation even more,
+use a second core poorly: on the 2-core development machine two jobs side by side, one core each, ran
+~1.8-2x as many jobs per hour as one job on both cores (bare training steps: 1.27x,
+``benchmarks/bench_workers.py``; experiments/README.md, "Two jobs side by side"). :func:`run_workers` starts one child process per shard ``k/n`` of the job list (the script's
 own command line with ``--shard k/n --workers 1``) with a disjoint group of cores; the child pins itself
 to them where the system allows it (Linux ``sched_setaffinity``) and limits its TensorFlow threads to
 the group's size (:func:`limit_threads`, from ``MARKER_EXCITE_CPUS`` / ``MARKER_EXCITE_THREADS``). Each child writes its
