@@ -322,7 +322,7 @@ def model_means_lines(rows: Sequence[Mapping]) -> list[str]:
         f"| --- | --- | {' | '.join('---' for _ in folds)} | --- |",
     ]
     for (model, cls, case), per_fold in sorted(values.items(), key=lambda kv: (kv[0][2], kv[0][1], kv[0][0])):
-        full = len(m_ub(CASES[case])) if case and model.startswith("UB") else len(PAPER_PANEL.all_subsets())
+        full = _full_subset_count(model, case)
         cells = [
             "-"
             if f not in per_fold
@@ -397,14 +397,17 @@ def runs_seed(out_dir: str | os.PathLike) -> int:
     return seeds.pop()
 
 
+def _run_key(r: Mapping) -> tuple[str, str]:
+    """``(model, "<class>, fold <f>")``: the training run a result row comes from (one seed)."""
+    return str(r["model"]), f"{r['class']}, fold {r['fold']}"
+
+
 def _values_by_key(rows: Sequence[Mapping]) -> dict[tuple[str, str], dict[str, float]]:
-    """F1 per subset, per (model, ``"<class>, fold <f>"``) of homogeneous training."""
+    """F1 per subset, per :func:`_run_key` of homogeneous training."""
     values: dict[tuple[str, str], dict[str, float]] = {}
     for r in rows:
         if not r["case"]:
-            values.setdefault((str(r["model"]), f"{r['class']}, fold {r['fold']}"), {})[str(r["subset"])] = float(
-                r["value"]
-            )
+            values.setdefault(_run_key(r), {})[str(r["subset"])] = float(r["value"])
     return values
 
 
@@ -457,10 +460,7 @@ def seed_spread(
         cells = " | ".join("-" if m is None else f"{m:.4f}" for m in means)
         lines.append(f"| {model} | {where} | {len(subsets)} | {cells} | {ranges[-1]:.4f} |")
     # each seed's claims are measured on the subsets of its (model, class, fold) that the other seeds have
-    per_seed = [
-        [r for r in rows if str(r["subset"]) in common.get((r["model"], f"{r['class']}, fold {r['fold']}"), ())]
-        for rows in per_seed
-    ]
+    per_seed = [[r for r in rows if str(r["subset"]) in common.get(_run_key(r), ())] for rows in per_seed]
     claim_lines, summaries = [], {}
     for claim in CLAIMS:
         if not isinstance(claim, Paired) or claim.case:
