@@ -397,6 +397,11 @@ def runs_seed(out_dir: str | os.PathLike) -> int:
     return seeds.pop()
 
 
+def _difference_cell(measured: Mapping[str, Any]) -> str:
+    """A claim measured by :func:`measure`: ``mean difference (p, n)`` for the seed and selection tables."""
+    return f"{float(np.mean(measured['diffs'])):+.4f} (p {measured['result'].pvalue:.2g}, n {measured['n']})"
+
+
 def _run_key(r: Mapping) -> tuple[str, str]:
     """``(model, "<class>, fold <f>")``: the training run a result row comes from (one seed)."""
     return str(r["model"]), f"{r['class']}, fold {r['fold']}"
@@ -469,10 +474,7 @@ def seed_spread(
         diffs = [float(np.mean(m["diffs"])) for m in measured if m is not None]
         if measured[0] is None or len(diffs) < 2:
             continue
-        cells = " | ".join(
-            "-" if m is None else f"{np.mean(m['diffs']):+.4f} (p {m['result'].pvalue:.2g}, n {m['n']})"
-            for m in measured
-        )
+        cells = " | ".join("-" if m is None else _difference_cell(m) for m in measured)
         same = sum(np.sign(d) == np.sign(diffs[0]) for d in diffs)
         folds = sorted({where.split("fold ")[1] for (model, where) in common if model == claim.model}, key=int)
         summaries[claim] = (
@@ -516,7 +518,7 @@ def selection_lines(out_dir: str | os.PathLike) -> list[str]:
         measured = [measure(best, claim), measure(last, claim)]
         if any(m is None for m in measured):
             continue
-        cells = [f"{float(np.mean(m['diffs'])):+.4f} (p {m['result'].pvalue:.2g}, n {m['n']})" for m in measured]
+        cells = [_difference_cell(m) for m in measured]
         lines.append(f"| {claim.figure} {claim.model} vs {claim.reference} | {' | '.join(cells)} |")
     return lines
 
