@@ -32,12 +32,12 @@ def bare_compute(model_cfg, train_cfg, store_path: Path, fold, steps: int) -> fl
 
     from marker_excite.losses import WeightedCrossEntropy
     from marker_excite.models.zoo import build_model
-    from marker_excite.training import _learning_rate
+    from marker_excite.training import learning_rate
 
     x, y, weights = training_arrays(model_cfg, store_path, fold.train)
     keras.utils.set_random_seed(train_cfg.seed)
     model = build_model(model_cfg)
-    optimizer = keras.optimizers.Adam(_learning_rate(train_cfg, train_cfg.steps_per_epoch or 1))
+    optimizer = keras.optimizers.Adam(learning_rate(train_cfg, train_cfg.steps_per_epoch or 1))
     model.compile(optimizer=optimizer, loss=WeightedCrossEntropy(weights))
     batch = train_cfg.batch_size
     epoch_steps = len(y) // batch

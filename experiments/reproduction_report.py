@@ -7,6 +7,7 @@ Reads every ``runs/*/evaluation.csv`` and ``log.csv`` of ``--out`` (all experime
 ``table1_quantification/stats.json``; writes ``--out/REPRODUCTION.md`` (see
 ``marker_excite.experiments.report``). ``--replicates``: output folders of the same jobs run with other
 ``--seed`` values; the report then compares the spread between seeds with the differences between models.
+``--longer``: the output folder of ``experiments/gpu/longer_training.sh`` (MS and MS-ME trained 10x longer).
 """
 
 import argparse
@@ -36,12 +37,18 @@ def main(argv=None) -> int:
         default=[],
         help="output folders of seed replicates (the same jobs run with another --seed)",
     )
+    parser.add_argument(
+        "--longer",
+        type=Path,
+        default=None,
+        help="output folder of experiments/gpu/longer_training.sh (section 'Longer training')",
+    )
     args = parser.parse_args(argv)
 
     def run() -> None:
         p = preset(args.preset)
         protocol = CPU_PROTOCOL if p.name == "cpu" else f"Protocol `{p.name}` (experiments/README.md)."
-        print(f"report: {write_report(args.out, protocol=protocol, replicates=args.replicates)}")
+        print(f"report: {write_report(args.out, protocol=protocol, replicates=args.replicates, longer=args.longer)}")
 
     return exit_status("reproduction_report", run)
 

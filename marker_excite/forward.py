@@ -35,6 +35,9 @@ def keras_forward(model, input_size: int, n_markers: int) -> ForwardFn:
 
 def _trace(model, input_size: int, n_markers: int) -> ForwardFn:
     import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return _compiled_predict(model)
     import tensorflow as tf
 
     shapes = tensor_shapes(input_size, n_markers)
@@ -47,3 +50,15 @@ def _trace(model, input_size: int, n_markers: int) -> ForwardFn:
         return keras.ops.softmax(model([image, availability], training=False), axis=-1)
 
     return lambda image, availability: forward(image, availability).numpy()
+
+
+def _compiled_predict(model) -> ForwardFn:
+    """The forward pass on any Keras backend (e.g. JAX on a GPU machine without TensorFlow): Keras'
+    compiled ``predict_on_batch`` (traced once per batch size), then the softmax in float32 NumPy."""
+
+    def forward(image: np.ndarray, availability: np.ndarray) -> np.ndarray:
+        logits = np.asarray(model.predict_on_batch([image, availability]), dtype=np.float32)
+        shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        return shifted / shifted.sum(axis=-1, keepdims=True)
+
+    return forward

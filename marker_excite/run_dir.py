@@ -144,19 +144,29 @@ def check_resume(
 
 
 def versions() -> dict[str, Any]:
-    """Versions of Python, TensorFlow, Keras, numpy, marker_excite, the platform and the visible devices."""
+    """Versions of Python, Keras and its backend (TensorFlow or JAX), numpy, marker_excite, the platform
+    and the visible devices."""
     import keras
-    import tensorflow as tf
 
-    return {
-        "python": platform.python_version(),
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "numpy": np.__version__,
-        "marker_excite": __version__,
-        "platform": platform.platform(),
-        "devices": [f"{d.device_type}:{d.name}" for d in tf.config.list_physical_devices()],
-    }
+    backend = keras.backend.backend()
+    info: dict[str, Any] = {"python": platform.python_version()}
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        info["tensorflow"] = tf.__version__
+        devices = [f"{d.device_type}:{d.name}" for d in tf.config.list_physical_devices()]
+    elif backend == "jax":
+        import jax
+
+        info["jax"] = jax.__version__
+        devices = [f"{d.platform.upper()}:{d}" for d in jax.devices()]
+    else:
+        devices = []
+    info.update(keras=keras.__version__, numpy=np.__version__, marker_excite=__version__)
+    if backend != "tensorflow":
+        info["keras_backend"] = backend
+    info.update(platform=platform.platform(), devices=devices)
+    return info
 
 
 def save_weights(model, path: Path) -> Path:

@@ -20,8 +20,9 @@ NOISE = re.compile(r"^(WARNING: All log messages before absl::InitializeLog\(\)|
 
 
 def import_tensorflow() -> None:
-    """Import TensorFlow (once) with its start-up log lines removed from standard error."""
-    if "tensorflow" in sys.modules:
+    """Import TensorFlow (once) with its start-up log lines removed from standard error; nothing when
+    ``KERAS_BACKEND`` names another Keras backend (JAX on a GPU machine without TensorFlow)."""
+    if "tensorflow" in sys.modules or os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
         return
     sys.stderr.flush()
     saved = os.dup(2)

@@ -18,8 +18,6 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
-from tensorflow.core.framework import summary_pb2
 
 from marker_excite import run_dir as rd
 from marker_excite.metrics import f1_from_confusion
@@ -124,9 +122,14 @@ class ScalarSummaries(keras.callbacks.Callback):
         self._writer = None
 
     def on_train_begin(self, logs=None) -> None:
+        import tensorflow as tf
+
         self._writer = tf.summary.create_file_writer(str(self.log_dir))
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
+        import tensorflow as tf
+        from tensorflow.core.framework import summary_pb2
+
         metadata = summary_pb2.SummaryMetadata()
         metadata.plugin_data.plugin_name = "scalars"
         with self._writer.as_default():
@@ -144,9 +147,12 @@ class ScalarSummaries(keras.callbacks.Callback):
         self._writer.close()
 
 
-def tensorboard(log_dir: Path) -> keras.callbacks.Callback:
+def tensorboard(log_dir: Path) -> keras.callbacks.Callback | None:
     """``keras.callbacks.TensorBoard`` (scalars in ``train/`` and ``validation/``, step = 0-based epoch
-    index) when the tensorboard package is installed, else :class:`ScalarSummaries`."""
+    index) when the tensorboard package is installed, else :class:`ScalarSummaries`; None (no TensorBoard
+    logs; ``log.csv`` and ``curves.png`` hold the same numbers) on a Keras backend other than TensorFlow."""
+    if keras.backend.backend() != "tensorflow":
+        return None
     if importlib.util.find_spec("tensorboard") is not None:
         return keras.callbacks.TensorBoard(str(log_dir), write_graph=False)
     return ScalarSummaries(log_dir)

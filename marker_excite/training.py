@@ -17,6 +17,7 @@ weights as an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from pathlib import Path
@@ -40,7 +41,7 @@ from marker_excite.train_plan import TrainPlan, epoch_estimate_callback, make_pl
 COSINE_FINAL_FRACTION = 0.01
 
 
-def _learning_rate(cfg: TrainConfig, steps_per_epoch: int):
+def learning_rate(cfg: TrainConfig, steps_per_epoch: int):
     """Adam's learning rate: a float, or a schedule over all ``epochs x steps_per_epoch`` steps (it follows
     the optimizer's step counter, which the checkpoint restores, so resumed runs continue the schedule)."""
     if cfg.lr_schedule == "constant":
@@ -53,6 +54,27 @@ def _learning_rate(cfg: TrainConfig, steps_per_epoch: int):
 
 
 # -- helpers ------------------------------------------------------------------------------------------
+def _epochs_input(source, cfg: TrainConfig, epochs: range, steps: int):
+    """What ``model.fit`` reads for ``epochs``: on TensorFlow the tf.data pipeline
+    (:func:`~marker_excite.data.pipeline.epoch_dataset`), on other Keras backends (e.g. JAX on a GPU
+    machine without TensorFlow) the same NumPy batches from a generator."""
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        return pipeline.epoch_dataset(source, cfg.batch_size, seed=cfg.seed, epochs=epochs, steps=steps)
+    return pipeline.training_batches(source, cfg.batch_size, seed=cfg.seed, epochs=epochs, steps=steps)
+
+
+def _strategy_scope():
+    """The scope the model is built in: on TensorFlow, the strategy's (:func:`_strategy`); on other Keras
+    backends (one device) a null context."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return contextlib.nullcontext()
+    return _strategy().scope()
+
+
 def _strategy():
     """The strategy in whose scope ``train`` was called (e.g. MultiWorkerMirroredStrategy), else
     MirroredStrategy over all GPUs when more than one is visible, else the default strategy."""
@@ -79,7 +101,7 @@ def markers_seen(store, samples, marker_panels, panel) -> list[str]:
     return [m for m in panel.names if m.lower() in given]
 
 
-def _data_config(store, store_path: Path, fold, marker_panels, classes, counts, weights, panel) -> dict[str, Any]:
+def data_config(store, store_path: Path, fold, marker_panels, classes, counts, weights, panel) -> dict[str, Any]:
     """What the run was trained on; ``spacing`` (median voxel size of the training samples) lets
     ``predict`` resample new stacks to the training resolution without the store; ``markers_seen``
     (the panel's markers some training sample had) lets ``predict`` refuse markers never trained on."""
@@ -96,7 +118,7 @@ def _data_config(store, store_path: Path, fold, marker_panels, classes, counts, 
     }
 
 
-def _select_fold(store, cfg: TrainConfig):
+def select_fold(store, cfg: TrainConfig):
     """The fold split, an explicit split (``val_samples`` given) or the fold training on ``train_samples``."""
     names = store.names()
     if not names:
@@ -130,7 +152,7 @@ def _init_weights(model, model_config, init_from: str | os.PathLike) -> None:
     rd.load_weights(model, source / rd.BEST_WEIGHTS)
 
 
-def _train_panels(cfg: TrainConfig, store, fold) -> dict[str, tuple[str, ...]] | None:
+def train_panels(cfg: TrainConfig, store, fold) -> dict[str, tuple[str, ...]] | None:
     """Marker panels of the fold's training samples (validated against the store)."""
     if not cfg.marker_panels:
         return None
@@ -149,7 +171,8 @@ def _plan(store, fold, model_config, train_config: TrainConfig) -> TrainPlan:
                      train_config.steps_per_epoch)  # fmt: skip
 
 
-def _check_classes(model_config, cfg: TrainConfig) -> None:
+def check_classes(model_config, cfg: TrainConfig) -> None:
+    """Refuse a model config and a training config that segment different classes."""
     if tuple(model_config.classes) != tuple(cfg.classes):
         raise ConfigError(
             f"classes differ: model config {list(model_config.classes)} vs training config {list(cfg.classes)}"
@@ -167,10 +190,10 @@ def dry_run(model_config, train_config, store_path, n_steps: int = 3) -> TrainPl
 
     model_config.validate()
     train_config.validate()
-    _check_classes(model_config, train_config)
+    check_classes(model_config, train_config)
     with SampleStore(store_path, "r") as store:
-        fold = _select_fold(store, train_config)
-        panels = _train_panels(train_config, store, fold)
+        fold = select_fold(store, train_config)
+        panels = train_panels(train_config, store, fold)
         plan = _plan(store, fold, model_config, train_config)
         if not sum(plan.train_patches.values()):
             raise UserInputError(f"the training samples {', '.join(fold.train)} have no annotated slice")
@@ -223,7 +246,6 @@ def train(
             settings differ from the stored run (the message names the differing fields).
     """
     import keras
-    import tensorflow as tf
 
     from marker_excite import train_callbacks as cb
     from marker_excite.losses import WeightedCrossEntropy, log_class_weights
@@ -231,7 +253,7 @@ def train(
 
     model_config.validate()
     train_config.validate()
-    _check_classes(model_config, train_config)
+    check_classes(model_config, train_config)
     store_path = Path(store_path).resolve()
     if not store_path.is_file():
         raise UserInputError(f"sample store {store_path} does not exist")
@@ -240,14 +262,14 @@ def train(
         raise UserInputError("give either --resume or --overwrite, not both")
 
     with SampleStore(store_path, "r") as store:
-        fold = _select_fold(store, train_config)
-        panels = _train_panels(train_config, store, fold)
+        fold = select_fold(store, train_config)
+        panels = train_panels(train_config, store, fold)
         counts = pipeline.class_pixel_counts(store, fold.train, train_config.classes)
         weights = log_class_weights(counts)
         configs = {
             rd.MODEL_CONFIG: model_config.to_dict(),
             rd.TRAIN_CONFIG: train_config.to_dict(),
-            rd.DATA_CONFIG: _data_config(
+            rd.DATA_CONFIG: data_config(
                 store, store_path, fold, panels, train_config.classes, counts, weights, model_config.panel
             ),
         }
@@ -280,14 +302,15 @@ def train(
         steps = train_config.steps_per_epoch or math.ceil(n_train / train_config.batch_size)
 
         keras.utils.set_random_seed(train_config.seed)
-        if train_config.deterministic:
+        if train_config.deterministic and keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
             tf.config.experimental.enable_op_determinism()
-        strategy = _strategy()
-        with strategy.scope():
+        with _strategy_scope():
             model = build_model(model_config)
             if init_from is not None and not resume:  # before compile: the weights only, a fresh optimizer
                 _init_weights(model, model_config, init_from)
-            optimizer = keras.optimizers.Adam(learning_rate=_learning_rate(train_config, steps))
+            optimizer = keras.optimizers.Adam(learning_rate=learning_rate(train_config, steps))
             loss = WeightedCrossEntropy(weights)
             model.compile(optimizer=optimizer, loss=loss)
             optimizer.build(model.trainable_variables)
@@ -335,14 +358,13 @@ def train(
             cb.tensorboard(run_path / rd.TENSORBOARD),
             cb.EpochCheckpoint(run_path, state, history, curves_title),
         ]
+        callbacks = [c for c in callbacks if c is not None]
         epochs = range(state["epoch"] + 1, train_config.epochs + 1)
         if epochs and stop.stopped():  # a resumed run that had stopped early
             stop.announce()
         elif epochs:
             # one fit for all epochs: epoch e's batches are seeded by (seed, e) (pipeline.epoch_dataset)
-            train_ds = pipeline.epoch_dataset(
-                train_source, train_config.batch_size, seed=train_config.seed, epochs=epochs, steps=steps
-            )
+            train_ds = _epochs_input(train_source, train_config, epochs, steps)
             model.fit(
                 train_ds,
                 initial_epoch=state["epoch"],

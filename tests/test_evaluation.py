@@ -227,3 +227,24 @@ def test_traced_forward_pass_dies_with_its_model():
     del model
     gc.collect()
     assert ref() is None
+
+
+def test_forward_on_other_backends_matches_the_traced_one():
+    """``forward._compiled_predict`` (Keras' predict_on_batch + a NumPy softmax, used on JAX) gives the
+    probabilities of the tf.function forward pass, for full and partial batches."""
+    import numpy as np
+
+    from marker_excite.forward import _compiled_predict, keras_forward
+    from marker_excite.models.zoo import build_model, model_config
+
+    cfg = model_config("MS-ME", depth=2, base_filters=4, input_size=44)
+    model = build_model(cfg)
+    rng = np.random.default_rng(0)
+    for n in (4, 3):
+        image = rng.normal(size=(n, 44, 44, 5)).astype(np.float32)
+        availability = (rng.random((n, 5)) < 0.6).astype(np.float32)
+        traced = keras_forward(model, 44, 5)(image, availability)
+        other = _compiled_predict(model)(image, availability)
+        assert other.shape == traced.shape == (n, cfg.output_size, cfg.output_size, 2)
+        np.testing.assert_allclose(other.sum(axis=-1), 1.0, rtol=1e-6)
+        np.testing.assert_allclose(other, traced, rtol=1e-5, atol=1e-6)

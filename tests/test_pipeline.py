@@ -15,6 +15,7 @@ from marker_excite.data.pipeline import (
     epoch_seed,
     make_dataset,
     patch_index,
+    training_batches,
 )
 from marker_excite.data.sample import Sample
 from marker_excite.data.store import SampleStore
@@ -135,6 +136,12 @@ def test_training_epochs_depend_on_seed_and_epoch_only(store):
         np.concatenate([y for _, y in one_pass]), np.stack([lab for _, lab in src.patches(epoch_seed(5, 2), 0)])
     )
     assert epoch_seed(0, 1) == epoch_seed(0, 1) != epoch_seed(0, 2)
+    # the NumPy batches a non-TensorFlow Keras backend trains on are exactly the tf.data ones
+    numpy_run = list(training_batches(src, 4, seed=5, epochs=range(1, 4), steps=6))
+    assert len(numpy_run) == len(run) == 18
+    for (x, y), (a, la) in zip(numpy_run, run):
+        np.testing.assert_array_equal(x["image"], a)
+        np.testing.assert_array_equal(y, la)
 
 
 def test_standardisation_per_sample_before_padding(store):

@@ -265,3 +265,28 @@ def test_runs_written_before_a_field_existed_still_resume(store, tmp_path):
     path.write_text(json.dumps(stored))
     with pytest.raises(UserInputError, match=r"differ from the stored run in train_config.learning_rate \("):
         train(tmp_path / "a", mcfg, tcfg.replace(epochs=3), store, resume=True, progress=False)
+
+
+def test_other_keras_backend_path_trains_the_same_weights(store, tmp_path, monkeypatch):
+    """On a Keras backend other than TensorFlow (JAX on a GPU machine without TensorFlow), ``train`` feeds
+    NumPy batches from a generator, builds the model outside any tf.distribute scope, writes no TensorBoard
+    logs and validates with Keras' ``predict_on_batch``. Run here with TensorFlow's kernels under another
+    backend name, that path gives the weights, log and best epoch of the tf.data path."""
+    import keras
+
+    mcfg, tcfg = tiny_configs("MS-ME", epochs=3)
+    reference = train(tmp_path / "tf", mcfg, tcfg, store, progress=False)
+    monkeypatch.setattr(keras.backend, "backend", lambda: "numpy")
+    other = train(tmp_path / "other", mcfg, tcfg, store, progress=False)
+    assert not (tmp_path / "other" / rd.TENSORBOARD).exists() and (tmp_path / "tf" / rd.TENSORBOARD).exists()
+    versions = json.loads((tmp_path / "other" / rd.VERSIONS).read_text())
+    assert versions["keras_backend"] == "numpy" and "tensorflow" not in versions
+    assert other.best_epoch == reference.best_epoch
+    for a, b in zip(other.history, reference.history):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+        assert a["val_mean_f1"] == pytest.approx(b["val_mean_f1"], abs=1e-6)
+    for a, b in zip(
+        _weights(load_run(tmp_path / "other", weights="last").model),
+        _weights(load_run(tmp_path / "tf", weights="last").model),
+    ):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

@@ -345,13 +345,22 @@ def epoch_dataset(source: PatchSource, batch_size: int, *, seed: int, epochs: ra
     10 s at the end of a run)."""
     if int(batch_size) < 1 or int(steps) < 1:
         raise UserInputError(f"batch_size and steps must be >= 1, got {batch_size} and {steps}")
-    b, n = int(batch_size), int(steps)
+    return _batch_dataset(
+        source,
+        lambda: training_batches(source, batch_size, seed=seed, epochs=epochs, steps=steps),
+        len(epochs) * int(steps),
+        prefetch=EPOCH_PREFETCH,
+    )
 
-    def batches():
-        for epoch in epochs:
-            yield from islice(source.stream(b, epoch_seed(seed, epoch), repeat=True), n)
 
-    return _batch_dataset(source, batches, len(epochs) * n, prefetch=EPOCH_PREFETCH)
+def training_batches(
+    source: PatchSource, batch_size: int, *, seed: int, epochs: range, steps: int
+) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
+    """The NumPy batches of training epochs ``epochs`` of a run seeded ``seed``, back to back: epoch ``e``
+    is the first ``steps`` batches of the stream seeded ``epoch_seed(seed, e)``. :func:`epoch_dataset`
+    feeds them to TensorFlow; ``model.fit`` on another Keras backend (JAX) reads them directly."""
+    for epoch in epochs:
+        yield from islice(source.stream(int(batch_size), epoch_seed(seed, epoch), repeat=True), int(steps))
 
 
 def _batch_dataset(source: PatchSource, batches, cardinality: int, prefetch: int | None = None):

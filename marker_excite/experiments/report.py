@@ -25,6 +25,7 @@ from marker_excite.atomic import write_text
 from marker_excite.experiments.aggregate import load_results, select
 from marker_excite.experiments.attention import ATTENTION_JSON, attention_lines
 from marker_excite.experiments.last_epoch import LAST_EVALUATION_CSV, last_epoch_rows
+from marker_excite.experiments.longer import longer_lines, pair_row
 from marker_excite.experiments.spec import CASES, EVALUATION_CSV, RUNS, ExperimentError, Group, m_ub
 from marker_excite.markers import PAPER_PANEL
 from marker_excite.run_dir import MODEL_CONFIG, TRAIN_CONFIG, read_log
@@ -529,9 +530,12 @@ def write_report(
     protocol: str = "",
     path: str | os.PathLike | None = None,
     replicates: Sequence[str | os.PathLike] = (),
+    longer: str | os.PathLike | None = None,
 ) -> Path:
     """Write ``REPRODUCTION.md`` for the finished jobs in ``out_dir`` (see module doc); ``replicates``:
-    output folders of seed replicates (section "Seed-to-seed spread", :func:`seed_spread`; each claim's notes summarise it)."""
+    output folders of seed replicates (section "Seed-to-seed spread", :func:`seed_spread`; each claim's notes
+    summarise it); ``longer``: the output root of ``experiments/gpu/longer_training.sh`` (section "Longer
+    training", :func:`~marker_excite.experiments.longer.longer_lines`)."""
     out = Path(out_dir)
     rows = _f1_rows(out)
     conv = convergence(out)
@@ -592,6 +596,9 @@ def write_report(
         lines += ["", "## Model selection: best-validation vs last epoch", ""] + selection_lines(out)
     if any(next((Path(d) / RUNS).glob(f"*/{ATTENTION_JSON}"), None) for d in (out, *replicates)):
         lines += ["", "## Marker Excite: what the attention learned", ""] + attention_lines([out, *replicates])
+    longer_section = longer_lines(longer, [r for d in (out, *replicates) if (r := pair_row(d))]) if longer else []
+    if longer_section:
+        lines += ["", "## Longer training (GPU, Keras' JAX backend)", "", *longer_section]
     lines += [
         "",
         "## Convergence of the runs",
