@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,11 +88,10 @@ def make_plan(
     )
 
 
-def time_steps(model, dataset, n_steps: int = 3) -> float:
-    """Seconds per training step of ``model`` on ``dataset``, timed over ``n_steps`` steps after a first
-    (graph-tracing) step; a dataset of fewer batches is repeated. Changes the model's weights: for dry
-    runs only."""
-    batches = iter(dataset.repeat())
+def time_steps(model, batches: Iterator[tuple[Any, Any]], n_steps: int = 3) -> float:
+    """Seconds per training step of ``model`` on ``batches`` (an endless iterator of ``(inputs, labels)``,
+    e.g. :meth:`~marker_excite.data.pipeline.PatchSource.stream` with ``repeat=True``), timed over
+    ``n_steps`` steps after a first (graph-tracing) step. Changes the model's weights: for dry runs only."""
     model.train_on_batch(*next(batches))
     start = time.perf_counter()
     for _ in range(n_steps):

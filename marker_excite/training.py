@@ -204,13 +204,13 @@ def dry_run(model_config, train_config, store_path, n_steps: int = 3) -> TrainPl
             optimizer=keras.optimizers.Adam(train_config.learning_rate),
             loss=WeightedCrossEntropy(log_class_weights(counts)),
         )
-        dataset = pipeline.make_dataset(
+        source = pipeline.PatchSource(
             store, fold.train, panel=model_config.panel, classes=train_config.classes,
             input_size=model_config.input_size, output_size=model_config.output_size,
-            batch_size=train_config.batch_size, shuffle=True, augment=train_config.augment, seed=train_config.seed,
-            marker_panels=panels,
+            shuffle=True, augment=train_config.augment, marker_panels=panels,
         )  # fmt: skip
-        plan.seconds_per_step = time_steps(model, dataset, n_steps)
+        batches = source.stream(train_config.batch_size, train_config.seed, repeat=True)
+        plan.seconds_per_step = time_steps(model, batches, n_steps)
     return plan
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 from typing import Any
 
 from marker_excite.errors import UserInputError
@@ -18,17 +17,19 @@ HELP = "show what a run or exported model expects (markers, classes, tiles, spac
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", nargs="?", help="run directory or exported model directory")
     parser.add_argument("--json", action="store_true", help="print the model card as JSON")
-    parser.add_argument("--devices", action="store_true", help="show the TensorFlow version and the devices it sees")
+    parser.add_argument("--devices", action="store_true", help="show the TensorFlow (or JAX) version and the devices it sees")
 
 
 def devices() -> str:
-    """The TensorFlow version and the devices TensorFlow sees (one line each)."""
-    import tensorflow as tf
+    """The Keras backend's version (TensorFlow, or JAX with ``KERAS_BACKEND=jax``) and the devices it sees
+    (one line each)."""
+    from marker_excite.run_dir import versions
 
-    found = tf.config.list_physical_devices()
-    lines = [f"tensorflow {tf.__version__} on {platform.platform()} (Python {platform.python_version()})"]
-    lines += [f"device       {d.device_type} {d.name}" for d in found]
-    if not any(d.device_type == "GPU" for d in found):
+    info = versions()
+    backend = info.get("keras_backend", "tensorflow")
+    lines = [f"{backend} {info.get(backend, '')} on {info['platform']} (Python {info['python']})"]
+    lines += [f"device       {' '.join(d.split(':', 1))}" for d in info["devices"]]
+    if not any(d.startswith("GPU:") for d in info["devices"]):
         lines.append("no GPU visible: training runs on the CPU (use --preset small; the paper preset is GPU-sized)")
     return "\n".join(lines)
 

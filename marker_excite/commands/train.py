@@ -220,9 +220,9 @@ def _paper_preset_on_cpu(args: argparse.Namespace) -> bool:
     """The paper preset chosen by default (no --preset, no config files) and no GPU visible."""
     if args.preset is not None or args.model_config or args.train_config:
         return False
-    import tensorflow as tf
+    from marker_excite.run_dir import visible_devices
 
-    return not tf.config.list_physical_devices("GPU")
+    return not any(d.startswith("GPU:") for d in visible_devices())
 
 
 def gpu_sized_notice(plan) -> str:
