@@ -50,3 +50,17 @@ def test_arm_rows_and_section(tmp_path):
     )
     assert longer_lines(tmp_path / "missing") == []
     assert np.isfinite(first["p"])
+
+
+def test_report_has_the_longer_section(tmp_path):
+    from marker_excite.experiments.report import write_report
+
+    _run(tmp_path / "gpu" / "e600-seed0", "MS", [0.8, 0.7, 0.9], [0.5, 0.9])
+    _run(tmp_path / "gpu" / "e600-seed0", "MS-ME", [0.7, 0.7, 0.7], [0.6, 0.95])
+    _run(tmp_path / "cpu", "MS", [0.5, 0.5, 0.5], [0.5, 0.6])  # the report's own runs: the TensorFlow reference
+    _run(tmp_path / "cpu", "MS-ME", [0.6, 0.5, 0.4], [0.5, 0.6])
+    text = write_report(tmp_path / "cpu", longer=tmp_path / "gpu").read_text()
+    section = text.split("## Longer training (GPU, Keras' JAX backend)\n")[1].split("\n## ")[0]
+    assert "| 600 | 0 | 0.800 | 0.700 | -0.100 (-0.100, p 0.5, n 3) | 2 / 2 | 0.000 / 0.000 |" in section
+    assert "- TensorFlow on the CPU, the preset's epochs (this report's seed replicates): mean F1 MS 0.500, " in section
+    assert "## Longer training" not in write_report(tmp_path / "cpu").read_text()

@@ -17,7 +17,9 @@ HELP = "show what a run or exported model expects (markers, classes, tiles, spac
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", nargs="?", help="run directory or exported model directory")
     parser.add_argument("--json", action="store_true", help="print the model card as JSON")
-    parser.add_argument("--devices", action="store_true", help="show the TensorFlow (or JAX) version and the devices it sees")
+    parser.add_argument(
+        "--devices", action="store_true", help="show the TensorFlow (or JAX) version and the devices it sees"
+    )
 
 
 def devices() -> str:

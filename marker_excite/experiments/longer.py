@@ -45,7 +45,7 @@ def _run(folder: Path, model: str) -> dict[str, Any] | None:
         "f1": {str(r["subset"]): float(r["value"]) for r in rows},
         "best_epoch": int(np.argmax(val)) + 1,
         "peak": float(val.max()),
-        "final": float(val[-(len(val) // 4) :].mean()),
+        "final": float(val[-max(1, len(val) // 4) :].mean()),  # the last quarter of the epochs (at least one)
     }
 
 
