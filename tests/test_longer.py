@@ -63,4 +63,6 @@ def test_report_has_the_longer_section(tmp_path):
     section = text.split("## Longer training (GPU, Keras' JAX backend)\n")[1].split("\n## ")[0]
     assert "| 600 | 0 | 0.800 | 0.700 | -0.100 (-0.100, p 0.5, n 3) | 2 / 2 | 0.000 / 0.000 |" in section
     assert "- TensorFlow on the CPU, the preset's epochs (this report's seed replicates): mean F1 MS 0.500, " in section
+    claim_row = next(line for line in text.splitlines() if line.startswith("| Fig. 3c | MS-ME improves on MS"))
+    assert "**trained 600 epochs (GPU): MS-ME - MS = -0.100 over 1 seeds (section Longer training)**" in claim_row
     assert "## Longer training" not in write_report(tmp_path / "cpu").read_text()

@@ -119,6 +119,20 @@ def longer_lines(root: str | os.PathLike, reference: Sequence[Mapping[str, Any]]
     return lines
 
 
+def longer_note(root: str | os.PathLike) -> str:
+    """One line for the MS-ME vs MS claim's notes: the difference with the longest training in ``root``
+    (``""`` when none finished)."""
+    rows = arm_rows(root)
+    if not rows:
+        return ""
+    longest = max(r["epochs"] for r in rows)
+    diffs = [r["diff"] for r in rows if r["epochs"] == longest]
+    return (
+        f"trained {longest} epochs (GPU): {PAIR[1]} - {PAIR[0]} = {_mean_sd(diffs)} over {len(diffs)} seeds "
+        "(section Longer training)"
+    )
+
+
 def _mean_sd(values: Sequence[float]) -> str:
     sd = f" +- {np.std(values, ddof=1):.3f} (SD)" if len(values) > 1 else ""
     return f"{np.mean(values):+.3f}{sd}"

@@ -25,7 +25,7 @@ from marker_excite.atomic import write_text
 from marker_excite.experiments.aggregate import load_results, select
 from marker_excite.experiments.attention import ATTENTION_JSON, attention_lines
 from marker_excite.experiments.last_epoch import LAST_EVALUATION_CSV, last_epoch_rows
-from marker_excite.experiments.longer import longer_lines, pair_row
+from marker_excite.experiments.longer import PAIR, longer_lines, longer_note, pair_row
 from marker_excite.experiments.spec import CASES, EVALUATION_CSV, RUNS, ExperimentError, Group, m_ub
 from marker_excite.markers import PAPER_PANEL
 from marker_excite.run_dir import MODEL_CONFIG, TRAIN_CONFIG, read_log
@@ -277,11 +277,14 @@ def _note(
     measured: Mapping[str, Any],
     seeds: Mapping[Claim, str],
     coverage: str = "",
+    longer: Mapping[Claim, str] | None = None,
 ) -> str:
     parts = [f"**{coverage}**"] if coverage else []
     parts.append(measured["detail"])
     if claim in seeds:
         parts.append(f"**{seeds[claim]}** (section Seed-to-seed spread)")
+    if longer and claim in longer:
+        parts.append(f"**{longer[claim]}**")
     for m in _models_of(claim):
         c = conv.get(m)
         if c:
@@ -540,6 +543,11 @@ def write_report(
     rows = _f1_rows(out)
     conv = convergence(out)
     seed_lines, seed_notes = seed_spread(out, replicates) if replicates else ([], {})
+    longer_notes: dict[Claim, str] = {}
+    if longer and (note := longer_note(longer)):  # the MS-ME vs MS claim (homogeneous training)
+        ref, model = PAIR
+        is_pair = [isinstance(c, Paired) and (c.model, c.reference, c.case) == (model, ref, "") for c in CLAIMS]
+        longer_notes = {c: note for c, match in zip(CLAIMS, is_pair) if match}
     if replicates and next((out / RUNS).glob(f"*/{LAST_EVALUATION_CSV}"), None):
         last_lines, _ = seed_spread(out, replicates, epoch="last")
         seed_lines += ["", "### The same runs evaluated with their last epoch", "", *last_lines[2:]]
@@ -567,7 +575,7 @@ def write_report(
         verdicts.append(verdict(expect, res))
         table.append(
             f"| {claim.figure} | {claim.paper} | {measured['median']:+.3f}{iqr} | {res.pvalue:.3g} {res.stars} | "
-            f"{measured['n']} | {verdicts[-1]} | {_note(claim, conv, measured, seed_notes, coverage_note(rows, claim))} |"
+            f"{measured['n']} | {verdicts[-1]} | {_note(claim, conv, measured, seed_notes, coverage_note(rows, claim), longer_notes)} |"
         )
     counts = {v: sum(x.split(" (")[0] == v for x in verdicts) for v in ("reproduced", "not reproduced", "inconclusive")}
     lines += [
