@@ -397,10 +397,11 @@ def test_reproduction_report_verdicts(tmp_path):
 
     for job in exp.jobs + exp3.jobs:
         write_results(_fake_rows(job, value), E.run_dir(tmp_path, job) / E.EVALUATION_CSV)
-        flat = job.model != "MS-ME"  # MS-ME's validation F1 still rises by 0.02 per epoch at the end
+        # MS-ME's validation F1 still rises by 0.02 per epoch at the end; HeMIS's falls from 0.9 to 0.2
+        curve = {"MS-ME": lambda e: 0.5 + 0.02 * e, "HeMIS": lambda e: 0.9 if e <= 4 else 0.2}
         write_log(
             E.run_dir(tmp_path, job) / "log.csv",
-            [{"epoch": e, "val_mean_f1": 0.9 if flat else 0.5 + 0.02 * e} for e in range(1, 9)],
+            [{"epoch": e, "val_mean_f1": curve.get(job.model, lambda e: 0.9)(e)} for e in range(1, 9)],
         )
     assert "## Model selection" not in write_report(tmp_path).read_text()
     for job in exp.jobs + exp3.jobs:  # last epochs: MS-ME 0.1 better than at its best-validation epoch
@@ -423,7 +424,15 @@ def test_reproduction_report_verdicts(tmp_path):
     assert rows["MS is better than MS-DO"][5] == "not run yet"
     assert "f0 -0.070, f1 -0.070; per number of markers: 1: -0.070, 2: -0.070" in rows["MS-ME improves on MS"][6]
     assert "MS-ME: 0/2 runs on a plateau" in rows["MS-ME improves on MS"][6]
-    assert "| MS | 2 | 2 | 0.0000 |" in text and "| MS-ME | 2 | 0 | 0.0200 |" in text
+    assert "| MS | sinusoids | - | 2 | 2 | 0.0000 | 0.900 / 0.900 | 1 / 8 |" in text
+    assert "| MS-ME | sinusoids | - | 2 | 0 | 0.0200 | 0.660 / 0.660 | 8 / 8 |" in text
+    assert "| HeMIS | sinusoids | - | 2 | 2 | 0.0000 | 0.900 / 0.200 | 1 / 8 |" in text
+    hemis_note = rows["MS vastly outperforms HeMIS"][6]
+    assert (
+        "HeMIS: 2/2 runs on a plateau; sinusoids validation F1 falls after its peak (median best 0.90, last 0.20)"
+        in hemis_note
+    )
+    assert "falls after its peak" not in rows["MS vastly outperforms MZ"][6]
     assert "test protocol" in text and "Table 1 / Fig. 5: not run yet." in text
     n_claims = len(rows)
     assert (
@@ -543,3 +552,51 @@ def test_claim_note_groups_differences_by_number_of_markers():
     claim = next(c for c in CLAIMS if c.figure == "Fig. 3c" and c.reference == "MS")
     detail = measure(rows, claim)["detail"]
     assert detail.endswith("per number of markers: 1: -0.010, 2: -0.020, 3: -0.030, 4: -0.040, 5: -0.050")
+
+
+def test_claim_note_gives_each_class_of_a_pooled_comparison():
+    """A claim pooled over classes names each class's mean difference, Wilcoxon p and n."""
+    from marker_excite.experiments.report import CLAIMS, measure
+
+    exp = E.experiment("fig3_attention", "cpu", classes=["sinusoids", "arteries"], folds=[0], models=["MS", "MS-ME"])
+    rows = []
+    for job in exp.jobs:  # sinusoids: MS-ME 0.02 behind on every subset; arteries: 0.01 ahead per marker
+        rows += _fake_rows(
+            job,
+            lambda job, c, s: 0.8 if job.model == "MS" else (0.78 if c == "sinusoids" else 0.8 + 0.01 * len(_s(s))),
+        )
+    for r in rows:
+        r["case"] = ""
+    claim = next(c for c in CLAIMS if c.figure == "Fig. 3c" and c.reference == "MS")
+    detail = measure(rows, claim)["detail"]
+    from marker_excite.stats import wilcoxon
+
+    sizes = [len(_s(r["subset"])) for r in rows if r["model"] == "MS" and r["class"] == "arteries"]
+    p_arteries = wilcoxon([0.01 * n for n in sizes]).pvalue  # each class tested on its own differences
+    p_sinusoids = wilcoxon([-0.02] * 31).pvalue
+    assert detail.startswith("classes arteries+sinusoids;")
+    assert detail.endswith(
+        f"per class: arteries +{0.01 * 80 / 31:.3f} (p {p_arteries:.3g}, n 31), sinusoids -0.020 (p {p_sinusoids:.3g}, n 31)"
+    )
+    assert p_arteries < 1e-5 and p_sinusoids < 1e-5
+
+
+def test_convergence_note_per_class_and_case():
+    """The runs of a claim are described per class, for the claim's own Case; a collapse is named."""
+    from marker_excite.experiments.report import convergence_note
+
+    def group(plateau, runs, best, last):
+        return {"plateau": plateau, "runs": runs, "median_best_f1": best, "median_last_f1": last}
+
+    conv = {
+        ("MS-ME", "sinusoids", ""): group(4, 4, 0.96, 0.95),
+        ("MS-ME", "arteries", ""): group(1, 4, 0.41, 0.27),
+        ("MS-ME", "sinusoids", "case1"): group(0, 1, 0.9, 0.9),
+    }
+    assert convergence_note(conv, "MS-ME", ["sinusoids"], "") == "MS-ME: 4/4 runs on a plateau"
+    assert convergence_note(conv, "MS-ME", ["sinusoids"], "case1") == "MS-ME: 0/1 runs on a plateau"
+    assert convergence_note(conv, "MS-ME", ["arteries", "sinusoids"], "") == (
+        "MS-ME runs on a plateau: arteries 1/4, sinusoids 4/4; "
+        "arteries validation F1 falls after its peak (median best 0.41, last 0.27)"
+    )
+    assert convergence_note(conv, "MS", ["sinusoids"], "") == ""

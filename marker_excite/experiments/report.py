@@ -29,6 +29,7 @@ from marker_excite.experiments.longer import PAIR, longer_lines, longer_note, pa
 from marker_excite.experiments.spec import CASES, EVALUATION_CSV, RUNS, ExperimentError, Group, m_ub
 from marker_excite.markers import PAPER_PANEL
 from marker_excite.run_dir import MODEL_CONFIG, TRAIN_CONFIG, read_log
+from marker_excite.stats import Paired as MatchedRows
 from marker_excite.stats import StatsError, TestResult, mann_whitney, pair_rows, wilcoxon
 
 REPORT_MD = "REPRODUCTION.md"
@@ -177,6 +178,7 @@ def measure(rows: Sequence[Mapping], claim: Claim) -> dict[str, Any] | None:
             median=result.median_difference,
             iqr=None,
             n=f"{len(a)} vs {len(b)}",
+            classes=[claim.cls],
             detail=f"median F1 {np.median(a):.3f} ({claim.a.label}) vs {np.median(b):.3f} ({claim.b.label})",
         )
     model_rows, ref_rows = _paired_rows(rows, claim)
@@ -197,21 +199,36 @@ def measure(rows: Sequence[Mapping], claim: Claim) -> dict[str, Any] | None:
     spread = ", ".join(f"f{f} {v:+.3f}" for f, v in per_fold.items())
     if len(per_size) > 1:
         spread += "; per number of markers: " + ", ".join(f"{n}: {v:+.3f}" for n, v in per_size.items())
+    if len(classes) > 1:
+        spread += "; per class: " + ", ".join(_class_cell(paired, cls) for cls in classes)
     return dict(
         result=result,
         median=float(np.median(d)),
         iqr=(float(q1), float(q3)),
         n=str(len(d)),
         diffs=d,
+        classes=classes,
         detail=f"classes {'+'.join(classes)}; mean difference per fold: {spread}",
     )
 
 
-def convergence(out_dir: str | os.PathLike) -> dict[str, dict[str, Any]]:
-    """Per model label: runs, how many reached the plateau, the largest last-quarter range of the
-    validation mean F1, and the median best epoch / epochs."""
+def _class_cell(paired: MatchedRows, cls: str) -> str:
+    """One class's share of a pooled paired comparison: mean difference, Wilcoxon p and n."""
+    mine = [i for i, k in enumerate(paired.keys) if k[0] == cls]
+    a, b = paired.a[mine], paired.b[mine]
+    return f"{cls} {float(np.mean(a - b)):+.3f} (p {wilcoxon(a, b).pvalue:.3g}, n {len(mine)})"
 
-    by_model: dict[str, list[tuple[float, int, int]]] = {}
+
+#: Key of a run in the convergence table: (model label, class, Case or "").
+RunGroup = tuple[str, str, str]
+
+
+def convergence(out_dir: str | os.PathLike) -> dict[RunGroup, dict[str, Any]]:
+    """Per (model label, class, Case): runs, how many reached the plateau, the largest last-quarter range
+    of the validation mean F1, the median best and last validation mean F1 (a run whose validation F1
+    collapses after its peak shows a last value far below its best) and the median best epoch / epochs."""
+
+    by_group: dict[RunGroup, list[tuple[float, int, int, float, float]]] = {}
     for run in sorted((Path(out_dir) / RUNS).glob(f"*/{EVALUATION_CSV}")):
         log = run.parent / "log.csv"
         if not log.is_file():
@@ -221,29 +238,59 @@ def convergence(out_dir: str | os.PathLike) -> dict[str, dict[str, Any]]:
         if not values:
             continue
         tail = values[-max(1, len(values) // 4) :]
-        best = int(np.argmax(values)) + 1
-        label = _model_label(run)
-        by_model.setdefault(label, []).append((max(tail) - min(tail), best, len(values)))
+        best = int(np.argmax(values))
+        by_group.setdefault(_run_group(run), []).append(
+            (max(tail) - min(tail), best + 1, len(values), values[best], values[-1])
+        )
     return {
-        m: {
+        g: {
             "runs": len(v),
-            "plateau": sum(r < PLATEAU_RANGE for r, _, _ in v),
-            "max_range": max(r for r, _, _ in v),
-            "median_best_epoch": float(np.median([b for _, b, _ in v])),
-            "epochs": int(np.median([e for _, _, e in v])),
+            "plateau": sum(r[0] < PLATEAU_RANGE for r in v),
+            "max_range": max(r[0] for r in v),
+            "median_best_epoch": float(np.median([r[1] for r in v])),
+            "epochs": int(np.median([r[2] for r in v])),
+            "median_best_f1": float(np.median([r[3] for r in v])),
+            "median_last_f1": float(np.median([r[4] for r in v])),
         }
-        for m, v in sorted(by_model.items())
+        for g, v in sorted(by_group.items())
     }
 
 
-def _model_label(evaluation_csv: Path) -> str:
-    """The model label of a finished job (first row of its ``evaluation.csv``)."""
+def _run_group(evaluation_csv: Path) -> RunGroup:
+    """(model label, class, Case) of a finished job, from the first row of its ``evaluation.csv``."""
     with open(evaluation_csv, newline="") as fh:
-        return str(next(csv.DictReader(fh))["model"])
+        first = next(csv.DictReader(fh))
+    return str(first["model"]), str(first["class"]), str(first.get("case") or "")
 
 
-def _models_of(claim: Claim) -> list[str]:
-    return [claim.model] if isinstance(claim, Groups) else [claim.model, claim.reference]
+#: A group of runs "falls after its peak" when its median last validation F1 is this far below its best.
+COLLAPSE_DROP = 0.1
+
+
+def convergence_note(conv: Mapping[RunGroup, Mapping[str, Any]], model: str, classes: Sequence[str], case: str) -> str:
+    """How the runs a claim compares converged, per class: 'MS-ME: 4/4 runs on a plateau' (one class) or
+    'MS-ME runs on a plateau: sinusoids 4/4, arteries 1/4'; a class whose validation F1 falls far after its
+    peak says so with the median best and last values."""
+    found = [(cls, c) for cls in classes if (c := conv.get((model, cls, case)))]
+    if not found:
+        return ""
+    if len(classes) == 1:
+        text = f"{model}: {found[0][1]['plateau']}/{found[0][1]['runs']} runs on a plateau"
+    else:
+        text = f"{model} runs on a plateau: " + ", ".join(f"{cls} {c['plateau']}/{c['runs']}" for cls, c in found)
+    falls = [
+        f"{cls} validation F1 falls after its peak (median best {c['median_best_f1']:.2f}, last {c['median_last_f1']:.2f})"
+        for cls, c in found
+        if c["median_best_f1"] - c["median_last_f1"] > COLLAPSE_DROP
+    ]
+    return "; ".join([text, *falls])
+
+
+def _models_of(claim: Claim) -> list[tuple[str, str]]:
+    """(model, Case) of each side of a claim."""
+    if isinstance(claim, Groups):
+        return [(claim.model, "")]
+    return [(claim.model, claim.case), (claim.reference, claim.reference_case)]
 
 
 def _full_subset_count(model: str, case: str) -> int:
@@ -273,7 +320,7 @@ def coverage_note(rows: Sequence[Mapping], claim: Claim) -> str:
 
 def _note(
     claim: Claim,
-    conv: Mapping[str, Mapping[str, Any]],
+    conv: Mapping[RunGroup, Mapping[str, Any]],
     measured: Mapping[str, Any],
     seeds: Mapping[Claim, str],
     coverage: str = "",
@@ -285,10 +332,9 @@ def _note(
         parts.append(f"**{seeds[claim]}** (section Seed-to-seed spread)")
     if longer and claim in longer:
         parts.append(f"**{longer[claim]}**")
-    for m in _models_of(claim):
-        c = conv.get(m)
-        if c:
-            parts.append(f"{m}: {c['plateau']}/{c['runs']} runs on a plateau")
+    for model, case in _models_of(claim):
+        if note := convergence_note(conv, model, measured["classes"], case):
+            parts.append(note)
     if isinstance(claim, Groups):
         parts.append("circular on the phantom: its marker informativeness was built to follow Fig. 1")
     if measured["result"].note:
@@ -613,11 +659,13 @@ def write_report(
         "",
         f"Plateau: validation mean F1 varies by < {PLATEAU_RANGE} over the last quarter of the epochs.",
         "",
-        "| model | runs | on a plateau | largest last-quarter range | median best epoch / epochs |",
-        "| --- | --- | --- | --- | --- |",
+        "| model | class | Case | runs | on a plateau | largest last-quarter range | median validation F1: best / last "
+        "| median best epoch / epochs |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for m, c in conv.items():
+    for (model, cls, case), c in conv.items():
         lines.append(
-            f"| {m} | {c['runs']} | {c['plateau']} | {c['max_range']:.4f} | {c['median_best_epoch']:.0f} / {c['epochs']} |"
+            f"| {model} | {cls} | {case or '-'} | {c['runs']} | {c['plateau']} | {c['max_range']:.4f} | "
+            f"{c['median_best_f1']:.3f} / {c['median_last_f1']:.3f} | {c['median_best_epoch']:.0f} / {c['epochs']} |"
         )
     return write_text(Path(path) if path else out / REPORT_MD, "\n".join(lines) + "\n")
