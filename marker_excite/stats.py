@@ -51,6 +51,10 @@ class TestResult:
         stars: :func:`stars` of the p-value.
         median_difference: median of a - b (Wilcoxon) or median(a) - median(b) (Mann-Whitney).
         note: a caveat in words (too few samples to ever reach p <= 0.05, all differences zero), or "".
+        direction: the side the test's ranks favour: +1 when a tends to exceed b, -1 when b tends to
+            exceed a, 0 when neither. Wilcoxon: the sign of W+ - W- (signed ranks of the non-zero
+            differences); Mann-Whitney: the sign of U_a - n_a n_b / 2. Unlike the median, it is defined
+            when most differences are zero.
     """
 
     test: str
@@ -60,6 +64,7 @@ class TestResult:
     stars: str
     median_difference: float
     note: str = ""
+    direction: int = 0
 
     @property
     def significant(self) -> bool:
@@ -126,7 +131,9 @@ def wilcoxon(
     if wilcoxon_min_p(effective) > 0.05:
         note = f"only {effective} non-zero difference(s): p can never reach 0.05 (needs >= 6)"
     p = float(res.pvalue)
-    return TestResult("wilcoxon", float(res.statistic), p, int(d.size), stars(p), median, note)
+    nz = d[d != 0]
+    direction = int(np.sign(np.sum(np.sign(nz) * st.rankdata(np.abs(nz)))))
+    return TestResult("wilcoxon", float(res.statistic), p, int(d.size), stars(p), median, note, direction)
 
 
 def mann_whitney(a: Sequence[float], b: Sequence[float], *, alternative: str = "two-sided") -> TestResult:
@@ -156,7 +163,10 @@ def mann_whitney(a: Sequence[float], b: Sequence[float], *, alternative: str = "
     if mannwhitney_min_p(x.size, y.size) > 0.05:
         note = f"groups of {x.size} and {y.size}: p can never reach 0.05"
     p = float(res.pvalue)
-    return TestResult("mannwhitneyu", float(res.statistic), p, (int(x.size), int(y.size)), stars(p), median, note)
+    direction = int(np.sign(float(res.statistic) - x.size * y.size / 2))
+    return TestResult(
+        "mannwhitneyu", float(res.statistic), p, (int(x.size), int(y.size)), stars(p), median, note, direction
+    )
 
 
 @dataclass(frozen=True)

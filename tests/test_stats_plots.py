@@ -81,6 +81,19 @@ def test_mann_whitney_matches_scipy():
         stats.mann_whitney([], [1])
 
 
+def test_test_direction_follows_the_ranks_not_the_median():
+    """Mostly zero differences: the median is 0, the direction is the side the ranks favour."""
+    # non-zero differences -0.3, -0.2, +0.1: ranks 3, 2, 1 -> W+ - W- = 1 - 5 < 0
+    w = stats.wilcoxon([0.0, 0.0, 0.0, 0.0, 0.0, -0.3, -0.2, 0.1])
+    assert w.median_difference == 0.0 and w.direction == -1
+    assert stats.wilcoxon([0.0, 0.0, 0.0, 0.0, 0.3, -0.1]).direction == 1
+    assert stats.wilcoxon([0.1, -0.1]).direction == 0  # W+ = W- = 1.5
+    # Mann-Whitney: U_a = 2 (a beats b in 2 of the 3 x 2 pairs) < 3 -> b tends to exceed a
+    m = stats.mann_whitney([0.0, 0.0, 0.5], [0.2, 0.3])
+    assert m.statistic == 2.0 and m.direction == -1
+    assert stats.mann_whitney([1.0, 2.0], [0.0, 0.5]).direction == 1
+
+
 def test_pair_rows_matches_by_class_subset_fold():
     a = _rows("MS-ME", {("m_1", 0): 0.5, ("m_2", 0): 0.7, ("m_1", 1): 0.6, ("m_12", 0): 0.9})
     b = _rows("MS", {("m_1", 1): 0.4, ("m_1", 0): 0.45, ("m_2", 0): 0.8, ("m_3", 0): 0.1})
