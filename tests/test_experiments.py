@@ -628,3 +628,40 @@ def test_per_class_section_judges_each_class_by_the_signed_ranks():
         f"-0.020 (mean -0.020, p {p_sinusoids:.2g}, n 31) reproduced |"
     )
     assert per_class_lines([r for r in rows if r["class"] == "sinusoids"]) == []
+
+
+def test_table1_section_verdicts(tmp_path):
+    """Table 1 rows: F1 'measured' and placed against the paper's SD; the sinusoid region difference is
+    judged by its Mann-Whitney test (diaphysis vs metaphysis; the paper: metaphysis higher)."""
+    from marker_excite.experiments.report import table1_lines
+
+    def region_test(p, median):
+        return {"pvalue": p, "median_difference": median, "note": ""}
+
+    table = {
+        "f1_over_M2": {
+            "sinusoids": {"mean": 0.907, "sd": 0.05, "n": 96},
+            "arteries": {"mean": 0.288, "sd": 0.15, "n": 64},
+        },
+        "fractions": {
+            "sinusoids": {
+                "regions": {"diaphysis": {"n": 6, "fraction_mean": 0.11, "true_fraction_mean": 0.107}},
+                "region_test": region_test(0.01, -0.02),
+            },
+            "arteries": {"regions": {}, "region_test": region_test(0.01, 0.001)},
+        },
+    }
+    (tmp_path / "table1_quantification").mkdir()
+    (tmp_path / "table1_quantification" / "stats.json").write_text(json.dumps({"table1": table}))
+    lines = table1_lines(tmp_path)
+    assert lines[2] == (
+        "| MS-ME F1 over M2, sinusoids (%) | 91.2 +- 3.9 | 90.7 +- 5.0 (n=96) | measured | "
+        "within one SD of the paper's mean (absolute F1 on the phantom) |"
+    )
+    assert "| 28.8 +- 15.0 (n=64) | measured | outside one SD" in lines[3]
+    assert lines[4].startswith("| volume fraction of sinusoids | META 15.65 > DIA 10.69 (*) | diaphysis: 11.00 %")
+    assert lines[4].endswith("| reproduced | - |")  # diaphysis below metaphysis, p <= 0.05
+    assert lines[5].endswith("| measured | - |")  # the paper states no arteries difference
+    table["fractions"]["sinusoids"]["region_test"] = region_test(0.01, 0.02)
+    (tmp_path / "table1_quantification" / "stats.json").write_text(json.dumps({"table1": table}))
+    assert table1_lines(tmp_path)[4].endswith("| not reproduced (opposite) | - |")
