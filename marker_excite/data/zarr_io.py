@@ -108,7 +108,7 @@ def check_chunks(path: Path, array_dir: Path) -> None:
     ``fill`` and the array declares a fill value, and a note says how many chunks were filled.
 
     Counted on the files in the folder (with sharding, a file is a shard): the expected count comes
-    from the shape alone, so a tiny folder declaring a huge array fails without listing its keys.
+    from the shape alone, so a tiny folder declaring a huge array fails without enumerating its keys.
     """
     import zarr
 
