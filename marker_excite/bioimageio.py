@@ -39,7 +39,7 @@ from marker_excite.data.io import open_volume
 from marker_excite.data.resample import resample_slice
 from marker_excite.errors import UserInputError
 from marker_excite.export import serving_archive
-from marker_excite.model_spec import AVAILABILITY, CARD_NAME, IMAGE, PROBABILITIES, ModelSpec
+from marker_excite.model_spec import AVAILABILITY, CARD_NAME, IMAGE, PROBABILITIES, ModelSpec, check_seen
 from marker_excite.run import Run, load_run
 
 FORMAT_VERSION = "0.5.4"
@@ -261,6 +261,7 @@ def export_bioimageio(
     fixed_markers: Sequence[str] | None = None,
     sample: str | os.PathLike | None = None,
     authors: Sequence[str] = (),
+    allow_unseen: bool = False,
     overwrite: bool = False,
 ) -> Path:
     """Write ``run`` (a ``Run`` or run directory) as a bioimage.io model package ``out_zip`` (atomically).
@@ -269,6 +270,8 @@ def export_bioimageio(
         fixed_markers: None for the general two-input model; marker names for the single-input flavour.
         sample: stack to cut the test tile from (default: a test sample of the run's store).
         authors: names for the package's ``authors`` (whoever trained the model); none: no ``authors`` entry.
+        allow_unseen: accept ``fixed_markers`` that no training sample had (refused otherwise,
+            :func:`~marker_excite.model_spec.check_seen`).
     """
     import tensorflow as tf
 
@@ -285,6 +288,8 @@ def export_bioimageio(
         fixed_markers = [panel.names[i] for i in panel.indices(list(fixed_markers))]
         if not fixed_markers or len(set(fixed_markers)) != len(fixed_markers):
             raise UserInputError(f"--fixed-markers must name distinct markers of the model ({', '.join(panel.names)})")
+        if not allow_unseen:
+            check_seen(card, fixed_markers, leave_out="--fixed-markers")
     markers = list(fixed_markers or spec.markers)
     raw, availability = sample_tile(run, sample, markers)
     if fixed_markers and not availability.all():
