@@ -63,6 +63,13 @@ def _target_yx(spec: ModelSpec, volume_spacing: Sequence[float]) -> tuple[float,
     return None if np.allclose(own, target, rtol=1e-6) else target
 
 
+def check_user_channel_names(volume, predictor) -> None:
+    """:func:`~marker_excite.model_spec.check_channel_names` for the channel names the USER gave a
+    stack (``volume.markers_source == "user"``); names from the file are not checked."""
+    if getattr(volume, "markers_source", None) == "user":
+        check_channel_names(volume.markers, predictor.spec.panel, model=f"the model {predictor.source.name!r}")
+
+
 def predict_slices(
     model,
     volume,
@@ -92,8 +99,7 @@ def predict_slices(
     spec = predictor.spec
     if batch_size < 1:
         raise UserInputError(f"batch size must be >= 1, got {batch_size}")
-    if getattr(volume, "markers_source", None) == "user":
-        check_channel_names(volume.markers, spec.panel, model=f"the model {predictor.source.name!r}")
+    check_user_channel_names(volume, predictor)
     plan = plan_channels(volume.markers, spec.panel, markers)
     if not allow_unseen:
         check_seen(predictor.card, [spec.panel.names[k] for k in plan.panel_indices])

@@ -26,7 +26,7 @@ from marker_excite.data.io import open_volume
 from marker_excite.data.sample import TISSUE
 from marker_excite.data.store import SampleStore
 from marker_excite.errors import UserInputError
-from marker_excite.inference import predict_slices
+from marker_excite.inference import check_user_channel_names, predict_slices
 from marker_excite.plots import save_figure
 from marker_excite.predictor import as_predictor
 from marker_excite.progress import Progress
@@ -118,6 +118,7 @@ def tissue_slices(
         )
         return
     predictor = as_predictor(tissue_model)
+    check_user_channel_names(volume, predictor)
     usable = _known_markers(volume.markers, predictor, str(getattr(volume, "path", "stack")))
     classes = predictor.spec.classes
     target = classes.index(TISSUE) + 1 if TISSUE in classes else None

@@ -42,7 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--channel-names",
-        help="name of each channel of the stack in order, comma-separated; '-' skips a channel (overrides the file's names)",
+        help="name of each channel of the stack in order, comma-separated (overrides the file's names): each a marker "
+        "of the model, or '-' to skip the channel",
     )
     parser.add_argument("--spacing", help="voxel size z,y,x in µm (overrides the file's)")
     add_allow_unseen_option(parser)

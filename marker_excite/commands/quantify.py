@@ -29,7 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--classes", help="class names of label values 1, 2, ... (default: the --model's classes)")
     source.add_argument("--regions", help="region of each label volume, comma-separated")
     source.add_argument(
-        "--channel-names", help="name of each channel of the --images in order, comma-separated; '-' skips a channel"
+        "--channel-names",
+        help="name of each channel of the --images in order, comma-separated; '-' skips a channel "
+        "(with --tissue-run each name must be a marker of the tissue model)",
     )
     tissue = parser.add_argument_group("tissue mask: a tissue model, else an Otsu threshold on smoothed DAPI")
     tissue.add_argument("--tissue-run", help="run directory or exported model of a DAPI-only tissue model")
