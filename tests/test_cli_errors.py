@@ -313,5 +313,7 @@ def test_every_command_applies_the_unseen_marker_rule(capsys, stack, tmp_path):
     assert _out_files(tmp_path) == []
     assert main([*quantify, "-o", str(tmp_path / "out" / "q.csv"), "--use", "DAPI,endomucin"]) == 0
     assert main([*quantify, "-o", str(tmp_path / "out" / "all.csv"), "--allow-unseen"]) == 0
+    capsys.readouterr()
     assert main([*zipped, "--fixed-markers", "DAPI,collagen", "--allow-unseen"]) == 0
+    assert "note: no --author given: the package names no authors" in capsys.readouterr().err
     assert _out_files(tmp_path) == ["all.csv", "m.zip", "q.csv"]

@@ -4,6 +4,7 @@ bioimage.io model package (``--format bioimageio``)."""
 from __future__ import annotations
 
 import argparse
+import sys
 
 from marker_excite.bioimageio import export_bioimageio
 from marker_excite.commands.options import add_allow_unseen_option, add_weights_option
@@ -45,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
         trained, args.output, fixed_markers=fixed, sample=args.sample, authors=args.author,
         allow_unseen=args.allow_unseen, overwrite=args.overwrite,
     )  # fmt: skip
-    flavour = f"single input {', '.join(fixed)}" if fixed else "inputs image + availability"
+    flavour = f"input {', '.join(fixed)}" if fixed else "input: the markers, then their availability planes"
     print(f"exported {args.run} -> {path} (bioimage.io model package, {flavour})")
+    if not args.author:
+        print("note: no --author given: the package names no authors (bioimage.io asks for them)", file=sys.stderr)
     return 0
