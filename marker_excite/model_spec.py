@@ -12,7 +12,10 @@ inference, export, bioimage.io, ``info`` -- reads the same declaration.
 * the model card (``model_card.json``): built from a spec by :meth:`ModelSpec.card`, parsed back by
   :meth:`ModelSpec.from_card`, read from an exported model by :func:`read_card`;
 * :func:`plan_channels`: THE mapping of a stack's (or a stored sample's) channel names onto the
-  model's panel, used by the training pipeline and by inference alike.
+  model's panel, used by the training pipeline and by inference alike;
+* the two input rules of every command: :func:`check_channel_names` (a channel name the user gave
+  must be a marker of the model) and :func:`check_seen` / :func:`unseen_markers` (markers that no
+  training sample had are refused unless allowed; the card's ``unseen_markers``).
 """
 
 from __future__ import annotations
