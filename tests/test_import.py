@@ -90,7 +90,8 @@ def test_import_cli_resamples_and_stores_labels(files, capsys):
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--image", "{d}/img.ome.tif", "--channel-names", "DAPI,nope"], "unknown marker 'nope'"),
+        (["--image", "{d}/img.ome.tif", "--channel-names", "DAPI,nope"], "unknown marker 'nope'; .*--panel any"),
+        (["--image", "{d}/img.ome.tif", "--channel-names", "DAPl,collagen"], r"'DAPl' \(did you mean 'DAPI'\?\)"),
         (["--image", "{d}/img.ome.tif", "--channel-names", "DAPI,dapi"], "marker given twice: DAPI"),
         (["--image", "{d}/img.ome.tif", "--channel-names", ""], "empty marker set"),
         (
@@ -202,7 +203,7 @@ def test_failed_import_keeps_existing_store(files, capsys):
     store = d / "store.h5"
     import_sample(store, "s1", d / "img.ome.tif", progress=False)
     code, _, err = run_cli(capsys, "--store", store, "--name", "s1", "--image", d / "img.ome.tif", "--quiet")
-    assert code == 2 and "already exists" in err
+    assert code == 2 and "already exists" in err and "(use --overwrite to replace it)" in err
     code, _, err = run_cli(capsys, "--store", store, "--name", "s2", "--image", d / "nan.ome.tif", "--quiet")
     assert code == 2 and "NaN" in err
     corrupt = d / "corrupt.tif"

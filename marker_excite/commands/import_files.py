@@ -18,7 +18,7 @@ from marker_excite.data.resample import resample_notice, resample_to_shape, targ
 from marker_excite.data.sample import TISSUE
 from marker_excite.data.sample_files import open_sample_files
 from marker_excite.data.store import SampleInfo, SampleStore
-from marker_excite.errors import UserInputError
+from marker_excite.errors import UserInputError, did_you_mean
 from marker_excite.markers import PAPER_MARKERS, MarkerPanel
 from marker_excite.progress import Progress
 
@@ -119,7 +119,10 @@ def _panel_names(names: Sequence[str], panel: MarkerPanel | Sequence[str] | None
     p = panel if isinstance(panel, MarkerPanel) else MarkerPanel(tuple(panel))
     for n in names:
         if n not in p:
-            raise UserInputError(f"unknown marker {n!r}; the panel has {', '.join(p.names)} (use --panel to change it)")
+            raise UserInputError(
+                f"unknown marker {n!r}{did_you_mean(n, p.names)}; the panel has {', '.join(p.names)} "
+                "(name the channel '-' to skip it; --panel NAMES changes the panel, --panel any accepts every name)"
+            )
     return tuple(p.names[p.index(n)] for n in names)
 
 
