@@ -115,7 +115,8 @@ def test_workers_need_the_script_itself(tmp_path, capsys):
     status = script_main("fig2_sampling", ["--preset", "cpu", "--out", str(tmp_path / "o"), "--workers", "2"])
     assert status == 2
     assert capsys.readouterr().err == (
-        "fig2_sampling: error: --workers starts experiments/fig2_sampling.py again: run it as that script\n"
+        "fig2_sampling: error: --workers and --launcher slurm start experiments/fig2_sampling.py again: "
+        "run it as that script\n"
     )
     assert not (tmp_path / "o").exists()
 
