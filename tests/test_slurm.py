@@ -114,19 +114,33 @@ def test_time_limit_rounds_up_to_minutes():
 @pytest.mark.parametrize(
     "options, message",
     [
-        ([], "--dry-run prints the sbatch scripts of --launcher slurm: add --launcher slurm"),
-        (["--launcher", "slurm", "--shard", "2/4"], "--launcher slurm makes one array task per shard itself"),
-        (["--launcher", "slurm", "--workers", "2"], "--launcher slurm makes one array task per shard itself"),
-        (["--launcher", "slurm", "--aggregate-only"], "--launcher slurm submits the jobs and their aggregation"),
-        (["--launcher", "slurm", "--slurm-tasks", "0"], "--slurm-tasks must be >= 1, got 0"),
-        (["--launcher", "slurm", "--slurm-gpus", "-1"], "--slurm-gpus must be >= 0, got -1"),
-        (["--launcher", "slurm", "--slurm-time", "2h"], "--slurm-time must look like 4:00:00, 90 or 1-00:00:00"),
-        (["--launcher", "slurm", "--sbatch=-"], "--sbatch needs an sbatch option"),
-        (["--launch", "slurm"], "write --launcher slurm in full (the array tasks must run locally)"),
+        (["--dry-run"], "--dry-run prints the sbatch scripts of --launcher slurm: add --launcher slurm"),
+        (["--slurm-partition", "gpu"], "--slurm-partition is an option of --launcher slurm: add --launcher slurm"),
+        (["--sbatch=x=1"], "--sbatch is an option of --launcher slurm: add --launcher slurm"),
+        (
+            ["--launcher", "slurm", "--shard", "2/4", "--dry-run"],
+            "--launcher slurm makes one array task per shard itself",
+        ),
+        (
+            ["--launcher", "slurm", "--workers", "2", "--dry-run"],
+            "--launcher slurm makes one array task per shard itself",
+        ),
+        (
+            ["--launcher", "slurm", "--aggregate-only", "--dry-run"],
+            "--launcher slurm submits the jobs and their aggregation",
+        ),
+        (["--launcher", "slurm", "--slurm-tasks", "0", "--dry-run"], "--slurm-tasks must be >= 1, got 0"),
+        (["--launcher", "slurm", "--slurm-gpus", "-1", "--dry-run"], "--slurm-gpus must be >= 0, got -1"),
+        (
+            ["--launcher", "slurm", "--slurm-time", "2h", "--dry-run"],
+            "--slurm-time must look like 4:00:00, 90 or 1-00:00:00",
+        ),
+        (["--launcher", "slurm", "--sbatch=-", "--dry-run"], "--sbatch needs an sbatch option"),
+        (["--launch", "slurm", "--dry-run"], "write --launcher slurm in full (the array tasks must run locally)"),
     ],
 )
 def test_bad_slurm_options_are_one_error_line(tmp_path, capsys, as_fig1_script, options, message):
-    assert script_main("fig1_upper_bound", ["--out", str(tmp_path / "o"), *options, "--dry-run"]) == 2
+    assert script_main("fig1_upper_bound", ["--out", str(tmp_path / "o"), *options]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"fig1_upper_bound: error: {message}") and err.count("\n") == 1
     assert not (tmp_path / "o").exists()

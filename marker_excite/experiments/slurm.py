@@ -33,12 +33,20 @@ MAX_ARRAY_TASKS = 1000
 
 
 @dataclass(frozen=True)
-class Resources:
-    """What one array task asks for, per model size (``Preset.zoo_preset``).
+class Request:
+    """What one SLURM job asks for: ``--gres=gpu:<gpus>`` (none for 0), ``--cpus-per-task``, ``--mem``, ``--time``."""
 
-    ``seconds_per_epoch`` and ``seconds_per_job`` (start-up, evaluation) estimate a job's wall time with a
-    margin for slower nodes: ``--time`` is ``jobs per task x (epochs x seconds_per_epoch + seconds_per_job)``.
-    """
+    gpus: int
+    cpus: int
+    mem: str
+    time: str
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What an array task needs per model size (``Preset.zoo_preset``): GPUs, CPUs, memory, and a wall-time
+    estimate with a margin for slower nodes, ``jobs per task x (epochs x seconds_per_epoch + seconds_per_job)``
+    (``seconds_per_job``: start-up and evaluation)."""
 
     gpus: int
     cpus: int
@@ -46,8 +54,18 @@ class Resources:
     seconds_per_epoch: float
     seconds_per_job: float
 
+    def request(self, args: argparse.Namespace, jobs_per_task: int, epochs: int) -> Request:
+        """The array task's request: these resources, overridden by the ``--slurm-*`` options in ``args``."""
+        seconds = jobs_per_task * (epochs * self.seconds_per_epoch + self.seconds_per_job)
+        return Request(
+            gpus=self.gpus if args.slurm_gpus is None else args.slurm_gpus,
+            cpus=args.slurm_cpus or self.cpus,
+            mem=args.slurm_mem or self.mem,
+            time=args.slurm_time or time_limit(seconds),
+        )
 
-#: paper: 115 steps per epoch at batch 2 take 1.5-2.2 s on an H200 (13-19 ms per step, experiments/README.md,
+
+#: paper: an epoch's 58-90 steps at batch 2 take 0.8-1.7 s on an H200 (13-19 ms per step; experiments/README.md,
 #: "Running the paper's protocol on a cluster"); 10 s per epoch leaves room for validation and older GPUs.
 #: cpu: a whole job took 150-175 s on one core (60 epochs); small: minutes on a CPU.
 RESOURCES: dict[str, Resources] = {
@@ -56,7 +74,7 @@ RESOURCES: dict[str, Resources] = {
     "small": Resources(gpus=0, cpus=2, mem="4G", seconds_per_epoch=10.0, seconds_per_job=300.0),
 }
 #: the aggregation job: tables, statistics and figures on a CPU
-AGGREGATE_RESOURCES = Resources(gpus=0, cpus=1, mem="8G", seconds_per_epoch=0.0, seconds_per_job=3600.0)
+AGGREGATE_REQUEST = Request(gpus=0, cpus=1, mem="8G", time="0-01:00:00")
 
 #: the options of this module that take a value (dropped from the command line the array tasks run)
 VALUED_OPTIONS = (
@@ -131,6 +149,9 @@ def check_options(args: argparse.Namespace) -> None:
     if args.launcher != SLURM:
         if args.dry_run:
             raise ExperimentError("--dry-run prints the sbatch scripts of --launcher slurm: add --launcher slurm")
+        for option in VALUED_OPTIONS[1:]:  # without --launcher slurm, not meant to run here
+            if getattr(args, option.removeprefix("--").replace("-", "_")) not in (None, []):
+                raise ExperimentError(f"{option} is an option of --launcher slurm: add --launcher slurm")
         return
     if args.shard != "1/1" or args.workers != 1:
         raise ExperimentError("--launcher slurm makes one array task per shard itself: drop --shard and --workers")
@@ -171,15 +192,14 @@ def _sbatch_line(option: str) -> str:
     return f"#SBATCH --{option.lstrip('-')}"
 
 
-def _header(
-    name: str, options: Sequence[str], args: argparse.Namespace, r: Resources, gpus: int, time: str
-) -> list[str]:
+def _header(name: str, options: Sequence[str], args: argparse.Namespace, request: Request) -> list[str]:
+    """The ``#SBATCH`` lines of a job: its name, ``options``, ``request`` and the options both jobs share."""
     lines = ["#!/bin/bash", f"#SBATCH --job-name={name}", *options]
-    lines.append(f"#SBATCH --cpus-per-task={r.cpus}")
-    lines.append(f"#SBATCH --mem={r.mem}")
-    lines.append(f"#SBATCH --time={time}")
-    if gpus:
-        lines.append(f"#SBATCH --gres=gpu:{gpus}")
+    lines.append(f"#SBATCH --cpus-per-task={request.cpus}")
+    lines.append(f"#SBATCH --mem={request.mem}")
+    lines.append(f"#SBATCH --time={request.time}")
+    if request.gpus:
+        lines.append(f"#SBATCH --gres=gpu:{request.gpus}")
     for flag, value in (("partition", args.slurm_partition), ("account", args.slurm_account), ("qos", args.slurm_qos)):
         if value:
             lines.append(f"#SBATCH --{flag}={value}")
@@ -200,43 +220,29 @@ def plan(
     n_jobs = len(exp.jobs)
     tasks = min(args.slurm_tasks or n_jobs, n_jobs, MAX_ARRAY_TASKS)
     jobs_per_task = math.ceil(n_jobs / tasks)
-    default = resources_for(exp.preset)
-    r = Resources(
-        gpus=default.gpus if args.slurm_gpus is None else args.slurm_gpus,
-        cpus=args.slurm_cpus or default.cpus,
-        mem=args.slurm_mem or default.mem,
-        seconds_per_epoch=default.seconds_per_epoch,
-        seconds_per_job=default.seconds_per_job,
-    )
-    out = Path(args.out).resolve()
-    logs, scripts = out / LOGS, out / SCRIPTS
-    python = [shlex.quote(sys.executable), shlex.quote(str(script.resolve()))]
-    base = [shlex.quote(a) for a in task_argv(argv)]
-    task_time = args.slurm_time or time_limit(
-        jobs_per_task * (exp.preset.epochs * r.seconds_per_epoch + r.seconds_per_job)
-    )
+    request = resources_for(exp.preset).request(args, jobs_per_task, exp.preset.epochs)
+    logs, scripts = Path(args.out).resolve() / LOGS, Path(args.out).resolve() / SCRIPTS
+    command = " ".join(shlex.quote(a) for a in (sys.executable, str(script.resolve()), *task_argv(argv)))
+    throttle = f"%{args.slurm_max_running}" if args.slurm_max_running else ""
     array = _header(
         exp.name,
         [
-            f"#SBATCH --array=1-{tasks}" + (f"%{args.slurm_max_running}" if args.slurm_max_running else ""),
+            f"#SBATCH --array=1-{tasks}{throttle}",
             f"#SBATCH --output={logs}/{exp.name}.slurm-%A_%a.log",
             "#SBATCH --open-mode=append",
             "#SBATCH --requeue",
             f"#SBATCH --chdir={Path.cwd()}",
         ],
         args,
-        r,
-        r.gpus,
-        task_time,
+        request,
     )
     array += [
         f"# task k of {tasks} runs shard k/{tasks} ({n_jobs} jobs, at most {jobs_per_task} per task); a requeued task",
         "# skips its finished jobs and resumes the interrupted one; the aggregation job aggregates",
-        f'export {THREADS_ENV}="${{SLURM_CPUS_PER_TASK:-{r.cpus}}}"',
-        f'exec {" ".join(python + base)} --shard "${{SLURM_ARRAY_TASK_ID}}/{tasks}"',
+        f'export {THREADS_ENV}="${{SLURM_CPUS_PER_TASK:-{request.cpus}}}"',
+        f'exec {command} --shard "${{SLURM_ARRAY_TASK_ID}}/{tasks}"',
         "",
     ]
-    a = AGGREGATE_RESOURCES
     aggregate = _header(
         f"{exp.name}-aggregate",
         [
@@ -245,13 +251,11 @@ def plan(
             f"#SBATCH --chdir={Path.cwd()}",
         ],
         args,
-        a,
-        0,
-        time_limit(a.seconds_per_job),
+        AGGREGATE_REQUEST,
     )
     aggregate += [
         f"# after every task of array job {array_job_id}, however it ended: aggregate what finished, list what is missing",
-        f"exec {' '.join(python + base)} --aggregate-only",
+        f"exec {command} --aggregate-only",
         "",
     ]
     return SlurmPlan(
@@ -282,11 +286,10 @@ def sbatch(path: Path) -> str:
 def submit(exp: Experiment, args: argparse.Namespace, script: Path, argv: Sequence[str]) -> None:
     """Print (``--dry-run``) or write and submit the array and aggregation jobs of ``exp``; prints the job
     ids and the commands to watch them."""
+    p = plan(exp, args, script, argv)
     if args.dry_run:
-        p = plan(exp, args, script, argv)
         print(f"# {p.array_path}\n{p.array_script}# {p.aggregate_path}\n{p.aggregate_script}", end="")
         return
-    p = plan(exp, args, script, argv)
     (Path(args.out) / LOGS).mkdir(parents=True, exist_ok=True)  # sbatch does not create the log folder
     atomic.write_text(p.array_path, p.array_script)
     array_id = sbatch(p.array_path)
