@@ -282,3 +282,19 @@ def test_real_slurm_array_with_a_requeue_aggregates_what_a_local_run_does(slurm_
     # bit-identical, not within a tolerance: every job is seeded and trains with deterministic ops
     # (TrainConfig.deterministic), so one thread per array task gives what two threads give here
     assert slurm_results == local_results
+
+
+def test_aggregate_only_names_the_missing_jobs(tmp_path, capsys):
+    """What the aggregation job's log says when array tasks failed: the ids of the jobs still missing."""
+    from test_experiments import _fake_rows, _score
+
+    from marker_excite.evaluation import write_results
+    from marker_excite.experiments import EVALUATION_CSV, run_dir
+
+    jobs = experiment("fig1_upper_bound", "small").jobs
+    for job in jobs[:20]:
+        write_results(_fake_rows(job, _score), run_dir(tmp_path, job) / EVALUATION_CSV)
+    assert script_main("fig1_upper_bound", ["--out", str(tmp_path), "--aggregate-only", "--quiet"]) == 0
+    note = capsys.readouterr().out.splitlines()[-1]
+    shown = ", ".join(j.job_id for j in jobs[20:30])
+    assert note == f"note: 11 job(s) missing from the aggregate: {shown}, ..."
