@@ -2,7 +2,12 @@
 test output with plain TensorFlow, bioimageio.core's own test passes where it can run the model."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +16,8 @@ from conftest import MARKERS, make_run
 from marker_excite.bioimageio import EPS, export_bioimageio, standardise_tile
 from marker_excite.data.writers import write_volume
 from marker_excite.errors import UserInputError
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -147,3 +154,23 @@ def test_cli_errors_are_one_line(packages, tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert "\n" not in err and err.startswith("marker-excite export: error: ") and phrase in err, err
     assert list(tmp_path.iterdir()) == []
+
+
+KILLED_EXPORT = """
+import os, signal, sys
+from marker_excite import bioimageio
+bioimageio._cover = lambda *args: os.kill(os.getpid(), signal.SIGKILL)  # killed once the SavedModel is written
+bioimageio.export_bioimageio(sys.argv[1], sys.argv[2], sample=sys.argv[3])
+"""
+
+
+@pytest.mark.slow
+def test_export_killed_mid_way_leaves_a_temporary_that_the_next_export_removes(packages, tmp_path):
+    out = tmp_path / "model.zip"
+    argv = [sys.executable, "-c", KILLED_EXPORT, str(packages["run"]), str(out), str(packages["sample"])]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    assert subprocess.run(argv, env=env, capture_output=True).returncode == -signal.SIGKILL
+    (leftover,) = tmp_path.iterdir()
+    assert leftover.name.startswith(".model.zip.") and (leftover / "saved_model" / "saved_model.pb").is_file()
+    export_bioimageio(packages["run"], out, sample=packages["sample"])
+    assert [p.name for p in tmp_path.iterdir()] == ["model.zip"]
