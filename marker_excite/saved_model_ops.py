@@ -165,7 +165,10 @@ def check_saved_model(path: str | os.PathLike) -> Any:
             f"runs its own saver and init ops); marker_excite's own exports always have one; {trust}"
         )
     allowed = allowed_ops()
-    found = graph_ops(model)
+    try:
+        found = graph_ops(model)
+    except UnsafeModelError as exc:
+        raise UnsafeModelError(f"exported model {path}: {exc}; {trust}") from None
     bad = sorted((found.every - allowed.every) | (found.callable - allowed.callable))
     if bad:
         raise UnsafeModelError(

@@ -160,7 +160,10 @@ def test_restore_op_other_than_the_checkpoint_restore_is_refused(exported, tmp_p
         load_exported(evil)
     model.meta_graphs[0].saver_def.restore_op_name = "nowhere"
     (evil / "saved_model.pb").write_bytes(model.SerializeToString())
-    with pytest.raises(UnsafeModelError, match="restore op 'nowhere' is not a node"):
+    with pytest.raises(
+        UnsafeModelError,
+        match="evil: the saver's restore op 'nowhere' is not a node of the model's graph; refusing to load it",
+    ):
         load_exported(evil)
     assert not (tmp_path / "outside").exists()
 
