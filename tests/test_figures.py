@@ -89,7 +89,7 @@ def test_quantification_plot_shows_truth_and_training_samples(figures, tmp_path)
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == [
         "predicted",
         "predicted, training sample",
-        "true fraction",
+        "true fraction (same sample)",
     ]
 
 
