@@ -1,5 +1,6 @@
 """The notebooks run top to bottom against a tiny results folder and a tiny phantom made here."""
 
+import csv
 import os
 from pathlib import Path
 
@@ -131,6 +132,8 @@ def _demo_folder(tmp_path):
     assert main(["predict", str(run), f"{store}:s2", "--use", "DAPI,endomucin,collagen", "--quiet",
                  "--labels", str(demo / "s2_labels.ome.tif"), "--probabilities", str(demo / "s2_probabilities.ome.tif"),
                  "--prob-dtype", "uint8"]) == 0  # fmt: skip
+    assert main(["quantify", "--store", str(store), "--model", str(run), "--quiet",
+                 "-o", str(demo / "quantification.csv")]) == 0  # fmt: skip
     (tmp_path / "notebooks").mkdir()
     return demo
 
@@ -164,6 +167,11 @@ def test_look_at_a_prediction_notebook_reads_the_demo_output(tmp_path):
     assert (f"sinusoids: F1 {2 * tp / (2 * tp + fp + fn):.3f} against the phantom's labels on {len(annotated)} annotated "
             f"slices ({tp} TP, {fp} FP, {fn} FN voxels)") in text  # fmt: skip
     assert "no " + str(demo / "runs" / "ms-me_sinusoids_fold0" / "evaluation.csv") in text
+    assert "quantification.csv (tissue mask: Otsu threshold on DAPI)" in text
+    with open(demo / "quantification.csv", newline="") as fh:
+        first = next(csv.DictReader(fh))
+    shown = first["note"] or f"{100 * float(first['fraction']):5.1f}%"
+    assert f"  {first['sample']:<4} {first['region']:<11} sinusoids  predicted {shown}  true " in text
 
 
 def test_phantom_notebook_opens_the_demo_store_by_default(tmp_path):
