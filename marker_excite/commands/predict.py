@@ -13,7 +13,7 @@ from marker_excite.inference import predict_file
 from marker_excite.predictor import load_predictor
 from marker_excite.preview import parse_slice, write_preview
 
-HELP = "segment a whole stack (TIFF/OME-TIFF/HDF5/.ims) with a run directory or an exported model"
+HELP = "segment a whole stack (TIFF/OME-TIFF/HDF5/.ims/OME-Zarr) with a run directory or an exported model"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
