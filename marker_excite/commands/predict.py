@@ -22,7 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "input", help="stack file or OME-Zarr folder; HDF5 datasets as file.h5:path, store samples as store.h5:sample"
     )
     parser.add_argument(
-        "--labels", help="label volume to write (.ome.tif/.tif, .h5 or .ome.zarr): 0 background, c = c-th class"
+        "--labels",
+        help="label volume to write (.ome.tif/.tif, .h5 or .ome.zarr; IMAGE.ome.zarr/labels/NAME: an NGFF label "
+        "image of IMAGE): 0 background, c = c-th class",
     )
     parser.add_argument(
         "--probabilities",
