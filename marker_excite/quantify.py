@@ -30,7 +30,7 @@ from marker_excite.data.io import open_volume
 from marker_excite.data.sample import TISSUE
 from marker_excite.data.store import SampleStore
 from marker_excite.errors import UserInputError
-from marker_excite.inference import predict_slices
+from marker_excite.inference import check_user_channel_names, predict_slices
 from marker_excite.plots import save_figure
 from marker_excite.predictor import as_predictor
 from marker_excite.progress import Progress
@@ -161,11 +161,13 @@ def tissue_slices(
     store: SampleStore | None = None,
     sample: str | None = None,
     batch_size: int = 4,
+    allow_unseen: bool = False,
 ) -> Iterator[np.ndarray]:
     """Tissue mask ``[Y, X]`` bool of each slice of ``volume`` from ``source`` (default: DAPI threshold).
 
     ``index`` picks the mask file of this sample; a ``label`` source reads ``sample`` of the open ``store``. A tissue model is given the stack's markers that are in its panel; the mask is
-    its ``tissue`` class (or all its foreground when it has no class named ``tissue``).
+    its ``tissue`` class (or all its foreground when it has no class named ``tissue``); ``allow_unseen``:
+    see :func:`~marker_excite.inference.predict_slices`.
     """
     source = source or TissueSource()
     where = str(getattr(volume, "path", "stack"))
@@ -177,10 +179,13 @@ def tissue_slices(
         yield from _label_slices_of_store(store, sample, source.label)
     elif source.model is not None:
         predictor = source.model
+        check_user_channel_names(volume, predictor)
         usable = _known_markers(volume.markers, predictor, where)
         classes = predictor.spec.classes
         target = classes.index(TISSUE) + 1 if TISSUE in classes else None
-        for _, probs in predict_slices(predictor, volume, markers=usable, batch_size=batch_size, progress=False):
+        for _, probs in predict_slices(
+            predictor, volume, markers=usable, batch_size=batch_size, progress=False, allow_unseen=allow_unseen
+        ):
             labels = np.argmax(probs, axis=0)
             yield labels == target if target is not None else labels > 0
     else:
@@ -240,12 +245,15 @@ def quantify_store(
     markers: str | Sequence[str] | None = None,
     batch_size: int = 4,
     progress: bool = True,
+    allow_unseen: bool = False,
 ) -> list[dict[str, Any]]:
     """Predict every (or the given) sample of a store with ``model`` and measure its volume fractions.
 
     The region of each sample is its store attribute ``region``; ``tissue`` gives the tissue mask
     (default: Otsu threshold on DAPI; mask files: one per quantified sample, in order). Without
     ``markers`` each sample is segmented with all of its markers that the model knows (others are ignored).
+    Markers a model never saw in training are refused unless ``allow_unseen``
+    (:func:`~marker_excite.model_spec.check_seen`).
     """
     predictor = as_predictor(model)
     tissue = tissue or TissueSource()
@@ -273,10 +281,16 @@ def quantify_store(
                     labels = (
                         np.argmax(p, axis=0)
                         for _, p in predict_slices(
-                            predictor, labels_vol, markers=use, batch_size=batch_size, progress=False
+                            predictor,
+                            labels_vol,
+                            markers=use,
+                            batch_size=batch_size,
+                            progress=False,
+                            allow_unseen=allow_unseen,
                         )
                     )
-                    masks = tissue_slices(tissue_vol, tissue, index=i, store=store, sample=name, batch_size=batch_size)
+                    masks = tissue_slices(tissue_vol, tissue, index=i, store=store, sample=name,
+                                          batch_size=batch_size, allow_unseen=allow_unseen)  # fmt: skip
                     rows += fractions(name, regions[name], predictor.spec.classes, labels, masks, tissue.description)
                 bar.update()
     return rows
@@ -291,11 +305,14 @@ def quantify_files(
     tissue: TissueSource | None = None,
     channel_names: Sequence[str] | str | None = None,
     batch_size: int = 4,
+    allow_unseen: bool = False,
 ) -> list[dict[str, Any]]:
     """Volume fractions of predicted label volumes; the tissue mask comes from the matching image stacks
     (``tissue``, default Otsu threshold on DAPI) or from mask files (one per label volume).
 
     Sample names are the label files' names without suffixes; ``regions`` gives one region per file.
+    With a tissue model, every name in ``channel_names`` must be one of its markers (``-`` skips a
+    channel) and ``allow_unseen`` is as in :func:`quantify_store`.
     """
     if not label_paths:
         raise UserInputError("give at least one label volume")
@@ -327,7 +344,7 @@ def quantify_files(
                         f"{lab_path} has shape {lab.shape_zyx} (Z, Y, X) but its image {image_paths[i]} has "
                         f"{img.shape_zyx}"
                     )
-                masks = tissue_slices(img, tissue, index=i, batch_size=batch_size)
+                masks = tissue_slices(img, tissue, index=i, batch_size=batch_size, allow_unseen=allow_unseen)
                 rows += fractions(name, region, classes, _label_slices(lab), masks, tissue.description)
     return rows
 

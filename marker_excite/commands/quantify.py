@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from marker_excite.atomic import check_output_path
-from marker_excite.commands.options import add_option, add_weights_option
+from marker_excite.commands.options import add_allow_unseen_option, add_option, add_weights_option
 from marker_excite.errors import UserInputError
 from marker_excite.predictor import load_predictor
 from marker_excite.quantify import (
@@ -41,7 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--classes", help="class names of label values 1, 2, ... (default: the --model's classes)")
     source.add_argument("--regions", help="region of each label volume, comma-separated")
     source.add_argument(
-        "--channel-names", help="name of each channel of the --images in order, comma-separated; '-' skips a channel"
+        "--channel-names",
+        help="name of each channel of the --images in order, comma-separated; '-' skips a channel "
+        "(with --tissue-model each name must be a marker of the tissue model)",
     )
     tissue = parser.add_argument_group(
         "tissue mask (one of): an Otsu threshold on a marker (default DAPI), a tissue model, mask files, a store label"
@@ -60,6 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     tissue.add_argument(
         "--min-size", type=int, default=64, help="threshold mask: smallest object kept, pixels (default 64)"
     )
+    add_allow_unseen_option(parser)
     parser.add_argument("-o", "--output", required=True, help="CSV file to write")
     parser.add_argument("--plot", help="box plot to write (.png/.pdf/.svg)")
     parser.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass (default 4)")
@@ -98,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
         if model is None:
             raise UserInputError("--store needs --model (the run or exported model that segments it)")
         rows = quantify_store(args.store, model, tissue=tissue, samples=_split(args.samples), markers=args.use,
-                              batch_size=args.batch_size, progress=not args.quiet)  # fmt: skip
+                              batch_size=args.batch_size, progress=not args.quiet,
+                              allow_unseen=args.allow_unseen)  # fmt: skip
     else:
         if args.tissue_label:
             raise UserInputError("--tissue-label reads the labels of a store: give --store, or --tissue-mask files")
@@ -113,7 +117,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             raise UserInputError("give --classes (names of label values 1, 2, ...) or --model")
         rows = quantify_files(args.labels, args.images, classes, regions=_split(args.regions), tissue=tissue,
-                              channel_names=args.channel_names, batch_size=args.batch_size)  # fmt: skip
+                              channel_names=args.channel_names, batch_size=args.batch_size,
+                              allow_unseen=args.allow_unseen)  # fmt: skip
     write_csv(rows, args.output, overwrite=args.overwrite)
     if args.plot:
         classes_found = list(dict.fromkeys(r["class"] for r in rows))
