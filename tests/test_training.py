@@ -13,6 +13,7 @@ import pytest
 from conftest import TINY, make_tiny_store
 
 from marker_excite import run_dir as rd
+from marker_excite.commands.info import describe
 from marker_excite.errors import UserInputError
 from marker_excite.models.zoo import model_config
 from marker_excite.run import TrainConfig, load_run, train_config
@@ -155,6 +156,10 @@ def test_explicit_split_plan_and_dry_run(store, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "split: train s0, s1 | validation s2 | test none" in err and "estimated time per epoch: ~" in err
     assert load_run(tmp_path / "run").train_config.test_samples == ()
+    card = load_run(tmp_path / "run").card()
+    assert "training     explicit split of named samples; 1 of 1 epoch(s)" in describe(card)  # not "fold 0 of 4"
+    folds_card = {**card, "training": {**card["training"], "split": "folds"}}
+    assert f"training     fold 0 of {tcfg.n_folds}; 1 of 1 epoch(s)" in describe(folds_card)
     # only --train-samples: the fold's own split, training restricted
     fold = load_run(tmp_path / "run").fold
     with pytest.raises(UserInputError, match=r"training sample\(s\) ss1 are not in the store \(did you mean 's1'\?\)"):
