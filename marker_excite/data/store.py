@@ -299,11 +299,22 @@ class SampleWriter:
     def abort(self) -> None:
         """Drop the partial sample (its temporary file); the store is unchanged."""
         if not self._done:
-            with contextlib.suppress(Exception):
-                self._h5.close()
+            self._close_dropping_data()
             self._tmp.unlink(missing_ok=True)
         self._done = True
         self._store._writers.discard(self)
+
+    def _close_dropping_data(self) -> None:
+        """Close the temporary file after emptying it, so that closing needs no disk space.
+
+        On a full disk HDF5's close fails to flush and leaves handles behind whose release crashes the
+        interpreter (SIGSEGV at exit); truncating first frees the space the flush needs.
+        """
+        self._image = self._group = None
+        with contextlib.suppress(OSError):
+            os.truncate(self._tmp, 0)
+        with contextlib.suppress(Exception):
+            self._h5.close()
 
     def __enter__(self) -> SampleWriter:
         return self
