@@ -46,6 +46,8 @@ LOG = "log.csv"
 TENSORBOARD = "tensorboard"
 CURVES = "curves.png"
 
+#: What a run directory consists of (results such as evaluations may be written next to these).
+RUN_FILES = (MODEL_CONFIG, TRAIN_CONFIG, DATA_CONFIG, VERSIONS, BEST_WEIGHTS, LAST_WEIGHTS, CHECKPOINT, LOG)
 _STATE_JSON = "state.json"
 _STATE_ARRAYS = "state.npz"
 

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from marker_excite.atomic import check_output_path
-from marker_excite.commands.options import add_weights_option
+from marker_excite.commands.options import add_weights_option, check_outputs
 from marker_excite.data.pipeline import class_pixel_counts
 from marker_excite.evaluation import evaluate_run, label_panel, write_results
 from marker_excite.plots import subset_ranking
@@ -40,9 +40,10 @@ def basis(store, samples: list[str], classes) -> str:
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.run) / "evaluation.csv"
     plot = Path(args.plot) if args.plot else out.with_suffix(".png")
+    run_ = load_run(args.run, weights=args.weights)
+    check_outputs({"--out": out, "--plot": plot}, data=[args.store or run_.store_path], models=[args.run])
     check_output_path(out, overwrite=args.overwrite)
     check_output_path(plot, overwrite=args.overwrite)
-    run_ = load_run(args.run, weights=args.weights)
     samples = [s.strip() for s in args.samples.split(",") if s.strip()] if args.samples else None
     rows = evaluate_run(
         run_, args.store, subsets=args.subsets, samples=samples, batch_size=args.batch_size, progress=not args.quiet

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from marker_excite.bioimageio import export_bioimageio
-from marker_excite.commands.options import add_weights_option
+from marker_excite.commands.options import add_weights_option, check_outputs
 from marker_excite.errors import UserInputError
 from marker_excite.export import export_run
 from marker_excite.model_spec import CARD_NAME, SERVING_SIGNATURE
@@ -34,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.format == "savedmodel" and (args.fixed_markers or args.sample or args.author):
         raise UserInputError("--fixed-markers, --sample and --author only apply to --format bioimageio")
+    check_outputs({"output": args.output}, data=[args.sample], models=[args.run])
     trained = load_run(args.run, weights=args.weights)
     if args.format == "savedmodel":
         path = export_run(trained, args.output, overwrite=args.overwrite)

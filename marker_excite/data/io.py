@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from marker_excite.data.formats import inner_path_suffixes, reading_format
+from marker_excite.data.store import store_paths
 from marker_excite.data.volume import VolumeError, VolumeReader, check_marker_names, check_spacing
 
 __all__ = ["VolumeError", "VolumeReader", "check_marker_names", "check_spacing", "open_volume", "source_file"]
@@ -62,6 +63,11 @@ def open_volume(
 def source_file(path: str | os.PathLike) -> Path:
     """The file an input path names (``store.h5:s1`` and ``file.h5:dataset`` name ``store.h5`` / ``file.h5``)."""
     return _split_h5_path(Path(path))[0]
+
+
+def input_paths(path: str | os.PathLike) -> list[Path]:
+    """What reading the input ``path`` reads: its file (or folder), plus the sample folder when it is a store."""
+    return store_paths(source_file(path))
 
 
 def _split_h5_path(path: Path) -> tuple[Path, str | None]:

@@ -417,6 +417,17 @@ def _new_store_location(path: Path) -> tuple[str, Path]:
     return store_id, folder
 
 
+def store_paths(path: str | os.PathLike) -> list[Path]:
+    """What a store consists of: its index ``path`` and, for a readable version-2 index, its sample
+    folder (any other file: just ``path``)."""
+    path = Path(path)
+    try:
+        index = read_index(path)
+    except StoreError:
+        return [path]
+    return [path] if index.version <= SAMPLE_FILE_VERSION else [path, index.sample_dir]
+
+
 def _real_index_path(path: Path) -> Path:
     """The index file itself when ``path`` is a symbolic link to it: writes replace the target, so a
     link and its target never drift apart."""
