@@ -634,16 +634,23 @@ class SampleStore:
                 writer.write_slice(z, sample.image[:, z], labels, annotated=bool(sample.annotated[z]))
         return self.info(sample.name)
 
-    def remove(self, name: str) -> None:
-        """Delete a sample (mode ``"a"``: at once; mode ``"w"``: from the store being written)."""
+    def remove(self, *names: str) -> None:
+        """Delete samples, all or none (mode ``"a"``: at once, one index update; mode ``"w"``: from the
+        store being written). An unknown name raises :class:`StoreError` before anything is removed."""
         self._check_open_for_writing()
-        self._group(name)
+        for name in names:
+            if name not in self._entries:
+                have = ", ".join(self.names()) or "no samples"
+                raise StoreError(
+                    f"sample {name!r}{did_you_mean(name, self.names())} is not in store {self.path}; it has {have}"
+                )
         if self.mode == "w":
-            self._forget(name)
-            self._pending.pop(name).unlink(missing_ok=True)
-            del self._entries[name]
+            for name in names:
+                self._forget(name)
+                self._pending.pop(name).unlink(missing_ok=True)
+                del self._entries[name]
         else:
-            self._update(drop=(name,))
+            self._update(drop=names)
 
     def _add_sample(self, name: str, tmp: Path, overwrite: bool) -> None:
         """Make a finished sample file part of the store (``"w"``: at :meth:`close`)."""
