@@ -37,13 +37,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from marker_excite.atomic import (
-    atomic_path,
-    check_output_path,
-    remove_stale_temporaries,
-    temporary_sibling,
-    write_text,
-)
+from marker_excite.atomic import atomic_path, check_output_path, remove_stale_temporaries, temporary_sibling
 from marker_excite.atomic import commit as commit_file
 from marker_excite.data.sample import Sample
 from marker_excite.data.stats import RunningStats
@@ -391,8 +385,17 @@ def _may_claim(sample_dir: Path, index_path: Path) -> bool:
 
 
 def _claim(sample_dir: Path, store_id: str) -> None:
-    """Record ``store_id`` as the owner of ``sample_dir`` (atomically)."""
-    write_text(sample_dir / OWNER_FILE, store_id + "\n")
+    """Record ``store_id`` as the owner of ``sample_dir`` unless it records one already: complete or
+    absent (written aside, then hard-linked into place), and the first of two concurrent claims wins."""
+    final = sample_dir / OWNER_FILE
+    tmp = temporary_sibling(final)
+    try:
+        tmp.write_text(store_id + "\n")
+        os.chmod(tmp, 0o644)
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _new_store_location(path: Path) -> tuple[str, Path]:
@@ -742,11 +745,13 @@ class SampleStore:
         return {n: (legacy, g) for n, (_, g) in index.entries.items()}, index.sample_dir, None
 
     def _ensure_sample_dir(self) -> None:
-        """Create the sample folder of a new store, recording this store as its owner."""
+        """Create the sample folder of a new store, recording this store as its owner (a process creating
+        the same new store at the same moment may have claimed it first: its id is then this store's)."""
         if not self._sample_dir.is_dir():
             self._sample_dir.mkdir(parents=True, exist_ok=True)
-            if folder_owner(self._sample_dir) is None and self._store_id is not None:
+            if self._store_id is not None:
                 _claim(self._sample_dir, self._store_id)
+                self._store_id = folder_owner(self._sample_dir) or self._store_id
 
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
@@ -905,11 +910,11 @@ def _files_listed_by_other_indexes(index_path: Path, sample_dir: Path) -> set[st
     own = os.path.realpath(index_path)
     listed: set[str] = set()
     for entry in os.scandir(sample_dir.parent):
-        real = os.path.realpath(entry.path)
-        if real == own or not entry.is_file() or not _has_hdf5_signature(entry.path):
+        hidden = entry.name.startswith(".")  # temporaries of writers, never an index
+        if hidden or os.path.realpath(entry.path) == own or not entry.is_file() or not _has_hdf5_signature(entry.path):
             continue
         try:
-            with h5py.File(entry.path, "r") as f:
+            with h5py.File(entry.path, "r", locking=False) as f:  # never blocks a writer of that file
                 if _as_str(f.attrs.get("format", "")) != STORE_FORMAT:
                     continue
                 index = index_entries(f, Path(entry.path))
