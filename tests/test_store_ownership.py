@@ -122,3 +122,23 @@ def test_an_index_copied_without_its_folder_is_refused_with_a_clear_error(tmp_pa
     shutil.copyfile(tmp_path / "data.h5", tmp_path / "elsewhere" / "data.h5")
     with pytest.raises(StoreError, match="its sample folder data.h5.samples is missing next to it"):
         SampleStore(tmp_path / "elsewhere" / "data.h5", "a")
+
+
+def test_a_hidden_copy_is_protected_and_an_unreadable_one_stops_all_deletion(tmp_path):
+    data, hidden, damaged = tmp_path / "data.h5", tmp_path / ".old.h5", tmp_path / "damaged.h5"
+    make_store(data, "s1", "s2", "s3")
+    shutil.copyfile(data, hidden)
+    with SampleStore(data, "a") as st:
+        st.remove("s1")
+    assert_intact(hidden, {"s1": 0, "s2": 1, "s3": 2})
+    hidden.unlink()
+    shutil.copyfile(data, damaged)
+    with h5py.File(damaged, "a") as f:
+        del f["index"]
+    with SampleStore(data, "a") as st:
+        st.remove("s2")
+    assert len(sample_files(tmp_path / "data.h5.samples")) == 3  # s1's and s2's files stay while in doubt
+    damaged.unlink()
+    with SampleStore(data, "a") as st:
+        st.remove("s3")
+    assert sample_files(tmp_path / "data.h5.samples") == [] and read_index(data).entries == {}

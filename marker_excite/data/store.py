@@ -910,17 +910,17 @@ def _files_listed_by_other_indexes(index_path: Path, sample_dir: Path) -> set[st
     own = os.path.realpath(index_path)
     listed: set[str] = set()
     for entry in os.scandir(sample_dir.parent):
-        hidden = entry.name.startswith(".")  # temporaries of writers, never an index
-        if hidden or os.path.realpath(entry.path) == own or not entry.is_file() or not _has_hdf5_signature(entry.path):
+        real = os.path.realpath(entry.path)
+        if real == own or not entry.is_file() or not _has_hdf5_signature(entry.path):
             continue
         try:
-            with h5py.File(entry.path, "r", locking=False) as f:  # never blocks a writer of that file
+            with h5py.File(real, "r", locking=False) as f:  # never blocks a writer of that file
                 if _as_str(f.attrs.get("format", "")) != STORE_FORMAT:
                     continue
-                index = index_entries(f, Path(entry.path))
-        except OSError:  # not HDF5 after all, or in use: it cannot be an index of this folder
+                index = index_entries(f, Path(real))
+        except OSError:  # not HDF5 after all, or half written: it cannot be an index of this folder
             continue
-        except StoreError:
+        except (StoreError, ValueError, TypeError, KeyError, AttributeError):  # an index that cannot be read
             return None
         if os.path.realpath(index.sample_dir) == folder:
             listed |= {file.name for file, _ in index.entries.values()}
