@@ -153,7 +153,7 @@ def test_train_on_a_full_disk_while_creating_the_run_directory(tiny_store, tmp_p
 
 
 INSIDE_FULL_DISK = """
-import json, subprocess, sys
+import json, os, subprocess, sys
 from marker_excite.data.store import SampleStore
 
 def imp(name, image, labels):
@@ -161,12 +161,23 @@ def imp(name, image, labels):
             "--label", "sinusoids=" + labels, "--annotated", "all", "--target-spacing", "none", "--quiet"]
     return subprocess.run(argv, capture_output=True, text=True)
 
+def free_kb():
+    st = os.statvfs(os.path.dirname(STORE))
+    return st.f_bavail * st.f_frsize // 1024
+
 small, big = imp("s0", SMALL, SMALL_LABELS), imp("s1", BIG, LABELS)
+nearly_full = {}  # the disk filled up to a few KB: the sample file, or the new index, meets the full disk
+for kb in (6, 28):
+    with open(FILL, "wb") as fh:
+        fh.write(bytes(1024 * (free_kb() - kb)))
+    done = imp("s2", SMALL, SMALL_LABELS)
+    nearly_full[kb] = [done.returncode, done.stderr]
+    os.unlink(FILL)
 with SampleStore(STORE) as st:
     names = st.names()
     image = st.read_sample("s0").image.tolist()
-json.dump({"small": small.returncode, "rc": big.returncode, "err": big.stderr, "names": names, "s0": image},
-          open(RESULT, "w"))
+json.dump({"small": small.returncode, "rc": big.returncode, "err": big.stderr, "names": names, "s0": image,
+           "nearly_full": nearly_full}, open(RESULT, "w"))
 """
 
 
@@ -192,7 +203,7 @@ def test_import_on_a_really_full_disk_is_one_line_not_a_crash(tmp_path):
     disk.mkdir()
     values = {"STORE": disk / "d.h5", "SMALL": tmp_path / "small.ome.tif", "BIG": tmp_path / "big.ome.tif",
               "SMALL_LABELS": tmp_path / "small_labels.tif", "LABELS": tmp_path / "labels.tif",
-              "RESULT": tmp_path / "result.json"}  # fmt: skip
+              "RESULT": tmp_path / "result.json", "FILL": disk / "fill"}  # fmt: skip
     script = "".join(f"{k} = {str(v)!r}\n" for k, v in values.items()) + INSIDE_FULL_DISK
     (tmp_path / "inside.py").write_text(script)
     mount = f"mount -t tmpfs -o size=3m tmpfs {disk} && exec {sys.executable} {tmp_path / 'inside.py'}"
@@ -203,5 +214,7 @@ def test_import_on_a_really_full_disk_is_one_line_not_a_crash(tmp_path):
     err = result["err"].strip().splitlines()
     assert err == [f"marker-excite import: error: writing sample 's1' to store {disk / 'd.h5'} failed: "
                    "no space left on device; the store is unchanged"], err  # fmt: skip
+    for kb, (code, stderr) in result["nearly_full"].items():
+        assert code == 2 and stderr.count("\n") == 1 and "no space left on device" in stderr, (kb, stderr)
     assert result["names"] == ["s0"]
     np.testing.assert_array_equal(np.asarray(result["s0"], np.float32), images["small"])

@@ -175,7 +175,10 @@ class SampleWriter:
         self.name = name
         self.markers = markers
         self.classes = classes
+        # every dataset handle is held until the file is flushed: HDF5 flushes a dataset when its last
+        # handle goes, and a flush failing there (full disk) cannot be handled (see _discard_writes)
         self._image = self._group["image"]
+        self._labels = {cls: self._group["labels"][cls] for cls in classes}
         self.shape_zyx: tuple[int, int, int] = tuple(self._image.shape[1:])  # type: ignore[assignment]
         self._written = np.zeros(self.shape_zyx[0], dtype=bool)
         self._annotated = np.zeros(self.shape_zyx[0], dtype=bool)
@@ -220,7 +223,7 @@ class SampleWriter:
         with self._write_errors():
             self._image[:, z] = stored
             for cls, mask in masks.items():
-                self._group["labels"][cls][z] = mask
+                self._labels[cls][z] = mask
         self._stats.update(stored)
         if annotated:
             code = np.zeros((ny, nx), dtype=np.int64)
@@ -254,14 +257,17 @@ class SampleWriter:
 
     @contextlib.contextmanager
     def _write_errors(self) -> Iterator[None]:
-        """Turn a failing write (disk full, I/O error) into one :class:`StoreError`; the store is unchanged."""
+        """Turn a failing write (disk full, I/O error) into one :class:`StoreError`; the store is unchanged.
+
+        h5py reports some failing flushes (a full disk included) as RuntimeError, with the errno in the text.
+        """
         try:
             yield
-        except OSError as exc:
+        except (OSError, RuntimeError) as exc:
             self.abort()
+            reason = os_error_text(exc if isinstance(exc, OSError) else OSError(str(exc)))
             raise StoreError(
-                f"writing sample {self.name!r} to store {self._store.path} failed: {os_error_text(exc)}; "
-                "the store is unchanged"
+                f"writing sample {self.name!r} to store {self._store.path} failed: {reason}; the store is unchanged"
             ) from None
 
     def finalize(self) -> SampleInfo:
@@ -274,11 +280,15 @@ class SampleWriter:
             raise StoreError(f"sample {self.name!r}: slice(s) {shown} were never written ({missing.size} missing)")
         with self._write_errors():
             g = self._group
-            g.create_dataset("annotated", data=self._annotated.astype(np.uint8))
-            g.create_dataset("label_patterns", data=self._patterns)
+            written = [
+                g.create_dataset("annotated", data=self._annotated.astype(np.uint8)),
+                g.create_dataset("label_patterns", data=self._patterns),
+            ]
             g.attrs["mean"] = self._stats.mean
             g.attrs["std"] = self._stats.std
             g.attrs["complete"] = True
+            self._h5.flush()  # a full disk fails here, where the file can still be abandoned safely
+            del written
             self._h5.close()
             _fsync(self._tmp)
         self._done = True
@@ -293,22 +303,13 @@ class SampleWriter:
     def abort(self) -> None:
         """Drop the partial sample (its temporary file); the store is unchanged."""
         if not self._done:
-            self._close_dropping_data()
+            _discard_writes(self._h5)
+            self._image = self._group = self._labels = None
+            with contextlib.suppress(Exception):
+                self._h5.close()
             self._tmp.unlink(missing_ok=True)
         self._done = True
         self._store._writers.discard(self)
-
-    def _close_dropping_data(self) -> None:
-        """Close the temporary file after emptying it, so that closing needs no disk space.
-
-        On a full disk HDF5's close fails to flush and leaves handles behind whose release crashes the
-        interpreter (SIGSEGV at exit); truncating first frees the space the flush needs.
-        """
-        self._image = self._group = None
-        with contextlib.suppress(OSError):
-            os.truncate(self._tmp, 0)
-        with contextlib.suppress(Exception):
-            self._h5.close()
 
     def __enter__(self) -> SampleWriter:
         return self
@@ -872,13 +873,41 @@ def _write_index(path: Path, entries: Mapping[str, tuple[Path, str]], sample_dir
     """Write the index file atomically (temporary file, fsync, rename)."""
     listed = {n: {"file": os.path.relpath(f, sample_dir), "group": g} for n, (f, g) in sorted(entries.items())}
     with atomic_path(path, overwrite=True) as tmp:
-        with h5py.File(tmp, "w") as f:
+        f = h5py.File(tmp, "w")
+        try:
             f.attrs["format"] = STORE_FORMAT
             f.attrs["version"] = SCHEMA_VERSION
             f.attrs["sample_dir"] = os.path.relpath(sample_dir, path.parent)
             f.attrs["store_id"] = store_id
-            f.create_dataset(INDEX_DATASET, data=json.dumps({"samples": listed}))
+            index = f.create_dataset(INDEX_DATASET, data=json.dumps({"samples": listed}))  # held until flushed
+            f.flush()  # a full disk fails here, where the file can still be abandoned safely
+            del index
+        except BaseException as exc:
+            _discard_writes(f)
+            with contextlib.suppress(Exception):
+                f.close()
+            if isinstance(exc, RuntimeError):  # h5py's failing flush (a full disk among them)
+                raise OSError(str(exc)) from None
+            raise
+        f.close()
         _fsync(tmp)
+
+
+def _discard_writes(f: h5py.File) -> None:
+    """Point an HDF5 file being abandoned at an anonymous in-memory file, so that closing it writes
+    nothing to disk.
+
+    On a full disk HDF5's close (of the file, or of a dataset when its last handle goes) fails to
+    flush, and the handles a failed close leaves behind crash the interpreter when released (SIGSEGV).
+    Where the system has no anonymous files (not Linux) the close is left to HDF5.
+    """
+    with contextlib.suppress(Exception):
+        if f.id.valid and hasattr(os, "memfd_create"):
+            scratch = os.memfd_create("marker_excite-discarded")
+            try:
+                os.dup2(scratch, f.id.get_vfd_handle())
+            finally:
+                os.close(scratch)
 
 
 def _collect_garbage(
