@@ -45,7 +45,9 @@ def test_predict_refuses_labels_replacing_the_group_that_holds_the_input(tmp_pat
     source = write_volume(grp / "s1.ome.zarr", image, (2.0, 1.0, 1.0), MARKERS)
     before = sorted(str(p.relative_to(grp)) for p in grp.rglob("*"))
     msg = refused(capsys, ["predict", str(run), str(source), "--labels", str(grp), "--overwrite", "--quiet"], "predict")
-    assert f"--labels {grp} contains the input {source}" in msg
+    assert f"--labels {grp} contains the input {source}/" in msg
+    argv = ["predict", str(run), str(source), "--labels", str(source / "0"), "--overwrite", "--quiet"]
+    assert f"--labels {source / '0'} is the input {source / '0'}" in refused(capsys, argv, "predict")
     assert sorted(str(p.relative_to(grp)) for p in grp.rglob("*")) == before
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from marker_excite.commands.store import describe_store
 from marker_excite.errors import UserInputError
-from marker_excite.model_spec import read_card
+from marker_excite.model_spec import read_card, unseen_markers
 from marker_excite.predictor import model_kind
 from marker_excite.run import load_run
 
@@ -59,15 +59,20 @@ def describe(card: dict[str, Any]) -> str:
         best = t.get("best_val_mean_f1")
         score = f"; best epoch {t.get('best_epoch')} (val mean F1 {best:.4f})" if best is not None else ""
         samples = t.get("samples", {})
+        split = (
+            "explicit split of named samples"
+            if t.get("split") == "explicit"
+            else f"fold {t.get('fold')} of {t.get('n_folds')}"
+        )
         lines += [
-            f"training     fold {t.get('fold')} of {t.get('n_folds')}; {t.get('epochs')} of {t.get('epochs_planned')} epoch(s){score}",
+            f"training     {split}; {t.get('epochs')} of {t.get('epochs_planned')} epoch(s){score}",
             "samples      " + "; ".join(f"{k} {', '.join(v)}" for k, v in samples.items()),
         ]
         if t.get("markers_seen") is not None:
-            unseen = [m for m in card["markers"] if m not in t["markers_seen"]]
+            unseen = unseen_markers(card, card["markers"])
             lines.append(
                 f"trained on   {', '.join(t['markers_seen'])}"
-                + (f" (never seen: {', '.join(unseen)}; predict refuses them without --allow-unseen)" if unseen else "")
+                + (f" (never seen: {', '.join(unseen)}; refused without --allow-unseen)" if unseen else "")
             )
     versions = (card.get("software") or {}).get("trained_with") or {}
     if versions:

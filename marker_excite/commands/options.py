@@ -73,6 +73,18 @@ def add_weights_option(parser) -> None:
     )
 
 
+def add_allow_unseen_option(parser) -> None:
+    """``--allow-unseen``: feed markers that no training sample of the model had, which
+    :func:`~marker_excite.model_spec.check_seen` refuses otherwise (``predict``, ``quantify``,
+    ``evaluate``, ``export``)."""
+    parser.add_argument(
+        "--allow-unseen",
+        action="store_true",
+        help="use markers that no training sample of the model had (refused by default: what they do to the "
+        "output is unknown)",
+    )
+
+
 def check_outputs(
     outputs: Mapping[str, str | os.PathLike | None],
     *,

@@ -6,14 +6,14 @@ import argparse
 from pathlib import Path
 
 from marker_excite.atomic import check_output_path
-from marker_excite.commands.options import add_option, add_weights_option, check_outputs
+from marker_excite.commands.options import add_allow_unseen_option, add_option, add_weights_option, check_outputs
 from marker_excite.data.io import check_spacing, open_volume
 from marker_excite.errors import UserInputError
 from marker_excite.inference import predict_file
 from marker_excite.predictor import load_predictor
 from marker_excite.preview import parse_slice, write_preview
 
-HELP = "segment a whole stack (TIFF/OME-TIFF/HDF5/.ims) with a run directory or an exported model"
+HELP = "segment a whole stack (TIFF/OME-TIFF/HDF5/.ims/OME-Zarr) with a run directory or an exported model"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,7 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "input", help="stack file or OME-Zarr folder; HDF5 datasets as file.h5:path, store samples as store.h5:sample"
     )
     parser.add_argument(
-        "--labels", help="label volume to write (.ome.tif/.tif, .h5 or .ome.zarr): 0 background, c = c-th class"
+        "--labels",
+        help="label volume to write (.ome.tif/.tif, .h5 or .ome.zarr; IMAGE.ome.zarr/labels/NAME: an NGFF label "
+        "image of IMAGE): 0 background, c = c-th class",
     )
     parser.add_argument(
         "--probabilities",
@@ -42,14 +44,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--channel-names",
-        help="name of each channel of the stack in order, comma-separated; '-' skips a channel (overrides the file's names)",
+        help="name of each channel of the stack in order, comma-separated (overrides the file's names): each a marker "
+        "of the model, or '-' to skip the channel",
     )
     parser.add_argument("--spacing", help="voxel size z,y,x in µm (overrides the file's)")
-    parser.add_argument(
-        "--allow-unseen",
-        action="store_true",
-        help="feed markers that no training sample of the model had (refused by default)",
-    )
+    add_allow_unseen_option(parser)
     parser.add_argument(
         "--preview",
         help="picture to write (.png/.pdf/.svg): the input markers as a colour overlay "

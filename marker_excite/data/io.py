@@ -13,10 +13,11 @@ come from the file's metadata (OME-XML, ImageJ, Imaris, HDF5 attributes) or from
 
 Input problems raise :class:`VolumeError` (a :class:`~marker_excite.errors.UserInputError`) naming the
 file and the problem: unreadable/corrupt/truncated files (including corrupt compressed TIFF data and
-HDF5 datasets whose declared shape was never written), complex or non-numeric data, images of zero
-size, integer voxels beyond float32's exact range (``|v| > 2**24``), NaN/Inf voxels (marker and slice),
-channel name counts that do not match, duplicated or empty marker sets, label files that do not match
-the image.
+HDF5 datasets whose declared shape was never written, OME-Zarr arrays with chunk files missing),
+complex or non-numeric data, images of zero size, declared slices too large for memory (more than
+``MARKER_EXCITE_MAX_SLICE_GIB``, default 4 GiB as float32), integer voxels beyond float32's exact
+range (``|v| > 2**24``), NaN/Inf voxels (marker and slice), channel name counts that do not match,
+duplicated or empty marker sets, label files that do not match the image.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pathlib import Path
 from marker_excite.data.formats import inner_path_suffixes, reading_format
 from marker_excite.data.store import store_paths
 from marker_excite.data.volume import VolumeError, VolumeReader, check_marker_names, check_spacing
+from marker_excite.data.zarr_io import LABELS_GROUP, is_zarr
 
 __all__ = ["VolumeError", "VolumeReader", "check_marker_names", "check_spacing", "open_volume", "source_file"]
 
@@ -66,8 +68,12 @@ def source_file(path: str | os.PathLike) -> Path:
 
 
 def input_paths(path: str | os.PathLike) -> list[Path]:
-    """What reading the input ``path`` reads: its file (or folder), plus the sample folder when it is a store."""
-    return store_paths(source_file(path))
+    """What reading the input ``path`` reads: its file, plus the sample folder when it is a store; of an
+    OME-Zarr image, everything but its labels group (where label images of it are written)."""
+    source = source_file(path)
+    if source.is_dir() and is_zarr(source):
+        return [p for p in source.iterdir() if p.name != LABELS_GROUP] or [source]
+    return store_paths(source)
 
 
 def _split_h5_path(path: Path) -> tuple[Path, str | None]:

@@ -13,6 +13,7 @@ from marker_excite.errors import UserInputError
 from marker_excite.experiments.aggregate import aggregate
 from marker_excite.experiments.paper import EXPERIMENTS, experiment
 from marker_excite.experiments.runner import ensure_store, run_jobs
+from marker_excite.experiments.slurm import SLURM, add_slurm_arguments, check_options, submit, task_argv
 from marker_excite.experiments.spec import PRESETS, Experiment, ExperimentError, parse_shard
 from marker_excite.experiments.workers import available_cpus, cpu_groups, limit_threads, run_workers
 from marker_excite.tf_quiet import import_tensorflow
@@ -110,7 +111,19 @@ def build_parser(name: str, description: str) -> argparse.ArgumentParser:
     parser.add_argument("--list", action="store_true", help="print the job ids of this shard and exit")
     parser.add_argument("--aggregate-only", action="store_true", help="only aggregate finished jobs")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
+    add_slurm_arguments(parser)
     return parser
+
+
+def script_path(name: str) -> Path:
+    """The running script, ``experiments/<name>.py``, that ``--workers`` and ``--launcher slurm`` start
+    again; an error when the experiment runs from elsewhere (e.g. imported)."""
+    script = Path(sys.argv[0])
+    if script.stem != name or not script.is_file():
+        raise ExperimentError(
+            f"--workers and --launcher slurm start experiments/{name}.py again: run it as that script"
+        )
+    return script
 
 
 def script_main(
@@ -139,7 +152,7 @@ def script_main(
         add_arguments(parser)
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    is_worker = limit_threads() is not None  # a worker of --workers: its share of the cores, no aggregation
+    is_worker = limit_threads() is not None  # --workers child or --launcher slurm task: no aggregation
     try:
         exp = experiment(
             name,
@@ -155,15 +168,23 @@ def script_main(
             print("\n".join(j.job_id for j in exp.shard(*shard)))
             return 0
         progress = not args.quiet
+        given = sys.argv[1:] if argv is None else list(argv)
+        check_options(args)
+        if args.launcher == SLURM:
+            if parser.parse_args([*task_argv(given), "--shard", "1/1"]).launcher == SLURM:
+                raise ExperimentError("write --launcher slurm in full (the array tasks must run locally)")
+            script = script_path(name)
+            if not args.dry_run:
+                ensure_store(exp.preset, args.out, args.store, progress=progress)  # generated once, not per task
+            submit(exp, args, script, given)
+            return 0
         if args.workers != 1 and not args.aggregate_only:
             if shard != (1, 1):
                 raise ExperimentError("--workers runs every shard itself: give either --workers or --shard")
             groups = cpu_groups(args.workers, available_cpus())
-            script = Path(sys.argv[0])
-            if script.stem != name or not script.is_file():
-                raise ExperimentError(f"--workers starts experiments/{name}.py again: run it as that script")
+            script = script_path(name)
             ensure_store(exp.preset, args.out, args.store, progress=progress)  # generated once, not per worker
-            status = run_workers(str(script), sys.argv[1:] if argv is None else argv, groups, args.out, name)
+            status = run_workers(str(script), given, groups, args.out, name)
             if status:
                 return status
         elif not args.aggregate_only:
@@ -192,5 +213,6 @@ def script_main(
     for f in result.figures:
         print(f"figure:  {f}")
     if result.missing:
-        print(f"note: {len(result.missing)} job(s) missing from the aggregate")
+        shown = ", ".join(result.missing[:10]) + (", ..." if len(result.missing) > 10 else "")
+        print(f"note: {len(result.missing)} job(s) missing from the aggregate: {shown}")
     return 0
