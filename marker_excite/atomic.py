@@ -15,7 +15,7 @@ import re
 import shutil
 import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,34 @@ def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
     if not os.access(parent, os.W_OK):
         raise UserInputError(f"output folder {parent} is not writable")
     return p
+
+
+PathLike = str | os.PathLike
+
+
+def check_outputs_apart(outputs: Iterable[tuple[str, PathLike]], inputs: Iterable[tuple[str, PathLike]]) -> None:
+    """The one rule for every command: an output may not be, contain, or sit inside any input.
+
+    ``outputs`` and ``inputs`` are ``(what, path)`` pairs (``what`` names it in the message, e.g.
+    ``"--labels"`` or ``"the input store"``); symbolic links are resolved. Call it before anything is
+    written: it raises :class:`UserInputError` naming the first clash.
+    """
+    sources = [(what, path, Path(os.path.realpath(path))) for what, path in inputs]
+    for what, path in outputs:
+        out = Path(os.path.realpath(path))
+        for source_what, source, real in sources:
+            if out == real:
+                relation = "is"
+            elif out in real.parents:
+                relation = "contains"
+            elif real in out.parents:
+                relation = "is inside"
+            else:
+                continue
+            raise UserInputError(
+                f"{what} {path} {relation} {source_what} {source}: an output may not be, contain or sit inside "
+                "an input; choose another output path"
+            )
 
 
 def _host() -> str:

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from marker_excite.atomic import check_output_path
-from marker_excite.data.io import open_volume, source_file
+from marker_excite.atomic import check_output_path, check_outputs_apart
+from marker_excite.data.io import input_paths, open_volume
 from marker_excite.data.resample import resample_notice, resample_to_shape, restore_slice, target_shape
 from marker_excite.data.stats import RunningStats, standardise
 from marker_excite.data.tiling import TileLayout, predict_tiled
@@ -205,13 +205,8 @@ def predict_file(
         raise UserInputError(
             f"probability type must be one of {', '.join(PROBABILITY_DTYPES)}, got {probability_dtype!r}"
         )
-    source = source_file(input_path).resolve()
-    store_samples = source.with_name(f"{source.name}.samples")  # a sample store's own folder
+    check_outputs_apart(outputs.items(), [("the input", p) for p in input_paths(input_path)])
     for path in outputs.values():
-        if path.resolve() == source or store_samples in (path.resolve(), path.resolve().parent):
-            raise UserInputError(
-                f"output {path} would replace the input {source_file(input_path)}; choose another output"
-            )
         check_output_path(path, overwrite=overwrite)
     predictor = as_predictor(model)
     with open_volume(input_path, markers=channel_names, spacing=spacing) as volume:

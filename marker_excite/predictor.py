@@ -69,6 +69,15 @@ def model_kind(path: str | os.PathLike) -> Literal["exported", "run"]:
     raise UserInputError(f"{p} is neither a run directory (model_config.json) nor an exported model (saved_model.pb)")
 
 
+def model_files(path: str | os.PathLike) -> list[Path]:
+    """What a command reads from a model: the files of a run directory (results may be written next to
+    them), the whole folder of an exported model; nothing for a path that is neither (refused when loaded)."""
+    p = Path(path)
+    if (p / SAVED_MODEL).is_file():
+        return [p]
+    return [p / name for name in rd.RUN_FILES] if rd.is_run_dir(p) else []
+
+
 def predictor_from_run(run: Run) -> Predictor:
     """A :class:`Predictor` of a :class:`~marker_excite.run.Run` (the weights it was loaded with)."""
     spec = run.spec

@@ -52,6 +52,8 @@ CURVES = "curves.png"
 #: The lock file a training holds (:func:`training_lock`); it stays in the directory between trainings.
 LOCK = ".lock"
 
+#: What a run directory consists of (results such as evaluations may be written next to these).
+RUN_FILES = (MODEL_CONFIG, TRAIN_CONFIG, DATA_CONFIG, VERSIONS, BEST_WEIGHTS, LAST_WEIGHTS, CHECKPOINT, LOG)
 _STATE_JSON = "state.json"
 _STATE_ARRAYS = "state.npz"
 

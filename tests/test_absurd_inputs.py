@@ -68,7 +68,7 @@ def test_predict_output_equal_to_its_input_store_is_refused_even_with_overwrite(
     before = store.read_bytes()
     for out in (store, tmp_path / "store.h5.samples" / "x.h5"):
         argv = ["predict", str(run_dir), f"{store}:s1", "--labels", str(out), "--overwrite", "--quiet"]
-        assert "would replace the input" in one_line_error(capsys, argv, "predict")
+        assert "an output may not be, contain or sit inside an input" in one_line_error(capsys, argv, "predict")
     assert store.read_bytes() == before
     with SampleStore(store) as st:
         assert st.names() == ["s1"]

@@ -1,7 +1,12 @@
-"""A full disk during `predict` / `train`: one error line (exit 2), no partial output, a resumable run."""
+"""A full disk during `predict` / `train` / `import`: one error line (exit 2), no partial output, a resumable run."""
 
 import errno
 import io
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -11,6 +16,8 @@ from conftest import MARKERS, make_run
 from marker_excite.cli import main
 from marker_excite.data import tiff_io
 from marker_excite.data.writers import write_volume
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def disk_full():
@@ -144,3 +151,71 @@ def test_train_on_a_full_disk_while_creating_the_run_directory(tiny_store, tmp_p
     msg = one_line_error(capsys, train_argv(tmp_path, tiny_store, run), "train")
     assert msg.endswith(f"while creating run directory {run}: free space, then start again with --overwrite")
     assert sorted(p.name for p in run.iterdir()) == [".lock", "model_config.json", "train_config.json"]
+
+
+INSIDE_FULL_DISK = """
+import json, os, subprocess, sys
+from marker_excite.data.store import SampleStore
+
+def imp(name, image, labels):
+    argv = [sys.executable, "-m", "marker_excite", "import", "--store", STORE, "--name", name, "--image", image,
+            "--label", "sinusoids=" + labels, "--annotated", "all", "--target-spacing", "none", "--quiet"]
+    return subprocess.run(argv, capture_output=True, text=True)
+
+def free_kb():
+    st = os.statvfs(os.path.dirname(STORE))
+    return st.f_bavail * st.f_frsize // 1024
+
+small, big = imp("s0", SMALL, SMALL_LABELS), imp("s1", BIG, LABELS)
+nearly_full = {}  # the disk filled up to a few KB: the sample file, or the new index, meets the full disk
+for kb in (6, 28):
+    with open(FILL, "wb") as fh:
+        fh.write(bytes(1024 * (free_kb() - kb)))
+    done = imp("s2", SMALL, SMALL_LABELS)
+    nearly_full[kb] = [done.returncode, done.stderr]
+    os.unlink(FILL)
+with SampleStore(STORE) as st:
+    names = st.names()
+    image = st.read_sample("s0").image.tolist()
+json.dump({"small": small.returncode, "rc": big.returncode, "err": big.stderr, "names": names, "s0": image,
+           "nearly_full": nearly_full}, open(RESULT, "w"))
+"""
+
+
+def test_import_on_a_really_full_disk_is_one_line_not_a_crash(tmp_path):
+    """A 3 MB tmpfs (in a user namespace) fills up during import: exit 2 and one line, never SIGSEGV."""
+    if (
+        not shutil.which("unshare")
+        or subprocess.run(
+            ["unshare", "-Urm", "mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(tmp_path)], capture_output=True
+        ).returncode
+    ):
+        pytest.skip("cannot mount a small tmpfs here (unshare -Urm)")
+    rng = np.random.default_rng(0)
+    n = 300  # 4.3 MB of float32: does not fit
+    images = {k: rng.normal(100, 20, (len(MARKERS), 2 if k == "small" else 6, n, n)).astype(np.float32)
+              for k in ("small", "big")}  # fmt: skip
+    images["small"] = images["small"][:, :, :20, :20]
+    for k, image in images.items():
+        write_volume(tmp_path / f"{k}.ome.tif", image, (2.0, 1.0, 1.0), MARKERS)
+    write_volume(tmp_path / "labels.tif", (rng.random((1, 6, n, n)) < 0.3).astype(np.uint8), (2.0, 1.0, 1.0), ("x",))
+    write_volume(tmp_path / "small_labels.tif", np.ones((1, 2, 20, 20), np.uint8), (2.0, 1.0, 1.0), ("x",))
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    values = {"STORE": disk / "d.h5", "SMALL": tmp_path / "small.ome.tif", "BIG": tmp_path / "big.ome.tif",
+              "SMALL_LABELS": tmp_path / "small_labels.tif", "LABELS": tmp_path / "labels.tif",
+              "RESULT": tmp_path / "result.json", "FILL": disk / "fill"}  # fmt: skip
+    script = "".join(f"{k} = {str(v)!r}\n" for k, v in values.items()) + INSIDE_FULL_DISK
+    (tmp_path / "inside.py").write_text(script)
+    mount = f"mount -t tmpfs -o size=3m tmpfs {disk} && exec {sys.executable} {tmp_path / 'inside.py'}"
+    done = subprocess.run(["unshare", "-Urm", "sh", "-c", mount], capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["small"] == 0 and result["rc"] == 2, result
+    err = result["err"].strip().splitlines()
+    assert err == [f"marker-excite import: error: writing sample 's1' to store {disk / 'd.h5'} failed: "
+                   "no space left on device; the store is unchanged"], err  # fmt: skip
+    for kb, (code, stderr) in result["nearly_full"].items():
+        assert code == 2 and stderr.count("\n") == 1 and "no space left on device" in stderr, (kb, stderr)
+    assert result["names"] == ["s0"]
+    np.testing.assert_array_equal(np.asarray(result["s0"], np.float32), images["small"])

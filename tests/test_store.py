@@ -33,9 +33,11 @@ def test_round_trip_and_schema(tmp_path):
         assert f.attrs["format"] == STORE_FORMAT and f.attrs["version"] == SCHEMA_VERSION == 2
         assert f.attrs["sample_dir"] == "store.h5.samples"
         entry = json.loads(f["index"][()])["samples"]["s1"]
+        store_id = f.attrs["store_id"]
     sample_file = tmp_path / "store.h5.samples" / entry["file"]
     assert entry["group"] == "s1" and sample_file.name.startswith("s1-")
-    assert sorted(q.name for q in sample_file.parent.iterdir()) == [".lock", sample_file.name]
+    assert sorted(q.name for q in sample_file.parent.iterdir()) == [".lock", ".store-id", sample_file.name]
+    assert len(store_id) == 32 and (sample_file.parent / ".store-id").read_text() == store_id + "\n"
     with h5py.File(sample_file, "r") as f:  # each sample file is a one-sample store of version 1
         assert f.attrs["format"] == STORE_FORMAT and f.attrs["version"] == 1
         assert f["s1/image"].chunks == (1, 1, 30, 40) and f["s1/image"].dtype == np.uint16

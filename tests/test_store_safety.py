@@ -208,7 +208,9 @@ def test_locked_store_is_reported_as_in_use(tmp_path, monkeypatch):
         assert_intact(p, {"s1": 0})  # reading is not blocked by a writer
     finally:
         os.close(fd)
-    assert sample_dir_files(p) == sorted([".lock", *[f for f in sample_dir_files(p) if f.startswith("s1-")]])
+    assert sample_dir_files(p) == sorted(
+        [".lock", ".store-id", *[f for f in sample_dir_files(p) if f.startswith("s1-")]]
+    )
 
 
 def test_old_single_file_store_locked_by_a_writer_is_in_use_not_corrupt(tmp_path):

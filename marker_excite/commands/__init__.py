@@ -11,7 +11,8 @@ COMMANDS: dict[str, str] = {
     "quantify": "quantify",
     "export": "export",
     "info": "info",
+    "store": "store",
 }
 
 #: subcommands that never import TensorFlow (the others import it first, quietly: ``tf_quiet``)
-WITHOUT_TENSORFLOW: frozenset[str] = frozenset({"synth", "import"})
+WITHOUT_TENSORFLOW: frozenset[str] = frozenset({"synth", "import", "store"})

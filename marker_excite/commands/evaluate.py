@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from marker_excite.atomic import check_output_path
-from marker_excite.commands.options import add_allow_unseen_option, add_weights_option
+from marker_excite.commands.options import add_allow_unseen_option, add_weights_option, check_outputs
 from marker_excite.data.pipeline import class_pixel_counts
 from marker_excite.errors import UserInputError
 from marker_excite.evaluation import evaluate_run, label_panel, parse_subsets, write_results
@@ -66,9 +66,10 @@ def seen_subsets(run_, subsets: str | None, *, quiet: bool) -> list[tuple[str, .
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.run) / "evaluation.csv"
     plot = Path(args.plot) if args.plot else out.with_suffix(".png")
+    run_ = load_run(args.run, weights=args.weights)
+    check_outputs({"--out": out, "--plot": plot}, data=[args.store or run_.store_path], models=[args.run])
     check_output_path(out, overwrite=args.overwrite)
     check_output_path(plot, overwrite=args.overwrite)
-    run_ = load_run(args.run, weights=args.weights)
     samples = [s.strip() for s in args.samples.split(",") if s.strip()] if args.samples else None
     subsets = args.subsets if args.allow_unseen else seen_subsets(run_, args.subsets, quiet=args.quiet)
     rows = evaluate_run(

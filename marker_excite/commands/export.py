@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from marker_excite.bioimageio import export_bioimageio
-from marker_excite.commands.options import add_allow_unseen_option, add_weights_option
+from marker_excite.commands.options import add_allow_unseen_option, add_weights_option, check_outputs
 from marker_excite.errors import UserInputError
 from marker_excite.export import export_run
 from marker_excite.model_spec import CARD_NAME, SERVING_SIGNATURE
@@ -36,6 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.format == "savedmodel" and (args.fixed_markers or args.sample or args.author or args.allow_unseen):
         raise UserInputError("--fixed-markers, --sample, --author and --allow-unseen only apply to --format bioimageio")
+    check_outputs({"output": args.output}, data=[args.sample], models=[args.run])
     trained = load_run(args.run, weights=args.weights)
     if args.format == "savedmodel":
         path = export_run(trained, args.output, overwrite=args.overwrite)

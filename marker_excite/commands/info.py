@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
+from marker_excite.commands.store import describe_store
 from marker_excite.errors import UserInputError
 from marker_excite.model_spec import read_card, unseen_markers
 from marker_excite.predictor import model_kind
 from marker_excite.run import load_run
 
-HELP = "show what a run or exported model expects (markers, classes, tiles, spacing, training), or --devices"
+HELP = (
+    "show what a run or exported model expects (markers, classes, tiles, spacing, training), the samples of a "
+    "store, or --devices"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", nargs="?", help="run directory or exported model directory")
-    parser.add_argument("--json", action="store_true", help="print the model card as JSON")
+    parser.add_argument("model", nargs="?", help="run directory, exported model directory, or sample store (.h5)")
+    parser.add_argument("--json", action="store_true", help="print the model card (or the store's samples) as JSON")
     parser.add_argument(
         "--devices", action="store_true", help="show the TensorFlow (or JAX) version and the devices it sees"
     )
@@ -84,6 +89,9 @@ def run(args: argparse.Namespace) -> int:
             return 0
     if args.model is None:
         raise UserInputError("give a run directory or exported model, or --devices")
+    if Path(args.model).is_file():  # a sample store (anything else is refused as such)
+        print(describe_store(args.model, as_json=args.json))
+        return 0
     if model_kind(args.model) == "exported":
         card = read_card(args.model)  # no need to load the network
     else:

@@ -9,6 +9,10 @@ has succeeded.
 from __future__ import annotations
 
 import argparse
+import os
+from collections.abc import Iterable, Mapping
+
+from marker_excite.atomic import check_outputs_apart
 
 #: attribute of the parsed namespace that collects deprecation notices (printed by the CLI on success,
 #: so that a failing command still prints exactly one line)
@@ -79,3 +83,21 @@ def add_allow_unseen_option(parser) -> None:
         help="use markers that no training sample of the model had (refused by default: what they do to the "
         "output is unknown)",
     )
+
+
+def check_outputs(
+    outputs: Mapping[str, str | os.PathLike | None],
+    *,
+    data: Iterable[str | os.PathLike | None] = (),
+    models: Iterable[str | os.PathLike | None] = (),
+) -> None:
+    """Before anything is written: refuse an output (option -> path; None = not given) that is, contains
+    or sits inside an input -- ``data`` (image files, stores with their sample folders, ``store.h5:s1``)
+    or ``models`` (the files of a run directory, an exported model's folder). See
+    :func:`marker_excite.atomic.check_outputs_apart`."""
+    from marker_excite.data.io import input_paths
+    from marker_excite.predictor import model_files
+
+    inputs = [("the input", p) for d in data if d is not None for p in input_paths(d)]
+    inputs += [("the input", p) for m in models if m is not None for p in model_files(m)]
+    check_outputs_apart([(option, path) for option, path in outputs.items() if path is not None], inputs)

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from marker_excite.atomic import check_output_path
-from marker_excite.commands.options import add_allow_unseen_option, add_option, add_weights_option
+from marker_excite.commands.options import add_allow_unseen_option, add_option, add_weights_option, check_outputs
 from marker_excite.data.io import check_spacing, open_volume
 from marker_excite.errors import UserInputError
 from marker_excite.inference import predict_file
@@ -81,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserInputError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.preview_slice is not None and not args.preview:
         raise UserInputError("--preview-slice needs --preview (the picture to write)")
+    outputs = {"--labels": args.labels, "--probabilities": args.probabilities, "--preview": args.preview}
+    check_outputs(outputs, data=[args.input], models=[args.model])
     spacing = None if args.spacing is None else check_spacing(args.spacing, where="--spacing")
     z = _preview_slice(args, spacing) if args.preview else None
     predictor = load_predictor(args.model, weights=args.weights)

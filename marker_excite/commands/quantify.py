@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from marker_excite.atomic import check_output_path
-from marker_excite.commands.options import add_allow_unseen_option, add_option, add_weights_option
+from marker_excite.commands.options import add_allow_unseen_option, add_option, add_weights_option, check_outputs
 from marker_excite.errors import UserInputError
 from marker_excite.predictor import load_predictor
 from marker_excite.quantify import (
@@ -85,6 +85,11 @@ def _training_samples(model) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     if bool(args.store) == bool(args.labels):
         raise UserInputError("give either --store (with --model) or --labels (with --images)")
+    check_outputs(
+        {"--output": args.output, "--plot": args.plot},
+        data=[args.store, *(args.labels or ()), *(args.images or ()), *(args.tissue_mask or ())],
+        models=[args.model, args.tissue_model],
+    )
     check_output_path(args.output, overwrite=args.overwrite)
     if args.plot:
         check_output_path(args.plot, overwrite=args.overwrite)

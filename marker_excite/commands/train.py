@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from marker_excite import run_dir as rd
-from marker_excite.commands.options import add_option
+from marker_excite.commands.options import add_option, check_outputs
 from marker_excite.data.store import SampleStore
 from marker_excite.errors import UserInputError, did_you_mean, is_disk_full
 from marker_excite.markers import PAPER_MARKERS
@@ -247,6 +247,10 @@ def run(args: argparse.Namespace) -> int:
         if _paper_preset_on_cpu(args):
             print(gpu_sized_notice(plan))
         return 0
+    if not args.resume:  # the run directory is (re)created
+        check_outputs(
+            {"--run": args.run}, data=[args.store, args.model_config, args.train_config], models=[args.init_from]
+        )
     if _paper_preset_on_cpu(args) and not args.quiet:
         print(gpu_sized_notice(dry_run(mcfg, tcfg, args.store)), flush=True)
     try:

@@ -28,7 +28,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from marker_excite.data.formats import inner_path_suffixes, reading_format
+from marker_excite.data.store import store_paths
 from marker_excite.data.volume import VolumeError, VolumeReader, check_marker_names, check_spacing
+from marker_excite.data.zarr_io import LABELS_GROUP, is_zarr
 
 __all__ = ["VolumeError", "VolumeReader", "check_marker_names", "check_spacing", "open_volume", "source_file"]
 
@@ -63,6 +65,15 @@ def open_volume(
 def source_file(path: str | os.PathLike) -> Path:
     """The file an input path names (``store.h5:s1`` and ``file.h5:dataset`` name ``store.h5`` / ``file.h5``)."""
     return _split_h5_path(Path(path))[0]
+
+
+def input_paths(path: str | os.PathLike) -> list[Path]:
+    """What reading the input ``path`` reads: its file, plus the sample folder when it is a store; of an
+    OME-Zarr image, everything but its labels group (where label images of it are written)."""
+    source = source_file(path)
+    if source.is_dir() and is_zarr(source):
+        return [p for p in source.iterdir() if p.name != LABELS_GROUP] or [source]
+    return store_paths(source)
 
 
 def _split_h5_path(path: Path) -> tuple[Path, str | None]:

@@ -12,6 +12,11 @@ atomic rename (under an exclusive lock, so concurrent writers both land). A fail
 overwrite replaces the old sample's file only once the new one is complete. Old single-file stores
 (schema version 1) are read as they are and converted to an index on the first write (the old file
 is kept, hard-linked into the sample folder, so nothing is copied).
+
+A sample folder belongs to one store: the index records a store id (a UUID), the folder records the
+id of the store that created (or claimed) it, and a writer deletes an unlisted file of the folder only
+if the folder is its own AND no other index next to it (a copy or a renamed version) lists the file.
+``sample_dir`` must be a plain folder name next to the index.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import re
 import secrets
 import shutil
 import time
+import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +56,9 @@ LOCK_TIMEOUT_S = 60.0
 #: Name of the index dataset (JSON text) in a version-2 index file.
 INDEX_DATASET = "index"
 _LOCK_NAME = ".lock"
+#: File in a sample folder naming the id of the store that owns the folder (see :func:`folder_owner`).
+OWNER_FILE = ".store-id"
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _TEMP_BASE = "sample.h5"
 _MAX_CHUNK_SIDE = 4096
 
@@ -166,7 +175,10 @@ class SampleWriter:
         self.name = name
         self.markers = markers
         self.classes = classes
+        # every dataset handle is held until the file is flushed: HDF5 flushes a dataset when its last
+        # handle goes, and a flush failing there (full disk) cannot be handled (see _discard_writes)
         self._image = self._group["image"]
+        self._labels = {cls: self._group["labels"][cls] for cls in classes}
         self.shape_zyx: tuple[int, int, int] = tuple(self._image.shape[1:])  # type: ignore[assignment]
         self._written = np.zeros(self.shape_zyx[0], dtype=bool)
         self._annotated = np.zeros(self.shape_zyx[0], dtype=bool)
@@ -211,7 +223,7 @@ class SampleWriter:
         with self._write_errors():
             self._image[:, z] = stored
             for cls, mask in masks.items():
-                self._group["labels"][cls][z] = mask
+                self._labels[cls][z] = mask
         self._stats.update(stored)
         if annotated:
             code = np.zeros((ny, nx), dtype=np.int64)
@@ -245,14 +257,17 @@ class SampleWriter:
 
     @contextlib.contextmanager
     def _write_errors(self) -> Iterator[None]:
-        """Turn a failing write (disk full, I/O error) into one :class:`StoreError`; the store is unchanged."""
+        """Turn a failing write (disk full, I/O error) into one :class:`StoreError`; the store is unchanged.
+
+        h5py reports some failing flushes (a full disk included) as RuntimeError, with the errno in the text.
+        """
         try:
             yield
-        except OSError as exc:
+        except (OSError, RuntimeError) as exc:
             self.abort()
+            reason = os_error_text(exc if isinstance(exc, OSError) else OSError(str(exc)))
             raise StoreError(
-                f"writing sample {self.name!r} to store {self._store.path} failed: {os_error_text(exc)}; "
-                "the store is unchanged"
+                f"writing sample {self.name!r} to store {self._store.path} failed: {reason}; the store is unchanged"
             ) from None
 
     def finalize(self) -> SampleInfo:
@@ -265,11 +280,15 @@ class SampleWriter:
             raise StoreError(f"sample {self.name!r}: slice(s) {shown} were never written ({missing.size} missing)")
         with self._write_errors():
             g = self._group
-            g.create_dataset("annotated", data=self._annotated.astype(np.uint8))
-            g.create_dataset("label_patterns", data=self._patterns)
+            written = [
+                g.create_dataset("annotated", data=self._annotated.astype(np.uint8)),
+                g.create_dataset("label_patterns", data=self._patterns),
+            ]
             g.attrs["mean"] = self._stats.mean
             g.attrs["std"] = self._stats.std
             g.attrs["complete"] = True
+            self._h5.flush()  # a full disk fails here, where the file can still be abandoned safely
+            del written
             self._h5.close()
             _fsync(self._tmp)
         self._done = True
@@ -284,6 +303,8 @@ class SampleWriter:
     def abort(self) -> None:
         """Drop the partial sample (its temporary file); the store is unchanged."""
         if not self._done:
+            _discard_writes(self._h5)
+            self._image = self._group = self._labels = None
             with contextlib.suppress(Exception):
                 self._h5.close()
             self._tmp.unlink(missing_ok=True)
@@ -302,11 +323,13 @@ class SampleWriter:
 
 @dataclass(frozen=True)
 class StoreIndex:
-    """What a store file lists: ``entries`` maps each complete sample to ``(file, group)``."""
+    """What a store file lists: ``entries`` maps each complete sample to ``(file, group)``;
+    ``store_id`` is the store's identity (None for stores written before ids existed)."""
 
     entries: dict[str, tuple[Path, str]]
     sample_dir: Path
     version: int
+    store_id: str | None = None
 
 
 def default_sample_dir(path: Path) -> Path:
@@ -329,12 +352,90 @@ def index_entries(f: h5py.File, path: Path) -> StoreIndex:
         entries = {k: (path, k) for k, g in f.items() if isinstance(g, h5py.Group) and g.attrs.get("complete", False)}
         return StoreIndex(entries, default_sample_dir(path), version)
     try:
-        sample_dir = path.parent / _as_str(f.attrs["sample_dir"])
+        sample_dir = path.parent / _plain_name(_as_str(f.attrs["sample_dir"]), "sample folder")
         listed = json.loads(_as_str(f[INDEX_DATASET][()]))["samples"]
-        entries = {str(n): (sample_dir / str(e["file"]), str(e["group"])) for n, e in listed.items()}
+        entries = {
+            str(n): (sample_dir / _plain_name(str(e["file"]), "sample file"), str(e["group"]))
+            for n, e in listed.items()
+        }
+        store_id = _as_str(f.attrs["store_id"]) if "store_id" in f.attrs else None
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise StoreError(f"store {path}: the sample index is damaged ({exc})") from None
-    return StoreIndex(entries, sample_dir, version)
+    return StoreIndex(entries, sample_dir, version, store_id)
+
+
+def _plain_name(name: str, what: str) -> str:
+    """A file or folder name of an index, which must name an entry right next to it (no path)."""
+    if not name or name in (".", "..") or "/" in name or os.sep in name or "\x00" in name:
+        raise ValueError(f"{what} {name!r} is not a plain name next to the index")
+    return name
+
+
+def folder_owner(sample_dir: Path) -> str | None:
+    """The id of the store that owns ``sample_dir`` (its :data:`OWNER_FILE`), None if it records none."""
+    try:
+        return (sample_dir / OWNER_FILE).read_text().strip() or None
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _may_claim(sample_dir: Path, index_path: Path) -> bool:
+    """Whether a store at ``index_path`` may take ownership of a folder that records no owner: only its
+    default folder (``data.h5.samples`` of ``data.h5``) -- never a folder an index merely names."""
+    return folder_owner(sample_dir) is None and sample_dir.name == default_sample_dir(index_path).name
+
+
+def _claim(sample_dir: Path, store_id: str) -> None:
+    """Record ``store_id`` as the owner of ``sample_dir`` unless it records one already: complete or
+    absent (written aside, then hard-linked into place), and the first of two concurrent claims wins."""
+    final = sample_dir / OWNER_FILE
+    tmp = temporary_sibling(final)
+    try:
+        tmp.write_text(store_id + "\n")
+        os.chmod(tmp, 0o644)
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _new_store_location(path: Path) -> tuple[str, Path]:
+    """Store id and sample folder of a store created (or replaced) at ``path``.
+
+    A store replacing an index whose folder it owns (or may claim) keeps id and folder, so that its
+    old samples are collected; otherwise a new id gets the default folder when that is free, else a
+    folder of its own (``data.h5.<id>.samples``): an existing folder of another index is never reused.
+    """
+    with contextlib.suppress(StoreError):
+        old = read_index(path) if path.is_file() else None
+        if old is not None and old.version > SAMPLE_FILE_VERSION:
+            owner = folder_owner(old.sample_dir)
+            if old.store_id is not None and owner == old.store_id:
+                return old.store_id, old.sample_dir
+            if owner is None and _may_claim(old.sample_dir, path):
+                return old.store_id or uuid.uuid4().hex, old.sample_dir
+    store_id = uuid.uuid4().hex
+    folder = default_sample_dir(path)
+    if folder.exists() or folder.is_symlink():
+        folder = path.parent / f"{path.name}.{store_id[:8]}.samples"
+    return store_id, folder
+
+
+def store_paths(path: str | os.PathLike) -> list[Path]:
+    """What a store consists of: its index ``path`` and, for a readable version-2 index, its sample
+    folder (any other file: just ``path``)."""
+    path = Path(path)
+    try:
+        index = read_index(path)
+    except StoreError:
+        return [path]
+    return [path] if index.version <= SAMPLE_FILE_VERSION else [path, index.sample_dir]
+
+
+def _real_index_path(path: Path) -> Path:
+    """The index file itself when ``path`` is a symbolic link to it: writes replace the target, so a
+    link and its target never drift apart."""
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
 
 
 def read_index(path: Path) -> StoreIndex:
@@ -362,7 +463,7 @@ class SampleStore:
     def __init__(self, path: str | os.PathLike, mode: str = "r") -> None:
         if mode not in ("r", "w", "a"):
             raise StoreError(f"store mode must be 'r', 'w' or 'a', got {mode!r}")
-        self.path = Path(path)
+        self.path = _real_index_path(Path(path))
         self.mode = mode
         self._handles: dict[Path, h5py.File] = {}
         self._infos: dict[str, SampleInfo] = {}
@@ -372,11 +473,18 @@ class SampleStore:
         if mode == "r" or (mode == "a" and self.path.exists()):
             index = read_index(self.path)
             self._entries, self._sample_dir = dict(index.entries), index.sample_dir
+            self._store_id = index.store_id
+            if index.version > SAMPLE_FILE_VERSION and index.entries and not self._sample_dir.is_dir():
+                raise StoreError(
+                    f"store {self.path}: its sample folder {self._sample_dir.name} is missing next to it "
+                    "(an index copied or moved without its folder? keep the two together)"
+                )
         else:
             check_output_path(self.path, overwrite=True)
             if self.path.is_dir():
                 raise StoreError(f"store {self.path} is a folder; give the store's file name (e.g. data.h5)")
-            self._entries, self._sample_dir = {}, default_sample_dir(self.path)
+            self._entries = {}
+            self._store_id, self._sample_dir = _new_store_location(self.path)
         if mode != "r":
             self._check_writable()
 
@@ -467,7 +575,7 @@ class SampleStore:
         if name in self._entries and not overwrite:
             raise StoreError(f"sample {name!r} already exists in store {self.path} (use --overwrite to replace it)")
         try:
-            self._sample_dir.mkdir(parents=True, exist_ok=True)
+            self._ensure_sample_dir()
             tmp = temporary_sibling(self._sample_dir / _TEMP_BASE)
         except OSError as exc:
             raise StoreError(f"cannot write to store {self.path}: {os_error_text(exc)}") from None
@@ -530,16 +638,23 @@ class SampleStore:
                 writer.write_slice(z, sample.image[:, z], labels, annotated=bool(sample.annotated[z]))
         return self.info(sample.name)
 
-    def remove(self, name: str) -> None:
-        """Delete a sample (mode ``"a"``: at once; mode ``"w"``: from the store being written)."""
+    def remove(self, *names: str) -> None:
+        """Delete samples, all or none (mode ``"a"``: at once, one index update; mode ``"w"``: from the
+        store being written). An unknown name raises :class:`StoreError` before anything is removed."""
         self._check_open_for_writing()
-        self._group(name)
+        for name in names:
+            if name not in self._entries:
+                have = ", ".join(self.names()) or "no samples"
+                raise StoreError(
+                    f"sample {name!r}{did_you_mean(name, self.names())} is not in store {self.path}; it has {have}"
+                )
         if self.mode == "w":
-            self._forget(name)
-            self._pending.pop(name).unlink(missing_ok=True)
-            del self._entries[name]
+            for name in names:
+                self._forget(name)
+                self._pending.pop(name).unlink(missing_ok=True)
+                del self._entries[name]
         else:
-            self._update(drop=(name,))
+            self._update(drop=names)
 
     def _add_sample(self, name: str, tmp: Path, overwrite: bool) -> None:
         """Make a finished sample file part of the store (``"w"``: at :meth:`close`)."""
@@ -568,10 +683,11 @@ class SampleStore:
         replace_all: bool = False,
     ) -> None:
         """Under the store lock: re-read the index, rename finished sample files into the sample folder,
-        write the new index atomically and remove files no longer listed.
+        write the new index atomically and remove the files that are provably this store's garbage.
 
         Until the index is renamed into place the store is unchanged; on any failure the files moved
-        in for this update are removed again.
+        in for this update are removed again. An index without a store id gets one, and its default
+        sample folder (if it records no owner yet) is claimed for it.
         """
         add = dict(add or {})
         moved: list[Path] = []
@@ -579,9 +695,10 @@ class SampleStore:
         try:
             with self._lock():
                 if replace_all:
-                    entries, sample_dir = {}, self._sample_dir
+                    entries, sample_dir, store_id = {}, self._sample_dir, self._store_id
                 else:
-                    entries, sample_dir = self._current_entries(moved)
+                    entries, sample_dir, store_id = self._current_entries(moved)
+                store_id = store_id or uuid.uuid4().hex
                 for name in add:
                     if name in entries and not overwrite:
                         raise StoreError(
@@ -595,10 +712,12 @@ class SampleStore:
                     commit_file(tmp, final)
                     moved.append(final)
                     entries[name] = (final, name)
-                _write_index(self.path, entries, sample_dir)
+                _write_index(self.path, entries, sample_dir, store_id)
                 committed = True
                 with contextlib.suppress(OSError):
-                    _collect_garbage(entries, sample_dir)
+                    if _may_claim(sample_dir, self.path):
+                        _claim(sample_dir, store_id)
+                    _collect_garbage(self.path, entries, sample_dir, store_id)
         except OSError as exc:
             raise StoreError(f"cannot update store {self.path}: {os_error_text(exc)}; the store is unchanged") from None
         finally:
@@ -606,29 +725,39 @@ class SampleStore:
                 for file in moved:
                     file.unlink(missing_ok=True)
         self._infos.clear()
-        self._entries, self._sample_dir = entries, sample_dir
+        self._entries, self._sample_dir, self._store_id = entries, sample_dir, store_id
         self._close_handles(keep=[f for f, _ in entries.values()])
 
-    def _current_entries(self, moved: list[Path]) -> tuple[dict[str, tuple[Path, str]], Path]:
-        """The index on disk now; a version-1 store file is hard-linked into the sample folder (its
-        samples stay where they are) so that the new index can take its name."""
+    def _current_entries(self, moved: list[Path]) -> tuple[dict[str, tuple[Path, str]], Path, str | None]:
+        """Entries, sample folder and store id of the index on disk now; a version-1 store file is
+        hard-linked into the sample folder (its samples stay where they are) so that the new index can
+        take its name."""
         if not self.path.exists():
-            return {}, self._sample_dir
+            return {}, self._sample_dir, self._store_id
         index = read_index(self.path)
         if index.version > SAMPLE_FILE_VERSION:
-            return dict(index.entries), index.sample_dir
+            return dict(index.entries), index.sample_dir, index.store_id
         legacy = index.sample_dir / f"store-v1-{secrets.token_hex(8)}.h5"
         try:
             os.link(self.path, legacy)
         except OSError:  # no hard links on this file system: copy
             shutil.copyfile(self.path, legacy)
         moved.append(legacy)
-        return {n: (legacy, g) for n, (_, g) in index.entries.items()}, index.sample_dir
+        return {n: (legacy, g) for n, (_, g) in index.entries.items()}, index.sample_dir, None
+
+    def _ensure_sample_dir(self) -> None:
+        """Create the sample folder of a new store, recording this store as its owner (a process creating
+        the same new store at the same moment may have claimed it first: its id is then this store's)."""
+        if not self._sample_dir.is_dir():
+            self._sample_dir.mkdir(parents=True, exist_ok=True)
+            if self._store_id is not None:
+                _claim(self._sample_dir, self._store_id)
+                self._store_id = folder_owner(self._sample_dir) or self._store_id
 
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
         """Exclusive lock of the store (``<sample folder>/.lock``) while its index is updated."""
-        self._sample_dir.mkdir(parents=True, exist_ok=True)
+        self._ensure_sample_dir()
         lock = self._sample_dir / _LOCK_NAME
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
         try:
@@ -740,32 +869,107 @@ def _sample_file_name(name: str) -> str:
     return f"{re.sub(r'[^A-Za-z0-9_-]', '_', name)[:64]}-{secrets.token_hex(8)}.h5"
 
 
-def _write_index(path: Path, entries: Mapping[str, tuple[Path, str]], sample_dir: Path) -> None:
+def _write_index(path: Path, entries: Mapping[str, tuple[Path, str]], sample_dir: Path, store_id: str) -> None:
     """Write the index file atomically (temporary file, fsync, rename)."""
     listed = {n: {"file": os.path.relpath(f, sample_dir), "group": g} for n, (f, g) in sorted(entries.items())}
     with atomic_path(path, overwrite=True) as tmp:
-        with h5py.File(tmp, "w") as f:
+        f = h5py.File(tmp, "w")
+        try:
             f.attrs["format"] = STORE_FORMAT
             f.attrs["version"] = SCHEMA_VERSION
             f.attrs["sample_dir"] = os.path.relpath(sample_dir, path.parent)
-            f.create_dataset(INDEX_DATASET, data=json.dumps({"samples": listed}))
+            f.attrs["store_id"] = store_id
+            index = f.create_dataset(INDEX_DATASET, data=json.dumps({"samples": listed}))  # held until flushed
+            f.flush()  # a full disk fails here, where the file can still be abandoned safely
+            del index
+        except BaseException as exc:
+            _discard_writes(f)
+            with contextlib.suppress(Exception):
+                f.close()
+            if isinstance(exc, RuntimeError):  # h5py's failing flush (a full disk among them)
+                raise OSError(str(exc)) from None
+            raise
+        f.close()
         _fsync(tmp)
 
 
-def _collect_garbage(entries: Mapping[str, tuple[Path, str]], sample_dir: Path) -> None:
-    """Remove sample files no index entry names, and temporaries of killed writers (lock held)."""
+def _discard_writes(f: h5py.File) -> None:
+    """Point an HDF5 file being abandoned at an anonymous in-memory file, so that closing it writes
+    nothing to disk.
+
+    On a full disk HDF5's close (of the file, or of a dataset when its last handle goes) fails to
+    flush, and the handles a failed close leaves behind crash the interpreter when released (SIGSEGV).
+    Where the system has no anonymous files (not Linux) the close is left to HDF5.
+    """
+    with contextlib.suppress(Exception):
+        if f.id.valid and hasattr(os, "memfd_create"):
+            scratch = os.memfd_create("marker_excite-discarded")
+            try:
+                os.dup2(scratch, f.id.get_vfd_handle())
+            finally:
+                os.close(scratch)
+
+
+def _collect_garbage(
+    index_path: Path, entries: Mapping[str, tuple[Path, str]], sample_dir: Path, store_id: str
+) -> None:
+    """Remove temporaries of killed writers and the sample files that are provably garbage (lock held).
+
+    A file is garbage only if the folder records ``store_id`` as its owner, and neither this index nor
+    any other store index next to it that uses the same folder (a copy, a renamed or older version)
+    lists it. When another index there cannot be read, nothing is removed.
+    """
+    remove_stale_temporaries(sample_dir / _TEMP_BASE)
+    if folder_owner(sample_dir) != store_id:
+        return
     keep = {f.name for f, _ in entries.values() if f.parent == sample_dir}
+    others = _files_listed_by_other_indexes(index_path, sample_dir)
+    if others is None:
+        return
+    keep |= others
     for child in sample_dir.iterdir():
         if child.suffix == ".h5" and not child.name.startswith(".") and child.name not in keep and child.is_file():
             child.unlink()
-    remove_stale_temporaries(sample_dir / _TEMP_BASE)
+
+
+def _files_listed_by_other_indexes(index_path: Path, sample_dir: Path) -> set[str] | None:
+    """Names of the files of ``sample_dir`` listed by the store indexes next to it other than
+    ``index_path``; None when one of them is a store index that cannot be read."""
+    folder = os.path.realpath(sample_dir)
+    own = os.path.realpath(index_path)
+    listed: set[str] = set()
+    for entry in os.scandir(sample_dir.parent):
+        real = os.path.realpath(entry.path)
+        if real == own or not entry.is_file() or not _has_hdf5_signature(entry.path):
+            continue
+        try:
+            with h5py.File(real, "r", locking=False) as f:  # never blocks a writer of that file
+                if _as_str(f.attrs.get("format", "")) != STORE_FORMAT:
+                    continue
+                index = index_entries(f, Path(real))
+        except OSError:  # not HDF5 after all, or half written: it cannot be an index of this folder
+            continue
+        except (StoreError, ValueError, TypeError, KeyError, AttributeError):  # an index that cannot be read
+            return None
+        if os.path.realpath(index.sample_dir) == folder:
+            listed |= {file.name for file, _ in index.entries.values()}
+    return listed
+
+
+def _has_hdf5_signature(path: str) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(len(_HDF5_SIGNATURE)) == _HDF5_SIGNATURE
+    except OSError:
+        return False
 
 
 def _remove_empty_sample_dir(sample_dir: Path) -> None:
-    """After a new store failed: remove its sample folder if nothing but the lock file is in it."""
+    """After a new store failed: remove its sample folder if nothing but the lock and owner files are in it."""
     with contextlib.suppress(OSError):
-        if {p.name for p in sample_dir.iterdir()} <= {_LOCK_NAME}:
-            (sample_dir / _LOCK_NAME).unlink(missing_ok=True)
+        if {p.name for p in sample_dir.iterdir()} <= {_LOCK_NAME, OWNER_FILE}:
+            for name in (_LOCK_NAME, OWNER_FILE):
+                (sample_dir / name).unlink(missing_ok=True)
             sample_dir.rmdir()
 
 

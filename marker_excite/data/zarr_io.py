@@ -40,6 +40,8 @@ from marker_excite.data.volume import (
 )
 
 ZARR_SUFFIXES = (".zarr",)
+#: The group of an OME-Zarr image that holds its NGFF label images (``IMAGE.zarr/labels/NAME``).
+LABELS_GROUP = "labels"
 _UNITS = {**_UNIT_TO_UM, "nanometer": 1e-3, "millimeter": 1e3, "meter": 1e6}
 _AXIS_LETTERS = {"t": "T", "c": "C", "z": "Z", "y": "Y", "x": "X"}
 CHUNK_YX = 2048
@@ -65,7 +67,7 @@ def label_image_of(path: Path) -> Path | None:
     Raises :class:`VolumeError` for an NGFF 0.5 (zarr v3) image: its labels must be zarr v3 too.
     """
     image = Path(path).parent.parent
-    if Path(path).parent.name != "labels":
+    if Path(path).parent.name != LABELS_GROUP:
         return None
     if (image / "zarr.json").is_file():
         raise VolumeError(
