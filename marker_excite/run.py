@@ -220,6 +220,7 @@ class Run:
             "batch_size": int(tc.batch_size),
             "learning_rate": float(tc.learning_rate),
             "seed": int(tc.seed),
+            "precision": tc.precision,
         }
 
     def card(self) -> dict[str, Any]:

@@ -102,7 +102,7 @@ def test_precision_is_validated_and_defaults_to_fp32():
         train_config("small", precision="fp8")
 
 
-def test_bf16_training_learns_and_records_its_precision(tmp_path):
+def test_bf16_training_learns_and_records_its_precision(tmp_path, capsys):
     store = make_tiny_store(tmp_path / "tiny.h5")
     mcfg = model_config("MS-ME", **TINY)
     tcfg = train_config("small", epochs=6, batch_size=4, n_folds=3, learning_rate=0.01, precision="bf16")
@@ -113,5 +113,10 @@ def test_bf16_training_learns_and_records_its_precision(tmp_path):
     assert json.loads((tmp_path / "run" / rd.TRAIN_CONFIG).read_text())["precision"] == "bf16"
     again = load_run(tmp_path / "run")  # inference builds the float32 network; the weights are float32
     assert again.train_config.precision == "bf16" and again.model.compute_dtype == "float32"
+    assert again.card()["training"]["precision"] == "bf16"
+    from marker_excite.cli import main
+
+    assert main(["info", str(tmp_path / "run")]) == 0
+    assert "; precision bf16" in capsys.readouterr().out
     with pytest.raises(UserInputError, match=r"train_config.precision"):  # another precision does not resume it
         train(tmp_path / "run", mcfg, tcfg.replace(precision="fp32", epochs=7), store, resume=True, progress=False)

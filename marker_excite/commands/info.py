@@ -55,7 +55,8 @@ def describe(card: dict[str, Any]) -> str:
         score = f"; best epoch {t.get('best_epoch')} (val mean F1 {best:.4f})" if best is not None else ""
         samples = t.get("samples", {})
         lines += [
-            f"training     fold {t.get('fold')} of {t.get('n_folds')}; {t.get('epochs')} of {t.get('epochs_planned')} epoch(s){score}",
+            f"training     fold {t.get('fold')} of {t.get('n_folds')}; {t.get('epochs')} of {t.get('epochs_planned')} epoch(s)"
+            f"{score}; precision {t.get('precision', 'fp32')}",
             "samples      " + "; ".join(f"{k} {', '.join(v)}" for k, v in samples.items()),
         ]
         if t.get("markers_seen") is not None:
