@@ -14,8 +14,8 @@ when N trainings share the device side by side, and the estimate for the whole p
    steps: validation, evaluation and data loading come on top (a training job of the cpu protocol spent
    ~7 % of its time validating, benchmarks/reference/README.md).
 
-    python benchmarks/bench_precision.py --size cpu [--processes 1,2] [--out result.json]
-    KERAS_BACKEND=jax python benchmarks/bench_precision.py --size paper --processes 1,4,8,12   # a GPU
+    python benchmarks/bench_precision.py [--size cpu] [--processes 1,2] [--out result.json]
+    KERAS_BACKEND=jax python benchmarks/bench_precision.py --processes 1,4,8,12   # a GPU: paper size
 
 Prints one JSON object (benchmarks/reference/: the CPU reference, and the GPU one once measured).
 """
@@ -106,7 +106,9 @@ def shared_steps_per_second(args: argparse.Namespace, n: int) -> dict[str, objec
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", choices=sorted(BATCH), default="paper", help="zoo preset (default: paper)")
+    parser.add_argument(
+        "--size", choices=sorted(BATCH), help="zoo preset (default: paper where a GPU is visible, else cpu)"
+    )
     parser.add_argument("--models", default="MZ,MS,MS-ME,HeMIS", help="models timed per precision")
     parser.add_argument("--precisions", default="fp32,bf16", help="precisions timed (fp32, bf16, fp16)")
     parser.add_argument("--steps", type=int, default=20, help="timed steps per measurement (default: 20)")
@@ -129,6 +131,8 @@ def main(argv=None) -> int:
 
     from marker_excite.run_dir import visible_devices
 
+    devices = visible_devices()
+    args.size = args.size or ("paper" if any(d.startswith("GPU:") for d in devices) else "cpu")
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
     batch = BATCH[args.size]
@@ -141,7 +145,7 @@ def main(argv=None) -> int:
         "backend": keras.backend.backend(),
         "keras": keras.__version__,
         "python": platform.python_version(),
-        "devices": visible_devices(),
+        "devices": devices,
         "size": args.size,
         "batch_size": batch,
         "steps": args.steps,
