@@ -26,17 +26,21 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from common import emit  # noqa: E402  (benchmarks/common.py)
 
 
-def step_seconds(name: str, preset: str, batch: int, steps: int, warmup: int) -> float:
-    """Median seconds of one training step of zoo model ``name`` at ``preset`` on random data."""
+def step_seconds(name: str, preset: str, batch: int, steps: int, warmup: int, precision: str = "fp32") -> float:
+    """Median seconds of one training step of zoo model ``name`` at ``preset`` on random data, trained in
+    ``precision`` (``fp32``, ``bf16``, ``fp16``: :mod:`marker_excite.precision`)."""
     import keras
     import numpy as np
 
     from marker_excite.losses import WeightedCrossEntropy
     from marker_excite.models.zoo import build_model, model_config
+    from marker_excite.precision import dtype_policy, optimizer_for
 
     cfg = model_config(name, preset=preset)
-    model = build_model(cfg)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=WeightedCrossEntropy([1.0, 2.0]))
+    with dtype_policy(precision):
+        model = build_model(cfg)
+    optimizer = optimizer_for(keras.optimizers.Adam(1e-3), precision)
+    model.compile(optimizer=optimizer, loss=WeightedCrossEntropy([1.0, 2.0]))
     rng = np.random.default_rng(0)
     k, s, o = len(cfg.markers), cfg.input_size, cfg.output_size
     x = {"image": rng.normal(size=(batch, s, s, k)).astype("float32"), "availability": np.ones((batch, k), "float32")}

@@ -19,6 +19,7 @@ from marker_excite.config import ConfigError, JsonConfig
 from marker_excite.data.folds import Fold
 from marker_excite.errors import UserInputError
 from marker_excite.model_spec import ModelSpec
+from marker_excite.precision import DEFAULT_PRECISION, POLICIES
 
 #: Training presets: ``paper`` = the paper's schedule (batch 2, 200 epochs, constant rate); ``small`` =
 #: a quick CPU demo; ``cpu`` = the CPU reproduction protocol, chosen so that MS and MS-ME reach a plateau
@@ -63,6 +64,9 @@ class TrainConfig(JsonConfig):
             decay from ``learning_rate`` to 1 % of it over all ``epochs x steps`` training steps).
         patience: stop when validation mean F1 has not improved for this many epochs (None: never).
         deterministic: make TensorFlow ops deterministic (bit-identical reruns and resumes).
+        precision: ``fp32`` (float32 throughout, the default), ``bf16`` or ``fp16`` (Keras mixed
+            precision: float32 variables, loss and scores; fp16 with loss scaling), see
+            :mod:`marker_excite.precision`.
     """
 
     preset: str = "paper"
@@ -85,6 +89,7 @@ class TrainConfig(JsonConfig):
     train_samples: tuple[str, ...] | None = None
     val_samples: tuple[str, ...] | None = None
     test_samples: tuple[str, ...] | None = None
+    precision: str = DEFAULT_PRECISION
 
     def __post_init__(self) -> None:
         self.classes = tuple(self.classes)
@@ -114,6 +119,8 @@ class TrainConfig(JsonConfig):
             raise ConfigError(
                 f"train_config.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}"
             )
+        if self.precision not in POLICIES:
+            raise ConfigError(f"train_config.precision must be one of {', '.join(POLICIES)}, got {self.precision!r}")
         if self.patience is not None and self.patience < 1:
             raise ConfigError(f"train_config.patience must be >= 1 or null, got {self.patience}")
         for sample, markers in (self.marker_panels or {}).items():
@@ -214,6 +221,7 @@ class Run:
             "batch_size": int(tc.batch_size),
             "learning_rate": float(tc.learning_rate),
             "seed": int(tc.seed),
+            "precision": tc.precision,
         }
 
     def card(self) -> dict[str, Any]:

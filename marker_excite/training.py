@@ -33,6 +33,7 @@ from marker_excite.data.store import SampleStore
 from marker_excite.errors import UserInputError
 from marker_excite.evaluation import SliceScorer
 from marker_excite.plots import training_curves
+from marker_excite.precision import dtype_policy, optimizer_for
 from marker_excite.progress import Progress
 from marker_excite.run import Run, TrainConfig, load_run
 from marker_excite.train_plan import TrainPlan, epoch_estimate_callback, make_plan, time_steps
@@ -199,9 +200,10 @@ def dry_run(model_config, train_config, store_path, n_steps: int = 3) -> TrainPl
             raise UserInputError(f"the training samples {', '.join(fold.train)} have no annotated slice")
         counts = pipeline.class_pixel_counts(store, fold.train, train_config.classes)
         keras.utils.set_random_seed(train_config.seed)
-        model = build_model(model_config)
+        with dtype_policy(train_config.precision):
+            model = build_model(model_config)
         model.compile(
-            optimizer=keras.optimizers.Adam(train_config.learning_rate),
+            optimizer=optimizer_for(keras.optimizers.Adam(train_config.learning_rate), train_config.precision),
             loss=WeightedCrossEntropy(log_class_weights(counts)),
         )
         source = pipeline.PatchSource(
@@ -314,10 +316,13 @@ def train(
 
             tf.config.experimental.enable_op_determinism()
         with _strategy_scope():
-            model = build_model(model_config)
+            with dtype_policy(train_config.precision):
+                model = build_model(model_config)
             if init_from is not None and not resume:  # before compile: the weights only, a fresh optimizer
                 _init_weights(model, model_config, init_from)
-            optimizer = keras.optimizers.Adam(learning_rate=learning_rate(train_config, steps))
+            optimizer = optimizer_for(
+                keras.optimizers.Adam(learning_rate=learning_rate(train_config, steps)), train_config.precision
+            )
             loss = WeightedCrossEntropy(weights)
             model.compile(optimizer=optimizer, loss=loss)
             optimizer.build(model.trainable_variables)

@@ -1,5 +1,6 @@
 """--workers: shards in child processes, each pinned to its own cores with that many TensorFlow threads."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -37,7 +38,8 @@ _PROBE = textwrap.dedent(
     pin_cpus()  # what limit_threads() does first in a real worker (without starting TensorFlow)
     shard = sys.argv[sys.argv.index("--shard") + 1]
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-    print(json.dumps({"argv": sys.argv[1:], "threads": os.environ.get("MARKER_EXCITE_THREADS"), "cpus": cpus}))
+    print(json.dumps({"argv": sys.argv[1:], "threads": os.environ.get("MARKER_EXCITE_THREADS"), "cpus": cpus,
+                      "jax_memory": os.environ.get("XLA_PYTHON_CLIENT_MEM_FRACTION")}))
     if "--kill" in sys.argv and shard == "1/2":
         os.kill(os.getpid(), 9)
     sys.exit(3 if "--fail" in sys.argv and shard == "2/2" else 0)
@@ -46,7 +48,8 @@ _PROBE = textwrap.dedent(
 
 
 @pytest.mark.skipif(len(W.available_cpus()) < 2, reason="needs 2 CPU cores")
-def test_run_workers_pins_each_shard_to_its_cores(tmp_path, capsys):
+def test_run_workers_pins_each_shard_to_its_cores(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv(W.JAX_MEMORY_ENV, raising=False)
     script = tmp_path / "probe.py"
     script.write_text(_PROBE)
     groups = W.cpu_groups(2, W.available_cpus())
@@ -55,6 +58,7 @@ def test_run_workers_pins_each_shard_to_its_cores(tmp_path, capsys):
     for k, s in enumerate(seen, start=1):
         assert s["argv"] == ["--out", str(tmp_path), "--shard", f"{k}/2", "--workers", "1"]
         assert s["threads"] == str(len(groups[k - 1]))
+        assert s["jax_memory"] == "0.450"  # on a GPU, each of the 2 workers' JAX takes 45 % of its memory
         if s["cpus"] is not None:
             assert tuple(s["cpus"]) == groups[k - 1]
     assert "worker 2/2 on core(s)" in capsys.readouterr().err
@@ -88,6 +92,30 @@ def test_limit_threads_leaves_tensorflow_alone_under_another_backend():
     env = {**os.environ, W.THREADS_ENV: "3", "KERAS_BACKEND": "jax"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["3", "False"]
+
+
+_JAX_PROBE = textwrap.dedent(
+    """
+    import json, sys
+    from marker_excite.experiments.workers import limit_threads
+    threads = limit_threads()
+    import keras
+    print(json.dumps({"threads": threads, "backend": keras.backend.backend(), "tf": "tensorflow" in sys.modules}))
+    """
+)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX is not installed")
+def test_a_worker_runs_on_the_jax_backend(tmp_path, monkeypatch):
+    """A worker of --workers under KERAS_BACKEND=jax (a GPU machine without TensorFlow) starts without
+    importing TensorFlow; its cores are limited by the pinning alone."""
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    script = tmp_path / "probe.py"
+    script.write_text(_JAX_PROBE)
+    groups = W.cpu_groups(1, W.available_cpus())
+    assert W.run_workers(str(script), [], groups, tmp_path, "jax") == 0
+    seen = json.loads((tmp_path / "logs" / "jax.shard1of1.log").read_text().strip().splitlines()[-1])
+    assert seen == {"threads": len(groups[0]), "backend": "jax", "tf": False}
 
 
 def test_bad_worker_counts_are_refused_before_anything_is_written(tmp_path, capsys):

@@ -65,7 +65,8 @@ def describe(card: dict[str, Any]) -> str:
             else f"fold {t.get('fold')} of {t.get('n_folds')}"
         )
         lines += [
-            f"training     {split}; {t.get('epochs')} of {t.get('epochs_planned')} epoch(s){score}",
+            f"training     {split}; {t.get('epochs')} of {t.get('epochs_planned')} epoch(s){score}; "
+            f"precision {t.get('precision', 'fp32')}",
             "samples      " + "; ".join(f"{k} {', '.join(v)}" for k, v in samples.items()),
         ]
         if t.get("markers_seen") is not None:

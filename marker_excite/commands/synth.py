@@ -31,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples", type=int, default=None, help="number of samples (default: the preset's 8)")
     parser.add_argument("--shape", type=_shape, default=None, metavar="Z,Y,X", help="one volume shape for all samples")
     parser.add_argument("--region", choices=REGIONS, default=None, help="one region for all samples")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="generate the samples in N processes side by side (the output is the same for any N; "
+                             "the paper preset on 2 cores: see docs/phantom.md) (default: 1)")  # fmt: skip
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
 
@@ -39,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
     """Generate the dataset; returns 0 (input problems raise :class:`UserInputError`)."""
     if args.seed < 0:
         raise UserInputError(f"--seed must be >= 0, got {args.seed}")
+    if args.workers < 1:
+        raise UserInputError(f"--workers must be >= 1, got {args.workers}")
     write_dataset(
         args.out,
         args.preset,
@@ -48,5 +53,6 @@ def run(args: argparse.Namespace) -> int:
         region=args.region,
         overwrite=args.overwrite,
         progress=not args.quiet,
+        workers=args.workers,
     )
     return 0

@@ -12,6 +12,7 @@ from marker_excite.commands.options import add_option, check_outputs
 from marker_excite.data.store import SampleStore
 from marker_excite.errors import UserInputError, did_you_mean, is_disk_full
 from marker_excite.markers import PAPER_MARKERS
+from marker_excite.precision import POLICIES
 from marker_excite.progress import format_duration
 from marker_excite.run import TrainConfig, train_config
 from marker_excite.training import dry_run, train
@@ -71,6 +72,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--seed",
         type=int,
         help="random seed of the initial weights, the Marker Sampling draws and the data order (default: 0)",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=tuple(POLICIES),
+        help="fp32: float32 throughout (default; bit for bit as before); bf16: mixed bfloat16, recommended "
+        "on GPUs of the Ampere generation or later; fp16: mixed float16 with loss scaling (older GPUs)",
     )
     parser.add_argument(
         "--patience", type=int, help="stop after this many epochs without a better validation F1 (default: never)"
@@ -163,6 +170,7 @@ def build_configs(args: argparse.Namespace):
                 seed=args.seed,
                 patience=args.patience,
                 n_folds=args.n_folds,
+                precision=args.precision,
             ).items()
             if v is not None
         }

@@ -3,7 +3,8 @@
 :func:`generate_sample` builds one deterministic 3D sample (five markers as uint16, ground truth
 ``sinusoids``, ``arteries`` and ``tissue``); :func:`write_dataset` writes a preset dataset (``small`` for
 CPUs, ``paper`` mirroring the paper's Supplementary Table 1) sample by sample into a
-:class:`~marker_excite.data.store.SampleStore`.
+:class:`~marker_excite.data.store.SampleStore`, generating the samples in ``workers`` processes side by side
+(each sample depends only on its recipe and seed, so the store is the same for any number of workers).
 
 The building blocks live in :mod:`marker_excite.data.phantom` (fields, anatomy, cells, markers,
 acquisition).
@@ -11,9 +12,12 @@ acquisition).
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import time
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -205,6 +209,51 @@ def preset_specs(
     return specs
 
 
+def _generate(spec: SampleSpec, seed: int) -> tuple[Sample, float]:
+    """Sample ``spec`` with ``seed`` and the seconds it took (run in a worker process by :func:`_samples`)."""
+    start = time.perf_counter()
+    sample = generate_sample(
+        spec.name,
+        spec.shape_zyx,
+        region=spec.region,
+        seed=seed,
+        annotated_every=spec.annotated_every,
+        sinusoid_fraction=spec.sinusoid_fraction,
+        artery_fraction=spec.artery_fraction,
+    )
+    return sample, time.perf_counter() - start
+
+
+def _samples(specs: Sequence[SampleSpec], seed: int, workers: int) -> Iterator[tuple[Sample, float]]:
+    """The samples of ``specs`` in order (sample ``i`` with seed ``seed * 1000 + i``) and their generation
+    times, made in ``workers`` processes side by side; at most ``workers`` samples are generated ahead of the
+    one the caller is writing, so memory stays bounded by ``workers + 1`` samples."""
+    seeds = [seed * 1000 + i for i in range(len(specs))]
+    if workers == 1:
+        for spec, s in zip(specs, seeds):
+            yield _generate(spec, s)
+        return
+    # spawn: a fresh interpreter per worker, safe whatever the caller has loaded (TensorFlow, open HDF5 files)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        pending: deque[Future] = deque()
+        todo = iter(zip(specs, seeds))
+        try:
+            for spec, s in todo:
+                pending.append(pool.submit(_generate, spec, s))
+                if len(pending) == workers:
+                    break
+            while pending:
+                result = pending.popleft().result()
+                for spec, s in todo:  # keep the workers busy while the caller writes this one
+                    pending.append(pool.submit(_generate, spec, s))
+                    break
+                yield result
+        finally:
+            for future in pending:
+                future.cancel()
+
+
 def write_dataset(
     out: str | os.PathLike,
     preset: str = "small",
@@ -215,27 +264,23 @@ def write_dataset(
     region: str | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    workers: int = 1,
 ) -> Path:
-    """Generate a preset dataset into a new sample store at ``out`` (atomic; one sample in memory at a time).
+    """Generate a preset dataset into a new sample store at ``out`` (atomic).
 
-    Sample ``i`` (0-based) uses seed ``seed * 1000 + i``. Prints one progress line per sample unless
-    ``progress`` is False. Raises :class:`UserInputError` if ``out`` exists and ``overwrite`` is False.
+    Sample ``i`` (0-based) uses seed ``seed * 1000 + i``. The samples are generated in ``workers``
+    processes side by side and written in order as they come (streamed: one sample in memory with one
+    worker, at most ``workers + 1`` with more); the store is the same for any ``workers``. Prints one
+    progress line per sample unless ``progress`` is False. Raises :class:`UserInputError` if ``out``
+    exists and ``overwrite`` is False, or ``workers`` is < 1.
     """
+    if int(workers) < 1:
+        raise UserInputError(f"workers must be >= 1, got {workers}")
     specs = preset_specs(preset, samples=samples, shape=shape, region=region)
     path = check_output_path(out, overwrite=overwrite)
     start = time.perf_counter()
     with SampleStore(path, "w") as store:
-        for i, spec in enumerate(specs):
-            t0 = time.perf_counter()
-            sample = generate_sample(
-                spec.name,
-                spec.shape_zyx,
-                region=spec.region,
-                seed=seed * 1000 + i,
-                annotated_every=spec.annotated_every,
-                sinusoid_fraction=spec.sinusoid_fraction,
-                artery_fraction=spec.artery_fraction,
-            )
+        for i, (spec, (sample, seconds)) in enumerate(zip(specs, _samples(specs, seed, min(int(workers), len(specs))))):
             store.write_sample(sample)
             if progress:
                 fr = sample.attrs
@@ -243,10 +288,14 @@ def write_dataset(
                     f"synth {preset} [{i + 1}/{len(specs)}] {spec.name}: {spec.region}, "
                     f"{'x'.join(map(str, spec.shape_zyx))} voxels, {int(sample.annotated.sum())} annotated slices, "
                     f"sinusoids {100 * float(fr['fraction_sinusoids']):.1f}% arteries {100 * float(fr['fraction_arteries']):.2f}% "
-                    f"of tissue ({time.perf_counter() - t0:.1f} s)",
+                    f"of tissue ({seconds:.1f} s)",
                     flush=True,
                 )
             del sample
     if progress:
-        print(f"synth: wrote {len(specs)} samples to {path} in {time.perf_counter() - start:.1f} s", flush=True)
+        print(
+            f"synth: wrote {len(specs)} samples to {path} in {time.perf_counter() - start:.1f} s"
+            + (f" ({workers} workers)" if workers > 1 else ""),
+            flush=True,
+        )
     return path

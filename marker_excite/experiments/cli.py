@@ -16,6 +16,7 @@ from marker_excite.experiments.runner import ensure_store, run_jobs
 from marker_excite.experiments.slurm import SLURM, add_slurm_arguments, check_options, submit, task_argv
 from marker_excite.experiments.spec import PRESETS, Experiment, ExperimentError, parse_shard
 from marker_excite.experiments.workers import available_cpus, cpu_groups, limit_threads, run_workers
+from marker_excite.precision import POLICIES
 from marker_excite.tf_quiet import import_tensorflow
 
 
@@ -102,6 +103,13 @@ def build_parser(name: str, description: str) -> argparse.ArgumentParser:
         "a seed replicate: give it its own --out (the folds and Case tables stay the same)",
     )
     parser.add_argument(
+        "--precision",
+        choices=tuple(POLICIES),
+        default=None,
+        help="training precision of every job: fp32 (default), bf16 (mixed bfloat16, recommended on "
+        "Ampere or later GPUs) or fp16 (mixed float16 with loss scaling)",
+    )
+    parser.add_argument(
         "--workers",
         type=int,
         default=1,
@@ -161,6 +169,7 @@ def script_main(
             folds=args.folds,
             epochs=args.epochs,
             seed=args.seed,
+            precision=args.precision,
             **(options(args) if options else {}),
         )
         shard = parse_shard(args.shard)

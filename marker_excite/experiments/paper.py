@@ -22,6 +22,7 @@ from marker_excite.experiments.spec import (
     preset,
     shuffled_table,
 )
+from marker_excite.precision import POLICIES
 
 #: ME placement ablations of Fig. 3f,g run by default (MS-ME itself is E+B+D).
 DEFAULT_ABLATIONS: tuple[str, ...] = (
@@ -206,10 +207,11 @@ def experiment(
     folds: Sequence[int] | None = None,
     epochs: int | None = None,
     seed: int | None = None,
+    precision: str | None = None,
     **options: Any,
 ) -> Experiment:
     """Build experiment ``name`` at a preset; ``classes`` / ``folds`` / ``epochs`` / ``seed`` (the training
-    seed: a seed replicate) override the preset.
+    seed: a seed replicate) / ``precision`` (``fp32``, ``bf16``, ``fp16``) override the preset.
 
     ``options`` go to the builder: ``models`` (Figs. 2-4), ``ablations`` (Fig. 3), ``cases`` (Fig. 4),
     ``joint`` (Fig. 1).
@@ -225,6 +227,10 @@ def experiment(
         if seed < 0:
             raise ExperimentError(f"seed must be >= 0, got {seed}")
         p = p.replace(seed=int(seed))
+    if precision is not None:
+        if precision not in POLICIES:
+            raise ExperimentError(f"precision must be one of {', '.join(POLICIES)}, got {precision!r}")
+        p = p.replace(precision=precision)
     classes = tuple(classes or p.classes)
     if not classes or len(set(classes)) != len(classes):
         raise ExperimentError(f"classes must be non-empty and unique, got {list(classes)}")

@@ -11,6 +11,7 @@ import numpy as np
 
 from marker_excite.errors import UserInputError
 from marker_excite.markers import PAPER_MARKERS, PAPER_PANEL, Subset
+from marker_excite.precision import DEFAULT_PRECISION
 from marker_excite.run import train_config
 
 EVALUATION_CSV = "evaluation.csv"
@@ -46,6 +47,7 @@ class Preset:
             tables of Fig. 4, the Table 1 subsets) does not depend on it, so runs with another seed are
             replicates of the same experiment.
         model_overrides: extra :class:`ModelConfig` fields (e.g. a tiny network for tests).
+        precision: ``TrainConfig.precision`` of every job (``fp32``, ``bf16``, ``fp16``).
     """
 
     name: str
@@ -60,6 +62,7 @@ class Preset:
     augment: bool = False
     seed: int = 0
     model_overrides: Mapping[str, Any] = field(default_factory=dict)
+    precision: str = DEFAULT_PRECISION
 
     def replace(self, **changes: Any) -> Preset:
         return dataclasses.replace(self, **changes)
@@ -272,6 +275,7 @@ class Job:
             batch_size=p.batch_size,
             augment=p.augment,
             seed=p.seed,
+            precision=p.precision,
             fold=self.fold,
             n_folds=p.n_folds,
             classes=self.classes,

@@ -6,7 +6,9 @@ use a second core poorly: on the 2-core development machine two jobs side by sid
 ``benchmarks/bench_workers.py``; experiments/README.md, "Two jobs side by side"). :func:`run_workers` starts one child process per shard ``k/n`` of the job list (the script's
 own command line with ``--shard k/n --workers 1``) with a disjoint group of cores; the child pins itself
 to them where the system allows it (Linux ``sched_setaffinity``) and limits its TensorFlow threads to
-the group's size (:func:`limit_threads`, from ``MARKER_EXCITE_CPUS`` / ``MARKER_EXCITE_THREADS``). Each child writes its
+the group's size (:func:`limit_threads`, from ``MARKER_EXCITE_CPUS`` / ``MARKER_EXCITE_THREADS``; on other Keras
+backends, e.g. JAX on a GPU machine, the pinning alone bounds XLA's CPU thread pool, and each worker's JAX takes only its
+share of the GPU's memory, :data:`JAX_MEMORY_ENV`). Each child writes its
 progress to ``<out>/logs/<experiment>.shard<k>of<n>.log``; jobs stay resumable exactly as with
 ``--shard`` by hand.
 """
@@ -26,6 +28,10 @@ from marker_excite.experiments.spec import ExperimentError
 #: Environment variables that tell a worker its cores (comma-separated) and how many threads TensorFlow may use.
 CPUS_ENV = "MARKER_EXCITE_CPUS"
 THREADS_ENV = "MARKER_EXCITE_THREADS"
+#: JAX's share of the GPU memory per process (by default JAX takes 75 % in the first process: a second fails).
+JAX_MEMORY_ENV = "XLA_PYTHON_CLIENT_MEM_FRACTION"
+#: of the GPU's memory, this much is divided among the workers (the rest is left to the CUDA runtime).
+JAX_MEMORY_SHARED = 0.9
 LOGS = "logs"
 
 
@@ -86,9 +92,9 @@ def _stop_with_parent() -> None:
 
 def limit_threads() -> int | None:
     """In a worker (of ``--workers`` or an array task of ``--launcher slurm``): pin this process to the
-    cores in ``MARKER_EXCITE_CPUS`` (where the system allows it) and limit TensorFlow to
-    ``MARKER_EXCITE_THREADS`` threads (before it starts); returns the thread limit, or None outside a
-    worker."""
+    cores in ``MARKER_EXCITE_CPUS`` (where the system allows it) and, on the TensorFlow backend, limit
+    TensorFlow to ``MARKER_EXCITE_THREADS`` threads (before it starts; other backends, e.g. JAX, size their
+    CPU thread pools by the pinned cores); returns the thread limit, or None outside a worker."""
     value = os.environ.get(THREADS_ENV)
     if not value:
         return None
@@ -99,7 +105,7 @@ def limit_threads() -> int | None:
         return n  # another Keras backend (JAX on a GPU node without TensorFlow): only the pinning applies
     from marker_excite.tf_quiet import import_tensorflow
 
-    import_tensorflow()
+    import_tensorflow()  # only on the TensorFlow backend
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(n)
@@ -145,6 +151,7 @@ def run_workers(script: str, argv: Sequence[str], groups: Sequence[tuple[int, ..
         for k, cpus in enumerate(groups, start=1):
             log = logs / f"{name}.shard{k}of{n_workers}.log"
             env = {
+                JAX_MEMORY_ENV: f"{JAX_MEMORY_SHARED / n_workers:.3f}",  # unless the caller set it
                 **os.environ,
                 THREADS_ENV: str(len(cpus)),
                 CPUS_ENV: ",".join(map(str, cpus)),

@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from marker_excite.layers.common import GATE_DTYPE
+
 
 @keras.saving.register_keras_serializable(package="marker_excite")
 class HeMISAbstraction(keras.layers.Layer):
@@ -12,18 +14,20 @@ class HeMISAbstraction(keras.layers.Layer):
 
     Inputs ``(features [B, K, ..., F], availability [B, K])``; output ``[B, ..., 2F]`` =
     ``concat(mean, variance)`` (population variance). One available marker gives variance 0; a sample
-    without available markers gives zeros (never NaN).
+    without available markers gives zeros (never NaN). The moments are computed in float32 under any
+    dtype policy and returned in the layer's compute dtype.
     """
 
     def call(self, inputs):
         features, availability = inputs
-        w = ops.cast(availability, features.dtype)
+        features = ops.cast(features, GATE_DTYPE)
+        w = ops.cast(availability, GATE_DTYPE)
         for _ in range(len(features.shape) - 2):
             w = ops.expand_dims(w, -1)
         count = ops.maximum(ops.sum(w, axis=1), 1.0)
         mean = ops.sum(features * w, axis=1) / count
         var = ops.sum(w * ops.square(features - ops.expand_dims(mean, 1)), axis=1) / count
-        return ops.concatenate([mean, var], axis=-1)
+        return ops.cast(ops.concatenate([mean, var], axis=-1), self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
         feat = tuple(input_shape[0])

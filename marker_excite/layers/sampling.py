@@ -39,6 +39,9 @@ class MarkerSampling(keras.layers.Layer):
 
     At inference, unavailable channels are also zeroed (``image * availability``), which is the
     identity for inputs that follow the package's contract (missing markers are zero channels).
+
+    Under mixed precision the mask and its scales are computed in float32 (the returned availability is
+    float32) and only the image keeps the layer's compute dtype.
     """
 
     def __init__(self, mode: str = "zero", rate: float = 0.5, seed: int | None = None, **kwargs):
@@ -87,14 +90,14 @@ class MarkerSampling(keras.layers.Layer):
 
     def call(self, inputs, training=None):
         image, availability = inputs
-        availability = ops.cast(availability, image.dtype)
+        availability = ops.cast(availability, "float32")
         mask = self.sample_mask(availability) if training else availability
         weights = mask
         if self.mode == "dropout" and training:
             weights = mask / (1.0 - self.rate)
         elif self.mode == "variable_ratio":
             weights = mask * self.ratio_scale(mask)
-        return image * broadcast_channels(weights, len(image.shape)), mask
+        return image * broadcast_channels(ops.cast(weights, image.dtype), len(image.shape)), mask
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[0]), tuple(input_shape[1])

@@ -8,14 +8,15 @@ import keras
 from keras import ops
 
 from marker_excite.errors import UserInputError
-from marker_excite.layers.common import broadcast_channels, seeded_glorot
+from marker_excite.layers.common import GATE_DTYPE, broadcast_channels, seeded_glorot
 
 
 @keras.saving.register_keras_serializable(package="marker_excite")
 class SqueezeExcite(keras.layers.Layer):
     """Squeeze-and-Excitation: spatial mean -> Dense(ceil(F*ratio), relu) -> Dense(F, sigmoid) -> multiply.
 
-    Both dense layers have no bias (as in the paper's MS-SE).
+    Both dense layers have no bias (as in the paper's MS-SE). The mean and the gate are computed in
+    float32 under any dtype policy (mixed precision: only the product with the features is not).
     """
 
     def __init__(self, ratio: float = 0.5, seed: int | None = None, **kwargs):
@@ -29,17 +30,28 @@ class SqueezeExcite(keras.layers.Layer):
         f = int(input_shape[-1])
         hidden = max(1, int(math.ceil(f * self.ratio)))
         self.squeeze = keras.layers.Dense(
-            hidden, activation="relu", use_bias=False, kernel_initializer=seeded_glorot(self.seed, 0), name="squeeze"
+            hidden,
+            activation="relu",
+            use_bias=False,
+            kernel_initializer=seeded_glorot(self.seed, 0),
+            name="squeeze",
+            dtype=GATE_DTYPE,
         )
         self.excite = keras.layers.Dense(
-            f, activation="sigmoid", use_bias=False, kernel_initializer=seeded_glorot(self.seed, 1), name="excite"
+            f,
+            activation="sigmoid",
+            use_bias=False,
+            kernel_initializer=seeded_glorot(self.seed, 1),
+            name="excite",
+            dtype=GATE_DTYPE,
         )
         self.squeeze.build((None, f))
         self.excite.build((None, hidden))
 
     def call(self, features):
-        pooled = ops.mean(features, axis=tuple(range(1, len(features.shape) - 1)))
-        return features * broadcast_channels(self.excite(self.squeeze(pooled)), len(features.shape))
+        pooled = ops.mean(ops.cast(features, GATE_DTYPE), axis=tuple(range(1, len(features.shape) - 1)))
+        weights = ops.cast(self.excite(self.squeeze(pooled)), features.dtype)
+        return features * broadcast_channels(weights, len(features.shape))
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)

@@ -102,12 +102,14 @@ class UNetBuilder:
         return x
 
     def head(self, x):
-        """1x1 convolution to ``1 + C`` logits (layer and output named ``logits``)."""
+        """1x1 convolution to ``1 + C`` logits (layer and output named ``logits``), float32 under any
+        dtype policy (mixed precision: the softmax, the loss and the scores see float32 logits)."""
         return keras.layers.Conv2D(
             self.config.n_outputs,
             1,
             kernel_initializer=keras.initializers.GlorotUniform(seed=self.seed()),
             name="logits",
+            dtype="float32",
         )(x)
 
 
