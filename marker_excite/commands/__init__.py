@@ -11,6 +11,7 @@ COMMANDS: dict[str, str] = {
     "quantify": "quantify",
     "export": "export",
     "info": "info",
+    "compare": "compare",
 }
 
 #: subcommands that never import TensorFlow (the others import it first, quietly: ``tf_quiet``)

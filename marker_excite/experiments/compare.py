@@ -1,0 +1,305 @@
+"""``compare``: the paper's comparison on a user's own store and marker panel.
+
+For a panel of K markers it trains MS, MS-ME, MZ and one UB per non-empty subset (2^K - 1) per class
+and fold, evaluates every model on every subset it can see, adds an Otsu baseline per subset, and
+writes the experiment tables (``results.csv``, ``relative.csv``, ``stats.json``, ``figures/``) and
+``report.md`` with two answers: "Which stains do I need?" (the UB ranking of the subsets) and "One
+network or one per subset?" (MS and MS-ME vs each subset's UB and vs MZ). Jobs, sharding, workers,
+resuming and aggregation are those of the paper's experiments (:mod:`marker_excite.experiments`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from marker_excite.atomic import write_text
+from marker_excite.data.folds import explicit_fold, paper_folds
+from marker_excite.data.store import SampleStore
+from marker_excite.evaluation import read_results, rows_from_confusion, write_results
+from marker_excite.experiments.aggregate import select
+from marker_excite.experiments.runner import report_dir
+from marker_excite.experiments.spec import (
+    FIGURES,
+    STATS_JSON,
+    Experiment,
+    ExperimentError,
+    Job,
+    Preset,
+    Ranking,
+    Relative,
+)
+from marker_excite.markers import MarkerPanel, duplicated_names
+from marker_excite.tissue import otsu_threshold
+
+COMPARE = "compare"
+#: The networks that see the whole panel (one each per class and fold), in the order they run.
+PANEL_MODELS: tuple[str, ...] = ("MS", "MZ", "MS-ME")
+#: Label of the threshold baseline in results: Otsu on the mean of the subset's normalised channels.
+OTSU = "Otsu"
+OTSU_CSV = "otsu.csv"
+REPORT_MD = "report.md"
+#: Default of ``--tolerance``: subsets whose UB mean F1 is within this of the best are "as good".
+DEFAULT_TOLERANCE = 0.02
+_HIST_BINS = 256
+
+
+def compare_jobs(p: Preset, classes: Sequence[str], folds: Sequence[int], panel: Sequence[str]) -> Experiment:
+    """The comparison's :class:`Experiment`: per fold and class MS, every UB, MZ, MS-ME (in this order, so
+    that a partial run answers "MS vs UB" first), with the analyses :func:`write_report` reads."""
+    markers = MarkerPanel(tuple(panel))
+    jobs: list[Job] = []
+    for f in folds:
+        for c in classes:
+            jobs.append(Job("MS", (c,), f, panel=markers.names))
+            jobs += [Job("UB", (c,), f, subset=s, panel=markers.names) for s in markers.all_subsets()]
+            jobs += [Job(m, (c,), f, panel=markers.names) for m in PANEL_MODELS if m != "MS"]
+    analyses = (
+        Ranking("which_stains", "UB"),
+        Relative("one_vs_per_subset", ("MS", "MS-ME"), "UB"),
+        Relative("sampling_vs_none", ("MS", "MS-ME"), "MZ"),
+        Relative("attention_vs_ms", ("MS-ME",), "MS"),
+        Relative("vs_otsu", ("UB", "MS", "MS-ME", "MZ"), OTSU),
+    )
+    return Experiment(COMPARE, p, tuple(jobs), analyses, external=(OTSU,))
+
+
+def compare_experiment(
+    p: Preset,
+    store: str | os.PathLike,
+    *,
+    markers: Sequence[str],
+    classes: Sequence[str],
+    n_folds: int | None = None,
+    val: Sequence[str] | None = None,
+    test: Sequence[str] | None = None,
+    epochs: int | None = None,
+    seed: int | None = None,
+) -> Experiment:
+    """The comparison on ``store``: ``markers`` (the panel, names as in the store), ``classes``, and either
+    ``n_folds`` (k-fold cross-validation, every fold run) or an explicit split (``val`` and ``test``
+    samples; every other sample trains). Checked against the store; raises :class:`ExperimentError`
+    with one line naming the problem."""
+    path = Path(store)
+    if not path.is_file():
+        raise ExperimentError(f"sample store {path} does not exist")
+    if not markers or duplicated_names(markers):
+        raise ExperimentError(f"--markers needs distinct marker names, got {', '.join(markers) or 'none'}")
+    if not classes or len(set(classes)) != len(classes):
+        raise ExperimentError(f"--classes needs distinct class names, got {', '.join(classes or []) or 'none'}")
+    with SampleStore(path, "r") as opened:
+        names = opened.names()
+        infos = opened.infos()
+    have = list(dict.fromkeys(m for info in infos for m in info.markers))
+    MarkerPanel(tuple(have)).indices(markers)  # every marker in some sample (did-you-mean otherwise)
+    for cls in classes:
+        if not any(cls.lower() in (c.lower() for c in info.classes) for info in infos):
+            labelled = sorted({c for info in infos for c in info.classes})
+            raise ExperimentError(f"class {cls!r} is labelled in no sample of {path}; it has {', '.join(labelled)}")
+    if (n_folds is None) == (val is None and test is None):
+        raise ExperimentError("give either --folds K (k-fold cross-validation) or --val and --test (one split)")
+    if n_folds is not None:
+        paper_folds(names, n_folds=n_folds)  # enough samples for the folds (one clear error otherwise)
+        p = p.replace(n_folds=int(n_folds), folds=tuple(range(n_folds)))
+    else:
+        if not val or not test:
+            raise ExperimentError("an explicit split needs both --val and --test samples")
+        train = [n for n in names if n not in set(val) | set(test)]
+        fold = explicit_fold(names, train, val, test)
+        p = p.replace(folds=(0,), train_samples=fold.train, val_samples=fold.val, test_samples=fold.test)
+    if epochs is not None:
+        if epochs < 1:
+            raise ExperimentError(f"epochs must be >= 1, got {epochs}")
+        p = p.replace(epochs=int(epochs))
+    if seed is not None:
+        if seed < 0:
+            raise ExperimentError(f"seed must be >= 0, got {seed}")
+        p = p.replace(seed=int(seed))
+    return compare_jobs(p, tuple(classes), p.folds, tuple(markers))
+
+
+# ---------------------------------------------------------------------------------------------------
+# the Otsu baseline
+# ---------------------------------------------------------------------------------------------------
+def _panel(exp: Experiment) -> MarkerPanel:
+    return MarkerPanel(next(j.panel for j in exp.jobs if j.subset is None))
+
+
+def otsu_confusion(store: SampleStore, sample: str, cls: str, channels: Sequence[str]) -> np.ndarray | None:
+    """The 2x2 confusion matrix (background, ``cls``) over a sample's annotated slices of Otsu's threshold
+    on the mean of ``channels`` (each normalised by the sample's channel mean and sd; bright =
+    foreground), or None when the sample lacks one of the channels."""
+    from marker_excite.metrics import confusion_matrix
+
+    info = store.info(sample)
+    lower = [m.lower() for m in info.markers]
+    if any(c.lower() not in lower for c in channels):
+        return None
+    idx = [lower.index(c.lower()) for c in channels]
+    mean, sd = np.asarray(info.mean, np.float64)[idx], np.asarray(info.std, np.float64)[idx]
+    slices = []
+    for z in info.annotated_slices:
+        image, labels = store.read_slice(sample, z)
+        norm = (image[idx].astype(np.float64) - mean[:, None, None]) / np.where(sd > 0, sd, 1.0)[:, None, None]
+        slices.append((norm.mean(axis=0), labels[info.classes[info.class_index(cls)]] > 0))
+    values = np.concatenate([s.ravel() for s, _ in slices])
+    lo, hi = float(values.min()), float(values.max())
+    threshold = hi
+    if hi > lo:
+        edges = np.linspace(lo, hi, _HIST_BINS + 1)
+        threshold = otsu_threshold(np.histogram(values, bins=edges)[0], edges)
+    cm = np.zeros((2, 2), dtype=np.int64)
+    for image, truth in slices:
+        cm += confusion_matrix(truth.astype(np.int64), (image > threshold).astype(np.int64), 2)
+    return cm
+
+
+def otsu_rows(exp: Experiment, store_path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Tidy rows (model ``Otsu``) of the threshold baseline on every subset, class and fold, over the test
+    samples of each fold that have all the subset's markers (one confusion matrix over their voxels)."""
+    from marker_excite.training import select_fold
+
+    panel = _panel(exp)
+    rows: list[dict[str, Any]] = []
+    with SampleStore(store_path, "r") as store:
+        for job in (j for j in exp.jobs if j.model == "MS"):
+            test = select_fold(store, job.train_config(exp.preset)).test
+            cls = job.classes[0]
+            for subset in panel.all_subsets():
+                found = [otsu_confusion(store, s, cls, subset.names) for s in test]
+                found = [cm for cm in found if cm is not None]
+                if found:
+                    rows += rows_from_confusion(
+                        sum(found), model=OTSU, fold=job.fold, classes=(cls,), subset=subset.name,
+                        n_markers=len(subset), case="",
+                    )  # fmt: skip
+    return rows
+
+
+def write_otsu(exp: Experiment, out_dir: str | os.PathLike, store_path: str | os.PathLike) -> Path:
+    """Write :func:`otsu_rows` to ``<out>/compare/otsu.csv`` (the ``Otsu`` reference of the aggregation)."""
+    return write_results(otsu_rows(exp, store_path), report_dir(out_dir, exp) / OTSU_CSV)
+
+
+# ---------------------------------------------------------------------------------------------------
+# the report
+# ---------------------------------------------------------------------------------------------------
+def _means(rows: Sequence[Mapping], model: str, cls: str) -> dict[str, list[float]]:
+    """F1 values per subset (one per fold) of one model and class."""
+    out: dict[str, list[float]] = {}
+    for r in select(rows, model=model, cls=cls):
+        out.setdefault(str(r["subset"]), []).append(float(r["value"]))
+    return out
+
+
+def _fmt(values: Sequence[float] | None) -> str:
+    return f"{np.mean(values):.3f}" if values else "–"
+
+
+def _diff(a: Sequence[float] | None, b: Sequence[float] | None) -> str:
+    return f"{np.mean(a) - np.mean(b):+.3f}" if a and b else "–"
+
+
+def smallest_within(ranking: Sequence[tuple[str, float, float, int]], sizes: Mapping[str, int], tolerance: float):
+    """The subsets with the fewest markers among those whose mean F1 is within ``tolerance`` of the best
+    (``ranking``: ``(subset, mean, sd, n)`` tuples), best first."""
+    best = max(m for _, m, _, _ in ranking)
+    close = [t for t in ranking if t[1] >= best - tolerance]
+    fewest = min(sizes[t[0]] for t in close)
+    return sorted((t for t in close if sizes[t[0]] == fewest), key=lambda t: -t[1])
+
+
+def _split_text(p: Preset) -> str:
+    if p.val_samples is not None:
+        n = (len(p.train_samples or ()), len(p.val_samples), len(p.test_samples or ()))
+        return f"one split: {n[0]} training, {n[1]} validation, {n[2]} test samples"
+    return f"{p.n_folds}-fold cross-validation (every sample tested once)"
+
+
+def _tests_text(stats: Mapping[str, Any], analysis: str, cls: str) -> list[str]:
+    info = stats.get("analyses", {}).get(analysis, {})
+    if "skipped" in info or "tests" not in info:
+        return [f"- {analysis}: not computed ({info.get('skipped', 'no results yet')})"]
+    lines = []
+    for t in info["tests"]:
+        if t["class"] == cls:
+            lines.append(
+                f"- {t['model']} − {t['reference']}: mean {t['mean_difference']:+.3f} over {t['n']} paired "
+                f"(subset, fold) results, Wilcoxon p = {t['pvalue']:.3g} ({t['stars']})"
+                + (f"; {t['note']}" if t["note"] else "")
+            )
+    return lines
+
+
+def write_report(exp: Experiment, out_dir: str | os.PathLike, *, tolerance: float = DEFAULT_TOLERANCE) -> Path:
+    """Write ``<out>/compare/report.md`` from the aggregated ``results.csv``, the Otsu rows and ``stats.json``."""
+    from marker_excite import plots
+
+    report = report_dir(out_dir, exp)
+    rows = read_results(report / "results.csv") + read_results(report / OTSU_CSV)
+    stats = json.loads((report / STATS_JSON).read_text())
+    panel = _panel(exp)
+    sizes = {s.name: len(s) for s in panel.all_subsets()}
+    order = [s.name for s in panel.all_subsets()]
+    classes = list(dict.fromkeys(c for j in exp.jobs for c in j.classes))
+    p = exp.preset
+    lines = [
+        "# Which stains do I need? One network or one per subset?",
+        "",
+        f"Panel: {', '.join(panel.names)} (K = {panel.size}, {len(order)} subsets); classes: {', '.join(classes)}; "
+        f"{_split_text(p)}; preset `{p.name}` ({p.epochs} epochs, seed {p.seed}). Jobs finished: "
+        f"{stats['completed']} of {stats['jobs']}. F1 on the test samples (all their voxels pooled), mean over "
+        f"{len(p.folds)} fold(s); Otsu = threshold on the mean of the subset's normalised channels.",
+        "",
+    ]
+    for cls in classes:
+        ub, otsu = _means(rows, "UB", cls), _means(rows, OTSU, cls)
+        lines += [f"## Which stains do I need? ({cls})", ""]
+        if not ub:
+            lines += ["No UB results yet.", ""]
+        else:
+            ranking = list(reversed(plots.rank_subsets(select(rows, model="UB"), cls=cls)))
+            lines += [
+                "| rank | subset | markers | UB mean F1 | sd over folds | folds | Otsu F1 |",
+                "|---:|---|---:|---:|---:|---:|---:|",
+            ]
+            lines += [
+                f"| {k} | {s} | {sizes.get(s, '?')} | {m:.3f} | {sd:.3f} | {n} | {_fmt(otsu.get(s))} |"
+                for k, (s, m, sd, n) in enumerate(ranking, start=1)
+            ]
+            chosen = smallest_within(ranking, sizes, tolerance)
+            best = ranking[0]
+            lines += [
+                "",
+                f"Best: **{best[0]}** (F1 {best[1]:.3f}). Fewest markers within {tolerance:.3f} of the best: "
+                + ", ".join(f"**{s}** (F1 {m:.3f})" for s, m, _, _ in chosen)
+                + ("." if len(p.folds) > 1 else ". One split: no spread over folds (use --folds K for one)."),
+                "",
+            ]
+        means = {m: _means(rows, m, cls) for m in ("UB", "MS", "MS-ME", "MZ")}
+        lines += [
+            f"## One network or one per subset? ({cls})",
+            "",
+            "| subset | UB | MS | MS-ME | MZ | Otsu | MS − UB | MS-ME − UB | MS − MZ | MS-ME − MZ |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for s in order:
+            v = {m: means[m].get(s) for m in means}
+            lines.append(
+                f"| {s} | {_fmt(v['UB'])} | {_fmt(v['MS'])} | {_fmt(v['MS-ME'])} | {_fmt(v['MZ'])} | "
+                f"{_fmt(otsu.get(s))} | {_diff(v['MS'], v['UB'])} | {_diff(v['MS-ME'], v['UB'])} | "
+                f"{_diff(v['MS'], v['MZ'])} | {_diff(v['MS-ME'], v['MZ'])} |"
+            )
+        lines += ["", "Paired differences (Wilcoxon signed-rank over (subset, fold) pairs):", ""]
+        for analysis in ("one_vs_per_subset", "sampling_vs_none", "attention_vs_ms"):
+            lines += _tests_text(stats, analysis, cls)
+        lines.append("")
+    figures = sorted((report / FIGURES).glob("*.png"))
+    if figures:
+        lines += ["Figures: " + ", ".join(f"[{f.stem}]({FIGURES}/{f.name})" for f in figures), ""]
+    return write_text(report / REPORT_MD, "\n".join(lines))

@@ -1,0 +1,137 @@
+"""`marker-excite compare` on a user's own store: job list, split, Otsu baseline, report (one tiny run)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from marker_excite import experiments as E
+from marker_excite.cli import main
+from marker_excite.data.sample import Sample
+from marker_excite.data.store import SampleStore
+from marker_excite.errors import UserInputError
+from marker_excite.evaluation import read_results
+from marker_excite.experiments.compare import compare_experiment, otsu_confusion
+
+TINY = E.Preset(
+    "tiny",
+    zoo_preset="small",
+    train_preset="small",
+    phantom="small",
+    epochs=1,
+    batch_size=4,
+    model_overrides=dict(depth=2, base_filters=4, input_size=44),
+)
+SAMPLES = ("f0", "f1", "f2", "f3", "f4")
+
+
+def _store(path, samples=SAMPLES, shape=(1, 48, 48)):
+    """Cells: a bright cytoplasm channel on the cells, a nuclear channel on their centre only."""
+    rng = np.random.default_rng(0)
+    with SampleStore(path, "w") as store:
+        for name in samples:
+            cells = np.zeros(shape, bool)
+            for _ in range(4):
+                z, y, x = 0, *rng.integers(6, shape[1] - 6, 2)
+                cells[z, y - 5 : y + 5, x - 5 : x + 5] = True
+            nuclei = np.zeros(shape, bool)
+            nuclei[:, 2:-2, 2:-2] = cells[:, 2:-2, 2:-2] & np.roll(cells, 3, axis=1)[:, 2:-2, 2:-2]
+            image = np.stack([cells * 3.0 + rng.normal(0, 0.3, shape), nuclei * 2.0 + rng.normal(0, 0.3, shape)])
+            store.write_sample(
+                Sample(
+                    name, image.astype(np.float32), ("cytoplasm", "nuclear"), labels={"cells": cells.astype(np.uint8)}
+                )
+            )
+    return path
+
+
+def test_job_list_split_and_names(tmp_path):
+    store = _store(tmp_path / "s.h5")
+    exp = compare_experiment(TINY, store, markers=["cytoplasm", "nuclear"], classes=["cells"], val=["f1"], test=["f2"])
+    assert [j.job_id for j in exp.jobs] == [
+        "MS__all__cells__f0",
+        "UB__cytoplasm__cells__f0",
+        "UB__nuclear__cells__f0",
+        "UB__cytoplasm+nuclear__cells__f0",
+        "MZ__all__cells__f0",
+        "MS-ME__all__cells__f0",
+    ]
+    ms = exp.jobs[0]
+    assert ms.markers == ("cytoplasm", "nuclear") and exp.jobs[2].markers == ("nuclear",)
+    cfg = ms.train_config(exp.preset)
+    assert (cfg.train_samples, cfg.val_samples, cfg.test_samples) == (("f0", "f3", "f4"), ("f1",), ("f2",))
+    folds = compare_experiment(TINY, store, markers=["cytoplasm", "nuclear"], classes=["cells"], n_folds=2)
+    assert len(folds.jobs) == 12 and {j.fold for j in folds.jobs} == {0, 1}
+    assert folds.jobs[0].train_config(folds.preset).n_folds == 2
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(markers=["cytoplasm", "nucleus"], n_folds=2), "unknown marker 'nucleus'.*did you mean"),
+        (dict(markers=["cytoplasm"], classes=["cell"], n_folds=2), "class 'cell' is labelled in no sample"),
+        (dict(markers=["cytoplasm"]), "give either --folds K"),
+        (dict(markers=["cytoplasm"], n_folds=2, val=["f1"], test=["f2"]), "give either --folds K"),
+        (dict(markers=["cytoplasm"], val=["f1"], test=["f9"]), "test sample.*f9 are not in the store"),
+        (dict(markers=["cytoplasm"], n_folds=9), "too few"),
+    ],
+)
+def test_bad_input_is_one_clear_error(tmp_path, kwargs, message):
+    store = _store(tmp_path / "s.h5")
+    kwargs = {"classes": ["cells"], **kwargs}
+    with pytest.raises(UserInputError, match=message):
+        compare_experiment(TINY, store, **kwargs)
+
+
+def test_otsu_confusion_counts_every_annotated_voxel(tmp_path):
+    store = _store(tmp_path / "s.h5", samples=("f0",))
+    with SampleStore(store) as s:
+        cm = otsu_confusion(s, "f0", "cells", ("cytoplasm",))
+        assert cm.sum() == 48 * 48
+        truth = s.read_slice("f0", 0)[1]["cells"]
+        assert cm[1].sum() == truth.sum()  # every cell voxel counted once
+        assert cm[1, 1] / cm[1].sum() > 0.95  # the bright cytoplasm channel finds the cells
+        assert otsu_confusion(s, "f0", "cells", ("DAPI",)) is None
+
+
+def test_compare_end_to_end(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(E.PRESETS, "tiny", TINY)
+    store = _store(tmp_path / "s.h5")
+    out = tmp_path / "out"
+    argv = ["compare", "--store", str(store), "--markers", "cytoplasm,nuclear", "--classes", "cells"]
+    argv += ["--val", "f1", "--test", "f2,f3", "--preset", "tiny", "--out", str(out), "--quiet"]
+    assert main([*argv, "--list"]) == 0
+    assert len(capsys.readouterr().out.split()) == 6
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "ran 6, skipped 0" in printed and "report:" in printed
+    rows = read_results(out / "compare" / "results.csv")
+    f1 = {(r["model"], r["subset"]) for r in rows if r["metric"] == "f1"}
+    subsets = {"cytoplasm", "nuclear", "cytoplasm+nuclear"}
+    assert f1 == {(m, s) for m in ("MS", "MS-ME", "MZ", "UB") for s in subsets}
+    assert all(r["fold"] == 0 and r["class"] == "cells" for r in rows)
+    otsu = read_results(out / "compare" / "otsu.csv")
+    assert {r["subset"] for r in otsu if r["metric"] == "f1"} == subsets
+    # Otsu's TP + FN = every cell voxel of the two test samples, for every subset
+    with SampleStore(store) as s:
+        cells = sum(int(s.read_slice(n, 0)[1]["cells"].sum()) for n in ("f2", "f3"))
+    for subset in subsets:
+        tp, fn = (next(r["value"] for r in otsu if r["subset"] == subset and r["metric"] == m) for m in ("tp", "fn"))
+        assert tp + fn == cells
+    stats = json.loads((out / "compare" / "stats.json").read_text())
+    assert stats["completed"] == stats["jobs"] == 6 and stats["missing"] == []
+    ranking = stats["analyses"]["which_stains"]["ranking"]["cells"]
+    assert {r["subset"] for r in ranking} == subsets
+    tests = stats["analyses"]["one_vs_per_subset"]["tests"]
+    assert {(t["model"], t["reference"], t["n"]) for t in tests} == {("MS", "UB", 3), ("MS-ME", "UB", 3)}
+    report = (out / "compare" / "report.md").read_text()
+    assert "## Which stains do I need? (cells)" in report and "## One network or one per subset? (cells)" in report
+    assert "Jobs finished: 6 of 6" in report and "2 training, 1 validation, 2 test samples" in report
+    for subset in subsets:
+        assert f"| {subset} |" in report
+    assert "m_1" not in report and "m_12" not in report
+    assert (out / "compare" / "figures" / "which_stains.png").is_file()
+    # resumable: a second run trains nothing and writes the same results
+    assert main(argv) == 0
+    assert "ran 0, skipped 6" in capsys.readouterr().out
+    assert read_results(out / "compare" / "results.csv") == rows
