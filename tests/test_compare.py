@@ -118,6 +118,18 @@ def test_compare_end_to_end(tmp_path, monkeypatch, capsys):
     for subset in subsets:
         tp, fn = (next(r["value"] for r in otsu if r["subset"] == subset and r["metric"] == m) for m in ("tp", "fn"))
         assert tp + fn == cells
+    # per test sample: each job's and Otsu's scores on f2 and f3 alone, which add up to the pooled counts
+    per_sample = read_results(out / "compare" / "per_sample.csv")
+    assert {r["sample"] for r in per_sample} == {"f2", "f3"}
+    pooled = {(r["model"], r["subset"], r["metric"]): r["value"] for r in rows + otsu}
+    for model in ("MS", "MS-ME", "MZ", "UB", "Otsu"):
+        for subset in subsets:
+            for metric in ("tp", "fp", "fn"):
+                parts = [
+                    r["value"] for r in per_sample if (r["model"], r["subset"], r["metric"]) == (model, subset, metric)
+                ]
+                assert len(parts) == 2 and sum(parts) == pooled[model, subset, metric]
+    assert (out / "runs" / "UB__nuclear__cells__f0" / "evaluation_per_sample.csv").is_file()
     stats = json.loads((out / "compare" / "stats.json").read_text())
     assert stats["completed"] == stats["jobs"] == 6 and stats["missing"] == []
     ranking = stats["analyses"]["which_stains"]["ranking"]["cells"]
@@ -127,6 +139,9 @@ def test_compare_end_to_end(tmp_path, monkeypatch, capsys):
     report = (out / "compare" / "report.md").read_text()
     assert "## Which stains do I need? (cells)" in report and "## One network or one per subset? (cells)" in report
     assert "Jobs finished: 6 of 6" in report and "2 training, 1 validation, 2 test samples" in report
+    ub_f1 = {r["subset"]: r["value"] for r in rows if r["model"] == "UB" and r["metric"] == "f1"}
+    best = max(ub_f1, key=ub_f1.get)
+    assert f"Best: **{best}** (F1 {ub_f1[best]:.3f})" in report
     for subset in subsets:
         assert f"| {subset} |" in report
     assert "m_1" not in report and "m_12" not in report

@@ -17,6 +17,7 @@ from marker_excite.experiments.compare import (
     OTSU,
     compare_experiment,
     write_otsu,
+    write_per_sample,
     write_report,
 )
 from marker_excite.experiments.spec import preset
@@ -64,8 +65,9 @@ def run(args: argparse.Namespace) -> int:
     status = run_experiment_jobs(exp, args, COMPARE, ["-m", "marker_excite"], args.argv)
     if status is not None:
         return status
-    otsu = write_otsu(exp, args.out, args.store)
+    otsu, otsu_per_sample = write_otsu(exp, args.out, args.store)
     result = aggregate(exp, args.out, external={OTSU: otsu}, progress=not args.quiet)
+    write_per_sample(exp, args.out, args.store, otsu_per_sample, progress=not args.quiet)
     report = write_report(exp, args.out, tolerance=args.tolerance)
     print_aggregate(result)
     print(f"report:  {report}")

@@ -2,8 +2,9 @@
 
 For a panel of K markers it trains MS, MS-ME, MZ and one UB per non-empty subset (2^K - 1) per class
 and fold, evaluates every model on every subset it can see, adds an Otsu baseline per subset, and
-writes the experiment tables (``results.csv``, ``relative.csv``, ``stats.json``, ``figures/``) and
-``report.md`` with two answers: "Which stains do I need?" (the UB ranking of the subsets) and "One
+writes the experiment tables (``results.csv``, ``relative.csv``, ``stats.json``, ``figures/``), the
+same scores per test sample (``per_sample.csv``: the spread over samples and tests paired by sample,
+which a single split needs) and ``report.md`` with two answers: "Which stains do I need?" (the UB ranking of the subsets) and "One
 network or one per subset?" (MS and MS-ME vs each subset's UB and vs MZ). Jobs, sharding, workers,
 resuming and aggregation are those of the paper's experiments (:mod:`marker_excite.experiments`).
 """
@@ -12,18 +13,20 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from marker_excite import stats
 from marker_excite.atomic import write_text
 from marker_excite.data.folds import explicit_fold, paper_folds
 from marker_excite.data.store import SampleStore
 from marker_excite.evaluation import read_results, rows_from_confusion, write_results
 from marker_excite.experiments.aggregate import select
-from marker_excite.experiments.runner import report_dir
+from marker_excite.experiments.runner import is_done, report_dir, run_dir
 from marker_excite.experiments.spec import (
     FIGURES,
     STATS_JSON,
@@ -43,6 +46,9 @@ PANEL_MODELS: tuple[str, ...] = ("MS", "MZ", "MS-ME")
 #: Label of the threshold baseline in results: Otsu on the mean of the subset's normalised channels.
 OTSU = "Otsu"
 OTSU_CSV = "otsu.csv"
+#: Every job's scores per test sample (in its run directory) and all of them (in the report folder).
+JOB_PER_SAMPLE_CSV = "evaluation_per_sample.csv"
+PER_SAMPLE_CSV = "per_sample.csv"
 REPORT_MD = "report.md"
 #: Default of ``--tolerance``: subsets whose UB mean F1 is within this of the best are "as good".
 DEFAULT_TOLERANCE = 0.02
@@ -159,38 +165,82 @@ def otsu_confusion(store: SampleStore, sample: str, cls: str, channels: Sequence
     return cm
 
 
-def otsu_rows(exp: Experiment, store_path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Tidy rows (model ``Otsu``) of the threshold baseline on every subset, class and fold, over the test
-    samples of each fold that have all the subset's markers (one confusion matrix over their voxels)."""
+def otsu_rows(exp: Experiment, store_path: str | os.PathLike) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Tidy rows (model ``Otsu``) of the threshold baseline on every subset, class and fold: pooled over
+    the test samples of each fold that have all the subset's markers (one confusion matrix over their
+    voxels), and per test sample (``sample`` column)."""
     from marker_excite.training import select_fold
 
     panel = _panel(exp)
-    rows: list[dict[str, Any]] = []
+    pooled: list[dict[str, Any]] = []
+    per_sample: list[dict[str, Any]] = []
     with SampleStore(store_path, "r") as store:
         for job in (j for j in exp.jobs if j.model == "MS"):
             test = select_fold(store, job.train_config(exp.preset)).test
             cls = job.classes[0]
             for subset in panel.all_subsets():
-                found = [otsu_confusion(store, s, cls, subset.names) for s in test]
-                found = [cm for cm in found if cm is not None]
+                common = dict(model=OTSU, fold=job.fold, classes=(cls,), subset=subset.name, n_markers=len(subset))
+                found = {s: otsu_confusion(store, s, cls, subset.names) for s in test}
+                found = {s: cm for s, cm in found.items() if cm is not None}
                 if found:
-                    rows += rows_from_confusion(
-                        sum(found), model=OTSU, fold=job.fold, classes=(cls,), subset=subset.name,
-                        n_markers=len(subset), case="",
-                    )  # fmt: skip
+                    pooled += rows_from_confusion(sum(found.values()), **common, case="")
+                    for s, cm in found.items():
+                        per_sample += rows_from_confusion(cm, **common, case="", sample=s)
+    return pooled, per_sample
+
+
+def write_otsu(exp: Experiment, out_dir: str | os.PathLike, store_path: str | os.PathLike) -> tuple[Path, list]:
+    """Write the pooled :func:`otsu_rows` to ``<out>/compare/otsu.csv`` (the ``Otsu`` reference of the
+    aggregation); returns it and the per-sample rows."""
+    pooled, per_sample = otsu_rows(exp, store_path)
+    return write_results(pooled, report_dir(out_dir, exp) / OTSU_CSV), per_sample
+
+
+def job_per_sample_rows(
+    exp: Experiment, out_dir: str | os.PathLike, store_path: str | os.PathLike, *, progress: bool = True
+) -> list[dict[str, Any]]:
+    """Every finished job's scores on each of its test samples alone (``sample`` column), evaluated once
+    and kept in ``runs/<job id>/evaluation_per_sample.csv`` (the pooled ``evaluation.csv`` stays the
+    result: a per-sample F1 weighs a sample's few voxels as much as another's many)."""
+    from marker_excite.evaluation import evaluate_run
+    from marker_excite.run import load_run
+
+    rows: list[dict[str, Any]] = []
+    for job in exp.jobs:
+        path = run_dir(out_dir, job) / JOB_PER_SAMPLE_CSV
+        if is_done(out_dir, job) and not path.is_file():
+            if progress:
+                print(f"[{COMPARE}] {job.job_id}: scores per test sample", file=sys.stderr, flush=True)
+            run = load_run(run_dir(out_dir, job))
+            found = [
+                {**r, "model": job.label, "job": job.job_id, "case": "", "sample": sample}
+                for sample in run.fold.test
+                for r in evaluate_run(run, store_path, subsets=job.eval_subsets, samples=[sample], progress=False)
+            ]
+            write_results(found, path)
+        if path.is_file():
+            rows += read_results(path)
     return rows
 
 
-def write_otsu(exp: Experiment, out_dir: str | os.PathLike, store_path: str | os.PathLike) -> Path:
-    """Write :func:`otsu_rows` to ``<out>/compare/otsu.csv`` (the ``Otsu`` reference of the aggregation)."""
-    return write_results(otsu_rows(exp, store_path), report_dir(out_dir, exp) / OTSU_CSV)
+def write_per_sample(
+    exp: Experiment,
+    out_dir: str | os.PathLike,
+    store_path: str | os.PathLike,
+    otsu: Sequence[Mapping],
+    *,
+    progress: bool = True,
+) -> Path:
+    """``<out>/compare/per_sample.csv``: :func:`job_per_sample_rows` and the Otsu rows per sample."""
+    rows = job_per_sample_rows(exp, out_dir, store_path, progress=progress) + list(otsu)
+    return write_results(rows, report_dir(out_dir, exp) / PER_SAMPLE_CSV)
 
 
 # ---------------------------------------------------------------------------------------------------
 # the report
 # ---------------------------------------------------------------------------------------------------
 def _means(rows: Sequence[Mapping], model: str, cls: str) -> dict[str, list[float]]:
-    """F1 values per subset (one per fold) of one model and class."""
+    """F1 values per subset (one per fold, or per fold and sample) of one model and class."""
     out: dict[str, list[float]] = {}
     for r in select(rows, model=model, cls=cls):
         out.setdefault(str(r["subset"]), []).append(float(r["value"]))
@@ -201,14 +251,35 @@ def _fmt(values: Sequence[float] | None) -> str:
     return f"{np.mean(values):.3f}" if values else "–"
 
 
-def _diff(a: Sequence[float] | None, b: Sequence[float] | None) -> str:
-    return f"{np.mean(a) - np.mean(b):+.3f}" if a and b else "–"
+def _sd(values: Sequence[float] | None) -> str:
+    return f"{np.std(values, ddof=1):.3f}" if values and len(values) > 1 else "–"
 
 
-def smallest_within(ranking: Sequence[tuple[str, float, float, int]], sizes: Mapping[str, int], tolerance: float):
+def paired_by_sample(per_sample: Sequence[Mapping], model: str, reference: str, cls: str, subset: str):
+    """Wilcoxon signed-rank test of ``model - reference`` F1 on one subset, paired by (fold, test sample);
+    None when they share no sample."""
+    a = select(per_sample, model=model, cls=cls, subsets=[subset])
+    b = select(per_sample, model=reference, cls=cls, subsets=[subset])
+    try:
+        paired = stats.pair_rows(a, b, keys=("class", "subset", "fold", "sample"))
+    except stats.StatsError:
+        return None
+    return stats.wilcoxon(paired.a, paired.b)
+
+
+def _diff(pooled: Mapping[str, dict], per_sample, model: str, reference: str, cls: str, subset: str) -> str:
+    """``model - reference`` of the pooled F1 (mean over folds), with the stars of the per-sample test."""
+    a, b = pooled[model].get(subset), pooled[reference].get(subset)
+    if not a or not b:
+        return "–"
+    test = paired_by_sample(per_sample, model, reference, cls, subset)
+    return f"{np.mean(a) - np.mean(b):+.3f}" + (f" {test.stars}" if test else "")
+
+
+def smallest_within(ranking: Sequence[tuple[str, float]], sizes: Mapping[str, int], tolerance: float):
     """The subsets with the fewest markers among those whose mean F1 is within ``tolerance`` of the best
-    (``ranking``: ``(subset, mean, sd, n)`` tuples), best first."""
-    best = max(m for _, m, _, _ in ranking)
+    (``ranking``: ``(subset, mean F1)`` pairs), best first."""
+    best = max(m for _, m in ranking)
     close = [t for t in ranking if t[1] >= best - tolerance]
     fewest = min(sizes[t[0]] for t in close)
     return sorted((t for t in close if sizes[t[0]] == fewest), key=lambda t: -t[1])
@@ -221,28 +292,25 @@ def _split_text(p: Preset) -> str:
     return f"{p.n_folds}-fold cross-validation (every sample tested once)"
 
 
-def _tests_text(stats: Mapping[str, Any], analysis: str, cls: str) -> list[str]:
-    info = stats.get("analyses", {}).get(analysis, {})
+def _tests_text(summary: Mapping[str, Any], analysis: str, cls: str) -> list[str]:
+    info = summary.get("analyses", {}).get(analysis, {})
     if "skipped" in info or "tests" not in info:
         return [f"- {analysis}: not computed ({info.get('skipped', 'no results yet')})"]
-    lines = []
-    for t in info["tests"]:
-        if t["class"] == cls:
-            lines.append(
-                f"- {t['model']} − {t['reference']}: mean {t['mean_difference']:+.3f} over {t['n']} paired "
-                f"(subset, fold) results, Wilcoxon p = {t['pvalue']:.3g} ({t['stars']})"
-                + (f"; {t['note']}" if t["note"] else "")
-            )
-    return lines
+    return [
+        f"- {t['model']} − {t['reference']}: mean {t['mean_difference']:+.3f} over {t['n']} (subset, fold) "
+        f"pairs, Wilcoxon p = {t['pvalue']:.3g} ({t['stars']})" + (f"; {t['note']}" if t["note"] else "")
+        for t in info["tests"]
+        if t["class"] == cls
+    ]
 
 
 def write_report(exp: Experiment, out_dir: str | os.PathLike, *, tolerance: float = DEFAULT_TOLERANCE) -> Path:
-    """Write ``<out>/compare/report.md`` from the aggregated ``results.csv``, the Otsu rows and ``stats.json``."""
-    from marker_excite import plots
-
+    """Write ``<out>/compare/report.md`` from the aggregated ``results.csv``, ``otsu.csv``,
+    ``per_sample.csv`` and ``stats.json``."""
     report = report_dir(out_dir, exp)
     rows = read_results(report / "results.csv") + read_results(report / OTSU_CSV)
-    stats = json.loads((report / STATS_JSON).read_text())
+    per_sample = read_results(report / PER_SAMPLE_CSV)
+    summary = json.loads((report / STATS_JSON).read_text())
     panel = _panel(exp)
     sizes = {s.name: len(s) for s in panel.all_subsets()}
     order = [s.name for s in panel.all_subsets()]
@@ -253,51 +321,55 @@ def write_report(exp: Experiment, out_dir: str | os.PathLike, *, tolerance: floa
         "",
         f"Panel: {', '.join(panel.names)} (K = {panel.size}, {len(order)} subsets); classes: {', '.join(classes)}; "
         f"{_split_text(p)}; preset `{p.name}` ({p.epochs} epochs, seed {p.seed}). Jobs finished: "
-        f"{stats['completed']} of {stats['jobs']}. F1 on the test samples (all their voxels pooled), mean over "
-        f"{len(p.folds)} fold(s); Otsu = threshold on the mean of the subset's normalised channels.",
+        f"{summary['completed']} of {summary['jobs']}. F1 = over all voxels of the test samples pooled, mean "
+        f"over {len(p.folds)} fold(s); sd = over the test samples' own F1 (every fold's). Otsu = Otsu's "
+        "threshold per sample on the mean of the subset's normalised channels.",
         "",
     ]
+    models = ("UB", "MS", "MS-ME", "MZ", OTSU)
     for cls in classes:
-        ub, otsu = _means(rows, "UB", cls), _means(rows, OTSU, cls)
+        pooled = {m: _means(rows, m, cls) for m in models}
+        samples = {m: _means(per_sample, m, cls) for m in models}
         lines += [f"## Which stains do I need? ({cls})", ""]
-        if not ub:
+        if not pooled["UB"]:
             lines += ["No UB results yet.", ""]
         else:
-            ranking = list(reversed(plots.rank_subsets(select(rows, model="UB"), cls=cls)))
+            ranking = sorted(((s, float(np.mean(v))) for s, v in pooled["UB"].items()), key=lambda t: (-t[1], t[0]))
             lines += [
-                "| rank | subset | markers | UB mean F1 | sd over folds | folds | Otsu F1 |",
+                "| rank | subset | markers | UB F1 | sd over samples | samples | Otsu F1 |",
                 "|---:|---|---:|---:|---:|---:|---:|",
             ]
             lines += [
-                f"| {k} | {s} | {sizes.get(s, '?')} | {m:.3f} | {sd:.3f} | {n} | {_fmt(otsu.get(s))} |"
-                for k, (s, m, sd, n) in enumerate(ranking, start=1)
+                f"| {k} | {s} | {sizes.get(s, '?')} | {m:.3f} | {_sd(samples['UB'].get(s))} | "
+                f"{len(samples['UB'].get(s, []))} | {_fmt(pooled[OTSU].get(s))} |"
+                for k, (s, m) in enumerate(ranking, start=1)
             ]
-            chosen = smallest_within(ranking, sizes, tolerance)
             best = ranking[0]
+            chosen = smallest_within(ranking, sizes, tolerance)
             lines += [
                 "",
                 f"Best: **{best[0]}** (F1 {best[1]:.3f}). Fewest markers within {tolerance:.3f} of the best: "
-                + ", ".join(f"**{s}** (F1 {m:.3f})" for s, m, _, _ in chosen)
-                + ("." if len(p.folds) > 1 else ". One split: no spread over folds (use --folds K for one)."),
+                + ", ".join(f"**{s}** (F1 {m:.3f})" for s, m in chosen)
+                + ".",
                 "",
             ]
-        means = {m: _means(rows, m, cls) for m in ("UB", "MS", "MS-ME", "MZ")}
         lines += [
             f"## One network or one per subset? ({cls})",
             "",
-            "| subset | UB | MS | MS-ME | MZ | Otsu | MS − UB | MS-ME − UB | MS − MZ | MS-ME − MZ |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "F1 per subset and differences; stars: Wilcoxon signed-rank test of the difference paired by test "
+            "sample (* p<=0.05, ** p<=0.01, *** p<=0.001, n.s.).",
+            "",
+            "| subset | UB | MS | MS-ME | MZ | Otsu | MS − UB | MS-ME − UB | MS − MZ | MS-ME − MZ | MS-ME − MS |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
+        pairs = (("MS", "UB"), ("MS-ME", "UB"), ("MS", "MZ"), ("MS-ME", "MZ"), ("MS-ME", "MS"))
         for s in order:
-            v = {m: means[m].get(s) for m in means}
-            lines.append(
-                f"| {s} | {_fmt(v['UB'])} | {_fmt(v['MS'])} | {_fmt(v['MS-ME'])} | {_fmt(v['MZ'])} | "
-                f"{_fmt(otsu.get(s))} | {_diff(v['MS'], v['UB'])} | {_diff(v['MS-ME'], v['UB'])} | "
-                f"{_diff(v['MS'], v['MZ'])} | {_diff(v['MS-ME'], v['MZ'])} |"
-            )
-        lines += ["", "Paired differences (Wilcoxon signed-rank over (subset, fold) pairs):", ""]
+            values = " | ".join(_fmt(pooled[m].get(s)) for m in models)
+            diffs = " | ".join(_diff(pooled, per_sample, a, b, cls, s) for a, b in pairs)
+            lines.append(f"| {s} | {values} | {diffs} |")
+        lines += ["", "Over all subsets (Wilcoxon signed-rank over the (subset, fold) pairs of pooled F1):", ""]
         for analysis in ("one_vs_per_subset", "sampling_vs_none", "attention_vs_ms"):
-            lines += _tests_text(stats, analysis, cls)
+            lines += _tests_text(summary, analysis, cls)
         lines.append("")
     figures = sorted((report / FIGURES).glob("*.png"))
     if figures:
