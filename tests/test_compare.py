@@ -92,6 +92,17 @@ def test_otsu_confusion_counts_every_annotated_voxel(tmp_path):
         assert cm[1].sum() == truth.sum()  # every cell voxel counted once
         assert cm[1, 1] / cm[1].sum() > 0.95  # the bright cytoplasm channel finds the cells
         assert otsu_confusion(s, "f0", "cells", ("DAPI",)) is None
+    # heavy-tailed intensities (a few saturated specks): on raw values Otsu would keep only the specks
+    rng = np.random.default_rng(1)
+    cells = np.zeros((1, 48, 48), bool)
+    cells[0, 10:30, 10:30] = True
+    image = (100 + 50 * cells + rng.normal(0, 5, cells.shape))[None].astype(np.float32)
+    image[0, 0, 40:44, 40:44] = 60000
+    with SampleStore(tmp_path / "spiky.h5", "w") as s:
+        s.write_sample(Sample("spiky", image, ("cytoplasm",), labels={"cells": cells.astype(np.uint8)}))
+    with SampleStore(tmp_path / "spiky.h5") as s:
+        cm = otsu_confusion(s, "spiky", "cells", ("cytoplasm",))
+    assert cm[1, 1] / cm[1].sum() > 0.95 and cm[0, 1] < 100
 
 
 def test_compare_end_to_end(tmp_path, monkeypatch, capsys):

@@ -38,12 +38,12 @@ from marker_excite.experiments.spec import (
     Relative,
 )
 from marker_excite.markers import MarkerPanel, duplicated_names
-from marker_excite.tissue import otsu_threshold
+from marker_excite.tissue import otsu_threshold, smooth
 
 COMPARE = "compare"
 #: The networks that see the whole panel (one each per class and fold), in the order they run.
 PANEL_MODELS: tuple[str, ...] = ("MS", "MZ", "MS-ME")
-#: Label of the threshold baseline in results: Otsu on the mean of the subset's normalised channels.
+#: Label of the threshold baseline in results: Otsu on the mean of the subset's log, standardised channels.
 OTSU = "Otsu"
 OTSU_CSV = "otsu.csv"
 #: Every job's scores per test sample (in its run directory) and all of them (in the report folder).
@@ -137,9 +137,13 @@ def _panel(exp: Experiment) -> MarkerPanel:
 
 
 def otsu_confusion(store: SampleStore, sample: str, cls: str, channels: Sequence[str]) -> np.ndarray | None:
-    """The 2x2 confusion matrix (background, ``cls``) over a sample's annotated slices of Otsu's threshold
-    on the mean of ``channels`` (each normalised by the sample's channel mean and sd; bright =
-    foreground), or None when the sample lacks one of the channels."""
+    """The 2x2 confusion matrix (background, ``cls``) over a sample's annotated slices of the threshold
+    baseline, or None when the sample lacks one of the channels.
+
+    Each channel is log-transformed (``log(1 + x - min)``: fluorescence is heavy-tailed, and Otsu on raw
+    intensities keeps only the brightest structures) and standardised over the sample's annotated
+    slices; their mean is smoothed in-plane (Gaussian, sigma 2 px, :func:`marker_excite.tissue.smooth`)
+    and thresholded by Otsu's method over the whole sample, bright = foreground."""
     from marker_excite.metrics import confusion_matrix
 
     info = store.info(sample)
@@ -147,22 +151,20 @@ def otsu_confusion(store: SampleStore, sample: str, cls: str, channels: Sequence
     if any(c.lower() not in lower for c in channels):
         return None
     idx = [lower.index(c.lower()) for c in channels]
-    mean, sd = np.asarray(info.mean, np.float64)[idx], np.asarray(info.std, np.float64)[idx]
-    slices = []
-    for z in info.annotated_slices:
-        image, labels = store.read_slice(sample, z)
-        norm = (image[idx].astype(np.float64) - mean[:, None, None]) / np.where(sd > 0, sd, 1.0)[:, None, None]
-        slices.append((norm.mean(axis=0), labels[info.classes[info.class_index(cls)]] > 0))
-    values = np.concatenate([s.ravel() for s, _ in slices])
-    lo, hi = float(values.min()), float(values.max())
+    read = [store.read_slice(sample, z) for z in info.annotated_slices]
+    images = np.stack([image[idx].astype(np.float64) for image, _ in read], axis=1)  # [C, Z, Y, X]
+    low = images.min(axis=(1, 2, 3), keepdims=True)
+    logs = np.log1p(images - low)
+    sd = logs.std(axis=(1, 2, 3), keepdims=True)
+    norm = ((logs - logs.mean(axis=(1, 2, 3), keepdims=True)) / np.where(sd > 0, sd, 1.0)).mean(axis=0)
+    norm = np.stack([smooth(plane) for plane in norm])
+    lo, hi = float(norm.min()), float(norm.max())
     threshold = hi
     if hi > lo:
         edges = np.linspace(lo, hi, _HIST_BINS + 1)
-        threshold = otsu_threshold(np.histogram(values, bins=edges)[0], edges)
-    cm = np.zeros((2, 2), dtype=np.int64)
-    for image, truth in slices:
-        cm += confusion_matrix(truth.astype(np.int64), (image > threshold).astype(np.int64), 2)
-    return cm
+        threshold = otsu_threshold(np.histogram(norm, bins=edges)[0], edges)
+    truth = np.stack([labels[info.classes[info.class_index(cls)]] > 0 for _, labels in read])
+    return confusion_matrix(truth.astype(np.int64), (norm > threshold).astype(np.int64), 2)
 
 
 def otsu_rows(exp: Experiment, store_path: str | os.PathLike) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -323,7 +325,8 @@ def write_report(exp: Experiment, out_dir: str | os.PathLike, *, tolerance: floa
         f"{_split_text(p)}; preset `{p.name}` ({p.epochs} epochs, seed {p.seed}). Jobs finished: "
         f"{summary['completed']} of {summary['jobs']}. F1 = over all voxels of the test samples pooled, mean "
         f"over {len(p.folds)} fold(s); sd = over the test samples' own F1 (every fold's). Otsu = Otsu's "
-        "threshold per sample on the mean of the subset's normalised channels.",
+        "threshold per sample on the mean of the subset's log-transformed, standardised channels, smoothed "
+        "(sigma 2 px).",
         "",
     ]
     models = ("UB", "MS", "MS-ME", "MZ", OTSU)
