@@ -161,3 +161,13 @@ def test_compare_end_to_end(tmp_path, monkeypatch, capsys):
     assert main(argv) == 0
     assert "ran 0, skipped 6" in capsys.readouterr().out
     assert read_results(out / "compare" / "results.csv") == rows
+    # a partial run (only MS finished): a partial report that says so, nothing made up
+    for job in ("UB__cytoplasm__cells__f0", "UB__nuclear__cells__f0", "UB__cytoplasm+nuclear__cells__f0"):
+        (out / "runs" / job / "evaluation.csv").unlink()
+    for job in ("MZ__all__cells__f0", "MS-ME__all__cells__f0"):
+        (out / "runs" / job / "evaluation.csv").unlink()
+    assert main([*argv, "--aggregate-only"]) == 0
+    report = (out / "compare" / "report.md").read_text()
+    assert "Jobs finished: 1 of 6" in report and "No UB results yet." in report
+    assert "one_vs_per_subset: not computed (no results for MS-ME, UB)" in report
+    assert "| cytoplasm | – | " in report and "which_stains.png" not in report

@@ -374,7 +374,7 @@ def write_report(exp: Experiment, out_dir: str | os.PathLike, *, tolerance: floa
         for analysis in ("one_vs_per_subset", "sampling_vs_none", "attention_vs_ms"):
             lines += _tests_text(summary, analysis, cls)
         lines.append("")
-    figures = sorted((report / FIGURES).glob("*.png"))
+    figures = [Path(a["figure"]) for a in summary["analyses"].values() if "figure" in a]  # this aggregation's
     if figures:
         lines += ["Figures: " + ", ".join(f"[{f.stem}]({FIGURES}/{f.name})" for f in figures), ""]
     return write_text(report / REPORT_MD, "\n".join(lines))
