@@ -11,6 +11,7 @@ from marker_excite.data.sample import Sample
 from marker_excite.data.store import SampleStore
 from marker_excite.errors import UserInputError
 from marker_excite.evaluation import read_results
+from marker_excite.experiments import workers as W
 from marker_excite.experiments.compare import compare_experiment, otsu_confusion
 
 TINY = E.Preset(
@@ -171,3 +172,24 @@ def test_compare_end_to_end(tmp_path, monkeypatch, capsys):
     assert "Jobs finished: 1 of 6" in report and "No UB results yet." in report
     assert "one_vs_per_subset: not computed (no results for MS-ME, UB)" in report
     assert "| cytoplasm | – | " in report and "which_stains.png" not in report
+
+
+def test_workers_start_the_compare_command_again(tmp_path, monkeypatch):
+    """--workers N: N processes `python -m marker_excite compare ... --shard k/N --workers 1` (the runner of
+    the experiment scripts), each on its own cores; the parent aggregates once they are done."""
+    from marker_excite.experiments import cli as experiments_cli
+
+    started = {}
+
+    def fake_run_workers(script, argv, groups, out_dir, name):
+        started.update(script=script, argv=list(argv), groups=groups, name=name)
+        return 3  # a failing worker: its status is the command's
+
+    monkeypatch.setattr(experiments_cli, "run_workers", fake_run_workers)
+    monkeypatch.setattr(experiments_cli, "available_cpus", lambda: [0, 1])
+    store = _store(tmp_path / "s.h5")
+    argv = ["compare", "--store", str(store), "--markers", "cytoplasm,nuclear", "--classes", "cells"]
+    argv += ["--folds", "2", "--out", str(tmp_path / "out"), "--workers", "2"]
+    assert main(argv) == 3
+    assert started == {"script": ["-m", "marker_excite"], "argv": argv, "groups": [(0,), (1,)], "name": "compare"}
+    assert W.worker_argv(started["argv"], 2, 2)[-4:] == ["--shard", "2/2", "--workers", "1"]
