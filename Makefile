@@ -2,13 +2,14 @@
 #   make demo   set up a local virtual environment and run the main job on the built-in synthetic data
 #   make test   set up the same environment and run the fast test suite
 #   make notebooks  open the notebooks in Jupyter (installed into the environment on first use)
+#   make slurm-test the --launcher slurm tests against a real single-node SLURM (root; apt-installs slurm-wlm, munge)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 EXTRA ?= cpu
 DEMO_DIR ?= demo_output
 
-.PHONY: venv demo test test-all bench notebooks clean
+.PHONY: venv demo test test-all slurm-test bench notebooks clean
 
 $(VENV)/.installed: setup.cfg setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +35,11 @@ format: venv
 
 test-all: venv
 	$(PY) -m pytest -q -p no:cacheprovider
+
+slurm-test: venv
+	command -v slurmctld >/dev/null && command -v munged >/dev/null || \
+		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q slurm-wlm munge)
+	PATH="$$PATH:/usr/sbin" $(PY) -m pytest -q -p no:cacheprovider tests/test_slurm.py
 
 notebooks: venv
 	$(PY) -c "import notebook" 2>/dev/null || $(PY) -m pip install -q -e ".[$(EXTRA),dev,notebooks]"

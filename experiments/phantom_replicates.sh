@@ -19,6 +19,9 @@ for seed in $SEEDS; do
   out="$RESULTS/cpu-phantom$seed"
   mkdir -p "$out"
   [ -f "$out/phantom_cpu.h5" ] || "$PY" -m marker_excite synth --preset cpu --seed "$seed" --out "$out/phantom_cpu.h5" --quiet
+  # the phantom this folder trains on, for the report (marker_excite.experiments.replicates.phantom_of)
+  [ -f "$out/phantom.json" ] || printf '{\n  "seed": %d,\n  "preset": "cpu",\n  "command": "marker-excite synth --preset cpu --seed %d --out phantom_cpu.h5"\n}\n' \
+      "$seed" "$seed" > "$out/phantom.json"
 done
 for fold in $FOLDS; do
   for seed in $SEEDS; do

@@ -7,7 +7,8 @@ Reads every ``runs/*/evaluation.csv`` and ``log.csv`` of ``--out`` (all experime
 ``table1_quantification/stats.json``; writes ``--out/REPRODUCTION.md`` (see
 ``marker_excite.experiments.report``). ``--replicates``: output folders of the same jobs run with other
 ``--seed`` values; the report then compares the spread between seeds with the differences between models.
-``--longer``: the output folder of ``experiments/gpu/longer_training.sh`` (MS and MS-ME trained 10x longer).
+``--phantoms``: output folders of the same jobs on other phantoms (replicate-level statistics, headline,
+``replicates.png``). ``--longer``: the output folder of ``experiments/gpu/longer_training.sh`` (MS and MS-ME trained 10x longer).
 """
 
 import argparse
@@ -38,6 +39,13 @@ def main(argv=None) -> int:
         help="output folders of seed replicates (the same jobs run with another --seed)",
     )
     parser.add_argument(
+        "--phantoms",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="output folders of the same jobs on other phantoms (each with a phantom.json naming its seed)",
+    )
+    parser.add_argument(
         "--longer",
         type=Path,
         default=None,
@@ -48,7 +56,10 @@ def main(argv=None) -> int:
     def run() -> None:
         p = preset(args.preset)
         protocol = CPU_PROTOCOL if p.name == "cpu" else f"Protocol `{p.name}` (experiments/README.md)."
-        print(f"report: {write_report(args.out, protocol=protocol, replicates=args.replicates, longer=args.longer)}")
+        path = write_report(
+            args.out, protocol=protocol, replicates=args.replicates, longer=args.longer, phantoms=args.phantoms
+        )
+        print(f"report: {path}")
 
     return exit_status("reproduction_report", run)
 

@@ -1,24 +1,29 @@
 """bioimage.io model packages (model format 0.5) of a trained run: ``export RUN OUT.zip --format bioimageio``.
 
 The zip holds ``rdf.yaml`` (the description; written as JSON, which is YAML), the TensorFlow
-SavedModel weights (``tf_saved_model_bundle.zip``), a test input / output pair cut from a real slice,
-a cover image, ``README.md`` and the run's ``model_card.json`` (:mod:`marker_excite.model_spec`, which also
-declares the tensor names used here).
+SavedModel weights (``tf_saved_model_bundle.zip``), a test input / output pair cut from a real slice
+(``.npy``) and the same pair as TIFF sample tensors, a cover image, ``README.md`` and the run's
+``model_card.json`` (:mod:`marker_excite.model_spec`, which also declares the tensor names used here).
 
-Two flavours:
+Both flavours have ONE input, because bioimage.io's runners (``bioimageio.core``, deepImageJ) call a
+model with its inputs as positional arguments, which a two-input TensorFlow SavedModel does not accept:
 
-* general: inputs ``image [batch, y, x, channel]`` (the model's markers, in panel order; a missing
-  marker is a zero channel) and ``availability [batch, channel]`` (1 = marker present);
-* fixed markers (``fixed_markers=("DAPI", "collagen")``): one input ``image`` with exactly those
-  channels; the availability vector is built into the weights. This is what single-input consumers
-  (deepImageJ, ilastik) run.
+* general: ``image [batch, y, x, channel]`` with 2K channels: the model's K markers (in panel order;
+  a missing marker is a zero channel), then one constant plane per marker holding its availability
+  (1 = present, 0 = missing; channel names ``availability <marker>``). The model z-scores the K marker
+  channels per tile itself (over y and x, :data:`EPS`), since a declared preprocessing would also
+  flatten the availability planes to zero;
+* fixed markers (``fixed_markers=("DAPI", "collagen")``): ``image`` with exactly those channels; the
+  availability vector is built into the weights; preprocessing ``zero_mean_unit_variance`` over y and
+  x per channel is declared. This is what single-input consumers (deepImageJ, ilastik) run.
 
 Declared: channel names, classes (output channels), pixel size (``scale`` in µm on y / x when the run
-knows it), preprocessing ``zero_mean_unit_variance`` over y and x per channel, and the tile geometry:
+knows it), the preprocessing above, and the tile geometry:
 the input is a fixed ``input_size`` tile (the network's 'same' up-convolutions make its border
 depend on the tile size, so other sizes would not reproduce training), the output is
 ``input_size - 2 * margin`` pixels, centred (``size.offset``: valid convolutions), so consumers step
-tiles by the output size.
+tiles by the output size. Markers that no training sample had are refused for ``fixed_markers``
+unless allowed, and the card's rule for them (``unseen_markers``) is repeated in ``README.md``.
 """
 
 from __future__ import annotations
@@ -33,13 +38,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tifffile
 
 from marker_excite.atomic import atomic_path, check_output_path
 from marker_excite.data.io import open_volume
 from marker_excite.data.resample import resample_slice
 from marker_excite.errors import UserInputError
-from marker_excite.export import serving_archive
-from marker_excite.model_spec import AVAILABILITY, CARD_NAME, IMAGE, PROBABILITIES, ModelSpec
+from marker_excite.export import endpoint_archive, serving_archive
+from marker_excite.model_spec import CARD_NAME, IMAGE, PROBABILITIES, UNSEEN_MARKERS, ModelSpec, check_seen
 from marker_excite.run import Run, load_run
 
 FORMAT_VERSION = "0.5.4"
@@ -53,6 +59,39 @@ CITATION = {
     ),
     "url": "https://arxiv.org/abs/2008.12380",
 }
+
+
+def availability_channels(markers: Sequence[str]) -> list[str]:
+    """Names of the general package's availability planes (``availability DAPI`` ...)."""
+    return [f"availability {m}" for m in markers]
+
+
+def pack(tile: np.ndarray, availability: np.ndarray) -> np.ndarray:
+    """The general package's input: ``tile [N, Y, X, K]`` followed by one constant plane per entry of
+    ``availability [N, K]`` -> ``[N, Y, X, 2K]`` float32."""
+    planes = np.broadcast_to(availability[:, None, None, :], (*tile.shape[:3], availability.shape[-1]))
+    return np.concatenate([tile, planes], axis=-1).astype(np.float32)
+
+
+def packed_archive(model, spec: ModelSpec):
+    """A ``keras.export.ExportArchive`` (endpoint ``serve``) of the general package: one input
+    ``image [N, S, S, 2K]`` (:func:`pack` of the RAW markers and the availability), z-scored per tile
+    and marker inside (as :func:`standardise_tile`), output ``probabilities`` (softmax)."""
+    import keras
+    import tensorflow as tf
+
+    k = len(spec.markers)
+    shape = spec.shapes()[IMAGE]
+
+    def serve(image):
+        raw = image[..., :k]
+        mean = tf.reduce_mean(raw, axis=[1, 2], keepdims=True)
+        std = tf.math.reduce_std(raw, axis=[1, 2], keepdims=True)
+        availability = tf.reduce_mean(image[..., k:], axis=[1, 2])
+        logits = model([(raw - mean) / (std + EPS), availability], training=False)
+        return {PROBABILITIES: keras.ops.softmax(logits, axis=-1)}
+
+    return endpoint_archive(model, serve, [tf.TensorSpec((*shape[:-1], 2 * k), tf.float32, name=IMAGE)])
 
 
 def standardise_tile(tile: np.ndarray) -> np.ndarray:
@@ -125,23 +164,23 @@ def describe(
     tile = card["tile"]
     spacing = card.get("spacing_zyx_um")
     scale = float(spec.spacing_zyx[2]) if spec.spacing_zyx else None
-    inputs_markers = list(fixed_markers) if fixed_markers else list(spec.markers)
-    inputs: list[dict[str, Any]] = [{
+    image: dict[str, Any] = {
         "id": IMAGE,
-        "description": "fluorescence channels" + ("" if fixed_markers else "; a missing marker: all-zero channel, availability 0"),
-        "axes": _axes(spec.input_size, inputs_markers, scale),
         "test_tensor": {"source": f"test_input_{IMAGE}.npy"},
+        "sample_tensor": {"source": f"sample_input_{IMAGE}.tif"},
         "data": {"type": "float32"},
-        "preprocessing": [{"id": "zero_mean_unit_variance", "kwargs": {"axes": ["y", "x"], "eps": EPS}}],
-    }]  # fmt: skip
-    if not fixed_markers:
-        inputs.append({
-            "id": AVAILABILITY,
-            "description": "1 for each marker present in the image, 0 for a missing (all-zero) channel",
-            "axes": [{"type": "batch"}, {"type": "channel", "channel_names": list(spec.markers)}],
-            "test_tensor": {"source": f"test_input_{AVAILABILITY}.npy"},
-            "data": {"type": "float32"},
-        })  # fmt: skip
+    }
+    if fixed_markers:
+        image.update(
+            description="fluorescence channels",
+            axes=_axes(spec.input_size, fixed_markers, scale),
+            preprocessing=[{"id": "zero_mean_unit_variance", "kwargs": {"axes": ["y", "x"], "eps": EPS}}],
+        )
+    else:
+        image.update(
+            description="raw markers (missing: all-zero channel), then one constant plane per marker: 1 present, 0 missing",
+            axes=_axes(spec.input_size, [*spec.markers, *availability_channels(spec.markers)], scale),
+        )
     flavour = f"for the markers {', '.join(fixed_markers)}" if fixed_markers else "for any subset of its markers"
     training = card["training"]
     return {
@@ -157,13 +196,14 @@ def describe(
         "documentation": "README.md",
         "covers": ["cover.png"],
         "tags": ["fluorescence-light-microscopy", "semantic-segmentation", "2d", "tensorflow", "unet", "marker-excite"],
-        "inputs": inputs,
+        "inputs": [image],
         "outputs": [
             {
                 "id": PROBABILITIES,
                 "description": "softmax probabilities of background and the classes; labels = argmax",
                 "axes": _axes(None, spec.outputs, scale, reference=(IMAGE, -2 * spec.margin)),
                 "test_tensor": {"source": f"test_output_{PROBABILITIES}.npy"},
+                "sample_tensor": {"source": f"sample_output_{PROBABILITIES}.tif"},
                 "data": {"type": "float32"},
             }
         ],  # fmt: skip
@@ -183,7 +223,9 @@ def describe(
                 "classes": list(spec.classes),
                 "tile": tile,
                 "spacing_zyx_um": spacing,
+                "input": "markers then availability planes" if not fixed_markers else "fixed markers",
                 "normalisation": card["normalisation"]["description"],
+                "unseen_markers": UNSEEN_MARKERS,
                 "training": {
                     k: training[k]
                     for k in (
@@ -191,6 +233,7 @@ def describe(
                         "fold",
                         "n_folds",
                         "samples",
+                        "markers_seen",
                         "epochs",
                         "best_epoch",
                         "best_val_mean_f1",
@@ -206,11 +249,15 @@ def _readme(card: dict[str, Any], fixed_markers: Sequence[str] | None) -> str:
     tile, training = card["tile"], card["training"]
     spacing = card.get("spacing_zyx_um")
     inputs = (
-        f"one input `image` [batch, y, x, channel] with exactly the channels {', '.join(fixed_markers)} (in this order)"
+        f"one input `image` [batch, y, x, channel] with exactly the channels {', '.join(fixed_markers)} (in this "
+        "order), each z-scored (declared preprocessing)"
         if fixed_markers
-        else f"`image` [batch, y, x, channel] with the channels {', '.join(card['markers'])} (a missing marker: all-zero "
-        "channel) and `availability` [batch, channel] (1 = present, 0 = missing)"
+        else f"one input `image` [batch, y, x, channel]: the channels {', '.join(card['markers'])} (raw; a missing "
+        "marker: all-zero channel), then one constant plane per marker in the same order, 1 where the marker is "
+        "present and 0 where it is missing; the model z-scores the marker channels of each tile itself"
     )
+    seen = training.get("markers_seen") or card["markers"]
+    unseen = [m for m in card["markers"] if m not in seen]
     lines = [
         f"# {card['model']}: {', '.join(card['classes'])}",
         "",
@@ -229,8 +276,20 @@ def _readme(card: dict[str, Any], fixed_markers: Sequence[str] | None) -> str:
         f"{training['best_epoch']} (validation mean F1 {training['best_val_mean_f1']}); samples: "
         + "; ".join(f"{part} {', '.join(names) or '-'}" for part, names in training["samples"].items())
         + ".",
+        f"- Markers seen in training: {', '.join(seen)}"
+        + (f"; never seen: {', '.join(unseen)}. Leave those out (zero channel, availability 0): " if unseen else ". ")
+        + f"the card's rule: {UNSEEN_MARKERS}.",
         "",
         "See model_card.json for the full card.",
+        "",
+        "# Validation",
+        "",
+        f"The weights are those of epoch {training.get('weights_epoch')} ({training.get('weights')}); the best "
+        f"validation epoch {training['best_epoch']} scored F1 "
+        + ", ".join(f"{c} {v}" for c, v in (training.get("best_val_f1") or {}).items())
+        + f" with all markers on the validation samples {', '.join(training['samples'].get('val') or []) or '-'}. "
+        "Scores per marker subset on the test samples: `marker-excite evaluate` on the run. The test tensors of this "
+        "package were cut from a real slice; `bioimageio test` reproduces them from the weights.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -261,14 +320,18 @@ def export_bioimageio(
     fixed_markers: Sequence[str] | None = None,
     sample: str | os.PathLike | None = None,
     authors: Sequence[str] = (),
+    allow_unseen: bool = False,
     overwrite: bool = False,
 ) -> Path:
     """Write ``run`` (a ``Run`` or run directory) as a bioimage.io model package ``out_zip`` (atomically).
 
     Args:
-        fixed_markers: None for the general two-input model; marker names for the single-input flavour.
+        fixed_markers: None for the general model (markers then availability planes); marker names for
+            the fixed-marker flavour.
         sample: stack to cut the test tile from (default: a test sample of the run's store).
         authors: names for the package's ``authors`` (whoever trained the model); none: no ``authors`` entry.
+        allow_unseen: accept ``fixed_markers`` that no training sample had (refused otherwise,
+            :func:`~marker_excite.model_spec.check_seen`).
     """
     import tensorflow as tf
 
@@ -285,6 +348,8 @@ def export_bioimageio(
         fixed_markers = [panel.names[i] for i in panel.indices(list(fixed_markers))]
         if not fixed_markers or len(set(fixed_markers)) != len(fixed_markers):
             raise UserInputError(f"--fixed-markers must name distinct markers of the model ({', '.join(panel.names)})")
+        if not allow_unseen:
+            check_seen(card, fixed_markers, leave_out="--fixed-markers")
     markers = list(fixed_markers or spec.markers)
     raw, availability = sample_tile(run, sample, markers)
     if fixed_markers and not availability.all():
@@ -293,18 +358,17 @@ def export_bioimageio(
     rdf = describe(card, fixed_markers, name=f"{card['model']} {'-'.join(card['classes'])}", authors=authors)
     with tempfile.TemporaryDirectory(prefix=".bioimageio.", dir=out.parent) as tmp_name:
         tmp = Path(tmp_name)
-        serving_archive(run.model, spec, fixed_markers).write_out(str(tmp / "saved_model"), verbose=False)
+        archive = serving_archive(run.model, spec, fixed_markers) if fixed_markers else packed_archive(run.model, spec)
+        archive.write_out(str(tmp / "saved_model"), verbose=False)
         loaded = tf.saved_model.load(str(tmp / "saved_model"))  # keeps the variables alive
-        serve = loaded.serve
-        arrays = {f"test_input_{IMAGE}.npy": raw}
-        if fixed_markers:
-            probs = serve(standardise_tile(raw))[PROBABILITIES].numpy()
-        else:
-            arrays[f"test_input_{AVAILABILITY}.npy"] = availability
-            probs = serve(standardise_tile(raw), availability)[PROBABILITIES].numpy()
-        arrays[f"test_output_{PROBABILITIES}.npy"] = probs
-        for fname, array in arrays.items():
-            np.save(tmp / fname, array)
+        image = raw if fixed_markers else pack(raw, availability)
+        probs = loaded.serve(standardise_tile(raw) if fixed_markers else image)[PROBABILITIES].numpy()
+        tensors = {IMAGE: ("input", image), PROBABILITIES: ("output", probs)}
+        files = []
+        for name, (kind, array) in tensors.items():
+            np.save(tmp / f"test_{kind}_{name}.npy", array)
+            tifffile.imwrite(tmp / f"sample_{kind}_{name}.tif", array[0])  # [y, x, channel]: for people to look at
+            files += [f"test_{kind}_{name}.npy", f"sample_{kind}_{name}.tif"]
         _cover(tmp / "cover.png", raw, markers, probs, spec.outputs)
         (tmp / "README.md").write_text(_readme(card, fixed_markers))
         (tmp / CARD_NAME).write_text(json.dumps(card, indent=2) + "\n")
@@ -313,6 +377,6 @@ def export_bioimageio(
         (tmp / "weights.zip").rename(tmp / WEIGHTS)
         with atomic_path(out, overwrite=overwrite, suffix=".zip") as part:
             with zipfile.ZipFile(part, "w", zipfile.ZIP_DEFLATED) as zf:
-                for fname in ("rdf.yaml", "README.md", "cover.png", CARD_NAME, WEIGHTS, *arrays):
+                for fname in ("rdf.yaml", "README.md", "cover.png", CARD_NAME, WEIGHTS, *files):
                     zf.write(tmp / fname, fname)
     return out

@@ -40,8 +40,6 @@ def serving_archive(model, spec: ModelSpec, fixed_markers: Sequence[str] | None 
     import tensorflow as tf
 
     shapes, k = spec.shapes(), len(spec.markers)
-    archive = keras.export.ExportArchive()
-    archive.track(model)
     if fixed_markers is None:
 
         def serve(image, availability):
@@ -60,6 +58,16 @@ def serving_archive(model, spec: ModelSpec, fixed_markers: Sequence[str] | None 
             return {PROBABILITIES: keras.ops.softmax(model([full, availability], training=False), axis=-1)}
 
         signature = [tf.TensorSpec((*shapes[IMAGE][:-1], len(index)), tf.float32, name=IMAGE)]
+    return endpoint_archive(model, serve, signature)
+
+
+def endpoint_archive(model, serve, signature):
+    """A ``keras.export.ExportArchive`` that tracks ``model`` and has ``serve`` (a function of the
+    tensors of ``signature``, a list of ``tf.TensorSpec``) as its endpoint ``serve``."""
+    import keras
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
     archive.add_endpoint("serve", serve, input_signature=signature)
     return archive
 

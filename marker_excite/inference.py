@@ -33,7 +33,7 @@ from marker_excite.data.stats import RunningStats, standardise
 from marker_excite.data.tiling import TileLayout, predict_tiled
 from marker_excite.data.writers import VolumeWriter
 from marker_excite.errors import UserInputError
-from marker_excite.model_spec import ModelSpec, plan_channels
+from marker_excite.model_spec import ModelSpec, check_channel_names, check_seen, plan_channels
 from marker_excite.predictor import as_predictor
 from marker_excite.progress import Progress
 
@@ -63,18 +63,11 @@ def _target_yx(spec: ModelSpec, volume_spacing: Sequence[float]) -> tuple[float,
     return None if np.allclose(own, target, rtol=1e-6) else target
 
 
-def check_seen(card: dict, fed: Sequence[str]) -> None:
-    """Refuse markers that the model card says no training sample had (``training.markers_seen``;
-    cards without it, from older runs, are not checked)."""
-    seen = (card.get("training") or {}).get("markers_seen")
-    if seen is None:
-        return
-    unseen = [m for m in fed if m not in seen]
-    if unseen:
-        raise UserInputError(
-            f"the model never saw {', '.join(unseen)} in training (its training samples had {', '.join(seen)}); "
-            "leave it out with --use, or give --allow-unseen to feed it anyway"
-        )
+def check_user_channel_names(volume, predictor) -> None:
+    """:func:`~marker_excite.model_spec.check_channel_names` for the channel names the USER gave a
+    stack (``volume.markers_source == "user"``); names from the file are not checked."""
+    if getattr(volume, "markers_source", None) == "user":
+        check_channel_names(volume.markers, predictor.spec.panel, model=f"the model {predictor.source.name!r}")
 
 
 def predict_slices(
@@ -97,11 +90,16 @@ def predict_slices(
         progress: print progress per slice.
         allow_unseen: feed markers that no training sample of the model had (refused otherwise:
             the network never saw them, so what they do to its output is unknown).
+
+    Channel names the user gave (``volume.markers_source == "user"``) must each be a marker of the
+    model (``-`` skips a channel); names from the file that the model does not know are skipped with
+    one notice line.
     """
     predictor = as_predictor(model)
     spec = predictor.spec
     if batch_size < 1:
         raise UserInputError(f"batch size must be >= 1, got {batch_size}")
+    check_user_channel_names(volume, predictor)
     plan = plan_channels(volume.markers, spec.panel, markers)
     if not allow_unseen:
         check_seen(predictor.card, [spec.panel.names[k] for k in plan.panel_indices])

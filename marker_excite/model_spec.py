@@ -12,13 +12,16 @@ inference, export, bioimage.io, ``info`` -- reads the same declaration.
 * the model card (``model_card.json``): built from a spec by :meth:`ModelSpec.card`, parsed back by
   :meth:`ModelSpec.from_card`, read from an exported model by :func:`read_card`;
 * :func:`plan_channels`: THE mapping of a stack's (or a stored sample's) channel names onto the
-  model's panel, used by the training pipeline and by inference alike.
+  model's panel, used by the training pipeline and by inference alike;
+* the two input rules of every command: :func:`check_channel_names` (a channel name the user gave
+  must be a marker of the model) and :func:`check_seen` / :func:`unseen_markers` (markers that no
+  training sample had are refused unless allowed; the card's ``unseen_markers``).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +58,13 @@ NORMALISATION: dict[str, str] = {
     "padding": "zeros (after standardisation), margin pixels on every side of the slice",
     "missing_markers": "zero channel and availability 0",
 }
+#: The card's rule for markers that no training sample had (``training.markers_seen``); ``predict``,
+#: ``quantify``, ``evaluate``, ``export`` and the example script apply it (:func:`check_seen`).
+UNSEEN_MARKERS = (
+    "a marker outside training.markers_seen was an all-zero channel in every training sample, so what it does to "
+    "the output is unknown: it is refused unless the user allows it (--allow-unseen); leave it out instead "
+    "(zero channel, availability 0)"
+)
 
 
 def tensor_shapes(
@@ -150,6 +160,7 @@ class ModelSpec:
             "tile": {"input_size": self.input_size, "output_size": self.output_size, "margin": self.margin},
             "spacing_zyx_um": list(self.spacing_zyx) if self.spacing_zyx else None,
             "normalisation": self.normalisation,
+            "unseen_markers": UNSEEN_MARKERS,
             "signature": self.signature(),
             "model_config": dict(model_config),
             "software": dict(software),
@@ -183,7 +194,45 @@ def read_card(path: str | os.PathLike) -> dict[str, Any]:
     return card
 
 
+def unseen_markers(card: Mapping[str, Any], markers: Iterable[str]) -> list[str]:
+    """The ``markers`` that no training sample of the model had (the card's ``training.markers_seen``,
+    compared case-insensitively), in the given order; none for cards that do not record it (older runs)."""
+    seen = (card.get("training") or {}).get("markers_seen")
+    if seen is None:
+        return []
+    known = {str(m).lower() for m in seen}
+    return [m for m in markers if str(m).lower() not in known]
+
+
+def check_seen(card: Mapping[str, Any], markers: Iterable[str], *, leave_out: str = "--use") -> None:
+    """THE rule for markers never seen in training (:data:`UNSEEN_MARKERS`): raise
+    :class:`UserInputError` naming the ``markers`` the model never saw; ``leave_out`` names the option
+    that leaves them out. Callers skip this check when the user gave ``--allow-unseen``."""
+    unseen = unseen_markers(card, markers)
+    if unseen:
+        seen = ", ".join(card["training"]["markers_seen"])
+        raise UserInputError(
+            f"the model never saw {', '.join(unseen)} in training (its training samples had {seen}); "
+            f"leave {'it' if len(unseen) == 1 else 'them'} out with {leave_out}, or give --allow-unseen to feed "
+            f"{'it' if len(unseen) == 1 else 'them'} anyway"
+        )
+
+
 # -- channels -> panel ----------------------------------------------------------------------------
+def check_channel_names(names: Sequence[str], panel: MarkerPanel, *, model: str = "the model") -> None:
+    """Refuse channel names that the USER gave (``--channel-names``) and that are not markers of
+    ``panel``: a typo (``tubulinn``) or another name for a marker (``DAPI`` for ``DNA``) would otherwise
+    be skipped and the model would run on fewer markers without a word. Channels named ``-`` are
+    skipped by the reader and never reach this check. Raises :class:`MarkerError` with the closest name."""
+    unknown = [n for n in names if n not in panel]
+    if unknown:
+        name = unknown[0]
+        raise MarkerError(
+            f"channel name {name!r}{did_you_mean(name, panel.names)} is not a marker of {model} "
+            f"({', '.join(panel.names)}); name the channel '-' to skip it"
+        )
+
+
 @dataclass(frozen=True)
 class ChannelPlan:
     """Which stack channel feeds which model input, and the availability vector."""

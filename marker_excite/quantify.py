@@ -26,7 +26,7 @@ from marker_excite.data.io import open_volume
 from marker_excite.data.sample import TISSUE
 from marker_excite.data.store import SampleStore
 from marker_excite.errors import UserInputError
-from marker_excite.inference import predict_slices
+from marker_excite.inference import check_user_channel_names, predict_slices
 from marker_excite.plots import save_figure
 from marker_excite.predictor import as_predictor
 from marker_excite.progress import Progress
@@ -101,11 +101,13 @@ def tissue_slices(
     sigma: float = SIGMA,
     min_size: int = MIN_SIZE,
     batch_size: int = 4,
+    allow_unseen: bool = False,
 ) -> Iterator[np.ndarray]:
     """Tissue mask ``[Y, X]`` bool of each slice of ``volume``: from a tissue model or the DAPI threshold.
 
     A tissue model is given the stack's markers that are in its panel; the mask is its ``tissue``
-    class (or all its foreground when it has no class named ``tissue``).
+    class (or all its foreground when it has no class named ``tissue``). ``allow_unseen``: see
+    :func:`~marker_excite.inference.predict_slices`.
     """
     if tissue_model is None:
         yield from threshold_masks(
@@ -116,10 +118,13 @@ def tissue_slices(
         )
         return
     predictor = as_predictor(tissue_model)
+    check_user_channel_names(volume, predictor)
     usable = _known_markers(volume.markers, predictor, str(getattr(volume, "path", "stack")))
     classes = predictor.spec.classes
     target = classes.index(TISSUE) + 1 if TISSUE in classes else None
-    for _, probs in predict_slices(predictor, volume, markers=usable, batch_size=batch_size, progress=False):
+    for _, probs in predict_slices(
+        predictor, volume, markers=usable, batch_size=batch_size, progress=False, allow_unseen=allow_unseen
+    ):
         labels = np.argmax(probs, axis=0)
         yield labels == target if target is not None else labels > 0
 
@@ -152,11 +157,13 @@ def quantify_store(
     min_size: int = MIN_SIZE,
     batch_size: int = 4,
     progress: bool = True,
+    allow_unseen: bool = False,
 ) -> list[dict[str, Any]]:
     """Predict every (or the given) sample of a store with ``model`` and measure its volume fractions.
 
     The region of each sample is its store attribute ``region``. Without ``markers`` each sample is
-    segmented with all of its markers that the model knows (others are ignored).
+    segmented with all of its markers that the model knows (others are ignored). Markers a model never
+    saw in training are refused unless ``allow_unseen`` (:func:`~marker_excite.model_spec.check_seen`).
     """
     predictor = as_predictor(model)
     tissue = as_predictor(tissue_model) if tissue_model is not None else None
@@ -180,12 +187,16 @@ def quantify_store(
                 labels = (
                     np.argmax(p, axis=0)
                     for _, p in predict_slices(
-                        predictor, labels_vol, markers=use, batch_size=batch_size, progress=False
+                        predictor,
+                        labels_vol,
+                        markers=use,
+                        batch_size=batch_size,
+                        progress=False,
+                        allow_unseen=allow_unseen,
                     )
                 )
-                masks = tissue_slices(
-                    tissue_vol, tissue, dapi=dapi, sigma=sigma, min_size=min_size, batch_size=batch_size
-                )
+                masks = tissue_slices(tissue_vol, tissue, dapi=dapi, sigma=sigma, min_size=min_size,
+                                      batch_size=batch_size, allow_unseen=allow_unseen)  # fmt: skip
                 rows += fractions(name, regions[name], predictor.spec.classes, labels, masks)
             bar.update()
     return rows
@@ -203,10 +214,13 @@ def quantify_files(
     sigma: float = SIGMA,
     min_size: int = MIN_SIZE,
     batch_size: int = 4,
+    allow_unseen: bool = False,
 ) -> list[dict[str, Any]]:
     """Volume fractions of predicted label volumes; the tissue mask comes from the matching image stacks.
 
     Sample names are the label files' names without suffixes; ``regions`` gives one region per file.
+    With a tissue model, every name in ``channel_names`` must be one of its markers (``-`` skips a
+    channel) and ``allow_unseen`` is as in :func:`quantify_store`.
     """
     if not label_paths:
         raise UserInputError("give at least one label volume")
@@ -227,7 +241,8 @@ def quantify_files(
                 raise UserInputError(
                     f"{lab_path} has shape {lab.shape_zyx} (Z, Y, X) but its image {img_path} has {img.shape_zyx}"
                 )
-            masks = tissue_slices(img, tissue, dapi=dapi, sigma=sigma, min_size=min_size, batch_size=batch_size)
+            masks = tissue_slices(img, tissue, dapi=dapi, sigma=sigma, min_size=min_size, batch_size=batch_size,
+                                  allow_unseen=allow_unseen)  # fmt: skip
             name = Path(lab_path).name.split(".")[0]
             rows += fractions(name, region, classes, _label_slices(lab), masks)
     return rows

@@ -2,6 +2,8 @@
 
 import lzma
 import re
+import subprocess
+import sys
 import zlib
 
 import h5py
@@ -11,8 +13,10 @@ import tifffile
 from conftest import MARKERS, make_run
 
 from marker_excite.cli import main
+from marker_excite.data.io import VolumeError, open_volume
 from marker_excite.data.store import SampleStore
 from marker_excite.data.writers import write_volume
+from marker_excite.errors import UserInputError
 
 
 @pytest.fixture
@@ -108,6 +112,18 @@ def _partly_written(d):  # compressed: its size says nothing, its chunk count do
         f.create_dataset("img", shape=(4, 20, 30), dtype=np.uint16, chunks=(1, 20, 30), compression="gzip")[0] = 7
 
 
+def _huge_slice_every_chunk_stored(d):
+    """A 1.6 MB gzip file declaring one 40000 x 40000 slice: every chunk is stored (zeros compress
+    to almost nothing), so the stored-data check passes; reading it would need 6 GiB as float32."""
+    chunk = (1, 4000, 4000)
+    zeros = zlib.compress(bytes(int(np.prod(chunk))), 9)
+    with h5py.File(d / "bad.h5", "w") as f:
+        ds = f.create_dataset("img", shape=(1, 40000, 40000), dtype=np.uint8, chunks=chunk, compression="gzip")
+        for y in range(0, 40000, chunk[1]):
+            for x in range(0, 40000, chunk[2]):
+                ds.id.write_direct_chunk((0, y, x), zeros)
+
+
 def _corrupt_deflate(d):  # valid TIFF structure, garbled compressed strip of the second page
     image = np.random.default_rng(1).integers(0, 4000, (2, 20, 30)).astype(np.uint16)
     tifffile.imwrite(d / "bad.tif", image, compression="zlib")
@@ -129,6 +145,11 @@ def _corrupt_deflate(d):  # valid TIFF structure, garbled compressed strip of th
         (_huge_contiguous, r"bad.h5:/img declares shape \(5, 2000, 3000\) \(57.2 MiB\) but holds no data"),
         (_partly_written, r"bad.h5:/img declares shape \(4, 20, 30\) .* only 1 of its 4 chunks hold data"),
         (
+            _huge_slice_every_chunk_stored,
+            r"bad.h5: declares 1 channel\(s\) x 1 slice\(s\) of 40000 x 40000 px; one slice would need 5.96 GiB "
+            r"as float32, more than the limit of 4 GiB per slice \(set MARKER_EXCITE_MAX_SLICE_GIB to raise it",
+        ),
+        (
             _corrupt_deflate,
             r"bad.tif: cannot read slice 1 .*: corrupt compressed data \((ADOBE_DEFLATE|DEFLATE|ZLIB) data cannot be decoded",
         ),
@@ -144,7 +165,41 @@ def test_import_refuses_bad_image_data(tmp_path, capsys, make, message):
     assert list(tmp_path.iterdir()) == [image]
 
 
-def test_decompressor_errors_are_decode_errors():
+def test_huge_declared_slice_is_refused_before_any_allocation(tmp_path):
+    """Under a 3 GiB address-space limit the crafted file used to end in a MemoryError traceback
+    (import allocated the 40000 x 40000 slice); now import and predict stop at the declared shape."""
+    _huge_slice_every_chunk_stored(tmp_path)
+    assert (tmp_path / "bad.h5").stat().st_size < 2e6
+    script = (
+        "import resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (3 * 2**30, 3 * 2**30))\n"
+        "from marker_excite.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    argv = ["import", "--store", str(tmp_path / "s.h5"), "--name", "s1", "--image", str(tmp_path / "bad.h5"),
+            "--channel-names", "DAPI", "--spacing", "1,1,1", "--target-spacing", "none", "--quiet"]  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True, timeout=300)
+    err = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(err) == 1, done.stderr[-2000:]
+    assert "one slice would need 5.96 GiB as float32, more than the limit of 4 GiB per slice" in err[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.h5"]
+
+
+def test_slice_size_limit_follows_the_environment(tmp_path, monkeypatch):
+    image = tmp_path / "img.h5"
+    write_volume(image, np.zeros((2, 3, 512, 256), np.uint8), (1, 1, 1), ["DAPI", "collagen"])  # 1 MiB per slice
+    monkeypatch.setenv("MARKER_EXCITE_MAX_SLICE_GIB", str(1 / 1024))
+    with open_volume(image) as volume:
+        assert volume.shape_czyx == (2, 3, 512, 256)
+    monkeypatch.setenv("MARKER_EXCITE_MAX_SLICE_GIB", str(0.99 / 1024))
+    with pytest.raises(VolumeError, match=r"one slice would need 0.000977 GiB as float32, more than the limit"):
+        open_volume(image)
+    monkeypatch.setenv("MARKER_EXCITE_MAX_SLICE_GIB", "lots")
+    with pytest.raises(
+        UserInputError, match=r"MARKER_EXCITE_MAX_SLICE_GIB must be a positive number of GiB, got 'lots'"
+    ):
+        open_volume(image)
+
     from marker_excite.data.tiff_io import _is_decode_error
 
     for decompress in (zlib.decompress, lzma.decompress):

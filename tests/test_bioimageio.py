@@ -1,14 +1,16 @@
-"""bioimageio.py: model packages (format 0.5) of both flavours validate, their weights reproduce the
-test output with plain TensorFlow, bioimageio.core's own test passes where it can run the model."""
+"""bioimageio.py: model packages (format 0.5) of both flavours validate without FAIR warnings (but
+authors where none were given), their weights reproduce the test output with plain TensorFlow, and
+bioimageio.core's own test passes on both (skipped where bioimageio.core is not installed)."""
 
 import json
 import zipfile
 
 import numpy as np
 import pytest
+import tifffile
 from conftest import MARKERS, make_run
 
-from marker_excite.bioimageio import EPS, export_bioimageio, standardise_tile
+from marker_excite.bioimageio import EPS, export_bioimageio, pack, standardise_tile
 from marker_excite.data.writers import write_volume
 from marker_excite.errors import UserInputError
 
@@ -42,12 +44,15 @@ def test_package_contents_and_declared_geometry(packages):
     with zipfile.ZipFile(packages["general"]) as zf:
         assert sorted(zf.namelist()) == sorted([
             "rdf.yaml", "README.md", "cover.png", "model_card.json", "tf_saved_model_bundle.zip",
-            "test_input_image.npy", "test_input_availability.npy", "test_output_probabilities.npy",
+            "test_input_image.npy", "test_output_probabilities.npy",
+            "sample_input_image.tif", "sample_output_probabilities.tif",
         ])  # fmt: skip
-    image, availability = general["inputs"]
-    assert image["axes"][-1]["channel_names"] == list(MARKERS) and availability["id"] == "availability"
+        readme = zf.read("README.md").decode()
+    (image,) = general["inputs"]  # ONE input: bioimage.io runners pass inputs positionally
+    assert image["axes"][-1]["channel_names"] == [*MARKERS, *(f"availability {m}" for m in MARKERS)]
     assert image["axes"][1] == {"type": "space", "id": "y", "size": 28, "unit": "micrometer", "scale": 1.0}
-    assert image["preprocessing"] == [{"id": "zero_mean_unit_variance", "kwargs": {"axes": ["y", "x"], "eps": EPS}}]
+    assert "preprocessing" not in image  # the model z-scores the markers itself (planes must stay 0 / 1)
+    assert image["sample_tensor"] == {"source": "sample_input_image.tif"}
     out = general["outputs"][0]
     assert out["axes"][2]["size"] == {"tensor_id": "image", "axis_id": "x", "offset": -16}  # 28 -> 12, centred
     assert out["axes"][-1]["channel_names"] == ["background", "sinusoids"]
@@ -55,8 +60,15 @@ def test_package_contents_and_declared_geometry(packages):
         {"name": "A. Tester"}
     ]
     assert general["config"]["marker_excite"]["training"]["best_val_mean_f1"] == 0.7
+    assert general["config"]["marker_excite"]["training"]["markers_seen"] == list(MARKERS)
+    assert (
+        "\n# Validation\n" in readme and "raw; a missing marker: all-zero channel), then one constant plane" in readme
+    )
     assert [t["id"] for t in fixed["inputs"]] == ["image"]
     assert fixed["inputs"][0]["axes"][-1]["channel_names"] == ["DAPI", "collagen"]
+    assert fixed["inputs"][0]["preprocessing"] == [
+        {"id": "zero_mean_unit_variance", "kwargs": {"axes": ["y", "x"], "eps": EPS}}
+    ]
     assert fixed["config"]["marker_excite"]["fixed_markers"] == ["DAPI", "collagen"] and "authors" not in fixed
 
 
@@ -66,6 +78,11 @@ def test_packages_validate_with_bioimageio_spec(packages, flavour):
     descr = spec.load_description(packages[flavour], perform_io_checks=True)
     assert type(descr).__name__ == "ModelDescr", descr.validation_summary.format()
     assert descr.validation_summary.status in ("valid-format", "passed")
+    warned = [(w.loc, w.msg) for d in descr.validation_summary.details for w in d.warnings]
+    if flavour == "fixed":  # exported without --author
+        assert warned == [(("authors",), "Needs to be filled for FAIR compliance")], warned
+    else:  # no FAIR warning, no missing '# Validation'; only a hint to give GitHub user names
+        assert [loc for loc, msg in warned if "github_user" not in msg] == [], warned
 
 
 def _unpack(path, tmp_path):
@@ -77,33 +94,39 @@ def _unpack(path, tmp_path):
 
 
 def test_weights_reproduce_test_outputs_with_plain_tensorflow(packages, tmp_path):
-    """Package weights + declared preprocessing give the test output; the fixed flavour equals the
-    general model fed the same channels with zero channels and availability 0 for the others; the
-    test tile is the sample's (0.45 µm) slice resampled to the model's 1 µm."""
+    """Package weights (+ the declared preprocessing for the fixed flavour) give the test output; the
+    fixed flavour equals the general model fed the same channels with zero channels and availability 0
+    for the others; the test tile is the sample's (0.45 µm) slice resampled to the model's 1 µm."""
     import tensorflow as tf
 
     g = _unpack(packages["general"], tmp_path / "g")
     f = _unpack(packages["fixed"], tmp_path / "f")
     general = tf.saved_model.load(str(tmp_path / "g" / "weights"))
     fixed = tf.saved_model.load(str(tmp_path / "f" / "weights"))
-    np.testing.assert_array_equal(g["test_input_availability"], [[1, 0, 1]])  # DAPI, collagen present; no endomucin
-    assert g["test_input_image"].shape == (1, 28, 28, 3) and not g["test_input_image"][..., 1].any()
-    got = general.serve(standardise_tile(g["test_input_image"]), g["test_input_availability"])["probabilities"].numpy()
+    packed = g["test_input_image"]
+    assert packed.shape == (1, 28, 28, 6) and not packed[..., 1].any()  # no endomucin in the sample
+    np.testing.assert_array_equal(packed[..., 3:], np.broadcast_to([1, 0, 1], (1, 28, 28, 3)))  # availability planes
+    np.testing.assert_array_equal(pack(packed[..., :3], np.array([[1, 0, 1]], np.float32)), packed)
+    got = general.serve(packed)["probabilities"].numpy()
     np.testing.assert_allclose(got, g["test_output_probabilities"], atol=1e-5)
     got = fixed.serve(standardise_tile(f["test_input_image"]))["probabilities"].numpy()
     np.testing.assert_allclose(got, f["test_output_probabilities"], atol=1e-5)
     # the same raw channels in both flavours (DAPI, collagen), so the same probabilities
-    np.testing.assert_array_equal(f["test_input_image"], g["test_input_image"][..., [0, 2]])
+    np.testing.assert_array_equal(f["test_input_image"], packed[..., [0, 2]])
     np.testing.assert_allclose(f["test_output_probabilities"], g["test_output_probabilities"], atol=1e-5)
+    with zipfile.ZipFile(packages["general"]) as zf:
+        zf.extractall(tmp_path / "g", ["sample_input_image.tif"])
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "g" / "sample_input_image.tif"), packed[0])
 
 
-def test_bioimageio_core_test_of_the_single_input_package(packages, tmp_path, monkeypatch):
-    """bioimageio.core runs the package (preprocessing, model, comparison with the test output). Its
-    TensorFlow backend calls a SavedModel with positional inputs, which Keras' TFSMLayer does not
-    accept for two inputs, so the general package is checked by the plain TensorFlow test above."""
+@pytest.mark.parametrize("flavour", ["general", "fixed"])
+def test_bioimageio_core_test_passes(packages, flavour, tmp_path, monkeypatch):
+    """bioimageio.core runs the package (preprocessing, model, comparison with the test output); its
+    TensorFlow backend calls the model with the inputs as positional arguments, which is why both
+    flavours have one input."""
     core = pytest.importorskip("bioimageio.core")
     monkeypatch.chdir(tmp_path)  # core unzips the weights into the working directory
-    summary = core.test_model(packages["fixed"])
+    summary = core.test_model(packages[flavour])
     assert summary.status == "passed", summary.format()
 
 

@@ -44,17 +44,33 @@ def _predict(run_dir, stack, tmp_path, *extra):
             "--probabilities", str(tmp_path / "out" / "p.h5"), "--quiet", *extra]  # fmt: skip
 
 
-def test_marker_not_in_panel_is_skipped_with_a_notice(capsys, run_dir, stack, tmp_path):
+def test_channel_named_by_the_user_must_be_a_model_marker(capsys, run_dir, stack, tmp_path):
+    """A name given with --channel-names that the model does not know (a typo, another lab's name for a
+    marker) is an error with the closest marker, not a skipped channel; '-' skips a channel."""
     _fails(
-        capsys, _predict(run_dir, stack, tmp_path, "--channel-names", "CD31,CD45,Sca1"), "none of the stack's markers"
+        capsys,
+        _predict(run_dir, stack, tmp_path, "--channel-names", "DAPI,endomucinn,-"),
+        "channel name 'endomucinn' (did you mean 'endomucin'?) is not a marker of the model 'run' "
+        "(DAPI, endomucin, collagen); name the channel '-' to skip it",
     )
+    _fails(capsys, _predict(run_dir, stack, tmp_path, "--channel-names", "DNA,endomucin,collagen"), "'DNA'")
+    _fails(capsys, _predict(run_dir, stack, tmp_path, "--channel-names", "CD31,CD45,Sca1"), "'CD31'")
     assert _out_files(tmp_path) == []
-    argv = [a for a in _predict(run_dir, stack, tmp_path, "--channel-names", "-,CD31,collagen", "--markers", "collagen")
+    argv = [a for a in _predict(run_dir, stack, tmp_path, "--channel-names", "-,-,collagen", "--markers", "collagen")
             if a != "--quiet"]  # fmt: skip
     assert main(argv) == 0
     err = capsys.readouterr().err
-    assert "marker-excite predict: note: --markers is deprecated here; use --use" in err
-    assert "note: skipping stack channel(s) CD31: not in the model's panel (DAPI, endomucin, collagen)" in err
+    assert "marker-excite predict: note: --markers is deprecated here; use --use" in err and "skipping" not in err
+    assert _out_files(tmp_path) == ["l.ome.tif", "p.h5"]
+
+
+def test_file_channel_not_in_panel_is_skipped_with_a_notice(capsys, run_dir, tmp_path):
+    image = np.random.default_rng(0).normal(size=(3, 2, 16, 16)).astype(np.float32)
+    write_volume(tmp_path / "cd31.ome.tif", image, channel_names=("CD31", "DAPI", "collagen"))
+    assert main([a for a in _predict(run_dir, tmp_path / "cd31.ome.tif", tmp_path) if a != "--quiet"]) == 0
+    assert "note: skipping stack channel(s) CD31: not in the model's panel (DAPI, endomucin, collagen)" in (
+        capsys.readouterr().err
+    )
     assert _out_files(tmp_path) == ["l.ome.tif", "p.h5"]
 
 
@@ -272,6 +288,32 @@ def test_markers_never_seen_in_training_are_refused_unless_allowed(capsys, stack
     assert main(_predict(run, stack, tmp_path, "--use", "DAPI,endomucin")) == 0
     assert main(_predict(run, stack, tmp_path, "--use", "DAPI,collagen", "--allow-unseen", "--overwrite")) == 0
     assert main(["info", str(run)]) == 0
-    assert "trained on   DAPI, endomucin (never seen: collagen; predict refuses them without --allow-unseen)" in (
+    assert "trained on   DAPI, endomucin (never seen: collagen; refused without --allow-unseen)" in (
         capsys.readouterr().out
     )
+
+
+def test_every_command_applies_the_unseen_marker_rule(capsys, stack, tmp_path):
+    """quantify and export refuse markers no training sample had, as predict does, and take the
+    --allow-unseen that their error names."""
+    from marker_excite.data.sample import Sample
+    from marker_excite.data.store import SampleStore
+
+    run, _, _ = make_run(tmp_path / "unseen", markers_seen=("DAPI", "endomucin"))
+    image = np.random.default_rng(2).normal(size=(3, 2, 16, 16)).astype(np.float32)
+    with SampleStore(tmp_path / "s.h5", "w") as store:
+        store.write_sample(Sample("s1", image, MARKERS, region="diaphysis"))
+    quantify = ["quantify", "--store", str(tmp_path / "s.h5"), "--model", str(run), "--sigma", "0", "--quiet"]
+    _fails(capsys, [*quantify, "-o", str(tmp_path / "out" / "q.csv")], "never saw collagen", "--use", "--allow-unseen")
+    zipped = ["export", str(run), str(tmp_path / "out" / "m.zip"), "--format", "bioimageio", "--sample", str(stack)]
+    _fails(capsys, [*zipped, "--fixed-markers", "DAPI,collagen"], "never saw collagen", "--fixed-markers")
+    _fails(
+        capsys, ["export", str(run), str(tmp_path / "out" / "m"), "--allow-unseen"], "only apply to --format bioimageio"
+    )
+    assert _out_files(tmp_path) == []
+    assert main([*quantify, "-o", str(tmp_path / "out" / "q.csv"), "--use", "DAPI,endomucin"]) == 0
+    assert main([*quantify, "-o", str(tmp_path / "out" / "all.csv"), "--allow-unseen"]) == 0
+    capsys.readouterr()
+    assert main([*zipped, "--fixed-markers", "DAPI,collagen", "--allow-unseen"]) == 0
+    assert "note: no --author given: the package names no authors" in capsys.readouterr().err
+    assert _out_files(tmp_path) == ["all.csv", "m.zip", "q.csv"]

@@ -193,3 +193,17 @@ def test_workers_start_the_compare_command_again(tmp_path, monkeypatch):
     assert main(argv) == 3
     assert started == {"script": ["-m", "marker_excite"], "argv": argv, "groups": [(0,), (1,)], "name": "compare"}
     assert W.worker_argv(started["argv"], 2, 2)[-4:] == ["--shard", "2/2", "--workers", "1"]
+
+
+def test_launcher_slurm_submits_the_compare_command(tmp_path, capsys):
+    """compare inherits the experiment options: --launcher slurm --dry-run prints an array job whose tasks
+    run `python -m marker_excite compare ... --shard k/n` and an aggregation job (--aggregate-only)."""
+    store = _store(tmp_path / "s.h5")
+    argv = ["compare", "--store", str(store), "--markers", "cytoplasm,nuclear", "--classes", "cells", "--folds", "2"]
+    argv += ["--out", str(tmp_path / "out"), "--launcher", "slurm", "--slurm-tasks", "3", "--dry-run"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "#SBATCH --array=1-3" in printed
+    assert f"-m marker_excite compare --store {store}" in printed and '--shard "${SLURM_ARRAY_TASK_ID}/3"' in printed
+    assert "--launcher" not in printed.split("#SBATCH --array")[1] and " --aggregate-only" in printed
+    assert not (tmp_path / "out").exists()  # a dry run writes nothing

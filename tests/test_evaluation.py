@@ -4,7 +4,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from conftest import TINY, make_tiny_store, tiny_sample
+from conftest import TINY, make_run, make_tiny_store, tiny_sample
 
 from marker_excite import cli, evaluation
 from marker_excite.data import pipeline
@@ -273,3 +273,21 @@ def test_custom_panel_subsets_are_named_by_markers_and_skips_are_one_line(tmp_pa
     ]
     # the names are accepted back as --subsets
     assert [s.indices for s in evaluation.parse_subsets("actin+tub+mito,H", panel)] == [(1, 2, 4), (0,)]
+
+
+def test_evaluate_skips_subsets_with_markers_never_seen_in_training(store, tmp_path, capsys):
+    """Subsets holding a marker that no training sample had are not scored (one note line) unless
+    --allow-unseen, so they do not pull the mean down without a word."""
+    run, _, _ = make_run(tmp_path / "run", markers_seen=("DAPI", "endomucin"))  # panel DAPI, endomucin, collagen
+    base = ["evaluate", "--run", str(run), "--store", str(store), "--samples", "s0"]
+    assert cli.main([*base, "--out", str(tmp_path / "seen.csv")]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if "never seen" in line]  # (also: progress lines)
+    assert notes == [
+        "evaluate: note: 4 subset(s) with collagen (never seen in training) not scored; give --allow-unseen to score them"
+    ]
+    assert {r["subset"] for r in evaluation.read_results(tmp_path / "seen.csv")} == {"m_1", "m_2", "m_12"}
+    assert cli.main([*base, "--out", str(tmp_path / "all.csv"), "--allow-unseen", "--quiet"]) == 0
+    assert len({r["subset"] for r in evaluation.read_results(tmp_path / "all.csv")}) == 7
+    assert cli.main([*base, "--out", str(tmp_path / "none.csv"), "--subsets", "m_4", "--quiet"]) == 2
+    assert "every subset asked for uses collagen" in capsys.readouterr().err
+    assert not (tmp_path / "none.csv").exists()

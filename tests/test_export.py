@@ -33,6 +33,20 @@ assert not [m for m in sys.modules if m.startswith("marker_excite")], "marker_ex
 """
 
 
+#: run the example script once per argument list in ONE fresh interpreter; print how each run ended
+SCRIPT_RUNS = """
+import json, runpy, sys
+example, runs = sys.argv[1], json.loads(sys.argv[2])
+for argv in runs:
+    sys.argv = [example, *argv]
+    try:
+        runpy.run_path(example, run_name="__main__")
+        print("exit 0")
+    except SystemExit as exc:
+        print(f"exit: {exc.code}")
+"""
+
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     base = tmp_path_factory.mktemp("export")
@@ -103,6 +117,7 @@ def test_model_card_contents(exported):
     assert card["training"]["samples"] == {"train": ["a", "b"], "val": ["c"], "test": ["d"]}
     assert card["software"]["exported_with"]["tensorflow"]
     assert card["spacing_zyx_um"] == [1.0, 1.0, 1.0]
+    assert card["unseen_markers"].startswith("a marker outside training.markers_seen was an all-zero channel")
 
 
 def test_predict_on_exported_equals_run(exported, tmp_path):
@@ -172,3 +187,53 @@ def test_weights_last_in_predict_and_export(tmp_path, capsys):
     np.testing.assert_allclose(load_exported(tmp_path / "exp").probabilities(image, availability), last_p, atol=1e-5)
     with pytest.raises(UserInputError, match="is an exported model: it holds the weights it was exported with"):
         load_predictor(tmp_path / "exp", weights="last")
+
+
+def test_example_script_reads_samples_last_refuses_unknown_names_and_unseen_markers_quietly(exported, tmp_path):
+    """The example script reads a samples-last (YXS) TIFF as ``predict`` does and gives its
+    probabilities; '-' skips a channel; a mistyped --channels name is an error with the closest marker;
+    a marker outside the card's markers_seen is refused unless --allow-unseen; TensorFlow's start-up
+    lines are not printed (no TF_CPP_MIN_LOG_LEVEL in the environment)."""
+    import shutil
+
+    import tifffile
+
+    from marker_excite.inference import predict_file
+
+    path = exported[0]
+    unseen = tmp_path / "unseen"  # the same model, as if no training sample had had collagen
+    shutil.copytree(path, unseen)
+    card = json.loads((unseen / CARD_NAME).read_text())
+    card["training"]["markers_seen"] = ["DAPI", "endomucin"]
+    (unseen / CARD_NAME).write_text(json.dumps(card))
+    rgb = (np.random.default_rng(5).random((37, 45, 3)) * 255).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "rgb.tif", rgb, photometric="rgb")  # axes YXS, as many cameras save
+    stack, out = str(tmp_path / "rgb.tif"), str(tmp_path / "out")
+    runs = [
+        [str(path), stack, f"{out}_l.ome.tif", "--channels", "DAPI,-,collagen", "--pixel-size", "1",
+         "--probabilities", f"{out}_p.ome.tif"],
+        [str(path), stack, f"{out}_typo.ome.tif", "--channels", "DAPI,-,colagen"],
+        [str(unseen), stack, f"{out}_unseen.ome.tif", "--channels", "DAPI,-,collagen"],
+        [str(unseen), stack, f"{out}_allowed.ome.tif", "--channels", "DAPI,-,collagen", "--pixel-size", "1",
+         "--allow-unseen"],
+    ]  # fmt: skip
+    env = {k: v for k, v in _env().items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    child = subprocess.run([sys.executable, "-c", SCRIPT_RUNS, str(EXAMPLE), json.dumps(runs)], cwd=tmp_path,
+                           env=env, capture_output=True, text=True, check=True)  # fmt: skip
+    ends = [line for line in child.stdout.splitlines() if line.startswith("exit")]
+    assert ends == [
+        "exit 0",
+        "exit: channel name 'colagen' (did you mean 'collagen'?) is not a marker of the model "
+        "(DAPI, endomucin, collagen); name the channel '-' to skip it",
+        "exit: the model never saw collagen in training (its training samples had DAPI, endomucin); "
+        "name its channel '-' to leave it out, or give --allow-unseen to feed it anyway",
+        "exit 0",
+    ], child.stdout
+    assert child.stderr == "", child.stderr
+    assert sorted(p.name for p in tmp_path.glob("out_*")) == ["out_allowed.ome.tif", "out_l.ome.tif", "out_p.ome.tif"]
+    predict_file(path, stack, channel_names="DAPI,-,collagen", spacing=(1.0, 1.0, 1.0),
+                 probabilities=tmp_path / "ref.ome.tif", progress=False)  # fmt: skip
+    with open_volume(tmp_path / "ref.ome.tif") as ref, open_volume(f"{out}_p.ome.tif") as got:
+        expected = ref.read_volume()
+        assert expected.shape == (2, 1, 37, 45) and np.abs(expected - 0.5).max() > 0.1
+        assert np.abs(got.read_volume() - expected).max() <= 1e-4

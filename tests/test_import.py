@@ -24,6 +24,7 @@ def files(tmp_path):
     tifffile.imwrite(tmp_path / "sin.tif", sin)
     tifffile.imwrite(tmp_path / "art.tif", art)
     tifffile.imwrite(tmp_path / "small.tif", sin[:, :20])
+    tifffile.imwrite(tmp_path / "map.tif", (sin > 0) * np.uint8(1) + (art > 0) * np.uint8(2))  # as predict writes
     nan = image.astype(np.float32)
     nan[1, 2, 3, 4] = np.nan
     write_volume(tmp_path / "nan.ome.tif", nan, (2.0, 0.5, 0.5), ["DAPI", "endomucin"])
@@ -89,7 +90,8 @@ def test_import_cli_resamples_and_stores_labels(files, capsys):
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--image", "{d}/img.ome.tif", "--channel-names", "DAPI,nope"], "unknown marker 'nope'"),
+        (["--image", "{d}/img.ome.tif", "--channel-names", "DAPI,nope"], "unknown marker 'nope'; .*--panel any"),
+        (["--image", "{d}/img.ome.tif", "--channel-names", "DAPl,collagen"], r"'DAPl' \(did you mean 'DAPI'\?\)"),
         (["--image", "{d}/img.ome.tif", "--channel-names", "DAPI,dapi"], "marker given twice: DAPI"),
         (["--image", "{d}/img.ome.tif", "--channel-names", ""], "empty marker set"),
         (
@@ -111,6 +113,45 @@ def test_import_cli_resamples_and_stores_labels(files, capsys):
         (["--image", "{d}/sin.tif.missing"], "does not exist"),
         (["--image", "{d}/img.ome.tif", "--spacing", "1,0,1"], "spacing must be three positive numbers"),
         (["--image", "{d}/img.ome.tif", "--annotated", "0,9"], "annotated slice 9 is outside 0..2"),
+        # one label map given for two classes used to import both as the same mask
+        (
+            ["--image", "{d}/img.ome.tif", "--label", "sinusoids={d}/map.tif", "--label", "arteries={d}/map.tif"],
+            r"label file .*map.tif is given twice \(for 'sinusoids' and 'arteries'\).* use --label-map .*map.tif=",
+        ),
+        (
+            ["--image", "{d}/img.ome.tif", "--label", "sinusoids={d}/map.tif"],
+            r"label file .*map.tif for 'sinusoids' is not a mask: it holds the non-zero values 2 and 1 \(by slice 1\)",
+        ),
+        (
+            ["--image", "{d}/img.ome.tif", "--label-map", "{d}/map.tif=sinusoids:1"],
+            r"label map .*map.tif has the value 2 at slice 1, which --label-map ...=sinusoids:1 gives no class",
+        ),
+        (
+            [
+                "--image",
+                "{d}/img.ome.tif",
+                "--label-map",
+                "{d}/map.tif=sinusoids:1,arteries:2",
+                "--tissue",
+                "{d}/map.tif",
+            ],
+            r"label file .*map.tif is given twice \(for 'tissue' and 'sinusoids', 'arteries'\)",
+        ),
+        (
+            [
+                "--image",
+                "{d}/img.ome.tif",
+                "--label-map",
+                "{d}/map.tif=sinusoids:1,arteries:2",
+                "--label",
+                "arteries={d}/art.tif",
+            ],
+            "label class 'arteries' given twice",
+        ),
+        (
+            ["--image", "{d}/img.ome.tif", "--label-map", "{d}/map.tif=sinusoids:1,arteries:1"],
+            r"label map .*map.tif: two classes have the same value",
+        ),
     ],
 )
 def test_import_errors_are_one_line_exit_2(files, capsys, extra, message):
@@ -125,12 +166,44 @@ def test_import_errors_are_one_line_exit_2(files, capsys, extra, message):
     )  # a failed import into a new store leaves nothing
 
 
+def test_label_map_imports_each_class_from_its_value(files, capsys):
+    """--label-map FILE=CLASS:VALUE,... stores exactly what one mask file per class stores."""
+    d, _ = files
+    store = d / "store.h5"
+    masks = ["--label", f"sinusoids={d / 'sin.tif'}", "--label", f"arteries={d / 'art.tif'}"]
+    assert run_cli(capsys, "--store", store, "--name", "masks", "--image", d / "img.ome.tif", *masks, "--quiet")[0] == 0
+    code, out, err = run_cli(
+        capsys, "--store", store, "--name", "map", "--image", d / "img.ome.tif",
+        "--label-map", f"{d / 'map.tif'}=sinusoids:1,arteries:2", "--quiet",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "class voxels: sinusoids 50, arteries 33" in out
+    with SampleStore(store) as st:
+        assert st.info("map").classes == ("sinusoids", "arteries")
+        np.testing.assert_array_equal(st.info("map").annotated, st.info("masks").annotated)
+        for z in range(3):
+            expected, got = st.read_slice("masks", z)[1], st.read_slice("map", z)[1]
+            for cls in ("sinusoids", "arteries"):
+                np.testing.assert_array_equal(got[cls], expected[cls])
+
+
+def test_label_map_argument_syntax():
+    import argparse
+
+    from marker_excite.commands.import_files import _label_map_arg
+
+    assert _label_map_arg("a=b/map.tif=sinusoids:1, arteries:2") == ("a=b/map.tif", {"sinusoids": 1.0, "arteries": 2.0})
+    for bad in ("map.tif", "map.tif=sinusoids", "map.tif=sinusoids:0", "map.tif=s:1,s:2", "=s:1", "map.tif=s:x"):
+        with pytest.raises(argparse.ArgumentTypeError, match="expected FILE=CLASS:VALUE"):
+            _label_map_arg(bad)
+
+
 def test_failed_import_keeps_existing_store(files, capsys):
     d, _ = files
     store = d / "store.h5"
     import_sample(store, "s1", d / "img.ome.tif", progress=False)
     code, _, err = run_cli(capsys, "--store", store, "--name", "s1", "--image", d / "img.ome.tif", "--quiet")
-    assert code == 2 and "already exists" in err
+    assert code == 2 and "already exists" in err and "(use --overwrite to replace it)" in err
     code, _, err = run_cli(capsys, "--store", store, "--name", "s2", "--image", d / "nan.ome.tif", "--quiet")
     assert code == 2 and "NaN" in err
     corrupt = d / "corrupt.tif"

@@ -414,3 +414,25 @@ def test_a_new_format_is_one_module_and_one_registry_entry(tmp_path, vol, monkey
     with open_volume(out, markers=["DAPI", "endomucin"]) as r:
         assert type(r) is NpyVolume and r.markers == ("DAPI", "endomucin")
         np.testing.assert_array_equal(r.read_volume(), vol)
+
+
+def test_imagej_spacing_is_the_z_step_of_stacks_only(tmp_path, capsys):
+    """ImageJ keeps `spacing` (the z step) in 2D images cut from a stack; it used to become their z
+    size ("1 x 105 x 138 voxels at 0.0514931 x ..."). Only a stack of several slices uses it."""
+    from marker_excite.cli import main
+
+    meta = {"spacing": 0.0514931, "unit": "um"}
+    plane = np.arange(105 * 138, dtype=np.uint16).reshape(105, 138)
+    tifffile.imwrite(tmp_path / "2d.tif", plane, imagej=True, resolution=(1 / 0.25, 1 / 0.25), metadata=meta)
+    stack = np.stack([plane] * 3)
+    tifffile.imwrite(tmp_path / "3d.tif", stack, imagej=True, resolution=(4, 4), metadata={**meta, "axes": "ZYX"})
+    with tifffile.TiffFile(tmp_path / "2d.tif") as tif:
+        assert tif.imagej_metadata["spacing"] == 0.0514931  # what Fiji writes
+    with open_volume(tmp_path / "2d.tif") as r:
+        assert r.shape_czyx == (1, 1, 105, 138) and r.spacing == (1.0, 0.25, 0.25) and r.spacing_source == "file"
+    with open_volume(tmp_path / "3d.tif") as r:
+        assert r.shape_czyx == (1, 3, 105, 138) and r.spacing == pytest.approx((0.0514931, 0.25, 0.25))
+    argv = ["import", "--store", str(tmp_path / "s.h5"), "--name", "s1", "--image", str(tmp_path / "2d.tif"),
+            "--channel-names", "DAPI", "--target-spacing", "none", "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    assert "1 x 105 x 138 voxels at 1 x 0.25 x 0.25 µm" in capsys.readouterr().out

@@ -153,3 +153,18 @@ def test_quantify_cli_on_label_volumes(tmp_path, capsys):
                    "class_voxels": "100", "fraction": "0.25"}  # fmt: skip
     assert (tmp_path / "f.png").is_file()
     assert main(argv) == 2 and "already exists" in capsys.readouterr().err
+
+
+def test_channel_names_for_a_tissue_model_must_be_its_markers(tmp_path):
+    """quantify --channel-names with a tissue model: a name that is not one of its markers (a typo) is
+    an error with the closest marker, not a channel silently left out of the tissue mask."""
+    img, _ = _tissue_image()
+    write_volume(tmp_path / "a.ome.tif", np.stack([img, img])[:, None], channel_names=("c0", "c1"))
+    write_volume(tmp_path / "a_labels.ome.tif", np.zeros((1, 40, 40), np.uint8))
+    tissue_dir, _, _ = make_run(tmp_path / "tissue_run", markers=("DAPI",), classes=("tissue",), seed=4)
+    files = ([tmp_path / "a_labels.ome.tif"], [tmp_path / "a.ome.tif"], ("s",))
+    with pytest.raises(UserInputError, match=r"channel name 'DAPl' \(did you mean 'DAPI'\?\) is not a marker of the "
+                       r"model 'tissue_run' \(DAPI\); name the channel '-' to skip it"):  # fmt: skip
+        quantify_files(*files, tissue_model=tissue_dir, channel_names="DAPl,-")
+    (row,) = quantify_files(*files, tissue_model=tissue_dir, channel_names="DAPI,-")
+    assert row["sample"] == "a_labels" and row["class_voxels"] == 0

@@ -81,6 +81,15 @@ def test_limit_threads_sets_tensorflow_threads(tmp_path):
     assert out.stdout.split()[0] == "None"
 
 
+def test_limit_threads_leaves_tensorflow_alone_under_another_backend():
+    # a --workers child or --launcher slurm task on a JAX-only GPU node must not import TensorFlow
+    code = "import sys; from marker_excite.experiments.workers import limit_threads; "
+    code += "print(limit_threads(), 'tensorflow' in sys.modules)"
+    env = {**os.environ, W.THREADS_ENV: "3", "KERAS_BACKEND": "jax"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["3", "False"]
+
+
 def test_bad_worker_counts_are_refused_before_anything_is_written(tmp_path, capsys):
     status = script_main("fig2_sampling", ["--preset", "cpu", "--out", str(tmp_path / "o"), "--workers", "0"])
     assert status == 2 and capsys.readouterr().err == "fig2_sampling: error: --workers must be >= 1, got 0\n"
@@ -106,7 +115,8 @@ def test_workers_need_the_script_itself(tmp_path, capsys):
     status = script_main("fig2_sampling", ["--preset", "cpu", "--out", str(tmp_path / "o"), "--workers", "2"])
     assert status == 2
     assert capsys.readouterr().err == (
-        "fig2_sampling: error: --workers starts experiments/fig2_sampling.py again: run it as that script\n"
+        "fig2_sampling: error: --workers and --launcher slurm start experiments/fig2_sampling.py again: "
+        "run it as that script\n"
     )
     assert not (tmp_path / "o").exists()
 

@@ -175,3 +175,76 @@ def test_memory_stays_bounded_on_a_large_stack(tmp_path):
                          capture_output=True, text=True, env=env)  # fmt: skip
     growth_mib = float(out.stdout.strip().splitlines()[-1])
     assert growth_mib < 80, f"peak RSS grew by {growth_mib:.0f} MiB for a 240 MiB stack"
+
+
+def _small_zarr(path, fill_value=0):
+    """A 1-channel, 3-slice NGFF 0.4 image (zarr v2, one chunk per slice) whose slice 1 is all zeros."""
+    from ome_zarr.format import FormatV04
+    from ome_zarr.writer import write_multiscales_metadata
+
+    group = zarr.open_group(str(path), mode="w", zarr_format=2)
+    array = group.create_array("0", shape=(1, 3, 8, 8), chunks=(1, 1, 8, 8), dtype="uint16", fill_value=fill_value)
+    array[0, 0], array[0, 2] = 5, 7  # slice 1 never written: zarr stores no chunk for it
+    axes = [{"name": "c", "type": "channel"}] + [{"name": a, "type": "space", "unit": "micrometer"} for a in "zyx"]
+    datasets = [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1.0, 2.0, 0.5, 0.5]}]}]
+    write_multiscales_metadata(group, datasets, fmt=FormatV04(), axes=axes, name="image")
+    return path
+
+
+def test_missing_chunks_are_refused_unless_filled_on_request(tmp_path, monkeypatch, capsys):
+    """A deleted (or omitted) chunk used to read as zeros; now it is an error naming the counts, and
+    MARKER_EXCITE_ZARR_MISSING_CHUNKS=fill reads it as the declared fill value with a note."""
+    from marker_excite.cli import main
+
+    image = _small_zarr(tmp_path / "img.ome.zarr")
+    assert sorted(os.listdir(image / "0")) == [".zarray", ".zattrs", "0.0.0.0", "0.2.0.0"]
+    with pytest.raises(VolumeError, match=r"img.ome.zarr: only 2 of the 3 chunk files of its zarr array '0' exist"):
+        open_volume(image)
+    argv = ["import", "--store", str(tmp_path / "s.h5"), "--name", "s1", "--image", str(image),
+            "--channel-names", "DAPI", "--target-spacing", "none", "--quiet"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "MARKER_EXCITE_ZARR_MISSING_CHUNKS=fill" in err[0], err
+    assert not (tmp_path / "s.h5").exists()
+    monkeypatch.setenv("MARKER_EXCITE_ZARR_MISSING_CHUNKS", "fill")
+    with open_volume(image) as r:
+        assert [int(r.read_slice(z).max()) for z in range(3)] == [5, 0, 7]
+    assert "only 2 of the 3 chunk files" in capsys.readouterr().err
+
+
+def test_own_outputs_store_every_chunk(tmp_path):
+    """The writer stores chunks equal to the fill value too, so its outputs pass the chunk check."""
+    data = np.zeros((1, 3, 8, 8), np.uint8)
+    data[0, 1] = 4
+    out = write_volume(tmp_path / "w.ome.zarr", data, (1.0, 1.0, 1.0), ["DAPI"])
+    assert sorted(os.listdir(out / "0")) == [".zarray", ".zattrs", "0.0.0.0", "0.1.0.0", "0.2.0.0"]
+    with open_volume(out) as r:
+        np.testing.assert_array_equal(r.read_volume(), data)
+
+
+def test_tiny_folder_declaring_a_huge_image_fails_at_once(tmp_path):
+    """A few KB declaring 5 x 3 x 1e6 x 1e6 used to stream zeros for minutes."""
+    from ome_zarr.format import FormatV04
+    from ome_zarr.writer import write_multiscales_metadata
+
+    group = zarr.open_group(str(tmp_path / "big.ome.zarr"), mode="w", zarr_format=2)
+    group.create_array("0", shape=(5, 3, 10**6, 10**6), chunks=(1, 1, 1024, 1024), dtype="uint16", fill_value=0)
+    axes = [{"name": "c", "type": "channel"}] + [{"name": a, "type": "space", "unit": "micrometer"} for a in "zyx"]
+    write_multiscales_metadata(
+        group, [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1.0] * 4}]}],
+        fmt=FormatV04(), axes=axes, name="image",
+    )  # fmt: skip
+    with pytest.raises(VolumeError, match=r"of 1000000 x 1000000 px; one slice would need 1.86e\+04 GiB as float32"):
+        open_volume(tmp_path / "big.ome.zarr")
+
+
+def test_chunk_check_counts_shards_of_zarr_v3(tmp_path):
+    group = zarr.open_group(str(tmp_path / "v3.ome.zarr"), mode="w", zarr_format=3)
+    array = group.create_array("s0", shape=(4, 10, 10), chunks=(1, 5, 5), shards=(2, 10, 10), dtype="u1", fill_value=0)
+    array[:] = 1
+    from marker_excite.data.zarr_io import check_chunks
+
+    check_chunks(tmp_path, tmp_path / "v3.ome.zarr" / "s0")  # 2 shard files of 8 chunks each: complete
+    (tmp_path / "v3.ome.zarr" / "s0" / "c" / "1" / "0" / "0").unlink()
+    with pytest.raises(VolumeError, match=r"only 1 of the 2 chunk files of its zarr array 's0' exist"):
+        check_chunks(tmp_path, tmp_path / "v3.ome.zarr" / "s0")

@@ -1,13 +1,18 @@
 """Segment a TIFF stack with a model exported by ``marker-excite export`` -- needs only tensorflow, numpy, tifffile.
 
-    python run_exported_model.py MODEL_DIR stack.ome.tif labels.ome.tif [--channels DAPI,endomucin,collagen]
-        [--pixel-size 0.45] [--probabilities probs.ome.tif] [--batch-size 4]
+    python run_exported_model.py MODEL_DIR stack.ome.tif labels.ome.tif [--channels DAPI,-,collagen]
+        [--pixel-size 0.45] [--probabilities probs.ome.tif] [--batch-size 4] [--allow-unseen]
 
 Does what ``marker-excite predict`` does, so both give the same probabilities:
 
-* channel names come from ``--channels`` (one per channel, file order) or the file's OME-XML; they are
-  matched to the model's markers by name (case-insensitive). A channel that is not a model marker is
-  skipped with a notice; a model marker the stack lacks is a zero channel with availability 0;
+* channel names come from ``--channels`` (one per channel, file order; ``-`` skips a channel) or the
+  file's OME-XML; they are matched to the model's markers by name (case-insensitive). A name given
+  with ``--channels`` must be a marker of the model (a typo is an error naming the closest marker); a
+  channel of the file's own names that is not a model marker is skipped with a notice; a model marker
+  the stack lacks is a zero channel with availability 0;
+* a marker outside the card's ``training.markers_seen`` (no training sample had it: what it does to
+  the output is unknown, the card's ``unseen_markers``) is refused unless ``--allow-unseen``; name its
+  channel ``-`` to leave it out;
 * each used channel is z-scored with its own mean and (population) std over the whole stack;
 * when the stack's pixel size (``--pixel-size``, else the OME-XML or ImageJ calibration) and the
   model's (``spacing_zyx_um`` of model_card.json) are both known and differ, each slice is resampled
@@ -19,18 +24,49 @@ Outputs are OME-TIFF (axes ZCYX, channel names, physical sizes in the OME-XML an
 pixels per µm, the stack's calibration): the label map (uint8, channel ``labels``: 0 background, c =
 c-th class of the card) and with ``--probabilities`` the softmax maps (float32, channels ``outputs``
 of the card). The stack is read whole: for stacks larger than memory use ``marker-excite predict``.
+Axes: any order of Z, C (or S, samples), Y and X, as ``predict`` reads them.
 """
 
 import argparse
+import difflib
 import json
 import os
+import re
 import sys
+import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 import tifffile
+
+#: TensorFlow's start-up lines (absl's banner, its INFO / WARNING lines), which TF_CPP_MIN_LOG_LEVEL does not silence
+TF_NOISE = re.compile(r"^(WARNING: All log messages before absl::InitializeLog\(\)|[IW]\d{4} \d\d:\d\d:\d+\.\d+ )")
+
+
+def import_tensorflow_quietly():
+    """Import TensorFlow with file descriptor 2 pointed at a temporary file, then write back every
+    captured line except its start-up noise (as ``marker_excite/tf_quiet.py`` does for the package)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [line for line in captured.read().decode(errors="replace").splitlines()
+                    if line.strip() and not TF_NOISE.match(line)]  # fmt: skip
+            if kept:
+                print("\n".join(kept), file=sys.stderr)
+    return tensorflow
+
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's runtime C++ log: errors only
+tf = import_tensorflow_quietly()
 
 UM_PER_UNIT = {"µm": 1.0, "um": 1.0, "micron": 1.0, "microns": 1.0, "nm": 1e-3, "mm": 1e3}
 
@@ -40,7 +76,8 @@ def read_stack(path):
     """The stack as ZCYX float32, its OME channel names (or None) and its (z, y, x) µm (entries None if unknown)."""
     with tifffile.TiffFile(path) as tif:
         series = tif.series[0]
-        data, axes = series.asarray(), series.axes.upper().replace("S", "C").replace("I", "Z").replace("Q", "Z")
+        axes = series.axes.upper().replace("I", "Z").replace("Q", "Z")
+        data, axes = series.asarray(), axes.replace("S", "C") if "C" not in axes else axes
         names, spacing = None, [None, None, None]
         if tif.is_ome:
             pixels = next(e for e in ET.fromstring(tif.ome_metadata).iter() if e.tag.endswith("Pixels"))
@@ -56,8 +93,8 @@ def read_stack(path):
                 (xn, xd), (yn, yd) = tags["XResolution"].value, tags["YResolution"].value
                 spacing = [tif.imagej_metadata.get("spacing"), yd / yn * unit, xd / xn * unit]
                 spacing[0] = spacing[0] * unit if spacing[0] is not None else None
-    if len(set(axes)) != len(axes) or not set(axes) <= set("ZCYX") or axes[-2:] != "YX":
-        raise SystemExit(f"{path}: cannot interpret axes {series.axes}; save it as ZCYX, CZYX, CYX or ZYX")
+    if len(set(axes)) != len(axes) or not set(axes) <= set("ZCYX") or not {"Y", "X"} <= set(axes):
+        raise SystemExit(f"{path}: cannot interpret axes {series.axes}; save it as ZCYX, CZYX, CYX, YXS or ZYX")
     for a in "ZC":
         if a not in axes:
             data, axes = data[None], a + axes
@@ -149,10 +186,16 @@ def main():
     parser.add_argument("model", help="exported model directory (saved_model.pb + model_card.json)")
     parser.add_argument("stack", help="input (OME-)TIFF, axes ZCYX, CZYX, CYX or ZYX")
     parser.add_argument("labels", help="output label OME-TIFF")
-    parser.add_argument("--channels", help="marker name of each channel, comma-separated (default: from the OME-XML)")
+    parser.add_argument(
+        "--channels",
+        help="marker name of each channel, comma-separated; '-' skips a channel (default: from the OME-XML)",
+    )
     parser.add_argument("--pixel-size", help="stack pixel size in µm: 'XY' or 'Y,X' (default: from the file)")
     parser.add_argument("--probabilities", help="also write the probabilities (ZCYX float32 OME-TIFF) here")
     parser.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass")
+    parser.add_argument(
+        "--allow-unseen", action="store_true", help="feed markers that no training sample of the model had"
+    )
     args = parser.parse_args()
 
     card = json.loads((Path(args.model) / "model_card.json").read_text())
@@ -163,22 +206,40 @@ def main():
         raise SystemExit(f"{args.stack} names no channels; give --channels")
     if len(names) != stack.shape[1]:
         raise SystemExit(f"{args.stack} has {stack.shape[1]} channels but {len(names)} names: {names}")
-    if len({n.lower() for n in names}) != len(names):
+    named = [n for n in names if n != "-"]
+    if not named:
+        raise SystemExit("every channel is skipped ('-'): name at least one")
+    if len({n.lower() for n in named}) != len(named):
         raise SystemExit(f"channel names {names} must be distinct")
     if args.pixel_size:
         sizes = [float(s) for s in args.pixel_size.split(",")]
         spacing[1:] = sizes * 2 if len(sizes) == 1 else sizes
 
     panel = [m.lower() for m in card["markers"]]
-    used = [(c, panel.index(n.lower())) for c, n in enumerate(names) if n.lower() in panel]
     for c, n in enumerate(names):
-        if n.lower() not in panel:
-            print(
-                f"notice: channel {c} {n!r} is not a marker of the model ({', '.join(card['markers'])}); skipped",
-                file=sys.stderr,
+        if n == "-" or n.lower() in panel:
+            continue
+        if args.channels:  # a name the user gave: a typo or another name for a marker must not be skipped silently
+            close = difflib.get_close_matches(n.lower(), panel, n=1, cutoff=0.6)
+            hint = f" (did you mean {card['markers'][panel.index(close[0])]!r}?)" if close else ""
+            raise SystemExit(
+                f"channel name {n!r}{hint} is not a marker of the model ({', '.join(card['markers'])}); "
+                "name the channel '-' to skip it"
             )
+        print(
+            f"notice: channel {c} {n!r} is not a marker of the model ({', '.join(card['markers'])}); skipped",
+            file=sys.stderr,
+        )
+    used = [(c, panel.index(n.lower())) for c, n in enumerate(names) if n.lower() in panel]
     if not used:
         raise SystemExit(f"no channel of {args.stack} is a marker of the model: {card['markers']}")
+    seen = card.get("training", {}).get("markers_seen")  # the card's ``unseen_markers`` rule
+    unseen = [card["markers"][k] for _, k in used if seen is not None and panel[k] not in {m.lower() for m in seen}]
+    if unseen and not args.allow_unseen:
+        raise SystemExit(
+            f"the model never saw {', '.join(unseen)} in training (its training samples had {', '.join(seen)}); "
+            "name its channel '-' to leave it out, or give --allow-unseen to feed it anyway"
+        )
 
     # per-stack per-channel z-score (population std), mapped by name into the model's channel order
     z, _, y, x = stack.shape

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from marker_excite.atomic import check_output_path
-from marker_excite.commands.options import add_weights_option
+from marker_excite.commands.options import add_allow_unseen_option, add_weights_option
 from marker_excite.data.pipeline import class_pixel_counts
-from marker_excite.evaluation import evaluate_run, label_panel, write_results
+from marker_excite.errors import UserInputError
+from marker_excite.evaluation import evaluate_run, label_panel, parse_subsets, write_results
+from marker_excite.markers import MarkerPanel
+from marker_excite.model_spec import unseen_markers
 from marker_excite.plots import subset_ranking
 from marker_excite.run import load_run
 
@@ -23,6 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--samples", help="comma-separated samples (default: the fold's test samples)")
     add_weights_option(parser)
+    add_allow_unseen_option(parser)
     parser.add_argument("--batch-size", type=int, help="patches per forward pass")
     parser.add_argument("--out", help="results CSV (default: <run>/evaluation.csv)")
     parser.add_argument("--plot", help="ranked bar chart PNG (default: next to the CSV, .png)")
@@ -37,6 +42,27 @@ def basis(store, samples: list[str], classes) -> str:
     return f"{len(samples)} test sample{'s' * (len(samples) != 1)} ({', '.join(samples)}), {voxels:,} annotated voxels"
 
 
+def seen_subsets(run_, subsets: str | None, *, quiet: bool) -> list[tuple[str, ...]]:
+    """The subsets to score (``--subsets`` or all) without those holding a marker that no training
+    sample had (:func:`~marker_excite.model_spec.unseen_markers`), with one line naming what was left out."""
+    markers = tuple(run_.model_config.markers)
+    chosen = MarkerPanel(markers).all_subsets() if subsets is None else parse_subsets(subsets, markers)
+    unseen = unseen_markers(run_.card(), markers)
+    kept = [s.names for s in chosen if not set(s.names) & set(unseen)]
+    if not kept:
+        raise UserInputError(
+            f"every subset asked for uses {', '.join(unseen)}, which the model never saw in training; "
+            "give --allow-unseen to score them anyway"
+        )
+    if len(kept) < len(chosen) and not quiet:
+        print(
+            f"evaluate: note: {len(chosen) - len(kept)} subset(s) with {', '.join(unseen)} (never seen in training) "
+            "not scored; give --allow-unseen to score them",
+            file=sys.stderr,
+        )
+    return kept
+
+
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.run) / "evaluation.csv"
     plot = Path(args.plot) if args.plot else out.with_suffix(".png")
@@ -44,8 +70,9 @@ def run(args: argparse.Namespace) -> int:
     check_output_path(plot, overwrite=args.overwrite)
     run_ = load_run(args.run, weights=args.weights)
     samples = [s.strip() for s in args.samples.split(",") if s.strip()] if args.samples else None
+    subsets = args.subsets if args.allow_unseen else seen_subsets(run_, args.subsets, quiet=args.quiet)
     rows = evaluate_run(
-        run_, args.store, subsets=args.subsets, samples=samples, batch_size=args.batch_size, progress=not args.quiet
+        run_, args.store, subsets=subsets, samples=samples, batch_size=args.batch_size, progress=not args.quiet
     )
     write_results(rows, out, overwrite=args.overwrite)
     evaluated = samples if samples is not None else list(run_.fold.test)

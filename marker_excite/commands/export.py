@@ -4,9 +4,10 @@ bioimage.io model package (``--format bioimageio``)."""
 from __future__ import annotations
 
 import argparse
+import sys
 
 from marker_excite.bioimageio import export_bioimageio
-from marker_excite.commands.options import add_weights_option
+from marker_excite.commands.options import add_allow_unseen_option, add_weights_option
 from marker_excite.errors import UserInputError
 from marker_excite.export import export_run
 from marker_excite.model_spec import CARD_NAME, SERVING_SIGNATURE
@@ -28,12 +29,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--author", action="append", default=[], help="bioimageio: author name (repeatable)")
     add_weights_option(parser)
+    add_allow_unseen_option(parser)
     parser.add_argument("--overwrite", action="store_true", help="replace an existing export")
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.format == "savedmodel" and (args.fixed_markers or args.sample or args.author):
-        raise UserInputError("--fixed-markers, --sample and --author only apply to --format bioimageio")
+    if args.format == "savedmodel" and (args.fixed_markers or args.sample or args.author or args.allow_unseen):
+        raise UserInputError("--fixed-markers, --sample, --author and --allow-unseen only apply to --format bioimageio")
     trained = load_run(args.run, weights=args.weights)
     if args.format == "savedmodel":
         path = export_run(trained, args.output, overwrite=args.overwrite)
@@ -41,8 +43,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     fixed = [m.strip() for m in args.fixed_markers.split(",")] if args.fixed_markers else None
     path = export_bioimageio(
-        trained, args.output, fixed_markers=fixed, sample=args.sample, authors=args.author, overwrite=args.overwrite
-    )
-    flavour = f"single input {', '.join(fixed)}" if fixed else "inputs image + availability"
+        trained, args.output, fixed_markers=fixed, sample=args.sample, authors=args.author,
+        allow_unseen=args.allow_unseen, overwrite=args.overwrite,
+    )  # fmt: skip
+    flavour = f"input {', '.join(fixed)}" if fixed else "input: the markers, then their availability planes"
     print(f"exported {args.run} -> {path} (bioimage.io model package, {flavour})")
+    if not args.author:
+        print("note: no --author given: the package names no authors (bioimage.io asks for them)", file=sys.stderr)
     return 0

@@ -18,7 +18,7 @@ from marker_excite.data.resample import resample_notice, resample_to_shape, targ
 from marker_excite.data.sample import TISSUE
 from marker_excite.data.sample_files import open_sample_files
 from marker_excite.data.store import SampleInfo, SampleStore
-from marker_excite.errors import UserInputError
+from marker_excite.errors import UserInputError, did_you_mean
 from marker_excite.markers import PAPER_MARKERS, MarkerPanel
 from marker_excite.progress import Progress
 
@@ -32,6 +32,7 @@ def import_sample(
     *,
     markers: Sequence[str] | str | None = None,
     labels: Mapping[str, str | Path] | None = None,
+    label_maps: Mapping[str | Path, Mapping[str, float]] | None = None,
     tissue: str | Path | None = None,
     annotated: str | Sequence[int] | None = None,
     region: str | None = None,
@@ -49,7 +50,11 @@ def import_sample(
         store: sample store file (HDF5); other samples in it are left untouched.
         name: sample name (group name in the store).
         image: image file; ``markers`` names its channels when the file does not (or to rename them).
-        labels: class -> label file (same Z, Y, X as the image; non-zero = class).
+        labels: class -> label file, a mask (same Z, Y, X as the image; 0 and one other value, which is
+            the class, e.g. 0/1 or 0/255).
+        label_maps: label map file -> {class: voxel value} (e.g. ``{"map.tif": {"sinusoids": 1,
+            "arteries": 2}}``, as ``predict --labels`` writes); 0 is background, every other value
+            must be given a class. A file serves one class (``labels``) or one map, never two roles.
         tissue: optional tissue-mask file (stored as class ``"tissue"``).
         annotated: ``"all"``, slice indices (``"0,3,5-8"`` / list), or None = slices with any label.
         region: anatomical region, e.g. ``"diaphysis"``.
@@ -68,7 +73,7 @@ def import_sample(
     if target_spacing is not None and not target_spacing > 0:
         raise UserInputError(f"target spacing must be a positive number of µm, got {target_spacing}")
     with open_sample_files(
-        image, markers=markers, labels=label_files, annotated=annotated, spacing=space, axes=axes
+        image, markers=markers, labels=label_files, label_maps=label_maps, annotated=annotated, spacing=space, axes=axes
     ) as files:
         vol = files.image
         if vol.markers_source == "default":
@@ -85,11 +90,11 @@ def import_sample(
             out_spacing = (sz, ny * sy / out_yx[0], nx * sx / out_yx[1])
             if resample_notice((ny, nx), out_yx):
                 Progress(None, enabled=progress).write(resample_notice((ny, nx), out_yx))
-        if files.labels and not files.annotated.any():
+        if files.classes and not files.annotated.any():
             raise UserInputError("the label files are empty on every slice: give --annotated (e.g. all)")
         with SampleStore(store, "a") as st:
             writer = st.create_sample(
-                name, markers=names, shape_zyx=(nz, *out_yx), spacing=out_spacing, classes=tuple(files.labels),
+                name, markers=names, shape_zyx=(nz, *out_yx), spacing=out_spacing, classes=files.classes,
                 region=region, dtype=vol.dtype if out_yx == (ny, nx) else "float32",
                 attrs={"source": str(vol.path), "source_spacing": list(vol.spacing), "source_shape_zyx": list(vol.shape_zyx)},
                 overwrite=overwrite, compression=compression,
@@ -103,7 +108,7 @@ def import_sample(
                     img, labs = files.read_slice(z)
                     img = resample_to_shape(img, out_yx, order=1)
                     labs = {c: resample_to_shape(m, out_yx, order=0) for c, m in labs.items()}
-                    writer.write_slice(z, img, labs if files.labels else None, annotated=bool(files.annotated[z]))
+                    writer.write_slice(z, img, labs if files.classes else None, annotated=bool(files.annotated[z]))
                     bar.update()
             return st.info(name)
 
@@ -114,7 +119,10 @@ def _panel_names(names: Sequence[str], panel: MarkerPanel | Sequence[str] | None
     p = panel if isinstance(panel, MarkerPanel) else MarkerPanel(tuple(panel))
     for n in names:
         if n not in p:
-            raise UserInputError(f"unknown marker {n!r}; the panel has {', '.join(p.names)} (use --panel to change it)")
+            raise UserInputError(
+                f"unknown marker {n!r}{did_you_mean(n, p.names)}; the panel has {', '.join(p.names)} "
+                "(name the channel '-' to skip it; --panel NAMES changes the panel, --panel any accepts every name)"
+            )
     return tuple(p.names[p.index(n)] for n in names)
 
 
@@ -123,6 +131,27 @@ def _label_arg(text: str) -> tuple[str, str]:
     if not sep or not cls.strip() or not path.strip():
         raise argparse.ArgumentTypeError(f"expected CLASS=FILE, got {text!r}")
     return cls.strip(), path.strip()
+
+
+def _label_map_arg(text: str) -> tuple[str, dict[str, float]]:
+    path, sep, spec = text.rpartition("=")
+    values: dict[str, float] = {}
+    for item in spec.split(",") if sep else []:
+        cls, colon, value = item.partition(":")
+        try:
+            number = float(value)
+        except ValueError:
+            number = float("nan")
+        if not colon or not cls.strip() or cls.strip() in values or not number > 0:
+            values = {}
+            break
+        values[cls.strip()] = number
+    if not path.strip() or not values:
+        raise argparse.ArgumentTypeError(
+            f"expected FILE=CLASS:VALUE,... with distinct classes and positive values, e.g. "
+            f"map.tif=sinusoids:1,arteries:2; got {text!r}"
+        )
+    return path.strip(), values
 
 
 def _target_arg(text: str) -> float | None:
@@ -154,7 +183,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--label", action="append", type=_label_arg, default=[], metavar="CLASS=FILE",
-        help="label file for a class (repeatable), e.g. sinusoids=sin.tif; non-zero voxels belong to the class",
+        help="mask file of a class (repeatable), e.g. sinusoids=sin.tif: 0 and one other value (0/1, 0/255), "
+        "which is the class",
+    )  # fmt: skip
+    parser.add_argument(
+        "--label-map", action="append", type=_label_map_arg, default=[], metavar="FILE=CLASS:VALUE,...",
+        help="label map file holding several classes, one voxel value each (repeatable), e.g. "
+        "labels.tif=sinusoids:1,arteries:2 for what predict --labels writes; 0 is background, every other "
+        "value needs a class",
     )  # fmt: skip
     parser.add_argument("--tissue", help="tissue mask file (stored as class 'tissue')")
     parser.add_argument(
@@ -184,13 +220,19 @@ def run(args: argparse.Namespace) -> int:
         if cls in labels:
             raise UserInputError(f"label class {cls!r} given twice")
         labels[cls] = path
+    label_maps: dict[str, dict[str, float]] = {}
+    for path, values in args.label_map:
+        if path in label_maps:
+            raise UserInputError(f"label map {path} given twice: give all its classes in one --label-map")
+        label_maps[path] = values
     panel = (
         None if args.panel.strip().lower() == "any" else MarkerPanel(tuple(p.strip() for p in args.panel.split(",")))
     )
     info = import_sample(
-        args.store, args.name, args.image, markers=args.channel_names, labels=labels, tissue=args.tissue,
-        annotated=args.annotated, region=args.region, spacing=args.spacing, target_spacing=args.target_spacing,
-        panel=panel, axes=args.axes, overwrite=args.overwrite, compression=args.compression, progress=not args.quiet,
+        args.store, args.name, args.image, markers=args.channel_names, labels=labels, label_maps=label_maps,
+        tissue=args.tissue, annotated=args.annotated, region=args.region, spacing=args.spacing,
+        target_spacing=args.target_spacing, panel=panel, axes=args.axes, overwrite=args.overwrite,
+        compression=args.compression, progress=not args.quiet,
     )  # fmt: skip
     z, y, x = info.shape_zyx
     counts = info.class_counts

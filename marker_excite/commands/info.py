@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from marker_excite.errors import UserInputError
-from marker_excite.model_spec import read_card
+from marker_excite.model_spec import read_card, unseen_markers
 from marker_excite.predictor import model_kind
 from marker_excite.run import load_run
 
@@ -59,10 +59,10 @@ def describe(card: dict[str, Any]) -> str:
             "samples      " + "; ".join(f"{k} {', '.join(v)}" for k, v in samples.items()),
         ]
         if t.get("markers_seen") is not None:
-            unseen = [m for m in card["markers"] if m not in t["markers_seen"]]
+            unseen = unseen_markers(card, card["markers"])
             lines.append(
                 f"trained on   {', '.join(t['markers_seen'])}"
-                + (f" (never seen: {', '.join(unseen)}; predict refuses them without --allow-unseen)" if unseen else "")
+                + (f" (never seen: {', '.join(unseen)}; refused without --allow-unseen)" if unseen else "")
             )
     versions = (card.get("software") or {}).get("trained_with") or {}
     if versions:

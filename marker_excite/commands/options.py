@@ -67,3 +67,15 @@ def add_weights_option(parser) -> None:
         "default) or last (the final epoch; in the CPU reproduction usually better on marker subsets, see "
         "experiments/README.md)",
     )
+
+
+def add_allow_unseen_option(parser) -> None:
+    """``--allow-unseen``: feed markers that no training sample of the model had, which
+    :func:`~marker_excite.model_spec.check_seen` refuses otherwise (``predict``, ``quantify``,
+    ``evaluate``, ``export``)."""
+    parser.add_argument(
+        "--allow-unseen",
+        action="store_true",
+        help="use markers that no training sample of the model had (refused by default: what they do to the "
+        "output is unknown)",
+    )

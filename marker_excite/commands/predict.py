@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from marker_excite.atomic import check_output_path
-from marker_excite.commands.options import add_option, add_weights_option
+from marker_excite.commands.options import add_allow_unseen_option, add_option, add_weights_option
 from marker_excite.data.io import check_spacing, open_volume
 from marker_excite.errors import UserInputError
 from marker_excite.inference import predict_file
@@ -42,14 +42,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--channel-names",
-        help="name of each channel of the stack in order, comma-separated; '-' skips a channel (overrides the file's names)",
+        help="name of each channel of the stack in order, comma-separated (overrides the file's names): each a marker "
+        "of the model, or '-' to skip the channel",
     )
     parser.add_argument("--spacing", help="voxel size z,y,x in µm (overrides the file's)")
-    parser.add_argument(
-        "--allow-unseen",
-        action="store_true",
-        help="feed markers that no training sample of the model had (refused by default)",
-    )
+    add_allow_unseen_option(parser)
     parser.add_argument(
         "--preview",
         help="picture to write (.png/.pdf/.svg): the input markers as a colour overlay "

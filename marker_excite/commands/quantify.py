@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from marker_excite.atomic import check_output_path
-from marker_excite.commands.options import add_option, add_weights_option
+from marker_excite.commands.options import add_allow_unseen_option, add_option, add_weights_option
 from marker_excite.errors import UserInputError
 from marker_excite.predictor import load_predictor
 from marker_excite.quantify import fraction_boxplot, quantify_files, quantify_store, store_truth, write_csv
@@ -29,7 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--classes", help="class names of label values 1, 2, ... (default: the --model's classes)")
     source.add_argument("--regions", help="region of each label volume, comma-separated")
     source.add_argument(
-        "--channel-names", help="name of each channel of the --images in order, comma-separated; '-' skips a channel"
+        "--channel-names",
+        help="name of each channel of the --images in order, comma-separated; '-' skips a channel "
+        "(with --tissue-run each name must be a marker of the tissue model)",
     )
     tissue = parser.add_argument_group("tissue mask: a tissue model, else an Otsu threshold on smoothed DAPI")
     tissue.add_argument("--tissue-run", help="run directory or exported model of a DAPI-only tissue model")
@@ -40,6 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     tissue.add_argument(
         "--min-size", type=int, default=64, help="threshold fallback: smallest object kept, pixels (default 64)"
     )
+    add_allow_unseen_option(parser)
     parser.add_argument("-o", "--output", required=True, help="CSV file to write")
     parser.add_argument("--plot", help="box plot to write (.png/.pdf/.svg)")
     parser.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass (default 4)")
@@ -65,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
     check_output_path(args.output, overwrite=args.overwrite)
     if args.plot:
         check_output_path(args.plot, overwrite=args.overwrite)
-    common = dict(dapi=args.dapi, sigma=args.sigma, min_size=args.min_size, batch_size=args.batch_size)
+    common = dict(dapi=args.dapi, sigma=args.sigma, min_size=args.min_size, batch_size=args.batch_size,
+                  allow_unseen=args.allow_unseen)  # fmt: skip
     tissue = load_predictor(args.tissue_run) if args.tissue_run else None
     model = load_predictor(args.model, weights=args.weights) if args.model else None
     if args.store:

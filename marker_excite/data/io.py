@@ -13,10 +13,11 @@ come from the file's metadata (OME-XML, ImageJ, Imaris, HDF5 attributes) or from
 
 Input problems raise :class:`VolumeError` (a :class:`~marker_excite.errors.UserInputError`) naming the
 file and the problem: unreadable/corrupt/truncated files (including corrupt compressed TIFF data and
-HDF5 datasets whose declared shape was never written), complex or non-numeric data, images of zero
-size, integer voxels beyond float32's exact range (``|v| > 2**24``), NaN/Inf voxels (marker and slice),
-channel name counts that do not match, duplicated or empty marker sets, label files that do not match
-the image.
+HDF5 datasets whose declared shape was never written, OME-Zarr arrays with chunk files missing),
+complex or non-numeric data, images of zero size, declared slices too large for memory (more than
+``MARKER_EXCITE_MAX_SLICE_GIB``, default 4 GiB as float32), integer voxels beyond float32's exact
+range (``|v| > 2**24``), NaN/Inf voxels (marker and slice), channel name counts that do not match,
+duplicated or empty marker sets, label files that do not match the image.
 """
 
 from __future__ import annotations

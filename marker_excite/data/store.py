@@ -465,7 +465,7 @@ class SampleStore:
                 f"sample {name!r}: label classes must be unique and at most {MAX_CLASSES}, got {list(classes)}"
             )
         if name in self._entries and not overwrite:
-            raise StoreError(f"sample {name!r} already exists in store {self.path} (use overwrite to replace it)")
+            raise StoreError(f"sample {name!r} already exists in store {self.path} (use --overwrite to replace it)")
         try:
             self._sample_dir.mkdir(parents=True, exist_ok=True)
             tmp = temporary_sibling(self._sample_dir / _TEMP_BASE)
@@ -586,7 +586,7 @@ class SampleStore:
                     if name in entries and not overwrite:
                         raise StoreError(
                             f"sample {name!r} already exists in store {self.path} (added by another process; "
-                            "use overwrite to replace it)"
+                            "use --overwrite to replace it)"
                         )
                 for name in drop:
                     entries.pop(name, None)

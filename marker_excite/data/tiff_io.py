@@ -48,7 +48,6 @@ class TiffVolume(VolumeReader):
             shape = _split_pages(self.path, tuple(series.shape), axes, n_user)
             canon = _canonical_axes(self.path, axes or series.axes, shape, n_user)
             self.dtype = np.dtype(series.dtype)
-            file_markers, file_spacing = _tiff_metadata(self._tif)
             self._check_extent(series)
             self.compression = _check_codec(self.path, series.keyframe.compression)
             if canon[-2:] == "YX" and series.dataoffset is not None:
@@ -62,6 +61,7 @@ class TiffVolume(VolumeReader):
             self._reader = _AxesArray(array, canon)
             self.shape_czyx = self._reader.shape_czyx  # type: ignore[assignment]
             self._check_data()
+            file_markers, file_spacing = _tiff_metadata(self._tif, n_slices=self.shape_czyx[1])
             self._set_metadata(file_markers, file_spacing, markers, spacing)
         except BaseException:
             self._tif.close()
@@ -251,8 +251,12 @@ def _open_tiff(path: Path) -> tifffile.TiffFile:
     return tif
 
 
-def _tiff_metadata(tif: tifffile.TiffFile) -> tuple[list[str] | None, tuple[float, float, float] | None]:
-    """Channel names and (z, y, x) spacing in µm from OME-XML or ImageJ metadata (None when absent)."""
+def _tiff_metadata(tif: tifffile.TiffFile, n_slices: int) -> tuple[list[str] | None, tuple[float, float, float] | None]:
+    """Channel names and (z, y, x) spacing in µm from OME-XML or ImageJ metadata (None when absent).
+
+    ImageJ's ``spacing`` is the step between z slices: for an image of ``n_slices`` 1 it is meaningless
+    (ImageJ keeps it from the stack the image was cut from) and z gets the 2D default of 1 µm.
+    """
     if tif.is_ome and tif.ome_metadata:
         try:
             root = ET.fromstring(tif.ome_metadata)
@@ -282,7 +286,7 @@ def _tiff_metadata(tif: tifffile.TiffFile) -> tuple[list[str] | None, tuple[floa
         if factor is None or not xres[0] or not yres[0]:
             return None, None
         sx, sy = xres[1] / xres[0] * factor, yres[1] / yres[0] * factor
-        sz = float(meta.get("spacing", np.nan)) * factor
+        sz = float(meta.get("spacing", np.nan)) * factor if n_slices > 1 else np.nan
         return None, _fill_spacing([sz, sy, sx])
     return None, None
 

@@ -11,6 +11,7 @@ A format (:mod:`~marker_excite.data.tiff_io`, :mod:`~marker_excite.data.hdf5_io`
 from __future__ import annotations
 
 import abc
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -24,6 +25,11 @@ from marker_excite.markers import duplicated_names
 SKIP = "-"
 #: float32 holds every integer up to this magnitude exactly; integer voxels beyond it are refused.
 FLOAT32_EXACT_INT = 2**24
+#: the environment variable that changes :data:`DEFAULT_MAX_SLICE_GIB`
+MAX_SLICE_GIB_ENV = "MARKER_EXCITE_MAX_SLICE_GIB"
+#: readers refuse a file whose one slice (all channels, as float32) would need more GiB than this: a
+#: file of a few MiB can declare a 40000 x 40000 slice whose reading would exhaust memory
+DEFAULT_MAX_SLICE_GIB = 4.0
 _UNIT_TO_UM = {"µm": 1.0, "um": 1.0, "micron": 1.0, "microns": 1.0, "micrometer": 1.0, "nm": 1e-3, "mm": 1e3, "m": 1e6}
 
 
@@ -56,7 +62,8 @@ class VolumeReader:
     _keep: list[int] | None = None  # file channels read (None: all)
 
     def _check_data(self) -> None:
-        """Refuse data that cannot become float32 voxels faithfully: complex or non-numeric, or zero size."""
+        """Refuse data that cannot become float32 voxels faithfully (complex or non-numeric, zero size)
+        or that would not fit in memory slice by slice (:func:`check_slice_size`)."""
         kind = self.dtype.kind
         if kind == "c":
             raise VolumeError(
@@ -68,6 +75,7 @@ class VolumeReader:
         if 0 in self.shape_czyx:
             c, z, y, x = self.shape_czyx
             raise VolumeError(f"{self.path}: image has zero size (channels {c}, Z {z}, Y {y}, X {x})")
+        check_slice_size(self.path, self.shape_czyx)
 
     def _set_metadata(
         self,
@@ -289,6 +297,39 @@ def check_marker_names(names: Sequence[str], where: str = "") -> tuple[str, ...]
     if dups:
         raise VolumeError(f"{prefix}marker given twice: {', '.join(dups)}")
     return names
+
+
+def max_slice_gib() -> float:
+    """The largest slice (all channels, float32) readers accept, in GiB: :data:`DEFAULT_MAX_SLICE_GIB`
+    or the environment variable :data:`MAX_SLICE_GIB_ENV`."""
+    text = os.environ.get(MAX_SLICE_GIB_ENV)
+    if text is None:
+        return DEFAULT_MAX_SLICE_GIB
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (np.isfinite(value) and value > 0):
+        raise UserInputError(f"{MAX_SLICE_GIB_ENV} must be a positive number of GiB, got {text!r}")
+    return value
+
+
+def check_slice_size(path: Path, shape_czyx: Sequence[int]) -> None:
+    """Refuse a volume whose one slice ``[C, Y, X]`` as float32 would exceed :func:`max_slice_gib`.
+
+    Readers hold one slice at a time, so this bounds their memory; it runs on the declared shape,
+    before any data is read, so a tiny file declaring a huge image fails at once instead of
+    exhausting memory (or running for hours) part way.
+    """
+    c, z, y, x = (int(n) for n in shape_czyx)
+    need = c * y * x * np.dtype(np.float32).itemsize
+    limit = max_slice_gib()
+    if need > limit * 2**30:
+        raise VolumeError(
+            f"{path}: declares {c} channel(s) x {z} slice(s) of {y} x {x} px; one slice would need "
+            f"{need / 2**30:.3g} GiB as float32, more than the limit of {limit:g} GiB per slice "
+            f"(set {MAX_SLICE_GIB_ENV} to raise it if the file is real and this machine has the memory)"
+        )
 
 
 def check_spacing(spacing: Sequence[float] | str, where: str = "") -> tuple[float, float, float]:

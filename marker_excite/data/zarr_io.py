@@ -3,16 +3,22 @@
 Reading (``ome-zarr`` parses the metadata, ``zarr`` / dask read the data): level 0 of the first
 multiscale image; its axes (``t`` of size 1, ``c``, ``z``, ``y``, ``x``; any may be absent); channel
 names from the ``omero`` channel labels; voxel size from level 0's ``scale`` transformation and the
-axes' units. One slice is read at a time (the chunks that hold it), so large stacks stream.
+axes' units. One slice is read at a time (the chunks that hold it), so large stacks stream. Chunk
+files missing from the folder are refused (:func:`check_chunks`) unless :data:`MISSING_CHUNKS_ENV` is
+``fill``: zarr reads them as the fill value, so a deleted chunk would import as zeros without a word.
 
 Writing: an NGFF 0.4 image (zarr v2, the version most viewers read) with one level ``0``, axes
-``c, z, y, x``, chunks of one slice (at most 2048 x 2048 pixels), ``scale`` in micrometres and the
-channel names as ``omero`` labels; written into a temporary folder renamed into place on commit.
+``c, z, y, x``, chunks of one slice (at most 2048 x 2048 pixels), every chunk stored (also those equal
+to the fill value, which zarr would otherwise omit), ``scale`` in micrometres and the channel names as
+``omero`` labels; written into a temporary folder renamed into place on commit.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,6 +38,10 @@ ZARR_SUFFIXES = (".zarr",)
 _UNITS = {**_UNIT_TO_UM, "nanometer": 1e-3, "millimeter": 1e3, "meter": 1e6}
 _AXIS_LETTERS = {"t": "T", "c": "C", "z": "Z", "y": "Y", "x": "X"}
 CHUNK_YX = 2048
+#: set to ``fill`` to read chunks missing from a zarr folder as the array's declared fill value
+MISSING_CHUNKS_ENV = "MARKER_EXCITE_ZARR_MISSING_CHUNKS"
+#: files of an array folder that hold metadata, not chunks
+_METADATA_FILES = {".zarray", ".zattrs", ".zgroup", ".zmetadata", "zarr.json"}
 
 
 def has_zarr_metadata(path: Path) -> bool:
@@ -49,7 +59,7 @@ class ZarrVolume(VolumeReader):
 
     def __init__(self, path, markers=None, spacing=None) -> None:
         from ome_zarr.io import parse_url
-        from ome_zarr.reader import Reader
+        from ome_zarr.reader import Multiscales, Reader
 
         self.path = Path(path)
         logger = logging.getLogger("ome_zarr.io")  # warns when the file's NGFF version is not the newest
@@ -67,6 +77,7 @@ class ZarrVolume(VolumeReader):
             raise VolumeError(f"{self.path}: no OME-Zarr multiscale image found (NGFF 'multiscales' metadata)")
         meta = node.metadata
         array = node.data[0]
+        level0 = Path(node.zarr.subpath(node.load(Multiscales).datasets[0]))
         axes = [a["name"] if isinstance(a, dict) else str(a) for a in (meta.get("axes") or [])]
         if len(axes) != array.ndim:
             axes = list("tczyx"[-array.ndim :])  # NGFF 0.1 / 0.2: always (t, c, z, y, x)
@@ -81,10 +92,59 @@ class ZarrVolume(VolumeReader):
         self.shape_czyx = self._reader.shape_czyx  # type: ignore[assignment]
         self.dtype = np.dtype(array.dtype)
         self.mode = "zarr"
+        self._check_data()
+        check_chunks(self.path, level0)
         self._set_metadata(meta.get("channel_names"), _spacing(meta, axes), markers, spacing)
 
     def _read(self, z: int) -> np.ndarray:
         return self._reader.read(z)
+
+
+def check_chunks(path: Path, array_dir: Path) -> None:
+    """Refuse a zarr array (the folder ``array_dir``) with chunk files missing, as HDF5 datasets with
+    unwritten chunks are refused: zarr reads a missing chunk as the fill value, so a deleted or never
+    written chunk would read as zeros. Writers may omit chunks equal to the fill value on purpose
+    (zarr-python 3 does so by default); such files are read only when :data:`MISSING_CHUNKS_ENV` is
+    ``fill`` and the array declares a fill value, and a note says how many chunks were filled.
+
+    Counted on the files in the folder (with sharding, a file is a shard): the expected count comes
+    from the shape alone, so a tiny folder declaring a huge array fails without enumerating its keys.
+    """
+    import zarr
+
+    try:
+        array = zarr.open_array(str(array_dir), mode="r")
+    except Exception as exc:  # noqa: BLE001 - zarr raises many types for bad metadata
+        raise VolumeError(f"{path}: not a readable zarr array {array_dir.name!r}: {exc}") from None
+    grid = [math.ceil(n / c) for n, c in zip(array.shape, array.shards or array.chunks)]
+    expected = math.prod(grid)
+    files = {
+        Path(root, name).relative_to(array_dir).as_posix()
+        for root, _, names in os.walk(array_dir)
+        for name in names
+        if name not in _METADATA_FILES
+    }
+    stored = len(files) if len(files) < expected else _count_stored(array, grid, files)
+    if stored == expected:
+        return
+    fill = array.metadata.fill_value
+    missing = f"{path}: only {stored} of the {expected} chunk files of its zarr array {array_dir.name!r} exist"
+    if os.environ.get(MISSING_CHUNKS_ENV, "").strip().lower() == "fill" and fill is not None:
+        print(
+            f"note: {missing}; the others are read as the fill value {fill} ({MISSING_CHUNKS_ENV}=fill)",
+            file=sys.stderr,
+        )
+        return
+    raise VolumeError(
+        f"{missing}: missing chunks would read as the fill value ({fill}), i.e. deleted data as zeros. If the "
+        "writer omitted chunks equal to the fill value on purpose, re-save with every chunk written "
+        f"(zarr: write_empty_chunks=True) or set {MISSING_CHUNKS_ENV}=fill to read them as the fill value"
+    )
+
+
+def _count_stored(array, grid: Sequence[int], files: set[str]) -> int:
+    """How many of the chunk (or shard) keys of ``array`` are among ``files``."""
+    return sum(array.metadata.encode_chunk_key(index) in files for index in np.ndindex(*grid))
 
 
 def _spacing(meta: dict, axes: Sequence[str]) -> tuple[float, float, float] | None:
@@ -129,7 +189,12 @@ class ZarrWriter(FormatWriter):
         self.spacing, self.channel_names = tuple(spacing), list(channel_names)
         self.group = zarr.open_group(str(tmp), mode="w", zarr_format=2)
         self.array = self.group.create_array(
-            "0", shape=tuple(shape_czyx), chunks=(1, 1, min(y, CHUNK_YX), min(x, CHUNK_YX)), dtype=dtype, fill_value=0
+            "0",
+            shape=tuple(shape_czyx),
+            chunks=(1, 1, min(y, CHUNK_YX), min(x, CHUNK_YX)),
+            dtype=dtype,
+            fill_value=0,
+            config={"write_empty_chunks": True},  # every chunk stored, so a missing one means lost data
         )
 
     def write_slice(self, z: int, data: np.ndarray) -> None:

@@ -3,7 +3,8 @@
 Modules: ``spec`` (presets, subsets and Cases, jobs, analyses), ``paper`` (the figures' experiments),
 ``compare`` (the same comparison on a user's store and panel: ``marker-excite compare``),
 ``runner`` (training + evaluation of jobs), ``aggregate`` (tables, statistics, figures), ``table1``
-(quantification), ``cli`` (the scripts' command line). Everything public is re-exported here.
+(quantification), ``cli`` (the scripts' command line), ``workers`` (``--workers``), ``slurm``
+(``--launcher slurm``: a SLURM job array and its aggregation job). Everything public is re-exported here.
 
 An :class:`Experiment` is a list of :class:`Job` s (one training + evaluation each) plus the
 :class:`Analysis` items that turn their results into the paper's figures and tests. Building, listing and

@@ -13,6 +13,7 @@ from marker_excite.errors import UserInputError
 from marker_excite.experiments.aggregate import aggregate
 from marker_excite.experiments.paper import EXPERIMENTS, experiment
 from marker_excite.experiments.runner import ensure_store, run_jobs
+from marker_excite.experiments.slurm import SLURM, add_slurm_arguments, check_options, submit, task_argv
 from marker_excite.experiments.spec import PRESETS, Experiment, ExperimentError, parse_shard
 from marker_excite.experiments.workers import THREADS_ENV, available_cpus, cpu_groups, limit_threads, run_workers
 from marker_excite.tf_quiet import import_tensorflow
@@ -99,6 +100,7 @@ def add_experiment_options(parser: argparse.ArgumentParser, name: str, *, defaul
     parser.add_argument("--list", action="store_true", help="print the job ids of this shard and exit")
     parser.add_argument("--aggregate-only", action="store_true", help="only aggregate finished jobs")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
+    add_slurm_arguments(parser)  # --launcher slurm and its options
 
 
 def build_parser(name: str, description: str) -> argparse.ArgumentParser:
@@ -120,27 +122,45 @@ def build_parser(name: str, description: str) -> argparse.ArgumentParser:
     return parser
 
 
+def _relaunch(relaunch: Sequence[str] | None, name: str) -> Sequence[str]:
+    """What ``--workers`` and ``--launcher slurm`` start again; an error when the experiment runs from
+    elsewhere than its script (e.g. imported)."""
+    if relaunch is None:
+        raise ExperimentError(
+            f"--workers and --launcher slurm start experiments/{name}.py again: run it as that script"
+        )
+    return relaunch
+
+
 def run_experiment_jobs(
     exp: Experiment, args: argparse.Namespace, name: str, relaunch: Sequence[str] | None, argv: Sequence[str]
 ) -> int | None:
     """Do what the experiment options of ``args`` ask before aggregating: ``--list`` the shard's jobs,
     run one ``--shard`` here, or start ``--workers`` processes (``python <relaunch> <argv>`` with their
-    own ``--shard``; ``relaunch`` None: the script was not started as ``experiments/<name>.py``, so
-    ``--workers`` is refused). Returns None when the caller should aggregate now, else the exit status
+    own ``--shard``), or submit them with ``--launcher slurm`` (the same command per array task);
+    ``relaunch`` None: the script was not started as ``experiments/<name>.py``, so both are refused.
+    Returns None when the caller should aggregate now, else the exit status
     to end with (0 for a listing, a worker, or jobs still unfinished in other shards)."""
     shard = parse_shard(args.shard)
     if args.list:
         print("\n".join(j.job_id for j in exp.shard(*shard)))
         return 0
+    check_options(args)
+    progress = not args.quiet
+    if args.launcher == SLURM:
+        if any(a != "--launcher" and a.startswith("--la") for a in task_argv(argv)):
+            raise ExperimentError("write --launcher slurm in full (the array tasks must run locally)")
+        if not args.dry_run:
+            ensure_store(exp.preset, args.out, args.store, progress=progress)  # generated once, not per task
+        submit(exp, args, _relaunch(relaunch, name), argv)
+        return 0
     if args.aggregate_only:
         return None
-    progress = not args.quiet
     if args.workers != 1:
         if shard != (1, 1):
             raise ExperimentError("--workers runs every shard itself: give either --workers or --shard")
         groups = cpu_groups(args.workers, available_cpus())
-        if relaunch is None:
-            raise ExperimentError(f"--workers starts experiments/{name}.py again: run it as that script")
+        relaunch = _relaunch(relaunch, name)
         ensure_store(exp.preset, args.out, args.store, progress=progress)  # generated once, not per worker
         return run_workers(relaunch, argv, groups, args.out, name) or None
     import_tensorflow()  # without its start-up log lines
@@ -166,7 +186,8 @@ def print_aggregate(result) -> None:
     for f in result.figures:
         print(f"figure:  {f}")
     if result.missing:
-        print(f"note: {len(result.missing)} job(s) missing from the aggregate")
+        shown = ", ".join(result.missing[:10]) + (", ..." if len(result.missing) > 10 else "")
+        print(f"note: {len(result.missing)} job(s) missing from the aggregate: {shown}")
 
 
 def script_main(
@@ -195,7 +216,7 @@ def script_main(
         add_arguments(parser)
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    limit_threads()  # a worker of --workers: its share of the cores
+    limit_threads()  # a --workers child or --launcher slurm task: its share of the cores
     try:
         exp = experiment(
             name,
@@ -207,7 +228,7 @@ def script_main(
             **(options(args) if options else {}),
         )
         script = Path(sys.argv[0])
-        relaunch = [str(script)] if script.stem == name and script.is_file() else None
+        relaunch = [str(script.resolve())] if script.stem == name and script.is_file() else None
         status = run_experiment_jobs(exp, args, name, relaunch, sys.argv[1:] if argv is None else argv)
         if status is not None:
             return status

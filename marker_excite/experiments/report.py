@@ -30,13 +30,17 @@ from marker_excite.experiments.spec import CASES, EVALUATION_CSV, RUNS, Experime
 from marker_excite.markers import PAPER_PANEL
 from marker_excite.run_dir import MODEL_CONFIG, TRAIN_CONFIG, read_log
 from marker_excite.stats import Paired as MatchedRows
-from marker_excite.stats import StatsError, TestResult, mann_whitney, pair_rows, wilcoxon
+from marker_excite.stats import StatsError, TestResult, mann_whitney, pair_rows, stars, wilcoxon
 
 REPORT_MD = "REPRODUCTION.md"
+REPLICATES_PNG = "replicates.png"
 #: A run has reached a plateau when its validation mean F1 varies by less than this over the last
 #: quarter of its epochs (the CPU protocol's convergence criterion).
 PLATEAU_RANGE = 0.01
 ALPHA = 0.05
+#: The Wilcoxon note when every paired difference is zero, and the verdict it gives.
+IDENTICAL = "all differences are zero"
+NOT_TESTABLE = "not testable here (identical results)"
 
 
 @dataclass(frozen=True)
@@ -46,7 +50,8 @@ class Paired:
     ``expect``: ``"greater"`` (model better), ``"not_greater"`` (no improvement of model over the
     reference), ``"similar"`` (not significantly different) or ``"less"``.
     ``case``: rows of a heterogeneous Case (``""``: homogeneous training); ``ub_only``: only the
-    subsets of that Case's M^UB.
+    subsets of that Case's M^UB. ``cls``: one class only (``""``: every class present, pooled as in the
+    paper); ``subsets``: only these marker subsets (e.g. ``("m_4",)`` for Fig. 2d; empty: all).
     """
 
     figure: str
@@ -57,6 +62,26 @@ class Paired:
     case: str = ""
     reference_case: str = ""
     ub_only: bool = False
+    cls: str = ""
+    subsets: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Trend:
+    """Claim: a quantity grows with a number of markers (Spearman's rank correlation, ``expect`` greater).
+
+    ``x="subset_size"``: the F1 of ``model`` (one class, homogeneous training) against the number of
+    markers of the test subset (Fig. 1c,g). ``x="case_markers"``: per Case, the mean paired difference
+    ``model - reference`` over the subsets (both trained on that Case) against the mean number of markers
+    per training sample of the Case (Fig. 4's "emphasized with increasing number of markers").
+    """
+
+    figure: str
+    paper: str
+    model: str
+    x: str
+    reference: str = ""
+    cls: str = ""
 
 
 @dataclass(frozen=True)
@@ -71,7 +96,7 @@ class Groups:
     model: str = "UB"
 
 
-Claim = Paired | Groups
+Claim = Paired | Groups | Trend
 
 _SINUSOIDS_M2 = Group("m2 or m3", any_of="m_23")
 _SINUSOIDS_M1 = Group("no m2, m3", none_of="m_23")
@@ -90,10 +115,45 @@ CLAIMS: tuple[Claim, ...] = (
     Paired("Fig. 2c", "HeMIS-MS: no improvement compared to UNet-based MS", "HeMIS-MS", "MS", "not_greater"),
     Paired("Fig. 2c", "MS is better than MS-DO", "MS", "MS-DO", "greater"),
     Paired("Fig. 2c", "MS is better than MS-VR", "MS", "MS-VR", "greater"),
+    Paired(
+        "Fig. 2d",
+        "all five markers: no significant difference between MS and HeMIS",
+        "MS",
+        "HeMIS",
+        "similar",
+        subsets=("m_12345",),
+    ),
+    Paired("Fig. 2d", "m4 alone: MS performs much superior to HeMIS", "MS", "HeMIS", "greater", subsets=("m_4",)),
     Paired("Fig. 3c", "MS-ME improves on MS", "MS-ME", "MS", "greater"),
+    Paired("Fig. 3c", "MS-ME improves on MS, especially for the sinusoids", "MS-ME", "MS", "greater", cls="sinusoids"),
     Paired("Fig. 3c", "MS-ME improves on MS-SE", "MS-ME", "MS-SE", "greater"),
+    Paired(
+        "Fig. 3c",
+        "MS-ME improves on MS-SE, especially for the sinusoids",
+        "MS-ME",
+        "MS-SE",
+        "greater",
+        cls="sinusoids",
+    ),
     Paired("Fig. 3d", "MS-ME improves on the 20 % larger MS+", "MS-ME", "MS+", "greater"),
     Paired("Fig. 3e", "MS-ME is not significantly different from UB (31 dedicated UNets)", "MS-ME", "UB", "similar"),
+    Paired(
+        "Fig. 3e", "MS-ME slightly superior to UB for sinusoid segmentation", "MS-ME", "UB", "greater", cls="sinusoids"
+    ),
+    Paired("Fig. 3h", "m15: MS-ME performs superior to the dedicated UB", "MS-ME", "UB", "greater", subsets=("m_15",)),
+    *(
+        Paired(
+            "Fig. 3f,g",
+            f"ME after every block (MS-ME) is the optimal placement: {m} is not better",
+            m,
+            "MS-ME",
+            "not_greater",
+        )
+        for m in ("MS-ME-I", "MS-ME-E", "MS-ME-B", "MS-ME-D", "MS-ME-EB", "MS-ME-ED", "MS-ME-BD", "MS-ME-IEBD")
+    ),
+    Paired("Fig. 1b,f", "one UB per class beats one two-class UB (joint)", "UB", "UB-joint", "greater"),
+    Trend("Fig. 1c", "sinusoids: accuracy increases with more markers", "UB", "subset_size", cls="sinusoids"),
+    Trend("Fig. 1g", "arteries: accuracy increases with more markers", "UB", "subset_size", cls="arteries"),
     Groups("Fig. 1d", "sinusoids: subsets with m2 or m3 beat those without", "sinusoids", _SINUSOIDS_M2, _SINUSOIDS_M1),
     Groups("Fig. 1e", "sinusoids, without m2, m3: m4 helps", "sinusoids", _SINUSOIDS_M1B, _SINUSOIDS_M1A),
     Groups("Fig. 1h", "arteries: subsets with m4 beat those without", "arteries", _ARTERIES_M2, _ARTERIES_M1),
@@ -129,6 +189,20 @@ CLAIMS: tuple[Claim, ...] = (
         case="case1",
         reference_case="case1",
     ),
+    Trend(
+        "Fig. 4",
+        "the superiority of MS over MZ is emphasized with increasing number of markers per sample",
+        "MS",
+        "case_markers",
+        reference="MZ",
+    ),
+    Trend(
+        "Fig. 4",
+        "the superiority of MS-ME over MS is emphasized with increasing number of markers per sample",
+        "MS-ME",
+        "case_markers",
+        reference="MS",
+    ),
 )
 
 
@@ -140,10 +214,14 @@ def verdict(expect: str, result: TestResult | None) -> str:
     difference is 0 when most subsets score 0 for both models); not reproduced when p <= 0.05 the
     other way; else inconclusive. ``similar`` and ``not_greater``: reproduced when p > 0.05
     (``not_greater`` also when the model is significantly worse); not reproduced when significant
-    (in the model's favour for ``not_greater``). ``report``: the paper states no direction.
+    (in the model's favour for ``not_greater``). ``report``: the paper states no direction. Whatever the
+    claim: "not testable here" when every paired difference is exactly zero (the two models give identical
+    results, as by construction for Marker Sampling with one marker per sample: there is nothing to drop).
     """
     if result is None:
         return "not run yet"
+    if result.note == IDENTICAL:
+        return NOT_TESTABLE
     significant = result.pvalue <= ALPHA and not result.note.startswith("only")
     positive = result.direction > 0
     if expect == "greater":
@@ -157,17 +235,88 @@ def verdict(expect: str, result: TestResult | None) -> str:
     return "measured"
 
 
+def summary_counts(verdicts: Sequence[str]) -> str:
+    """'N claims; a reproduced, b not reproduced, ...' for a list of verdicts (their first words count)."""
+    kinds = ("reproduced", "not reproduced", "inconclusive", "not testable here", "not run yet", "measured")
+    counts = {k: sum(v.split(" (")[0] == k for v in verdicts) for k in kinds}
+    return f"{len(verdicts)} claims; " + ", ".join(
+        f"{counts[k]} {k if k != 'measured' else 'measured without a stated direction'}" for k in kinds
+    )
+
+
 # -- measuring -----------------------------------------------------------------------------------------
 def _paired_rows(rows: Sequence[Mapping], c: Paired) -> tuple[list[Mapping], list[Mapping]]:
     subsets = [s.label for s in m_ub(CASES[c.case])] if c.ub_only and c.case else None
+    if c.subsets:
+        subsets = [s for s in c.subsets if subsets is None or s in subsets]
+    cls = c.cls or None
     return (
-        select(rows, model=c.model, case=c.case, subsets=subsets),
-        select(rows, model=c.reference, case=c.reference_case, subsets=subsets),
+        select(rows, model=c.model, case=c.case, subsets=subsets, cls=cls),
+        select(rows, model=c.reference, case=c.reference_case, subsets=subsets, cls=cls),
     )
+
+
+def _subset_size(label: str) -> int:
+    """Number of markers of a paper-panel subset label (``m_125`` -> 3)."""
+    return len(PAPER_PANEL.parse_subset(label))
+
+
+def case_markers_per_sample(case: str) -> float:
+    """Mean number of markers per training sample of a Fig. 4 Case (its table's rows)."""
+    table = CASES[case]
+    return float(np.mean([len(row.names) for row in table]))
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> TestResult:
+    """Spearman's rank correlation of ``y`` with ``x`` as a :class:`TestResult` (``median_difference``
+    holds rho; ``direction`` its sign); the note says when there are too few points for p <= 0.05."""
+    from scipy import stats as st
+
+    x_arr, y_arr = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if x_arr.size < 3 or np.ptp(x_arr) == 0 or np.ptp(y_arr) == 0:
+        return TestResult("spearman", 0.0, 1.0, int(x_arr.size), "n.s.", 0.0, "too few distinct points to correlate")
+    res = st.spearmanr(x_arr, y_arr)
+    rho, p = float(res.statistic), float(res.pvalue)
+    return TestResult("spearman", rho, p, int(x_arr.size), stars(p), rho, "", int(np.sign(rho)))
+
+
+def _trend_points(rows: Sequence[Mapping], claim: Trend) -> tuple[list[float], list[float], str]:
+    """(x, y, detail) of a trend claim (empty lists when its runs are not in yet)."""
+    if claim.x == "subset_size":
+        sel = select(rows, model=claim.model, cls=claim.cls or None, case="")
+        x = [float(_subset_size(str(r["subset"]))) for r in sel]
+        y = [float(r["value"]) for r in sel]
+        by_size = {n: float(np.mean([b for a, b in zip(x, y) if a == n])) for n in sorted(set(x))}
+        detail = "mean F1 per number of markers: " + ", ".join(f"{int(n)}: {v:.3f}" for n, v in by_size.items())
+        return x, y, detail
+    x, y, cells = [], [], []
+    for case in CASES:
+        model_rows = select(rows, model=claim.model, case=case, cls=claim.cls or None)
+        ref_rows = select(rows, model=claim.reference, case=case, cls=claim.cls or None)
+        if not model_rows or not ref_rows:
+            continue
+        try:
+            paired = pair_rows(model_rows, ref_rows)
+        except StatsError:
+            continue
+        # one point per (class, fold) of the Case: the mean difference over its subsets
+        for key in sorted({(k[0], k[2]) for k in paired.keys}):
+            d = [v for k, v in zip(paired.keys, paired.differences) if (k[0], k[2]) == key]
+            x.append(case_markers_per_sample(case))
+            y.append(float(np.mean(d)))
+            cells.append(f"{case} ({x[-1]:.1f} markers) {y[-1]:+.3f}")
+    return x, y, "mean difference per Case: " + ", ".join(cells)
 
 
 def measure(rows: Sequence[Mapping], claim: Claim) -> dict[str, Any] | None:
     """The numbers of one claim (None when its models have no results yet)."""
+    if isinstance(claim, Trend):
+        x, y, detail = _trend_points(rows, claim)
+        if len(x) < 3:
+            return None
+        result = spearman(x, y)
+        classes = [claim.cls] if claim.cls else sorted({str(r["class"]) for r in select(rows, model=claim.model)})
+        return dict(result=result, median=result.statistic, iqr=None, n=str(len(x)), classes=classes, detail=detail)
     if isinstance(claim, Groups):
         sel = select(rows, model=claim.model, cls=claim.cls, case="")
         a = [float(r["value"]) for r in sel if claim.a.contains(r["subset"])]
@@ -292,6 +441,8 @@ def _models_of(claim: Claim) -> list[tuple[str, str]]:
     """(model, Case) of each side of a claim."""
     if isinstance(claim, Groups):
         return [(claim.model, "")]
+    if isinstance(claim, Trend):
+        return [(claim.model, "")] if not claim.reference else []
     return [(claim.model, claim.case), (claim.reference, claim.reference_case)]
 
 
@@ -304,12 +455,7 @@ def coverage_note(rows: Sequence[Mapping], claim: Claim) -> str:
     """'' when every (class, fold) of the claim's models has all its subsets; else which are incomplete
     (e.g. a UB sweep still running), so that a verdict on part of the subsets is read as such."""
     gaps = []
-    pairs = (
-        [(claim.model, "")]
-        if isinstance(claim, Groups)
-        else [(claim.model, claim.case), (claim.reference, claim.reference_case)]
-    )
-    for model, case in pairs:
+    for model, case in _models_of(claim):
         counts: dict[tuple[str, int], set[str]] = {}
         for r in select(rows, model=model, case=case):
             counts.setdefault((str(r["class"]), int(r["fold"])), set()).add(str(r["subset"]))
@@ -337,11 +483,19 @@ def _note(
     for model, case in _models_of(claim):
         if note := convergence_note(conv, model, measured["classes"], case):
             parts.append(note)
-    if isinstance(claim, Groups):
+    if isinstance(claim, Groups) or (isinstance(claim, Trend) and claim.x == "subset_size"):
         parts.append("circular on the phantom: its marker informativeness was built to follow Fig. 1")
     if measured["result"].note:
         parts.append(measured["result"].note)
     return "; ".join(parts)
+
+
+def _noise_note(measured: Mapping[str, Any], noise: float | None) -> str:
+    """'; **smaller than the training noise ...**' when a paired claim's mean difference is below the
+    seed-to-seed SD of one model's mean F1 (sinusoids; None: no seed replicates); else ''."""
+    if noise is None or "diffs" not in measured or abs(float(np.mean(measured["diffs"]))) >= noise:
+        return ""
+    return f"; **smaller than the training noise (seed-to-seed SD of one model's mean F1 on sinusoids: {noise:.4f})**"
 
 
 def runs_so_far(rows: Sequence[Mapping]) -> list[str]:
@@ -416,6 +570,11 @@ def _fractions_verdict(cls: str, test: Mapping[str, Any] | None) -> str:
     return "not reproduced (opposite)" if dia_higher else "reproduced"
 
 
+def table1_verdicts(lines: Sequence[str]) -> list[str]:
+    """The verdict column of :func:`table1_lines`' rows (none when Table 1 was not run)."""
+    return [row.split(" | ")[3] for row in lines[2:] if row.startswith("| ")]
+
+
 def table1_lines(out_dir: Path) -> list[str]:
     """Table 1 rows from ``table1_quantification/stats.json`` (when it was run)."""
     path = out_dir / "table1_quantification" / "stats.json"
@@ -473,6 +632,12 @@ def runs_seed(out_dir: str | os.PathLike) -> int:
             f"{out_dir}: expected finished runs of one seed (model / training seed the same), found {found}"
         )
     return seeds.pop()
+
+
+def claim_label(claim: Paired) -> str:
+    """Short name of a paired claim for tables: ``Fig. 2d MS vs HeMIS (m_4)``, ``... (sinusoids)``."""
+    scope = ", ".join([*claim.subsets, *([claim.cls] if claim.cls else [])])
+    return f"{claim.figure} {claim.model} vs {claim.reference}" + (f" ({scope})" if scope else "")
 
 
 def _difference_cell(measured: Mapping[str, Any]) -> str:
@@ -560,7 +725,7 @@ def seed_spread(
             f"(SD {np.std(diffs, ddof=1):.4f}), same sign as seed {seeds[0]} in {same} of {len(diffs)}"
         )
         claim_lines.append(
-            f"| {claim.figure} {claim.model} vs {claim.reference} | {cells} | "
+            f"| {claim_label(claim)} | {cells} | "
             f"{np.mean(diffs):+.4f} ({np.std(diffs, ddof=1):.4f}) | {max(diffs) - min(diffs):.4f} | "
             f"{same} of {len(diffs)} |"
         )
@@ -580,7 +745,7 @@ def per_class_lines(rows: Sequence[Mapping]) -> list[str]:
     """Each homogeneous paired claim measured and judged (same rules) on each class alone; [] when the
     runs hold one class only. The paper pools classes; a class whose runs did not converge can decide
     a pooled verdict, and this table shows it."""
-    claims = [c for c in CLAIMS if isinstance(c, Paired) and not c.case]
+    claims = [c for c in CLAIMS if isinstance(c, Paired) and not (c.case or c.cls or c.subsets)]
     by_class = {
         cls: [measure(select(rows, cls=cls), c) for c in claims]
         for cls in sorted({str(r["class"]) for r in rows if not r["case"]})
@@ -605,7 +770,7 @@ def per_class_lines(rows: Sequence[Mapping]) -> list[str]:
             for measured in by_class.values()
         ]
         if any(c != "-" for c in cells):
-            lines.append(f"| {claim.figure} {claim.model} vs {claim.reference} | {' | '.join(cells)} |")
+            lines.append(f"| {claim_label(claim)} | {' | '.join(cells)} |")
     return lines
 
 
@@ -630,7 +795,7 @@ def selection_lines(out_dir: str | os.PathLike) -> list[str]:
         if any(m is None for m in measured):
             continue
         cells = [_difference_cell(m) for m in measured]
-        lines.append(f"| {claim.figure} {claim.model} vs {claim.reference} | {' | '.join(cells)} |")
+        lines.append(f"| {claim_label(claim)} | {' | '.join(cells)} |")
     return lines
 
 
@@ -641,11 +806,17 @@ def write_report(
     path: str | os.PathLike | None = None,
     replicates: Sequence[str | os.PathLike] = (),
     longer: str | os.PathLike | None = None,
+    phantoms: Sequence[str | os.PathLike] = (),
 ) -> Path:
     """Write ``REPRODUCTION.md`` for the finished jobs in ``out_dir`` (see module doc); ``replicates``:
     output folders of seed replicates (section "Seed-to-seed spread", :func:`seed_spread`; each claim's notes
     summarise it); ``longer``: the output root of ``experiments/gpu/longer_training.sh`` (section "Longer
-    training", :func:`~marker_excite.experiments.longer.longer_lines`)."""
+    training", :func:`~marker_excite.experiments.longer.longer_lines`); ``phantoms``: output folders of the
+    same experiments on other phantoms. With replicates or phantoms, the report opens with the headline of
+    the replicate-level statistics (:mod:`marker_excite.experiments.replicates`) and draws
+    ``replicates.png`` beside it."""
+    from marker_excite.experiments import replicates as rep_stats  # it builds on this module
+
     out = Path(out_dir)
     rows = _f1_rows(out)
     conv = convergence(out)
@@ -659,16 +830,31 @@ def write_report(
         last_lines, _ = seed_spread(out, replicates, epoch="last")
         seed_lines += ["", "### The same runs evaluated with their last epoch", "", *last_lines[2:]]
     lines = ["# Reproduction of the paper's claims on the CPU protocol", ""]
+    reps = rep_stats.load_replicates([out, *replicates, *phantoms]) if (replicates or phantoms) else []
+    rep_rows = rep_stats.replicate_rows(reps) if reps else []
+    if rep_rows:
+        figure = rep_stats.plot_replicates(rep_rows, out / REPLICATES_PNG)
+        lines += [
+            "## Headline: what holds across phantoms and training seeds",
+            "",
+            *rep_stats.headline_lines(rep_rows),
+            "",
+            f"![replicate means per claim]({figure.name}) (section Replicates for the numbers)",
+            "",
+        ]
     if protocol:
         lines += [protocol, ""]
     lines += [
         "Rows are paired by (class, marker subset, fold); the median and IQR are of the relative F1",
         "`F1_model - F1_reference` (Fig. 1 rows: median F1 of group a minus group b). Tests: paired Wilcoxon",
-        "signed-rank, pooled over the classes present (as in the paper); Mann-Whitney U for groups of subsets.",
+        "signed-rank, pooled over the classes present (as in the paper); Mann-Whitney U for groups of subsets;",
+        "Spearman's rank correlation (rho) for trends with the number of markers.",
         f"Verdicts (rules fixed before the runs, `marker_excite.experiments.report.verdict`): p <= {ALPHA} in the",
         "claimed direction = reproduced; p <= 0.05 against it = not reproduced; otherwise inconclusive",
-        "(for 'not different' claims: p > 0.05 = reproduced).",
+        "(for 'not different' claims: p > 0.05 = reproduced); not testable here = every paired difference is",
+        "exactly 0 (the two models give identical results, e.g. identical by construction).",
     ]
+    noise = rep_stats.seed_noise_sd(reps, "sinusoids") if reps else None
     table, verdicts = [], []
     for claim in CLAIMS:
         measured = measure(rows, claim)
@@ -678,17 +864,17 @@ def write_report(
             continue
         res = measured["result"]
         iqr = f" ({measured['iqr'][0]:+.3f}, {measured['iqr'][1]:+.3f})" if measured["iqr"] else ""
+        value = f"rho {measured['median']:+.3f}" if res.test == "spearman" else f"{measured['median']:+.3f}{iqr}"
         expect = claim.expect if isinstance(claim, Paired) else "greater"
         verdicts.append(verdict(expect, res))
         table.append(
-            f"| {claim.figure} | {claim.paper} | {measured['median']:+.3f}{iqr} | {res.pvalue:.3g} {res.stars} | "
-            f"{measured['n']} | {verdicts[-1]} | {_note(claim, conv, measured, seed_notes, coverage_note(rows, claim), longer_notes)} |"
+            f"| {claim.figure} | {claim.paper} | {value} | {res.pvalue:.3g} {res.stars} | "
+            f"{measured['n']} | {verdicts[-1]} | {_note(claim, conv, measured, seed_notes, coverage_note(rows, claim), longer_notes)}"
+            f"{_noise_note(measured, noise)} |"
         )
-    counts = {v: sum(x.split(" (")[0] == v for x in verdicts) for v in ("reproduced", "not reproduced", "inconclusive")}
+    table1 = table1_lines(out)
+    lines += [f"**Summary: {summary_counts([*verdicts, *table1_verdicts(table1)])} (Table 1 rows included).**"]
     lines += [
-        f"**Summary: {len(verdicts)} claims; {counts['reproduced']} reproduced, {counts['not reproduced']} not "
-        f"reproduced, {counts['inconclusive']} inconclusive, {verdicts.count('not run yet')} not run yet, "
-        f"{verdicts.count('measured')} measured without a stated direction.**",
         "",
         "| figure | paper's result | measured: median (IQR) | test p | n | verdict | notes |",
         "| --- | --- | --- | --- | --- | --- | --- |",
@@ -706,7 +892,11 @@ def write_report(
         "",
         *model_means_lines(rows),
     ]
-    lines += ["", "## Table 1 / Fig. 5", ""] + table1_lines(out)
+    lines += ["", "## Table 1 / Fig. 5", ""] + table1
+    if rep_rows:
+        lines += ["", "## Replicates across phantoms and training seeds", ""] + rep_stats.replicate_lines(
+            reps, rep_rows
+        )
     if replicates:
         lines += ["", "## Seed-to-seed spread", ""] + seed_lines
     if next((out / RUNS).glob(f"*/{LAST_EVALUATION_CSV}"), None):

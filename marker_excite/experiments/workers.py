@@ -85,15 +85,18 @@ def _stop_with_parent() -> None:
 
 
 def limit_threads() -> int | None:
-    """In a worker: pin this process to the cores in ``MARKER_EXCITE_CPUS`` (where the system allows it)
-    and limit TensorFlow to ``MARKER_EXCITE_THREADS`` threads (before it starts); returns the thread
-    limit, or None outside a worker."""
+    """In a worker (of ``--workers`` or an array task of ``--launcher slurm``): pin this process to the
+    cores in ``MARKER_EXCITE_CPUS`` (where the system allows it) and limit TensorFlow to
+    ``MARKER_EXCITE_THREADS`` threads (before it starts); returns the thread limit, or None outside a
+    worker."""
     value = os.environ.get(THREADS_ENV)
     if not value:
         return None
     n = int(value)
     _stop_with_parent()
     pin_cpus()
+    if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
+        return n  # another Keras backend (JAX on a GPU node without TensorFlow): only the pinning applies
     from marker_excite.tf_quiet import import_tensorflow
 
     import_tensorflow()
@@ -104,20 +107,25 @@ def limit_threads() -> int | None:
     return n
 
 
-def worker_argv(argv: Sequence[str], shard: int, n: int) -> list[str]:
-    """The script's command line for worker ``shard`` of ``n``: ``--workers`` / ``--shard`` replaced."""
+def drop_options(argv: Sequence[str], valued: Sequence[str] = (), flags: Sequence[str] = ()) -> list[str]:
+    """``argv`` without the options ``valued`` (``--opt VALUE`` or ``--opt=VALUE``) and ``flags`` (``--opt``)."""
     out, skip = [], False
     for arg in argv:
         if skip:
             skip = False
             continue
-        if arg in ("--workers", "--shard"):
+        if arg in valued:
             skip = True
             continue
-        if arg.startswith(("--workers=", "--shard=")):
+        if arg in flags or arg.split("=", 1)[0] in valued:
             continue
         out.append(arg)
-    return [*out, "--shard", f"{shard}/{n}", "--workers", "1"]
+    return out
+
+
+def worker_argv(argv: Sequence[str], shard: int, n: int) -> list[str]:
+    """The script's command line for worker ``shard`` of ``n``: ``--workers`` / ``--shard`` replaced."""
+    return [*drop_options(argv, valued=("--workers", "--shard")), "--shard", f"{shard}/{n}", "--workers", "1"]
 
 
 def run_workers(
