@@ -171,7 +171,7 @@ def test_compare_end_to_end(tmp_path, monkeypatch, capsys):
     report = (out / "compare" / "report.md").read_text()
     assert "Jobs finished: 1 of 6" in report and "No UB results yet." in report
     assert "one_vs_per_subset: not computed (no results for MS-ME, UB)" in report
-    assert "| cytoplasm | – | " in report and "which_stains.png" not in report
+    assert "| cytoplasm | – | " in report and "MS − Otsu" in report and "which_stains.png" not in report
 
 
 def test_workers_start_the_compare_command_again(tmp_path, monkeypatch):
