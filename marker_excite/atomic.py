@@ -145,10 +145,8 @@ def atomic_directory(final: Path) -> Iterator[Path]:
     ``final`` is untouched. Stale temporary folders of killed processes are removed first.
     """
     final = Path(final)
-    remove_stale_temporaries(final)
-    tmp = Path(tempfile.mkdtemp(prefix=_temporary_prefix(final), dir=final.parent))
     old = previous_directory(final)
-    try:
+    with scratch_directory(final) as tmp:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
         if final.exists():
@@ -156,6 +154,20 @@ def atomic_directory(final: Path) -> Iterator[Path]:
             os.replace(final, old)
         os.replace(tmp, final)
         shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def scratch_directory(final: Path) -> Iterator[Path]:
+    """Yield a temporary working folder next to ``final``, removed when the block ends.
+
+    It is named like the other temporaries of ``final``, so when its process is killed the next writer of
+    ``final`` removes it (:func:`remove_stale_temporaries`, run here first too).
+    """
+    final = Path(final)
+    remove_stale_temporaries(final)
+    tmp = Path(tempfile.mkdtemp(prefix=_temporary_prefix(final), dir=final.parent))
+    try:
+        yield tmp
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

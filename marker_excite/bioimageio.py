@@ -31,7 +31,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,7 +39,7 @@ from typing import Any
 import numpy as np
 import tifffile
 
-from marker_excite.atomic import atomic_path, check_output_path
+from marker_excite.atomic import atomic_path, check_output_path, scratch_directory
 from marker_excite.data.io import open_volume
 from marker_excite.data.resample import resample_slice
 from marker_excite.errors import UserInputError
@@ -356,8 +355,7 @@ def export_bioimageio(
         missing = [m for m, a in zip(markers, availability[0]) if not a]
         raise UserInputError(f"the sample for the test tile lacks the fixed marker(s) {', '.join(missing)}")
     rdf = describe(card, fixed_markers, name=f"{card['model']} {'-'.join(card['classes'])}", authors=authors)
-    with tempfile.TemporaryDirectory(prefix=".bioimageio.", dir=out.parent) as tmp_name:
-        tmp = Path(tmp_name)
+    with scratch_directory(out) as tmp:  # named after ``out``: the next export sweeps it if this one is killed
         archive = serving_archive(run.model, spec, fixed_markers) if fixed_markers else packed_archive(run.model, spec)
         archive.write_out(str(tmp / "saved_model"), verbose=False)
         loaded = tf.saved_model.load(str(tmp / "saved_model"))  # keeps the variables alive

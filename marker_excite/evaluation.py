@@ -20,6 +20,7 @@ import io
 import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from marker_excite.forward import keras_forward
 from marker_excite.markers import PAPER_MARKERS, MarkerPanel, Subset
 from marker_excite.progress import Progress
 from marker_excite.run import Run
-from marker_excite.stats import pair_rows
+from marker_excite.stats import PAIR_KEYS, StatsError, TestResult, pair_rows, wilcoxon
 
 #: Metrics reported per (class, subset).
 METRICS: tuple[str, ...] = ("f1", "precision", "recall", "tp", "fp", "fn")
@@ -329,6 +330,58 @@ def relative(
                 )
             )
     return out
+
+
+@dataclass(frozen=True)
+class ReferenceComparison:
+    """One model against a reference model on their matched (class, subset, fold) results."""
+
+    model: str
+    reference: str
+    relative: list[dict[str, Any]]
+    test: TestResult
+
+    @property
+    def mean_difference(self) -> float:
+        """Mean of ``Q_model - Q_reference`` over the matched results."""
+        return float(np.mean([r["value"] for r in self.relative]))
+
+
+def compare_to_reference(
+    rows: Iterable[Mapping], reference: str, *, metric: str = "f1"
+) -> tuple[list[ReferenceComparison], dict[str, str]]:
+    """Every other model of ``rows`` against ``reference`` ("Rel. to" rows + paired Wilcoxon test).
+
+    Only models that share at least one (class, subset, fold) with the reference can be compared (a
+    tissue model and a vessel model share none); the others are returned as ``{model: reason}``
+    instead of failing the whole comparison. Raises :class:`StatsError` when ``reference`` has no
+    rows for ``metric``.
+    """
+    rows = [r for r in rows if r.get("metric") == metric]
+    by_model: dict[str, list[Mapping]] = {}
+    for r in rows:
+        by_model.setdefault(str(r["model"]), []).append(r)
+    ref_rows = by_model.pop(reference, [])
+    if not ref_rows:
+        raise StatsError(f"no {metric} results of the reference model {reference!r} (models: {', '.join(by_model)})")
+    ref_keys = {tuple(str(r[k]) for k in PAIR_KEYS) for r in ref_rows}
+    compared: list[ReferenceComparison] = []
+    skipped: dict[str, str] = {}
+    for model, model_rows in sorted(by_model.items()):
+        if not any(tuple(str(r[k]) for k in PAIR_KEYS) in ref_keys for r in model_rows):
+            skipped[model] = (
+                f"no ({', '.join(PAIR_KEYS)}) in common with {reference} "
+                f"(classes {_class_list(model_rows)} vs {_class_list(ref_rows)})"
+            )
+            continue
+        paired = pair_rows(model_rows, ref_rows, metric=metric)
+        rel = relative(model_rows, ref_rows, metrics=(metric,))
+        compared.append(ReferenceComparison(model, reference, rel, wilcoxon(paired.a, paired.b)))
+    return compared, skipped
+
+
+def _class_list(rows: Iterable[Mapping]) -> str:
+    return ", ".join(sorted({str(r["class"]) for r in rows}))
 
 
 def write_results(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike, *, overwrite: bool = True) -> Path:

@@ -20,6 +20,7 @@ inference, export, bioimage.io, ``info`` -- reads the same declaration.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -184,13 +185,14 @@ class ModelSpec:
 
 
 def read_card(path: str | os.PathLike) -> dict[str, Any]:
-    """The ``model_card.json`` of an exported model directory."""
+    """The ``model_card.json`` of an exported model directory, checked by :func:`check_card`."""
     p = Path(path) / CARD_NAME
     card = read_json_object(
         p, f"{Path(path)} has no {CARD_NAME}; is it a model exported by marker-excite?", UserInputError
     )
     if card.get("format") != CARD_FORMAT:
         raise UserInputError(f"{p} is not a marker_excite model card")
+    check_card(card, p)
     return card
 
 
@@ -216,6 +218,46 @@ def check_seen(card: Mapping[str, Any], markers: Iterable[str], *, leave_out: st
             f"leave {'it' if len(unseen) == 1 else 'them'} out with {leave_out}, or give --allow-unseen to feed "
             f"{'it' if len(unseen) == 1 else 'them'} anyway"
         )
+
+
+def check_card(card: Mapping[str, Any], where: str | os.PathLike) -> ModelSpec:
+    """The spec of a model card after checking that the card is complete and agrees with itself.
+
+    ``outputs``, ``tile`` and ``signature`` must be what its markers, classes and tile sizes imply, and
+    ``normalisation`` must name the normalisation this package applies (:data:`NORMALISATION`): a card
+    declaring another one would make every prediction wrong without an error.
+
+    Raises:
+        UserInputError: one line naming ``where`` (the card's file) and the first problem.
+    """
+    try:
+        spec = ModelSpec.from_card(card)
+    except UserInputError as exc:
+        raise UserInputError(f"{where}: {exc}") from None
+    implied = {
+        "outputs": list(spec.outputs),
+        "tile": {"input_size": spec.input_size, "output_size": spec.output_size, "margin": spec.margin},
+        "signature": spec.signature(),
+    }
+    for key, value in implied.items():
+        if key not in card:
+            raise UserInputError(f"{where}: model card is incomplete: no {key!r}")
+        if json.loads(json.dumps(card[key])) != value:
+            raise UserInputError(
+                f"{where}: model card {key!r} is {json.dumps(card[key])}, but its markers, classes and tile "
+                f"imply {json.dumps(value)}"
+            )
+    normalisation = card.get("normalisation")
+    if not isinstance(normalisation, Mapping) or any(key not in normalisation for key in NORMALISATION):
+        raise UserInputError(
+            f"{where}: model card is incomplete: 'normalisation' must give {', '.join(map(repr, NORMALISATION))}"
+        )
+    if normalisation["method"] != NORMALISATION["method"]:
+        raise UserInputError(
+            f"{where}: model card normalisation {normalisation['method']!r} is not the one marker_excite applies "
+            f"({NORMALISATION['method']!r})"
+        )
+    return spec
 
 
 # -- channels -> panel ----------------------------------------------------------------------------

@@ -228,6 +228,8 @@ def training_curves(history: Sequence[Mapping], path: str | os.PathLike, *, titl
 
     ``history`` is a run's ``log.csv`` rows (``epoch, loss, val_loss, val_f1_<class>..., val_mean_f1``).
     """
+    from matplotlib.ticker import MaxNLocator
+
     if not history:
         raise UserInputError("training_curves: the history is empty (no completed epoch)")
     epochs = [int(r["epoch"]) for r in history]
@@ -255,6 +257,7 @@ def training_curves(history: Sequence[Mapping], path: str | os.PathLike, *, titl
     ax_f1.legend(fontsize=8)
     for ax in (ax_loss, ax_f1):
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs only, never "2.5"
     if title:
         fig.suptitle(title)
     return save_figure(fig, path)

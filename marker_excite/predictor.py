@@ -18,7 +18,16 @@ import numpy as np
 from marker_excite import run_dir as rd
 from marker_excite.errors import UserInputError
 from marker_excite.forward import keras_forward
-from marker_excite.model_spec import AVAILABILITY, IMAGE, PROBABILITIES, SERVING_SIGNATURE, ModelSpec, read_card
+from marker_excite.model_spec import (
+    AVAILABILITY,
+    CARD_NAME,
+    DTYPE,
+    IMAGE,
+    PROBABILITIES,
+    SERVING_SIGNATURE,
+    ModelSpec,
+    read_card,
+)
 from marker_excite.run import Run, load_run
 from marker_excite.saved_model_ops import check_saved_model
 
@@ -76,7 +85,8 @@ def load_exported(path: str | os.PathLike) -> Predictor:
         raise UserInputError(f"{p} is not a SavedModel directory (no {SAVED_MODEL})")
     card = read_card(p)
     spec = ModelSpec.from_card(card)
-    check_saved_model(p)  # a SavedModel is code: run only graphs made of the ops our own exports use
+    saved_model = check_saved_model(p)  # a SavedModel is code: run only graphs built like our own exports
+    check_signature(saved_model, spec, p)
     try:
         loaded = tf.saved_model.load(str(p))
     except Exception as exc:  # noqa: BLE001 - TF raises many types for a corrupt SavedModel
@@ -92,6 +102,35 @@ def load_exported(path: str | os.PathLike) -> Predictor:
         return loaded.signatures[SERVING_SIGNATURE](**inputs)[PROBABILITIES].numpy()
 
     return Predictor(spec=spec, card=card, source=p, fn=fn)
+
+
+def check_signature(saved_model: Any, spec: ModelSpec, path: Path) -> None:
+    """Raise :class:`UserInputError` unless the serving signature of the parsed ``saved_model`` takes and
+    returns exactly the tensors of its model card (:meth:`ModelSpec.shapes`: names, float32, shapes)."""
+    import tensorflow as tf
+
+    signatures = saved_model.meta_graphs[0].signature_def
+    if SERVING_SIGNATURE not in signatures:
+        raise UserInputError(f"exported model {path} has no {SERVING_SIGNATURE!r} signature")
+    signature = signatures[SERVING_SIGNATURE]
+    found = {}
+    for name, info in [*signature.inputs.items(), *signature.outputs.items()]:
+        shape = info.tensor_shape
+        dims = None if shape.unknown_rank else tuple(d.size if d.size >= 0 else None for d in shape.dim)
+        found[name] = (tf.dtypes.as_dtype(info.dtype).name, dims)
+    declared = {name: (DTYPE, dims) for name, dims in spec.shapes().items()}
+    if found != declared:
+        raise UserInputError(
+            f"exported model {path} does not match its {CARD_NAME}: the card declares {_tensors_text(declared)}; "
+            f"the model's {SERVING_SIGNATURE!r} signature has {_tensors_text(found)}"
+        )
+
+
+def _tensors_text(tensors: dict[str, tuple[str, Any]]) -> str:
+    """``"name dtype [dims]"`` of each tensor, by name (``None`` for an unknown size or rank)."""
+    return ", ".join(
+        f"{name} {dtype} {list(dims) if dims is not None else dims}" for name, (dtype, dims) in sorted(tensors.items())
+    )
 
 
 def load_predictor(path: str | os.PathLike, *, weights: str = "best") -> Predictor:

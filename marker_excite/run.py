@@ -217,6 +217,7 @@ class Run:
             "run": str(Path(self.run_dir).resolve()),
             "model": self.model_config.name,
             "store": str(self.store_path),
+            "split": "explicit" if tc.val_samples is not None else "folds",
             "fold": int(tc.fold),
             "n_folds": int(tc.n_folds),
             "samples": {"train": list(self.fold.train), "val": list(self.fold.val), "test": list(self.fold.test)},

@@ -4,20 +4,24 @@ A run directory holds everything about one training run (see ``docs/workflow.md`
 
     model_config.json  train_config.json  data_config.json  versions.json
     weights.best.weights.h5  weights.last.weights.h5  checkpoint/  log.csv  tensorboard/  curves.png
+    .lock
 
 Every file is written to a temporary sibling and renamed into place, so an interrupted run never
 leaves a half-written file under its final name. ``checkpoint/`` (resume state) is replaced as a whole.
+A training holds ``.lock`` (:func:`training_lock`), so a second training of the same directory is refused.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import io
 import json
 import os
 import platform
 import shutil
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +49,8 @@ CHECKPOINT = "checkpoint"
 LOG = "log.csv"
 TENSORBOARD = "tensorboard"
 CURVES = "curves.png"
+#: The lock file a training holds (:func:`training_lock`); it stays in the directory between trainings.
+LOCK = ".lock"
 
 _STATE_JSON = "state.json"
 _STATE_ARRAYS = "state.npz"
@@ -63,26 +69,73 @@ def prepare_new(run_dir: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Make ``run_dir`` ready for a new run.
 
     An existing non-empty directory is an error unless ``overwrite`` is given; ``overwrite`` only
-    deletes directories that are run directories (never an arbitrary folder).
+    deletes directories that are run directories (never an arbitrary folder), and keeps the
+    :data:`LOCK` file (held by the caller's :func:`training_lock`).
     """
-    p = Path(run_dir)
-    if p.exists() and not p.is_dir():
-        raise RunDirError(f"run directory {p} is a file")
-    if p.is_dir() and any(p.iterdir()):
+    p = _make_run_dir(run_dir)
+    contents = [child for child in p.iterdir() if child.name != LOCK]
+    if contents:
         if not overwrite:
             raise RunDirError(
                 f"run directory {p} is not empty (use --resume to continue it or --overwrite to replace it)"
             )
         if not is_run_dir(p):
             raise RunDirError(f"{p} is not empty and is not a run directory; refusing to delete it with --overwrite")
-        shutil.rmtree(p)
+        for child in contents:
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+    if not os.access(p, os.W_OK):
+        raise RunDirError(f"run directory {p} is not writable")
+    return p
+
+
+def _make_run_dir(run_dir: str | os.PathLike) -> Path:
+    """``run_dir``, created (with its parents) when missing; :class:`RunDirError` when it cannot be."""
+    p = Path(run_dir)
+    if p.exists() and not p.is_dir():
+        raise RunDirError(f"run directory {p} is a file")
     try:
         p.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise RunDirError(f"cannot create run directory {p}: {exc.strerror or exc}") from None
-    if not os.access(p, os.W_OK):
-        raise RunDirError(f"run directory {p} is not writable")
     return p
+
+
+@contextlib.contextmanager
+def training_lock(run_dir: str | os.PathLike) -> Iterator[Path]:
+    """Hold the exclusive lock of ``run_dir`` (created when missing) while a training writes it.
+
+    The lock is an ``flock`` on ``run_dir/.lock``: the operating system releases it when the process
+    ends, even by ``kill -9``, so a lock is never stale. The file itself stays (deleting it would let
+    two processes lock two different files of the same name) and holds the holder's host and pid.
+
+    Raises:
+        RunDirError: another process (this one included, through another call) holds the lock.
+    """
+    p = _make_run_dir(run_dir)
+    try:
+        fd = os.open(p / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as exc:
+        raise RunDirError(f"cannot write run directory {p}: {exc.strerror or exc}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
+            raise RunDirError(
+                f"run directory {p} is being trained by another process{f' ({holder})' if holder else ''}; "
+                "wait for it to end, or train into another --run"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {platform.node()}\n".encode(), 0)
+        try:
+            yield p
+        finally:
+            os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)
 
 
 def read_json(path: Path, what: str) -> dict[str, Any]:
@@ -266,6 +319,22 @@ def _complete_checkpoint(run_dir: Path) -> Path | None:
 def has_checkpoint(run_dir: Path) -> bool:
     """Whether ``run_dir`` holds a complete resume checkpoint (see :func:`load_checkpoint`)."""
     return _complete_checkpoint(run_dir) is not None
+
+
+def check_nothing_trained(run_dir: Path) -> None:
+    """Before a resume without a checkpoint starts again from epoch 1: raise :class:`RunDirError` when
+    ``run_dir`` shows completed epochs (``log.csv`` rows, weights files), which that would overwrite.
+
+    Without them the run was interrupted during its first epoch, and starting again loses nothing.
+    """
+    trained = [f"{LOG} up to epoch {rows[-1].get('epoch')}" for rows in [read_log(run_dir / LOG)] if rows]
+    trained += [name for name in (BEST_WEIGHTS, LAST_WEIGHTS) if (run_dir / name).is_file()]
+    if trained:
+        raise RunDirError(
+            f"cannot resume {run_dir}: it has trained epochs ({', '.join(trained)}) but no complete {CHECKPOINT}/ "
+            "to continue from; resuming would start again at epoch 1 and overwrite its weights (restore "
+            f"{CHECKPOINT}/, or use --overwrite to train it again from scratch)"
+        )
 
 
 # -- log.csv -------------------------------------------------------------------------------------

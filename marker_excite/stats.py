@@ -201,6 +201,13 @@ def _index(rows: Iterable[Mapping], keys: Sequence[str], metric: str | None, wha
     return out
 
 
+def _describe(rows: Iterable[Mapping]) -> str:
+    """``model(s) M, class(es) C`` of a table, for error messages."""
+    models = sorted({str(r.get("model", "?")) for r in rows})
+    classes = sorted({str(r.get("class", "?")) for r in rows})
+    return f"model {'+'.join(models) or '-'}, classes {', '.join(classes) or '-'}"
+
+
 def pair_rows(
     rows_a: Iterable[Mapping],
     rows_b: Iterable[Mapping],
@@ -213,13 +220,14 @@ def pair_rows(
     Keys present in only one table are listed in ``only_a`` / ``only_b`` (e.g. UB models exist only
     for some subsets). Raises :class:`StatsError` on duplicated keys or when nothing matches.
     """
+    rows_a, rows_b = list(rows_a), list(rows_b)
     ia = _index(rows_a, keys, metric, "first table")
     ib = _index(rows_b, keys, metric, "second table")
     common = sorted(set(ia) & set(ib))
     if not common:
         raise StatsError(
             f"no matching ({', '.join(keys)}) between the two tables for metric {metric!r} "
-            f"({len(ia)} and {len(ib)} rows)"
+            f"({len(ia)} and {len(ib)} rows; {_describe(rows_a)} vs {_describe(rows_b)})"
         )
     return Paired(
         keys=common,

@@ -1,7 +1,8 @@
-"""Threshold fallback for the tissue mask (used by ``quantify`` when no tissue model is given).
+"""Threshold tissue mask (``quantify``'s default when no tissue model or mask is given).
 
-The DAPI channel of each slice is smoothed in-plane with a Gaussian (``sigma`` pixels); ONE Otsu
-threshold is computed for the whole stack from a 256-bin histogram of the smoothed values; each slice's
+One marker channel of each slice (``quantify --tissue-marker``, DAPI by default) is smoothed in-plane
+with a Gaussian (``sigma`` pixels); ONE Otsu threshold is computed for the whole stack from a 256-bin
+histogram of the smoothed values; each slice's
 mask is ``smoothed > threshold`` with holes filled and connected components (8-connected) smaller than
 ``min_size`` pixels removed. Everything is done slice by slice (2D), so stacks of any size stream:
 the stack is read three times (value range, histogram, masks).
@@ -65,51 +66,51 @@ def clean_mask(mask: np.ndarray, min_size: int = MIN_SIZE) -> np.ndarray:
 
 @dataclass(frozen=True)
 class ThresholdTissue:
-    """A fitted threshold tissue mask: ``mask(dapi_slice) -> bool [Y, X]``."""
+    """A fitted threshold tissue mask: ``mask(channel_slice) -> bool [Y, X]``."""
 
     threshold: float
     sigma: float = SIGMA
     min_size: int = MIN_SIZE
 
-    def mask(self, dapi: np.ndarray) -> np.ndarray:
-        """Tissue mask of one DAPI slice ``[Y, X]``."""
-        return clean_mask(smooth(dapi, self.sigma) > self.threshold, self.min_size)
+    def mask(self, image: np.ndarray) -> np.ndarray:
+        """Tissue mask of one slice ``[Y, X]`` of the thresholded channel."""
+        return clean_mask(smooth(image, self.sigma) > self.threshold, self.min_size)
 
     @classmethod
     def fit(
         cls,
-        read_dapi: Callable[[int], np.ndarray],
+        read_channel: Callable[[int], np.ndarray],
         n_slices: int,
         *,
         sigma: float = SIGMA,
         min_size: int = MIN_SIZE,
         bins: int = BINS,
     ) -> ThresholdTissue:
-        """Otsu threshold of the smoothed DAPI of slices ``read_dapi(0 .. n_slices-1)`` (two passes)."""
+        """Otsu threshold of the smoothed channel of slices ``read_channel(0 .. n_slices-1)`` (two passes)."""
         if n_slices < 1:
             raise UserInputError("a tissue mask needs at least one slice")
         lo, hi = np.inf, -np.inf
         for z in range(n_slices):
-            s = smooth(read_dapi(z), sigma)
+            s = smooth(read_channel(z), sigma)
             lo, hi = min(lo, float(s.min())), max(hi, float(s.max()))
         if not hi > lo:
             return cls(threshold=hi, sigma=sigma, min_size=min_size)
         edges = np.linspace(lo, hi, bins + 1)
         counts = np.zeros(bins, dtype=np.int64)
         for z in range(n_slices):
-            counts += np.histogram(smooth(read_dapi(z), sigma), bins=edges)[0]
+            counts += np.histogram(smooth(read_channel(z), sigma), bins=edges)[0]
         return cls(threshold=otsu_threshold(counts, edges), sigma=sigma, min_size=min_size)
 
 
-def tissue_mask(dapi: np.ndarray, *, sigma: float = SIGMA, min_size: int = MIN_SIZE) -> np.ndarray:
-    """Threshold tissue mask of an in-memory DAPI image ``[Y, X]`` or stack ``[Z, Y, X]`` (bool, same shape)."""
-    dapi = np.asarray(dapi)
-    if dapi.ndim not in (2, 3):
-        raise UserInputError(f"DAPI image must be [Y, X] or [Z, Y, X], got shape {dapi.shape}")
-    stack = dapi[None] if dapi.ndim == 2 else dapi
+def tissue_mask(image: np.ndarray, *, sigma: float = SIGMA, min_size: int = MIN_SIZE) -> np.ndarray:
+    """Threshold tissue mask of an in-memory one-marker image ``[Y, X]`` or stack ``[Z, Y, X]`` (bool, same shape)."""
+    image = np.asarray(image)
+    if image.ndim not in (2, 3):
+        raise UserInputError(f"the image to threshold must be [Y, X] or [Z, Y, X], got shape {image.shape}")
+    stack = image[None] if image.ndim == 2 else image
     fitted = ThresholdTissue.fit(lambda z: stack[z], len(stack), sigma=sigma, min_size=min_size)
     out = np.stack([fitted.mask(s) for s in stack])
-    return out[0] if dapi.ndim == 2 else out
+    return out[0] if image.ndim == 2 else out
 
 
 def threshold_masks(volume, channel: int, *, sigma: float = SIGMA, min_size: int = MIN_SIZE) -> Iterator[np.ndarray]:

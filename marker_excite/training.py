@@ -234,7 +234,8 @@ def train(
         train_config: a :class:`TrainConfig` (classes must equal the model config's).
         store_path: the :class:`~marker_excite.data.store.SampleStore` file.
         resume: continue an interrupted run from its last completed epoch (configs must match, except
-            a larger ``epochs``, which extends a finished run).
+            a larger ``epochs``, which extends a finished run). A run without a checkpoint starts again
+            at epoch 1 only when it has no trained epoch.
         overwrite: replace an existing run directory.
         progress: print the split, patches per sample and the estimated time per epoch, then progress.
         init_from: a run directory whose best weights start this run (same model config).
@@ -243,8 +244,10 @@ def train(
         the :class:`Run` with the best weights loaded.
 
     Raises:
-        UserInputError: bad configs, a missing store, an existing run directory, or a resume whose
-            settings differ from the stored run (the message names the differing fields).
+        UserInputError: bad configs, a missing store, an existing run directory, a resume whose
+            settings differ from the stored run (the message names the differing fields) or whose
+            checkpoint is gone after trained epochs, or a run directory another training holds
+            (:func:`~marker_excite.run_dir.training_lock`).
     """
     import keras
 
@@ -262,7 +265,7 @@ def train(
     if resume and overwrite:
         raise UserInputError("give either --resume or --overwrite, not both")
 
-    with SampleStore(store_path, "r") as store:
+    with SampleStore(store_path, "r") as store, contextlib.ExitStack() as held:
         fold = select_fold(store, train_config)
         panels = train_panels(train_config, store, fold)
         counts = pipeline.class_pixel_counts(store, fold.train, train_config.classes)
@@ -289,9 +292,13 @@ def train(
                     rd.MODEL_CONFIG: ("seed",) if rd.has_checkpoint(run_path) else (),
                 },
             )
+        held.enter_context(rd.training_lock(run_path))  # before anything is written or deleted there
+        restart = resume and not rd.has_checkpoint(run_path)
+        if restart:
+            rd.check_nothing_trained(run_path)  # else starting again would overwrite trained epochs
+            resume = False  # interrupted before the first epoch finished: start from scratch
+        if resume or restart:
             rd.write_configs(run_path, {rd.TRAIN_CONFIG: configs[rd.TRAIN_CONFIG]})  # a larger epochs extends the run
-            if not rd.has_checkpoint(run_path):
-                resume = False  # interrupted before the first epoch finished: start from scratch
         else:
             rd.prepare_new(run_path, overwrite=overwrite)
             rd.write_configs(run_path, configs)
@@ -345,6 +352,8 @@ def train(
         log = Progress(None, enabled=progress)
         if resume:
             log.write(f"resuming {run_path} after epoch {state['epoch']}")
+        elif restart:
+            log.write(f"{run_path} has no checkpoint (interrupted during its first epoch): starting at epoch 1")
         plan = _plan(store, fold, model_config, train_config)
         for line in plan.lines():
             log.write(line)

@@ -21,6 +21,7 @@ from marker_excite.saved_model_ops import ALLOWLIST, saved_model_ops
 def main() -> None:
     every: set[str] = set()
     callable_ops: set[str] = set()
+    restore: set[str] = set()
     for name in ZOO_NAMES:
         markers = ("DAPI", "collagen") if name == "UB" else ("DAPI", "endomucin", "collagen")
         for classes in (("sinusoids",), ("sinusoids", "arteries")):
@@ -29,18 +30,20 @@ def main() -> None:
             )
             with tempfile.TemporaryDirectory() as tmp:
                 serving_archive(build_model(cfg), ModelSpec.from_config(cfg)).write_out(tmp, verbose=False)
-                ops, reachable = saved_model_ops(tmp)
-            every |= ops
-            callable_ops |= reachable
-            print(f"{name} {len(classes)} class(es): {len(ops)} ops, {len(reachable)} callable")
+                found = saved_model_ops(tmp)
+            every |= found.every
+            callable_ops |= found.callable
+            restore |= found.restore
+            print(f"{name} {len(classes)} class(es): {len(found.every)} ops, {len(found.callable)} callable")
     data = {
         "generated_by": "scripts/export_op_allowlist.py",
         "tensorflow": tf.__version__,
         "ops": sorted(every),
         "callable_ops": sorted(callable_ops),
+        "restore_ops": sorted(restore),
     }
     ALLOWLIST.write_text(json.dumps(data, indent=1) + "\n")
-    print(f"{ALLOWLIST}: {len(every)} ops, {len(callable_ops)} callable")
+    print(f"{ALLOWLIST}: {len(every)} ops, {len(callable_ops)} callable, {len(restore)} run by the restore")
 
 
 if __name__ == "__main__":

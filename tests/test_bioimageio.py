@@ -3,7 +3,12 @@ authors where none were given), their weights reproduce the test output with pla
 bioimageio.core's own test passes on both (skipped where bioimageio.core is not installed)."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +18,8 @@ from conftest import MARKERS, make_run
 from marker_excite.bioimageio import EPS, export_bioimageio, pack, standardise_tile
 from marker_excite.data.writers import write_volume
 from marker_excite.errors import UserInputError
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -170,3 +177,23 @@ def test_cli_errors_are_one_line(packages, tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert "\n" not in err and err.startswith("marker-excite export: error: ") and phrase in err, err
     assert list(tmp_path.iterdir()) == []
+
+
+KILLED_EXPORT = """
+import os, signal, sys
+from marker_excite import bioimageio
+bioimageio._cover = lambda *args: os.kill(os.getpid(), signal.SIGKILL)  # killed once the SavedModel is written
+bioimageio.export_bioimageio(sys.argv[1], sys.argv[2], sample=sys.argv[3])
+"""
+
+
+@pytest.mark.slow
+def test_export_killed_mid_way_leaves_a_temporary_that_the_next_export_removes(packages, tmp_path):
+    out = tmp_path / "model.zip"
+    argv = [sys.executable, "-c", KILLED_EXPORT, str(packages["run"]), str(out), str(packages["sample"])]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    assert subprocess.run(argv, env=env, capture_output=True).returncode == -signal.SIGKILL
+    (leftover,) = tmp_path.iterdir()
+    assert leftover.name.startswith(".model.zip.") and (leftover / "saved_model" / "saved_model.pb").is_file()
+    export_bioimageio(packages["run"], out, sample=packages["sample"])
+    assert [p.name for p in tmp_path.iterdir()] == ["model.zip"]

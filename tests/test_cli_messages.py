@@ -92,6 +92,16 @@ def test_train_help_shows_every_default():
         assert "default" in action.help, action.option_strings
 
 
+def test_predict_help_names_every_input_format(capsys):
+    """`predict --help` and the command list say it reads OME-Zarr too (predict reads .ome.zarr folders)."""
+    for argv in (["--help"], ["predict", "--help"]):
+        with pytest.raises(SystemExit):
+            main(argv)
+        out = capsys.readouterr().out
+        line = next(line for line in out.splitlines() if "segment a whole stack" in line)
+        assert "TIFF/OME-TIFF/HDF5/.ims/OME-Zarr" in line, out
+
+
 def test_paper_preset_on_a_cpu_prints_a_note_with_the_estimate(store, tmp_path, capsys, monkeypatch):
     from marker_excite import train_plan
     from marker_excite.data.folds import Fold

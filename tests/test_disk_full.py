@@ -119,7 +119,8 @@ def test_train_on_a_full_disk_is_one_line_and_resumes_to_the_same_weights(tiny_s
     assert msg.endswith(f"no space left on device while writing run directory {tmp_path / 'split'}; it keeps its "
                         "last completed epoch: free space, then continue with --resume")  # fmt: skip
     split = tmp_path / "split"
-    assert not [p.name for p in split.iterdir() if p.name.startswith(".")]  # no temporaries, no half checkpoint
+    hidden = [p.name for p in split.iterdir() if p.name.startswith(".")]
+    assert hidden == [rd.LOCK]  # no temporaries, no half checkpoint
     assert main(train_argv(tmp_path, tiny_store, split) + ["--resume"]) == 0
     assert [r["epoch"] for r in rd.read_log(split / rd.LOG)] == [1, 2]
     for weights in ("best", "last"):
@@ -142,4 +143,4 @@ def test_train_on_a_full_disk_while_creating_the_run_directory(tiny_store, tmp_p
     run = tmp_path / "run"
     msg = one_line_error(capsys, train_argv(tmp_path, tiny_store, run), "train")
     assert msg.endswith(f"while creating run directory {run}: free space, then start again with --overwrite")
-    assert sorted(p.name for p in run.iterdir()) == ["model_config.json", "train_config.json"]
+    assert sorted(p.name for p in run.iterdir()) == [".lock", "model_config.json", "train_config.json"]

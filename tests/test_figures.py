@@ -89,7 +89,7 @@ def test_quantification_plot_shows_truth_and_training_samples(figures, tmp_path)
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == [
         "predicted",
         "predicted, training sample",
-        "true fraction",
+        "true fraction (same sample)",
     ]
 
 
@@ -104,3 +104,14 @@ def test_store_truth_and_evaluation_basis(tmp_path):
     voxels = sum(len(infos[n].annotated_slices) * int(np.prod(infos[n].shape_zyx[1:])) for n in names)
     assert basis(path, names, ["sinusoids"]) == f"2 test samples ({', '.join(names)}), {voxels:,} annotated voxels"
     assert basis(path, names[:1], ["sinusoids"]).startswith(f"1 test sample ({names[0]}), ")
+
+
+def test_training_curves_tick_whole_epochs(figures, tmp_path):
+    history = [dict(epoch=e, loss=1 / e, val_loss=1.2 / e, val_f1_sinusoids=0.2 * e, val_mean_f1=0.2 * e)
+               for e in (1, 2, 3)]  # fmt: skip
+    plots.training_curves(history, tmp_path / "curves.png")
+    (fig,) = figures
+    for ax in fig.axes:
+        fig.canvas.draw()
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks

@@ -375,7 +375,8 @@ def test_format_registry_chooses_by_suffix_content_and_container(tmp_path, vol):
     with pytest.raises(VolumeError) as err:
         VolumeWriter(tmp_path / "x.png", (1, 2, 2))
     assert str(err.value) == (
-        f"{tmp_path / 'x.png'}: output must end in .ome.tif/.tif (OME-TIFF), .h5 (HDF5) or .ome.zarr (OME-Zarr)"
+        f"{tmp_path / 'x.png'}: output must end in .ome.tif/.tif (OME-TIFF), .h5 (HDF5) or .ome.zarr (OME-Zarr), "
+        "or be IMAGE.ome.zarr/labels/NAME"
     )
     (tmp_path / "folder").mkdir()
     with pytest.raises(VolumeError, match="is a folder, expected a file"):

@@ -1,5 +1,6 @@
 """The notebooks run top to bottom against a tiny results folder and a tiny phantom made here."""
 
+import csv
 import os
 from pathlib import Path
 
@@ -12,13 +13,21 @@ nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+RESULTS = NOTEBOOKS.parent / "experiments" / "results"
+#: The committed experiment output folders (each holds runs/*/evaluation.csv).
+COMMITTED_RESULTS = sorted({p.parents[2] for p in RESULTS.glob("**/runs/*/evaluation.csv")})
 
 
-def _run(name: str, env: dict[str, str], cwd: Path) -> str:
+def _execute(name: str, env: dict[str, str | None], cwd: Path):
+    """Run a notebook top to bottom with ``env`` set (None: unset) and return it with its outputs."""
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), f"{name} is stored with outputs"
     old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
+    for k, v in env.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
     try:
         nbclient.NotebookClient(
             nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}
@@ -29,8 +38,56 @@ def _run(name: str, env: dict[str, str], cwd: Path) -> str:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
-    return text
+    return nb
+
+
+def _run(name: str, env: dict[str, str | None], cwd: Path) -> str:
+    """The printed text of a notebook run top to bottom."""
+    return _text(_execute(name, env, cwd))
+
+
+def _text(nb) -> str:
+    """Everything an executed notebook printed."""
+    return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+
+
+def _figures(nb) -> list[str]:
+    """Per figure shown, in order: ``png`` for a drawn image, else its text (``<Figure size ...>``)."""
+    shown = [o["data"] for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if "data" in o]
+    return ["png" if "image/png" in d else d.get("text/plain", "") for d in shown]
+
+
+def test_every_notebook_is_run_by_these_tests():
+    tested = {"explore_results.ipynb", "phantom.ipynb", "look_at_a_prediction.ipynb"}
+    assert {p.name for p in NOTEBOOKS.glob("*.ipynb")} == tested
+
+
+def test_explore_results_notebook_on_the_committed_results():
+    """Opened as a user opens it (no settings): the committed CPU reproduction, tissue model included."""
+    assert RESULTS / "cpu" in COMMITTED_RESULTS
+    nb = _execute("explore_results.ipynb", {"MARKER_EXCITE_RESULTS": None, "MARKER_EXCITE_REFERENCE": None}, NOTEBOOKS)
+    text = _text(nb)
+    assert f"rows from {RESULTS / 'cpu'}: models" in text
+    assert "UB-tissue  tissue     1: 0.984" in text
+    assert not any(line.rstrip().endswith(("tissue", "arteries", "sinusoids")) for line in text.splitlines())
+    assert "MS-ME rel. to MS: mean +0.0098, n=248, p=0.457 n.s." in text
+    assert "UB rel. to MS: mean +0.0538, n=124" in text
+    assert (
+        "UB-tissue not compared: no (class, subset, fold) in common with MS (classes tissue vs arteries, sinusoids)"
+        in text
+    )
+    assert _figures(nb) and set(_figures(nb)) == {"png"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("results", COMMITTED_RESULTS, ids=lambda p: str(p.relative_to(RESULTS)))
+def test_explore_results_notebook_on_every_committed_results_folder(results):
+    text = _run("explore_results.ipynb", {"MARKER_EXCITE_RESULTS": str(results), "MARKER_EXCITE_REFERENCE": None},
+                NOTEBOOKS)  # fmt: skip
+    models = sorted({r["model"] for r in E.select(E.load_results(results), metric="f1", case="")})
+    assert f"rows from {results}: models {models}" in text
+    if "MS" in models and len(models) > 1:
+        assert " rel. to MS: mean " in text
 
 
 def test_explore_results_notebook(tmp_path):
@@ -78,6 +135,8 @@ def _demo_folder(tmp_path):
     assert main(["predict", str(run), f"{store}:s2", "--use", "DAPI,endomucin,collagen", "--quiet",
                  "--labels", str(demo / "s2_labels.ome.tif"), "--probabilities", str(demo / "s2_probabilities.ome.tif"),
                  "--prob-dtype", "uint8"]) == 0  # fmt: skip
+    assert main(["quantify", "--store", str(store), "--model", str(run), "--quiet",
+                 "-o", str(demo / "quantification.csv")]) == 0  # fmt: skip
     (tmp_path / "notebooks").mkdir()
     return demo
 
@@ -89,7 +148,9 @@ def test_look_at_a_prediction_notebook_reads_the_demo_output(tmp_path):
     from marker_excite.data.store import SampleStore
 
     demo = _demo_folder(tmp_path)
-    text = _run("look_at_a_prediction.ipynb", {}, tmp_path / "notebooks")  # finds ../demo_output by itself
+    nb = _execute("look_at_a_prediction.ipynb", {}, tmp_path / "notebooks")  # finds ../demo_output by itself
+    text = _text(nb)
+    assert _figures(nb)[:3] == ["png", "png", "png"]  # drawn, not shown as "<Figure size ...>"
     assert "run ms-me_sinusoids_fold0: MS-ME, panel DAPI+endomucin+endoglin+collagen+CXCL12-GFP" in text
     assert "prediction of sample s2 with DAPI+endomucin+collagen" in text
     with open_volume(demo / "s2_labels.ome.tif") as lab, SampleStore(demo / "phantom.h5", "r") as store:
@@ -109,6 +170,11 @@ def test_look_at_a_prediction_notebook_reads_the_demo_output(tmp_path):
     assert (f"sinusoids: F1 {2 * tp / (2 * tp + fp + fn):.3f} against the phantom's labels on {len(annotated)} annotated "
             f"slices ({tp} TP, {fp} FP, {fn} FN voxels)") in text  # fmt: skip
     assert "no " + str(demo / "runs" / "ms-me_sinusoids_fold0" / "evaluation.csv") in text
+    assert "quantification.csv (tissue mask: Otsu threshold on DAPI)" in text
+    with open(demo / "quantification.csv", newline="") as fh:
+        first = next(csv.DictReader(fh))
+    shown = first["note"] or f"{100 * float(first['fraction']):5.1f}%"
+    assert f"  {first['sample']:<4} {first['region']:<11} sinusoids  predicted {shown}  true " in text
 
 
 def test_phantom_notebook_opens_the_demo_store_by_default(tmp_path):

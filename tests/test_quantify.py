@@ -13,7 +13,15 @@ from marker_excite.data.writers import write_volume
 from marker_excite.errors import UserInputError
 from marker_excite.inference import predict_volume
 from marker_excite.predictor import load_predictor
-from marker_excite.quantify import FractionCounter, fraction_boxplot, quantify_files, quantify_store, write_csv
+from marker_excite.quantify import (
+    EMPTY_TISSUE,
+    FractionCounter,
+    TissueSource,
+    fraction_boxplot,
+    quantify_files,
+    quantify_store,
+    write_csv,
+)
 from marker_excite.tissue import otsu_threshold, tissue_mask
 
 
@@ -72,7 +80,7 @@ def test_quantify_files_exact(tmp_path):
     write_volume(tmp_path / "a.ome.tif", image, channel_names=("DAPI", "collagen"))
     write_volume(tmp_path / "a_labels.tif", labels)
     rows = quantify_files([tmp_path / "a_labels.tif"], [tmp_path / "a.ome.tif"], ("sinusoids", "arteries"),
-                          regions=["metaphysis"], sigma=0, min_size=10)  # fmt: skip
+                          regions=["metaphysis"], tissue=TissueSource(sigma=0, min_size=10))  # fmt: skip
     t = 2 * int(tissue.sum())
     assert rows == [
         {
@@ -82,6 +90,8 @@ def test_quantify_files_exact(tmp_path):
             "tissue_voxels": t,
             "class_voxels": 200,
             "fraction": 200 / t,
+            "tissue_mask": "Otsu threshold on DAPI",
+            "note": "",
         },
         {
             "sample": "a_labels",
@@ -90,6 +100,8 @@ def test_quantify_files_exact(tmp_path):
             "tissue_voxels": t,
             "class_voxels": 20,
             "fraction": 20 / t,
+            "tissue_mask": "Otsu threshold on DAPI",
+            "note": "",
         },
     ]
     with pytest.raises(UserInputError, match="no DAPI channel"):
@@ -106,7 +118,7 @@ def test_quantify_store_with_run_csv_and_plot(tmp_path):
             image[0] = img
             store.write_sample(Sample(name, image, ("DAPI", "endomucin", "collagen"), region=region))
     pred = load_predictor(run_dir)
-    rows = quantify_store(tmp_path / "s.h5", pred, sigma=0, min_size=10, progress=False)
+    rows = quantify_store(tmp_path / "s.h5", pred, tissue=TissueSource(sigma=0, min_size=10), progress=False)
     assert [(r["sample"], r["region"]) for r in rows] == [
         ("s1", "diaphysis"),
         ("s2", "metaphysis"),
@@ -118,16 +130,21 @@ def test_quantify_store_with_run_csv_and_plot(tmp_path):
     assert rows[1]["class_voxels"] == int((labels == 1)[:, tissue].sum())
     # a DAPI-only "tissue model" (no class named tissue: its foreground is the mask)
     tissue_dir, _, _ = make_run(tmp_path / "tissue_run", markers=("DAPI",), classes=("tissue",), seed=4)
-    with_model = quantify_store(tmp_path / "s.h5", pred, tissue_model=tissue_dir, samples=["s1"], progress=False)
+    with_model = quantify_store(
+        tmp_path / "s.h5", pred, tissue=TissueSource(model=tissue_dir), samples=["s1"], progress=False
+    )
     with open_volume(f"{tmp_path / 's.h5'}:s1") as vol:
         t_labels = predict_volume(load_predictor(tissue_dir), vol, markers="DAPI", progress=False).argmax(axis=0)
     assert with_model[0]["tissue_voxels"] == int((t_labels == 1).sum())
+    assert with_model[0]["tissue_mask"] == "tissue model tissue_run"
 
     csv_path = write_csv(rows, tmp_path / "out" / "fractions.csv")
     with open(csv_path) as fh:
         read = list(csv.DictReader(fh))
     assert (
-        list(read[0]) == ["sample", "region", "class", "tissue_voxels", "class_voxels", "fraction"] and len(read) == 3
+        list(read[0])
+        == ["sample", "region", "class", "tissue_voxels", "class_voxels", "fraction", "tissue_mask", "note"]
+        and len(read) == 3
     )
     png = fraction_boxplot(rows, tmp_path / "out" / "fractions.png")
     assert png.stat().st_size > 1000
@@ -150,9 +167,142 @@ def test_quantify_cli_on_label_volumes(tmp_path, capsys):
     with open(tmp_path / "f.csv") as fh:
         (row,) = list(csv.DictReader(fh))
     assert row == {"sample": "a_labels", "region": "diaphysis", "class": "sinusoids", "tissue_voxels": "400",
-                   "class_voxels": "100", "fraction": "0.25"}  # fmt: skip
+                   "class_voxels": "100", "fraction": "0.25", "tissue_mask": "Otsu threshold on DAPI",
+                   "note": ""}  # fmt: skip
     assert (tmp_path / "f.png").is_file()
     assert main(argv) == 2 and "already exists" in capsys.readouterr().err
+
+
+def test_empty_tissue_mask_is_a_flagged_row_in_csv_warning_and_plot(tmp_path, capsys):
+    """A stack whose tissue mask is empty: fraction nan WITH a note saying why, a warning, a mark on the plot."""
+    from marker_excite.cli import main
+
+    img, _ = _tissue_image()
+    write_volume(tmp_path / "a.ome.tif", img[None, None], channel_names=("DAPI",))
+    write_volume(tmp_path / "b.ome.tif", np.zeros((1, 1, 40, 40), np.float32), channel_names=("DAPI",))  # no tissue
+    labels = np.zeros((1, 40, 40), np.uint8)
+    labels[0, 10:20, 10:20] = 1
+    write_volume(tmp_path / "a_labels.ome.tif", labels)
+    write_volume(tmp_path / "b_labels.ome.tif", labels)
+    argv = ["quantify", "--labels", str(tmp_path / "a_labels.ome.tif"), str(tmp_path / "b_labels.ome.tif"),
+            "--images", str(tmp_path / "a.ome.tif"), str(tmp_path / "b.ome.tif"), "--classes", "sinusoids",
+            "--sigma", "0", "--min-size", "10", "-o", str(tmp_path / "f.csv"), "--plot", str(tmp_path / "f.png")]  # fmt: skip
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    assert f"warning: {EMPTY_TISSUE} for sample(s) b_labels" in err
+    assert out.strip().endswith("tissue mask: Otsu threshold on DAPI")
+    with open(tmp_path / "f.csv") as fh:
+        rows = {r["sample"]: r for r in csv.DictReader(fh)}
+    assert rows["a_labels"]["fraction"] == "0.25" and rows["a_labels"]["note"] == ""
+    assert rows["b_labels"]["fraction"] == "nan" and rows["b_labels"]["note"] == EMPTY_TISSUE
+    assert rows["b_labels"]["tissue_voxels"] == "0"
+
+
+def test_quantification_plot_marks_empty_tissue_and_pairs_truth(tmp_path, monkeypatch):
+    from marker_excite import quantify
+
+    drawn = []
+    monkeypatch.setattr(quantify, "save_figure", lambda fig, path: drawn.append(fig) or path)
+    rows = [
+        dict(sample=s, region="diaphysis", tissue_voxels=t, class_voxels=v, fraction=v / t if t else float("nan"),
+             tissue_mask="Otsu threshold on collagen", note="" if t else EMPTY_TISSUE, **{"class": "sinusoids"})
+        for s, v, t in (("s1", 10, 100), ("s2", 0, 0), ("s3", 30, 100))
+    ]  # fmt: skip
+    fraction_boxplot(rows, tmp_path / "q.png", truth={("s1", "sinusoids"): 0.12, ("s3", "sinusoids"): 0.25})
+    (fig,) = drawn
+    ax = fig.axes[0]
+    lines = [(line.get_marker(), list(line.get_xdata()), list(line.get_ydata())) for line in ax.get_lines()]
+    # s1 at x 0.75, s2 (empty tissue) at 1.0 on the axis, s3 at 1.25; each truth joined to its prediction
+    assert ("None", [0.75, 0.75], [0.1, 0.12]) in lines and ("x", [0.75], [0.12]) in lines
+    assert ("^", [1.0], [0]) in lines
+    assert ("None", [1.25, 1.25], [0.3, 0.25]) in lines and ("o", [1.25], [0.3]) in lines
+    assert fig._suptitle.get_text() == "tissue mask: Otsu threshold on collagen"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "predicted",
+        "true fraction (same sample)",
+        "empty tissue mask (no fraction)",
+    ]
+
+
+def _store_with_tissue_label(path, annotated_everywhere=True):
+    """Two samples, markers DAPI (dark: the threshold finds no tissue) + collagen (bright square), label 'tissue'."""
+    img, tissue = _tissue_image()
+    with SampleStore(path, "w") as store:
+        for name in ("s1", "s2"):
+            image = np.stack([np.zeros((2, 40, 40), np.float32), np.stack([img, img])])
+            label = np.stack([tissue, tissue]).astype(np.uint8)
+            annotated = np.array([True, annotated_everywhere])
+            if not annotated_everywhere:
+                label[1] = 0
+            store.write_sample(Sample(name, image, ("DAPI", "collagen"), labels={"tissue": label},
+                                      annotated=annotated, region="diaphysis"))  # fmt: skip
+    return tissue
+
+
+def test_tissue_mask_from_another_marker_a_mask_file_or_a_store_label(tmp_path, capsys):
+    from marker_excite.cli import main
+
+    run_dir, _, _ = make_run(tmp_path / "run", markers=("DAPI", "collagen"))
+    store = tmp_path / "s.h5"
+    tissue = _store_with_tissue_label(store)
+    pred = load_predictor(run_dir)
+    with open_volume(f"{store}:s2") as vol:
+        predicted = predict_volume(pred, vol, progress=False).argmax(axis=0) == 1
+    expected = int(predicted[:, tissue].sum())
+    by_marker = quantify_store(
+        store, pred, tissue=TissueSource(marker="collagen", sigma=0, min_size=10), progress=False
+    )
+    by_label = quantify_store(store, pred, tissue=TissueSource(label="tissue"), progress=False)
+    write_volume(tmp_path / "m1.tif", np.stack([tissue, tissue])[None].astype(np.uint8))
+    write_volume(tmp_path / "m2.tif", np.stack([tissue, tissue])[None].astype(np.uint8) * 255)
+    by_file = quantify_store(store, pred, tissue=TissueSource(masks=(tmp_path / "m1.tif", tmp_path / "m2.tif")),
+                             progress=False)  # fmt: skip
+    for rows, described in ((by_marker, "Otsu threshold on collagen"), (by_label, "store label 'tissue'"),
+                            (by_file, "mask files")):  # fmt: skip
+        assert [(r["sample"], r["tissue_voxels"], r["tissue_mask"]) for r in rows] == [
+            ("s1", 2 * int(tissue.sum()), described),
+            ("s2", 2 * int(tissue.sum()), described),
+        ]
+        assert rows[1]["class_voxels"] == expected
+    # the DAPI default finds no tissue in the dark DAPI: flagged rows, not an error
+    assert [r["note"] for r in quantify_store(store, pred, progress=False)] == [EMPTY_TISSUE, EMPTY_TISSUE]
+    # the CLI: --tissue-marker, old --dapi as a deprecated alias, --tissue-mask without --images
+    common = ["quantify", "--store", str(store), "--model", str(run_dir), "--sigma", "0", "--min-size", "10", "--quiet"]
+    assert main([*common, "--tissue-marker", "collagen", "-o", str(tmp_path / "a.csv")]) == 0
+    assert main([*common, "--dapi", "collagen", "-o", str(tmp_path / "b.csv")]) == 0
+    assert "--dapi is deprecated here; use --tissue-marker" in capsys.readouterr().err
+    assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()
+    assert "Otsu threshold on collagen" in (tmp_path / "a.csv").read_text()
+    labels_argv = ["quantify", "--labels", str(tmp_path / "m1.tif"), "--classes", "sinusoids", "--quiet",
+                   "--tissue-mask", str(tmp_path / "m2.tif"), "-o", str(tmp_path / "c.csv")]  # fmt: skip
+    assert main(labels_argv) == 0
+    with open(tmp_path / "c.csv") as fh:
+        (row,) = list(csv.DictReader(fh))
+    assert (row["tissue_voxels"], row["class_voxels"], row["fraction"], row["tissue_mask"]) == (
+        str(2 * int(tissue.sum())), str(2 * int(tissue.sum())), "1", "mask files")  # fmt: skip
+
+
+def test_bad_tissue_sources_are_one_clear_error(tmp_path, capsys):
+    from marker_excite.cli import main
+
+    run_dir, _, _ = make_run(tmp_path / "run", markers=("DAPI", "collagen"))
+    store = tmp_path / "s.h5"
+    tissue = _store_with_tissue_label(store, annotated_everywhere=False)
+    write_volume(tmp_path / "m.tif", tissue[None, None].astype(np.uint8))  # one slice, the samples have two
+    base = ["quantify", "--store", str(store), "--model", str(run_dir), "-o", str(tmp_path / "x.csv"), "--quiet"]
+    cases = [
+        (["--tissue-marker", "CD31"], "has no CD31 channel for the threshold tissue mask (channels: DAPI, collagen)"),
+        (["--tissue-label", "tissue", "--tissue-mask", str(tmp_path / "m.tif")], "give one tissue mask source"),
+        (["--tissue-mask", str(tmp_path / "m.tif")], "1 tissue mask file(s) for 2 samples; give one per sample"),
+        (["--samples", "s1", "--tissue-mask", str(tmp_path / "m.tif")], "the image needs one channel of (2, 40, 40)"),
+        (["--tissue-label", "vessels"], "sample 's1' has no label 'vessels' for the tissue mask (labels: tissue)"),
+        (["--tissue-label", "tissue"], "sample 's1': slice 1 is not annotated and has no 'tissue' label"),
+    ]
+    for extra, message in cases:
+        assert main([*base, *extra]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+        assert not (tmp_path / "x.csv").exists()
 
 
 def test_channel_names_for_a_tissue_model_must_be_its_markers(tmp_path):
@@ -165,6 +315,6 @@ def test_channel_names_for_a_tissue_model_must_be_its_markers(tmp_path):
     files = ([tmp_path / "a_labels.ome.tif"], [tmp_path / "a.ome.tif"], ("s",))
     with pytest.raises(UserInputError, match=r"channel name 'DAPl' \(did you mean 'DAPI'\?\) is not a marker of the "
                        r"model 'tissue_run' \(DAPI\); name the channel '-' to skip it"):  # fmt: skip
-        quantify_files(*files, tissue_model=tissue_dir, channel_names="DAPl,-")
-    (row,) = quantify_files(*files, tissue_model=tissue_dir, channel_names="DAPI,-")
+        quantify_files(*files, tissue=TissueSource(model=tissue_dir), channel_names="DAPl,-")
+    (row,) = quantify_files(*files, tissue=TissueSource(model=tissue_dir), channel_names="DAPI,-")
     assert row["sample"] == "a_labels" and row["class_voxels"] == 0

@@ -108,6 +108,25 @@ def test_pair_rows_matches_by_class_subset_fold():
     assert stats.compare_paired(a, b).pvalue == pytest.approx(st.wilcoxon([0.05, 0.2, -0.1]).pvalue)
 
 
+def test_compare_to_reference_skips_models_without_common_results():
+    """A tissue model shares no (class, subset, fold) with the vessel models: listed, not a crash."""
+    from marker_excite.evaluation import compare_to_reference
+
+    ms = _rows("MS", {("m_1", 0): 0.4, ("m_2", 0): 0.6, ("m_12", 0): 0.8})
+    ms_me = _rows("MS-ME", {("m_1", 0): 0.5, ("m_2", 0): 0.65, ("m_12", 0): 0.8})
+    ub = _rows("UB", {("m_2", 0): 0.7})
+    tissue = _rows("UB-tissue", {("m_1", 0): 0.98}, cls="tissue")
+    with pytest.raises(stats.StatsError, match=r"model UB-tissue, classes tissue vs model MS, classes sinusoids"):
+        stats.pair_rows(tissue, ms)
+    compared, skipped = compare_to_reference(tissue + ub + ms_me + ms + _rows("MS", {("m_1", 0): 1}, metric="tp"), "MS")
+    assert [(c.model, c.reference, c.test.n) for c in compared] == [("MS-ME", "MS", 3), ("UB", "MS", 1)]
+    assert compared[0].mean_difference == pytest.approx(0.05) and compared[1].mean_difference == pytest.approx(0.1)
+    assert [r["value"] for r in compared[0].relative] == pytest.approx([0.1, 0.0, 0.05])
+    assert skipped == {"UB-tissue": "no (class, subset, fold) in common with MS (classes tissue vs sinusoids)"}
+    with pytest.raises(stats.StatsError, match="no f1 results of the reference model 'MZ'"):
+        compare_to_reference(ms, "MZ")
+
+
 def test_rank_subsets_mean_sd_ascending():
     rows = _rows("UB", {("m_1", 0): 0.2, ("m_1", 1): 0.4, ("m_2", 0): 0.9, ("m_2", 1): 0.7, ("m_12", 0): 0.5})
     ranked = plots.rank_subsets(rows)

@@ -1,16 +1,25 @@
 """training.py / run_dir.py: learning happens, run directory contents, resume equivalence, errors."""
 
 import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import TINY, make_tiny_store
 
 from marker_excite import run_dir as rd
+from marker_excite.commands.info import describe
 from marker_excite.errors import UserInputError
 from marker_excite.models.zoo import model_config
 from marker_excite.run import TrainConfig, load_run, train_config
 from marker_excite.training import dry_run, train
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def tiny_configs(name="MS-ME", **train_overrides):
@@ -45,6 +54,7 @@ def test_train_learns_and_writes_run_dir(store, tmp_path):
             rd.LOG,
             rd.TENSORBOARD,
             rd.CURVES,
+            rd.LOCK,
         ]
     )
     assert [r["epoch"] for r in run.history] == list(range(1, 7))
@@ -67,7 +77,8 @@ def test_train_learns_and_writes_run_dir(store, tmp_path):
     for a, b in zip(_weights(again.model), _weights(run.model)):
         np.testing.assert_array_equal(a, b)
     assert again.fold.test == run.fold.test and again.model_config == mcfg and again.train_config == tcfg
-    assert not any(p.name.startswith(".") for p in (tmp_path / "run").iterdir())  # no temp files left
+    assert [p.name for p in (tmp_path / "run").iterdir() if p.name.startswith(".")] == [rd.LOCK]  # no temp files
+    assert (tmp_path / "run" / rd.LOCK).read_text() == ""  # released
 
 
 def _check_scalar_events(folder, history):
@@ -145,6 +156,10 @@ def test_explicit_split_plan_and_dry_run(store, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "split: train s0, s1 | validation s2 | test none" in err and "estimated time per epoch: ~" in err
     assert load_run(tmp_path / "run").train_config.test_samples == ()
+    card = load_run(tmp_path / "run").card()
+    assert "training     explicit split of named samples; 1 of 1 epoch(s)" in describe(card)  # not "fold 0 of 4"
+    folds_card = {**card, "training": {**card["training"], "split": "folds"}}
+    assert f"training     fold 0 of {tcfg.n_folds}; 1 of 1 epoch(s)" in describe(folds_card)
     # only --train-samples: the fold's own split, training restricted
     fold = load_run(tmp_path / "run").fold
     with pytest.raises(UserInputError, match=r"training sample\(s\) ss1 are not in the store \(did you mean 's1'\?\)"):
@@ -323,3 +338,53 @@ def test_train_recipe_own_data(tmp_path):
     assert configs("--model", "UB", "--panel", "DAPI")[1].select_on == "all_markers"  # used on its markers only
     assert configs("--no-augment", "--preset", "small")[1].augment is False  # explicit options win
     assert configs("--preset", "small")[1].preset == "small"
+
+
+def test_resume_without_checkpoint_after_trained_epochs_is_refused(store, tmp_path, capsys):
+    mcfg, tcfg = tiny_configs(epochs=1, steps_per_epoch=2)
+    run = tmp_path / "run"
+    train(run, mcfg, tcfg, store, progress=False)
+    shutil.rmtree(run / rd.CHECKPOINT)
+    before = {name: (run / name).read_bytes() for name in (rd.BEST_WEIGHTS, rd.LAST_WEIGHTS, rd.LOG)}
+    with pytest.raises(rd.RunDirError, match=r"has trained epochs \(log.csv up to epoch 1, weights.best.weights.h5, "
+                       r"weights.last.weights.h5\) but no complete checkpoint/.*use --overwrite"):  # fmt: skip
+        train(run, mcfg, tcfg.replace(epochs=2), store, resume=True, progress=False)
+    assert {name: (run / name).read_bytes() for name in before} == before
+    # interrupted during its first epoch (nothing trained): the resume starts at epoch 1 and says so
+    for name in before:
+        (run / name).unlink()
+    again = train(run, mcfg, tcfg, store, resume=True)
+    assert [r["epoch"] for r in again.history] == [1]
+    assert "has no checkpoint (interrupted during its first epoch): starting at epoch 1" in capsys.readouterr().err
+
+
+HOLD_LOCK = """
+import sys, time
+from marker_excite import run_dir as rd
+with rd.training_lock(sys.argv[1]):
+    print("locked", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_second_training_of_a_run_directory_is_refused_and_a_killed_holder_leaves_no_lock(store, tmp_path):
+    mcfg, tcfg = tiny_configs(epochs=1, steps_per_epoch=2)
+    run = tmp_path / "run"
+    train(run, mcfg, tcfg, store, progress=False)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(run)], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        for kwargs in ({"overwrite": True}, {"resume": True}):
+            with pytest.raises(rd.RunDirError, match=rf"run directory {run} is being trained by another process "
+                               rf"\(pid {holder.pid} on .*\); wait for it to end"):  # fmt: skip
+                train(run, mcfg, tcfg.replace(epochs=2), store, progress=False, **kwargs)
+        assert rd.read_log(run / rd.LOG)[-1]["epoch"] == 1 and (run / rd.BEST_WEIGHTS).is_file()  # untouched
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    longer = train(run, mcfg, tcfg.replace(epochs=2), store, resume=True, progress=False)  # the OS released it
+    assert [r["epoch"] for r in longer.history] == [1, 2]
+    with rd.training_lock(run), pytest.raises(rd.RunDirError, match="being trained by another process"):
+        with rd.training_lock(run):  # another holder in the same process is refused too
+            pass

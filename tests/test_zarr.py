@@ -177,6 +177,45 @@ def test_memory_stays_bounded_on_a_large_stack(tmp_path):
     assert growth_mib < 80, f"peak RSS grew by {growth_mib:.0f} MiB for a 240 MiB stack"
 
 
+def test_predict_labels_inside_an_ome_zarr_image_are_an_ngff_labels_group(tmp_path, capsys):
+    """--labels IMAGE.ome.zarr/labels/NAME writes an NGFF 0.4 label image of IMAGE (image-label metadata,
+    listed in labels/.zattrs) that ome-zarr reads as labels; a plain .ome.zarr path stays a plain image."""
+    from conftest import MARKERS, make_run
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Label, Reader
+
+    from marker_excite.cli import main
+
+    run_dir, _, _ = make_run(tmp_path / "run", spacing=(1.0, 1.0, 1.0))
+    image = np.random.default_rng(1).normal(size=(3, 2, 30, 26)).astype(np.float32)
+    img = tmp_path / "s.ome.zarr"
+    write_volume(img, image, (2.0, 0.7, 0.7), MARKERS)
+    plain = ["predict", str(run_dir), str(img), "--labels", str(tmp_path / "plain.ome.zarr"), "--quiet"]
+    assert main(plain) == 0
+    for name in ("sinusoids", "again"):
+        assert main(["predict", str(run_dir), str(img), "--labels", str(img / "labels" / name), "--quiet"]) == 0
+    assert main(["predict", str(run_dir), str(img), "--labels", str(img / "labels" / "again"), "--quiet",
+                 "--overwrite"]) == 0  # fmt: skip
+    assert json.loads((img / "labels" / ".zattrs").read_text()) == {"labels": ["sinusoids", "again"]}
+    attrs = json.loads((img / "labels" / "sinusoids" / ".zattrs").read_text())
+    assert attrs["image-label"] == {"version": "0.4", "source": {"image": "../../"}}
+    assert attrs["multiscales"][0]["version"] == "0.4" and "omero" not in attrs
+    assert "image-label" not in json.loads((tmp_path / "plain.ome.zarr" / ".zattrs").read_text())
+    nodes = list(Reader(parse_url(str(img / "labels" / "sinusoids")))())
+    assert any(Label.matches(n.zarr) for n in nodes)
+    with open_volume(img / "labels" / "sinusoids") as lab, open_volume(tmp_path / "plain.ome.zarr") as ref:
+        assert lab.spacing == (2.0, 0.7, 0.7) and lab.dtype == np.uint8
+        np.testing.assert_array_equal(lab.read_volume(), ref.read_volume())
+    with open_volume(img) as again:  # the image itself still reads as the image
+        np.testing.assert_array_equal(again.read_volume(), image)
+    # an NGFF 0.5 image: one clear error, nothing written
+    _ngff05(tmp_path / "v5.ome.zarr", image[None], (2.0, 0.7, 0.7), ("micrometer",) * 3, MARKERS)
+    capsys.readouterr()
+    v5_labels = tmp_path / "v5.ome.zarr" / "labels" / "sinusoids"
+    assert main(["predict", str(run_dir), str(tmp_path / "v5.ome.zarr"), "--labels", str(v5_labels)]) == 2
+    assert "labels inside the NGFF 0.5 image" in capsys.readouterr().err and not v5_labels.exists()
+
+
 def _small_zarr(path, fill_value=0):
     """A 1-channel, 3-slice NGFF 0.4 image (zarr v2, one chunk per slice) whose slice 1 is all zeros."""
     from ome_zarr.format import FormatV04

@@ -54,8 +54,13 @@ def describe(card: dict[str, Any]) -> str:
         best = t.get("best_val_mean_f1")
         score = f"; best epoch {t.get('best_epoch')} (val mean F1 {best:.4f})" if best is not None else ""
         samples = t.get("samples", {})
+        split = (
+            "explicit split of named samples"
+            if t.get("split") == "explicit"
+            else f"fold {t.get('fold')} of {t.get('n_folds')}"
+        )
         lines += [
-            f"training     fold {t.get('fold')} of {t.get('n_folds')}; {t.get('epochs')} of {t.get('epochs_planned')} epoch(s){score}",
+            f"training     {split}; {t.get('epochs')} of {t.get('epochs_planned')} epoch(s){score}",
             "samples      " + "; ".join(f"{k} {', '.join(v)}" for k, v in samples.items()),
         ]
         if t.get("markers_seen") is not None:

@@ -13,7 +13,7 @@ from marker_excite.inference import predict_file
 from marker_excite.predictor import load_predictor
 from marker_excite.preview import parse_slice, write_preview
 
-HELP = "segment a whole stack (TIFF/OME-TIFF/HDF5/.ims) with a run directory or an exported model"
+HELP = "segment a whole stack (TIFF/OME-TIFF/HDF5/.ims/OME-Zarr) with a run directory or an exported model"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,7 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "input", help="stack file or OME-Zarr folder; HDF5 datasets as file.h5:path, store samples as store.h5:sample"
     )
     parser.add_argument(
-        "--labels", help="label volume to write (.ome.tif/.tif, .h5 or .ome.zarr): 0 background, c = c-th class"
+        "--labels",
+        help="label volume to write (.ome.tif/.tif, .h5 or .ome.zarr; IMAGE.ome.zarr/labels/NAME: an NGFF label "
+        "image of IMAGE): 0 background, c = c-th class",
     )
     parser.add_argument(
         "--probabilities",

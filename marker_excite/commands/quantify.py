@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from marker_excite.atomic import check_output_path
 from marker_excite.commands.options import add_allow_unseen_option, add_option, add_weights_option
 from marker_excite.errors import UserInputError
 from marker_excite.predictor import load_predictor
-from marker_excite.quantify import fraction_boxplot, quantify_files, quantify_store, store_truth, write_csv
+from marker_excite.quantify import (
+    EMPTY_TISSUE,
+    TissueSource,
+    empty_tissue_samples,
+    fraction_boxplot,
+    quantify_files,
+    quantify_store,
+    store_truth,
+    write_csv,
+)
 
 HELP = "volume fractions of the segmented classes within the tissue mask, per sample and region (CSV + box plot)"
 
@@ -25,22 +35,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         source, "--use", old="--markers", help="segment with only these markers of the model's panel (names or m_125)"
     )
     source.add_argument("--labels", nargs="+", help="label volumes written by `predict --labels`")
-    source.add_argument("--images", nargs="+", help="the image stack of each label volume (for the tissue mask)")
+    source.add_argument(
+        "--images", nargs="+", help="the image stack of each label volume (for a threshold or tissue-model mask)"
+    )
     source.add_argument("--classes", help="class names of label values 1, 2, ... (default: the --model's classes)")
     source.add_argument("--regions", help="region of each label volume, comma-separated")
     source.add_argument(
         "--channel-names",
         help="name of each channel of the --images in order, comma-separated; '-' skips a channel "
-        "(with --tissue-run each name must be a marker of the tissue model)",
+        "(with --tissue-model each name must be a marker of the tissue model)",
     )
-    tissue = parser.add_argument_group("tissue mask: a tissue model, else an Otsu threshold on smoothed DAPI")
-    tissue.add_argument("--tissue-run", help="run directory or exported model of a DAPI-only tissue model")
-    tissue.add_argument("--dapi", default="DAPI", help="channel name used by the threshold fallback (default DAPI)")
+    tissue = parser.add_argument_group(
+        "tissue mask (one of): an Otsu threshold on a marker (default DAPI), a tissue model, mask files, a store label"
+    )
+    add_option(tissue, "--tissue-marker", old="--dapi", default="DAPI",
+               help="threshold mask: the marker (channel name) to threshold (default DAPI)")  # fmt: skip
+    add_option(tissue, "--tissue-model", old="--tissue-run",
+               help="run directory or exported model that segments the tissue (class 'tissue', else its foreground)")  # fmt: skip
     tissue.add_argument(
-        "--sigma", type=float, default=2.0, help="threshold fallback: Gaussian sigma in pixels (default 2)"
+        "--tissue-mask", nargs="+", help="mask volume per sample / label volume, in order (non-zero = tissue)"
     )
     tissue.add_argument(
-        "--min-size", type=int, default=64, help="threshold fallback: smallest object kept, pixels (default 64)"
+        "--tissue-label", help="with --store: each sample's own label of this class (e.g. the phantom's 'tissue')"
+    )
+    tissue.add_argument("--sigma", type=float, default=2.0, help="threshold mask: Gaussian sigma in pixels (default 2)")
+    tissue.add_argument(
+        "--min-size", type=int, default=64, help="threshold mask: smallest object kept, pixels (default 64)"
     )
     add_allow_unseen_option(parser)
     parser.add_argument("-o", "--output", required=True, help="CSV file to write")
@@ -68,31 +88,48 @@ def run(args: argparse.Namespace) -> int:
     check_output_path(args.output, overwrite=args.overwrite)
     if args.plot:
         check_output_path(args.plot, overwrite=args.overwrite)
-    common = dict(dapi=args.dapi, sigma=args.sigma, min_size=args.min_size, batch_size=args.batch_size,
-                  allow_unseen=args.allow_unseen)  # fmt: skip
-    tissue = load_predictor(args.tissue_run) if args.tissue_run else None
+    tissue = TissueSource(
+        marker=args.tissue_marker,
+        model=load_predictor(args.tissue_model) if args.tissue_model else None,
+        masks=tuple(args.tissue_mask or ()),
+        label=args.tissue_label,
+        sigma=args.sigma,
+        min_size=args.min_size,
+    )
     model = load_predictor(args.model, weights=args.weights) if args.model else None
     if args.store:
         if model is None:
             raise UserInputError("--store needs --model (the run or exported model that segments it)")
-        rows = quantify_store(args.store, model, tissue_model=tissue, samples=_split(args.samples),
-                              markers=args.use, progress=not args.quiet, **common)  # fmt: skip
+        rows = quantify_store(args.store, model, tissue=tissue, samples=_split(args.samples), markers=args.use,
+                              batch_size=args.batch_size, progress=not args.quiet,
+                              allow_unseen=args.allow_unseen)  # fmt: skip
     else:
-        if not args.images:
-            raise UserInputError("--labels needs --images (one image stack per label volume, for the tissue mask)")
+        if args.tissue_label:
+            raise UserInputError("--tissue-label reads the labels of a store: give --store, or --tissue-mask files")
+        if not args.images and not args.tissue_mask:
+            raise UserInputError(
+                "--labels needs --images (one image stack per label volume, for the tissue mask) or --tissue-mask"
+            )
         if args.classes:
             classes = _split(args.classes)
         elif model is not None:
             classes = list(model.spec.classes)
         else:
             raise UserInputError("give --classes (names of label values 1, 2, ...) or --model")
-        rows = quantify_files(args.labels, args.images, classes, regions=_split(args.regions), tissue_model=tissue,
-                              channel_names=args.channel_names, **common)  # fmt: skip
+        rows = quantify_files(args.labels, args.images, classes, regions=_split(args.regions), tissue=tissue,
+                              channel_names=args.channel_names, batch_size=args.batch_size,
+                              allow_unseen=args.allow_unseen)  # fmt: skip
     write_csv(rows, args.output, overwrite=args.overwrite)
     if args.plot:
         classes_found = list(dict.fromkeys(r["class"] for r in rows))
         truth = store_truth(args.store, [r["sample"] for r in rows], classes_found) if args.store else {}
         fraction_boxplot(rows, args.plot, truth=truth, training=_training_samples(model), overwrite=args.overwrite)
+    empty = empty_tissue_samples(rows)
+    if empty:
+        print(f"marker-excite quantify: warning: {EMPTY_TISSUE} for sample(s) {', '.join(empty)} "
+              "(fraction nan, column 'note' says why)", file=sys.stderr)  # fmt: skip
     if not args.quiet:
-        print(f"wrote {args.output}" + (f" and {args.plot}" if args.plot else ""))
+        print(
+            f"wrote {args.output}" + (f" and {args.plot}" if args.plot else "") + f"; tissue mask: {tissue.description}"
+        )
     return 0

@@ -136,10 +136,15 @@ def reading_format(path: Path, *, dataset: str | None = None) -> Format:
 
 
 def writing_format(path: Path) -> Format:
-    """The format an output name selects (by suffix); :class:`VolumeError` listing the choices otherwise."""
+    """The format an output name selects (by suffix, or ``IMAGE.zarr/labels/NAME``: OME-Zarr);
+    :class:`VolumeError` listing the choices otherwise."""
     writable = [f for f in FORMATS if f.writer is not None]
     fmt = next((f for f in writable if f.has_suffix(path)), None)
+    if fmt is None and Path(path).parent.name == "labels" and Path(path).parent.parent.name.endswith(ZARR_SUFFIXES):
+        fmt = next(f for f in writable if f.writer is ZarrWriter)  # an NGFF label image: IMAGE.zarr/labels/NAME
     if fmt is None:
         hints = [f.output_hint for f in writable]
-        raise VolumeError(f"{path}: output must end in {', '.join(hints[:-1])} or {hints[-1]}")
+        raise VolumeError(
+            f"{path}: output must end in {', '.join(hints[:-1])} or {hints[-1]}, or be IMAGE.ome.zarr/labels/NAME"
+        )
     return fmt

@@ -259,6 +259,10 @@ class FormatWriter(abc.ABC):
     def check_target(cls, path: Path) -> None:
         """Refuse an existing ``path`` that this format must not replace (nothing to check by default)."""
 
+    @classmethod  # noqa: B027 - an optional hook, nothing to do by default
+    def committed(cls, path: Path) -> None:
+        """The volume is in place at ``path``: register it where the format says (nothing by default)."""
+
     @abc.abstractmethod
     def write_slice(self, z: int, data: np.ndarray) -> None:
         """Write slice ``z`` (``[C, Y, X]`` of the volume's shape and dtype)."""

@@ -129,6 +129,7 @@ class VolumeWriter:
                     self._commit.__exit__(None, None, None)
                 else:
                     commit(self._tmp, self.path)
+                self._writer_class.committed(self.path)
         finally:
             if not self._writer_class.folder:
                 self._tmp.unlink(missing_ok=True)

@@ -11,10 +11,14 @@ Writing: an NGFF 0.4 image (zarr v2, the version most viewers read) with one lev
 ``c, z, y, x``, chunks of one slice (at most 2048 x 2048 pixels), every chunk stored (also those equal
 to the fill value, which zarr would otherwise omit), ``scale`` in micrometres and the channel names as
 ``omero`` labels; written into a temporary folder renamed into place on commit.
+Written to ``IMAGE.zarr/labels/NAME`` of an existing NGFF 0.4 image, it is an NGFF label image of it:
+``image-label`` metadata (``source`` ``../../``) and ``NAME`` listed in ``IMAGE.zarr/labels``'s ``labels``
+attribute once committed, so viewers (napari, ...) show it as labels over the image.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -24,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from marker_excite.atomic import write_text
 from marker_excite.data.volume import (
     _UNIT_TO_UM,
     FormatWriter,
@@ -54,6 +59,23 @@ def is_zarr(path: Path) -> bool:
     return path.is_dir() and (path.name.lower().endswith(ZARR_SUFFIXES) or has_zarr_metadata(path))
 
 
+def label_image_of(path: Path) -> Path | None:
+    """The OME-Zarr image whose NGFF label ``path`` is (``IMAGE.zarr/labels/NAME``), else None.
+
+    Raises :class:`VolumeError` for an NGFF 0.5 (zarr v3) image: its labels must be zarr v3 too.
+    """
+    image = Path(path).parent.parent
+    if Path(path).parent.name != "labels":
+        return None
+    if (image / "zarr.json").is_file():
+        raise VolumeError(
+            f"{path}: labels inside the NGFF 0.5 image {image} are not supported (this writer writes NGFF 0.4); "
+            "write them next to the image instead"
+        )
+    attrs = image / ".zattrs"
+    return image if attrs.is_file() and "multiscales" in json.loads(attrs.read_text() or "{}") else None
+
+
 class ZarrVolume(VolumeReader):
     """Level 0 of an OME-Zarr image, read one slice at a time."""
 
@@ -72,7 +94,11 @@ class ZarrVolume(VolumeReader):
             raise VolumeError(f"{self.path}: not a readable OME-Zarr image: {exc}") from None
         finally:
             logger.setLevel(level)
-        node = next((n for n in nodes if n.data), None)
+        # a label image's reader also yields its source image: take the node of THIS folder first
+        here = self.path.resolve()
+        with_data = [n for n in nodes if n.data]
+        node = next((n for n in with_data if Path(str(n.zarr.path)).resolve() == here), None)
+        node = node or next(iter(with_data), None)
         if node is None:
             raise VolumeError(f"{self.path}: no OME-Zarr multiscale image found (NGFF 'multiscales' metadata)")
         meta = node.metadata
@@ -174,6 +200,21 @@ class ZarrWriter(FormatWriter):
         """Replace only a zarr folder (never an unrelated file or folder of the same name)."""
         if path.exists() and not has_zarr_metadata(path):
             raise VolumeError(f"{path} exists and is not a zarr folder; refusing to replace it")
+        label_image_of(path)  # refuses labels inside an image this writer cannot extend
+
+    @classmethod
+    def committed(cls, path: Path) -> None:
+        """List a label image in its image's ``labels`` group (NGFF 0.4), once it is in place."""
+        if label_image_of(path) is None:
+            return
+        group = path.parent
+        attrs_file = group / ".zattrs"
+        attrs = json.loads(attrs_file.read_text() or "{}") if attrs_file.is_file() else {}
+        names = [n for n in attrs.get("labels", []) if (group / n).is_dir()]
+        attrs["labels"] = [*names, path.name] if path.name not in names else names
+        if not (group / ".zgroup").is_file():
+            write_text(group / ".zgroup", json.dumps({"zarr_format": 2}))
+        write_text(attrs_file, json.dumps(attrs, indent=2))
 
     def __init__(
         self,
@@ -187,6 +228,7 @@ class ZarrWriter(FormatWriter):
 
         c, z, y, x = shape_czyx
         self.spacing, self.channel_names = tuple(spacing), list(channel_names)
+        self.is_label = label_image_of(tmp) is not None  # tmp is a sibling of the final folder
         self.group = zarr.open_group(str(tmp), mode="w", zarr_format=2)
         self.array = self.group.create_array(
             "0",
@@ -209,6 +251,7 @@ class ZarrWriter(FormatWriter):
         axes = [{"name": "c", "type": "channel"}] + [{"name": a, "type": "space", "unit": "micrometer"} for a in "zyx"]
         datasets = [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1.0, sz, sy, sx]}]}]
         omero = {"channels": [{"label": name, "active": True} for name in self.channel_names]}
-        write_multiscales_metadata(
-            self.group, datasets, fmt=FormatV04(), axes=axes, name="image", metadata={"omero": omero}
-        )
+        metadata = {} if self.is_label else {"omero": omero}
+        write_multiscales_metadata(self.group, datasets, fmt=FormatV04(), axes=axes, name="image", metadata=metadata)
+        if self.is_label:
+            self.group.attrs["image-label"] = {"version": "0.4", "source": {"image": "../../"}}

@@ -95,7 +95,12 @@ def quantify_experiment(
         for sample in run.fold.test:
             subset = quantification_subset(cls, sample)
             for r in quantify.quantify_store(
-                store_path, run, tissue_model=tissue_run, samples=[sample], markers=list(subset.names), progress=False
+                store_path,
+                run,
+                tissue=quantify.TissueSource(model=tissue_run) if tissue_run is not None else None,
+                samples=[sample],
+                markers=list(subset.names),
+                progress=False,
             ):
                 true = truth[sample][1]
                 rows.append(
