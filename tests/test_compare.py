@@ -146,8 +146,12 @@ def test_compare_end_to_end(tmp_path, monkeypatch, capsys):
     assert stats["completed"] == stats["jobs"] == 6 and stats["missing"] == []
     ranking = stats["analyses"]["which_stains"]["ranking"]["cells"]
     assert {r["subset"] for r in ranking} == subsets
-    tests = stats["analyses"]["one_vs_per_subset"]["tests"]
-    assert {(t["model"], t["reference"], t["n"]) for t in tests} == {("MS", "UB", 3), ("MS-ME", "UB", 3)}
+    tests = [t for name in ("ms_vs_ub", "ms-me_vs_ub", "ms_vs_otsu") for t in stats["analyses"][name]["tests"]]
+    assert {(t["model"], t["reference"], t["n"]) for t in tests} == {
+        ("MS", "UB", 3),
+        ("MS-ME", "UB", 3),
+        ("MS", "Otsu", 3),
+    }
     report = (out / "compare" / "report.md").read_text()
     assert "## Which stains do I need? (cells)" in report and "## One network or one per subset? (cells)" in report
     assert "Jobs finished: 6 of 6" in report and "2 training, 1 validation, 2 test samples" in report
@@ -170,7 +174,7 @@ def test_compare_end_to_end(tmp_path, monkeypatch, capsys):
     assert main([*argv, "--aggregate-only"]) == 0
     report = (out / "compare" / "report.md").read_text()
     assert "Jobs finished: 1 of 6" in report and "No UB results yet." in report
-    assert "one_vs_per_subset: not computed (no results for MS-ME, UB)" in report
+    assert "ms_vs_ub: not computed (no results for UB)" in report and "- MS − Otsu: mean" in report
     assert "| cytoplasm | – | " in report and "MS − Otsu" in report and "which_stains.png" not in report
 
 

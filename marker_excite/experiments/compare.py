@@ -50,6 +50,17 @@ OTSU_CSV = "otsu.csv"
 JOB_PER_SAMPLE_CSV = "evaluation_per_sample.csv"
 PER_SAMPLE_CSV = "per_sample.csv"
 REPORT_MD = "report.md"
+#: The analyses: the UB ranking of the subsets, and ``model - reference`` per (class, subset, fold), one
+#: analysis per pair so that a partial run reports every pair it has.
+RANKING = "which_stains"
+COMPARISONS: tuple[tuple[str, str], ...] = (
+    ("MS", "UB"),
+    ("MS-ME", "UB"),
+    ("MS", "MZ"),
+    ("MS-ME", "MZ"),
+    ("MS-ME", "MS"),
+    ("MS", OTSU),
+)
 #: Default of ``--tolerance``: subsets whose UB mean F1 is within this of the best are "as good".
 DEFAULT_TOLERANCE = 0.02
 _HIST_BINS = 256
@@ -65,14 +76,13 @@ def compare_jobs(p: Preset, classes: Sequence[str], folds: Sequence[int], panel:
             jobs.append(Job("MS", (c,), f, panel=markers.names))
             jobs += [Job("UB", (c,), f, subset=s, panel=markers.names) for s in markers.all_subsets()]
             jobs += [Job(m, (c,), f, panel=markers.names) for m in PANEL_MODELS if m != "MS"]
-    analyses = (
-        Ranking("which_stains", "UB"),
-        Relative("one_vs_per_subset", ("MS", "MS-ME"), "UB"),
-        Relative("sampling_vs_none", ("MS", "MS-ME"), "MZ"),
-        Relative("attention_vs_ms", ("MS-ME",), "MS"),
-        Relative("vs_otsu", ("UB", "MS", "MS-ME", "MZ"), OTSU),
-    )
+    analyses = (Ranking(RANKING, "UB"), *(Relative(comparison_name(m, r), (m,), r) for m, r in COMPARISONS))
     return Experiment(COMPARE, p, tuple(jobs), analyses, external=(OTSU,))
+
+
+def comparison_name(model: str, reference: str) -> str:
+    """The analysis name of ``model - reference`` in ``stats.json`` and ``figures/``: ``ms-me_vs_ub``."""
+    return f"{model.lower()}_vs_{reference.lower()}"
 
 
 def compare_experiment(
@@ -366,14 +376,14 @@ def write_report(exp: Experiment, out_dir: str | os.PathLike, *, tolerance: floa
             "| MS − Otsu |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
-        pairs = (("MS", "UB"), ("MS-ME", "UB"), ("MS", "MZ"), ("MS-ME", "MZ"), ("MS-ME", "MS"), ("MS", OTSU))
+        pairs = COMPARISONS
         for s in order:
             values = " | ".join(_fmt(pooled[m].get(s)) for m in models)
             diffs = " | ".join(_diff(pooled, per_sample, a, b, cls, s) for a, b in pairs)
             lines.append(f"| {s} | {values} | {diffs} |")
         lines += ["", "Over all subsets (Wilcoxon signed-rank over the (subset, fold) pairs of pooled F1):", ""]
-        for analysis in ("one_vs_per_subset", "sampling_vs_none", "attention_vs_ms"):
-            lines += _tests_text(summary, analysis, cls)
+        for model, reference in COMPARISONS:
+            lines += _tests_text(summary, comparison_name(model, reference), cls)
         lines.append("")
     figures = [Path(a["figure"]) for a in summary["analyses"].values() if "figure" in a]  # this aggregation's
     if figures:
