@@ -52,7 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(join_list_values(list(sys.argv[1:] if argv is None else argv)))
+    argv = join_list_values(list(sys.argv[1:] if argv is None else argv))
+    args = parser.parse_args(argv)
+    args.argv = argv  # the command line, for commands that start themselves again (`compare --workers`)
 
     if args.command not in WITHOUT_TENSORFLOW:
         from marker_excite.tf_quiet import import_tensorflow

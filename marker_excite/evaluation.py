@@ -7,9 +7,10 @@ with overlaps averaged, argmax), and one confusion matrix is accumulated over AL
 voxel counted once; F1, precision, recall, TP, FP and FN per class come from that one matrix (not a
 mean of per-patch or per-slice scores).
 
-Rows are dicts with the columns ``model, fold, class, subset, n_markers, metric, value``; subsets use
-the paper's notation (``m_125``) relative to the paper's five markers when the model's markers are
-among them (so a UB model on DAPI+endomucin reports ``m_12``), else relative to the model's panel.
+Rows are dicts with the columns ``model, fold, class, subset, n_markers, metric, value``; subsets are
+named by :func:`~marker_excite.markers.subset_name`: the paper's notation (``m_125``) relative to the
+paper's five markers when the subset's markers are among them (so a UB model on DAPI+endomucin reports
+``m_12``), else by marker names (``cytoplasm+nuclear``), so every model names a subset alike.
 """
 
 from __future__ import annotations
@@ -220,7 +221,6 @@ def evaluate_model(
     markers = tuple(model_config.markers)
     panel = MarkerPanel(markers)
     chosen = panel.all_subsets() if subsets is None else parse_subsets(subsets, markers)
-    names = label_panel(markers)
     source = pipeline.PatchSource(
         store, list(samples), panel=panel, classes=tuple(model_config.classes), input_size=model_config.input_size,
         output_size=model_config.output_size, shuffle=False, cache_bytes=0,
@@ -234,16 +234,28 @@ def evaluate_model(
     )
     confusions = scorer.subsets(source, chosen, progress=progress)
     rows: list[dict[str, Any]] = []
+    skipped: list[str] = []
     for subset, (cm, count) in confusions.items():
-        label = names.parse_subset(subset.names).label
         if count == 0:
-            if progress:
-                print(f"evaluate: no test patch has all markers of {label}; subset skipped", file=sys.stderr)
+            skipped.append(subset.name)
             continue
         rows += rows_from_confusion(
-            cm, model=model_config.name, fold=fold, classes=model_config.classes, subset=label, n_markers=len(subset)
-        )
+            cm, model=model_config.name, fold=fold, classes=model_config.classes, subset=subset.name,
+            n_markers=len(subset),
+        )  # fmt: skip
+    if skipped and progress:
+        print(skipped_note(skipped), file=sys.stderr)
     return rows
+
+
+def skipped_note(skipped: Sequence[str], shown: int = 5) -> str:
+    """One line for the subsets left out because no test sample has all their markers (the first
+    ``shown`` named)."""
+    more = f" and {len(skipped) - shown} more" if len(skipped) > shown else ""
+    return (
+        f"evaluate: {len(skipped)} subset(s) skipped, no test sample has all their markers: "
+        f"{', '.join(skipped[:shown])}{more}"
+    )
 
 
 def evaluate_run(

@@ -158,6 +158,21 @@ class MarkerPanel:
 PAPER_PANEL = MarkerPanel(PAPER_MARKERS)
 
 
+def subset_name(names: Sequence[str]) -> str:
+    """How results name a subset of markers: the paper's notation (``m_125``) when all ``names`` are paper
+    markers, else the marker names joined by ``+`` in the given order (``cytoplasm+nuclear``).
+
+    Result tables, charts, reports and ``evaluate`` use it, so one subset has one name whichever model
+    (a UB on that subset alone, or a network on the whole panel) was evaluated on it.
+    """
+    names = tuple(str(n) for n in names)
+    if not names:
+        raise MarkerError("empty marker set: a subset needs at least one marker")
+    if all(n in PAPER_PANEL for n in names):
+        return PAPER_PANEL.parse_subset(list(names)).label
+    return "+".join(names)
+
+
 @dataclass(frozen=True)
 class Subset:
     """A non-empty set of markers of a panel, held as sorted, distinct 0-based indices into ``panel``.
@@ -194,6 +209,11 @@ class Subset:
     def names(self) -> tuple[str, ...]:
         """Marker names, in panel order."""
         return tuple(self.panel.names[i] for i in self.indices)
+
+    @property
+    def name(self) -> str:
+        """The subset's name in results (:func:`subset_name`): ``m_125`` or ``cytoplasm+nuclear``."""
+        return subset_name(self.names)
 
     def __len__(self) -> int:
         return len(self.indices)

@@ -33,6 +33,18 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
 
 #: Learning-rate schedules of :class:`TrainConfig`.
 LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
+#: What picks the best epoch (:attr:`TrainConfig.select_on`): the validation mean F1 with all markers, or
+#: its mean over every non-empty subset of the panel (the model is meant for any subset).
+SELECT_ON: tuple[str, ...] = ("all_markers", "all_subsets")
+
+#: Training recipes for a user's own data (``train --recipe``): :class:`TrainConfig` values on top of
+#: the preset (default ``cpu``). ``own-data``: the cpu schedule with rotations / reflections, a random
+#: gain per channel of +-20 %, and the best epoch chosen on the mean F1 over all subsets (not for UB,
+#: which is used on its own subset only). Its measurement on MP6843 (experiments/real/mp6843_recipes.py)
+#: is PENDING: see docs/workflow.md, "Training recipe for your own data".
+RECIPES: dict[str, dict[str, Any]] = {
+    "own-data": dict(augment=True, intensity_augment=0.2, select_on="all_subsets"),
+}
 
 
 @dataclass
@@ -46,6 +58,11 @@ class TrainConfig(JsonConfig):
         learning_rate: Adam learning rate (Keras default 0.001; other Adam settings are Keras defaults).
         augment: random flips / 90-degree rotations of training patches (off by default: the paper's
             protocol has no augmentation).
+        intensity_augment: random gain per channel of a training patch, log-uniform in
+            ``[1 / (1 + a), 1 + a]`` (0: none, the paper's protocol).
+        select_on: what picks the best epoch: ``all_markers`` (validation mean F1 with every marker,
+            the paper) or ``all_subsets`` (its mean over every non-empty marker subset, logged as
+            ``val_subsets_mean_f1``; validation then costs 2^K times as much).
         seed: seed of the data order and augmentation (and of Keras' global generator). The initial
             weights and the Marker Sampling draws follow ``ModelConfig.seed``; ``train --seed`` and the
             experiments' ``--seed`` set both.
@@ -90,6 +107,8 @@ class TrainConfig(JsonConfig):
     val_samples: tuple[str, ...] | None = None
     test_samples: tuple[str, ...] | None = None
     precision: str = DEFAULT_PRECISION
+    intensity_augment: float = 0.0
+    select_on: str = "all_markers"
 
     def __post_init__(self) -> None:
         self.classes = tuple(self.classes)
@@ -121,6 +140,10 @@ class TrainConfig(JsonConfig):
             )
         if self.precision not in POLICIES:
             raise ConfigError(f"train_config.precision must be one of {', '.join(POLICIES)}, got {self.precision!r}")
+        if not self.intensity_augment >= 0:
+            raise ConfigError(f"train_config.intensity_augment must be >= 0, got {self.intensity_augment}")
+        if self.select_on not in SELECT_ON:
+            raise ConfigError(f"train_config.select_on must be one of {', '.join(SELECT_ON)}, got {self.select_on!r}")
         if self.patience is not None and self.patience < 1:
             raise ConfigError(f"train_config.patience must be >= 1 or null, got {self.patience}")
         for sample, markers in (self.marker_panels or {}).items():

@@ -30,11 +30,16 @@ CURVES_EVERY_S = 60.0
 
 class Validation(keras.callbacks.Callback):
     """After every epoch: validation loss and F1 per class over whole slices (``SliceScorer``), and the
-    epoch's times; appends the ``log.csv`` row to ``history`` and adds its values to the epoch ``logs``."""
+    epoch's times; appends the ``log.csv`` row to ``history`` and adds its values to the epoch ``logs``.
 
-    def __init__(self, scorer, source, classes: Sequence[str], history: list[dict[str, Any]]) -> None:
+    ``val_mean_f1`` (what picks the best epoch) is the mean F1 over the classes with all markers; with
+    ``subsets`` it is the mean over those subsets and the classes instead (``val_subsets_mean_f1``, the
+    all-marker mean kept as ``val_all_markers_mean_f1``)."""
+
+    def __init__(self, scorer, source, classes: Sequence[str], history: list[dict[str, Any]], *, subsets=None) -> None:
         super().__init__()
         self.scorer, self.source, self.classes, self.history = scorer, source, tuple(classes), history
+        self.subsets = list(subsets) if subsets else None
         self._start = 0.0
 
     def on_epoch_begin(self, epoch: int, logs=None) -> None:
@@ -47,6 +52,11 @@ class Validation(keras.callbacks.Callback):
         row: dict[str, Any] = {"epoch": epoch + 1, "loss": float(logs["loss"]), "val_loss": float(val_loss)}
         row.update({f"val_f1_{c}": float(v) for c, v in zip(self.classes, f1)})
         row["val_mean_f1"] = float(np.mean(f1))
+        if self.subsets:
+            scored = self.scorer.subsets(self.source, self.subsets, progress=False).values()
+            per_subset = [f1_from_confusion(cm)[1:] for cm, seen in scored if seen]
+            row["val_all_markers_mean_f1"] = row["val_mean_f1"]
+            row["val_subsets_mean_f1"] = row["val_mean_f1"] = float(np.mean(per_subset))
         row["time"] = time.perf_counter() - self._start
         row["train_time"] = train_time
         self.history.append(row)

@@ -210,6 +210,7 @@ def dry_run(model_config, train_config, store_path, n_steps: int = 3) -> TrainPl
             store, fold.train, panel=model_config.panel, classes=train_config.classes,
             input_size=model_config.input_size, output_size=model_config.output_size,
             shuffle=True, augment=train_config.augment, marker_panels=panels,
+            intensity=train_config.intensity_augment,
         )  # fmt: skip
         batches = source.stream(train_config.batch_size, train_config.seed, repeat=True)
         plan.seconds_per_step = time_steps(model, batches, n_steps)
@@ -342,8 +343,9 @@ def train(
         val_source = pipeline.PatchSource(store, fold.val, shuffle=False, **common)
         # one training source for the whole run: its slice cache lives across epochs
         train_source = pipeline.PatchSource(
-            store, fold.train, shuffle=True, augment=train_config.augment, marker_panels=panels, **common
-        )
+            store, fold.train, shuffle=True, augment=train_config.augment, marker_panels=panels,
+            intensity=train_config.intensity_augment, **common,
+        )  # fmt: skip
         validator = SliceScorer(
             model,
             input_size=model_config.input_size,
@@ -364,7 +366,13 @@ def train(
         curves_title = f"{model_config.name}, fold {train_config.fold}"
         stop = cb.EarlyStop(train_config.patience, state, log.write)
         callbacks = [  # in this order: validation scores first, the resume checkpoint last
-            cb.Validation(validator, val_source, train_config.classes, history),
+            cb.Validation(
+                validator,
+                val_source,
+                train_config.classes,
+                history,
+                subsets=model_config.panel.all_subsets() if train_config.select_on == "all_subsets" else None,
+            ),  # fmt: skip
             cb.EpochProgress(progress),
             *([epoch_estimate_callback(plan, log.write)] if progress else []),
             cb.BestWeights(run_path / rd.BEST_WEIGHTS, state),

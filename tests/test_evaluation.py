@@ -1,5 +1,7 @@
 """evaluation.py and the train / evaluate commands: exact metrics, subset masking, row counts, CLI."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from conftest import TINY, make_run, make_tiny_store, tiny_sample
@@ -248,6 +250,29 @@ def test_forward_on_other_backends_matches_the_traced_one():
         assert other.shape == traced.shape == (n, cfg.output_size, cfg.output_size, 2)
         np.testing.assert_allclose(other.sum(axis=-1), 1.0, rtol=1e-6)
         np.testing.assert_allclose(other, traced, rtol=1e-5, atol=1e-6)
+
+
+def test_custom_panel_subsets_are_named_by_markers_and_skips_are_one_line(tmp_path, capsys):
+    """Issue 21 item 8: a custom panel's subsets carry marker names (not m_1..m_K), and the subsets no
+    test sample can serve are summarised in one line, not one line each."""
+    rng = np.random.default_rng(3)
+    path = tmp_path / "custom.h5"
+    with SampleStore(path, "w") as st:
+        sample = tiny_sample("c0", rng)
+        st.write_sample(dataclasses.replace(sample, markers=("H", "actin", "tub", "golgi", "mito")))
+    panel = ("H", "actin", "tub", "golgi", "mito", "ER")  # no sample has ER: 32 of the 63 subsets skipped
+    mcfg = model_config("MS", markers=panel, **TINY)
+    with SampleStore(path) as st:
+        rows = evaluation.evaluate_model(build_model(mcfg), mcfg, st, ["c0"], fold=0, progress=True)
+    assert {r["subset"] for r in rows if r["n_markers"] == 1} == {"H", "actin", "tub", "golgi", "mito"}
+    assert "actin+tub+mito" in {r["subset"] for r in rows} and len({r["subset"] for r in rows}) == 31
+    skipped = [line for line in capsys.readouterr().err.splitlines() if "skipped" in line]
+    assert skipped == [
+        "evaluate: 32 subset(s) skipped, no test sample has all their markers: ER, H+ER, actin+ER, tub+ER, "
+        "golgi+ER and 27 more"
+    ]
+    # the names are accepted back as --subsets
+    assert [s.indices for s in evaluation.parse_subsets("actin+tub+mito,H", panel)] == [(1, 2, 4), (0,)]
 
 
 def test_evaluate_skips_subsets_with_markers_never_seen_in_training(store, tmp_path, capsys):

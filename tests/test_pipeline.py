@@ -329,3 +329,22 @@ def test_paper_folds():
         paper_folds(names, n_test=3)
     with pytest.raises(UserInputError, match="twice"):
         paper_folds(["a", "a", "b", "c", "d", "e"])
+
+
+def test_intensity_augmentation_is_one_gain_per_channel_and_keeps_the_rotations(store):
+    base = dict(classes=("sinusoids",), augment=True)
+    rotated = list(_source(store, **base).patches(seed=3))
+    scaled = list(_source(store, **base, intensity=0.2).patches(seed=3))
+    gains = []
+    for (x0, y0), (x1, y1) in zip(rotated, scaled):
+        np.testing.assert_array_equal(y0, y1)  # same rotations / reflections and labels as augment alone
+        for k in range(x0["image"].shape[-1]):
+            a, b = x0["image"][..., k], x1["image"][..., k]
+            if np.abs(a).max() > 0:
+                gain = float(np.sum(a * b) / np.sum(a * a))
+                np.testing.assert_allclose(b, gain * a, rtol=1e-5, atol=1e-6)  # one gain for the channel
+                gains.append(gain)
+    assert 1 / 1.2 - 1e-6 <= min(gains) and max(gains) <= 1.2 + 1e-6
+    assert max(gains) - min(gains) > 0.2  # really drawn per patch and channel
+    with pytest.raises(UserInputError, match="intensity augmentation must be >= 0"):
+        _source(store, intensity=-0.1)

@@ -307,6 +307,39 @@ def test_other_keras_backend_path_trains_the_same_weights(store, tmp_path, monke
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
+def test_best_epoch_on_all_subsets_scores_every_subset(store, tmp_path):
+    """select_on=all_subsets: val_mean_f1 (what picks the best epoch) is the mean validation F1 over the
+    31 subsets, exactly what evaluate gives on the validation samples with that epoch's weights."""
+    from marker_excite.evaluation import evaluate_run
+
+    mcfg, tcfg = tiny_configs("MS", epochs=1, select_on="all_subsets")
+    run = train(tmp_path / "run", mcfg, tcfg, store, progress=False)
+    row = run.history[-1]
+    assert row["val_all_markers_mean_f1"] == row["val_f1_sinusoids"]
+    rows = evaluate_run(load_run(tmp_path / "run", weights="last"), store, samples=run.fold.val, progress=False)
+    f1 = [r["value"] for r in rows if r["metric"] == "f1"]
+    assert len(f1) == 31
+    assert row["val_mean_f1"] == row["val_subsets_mean_f1"] == pytest.approx(np.mean(f1), abs=1e-6)  # log.csv: 6 digits
+    with pytest.raises(UserInputError, match="select_on must be one of all_markers, all_subsets"):
+        tiny_configs(select_on="some")
+
+
+def test_train_recipe_own_data(tmp_path):
+    from marker_excite.cli import build_parser
+    from marker_excite.commands.train import build_configs
+
+    def configs(*extra):
+        argv = ["train", "--store", str(tmp_path / "s.h5"), "--run", str(tmp_path / "r"), "--recipe", "own-data"]
+        return build_configs(build_parser().parse_args([*argv, *extra]))
+
+    mcfg, tcfg = configs("--model", "MS")
+    assert (tcfg.preset, tcfg.epochs, tcfg.steps_per_epoch, tcfg.lr_schedule) == ("cpu", 60, 25, "cosine")
+    assert (tcfg.augment, tcfg.intensity_augment, tcfg.select_on) == (True, 0.2, "all_subsets")
+    assert configs("--model", "UB", "--panel", "DAPI")[1].select_on == "all_markers"  # used on its markers only
+    assert configs("--no-augment", "--preset", "small")[1].augment is False  # explicit options win
+    assert configs("--preset", "small")[1].preset == "small"
+
+
 def test_resume_without_checkpoint_after_trained_epochs_is_refused(store, tmp_path, capsys):
     mcfg, tcfg = tiny_configs(epochs=1, steps_per_epoch=2)
     run = tmp_path / "run"

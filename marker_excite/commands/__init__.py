@@ -12,6 +12,7 @@ COMMANDS: dict[str, str] = {
     "export": "export",
     "info": "info",
     "store": "store",
+    "compare": "compare",
 }
 
 #: subcommands that never import TensorFlow (the others import it first, quietly: ``tf_quiet``)

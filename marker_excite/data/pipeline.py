@@ -13,7 +13,9 @@ for the model's marker panel (K markers) and an ``H -> h`` network (e.g. 572 -> 
   that ``subset`` does not give the model -- are zero channels with availability 0;
 * labels: 0 background, ``c`` for the c-th entry of ``classes`` (the later class wins on overlap);
 * ``augment``: one of the 8 rotations / reflections of the square (random transpose and flips), the
-  same for image and label.
+  same for image and label; ``intensity``: every channel of a patch multiplied by its own random gain,
+  log-uniform in ``[1 / (1 + intensity), 1 + intensity]`` (drawn from a stream of its own, so the
+  rotations and reflections stay those of ``augment`` alone).
 
 Decoded, standardised, padded slices are cached in memory across epochs when they fit in
 ``cache_bytes``; otherwise slices are streamed in shuffled groups that fit, each read once per pass.
@@ -102,6 +104,7 @@ class PatchSource:
         marker_panels: Mapping[str, Sequence[str]] | None = None,
         subset: Sequence[int] | None = None,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
+        intensity: float = 0.0,
     ) -> None:
         if not samples:
             raise UserInputError("no samples given to the data pipeline")
@@ -113,6 +116,9 @@ class PatchSource:
         self.classes = tuple(classes)
         self.input_size, self.output_size = int(input_size), int(output_size)
         self.shuffle, self.augment = bool(shuffle), bool(augment)
+        if not intensity >= 0:
+            raise UserInputError(f"intensity augmentation must be >= 0, got {intensity}")
+        self.intensity = float(intensity)
         self.cache_bytes = int(cache_bytes)
         given = _check_subset(subset, panel)
         panels = dict(marker_panels or {})
@@ -224,6 +230,8 @@ class PatchSource:
         augmented) by ``(seed, number)`` only."""
         rng = np.random.default_rng([seed, number])
         aug_rng = np.random.default_rng([seed, number, 1])
+        gain_rng = np.random.default_rng([seed, number, 2])
+        log_gain = np.log1p(self.intensity)
         h, s = self.input_size, self.output_size
         for group in self._pass_groups(rng):
             local: dict[tuple[int, int], tuple[np.ndarray, ...]] = {}
@@ -240,6 +248,8 @@ class PatchSource:
                 else:
                     img, lab = arrays[0][y0 : y0 + h, x0 : x0 + h], arrays[1][y0 : y0 + s, x0 : x0 + s]
                 img, lab = dihedral(img, lab, False, flip_y, flip_x)
+                if self.intensity:
+                    img = img * np.exp(gain_rng.uniform(-log_gain, log_gain, img.shape[-1])).astype(np.float32)
                 yield {IMAGE: img, AVAILABILITY: plan.availability}, lab
 
 

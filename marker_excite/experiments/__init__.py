@@ -1,6 +1,7 @@
 """The paper's experiments as data: job lists, sharding, resumable execution and aggregation.
 
 Modules: ``spec`` (presets, subsets and Cases, jobs, analyses), ``paper`` (the figures' experiments),
+``compare`` (the same comparison on a user's store and panel: ``marker-excite compare``),
 ``runner`` (training + evaluation of jobs), ``aggregate`` (tables, statistics, figures), ``table1``
 (quantification), ``cli`` (the scripts' command line), ``workers`` (``--workers``), ``slurm``
 (``--launcher slurm``: a SLURM job array and its aggregation job). Everything public is re-exported here.
@@ -33,9 +34,17 @@ from marker_excite.experiments.aggregate import (
     select,
 )
 from marker_excite.experiments.cli import (
+    add_experiment_options,
     build_parser,
     csv_list,
+    run_experiment_jobs,
     script_main,
+)
+from marker_excite.experiments.compare import (
+    compare_experiment,
+    compare_jobs,
+    otsu_rows,
+    write_report,
 )
 from marker_excite.experiments.paper import (
     DEFAULT_ABLATIONS,
@@ -147,7 +156,13 @@ __all__ = [
     "m2_f1",
     "quantification_subset",
     "quantify_experiment",
+    "add_experiment_options",
     "build_parser",
     "csv_list",
+    "run_experiment_jobs",
     "script_main",
+    "compare_experiment",
+    "compare_jobs",
+    "otsu_rows",
+    "write_report",
 ]

@@ -15,7 +15,7 @@ from marker_excite.experiments.paper import EXPERIMENTS, experiment
 from marker_excite.experiments.runner import ensure_store, run_jobs
 from marker_excite.experiments.slurm import SLURM, add_slurm_arguments, check_options, submit, task_argv
 from marker_excite.experiments.spec import PRESETS, Experiment, ExperimentError, parse_shard
-from marker_excite.experiments.workers import available_cpus, cpu_groups, limit_threads, run_workers
+from marker_excite.experiments.workers import THREADS_ENV, available_cpus, cpu_groups, limit_threads, run_workers
 from marker_excite.precision import POLICIES
 from marker_excite.tf_quiet import import_tensorflow
 
@@ -60,23 +60,18 @@ def analysis_main(
     return exit_status(name, run)
 
 
-def build_parser(name: str, description: str) -> argparse.ArgumentParser:
-    """The options shared by every script in ``experiments/``."""
-    parser = argparse.ArgumentParser(prog=f"experiments/{name}.py", description=description)
+def add_experiment_options(parser: argparse.ArgumentParser, name: str, *, default_preset: str = "small") -> None:
+    """The options of every experiment run: the scripts in ``experiments/`` and ``marker-excite compare``
+    (preset, output folder, classes, schedule overrides, sharding, workers, resume, listing)."""
     parser.add_argument(
         "--preset",
-        default="small",
+        default=default_preset,
         choices=sorted(PRESETS),
-        help="paper: the paper's models and schedule (GPU); small: CPU-sized (default)",
+        help="paper: the paper's models and schedule (GPU); small: CPU-sized; cpu: the CPU reproduction "
+        f"protocol (default: {default_preset})",
     )
     parser.add_argument(
-        "--out", type=Path, default=Path("results") / name, help="output folder (default: results/<name>)"
-    )
-    parser.add_argument(
-        "--store",
-        type=Path,
-        default=None,
-        help="sample store to use (default: the preset's phantom, generated into --out)",
+        "--out", type=Path, default=Path("results") / name, help=f"output folder (default: results/{name})"
     )
     parser.add_argument("--shard", default="1/1", help="run shard i of n (e.g. 2/4) of the job list")
     parser.add_argument(
@@ -87,12 +82,6 @@ def build_parser(name: str, description: str) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--classes", type=csv_list, default=None, help="comma-separated classes (default: the preset's)"
-    )
-    parser.add_argument(
-        "--folds",
-        type=lambda s: [int(x) for x in csv_list(s)],
-        default=None,
-        help="comma-separated folds (default: the preset's)",
     )
     parser.add_argument("--epochs", type=int, default=None, help="override the preset's number of epochs")
     parser.add_argument(
@@ -119,19 +108,94 @@ def build_parser(name: str, description: str) -> argparse.ArgumentParser:
     parser.add_argument("--list", action="store_true", help="print the job ids of this shard and exit")
     parser.add_argument("--aggregate-only", action="store_true", help="only aggregate finished jobs")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
-    add_slurm_arguments(parser)
+    add_slurm_arguments(parser)  # --launcher slurm and its options
+
+
+def build_parser(name: str, description: str) -> argparse.ArgumentParser:
+    """The options shared by every script in ``experiments/``."""
+    parser = argparse.ArgumentParser(prog=f"experiments/{name}.py", description=description)
+    add_experiment_options(parser, name)
+    parser.add_argument(
+        "--store",
+        type=Path,
+        default=None,
+        help="sample store to use (default: the preset's phantom, generated into --out)",
+    )
+    parser.add_argument(
+        "--folds",
+        type=lambda s: [int(x) for x in csv_list(s)],
+        default=None,
+        help="comma-separated folds (default: the preset's)",
+    )
     return parser
 
 
-def script_path(name: str) -> Path:
-    """The running script, ``experiments/<name>.py``, that ``--workers`` and ``--launcher slurm`` start
-    again; an error when the experiment runs from elsewhere (e.g. imported)."""
-    script = Path(sys.argv[0])
-    if script.stem != name or not script.is_file():
+def _relaunch(relaunch: Sequence[str] | None, name: str) -> Sequence[str]:
+    """What ``--workers`` and ``--launcher slurm`` start again; an error when the experiment runs from
+    elsewhere than its script (e.g. imported)."""
+    if relaunch is None:
         raise ExperimentError(
             f"--workers and --launcher slurm start experiments/{name}.py again: run it as that script"
         )
-    return script
+    return relaunch
+
+
+def run_experiment_jobs(
+    exp: Experiment, args: argparse.Namespace, name: str, relaunch: Sequence[str] | None, argv: Sequence[str]
+) -> int | None:
+    """Do what the experiment options of ``args`` ask before aggregating: ``--list`` the shard's jobs,
+    run one ``--shard`` here, or start ``--workers`` processes (``python <relaunch> <argv>`` with their
+    own ``--shard``), or submit them with ``--launcher slurm`` (the same command per array task);
+    ``relaunch`` None: the script was not started as ``experiments/<name>.py``, so both are refused.
+    Returns None when the caller should aggregate now, else the exit status
+    to end with (0 for a listing, a worker, or jobs still unfinished in other shards)."""
+    shard = parse_shard(args.shard)
+    if args.list:
+        print("\n".join(j.job_id for j in exp.shard(*shard)))
+        return 0
+    check_options(args)
+    progress = not args.quiet
+    if args.launcher == SLURM:
+        if any(a != "--launcher" and a.startswith("--la") for a in task_argv(argv)):
+            raise ExperimentError("write --launcher slurm in full (the array tasks must run locally)")
+        if not args.dry_run:
+            ensure_store(exp.preset, args.out, args.store, progress=progress)  # generated once, not per task
+        submit(exp, args, _relaunch(relaunch, name), argv)
+        return 0
+    if args.aggregate_only:
+        return None
+    if args.workers != 1:
+        if shard != (1, 1):
+            raise ExperimentError("--workers runs every shard itself: give either --workers or --shard")
+        groups = cpu_groups(args.workers, available_cpus())
+        relaunch = _relaunch(relaunch, name)
+        ensure_store(exp.preset, args.out, args.store, progress=progress)  # generated once, not per worker
+        return run_workers(relaunch, argv, groups, args.out, name) or None
+    import_tensorflow()  # without its start-up log lines
+    summary = run_jobs(exp, args.out, store=args.store, shard=shard, resume=args.resume, progress=progress)
+    print(
+        f"{name}: shard {shard[0]}/{shard[1]}: ran {len(summary.ran)}, skipped {len(summary.skipped)} "
+        f"finished job(s) in {summary.seconds / 60:.1f} min"
+    )
+    if os.environ.get(THREADS_ENV):
+        return 0  # a worker of --workers: the parent aggregates once every worker is done
+    if summary.remaining:
+        print(
+            f"{len(summary.remaining)} job(s) of {name} are not finished (other shards?); "
+            f"when all are, run again with --aggregate-only"
+        )
+        return 0
+    return None
+
+
+def print_aggregate(result) -> None:
+    """The files an aggregation wrote (and how many jobs it lacks)."""
+    print(f"results: {result.results_csv}\nstats:   {result.stats_json}")
+    for f in result.figures:
+        print(f"figure:  {f}")
+    if result.missing:
+        shown = ", ".join(result.missing[:10]) + (", ..." if len(result.missing) > 10 else "")
+        print(f"note: {len(result.missing)} job(s) missing from the aggregate: {shown}")
 
 
 def script_main(
@@ -160,7 +224,7 @@ def script_main(
         add_arguments(parser)
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    is_worker = limit_threads() is not None  # --workers child or --launcher slurm task: no aggregation
+    limit_threads()  # a --workers child or --launcher slurm task: its share of the cores
     try:
         exp = experiment(
             name,
@@ -172,56 +236,17 @@ def script_main(
             precision=args.precision,
             **(options(args) if options else {}),
         )
-        shard = parse_shard(args.shard)
-        if args.list:
-            print("\n".join(j.job_id for j in exp.shard(*shard)))
-            return 0
-        progress = not args.quiet
-        given = sys.argv[1:] if argv is None else list(argv)
-        check_options(args)
-        if args.launcher == SLURM:
-            if parser.parse_args([*task_argv(given), "--shard", "1/1"]).launcher == SLURM:
-                raise ExperimentError("write --launcher slurm in full (the array tasks must run locally)")
-            script = script_path(name)
-            if not args.dry_run:
-                ensure_store(exp.preset, args.out, args.store, progress=progress)  # generated once, not per task
-            submit(exp, args, script, given)
-            return 0
-        if args.workers != 1 and not args.aggregate_only:
-            if shard != (1, 1):
-                raise ExperimentError("--workers runs every shard itself: give either --workers or --shard")
-            groups = cpu_groups(args.workers, available_cpus())
-            script = script_path(name)
-            ensure_store(exp.preset, args.out, args.store, progress=progress)  # generated once, not per worker
-            status = run_workers(str(script), given, groups, args.out, name)
-            if status:
-                return status
-        elif not args.aggregate_only:
-            import_tensorflow()  # without its start-up log lines
-            summary = run_jobs(exp, args.out, store=args.store, shard=shard, resume=args.resume, progress=progress)
-            print(
-                f"{name}: shard {shard[0]}/{shard[1]}: ran {len(summary.ran)}, skipped {len(summary.skipped)} "
-                f"finished job(s) in {summary.seconds / 60:.1f} min"
-            )
-            if is_worker:
-                return 0  # the parent aggregates once every worker is done
-            if summary.remaining:
-                print(
-                    f"{len(summary.remaining)} job(s) of {name} are not finished (other shards?); "
-                    f"when all are, run again with --aggregate-only"
-                )
-                return 0
+        script = Path(sys.argv[0])
+        relaunch = [str(script.resolve())] if script.stem == name and script.is_file() else None
+        status = run_experiment_jobs(exp, args, name, relaunch, sys.argv[1:] if argv is None else argv)
+        if status is not None:
+            return status
         external = {"UB": args.ub_results or args.out} if "UB" in exp.external else None
-        result = aggregate(exp, args.out, external=external, progress=progress)
+        result = aggregate(exp, args.out, external=external, progress=not args.quiet)
         if after:
             after(exp, args)
     except UserInputError as exc:
         print(f"{name}: error: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 2
-    print(f"results: {result.results_csv}\nstats:   {result.stats_json}")
-    for f in result.figures:
-        print(f"figure:  {f}")
-    if result.missing:
-        shown = ", ".join(result.missing[:10]) + (", ..." if len(result.missing) > 10 else "")
-        print(f"note: {len(result.missing)} job(s) missing from the aggregate: {shown}")
+    print_aggregate(result)
     return 0

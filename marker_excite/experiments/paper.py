@@ -22,7 +22,6 @@ from marker_excite.experiments.spec import (
     preset,
     shuffled_table,
 )
-from marker_excite.precision import POLICIES
 
 #: ME placement ablations of Fig. 3f,g run by default (MS-ME itself is E+B+D).
 DEFAULT_ABLATIONS: tuple[str, ...] = (
@@ -218,19 +217,7 @@ def experiment(
     """
     if name not in EXPERIMENTS:
         raise ExperimentError(f"unknown experiment {name!r}; choose one of {', '.join(EXPERIMENTS)}")
-    p = preset(preset_name)
-    if epochs is not None:
-        if epochs < 1:
-            raise ExperimentError(f"epochs must be >= 1, got {epochs}")
-        p = p.replace(epochs=int(epochs))
-    if seed is not None:
-        if seed < 0:
-            raise ExperimentError(f"seed must be >= 0, got {seed}")
-        p = p.replace(seed=int(seed))
-    if precision is not None:
-        if precision not in POLICIES:
-            raise ExperimentError(f"precision must be one of {', '.join(POLICIES)}, got {precision!r}")
-        p = p.replace(precision=precision)
+    p = preset(preset_name).overridden(epochs=epochs, seed=seed, precision=precision)
     classes = tuple(classes or p.classes)
     if not classes or len(set(classes)) != len(classes):
         raise ExperimentError(f"classes must be non-empty and unique, got {list(classes)}")

@@ -210,19 +210,20 @@ def _header(name: str, options: Sequence[str], args: argparse.Namespace, request
 def plan(
     exp: Experiment,
     args: argparse.Namespace,
-    script: Path,
+    relaunch: Sequence[str],
     argv: Sequence[str],
     *,
     array_job_id: str = "<array job id>",
 ) -> SlurmPlan:
-    """The array and aggregation sbatch scripts that run ``script argv`` (a ``--launcher slurm`` command
-    line) on SLURM; ``array_job_id`` fills the aggregation job's dependency."""
+    """The array and aggregation sbatch scripts that run ``python relaunch argv`` (``relaunch``: the
+    script's absolute path, or ``-m marker_excite``; ``argv``: a ``--launcher slurm`` command line) on
+    SLURM; ``array_job_id`` fills the aggregation job's dependency."""
     n_jobs = len(exp.jobs)
     tasks = min(args.slurm_tasks or n_jobs, n_jobs, MAX_ARRAY_TASKS)
     jobs_per_task = math.ceil(n_jobs / tasks)
     request = resources_for(exp.preset).request(args, jobs_per_task, exp.preset.epochs)
     logs, scripts = Path(args.out).resolve() / LOGS, Path(args.out).resolve() / SCRIPTS
-    command = " ".join(shlex.quote(a) for a in (sys.executable, str(script.resolve()), *task_argv(argv)))
+    command = " ".join(shlex.quote(a) for a in (sys.executable, *relaunch, *task_argv(argv)))
     throttle = f"%{args.slurm_max_running}" if args.slurm_max_running else ""
     array = _header(
         exp.name,
@@ -283,17 +284,17 @@ def sbatch(path: Path) -> str:
     return done.stdout.strip().split(";")[0]
 
 
-def submit(exp: Experiment, args: argparse.Namespace, script: Path, argv: Sequence[str]) -> None:
+def submit(exp: Experiment, args: argparse.Namespace, relaunch: Sequence[str], argv: Sequence[str]) -> None:
     """Print (``--dry-run``) or write and submit the array and aggregation jobs of ``exp``; prints the job
     ids and the commands to watch them."""
-    p = plan(exp, args, script, argv)
+    p = plan(exp, args, relaunch, argv)
     if args.dry_run:
         print(f"# {p.array_path}\n{p.array_script}# {p.aggregate_path}\n{p.aggregate_script}", end="")
         return
     (Path(args.out) / LOGS).mkdir(parents=True, exist_ok=True)  # sbatch does not create the log folder
     atomic.write_text(p.array_path, p.array_script)
     array_id = sbatch(p.array_path)
-    p = plan(exp, args, script, argv, array_job_id=array_id)
+    p = plan(exp, args, relaunch, argv, array_job_id=array_id)
     atomic.write_text(p.aggregate_path, p.aggregate_script)
     try:
         aggregate_id = sbatch(p.aggregate_path)

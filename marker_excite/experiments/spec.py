@@ -11,7 +11,7 @@ import numpy as np
 
 from marker_excite.errors import UserInputError
 from marker_excite.markers import PAPER_MARKERS, PAPER_PANEL, Subset
-from marker_excite.precision import DEFAULT_PRECISION
+from marker_excite.precision import DEFAULT_PRECISION, POLICIES
 from marker_excite.run import train_config
 
 EVALUATION_CSV = "evaluation.csv"
@@ -48,6 +48,9 @@ class Preset:
             replicates of the same experiment.
         model_overrides: extra :class:`ModelConfig` fields (e.g. a tiny network for tests).
         precision: ``TrainConfig.precision`` of every job (``fp32``, ``bf16``, ``fp16``).
+        train_samples, val_samples, test_samples: an explicit split of named samples instead of the
+            folds (``compare --val/--test``; :class:`~marker_excite.run.TrainConfig` fields of the same
+            names); None: the ``n_folds`` folds.
     """
 
     name: str
@@ -63,9 +66,30 @@ class Preset:
     seed: int = 0
     model_overrides: Mapping[str, Any] = field(default_factory=dict)
     precision: str = DEFAULT_PRECISION
+    train_samples: tuple[str, ...] | None = None
+    val_samples: tuple[str, ...] | None = None
+    test_samples: tuple[str, ...] | None = None
 
     def replace(self, **changes: Any) -> Preset:
         return dataclasses.replace(self, **changes)
+
+    def overridden(self, *, epochs: int | None = None, seed: int | None = None, precision: str | None = None) -> Preset:
+        """This preset with the command line's ``--epochs`` / ``--seed`` / ``--precision`` (None: keep),
+        checked (one :class:`ExperimentError` line naming the bad value)."""
+        p = self
+        if epochs is not None:
+            if epochs < 1:
+                raise ExperimentError(f"epochs must be >= 1, got {epochs}")
+            p = p.replace(epochs=int(epochs))
+        if seed is not None:
+            if seed < 0:
+                raise ExperimentError(f"seed must be >= 0, got {seed}")
+            p = p.replace(seed=int(seed))
+        if precision is not None:
+            if precision not in POLICIES:
+                raise ExperimentError(f"precision must be one of {', '.join(POLICIES)}, got {precision!r}")
+            p = p.replace(precision=precision)
+        return p
 
 
 #: ``paper``: the paper's setting (GPU). ``small``: a quick CPU-sized check. ``cpu``: the CPU reproduction
@@ -170,8 +194,12 @@ def assign_panels(table: Sequence[Subset], train_samples: Sequence[str]) -> dict
 # ---------------------------------------------------------------------------------------------------
 # jobs
 # ---------------------------------------------------------------------------------------------------
+def _file_safe(text: str) -> str:
+    return text.replace("/", "-").replace(" ", "-")
+
+
 def _slug(text: str) -> str:
-    return text.replace("+", "plus").replace("/", "-").replace(" ", "-")
+    return _file_safe(text.replace("+", "plus"))
 
 
 @dataclass(frozen=True)
@@ -190,6 +218,8 @@ class Job:
             whose Case panel contains its subset.
         label: the name in results and figures (defaults to ``model``; ``UB-joint`` for the
             two-class UB models of Fig. 1b,f).
+        panel: the marker panel of the models that see every marker (the paper's five by default;
+            a UB model's markers are its ``subset``'s).
     """
 
     model: str
@@ -199,6 +229,7 @@ class Job:
     case: str | None = None
     panels: tuple[Subset, ...] | None = None
     label: str = ""
+    panel: tuple[str, ...] = PAPER_MARKERS
 
     def __post_init__(self) -> None:
         if not self.label:
@@ -206,11 +237,12 @@ class Job:
 
     @property
     def job_id(self) -> str:
-        """Stable, unique, file-name safe id, e.g. ``UB__m_125__sinusoids__f0``, ``MS-ME__case3__arteries__f2``.
+        """Stable, unique, file-name safe id, e.g. ``UB__m_125__sinusoids__f0``, ``MS-ME__case3__arteries__f2``
+        (a UB job of a custom panel: ``UB__cytoplasm+nuclear__cells__f0``, its subset's name).
 
         It depends only on the job's fields, so the same job in two experiments shares its run.
         """
-        parts = [_slug(self.label), self.subset.label if self.subset else "all"]
+        parts = [_slug(self.label), _file_safe(self.subset.name) if self.subset else "all"]
         if self.case:
             parts.append(self.case)
         parts += ["-".join(self.classes), f"f{self.fold}"]
@@ -218,8 +250,8 @@ class Job:
 
     @property
     def markers(self) -> tuple[str, ...]:
-        """The model's marker vocabulary: the UB subset, else the whole paper panel."""
-        return self.subset.names if self.subset else PAPER_MARKERS
+        """The model's marker vocabulary: the UB subset, else the job's whole panel."""
+        return self.subset.names if self.subset else self.panel
 
     @property
     def eval_subsets(self) -> list[tuple[str, ...]] | None:
@@ -280,7 +312,10 @@ class Job:
             n_folds=p.n_folds,
             classes=self.classes,
             marker_panels=None if train_samples is None else self.marker_panels(train_samples),
-            train_samples=None if train_samples is None else self.case_train_samples(train_samples),
+            train_samples=(None if train_samples is None else self.case_train_samples(train_samples))
+            or p.train_samples,
+            val_samples=p.val_samples,
+            test_samples=p.test_samples,
         )
 
 

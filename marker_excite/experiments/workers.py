@@ -134,10 +134,14 @@ def worker_argv(argv: Sequence[str], shard: int, n: int) -> list[str]:
     return [*drop_options(argv, valued=("--workers", "--shard")), "--shard", f"{shard}/{n}", "--workers", "1"]
 
 
-def run_workers(script: str, argv: Sequence[str], groups: Sequence[tuple[int, ...]], out_dir: Path, name: str) -> int:
-    """Run ``script argv`` as one shard process per group of cores (:func:`cpu_groups`) side by side;
-    returns 0 when all succeed, else the first failing worker's exit status. Ctrl-C / SIGTERM stop
-    every worker (their jobs resume on the next run)."""
+def run_workers(
+    script: str | Sequence[str], argv: Sequence[str], groups: Sequence[tuple[int, ...]], out_dir: Path, name: str
+) -> int:
+    """Run ``python script argv`` as one shard process per group of cores (:func:`cpu_groups`) side by
+    side; ``script`` is a script path or the interpreter arguments before ``argv`` (``["-m",
+    "marker_excite"]``). Returns 0 when all succeed, else the first failing worker's exit status. Ctrl-C
+    / SIGTERM stop every worker (their jobs resume on the next run)."""
+    command = [script] if isinstance(script, str) else list(script)
     n_workers = len(groups)
     logs = Path(out_dir) / LOGS
     logs.mkdir(parents=True, exist_ok=True)
@@ -159,7 +163,7 @@ def run_workers(script: str, argv: Sequence[str], groups: Sequence[tuple[int, ..
             }
             with open(log, "ab") as fh:
                 proc = subprocess.Popen(
-                    [sys.executable, script, *worker_argv(argv, k, n_workers)],
+                    [sys.executable, *command, *worker_argv(argv, k, n_workers)],
                     stdout=fh,
                     stderr=subprocess.STDOUT,
                     env=env,
