@@ -40,12 +40,12 @@ from marker_excite.experiments.report import (
     NOT_TESTABLE,
     Paired,
     _f1_rows,
-    _paired_rows,
     claim_label,
+    paired_claim,
     runs_seed,
     verdict,
 )
-from marker_excite.stats import StatsError, TestResult, pair_rows, stars, wilcoxon
+from marker_excite.stats import StatsError, TestResult, stars, wilcoxon
 
 PHANTOM_JSON = "phantom.json"
 #: Fewer replicates than this give "inconclusive" whatever the test says.
@@ -104,13 +104,8 @@ class ReplicateMean:
 
 def replicate_mean(rep: Replicate, claim: Paired, cls: str) -> ReplicateMean | None:
     """The mean difference of ``claim`` on class ``cls`` in one replicate (None: not run there)."""
-    rows = [r for r in rep.rows if r["class"] == cls]
-    model_rows, ref_rows = _paired_rows(rows, claim)
-    if not model_rows or not ref_rows:
-        return None
-    try:
-        paired = pair_rows(model_rows, ref_rows)
-    except StatsError:
+    paired = paired_claim([r for r in rep.rows if r["class"] == cls], claim)
+    if paired is None:
         return None
     d = paired.differences
     folds = tuple(sorted({int(k[2]) for k in paired.keys}))

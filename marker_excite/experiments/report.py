@@ -256,6 +256,18 @@ def _paired_rows(rows: Sequence[Mapping], c: Paired) -> tuple[list[Mapping], lis
     )
 
 
+def paired_claim(rows: Sequence[Mapping], claim: Paired) -> MatchedRows | None:
+    """The rows of a paired claim's model and reference matched by (class, subset, fold); None when
+    either has no results (yet) or none match."""
+    model_rows, ref_rows = _paired_rows(rows, claim)
+    if not model_rows or not ref_rows:
+        return None
+    try:
+        return pair_rows(model_rows, ref_rows)
+    except StatsError:
+        return None
+
+
 def _subset_size(label: str) -> int:
     """Number of markers of a paper-panel subset label (``m_125`` -> 3)."""
     return len(PAPER_PANEL.parse_subset(label))
@@ -332,12 +344,8 @@ def measure(rows: Sequence[Mapping], claim: Claim) -> dict[str, Any] | None:
             classes=[claim.cls],
             detail=f"median F1 {np.median(a):.3f} ({claim.a.label}) vs {np.median(b):.3f} ({claim.b.label})",
         )
-    model_rows, ref_rows = _paired_rows(rows, claim)
-    if not model_rows or not ref_rows:
-        return None
-    try:
-        paired = pair_rows(model_rows, ref_rows)
-    except StatsError:
+    paired = paired_claim(rows, claim)
+    if paired is None:
         return None
     d = paired.differences
     result = wilcoxon(paired.a, paired.b)
