@@ -122,6 +122,7 @@ def test_report_with_phantom_replicates(tmp_path):
     assert "| +0.0000 (0.0100) | 1 " in me and "| 1 of 3 in the claimed direction | inconclusive (n.s.) |" in me
     headline = text.split("## Headline")[1].split("![")[0]
     assert "| Fig. 2b MS vs MZ: MS vastly outperforms MZ | 3 | +0.120 (0.020) |" in headline
-    assert "2 of 2 testable claims hold" not in headline and "1 of 2 testable claims hold" in headline
+    assert "2 of 2 claims have the 3 replicates a verdict needs; of those, 1 hold" in headline
+    assert "0 are contradicted and 1 are inconclusive" in headline
     with pytest.raises(UserInputError, match="one replicate counted twice"):
         write_report(dirs[0], phantoms=[dirs[1], dirs[1]])

@@ -258,13 +258,16 @@ def headline_lines(rows: Sequence[ReplicateRow]) -> list[str]:
     """A short paragraph and table: which findings hold across phantoms and seeds, which do not."""
     if not rows:
         return []
-    holds = [r for r in rows if r.verdict == "reproduced"]
-    fails = [r for r in rows if r.verdict.startswith("not reproduced")]
+    decidable = [r for r in rows if len(r.means) >= MIN_REPLICATES]
+    holds = [r for r in decidable if r.verdict == "reproduced"]
+    fails = [r for r in decidable if r.verdict.startswith("not reproduced")]
     n_reps = max(len(r.means) for r in rows)
     lines = [
         f"Across up to {n_reps} replicates (phantoms x training seeds, cpu protocol, sinusoids), "
-        f"{len(holds)} of {len(rows)} testable claims hold (replicate-level t-test, p <= {ALPHA}, in the "
-        f"claimed direction), {len(fails)} are contradicted and the rest are inconclusive or not testable.",
+        f"{len(decidable)} of {len(rows)} claims have the {MIN_REPLICATES} replicates a verdict needs; of "
+        f"those, {len(holds)} hold (replicate-level t-test, p <= {ALPHA}, in the claimed direction), "
+        f"{len(fails)} are contradicted and {len(decidable) - len(holds) - len(fails)} are inconclusive or "
+        "not testable. The others wait for their replicates.",
         "",
         "| claim | replicates | mean difference (SD) | agreement | verdict |",
         "| --- | --- | --- | --- | --- |",
