@@ -46,6 +46,13 @@ def main(argv=None) -> int:
         help="output folders of the same jobs on other phantoms (each with a phantom.json naming its seed)",
     )
     parser.add_argument(
+        "--real",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="output folders of `marker-excite compare` on real images (section 'Real data')",
+    )
+    parser.add_argument(
         "--longer",
         type=Path,
         default=None,
@@ -57,7 +64,12 @@ def main(argv=None) -> int:
         p = preset(args.preset)
         protocol = CPU_PROTOCOL if p.name == "cpu" else f"Protocol `{p.name}` (experiments/README.md)."
         path = write_report(
-            args.out, protocol=protocol, replicates=args.replicates, longer=args.longer, phantoms=args.phantoms
+            args.out,
+            protocol=protocol,
+            replicates=args.replicates,
+            longer=args.longer,
+            phantoms=args.phantoms,
+            real=args.real,
         )
         print(f"report: {path}")
 

@@ -126,3 +126,23 @@ def test_report_with_phantom_replicates(tmp_path):
     assert "0 are contradicted and 1 are inconclusive" in headline
     with pytest.raises(UserInputError, match="one replicate counted twice"):
         write_report(dirs[0], phantoms=[dirs[1], dirs[1]])
+
+
+def test_real_data_section_quotes_the_compare_answer(tmp_path):
+    """REPRODUCTION.md's "Real data" section: the per-subset answer of each compare folder, or why not."""
+    from marker_excite.experiments.report import real_data_lines
+
+    done = tmp_path / "real-a"
+    (done / "compare").mkdir(parents=True)
+    (done / "compare" / "report.md").write_text(
+        "# Which stains\n\nintro\n\n## One network or one per subset? (cells)\n\n| subset | UB | MS |\n"
+        "|---|---:|---:|\n| dna | 0.900 | 0.890 |\n\nFigures: [x](figures/x.png)\n"
+    )
+    lines = real_data_lines([done, tmp_path / "real-b"])
+    assert "### `real-a` ([report](real-a/compare/report.md))" in lines
+    assert "| dna | 0.900 | 0.890 |" in lines and not any(line.startswith("Figures:") for line in lines)
+    assert lines[-1] == "not run yet."
+    _write_runs(tmp_path / "cpu", 0, 0, ["MS", "MZ"], [0], lambda m, f, s: 0.5)
+    text = write_report(tmp_path / "cpu", real=[done]).read_text()
+    assert text.index("## Real data") < text.index("## Table 1") and "| dna | 0.900 | 0.890 |" in text
+    assert "([report](../real-a/compare/report.md))" in text  # relative to the report in cpu/

@@ -807,6 +807,37 @@ def selection_lines(out_dir: str | os.PathLike) -> list[str]:
     return lines
 
 
+#: The section of a ``compare`` report that answers the paper's question on real images.
+_COMPARE_ANSWER = "## One network or one per subset?"
+
+
+def real_data_lines(folders: Sequence[str | os.PathLike], base: str | os.PathLike | None = None) -> list[str]:
+    """Per ``compare`` output folder: where it is and its "One network or one per subset?" section (the
+    per-subset table and the tests), read from its ``compare/report.md``; a folder without one says so.
+    Links are relative to ``base`` (the folder of the report they go into; default: each folder's parent)."""
+    lines = [
+        "The paper's comparison (MS, MS-ME, MZ vs one UNet per subset) on real images, by `marker-excite compare`."
+    ]
+    for folder in folders:
+        report = Path(folder) / "compare" / "report.md"
+        lines += [
+            "",
+            f"### `{Path(folder).name}` ([report]({os.path.relpath(report, base if base is not None else Path(folder).parent)}))",
+            "",
+        ]
+        if not report.is_file():
+            lines.append("not run yet.")
+            continue
+        text = report.read_text()
+        start = text.find(_COMPARE_ANSWER)
+        if start < 0:
+            lines.append("its report has no per-subset comparison yet.")
+            continue
+        body = text[start:].split("\n", 1)[1]
+        lines += [line for line in body.split("\nFigures:")[0].strip().splitlines() if not line.startswith("## ")]
+    return lines
+
+
 def write_report(
     out_dir: str | os.PathLike,
     *,
@@ -815,6 +846,7 @@ def write_report(
     replicates: Sequence[str | os.PathLike] = (),
     longer: str | os.PathLike | None = None,
     phantoms: Sequence[str | os.PathLike] = (),
+    real: Sequence[str | os.PathLike] = (),
 ) -> Path:
     """Write ``REPRODUCTION.md`` for the finished jobs in ``out_dir`` (see module doc); ``replicates``:
     output folders of seed replicates (section "Seed-to-seed spread", :func:`seed_spread`; each claim's notes
@@ -822,7 +854,8 @@ def write_report(
     training", :func:`~marker_excite.experiments.longer.longer_lines`); ``phantoms``: output folders of the
     same experiments on other phantoms. With replicates or phantoms, the report opens with the headline of
     the replicate-level statistics (:mod:`marker_excite.experiments.replicates`) and draws
-    ``replicates.png`` beside it."""
+    ``replicates.png`` beside it. ``real``: output folders of ``marker-excite compare`` on real images (section
+    "Real data": their "One network or one per subset?" tables, :func:`real_data_lines`)."""
     from marker_excite.experiments import replicates as rep_stats  # it builds on this module
 
     out = Path(out_dir)
@@ -900,6 +933,8 @@ def write_report(
         "",
         *model_means_lines(rows),
     ]
+    if real:
+        lines += ["", "## Real data", "", *real_data_lines(real, base=(Path(path) if path else out / REPORT_MD).parent)]
     lines += ["", "## Table 1 / Fig. 5", ""] + table1
     if rep_rows:
         lines += ["", "## Replicates across phantoms and training seeds", ""] + rep_stats.replicate_lines(
