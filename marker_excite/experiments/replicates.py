@@ -143,7 +143,12 @@ class ReplicateRow:
     wilcoxon_p: float
     agree: int
     verdict: str
-    below_noise: bool
+    noise_sd: float | None
+
+    @property
+    def below_noise(self) -> bool:
+        """The effect is smaller than the seed-to-seed SD of one model's mean F1 (when there is one)."""
+        return self.noise_sd is not None and abs(self.mean) < self.noise_sd
 
     @property
     def mean(self) -> float:
@@ -208,12 +213,8 @@ def replicate_rows(replicates: Sequence[Replicate], classes: Sequence[str] = ("s
             wil = wilcoxon(values).pvalue if any(values) else 1.0
             sign = claimed_sign(claim)
             agree = sum(np.sign(v) == sign for v in values) if sign else sum(abs(v) <= (noise or 0) for v in values)
-            below = noise is not None and abs(float(np.mean(values))) < noise
-            out.append(
-                ReplicateRow(
-                    claim, cls, means, test, float(wil), int(agree), replicate_verdict(claim, test, means), below
-                )
-            )
+            verdict_ = replicate_verdict(claim, test, means)
+            out.append(ReplicateRow(claim, cls, means, test, float(wil), int(agree), verdict_, noise))
     return out
 
 
@@ -227,7 +228,7 @@ def replicate_lines(replicates: Sequence[Replicate], rows: Sequence[ReplicateRow
     """The report section: the replicates, then one row per claim and class."""
     if not rows:
         return ["No replicate has finished runs of a homogeneous claim yet."]
-    noise = {row.cls: seed_noise_sd(replicates, row.cls) for row in rows}
+    noise = {row.cls: row.noise_sd for row in rows}  # computed once per class by replicate_rows
     lines = [
         "One replicate = one (phantom, training seed): "
         + "; ".join(f"`{Path(r.folder).name}` ({r.label})" for r in replicates)
