@@ -7,11 +7,11 @@ import json
 
 import numpy as np
 
-from marker_excite import run_dir as rd
+from marker_excite.contract.markers import PAPER_MARKERS
 from marker_excite.data.sample import Sample
 from marker_excite.data.store import SampleStore
-from marker_excite.markers import PAPER_MARKERS
 from marker_excite.models.zoo import build_model, model_config
+from marker_excite.runs import directory as rd
 
 #: a tiny UNet: depth 2, 4 filters, 36 -> 20 px tiles
 TINY = dict(preset="small", depth=2, base_filters=4, input_size=36)

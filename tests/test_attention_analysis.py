@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from conftest import RUN_TINY, make_run
 
-from marker_excite import run_dir as rd
 from marker_excite.experiments import attention as A
 from marker_excite.experiments.report import write_report
 from marker_excite.models.zoo import build_model, model_config
+from marker_excite.runs import directory as rd
 
 
 def test_availability_matrix_lists_every_subset_once():

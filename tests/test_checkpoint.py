@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from marker_excite import atomic
-from marker_excite import run_dir as rd
+from marker_excite.runs import directory as rd
 
 
 def tiny():

@@ -107,8 +107,8 @@ def train_argv(tmp_path, store, run):
 
 
 def test_train_on_a_full_disk_is_one_line_and_resumes_to_the_same_weights(tiny_store, tmp_path, capsys, monkeypatch):
-    from marker_excite import run_dir as rd
-    from marker_excite.run import load_run
+    from marker_excite.runs import directory as rd
+    from marker_excite.runs.run import load_run
 
     assert main(train_argv(tmp_path, tiny_store, tmp_path / "full")) == 0
     real = np.savez

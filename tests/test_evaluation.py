@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 from conftest import TINY, make_run, make_tiny_store, tiny_sample
 
-from marker_excite import cli, evaluation
+from marker_excite import cli
+from marker_excite.contract.markers import Subset
 from marker_excite.data import pipeline
 from marker_excite.data.store import SampleStore
 from marker_excite.errors import UserInputError
-from marker_excite.markers import Subset
-from marker_excite.metrics import confusion_matrix
+from marker_excite.inference import evaluation
+from marker_excite.models.metrics import confusion_matrix
 from marker_excite.models.zoo import build_model, model_config
 
 
@@ -160,12 +161,12 @@ def test_evaluation_counts_every_voxel_once_and_equals_predict(tmp_path):
     neighbour. evaluate's TP / FP / FN / F1 equal numpy's count on predict's stitched label volume."""
     from pathlib import Path
 
+    from marker_excite.contract.model_spec import ModelSpec
     from marker_excite.data.io import open_volume
-    from marker_excite.forward import keras_forward
-    from marker_excite.inference import labels_from_probabilities, predict_volume
-    from marker_excite.metrics import confusion_matrix
-    from marker_excite.model_spec import ModelSpec
-    from marker_excite.predictor import Predictor
+    from marker_excite.inference.forward import keras_forward
+    from marker_excite.inference.predictor import Predictor
+    from marker_excite.inference.whole_stack import labels_from_probabilities, predict_volume
+    from marker_excite.models.metrics import confusion_matrix
 
     rng = np.random.default_rng(11)
     path = tmp_path / "odd.h5"
@@ -203,7 +204,7 @@ def test_evaluation_counts_every_voxel_once_and_equals_predict(tmp_path):
 
 def test_forward_pass_is_traced_once_per_model():
     """Validation, evaluation and prediction of one model share one traced forward function."""
-    from marker_excite.forward import keras_forward
+    from marker_excite.inference.forward import keras_forward
 
     mcfg = model_config("MS", **TINY)
     model, other = build_model(mcfg), build_model(mcfg)
@@ -218,7 +219,7 @@ def test_traced_forward_pass_dies_with_its_model():
     import gc
     import weakref
 
-    from marker_excite.forward import keras_forward
+    from marker_excite.inference.forward import keras_forward
 
     mcfg = model_config("MS", **TINY)
     model = build_model(mcfg)
@@ -236,7 +237,7 @@ def test_forward_on_other_backends_matches_the_traced_one():
     probabilities of the tf.function forward pass, for full and partial batches."""
     import numpy as np
 
-    from marker_excite.forward import _compiled_predict, keras_forward
+    from marker_excite.inference.forward import _compiled_predict, keras_forward
     from marker_excite.models.zoo import build_model, model_config
 
     cfg = model_config("MS-ME", depth=2, base_filters=4, input_size=44)

@@ -8,7 +8,7 @@ import pytest
 
 from marker_excite import experiments as E
 from marker_excite.errors import UserInputError
-from marker_excite.evaluation import read_results, write_results
+from marker_excite.inference.evaluation import read_results, write_results
 
 TINY = E.Preset(
     "tiny",
@@ -386,7 +386,7 @@ def test_reproduction_report_verdicts(tmp_path):
     """REPRODUCTION.md: verdicts follow the fixed rules; missing models are 'not run yet'; the convergence
     table counts runs on a plateau from their log.csv."""
     from marker_excite.experiments.report import write_report
-    from marker_excite.run_dir import write_log
+    from marker_excite.runs.directory import write_log
 
     exp = E.experiment("fig2_sampling", "cpu", classes=["sinusoids"], folds=[0, 1], models=["MZ", "MS", "HeMIS"])
     exp3 = E.experiment("fig3_attention", "cpu", classes=["sinusoids"], folds=[0, 1], models=["MS-ME"])
@@ -573,7 +573,7 @@ def test_claim_note_gives_each_class_of_a_pooled_comparison():
         r["case"] = ""
     claim = next(c for c in CLAIMS if c.figure == "Fig. 3c" and c.reference == "MS")
     detail = measure(rows, claim)["detail"]
-    from marker_excite.stats import wilcoxon
+    from marker_excite.analysis.stats import wilcoxon
 
     sizes = [len(_s(r["subset"])) for r in rows if r["model"] == "MS" and r["class"] == "arteries"]
     p_arteries = wilcoxon([0.01 * n for n in sizes]).pvalue  # each class tested on its own differences
@@ -610,8 +610,8 @@ def test_per_class_section_judges_each_class_by_the_signed_ranks():
     """'Per class': each homogeneous claim on each class alone; a class whose subsets mostly score the
     same has median difference 0, and the verdict follows the ranks (HeMIS-MS worse than MS is not
     'model better')."""
+    from marker_excite.analysis.stats import wilcoxon
     from marker_excite.experiments.report import per_class_lines
-    from marker_excite.stats import wilcoxon
 
     exp = E.experiment("fig2_sampling", "cpu", classes=["sinusoids", "arteries"], folds=[0], models=["MS", "HeMIS-MS"])
 

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from conftest import MARKERS, make_run
 
+from marker_excite.contract.model_spec import CARD_NAME
 from marker_excite.data.io import open_volume
 from marker_excite.data.writers import write_volume
 from marker_excite.errors import UserInputError
-from marker_excite.export import export_run
-from marker_excite.inference import predict_volume
-from marker_excite.model_spec import CARD_NAME
-from marker_excite.predictor import load_exported, load_predictor
+from marker_excite.inference.predictor import load_exported, load_predictor
+from marker_excite.inference.whole_stack import predict_volume
+from marker_excite.sharing.savedmodel import export_run
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "docs" / "examples" / "run_exported_model.py"
 
@@ -67,7 +67,7 @@ def test_saved_model_and_example_script_without_package(exported, tmp_path):
     not know (skipped with a notice), and writes calibrated OME-TIFF."""
     import tifffile
 
-    from marker_excite.inference import predict_file
+    from marker_excite.inference.whole_stack import predict_file
 
     path, model, cfg, run_dir = exported
     rng = np.random.default_rng(0)
@@ -166,9 +166,9 @@ def test_cli_export_info_and_predict_on_export(exported, tmp_path, capsys):
 def test_weights_last_in_predict_and_export(tmp_path, capsys):
     """--weights last: a run's final-epoch weights for predict / export; the card says which; an exported
     model refuses it (it holds the weights it was exported with)."""
-    from marker_excite import run_dir as rd
     from marker_excite.cli import main
     from marker_excite.models.zoo import build_model
+    from marker_excite.runs import directory as rd
 
     run_dir, model, cfg = make_run(tmp_path / "run", name="MS-ME")
     last = build_model(cfg)  # other weights than make_run's best ones
@@ -198,7 +198,7 @@ def test_example_script_reads_samples_last_refuses_unknown_names_and_unseen_mark
 
     import tifffile
 
-    from marker_excite.inference import predict_file
+    from marker_excite.inference.whole_stack import predict_file
 
     path = exported[0]
     unseen = tmp_path / "unseen"  # the same model, as if no training sample had had collagen

@@ -6,13 +6,18 @@ import numpy as np
 import pytest
 from conftest import MARKERS, make_run
 
+from marker_excite.contract.markers import MarkerError, MarkerPanel
+from marker_excite.contract.model_spec import ModelSpec, plan_channels
 from marker_excite.data.io import open_volume
 from marker_excite.data.writers import write_volume
 from marker_excite.errors import UserInputError
-from marker_excite.inference import encode_probabilities, labels_from_probabilities, predict_file, predict_volume
-from marker_excite.markers import MarkerError, MarkerPanel
-from marker_excite.model_spec import ModelSpec, plan_channels
-from marker_excite.predictor import load_predictor
+from marker_excite.inference.predictor import load_predictor
+from marker_excite.inference.whole_stack import (
+    encode_probabilities,
+    labels_from_probabilities,
+    predict_file,
+    predict_volume,
+)
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +130,7 @@ class SpyVolume:
 def test_streaming_reads_each_slice_twice_in_order(predictor):
     vol = SpyVolume(np.random.default_rng(1).normal(size=(3, 4, 13, 13)).astype(np.float32), MARKERS)
     seen = []
-    from marker_excite.inference import predict_slices
+    from marker_excite.inference.whole_stack import predict_slices
 
     for z, probs in predict_slices(predictor, vol, progress=False):
         seen.append(z)

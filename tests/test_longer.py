@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from marker_excite import run_dir as rd
-from marker_excite.evaluation import write_results
 from marker_excite.experiments.longer import arm_rows, longer_lines, pair_row
+from marker_excite.inference.evaluation import write_results
+from marker_excite.runs import directory as rd
 
 SUBSETS = ["m_1", "m_2", "m_12"]
 

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from marker_excite.config import ConfigError
-from marker_excite.losses import WeightedCrossEntropy
-from marker_excite.metrics import PerClassF1
 from marker_excite.models.config import ABLATION_NAMES, BASE_NAMES, ZOO_NAMES, ModelConfig
 from marker_excite.models.geometry import GeometryError
 from marker_excite.models.hemis import build_hemis
+from marker_excite.models.losses import WeightedCrossEntropy
+from marker_excite.models.metrics import PerClassF1
 from marker_excite.models.unet import build_unet
 from marker_excite.models.zoo import PRESETS, build_model, model_config
 

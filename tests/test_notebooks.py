@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from marker_excite import experiments as E
-from marker_excite.evaluation import write_results
+from marker_excite.inference.evaluation import write_results
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
@@ -126,8 +126,8 @@ def _demo_folder(tmp_path):
     from conftest import make_run
 
     from marker_excite.cli import main
+    from marker_excite.contract.markers import PAPER_MARKERS
     from marker_excite.data.synthetic import write_dataset
-    from marker_excite.markers import PAPER_MARKERS
 
     demo = tmp_path / "demo_output"
     store = write_dataset(demo / "phantom.h5", "small", samples=2, shape=(3, 40, 40), progress=False)

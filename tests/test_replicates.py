@@ -8,9 +8,9 @@ import pytest
 
 from marker_excite import experiments as E
 from marker_excite.errors import UserInputError
-from marker_excite.evaluation import write_results
 from marker_excite.experiments import replicates as R
 from marker_excite.experiments.report import NOT_TESTABLE, Paired, spearman, summary_counts, verdict, write_report
+from marker_excite.inference.evaluation import write_results
 
 _s = E.PAPER_PANEL.parse_subset
 
@@ -67,7 +67,7 @@ def test_replicate_verdicts_follow_the_written_rules():
 
 
 def test_identical_models_are_not_testable_and_summary_counts_every_kind():
-    from marker_excite.stats import wilcoxon
+    from marker_excite.analysis.stats import wilcoxon
 
     assert verdict("not_greater", wilcoxon([0.5, 0.6, 0.7], [0.5, 0.6, 0.7])) == NOT_TESTABLE
     assert summary_counts(

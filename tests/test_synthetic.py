@@ -7,12 +7,12 @@ import math
 import numpy as np
 import pytest
 
+from marker_excite.contract.markers import PAPER_MARKERS
 from marker_excite.data.informativeness import markdown_table, phantom_informativeness
 from marker_excite.data.phantom.anatomy import SINUSOID_FRACTION
 from marker_excite.data.phantom.fields import random_field, tube_score
 from marker_excite.data.synthetic import PRESETS, annotated_slices, generate_sample, preset_specs
 from marker_excite.errors import UserInputError
-from marker_excite.markers import PAPER_MARKERS
 
 SHAPE = (6, 128, 128)
 

@@ -5,7 +5,7 @@ import importlib.util
 import keras
 import numpy as np
 
-from marker_excite import train_callbacks as cb
+from marker_excite.training import callbacks as cb
 
 
 def _model():

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from conftest import TINY, make_tiny_store
 
-from marker_excite import run_dir as rd
 from marker_excite.commands.info import describe
 from marker_excite.errors import UserInputError
 from marker_excite.models.zoo import model_config
-from marker_excite.run import TrainConfig, load_run, train_config
-from marker_excite.training import dry_run, train
+from marker_excite.runs import directory as rd
+from marker_excite.runs.run import TrainConfig, load_run, train_config
+from marker_excite.training.trainer import dry_run, train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -250,7 +250,7 @@ def test_load_run_errors(tmp_path):
 
 def test_run_records_the_markers_its_training_samples_had(store, tmp_path):
     """No training sample keeps collagen: the run (data_config, Run, model card) says it never saw it."""
-    from marker_excite.run import load_run as read_run
+    from marker_excite.runs.run import load_run as read_run
 
     panels = {f"s{i}": ("DAPI", "endomucin", "endoglin", "CXCL12-GFP") for i in range(6)}
     mcfg, tcfg = tiny_configs("MS", epochs=1, marker_panels=panels)
@@ -310,7 +310,7 @@ def test_other_keras_backend_path_trains_the_same_weights(store, tmp_path, monke
 def test_best_epoch_on_all_subsets_scores_every_subset(store, tmp_path):
     """select_on=all_subsets: val_mean_f1 (what picks the best epoch) is the mean validation F1 over the
     31 subsets, exactly what evaluate gives on the validation samples with that epoch's weights."""
-    from marker_excite.evaluation import evaluate_run
+    from marker_excite.inference.evaluation import evaluate_run
 
     mcfg, tcfg = tiny_configs("MS", epochs=1, select_on="all_subsets")
     run = train(tmp_path / "run", mcfg, tcfg, store, progress=False)
@@ -360,7 +360,7 @@ def test_resume_without_checkpoint_after_trained_epochs_is_refused(store, tmp_pa
 
 HOLD_LOCK = """
 import sys, time
-from marker_excite import run_dir as rd
+from marker_excite.runs import directory as rd
 with rd.training_lock(sys.argv[1]):
     print("locked", flush=True)
     time.sleep(600)

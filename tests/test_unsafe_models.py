@@ -10,11 +10,11 @@ import tensorflow as tf
 from conftest import make_run
 
 from marker_excite.cli import main
+from marker_excite.contract.model_spec import CARD_NAME, ModelSpec
 from marker_excite.errors import UserInputError
-from marker_excite.export import export_run
-from marker_excite.model_spec import CARD_NAME, ModelSpec
-from marker_excite.predictor import load_exported
-from marker_excite.saved_model_ops import UnsafeModelError, allowed_ops, read_saved_model, saved_model_ops
+from marker_excite.inference.predictor import load_exported
+from marker_excite.sharing.op_allowlist import UnsafeModelError, allowed_ops, read_saved_model, saved_model_ops
+from marker_excite.sharing.savedmodel import export_run
 
 
 @pytest.fixture(scope="module")

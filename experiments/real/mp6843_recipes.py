@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from marker_excite import run_dir as rd
 from marker_excite.atomic import write_text
-from marker_excite.evaluation import read_results, write_results
+from marker_excite.inference.evaluation import read_results, write_results
+from marker_excite.runs import directory as rd
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "experiments" / "results" / "real-mp6843"
@@ -46,10 +46,10 @@ SUBSETS = ("cytoplasm", "nuclear", "cytoplasm+nuclear")
 
 def run_recipe(name: str, out: Path, store: Path, split: dict, epochs: int | None) -> Path:
     """Train (or resume) and evaluate MS with recipe ``name``; returns its evaluation CSV."""
-    from marker_excite.evaluation import evaluate_run
+    from marker_excite.inference.evaluation import evaluate_run
     from marker_excite.models.zoo import model_config
-    from marker_excite.run import train_config
-    from marker_excite.training import train
+    from marker_excite.runs.run import train_config
+    from marker_excite.training.trainer import train
 
     path = out / "recipes" / name
     evaluation = path / "evaluation.csv"

@@ -6,12 +6,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from marker_excite.bioimageio import export_bioimageio
 from marker_excite.commands.options import add_allow_unseen_option, add_weights_option, check_outputs
+from marker_excite.contract.model_spec import CARD_NAME, SERVING_SIGNATURE
 from marker_excite.errors import UserInputError
-from marker_excite.export import export_run
-from marker_excite.model_spec import CARD_NAME, SERVING_SIGNATURE
-from marker_excite.run import load_run
+from marker_excite.runs.run import load_run
+from marker_excite.sharing.bioimageio import export_bioimageio
+from marker_excite.sharing.savedmodel import export_run
 
 HELP = "export a run as a TensorFlow SavedModel (+ model_card.json) or a bioimage.io model package"
 

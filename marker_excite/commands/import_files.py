@@ -13,13 +13,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from marker_excite.commands.options import add_option
+from marker_excite.contract.markers import PAPER_MARKERS, MarkerPanel
 from marker_excite.data.io import check_spacing
 from marker_excite.data.resample import resample_notice, resample_to_shape, target_shape
 from marker_excite.data.sample import TISSUE
 from marker_excite.data.sample_files import open_sample_files
 from marker_excite.data.store import SampleInfo, SampleStore
 from marker_excite.errors import UserInputError, did_you_mean
-from marker_excite.markers import PAPER_MARKERS, MarkerPanel
 from marker_excite.progress import Progress
 
 HELP = "Import image stacks (TIFF, OME-TIFF, HDF5, Imaris, OME-Zarr) and label files into a sample store."

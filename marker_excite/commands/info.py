@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from marker_excite.commands.store import describe_store
+from marker_excite.contract.model_spec import read_card, unseen_markers
 from marker_excite.errors import UserInputError
-from marker_excite.model_spec import read_card, unseen_markers
-from marker_excite.predictor import model_kind
-from marker_excite.run import load_run
+from marker_excite.inference.predictor import model_kind
+from marker_excite.runs.run import load_run
 
 HELP = (
     "show what a run or exported model expects (markers, classes, tiles, spacing, training), the samples of a "
@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def devices() -> str:
     """The Keras backend's version (TensorFlow, or JAX with ``KERAS_BACKEND=jax``) and the devices it sees
     (one line each)."""
-    from marker_excite.run_dir import versions
+    from marker_excite.runs.directory import versions
 
     info = versions()
     backend = info.get("keras_backend", "tensorflow")

@@ -8,8 +8,8 @@ import sys
 from marker_excite.atomic import check_output_path
 from marker_excite.commands.options import add_allow_unseen_option, add_option, add_weights_option, check_outputs
 from marker_excite.errors import UserInputError
-from marker_excite.predictor import load_predictor
-from marker_excite.quantify import (
+from marker_excite.inference.predictor import load_predictor
+from marker_excite.inference.quantify import (
     EMPTY_TISSUE,
     TissueSource,
     empty_tissue_samples,

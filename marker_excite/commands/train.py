@@ -7,15 +7,15 @@ import dataclasses
 import json
 from pathlib import Path
 
-from marker_excite import run_dir as rd
 from marker_excite.commands.options import add_option, check_outputs
+from marker_excite.contract.markers import PAPER_MARKERS
 from marker_excite.data.store import SampleStore
 from marker_excite.errors import UserInputError, did_you_mean, is_disk_full
-from marker_excite.markers import PAPER_MARKERS
-from marker_excite.precision import POLICIES
+from marker_excite.models.precision import POLICIES
 from marker_excite.progress import format_duration
-from marker_excite.run import RECIPES, TrainConfig, train_config
-from marker_excite.training import dry_run, train
+from marker_excite.runs import directory as rd
+from marker_excite.runs.run import RECIPES, TrainConfig, train_config
+from marker_excite.training.trainer import dry_run, train
 
 HELP = "train a model (default MS-ME) on one fold of a sample store; writes a run directory"
 #: the preset used when ``--preset`` is not given (the paper's, sized for a GPU)
@@ -249,7 +249,7 @@ def _paper_preset_on_cpu(args: argparse.Namespace) -> bool:
     """The paper preset chosen by default (no --preset, no config files) and no GPU visible."""
     if args.preset is not None or args.recipe or args.model_config or args.train_config:
         return False
-    from marker_excite.run_dir import visible_devices
+    from marker_excite.runs.directory import visible_devices
 
     return not any(d.startswith("GPU:") for d in visible_devices())
 

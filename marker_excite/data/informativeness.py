@@ -23,9 +23,9 @@ import scipy.ndimage as ndi
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
+from marker_excite.contract.markers import MarkerPanel, Subset
 from marker_excite.data.sample import PAPER_CLASSES, Sample
 from marker_excite.data.synthetic import generate_sample
-from marker_excite.markers import MarkerPanel, Subset
 
 #: Gaussian smoothing scales (pixels, in-plane) of the classifier's features.
 SCALES: tuple[float, ...] = (1.0, 4.0)

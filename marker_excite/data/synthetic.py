@@ -24,13 +24,13 @@ from pathlib import Path
 import numpy as np
 
 from marker_excite.atomic import check_output_path
+from marker_excite.contract.markers import PAPER_MARKERS
 from marker_excite.data.phantom.acquisition import acquire
 from marker_excite.data.phantom.anatomy import ARTERY_FRACTION, REGIONS, SINUSOID_FRACTION, make_anatomy
 from marker_excite.data.phantom.markers import render_markers
 from marker_excite.data.sample import TISSUE, Sample
 from marker_excite.data.store import SampleStore
 from marker_excite.errors import UserInputError
-from marker_excite.markers import PAPER_MARKERS
 
 #: Default voxel size (z, y, x) in micrometres: confocal stacks are coarser along the optical axis.
 DEFAULT_SPACING: tuple[float, float, float] = (2.0, 1.0, 1.0)

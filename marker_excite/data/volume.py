@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
+from marker_excite.contract.markers import duplicated_names
 from marker_excite.errors import UserInputError
-from marker_excite.markers import duplicated_names
 
 #: a channel name that skips the channel (``--channel-names DAPI,-,collagen``)
 SKIP = "-"

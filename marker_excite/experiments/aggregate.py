@@ -13,10 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from marker_excite import evaluation, plots, stats
+from marker_excite.analysis import plots, stats
 from marker_excite.atomic import write_json
 from marker_excite.errors import UserInputError
-from marker_excite.evaluation import read_results, write_results
 from marker_excite.experiments.runner import is_done, report_dir, run_dir
 from marker_excite.experiments.spec import (
     CASES,
@@ -34,6 +33,8 @@ from marker_excite.experiments.spec import (
     m_ub,
     ub_ratio,
 )
+from marker_excite.inference import evaluation
+from marker_excite.inference.evaluation import read_results, write_results
 
 
 def load_results(source: str | os.PathLike) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ from marker_excite.experiments.runner import ensure_store, run_jobs
 from marker_excite.experiments.slurm import SLURM, add_slurm_arguments, check_options, submit, task_argv
 from marker_excite.experiments.spec import PRESETS, Experiment, ExperimentError, parse_shard
 from marker_excite.experiments.workers import THREADS_ENV, available_cpus, cpu_groups, limit_threads, run_workers
-from marker_excite.precision import POLICIES
+from marker_excite.models.precision import POLICIES
 from marker_excite.tf_quiet import import_tensorflow
 
 

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from marker_excite.analysis.stats import StatsError, TestResult, stars, wilcoxon
 from marker_excite.atomic import atomic_path
 from marker_excite.experiments.report import (
     ALPHA,
@@ -45,7 +46,6 @@ from marker_excite.experiments.report import (
     runs_seed,
     verdict,
 )
-from marker_excite.stats import StatsError, TestResult, stars, wilcoxon
 
 PHANTOM_JSON = "phantom.json"
 #: Fewer replicates than this give "inconclusive" whatever the test says.

@@ -21,16 +21,16 @@ from typing import Any
 
 import numpy as np
 
+from marker_excite.analysis.stats import Paired as MatchedRows
+from marker_excite.analysis.stats import StatsError, TestResult, mann_whitney, pair_rows, stars, wilcoxon
 from marker_excite.atomic import write_text
+from marker_excite.contract.markers import PAPER_PANEL
 from marker_excite.experiments.aggregate import load_results, select
 from marker_excite.experiments.attention import ATTENTION_JSON, attention_lines
 from marker_excite.experiments.last_epoch import LAST_EVALUATION_CSV, last_epoch_rows
 from marker_excite.experiments.longer import PAIR, longer_lines, longer_note, pair_row
 from marker_excite.experiments.spec import CASES, EVALUATION_CSV, RUNS, ExperimentError, Group, m_ub
-from marker_excite.markers import PAPER_PANEL
-from marker_excite.run_dir import MODEL_CONFIG, TRAIN_CONFIG, read_log
-from marker_excite.stats import Paired as MatchedRows
-from marker_excite.stats import StatsError, TestResult, mann_whitney, pair_rows, stars, wilcoxon
+from marker_excite.runs.directory import MODEL_CONFIG, TRAIN_CONFIG, read_log
 
 REPORT_MD = "REPRODUCTION.md"
 REPLICATES_PNG = "replicates.png"
@@ -210,7 +210,7 @@ def verdict(expect: str, result: TestResult | None) -> str:
     """The verdict of a claim from its test, by rules fixed in advance.
 
     ``greater``: reproduced when p <= 0.05 and the test's ranks favour the model
-    (:attr:`~marker_excite.stats.TestResult.direction`, the side the signed ranks favour: the median
+    (:attr:`~marker_excite.analysis.stats.TestResult.direction`, the side the signed ranks favour: the median
     difference is 0 when most subsets score 0 for both models); not reproduced when p <= 0.05 the
     other way; else inconclusive. ``similar`` and ``not_greater``: reproduced when p > 0.05
     (``not_greater`` also when the model is significantly worse); not reproduced when significant

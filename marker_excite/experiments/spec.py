@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 
+from marker_excite.contract.markers import PAPER_MARKERS, PAPER_PANEL, Subset
 from marker_excite.errors import UserInputError
-from marker_excite.markers import PAPER_MARKERS, PAPER_PANEL, Subset
-from marker_excite.precision import DEFAULT_PRECISION, POLICIES
-from marker_excite.run import train_config
+from marker_excite.models.precision import DEFAULT_PRECISION, POLICIES
+from marker_excite.runs.run import train_config
 
 EVALUATION_CSV = "evaluation.csv"
 RESULTS_CSV = "results.csv"
@@ -36,7 +36,7 @@ class Preset:
     Attributes:
         name: ``paper`` / ``small`` (or a custom name).
         zoo_preset: model size preset of :func:`marker_excite.models.zoo.model_config`.
-        train_preset: schedule preset of :func:`marker_excite.run.train_config`.
+        train_preset: schedule preset of :func:`marker_excite.runs.run.train_config`.
         phantom: preset of :func:`marker_excite.data.synthetic.write_dataset` used when no store is given.
         epochs, batch_size: training schedule.
         n_folds: folds of the cross-validation split; ``folds``: the folds run by default.
@@ -49,7 +49,7 @@ class Preset:
         model_overrides: extra :class:`ModelConfig` fields (e.g. a tiny network for tests).
         precision: ``TrainConfig.precision`` of every job (``fp32``, ``bf16``, ``fp16``).
         train_samples, val_samples, test_samples: an explicit split of named samples instead of the
-            folds (``compare --val/--test``; :class:`~marker_excite.run.TrainConfig` fields of the same
+            folds (``compare --val/--test``; :class:`~marker_excite.runs.run.TrainConfig` fields of the same
             names); None: the ``n_folds`` folds.
     """
 
@@ -295,7 +295,7 @@ class Job:
         )
 
     def train_config(self, p: Preset, train_samples: Sequence[str] | None = None):
-        """The :class:`~marker_excite.run.TrainConfig` at preset ``p``.
+        """The :class:`~marker_excite.runs.run.TrainConfig` at preset ``p``.
 
         ``train_samples`` (the fold's training samples) assigns the Case panels (or, for a per-Case UB,
         the samples it trains on); without it neither is set (used to find the fold first, see
@@ -334,7 +334,7 @@ class Ranking:
 class Group:
     """Subsets holding ``all_of``, at least one of ``any_of`` and none of ``none_of`` (each optional).
 
-    The three are subsets of the paper panel, given as :class:`~marker_excite.markers.Subset` or by label
+    The three are subsets of the paper panel, given as :class:`~marker_excite.contract.markers.Subset` or by label
     (``Group("m2 or m3", any_of="m_23")``).
     """
 

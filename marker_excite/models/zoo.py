@@ -22,7 +22,7 @@ from typing import Any
 import keras
 
 from marker_excite.config import ConfigError
-from marker_excite.markers import PAPER_MARKERS
+from marker_excite.contract.markers import PAPER_MARKERS
 from marker_excite.models.config import ABLATION_NAMES, ModelConfig, canonical_name
 from marker_excite.models.hemis import build_hemis
 from marker_excite.models.unet import build_unet

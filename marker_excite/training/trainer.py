@@ -3,11 +3,11 @@
 :func:`train` fits a model with the weighted cross-entropy of the paper (log class weights from the
 TRAINING samples' pixel counts), Adam, validation mean F1 over the classes after every epoch and
 keeps the best epoch (the paper's model selection); :func:`dry_run` shows what a run would do without
-training. The run's settings (:class:`~marker_excite.run.TrainConfig`) and the :class:`~marker_excite.run.Run`
-read back by :func:`~marker_excite.run.load_run` live in :mod:`marker_excite.run`.
+training. The run's settings (:class:`~marker_excite.runs.run.TrainConfig`) and the :class:`~marker_excite.runs.run.Run`
+read back by :func:`~marker_excite.runs.run.load_run` live in :mod:`marker_excite.runs.run`.
 
 All epochs are one ``model.fit``; validation, best / last weights, early stopping, TensorBoard and the
-resume checkpoint are its callbacks (:mod:`marker_excite.train_callbacks`).
+resume checkpoint are its callbacks (:mod:`marker_excite.training.callbacks`).
 
 Reproducibility: the data order and augmentation of epoch ``e`` depend only on ``(seed, e)``
 (:func:`marker_excite.data.pipeline.epoch_dataset`); the model variables (including the Marker Sampling seed-generator states), the optimizer state and the
@@ -25,18 +25,18 @@ from typing import Any
 
 import numpy as np
 
-from marker_excite import run_dir as rd
+from marker_excite.analysis.plots import training_curves
 from marker_excite.config import ConfigError
 from marker_excite.data import pipeline
 from marker_excite.data.folds import explicit_fold, paper_folds, restrict_train
 from marker_excite.data.store import SampleStore
 from marker_excite.errors import UserInputError
-from marker_excite.evaluation import SliceScorer
-from marker_excite.plots import training_curves
-from marker_excite.precision import dtype_policy, optimizer_for
+from marker_excite.inference.evaluation import SliceScorer
+from marker_excite.models.precision import dtype_policy, optimizer_for
 from marker_excite.progress import Progress
-from marker_excite.run import Run, TrainConfig, load_run
-from marker_excite.train_plan import TrainPlan, epoch_estimate_callback, make_plan, time_steps
+from marker_excite.runs import directory as rd
+from marker_excite.runs.run import Run, TrainConfig, load_run
+from marker_excite.training.plan import TrainPlan, epoch_estimate_callback, make_plan, time_steps
 
 #: The cosine schedule ends at this fraction of the initial learning rate.
 COSINE_FINAL_FRACTION = 0.01
@@ -186,7 +186,7 @@ def dry_run(model_config, train_config, store_path, n_steps: int = 3) -> TrainPl
     nothing is written (``train --dry-run``). Raises the errors ``train`` would raise for the split."""
     import keras
 
-    from marker_excite.losses import WeightedCrossEntropy, log_class_weights
+    from marker_excite.models.losses import WeightedCrossEntropy, log_class_weights
     from marker_excite.models.zoo import build_model
 
     model_config.validate()
@@ -249,13 +249,13 @@ def train(
         UserInputError: bad configs, a missing store, an existing run directory, a resume whose
             settings differ from the stored run (the message names the differing fields) or whose
             checkpoint is gone after trained epochs, or a run directory another training holds
-            (:func:`~marker_excite.run_dir.training_lock`).
+            (:func:`~marker_excite.runs.directory.training_lock`).
     """
     import keras
 
-    from marker_excite import train_callbacks as cb
-    from marker_excite.losses import WeightedCrossEntropy, log_class_weights
+    from marker_excite.models.losses import WeightedCrossEntropy, log_class_weights
     from marker_excite.models.zoo import ModelConfig, build_model
+    from marker_excite.training import callbacks as cb
 
     model_config.validate()
     train_config.validate()

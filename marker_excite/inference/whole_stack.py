@@ -2,7 +2,7 @@
 
 Per stack (memory bounded: one slice, its tiles and its outputs are held at a time):
 
-1. channels are mapped to the model's panel BY NAME (:func:`marker_excite.model_spec.plan_channels`);
+1. channels are mapped to the model's panel BY NAME (:func:`marker_excite.contract.model_spec.plan_channels`);
    markers the stack lacks (or that ``markers=`` leaves out) are zero channels with availability 0;
 2. one streaming pass over the slices gives each channel's mean and standard deviation (the
    per-sample per-channel z-score used in training; a constant channel is only centred);
@@ -13,8 +13,8 @@ Per stack (memory bounded: one slice, its tiles and its outputs are held at a ti
 
 :func:`predict_slices` yields ``(z, probabilities [1+C, Y, X])``; :func:`predict_volume` collects them
 (small stacks); :func:`predict_file` streams them into OME-TIFF / HDF5 volumes, written atomically.
-The model is a :class:`~marker_excite.predictor.Predictor`, a trained run or a path to either
-(:func:`~marker_excite.predictor.as_predictor`).
+The model is a :class:`~marker_excite.inference.predictor.Predictor`, a trained run or a path to either
+(:func:`~marker_excite.inference.predictor.as_predictor`).
 """
 
 from __future__ import annotations
@@ -27,14 +27,14 @@ from pathlib import Path
 import numpy as np
 
 from marker_excite.atomic import check_output_path, check_outputs_apart
+from marker_excite.contract.model_spec import ModelSpec, check_channel_names, check_seen, plan_channels
 from marker_excite.data.io import input_paths, open_volume
 from marker_excite.data.resample import resample_notice, resample_to_shape, restore_slice, target_shape
 from marker_excite.data.stats import RunningStats, standardise
 from marker_excite.data.tiling import TileLayout, predict_tiled
 from marker_excite.data.writers import VolumeWriter
 from marker_excite.errors import UserInputError
-from marker_excite.model_spec import ModelSpec, check_channel_names, check_seen, plan_channels
-from marker_excite.predictor import as_predictor
+from marker_excite.inference.predictor import as_predictor
 from marker_excite.progress import Progress
 
 #: Storage types of the probability volume: float32 as is; integers scale [0, 1] to [0, max].
@@ -64,7 +64,7 @@ def _target_yx(spec: ModelSpec, volume_spacing: Sequence[float]) -> tuple[float,
 
 
 def check_user_channel_names(volume, predictor) -> None:
-    """:func:`~marker_excite.model_spec.check_channel_names` for the channel names the USER gave a
+    """:func:`~marker_excite.contract.model_spec.check_channel_names` for the channel names the USER gave a
     stack (``volume.markers_source == "user"``); names from the file are not checked."""
     if getattr(volume, "markers_source", None) == "user":
         check_channel_names(volume.markers, predictor.spec.panel, model=f"the model {predictor.source.name!r}")

@@ -3,7 +3,7 @@
 The zip holds ``rdf.yaml`` (the description; written as JSON, which is YAML), the TensorFlow
 SavedModel weights (``tf_saved_model_bundle.zip``), a test input / output pair cut from a real slice
 (``.npy``) and the same pair as TIFF sample tensors, a cover image, ``README.md`` and the run's
-``model_card.json`` (:mod:`marker_excite.model_spec`, which also declares the tensor names used here).
+``model_card.json`` (:mod:`marker_excite.contract.model_spec`, which also declares the tensor names used here).
 
 Both flavours have ONE input, because bioimage.io's runners (``bioimageio.core``, deepImageJ) call a
 model with its inputs as positional arguments, which a two-input TensorFlow SavedModel does not accept:
@@ -40,12 +40,12 @@ import numpy as np
 import tifffile
 
 from marker_excite.atomic import atomic_path, check_output_path, scratch_directory
+from marker_excite.contract.model_spec import CARD_NAME, IMAGE, PROBABILITIES, UNSEEN_MARKERS, ModelSpec, check_seen
 from marker_excite.data.io import open_volume
 from marker_excite.data.resample import resample_slice
 from marker_excite.errors import UserInputError
-from marker_excite.export import endpoint_archive, serving_archive
-from marker_excite.model_spec import CARD_NAME, IMAGE, PROBABILITIES, UNSEEN_MARKERS, ModelSpec, check_seen
-from marker_excite.run import Run, load_run
+from marker_excite.runs.run import Run, load_run
+from marker_excite.sharing.savedmodel import endpoint_archive, serving_archive
 
 FORMAT_VERSION = "0.5.4"
 EPS = 1e-6  # zero_mean_unit_variance: (x - mean) / (std + eps)
@@ -330,7 +330,7 @@ def export_bioimageio(
         sample: stack to cut the test tile from (default: a test sample of the run's store).
         authors: names for the package's ``authors`` (whoever trained the model); none: no ``authors`` entry.
         allow_unseen: accept ``fixed_markers`` that no training sample had (refused otherwise,
-            :func:`~marker_excite.model_spec.check_seen`).
+            :func:`~marker_excite.contract.model_spec.check_seen`).
     """
     import tensorflow as tf
 

@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 
 from marker_excite.config import read_json_object
+from marker_excite.contract.markers import MarkerError, MarkerPanel
 from marker_excite.errors import UserInputError, did_you_mean
-from marker_excite.markers import MarkerError, MarkerPanel
 
 #: Names of the model's two inputs (in this order) and of its output.
 IMAGE, AVAILABILITY, PROBABILITIES = "image", "availability", "probabilities"

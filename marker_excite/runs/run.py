@@ -4,7 +4,7 @@
 at, the software versions, the log and the network with its weights -- so nothing else re-reads run
 files: the model's contract (:attr:`Run.spec`) and its model card (:meth:`Run.card`) come from it.
 ``training.train`` writes a run directory; :func:`load_run` reads one (file names in
-:mod:`marker_excite.run_dir`).
+:mod:`marker_excite.runs.directory`).
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from marker_excite import run_dir as rd
 from marker_excite.config import ConfigError, JsonConfig
+from marker_excite.contract.model_spec import ModelSpec
 from marker_excite.data.folds import Fold
 from marker_excite.errors import UserInputError
-from marker_excite.model_spec import ModelSpec
-from marker_excite.precision import DEFAULT_PRECISION, POLICIES
+from marker_excite.models.precision import DEFAULT_PRECISION, POLICIES
+from marker_excite.runs import directory as rd
 
 #: Training presets: ``paper`` = the paper's schedule (batch 2, 200 epochs, constant rate); ``small`` =
 #: a quick CPU demo; ``cpu`` = the CPU reproduction protocol, chosen so that MS and MS-ME reach a plateau
@@ -83,7 +83,7 @@ class TrainConfig(JsonConfig):
         deterministic: make TensorFlow ops deterministic (bit-identical reruns and resumes).
         precision: ``fp32`` (float32 throughout, the default), ``bf16`` or ``fp16`` (Keras mixed
             precision: float32 variables, loss and scores; fp16 with loss scaling), see
-            :mod:`marker_excite.precision`.
+            :mod:`marker_excite.models.precision`.
     """
 
     preset: str = "paper"
@@ -261,7 +261,7 @@ def load_run(run_dir: str | os.PathLike, *, weights: str = "best", model=None) -
     """Read a run directory: configs, fold, history and the model with its ``best`` (or ``last``) weights.
 
     ``model`` may pass an already built model of this run (its weights are replaced).
-    Raises :class:`~marker_excite.run_dir.RunDirError` (a UserInputError) naming the missing or
+    Raises :class:`~marker_excite.runs.directory.RunDirError` (a UserInputError) naming the missing or
     corrupt file.
     """
     from marker_excite.models.zoo import ModelConfig, build_model  # imports keras

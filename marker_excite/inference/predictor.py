@@ -2,7 +2,7 @@
 
 Whether a path is a run directory or an exported model is decided here only (:func:`model_kind`).
 An exported model is checked op by op against the ops of the package's own exports before it is
-loaded (:mod:`marker_excite.saved_model_ops`): a SavedModel is code.
+loaded (:mod:`marker_excite.sharing.op_allowlist`): a SavedModel is code.
 """
 
 from __future__ import annotations
@@ -15,10 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from marker_excite import run_dir as rd
-from marker_excite.errors import UserInputError
-from marker_excite.forward import keras_forward
-from marker_excite.model_spec import (
+from marker_excite.contract.model_spec import (
     AVAILABILITY,
     CARD_NAME,
     DTYPE,
@@ -28,11 +25,11 @@ from marker_excite.model_spec import (
     ModelSpec,
     read_card,
 )
-from marker_excite.run import Run, load_run
-from marker_excite.saved_model_ops import check_saved_model
-
-#: The file that marks an exported model (a TensorFlow SavedModel) directory.
-SAVED_MODEL = "saved_model.pb"
+from marker_excite.errors import UserInputError
+from marker_excite.inference.forward import keras_forward
+from marker_excite.runs import directory as rd
+from marker_excite.runs.run import Run, load_run
+from marker_excite.sharing.op_allowlist import SAVED_MODEL, check_saved_model
 
 
 @dataclass
@@ -41,7 +38,7 @@ class Predictor:
 
     Attributes:
         spec: what the model expects.
-        card: the model card (dict; :meth:`~marker_excite.model_spec.ModelSpec.card`).
+        card: the model card (dict; :meth:`~marker_excite.contract.model_spec.ModelSpec.card`).
         source: the run directory or SavedModel it came from.
         fn: the batched forward pass returning softmax probabilities (numpy in, numpy out).
     """
@@ -79,7 +76,7 @@ def model_files(path: str | os.PathLike) -> list[Path]:
 
 
 def predictor_from_run(run: Run) -> Predictor:
-    """A :class:`Predictor` of a :class:`~marker_excite.run.Run` (the weights it was loaded with)."""
+    """A :class:`Predictor` of a :class:`~marker_excite.runs.run.Run` (the weights it was loaded with)."""
     spec = run.spec
     fn = keras_forward(run.model, spec.input_size, len(spec.markers))
     return Predictor(spec=spec, card=run.card(), source=Path(run.run_dir), fn=fn)
@@ -155,7 +152,7 @@ def load_predictor(path: str | os.PathLike, *, weights: str = "best") -> Predict
 
 
 def as_predictor(model: Predictor | Run | str | os.PathLike) -> Predictor:
-    """Accept a :class:`Predictor`, a :class:`~marker_excite.run.Run` or a path."""
+    """Accept a :class:`Predictor`, a :class:`~marker_excite.runs.run.Run` or a path."""
     if isinstance(model, Predictor):
         return model
     if isinstance(model, (str, os.PathLike)):

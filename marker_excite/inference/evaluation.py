@@ -8,7 +8,7 @@ voxel counted once; F1, precision, recall, TP, FP and FN per class come from tha
 mean of per-patch or per-slice scores).
 
 Rows are dicts with the columns ``model, fold, class, subset, n_markers, metric, value``; subsets are
-named by :func:`~marker_excite.markers.subset_name`: the paper's notation (``m_125``) relative to the
+named by :func:`~marker_excite.contract.markers.subset_name`: the paper's notation (``m_125``) relative to the
 paper's five markers when the subset's markers are among them (so a UB model on DAPI+endomucin reports
 ``m_12``), else by marker names (``cytoplasm+nuclear``), so every model names a subset alike.
 """
@@ -26,16 +26,16 @@ from typing import Any
 
 import numpy as np
 
+from marker_excite.analysis.stats import PAIR_KEYS, StatsError, TestResult, pair_rows, wilcoxon
 from marker_excite.atomic import write_text
+from marker_excite.contract.markers import PAPER_MARKERS, MarkerPanel, Subset
 from marker_excite.data import pipeline
 from marker_excite.data.store import SampleStore
 from marker_excite.data.tiling import predict_tiled
 from marker_excite.errors import UserInputError
-from marker_excite.forward import keras_forward
-from marker_excite.markers import PAPER_MARKERS, MarkerPanel, Subset
+from marker_excite.inference.forward import keras_forward
 from marker_excite.progress import Progress
-from marker_excite.run import Run
-from marker_excite.stats import PAIR_KEYS, StatsError, TestResult, pair_rows, wilcoxon
+from marker_excite.runs.run import Run
 
 #: Metrics reported per (class, subset).
 METRICS: tuple[str, ...] = ("f1", "precision", "recall", "tp", "fp", "fn")
@@ -129,7 +129,7 @@ class SliceScorer:
         """Confusion matrix over every voxel of the annotated slices of a
         :class:`~marker_excite.data.pipeline.PatchSource` (all their markers), and the voxel mean of the
         weighted cross-entropy (NaN without class weights). Used for validation during training."""
-        from marker_excite.metrics import confusion_matrix
+        from marker_excite.models.metrics import confusion_matrix
 
         cm = np.zeros((self.n_outputs, self.n_outputs), dtype=np.int64)
         total, count = 0.0, 0
@@ -148,7 +148,7 @@ class SliceScorer:
     ) -> dict[Subset, tuple[np.ndarray, int]]:
         """Per subset: the confusion matrix over every slice whose sample has all the subset's markers
         (fed with only those markers), and the number of such slices. Each slice is read once."""
-        from marker_excite.metrics import confusion_matrix
+        from marker_excite.models.metrics import confusion_matrix
 
         k = source.panel.size
         masks = {s: np.isin(np.arange(k), s.indices).astype(np.float32) for s in subsets}
@@ -178,7 +178,7 @@ def rows_from_confusion(
 ) -> list[dict[str, Any]]:
     """Tidy rows (one per class and metric in :data:`METRICS`) from a confusion matrix with background
     at index 0 and ``classes`` at 1..C."""
-    from marker_excite.metrics import f1_from_confusion, precision_recall, tp_fp_fn
+    from marker_excite.models.metrics import f1_from_confusion, precision_recall, tp_fp_fn
 
     cm = np.asarray(cm, dtype=np.int64)
     if cm.shape != (len(classes) + 1,) * 2:
@@ -267,10 +267,10 @@ def evaluate_run(
     batch_size: int | None = None,
     progress: bool = True,
 ) -> list[dict[str, Any]]:
-    """Evaluate a :class:`~marker_excite.run.Run` on the TEST samples of its fold.
+    """Evaluate a :class:`~marker_excite.runs.run.Run` on the TEST samples of its fold.
 
     Args:
-        run: from :func:`marker_excite.run.load_run`.
+        run: from :func:`marker_excite.runs.run.load_run`.
         store: an open SampleStore or a store path (default: the run's store).
         subsets: None for all 2^K-1 subsets of the model's panel, else subsets as in :func:`parse_subsets`.
         samples: override the samples (default: the fold's test samples).

@@ -19,10 +19,10 @@ from typing import Any
 import keras
 import numpy as np
 
-from marker_excite import run_dir as rd
-from marker_excite.metrics import f1_from_confusion
-from marker_excite.plots import training_curves
+from marker_excite.analysis.plots import training_curves
+from marker_excite.models.metrics import f1_from_confusion
 from marker_excite.progress import Progress
+from marker_excite.runs import directory as rd
 
 #: ``curves.png`` is redrawn at most this often during training (seconds); ``train`` draws it at the end.
 CURVES_EVERY_S = 60.0

@@ -1,0 +1,1 @@
+"""Models for other labs: SavedModel export, the op allow-list, bioimage.io packages."""
