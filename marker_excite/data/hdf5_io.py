@@ -74,12 +74,12 @@ class H5Volume(VolumeReader):
         if not isinstance(ds, h5py.Dataset):
             raise VolumeError(f"{self.path}: no dataset {dataset!r}")
         names = next((ds.attrs[k] for k in ("markers", "channel_names") if k in ds.attrs), None)
-        space = next((ds.attrs[k] for k in ("spacing", "element_size_um") if k in ds.attrs), None)
+        spacing = next((ds.attrs[k] for k in ("spacing", "element_size_um") if k in ds.attrs), None)
         names = [_decode(m) for m in np.atleast_1d(names)] if names is not None else None
-        space = tuple(float(s) for s in np.atleast_1d(space))[-3:] if space is not None else None
-        if space is not None and len(space) == 2:
-            space = (1.0, *space)
-        return ds, names, space
+        spacing = tuple(float(s) for s in np.atleast_1d(spacing))[-3:] if spacing is not None else None
+        if spacing is not None and len(spacing) == 2:
+            spacing = (1.0, *spacing)
+        return ds, names, spacing
 
     def _read(self, z: int) -> np.ndarray:
         return self._reader.read(z)

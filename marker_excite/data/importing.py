@@ -65,11 +65,17 @@ def import_sample(
         if TISSUE in label_files:
             raise UserInputError(f"tissue mask given twice (--tissue and --label {TISSUE}=...)")
         label_files[TISSUE] = tissue
-    space = check_spacing(spacing) if spacing is not None else None
+    spacing = check_spacing(spacing) if spacing is not None else None
     if target_spacing is not None and not target_spacing > 0:
         raise UserInputError(f"target spacing must be a positive number of µm, got {target_spacing}")
     with open_sample_files(
-        image, markers=markers, labels=label_files, label_maps=label_maps, annotated=annotated, spacing=space, axes=axes
+        image,
+        markers=markers,
+        labels=label_files,
+        label_maps=label_maps,
+        annotated=annotated,
+        spacing=spacing,
+        axes=axes,
     ) as files:
         vol = files.image
         if vol.markers_source == "default":
@@ -80,17 +86,17 @@ def import_sample(
         nz, ny, nx = vol.shape_zyx
         sz, sy, sx = vol.spacing
         if target_spacing is None:
-            out_yx, out_spacing = (ny, nx), (sz, sy, sx)
+            out_yx, stored_spacing = (ny, nx), (sz, sy, sx)
         else:
             out_yx = target_shape((ny, nx), (sy, sx), (target_spacing, target_spacing))
-            out_spacing = (sz, ny * sy / out_yx[0], nx * sx / out_yx[1])
+            stored_spacing = (sz, ny * sy / out_yx[0], nx * sx / out_yx[1])
             if resample_notice((ny, nx), out_yx):
                 Progress(None, enabled=progress).write(resample_notice((ny, nx), out_yx))
         if files.classes and not files.annotated.any():
             raise UserInputError("the label files are empty on every slice: give --annotated (e.g. all)")
         with SampleStore(store, "a") as st:
             writer = st.create_sample(
-                name, markers=names, shape_zyx=(nz, *out_yx), spacing=out_spacing, classes=files.classes,
+                name, markers=names, shape_zyx=(nz, *out_yx), spacing=stored_spacing, classes=files.classes,
                 region=region, dtype=vol.dtype if out_yx == (ny, nx) else "float32",
                 attrs={"source": str(vol.path), "source_spacing": list(vol.spacing), "source_shape_zyx": list(vol.shape_zyx)},
                 overwrite=overwrite, compression=compression,
