@@ -143,7 +143,7 @@ def test_streaming_reads_each_slice_twice_in_order(predictor):
 def test_resampling_to_model_spacing_and_back(tmp_path):
     path, _, _ = make_run(tmp_path / "run_fine", spacing=(1.0, 0.5, 0.5))
     pred = load_predictor(path)
-    assert pred.spec.spacing_zyx == (1.0, 0.5, 0.5)
+    assert pred.spec.spacing == (1.0, 0.5, 0.5)
     vol = SpyVolume(np.random.default_rng(2).normal(size=(3, 1, 10, 14)).astype(np.float32), MARKERS)
     probs = predict_volume(pred, vol, progress=False)
     assert probs.shape == (2, 1, 10, 14)
@@ -210,7 +210,7 @@ def test_encode_probabilities_and_spec():
 
 
 def test_model_card_round_trip_and_signature():
-    spec = ModelSpec(MARKERS, ("a", "b"), 28, 12, spacing_zyx=(2.0, 0.5, 0.5))
+    spec = ModelSpec(MARKERS, ("a", "b"), 28, 12, spacing=(2.0, 0.5, 0.5))
     assert spec.shapes() == {"image": (None, 28, 28, 3), "availability": (None, 3), "probabilities": (None, 12, 12, 3)}
     card = spec.card(model="MS", model_config={"name": "MS"}, software={}, training={})
     assert card["tile"] == {"input_size": 28, "output_size": 12, "margin": 8}

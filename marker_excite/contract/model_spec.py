@@ -92,24 +92,24 @@ class ModelSpec:
         markers: the panel's marker names, in input channel order.
         classes: the classes, in output order after the background.
         input_size, output_size: the square input tile and the centred output tile (pixels).
-        spacing_zyx: the voxel size (µm) the model was trained at; None when unknown.
+        spacing: the voxel size (z, y, x) in µm the model was trained at; None when unknown.
     """
 
     markers: tuple[str, ...]
     classes: tuple[str, ...]
     input_size: int
     output_size: int
-    spacing_zyx: tuple[float, float, float] | None = None
+    spacing: tuple[float, float, float] | None = None
 
     @classmethod
-    def from_config(cls, config, spacing_zyx: Sequence[float] | None = None) -> ModelSpec:
-        """The spec of a :class:`~marker_excite.models.zoo.ModelConfig` trained at ``spacing_zyx``."""
+    def from_config(cls, config, spacing: Sequence[float] | None = None) -> ModelSpec:
+        """The spec of a :class:`~marker_excite.models.zoo.ModelConfig` trained at ``spacing``."""
         return cls(
             markers=tuple(config.markers),
             classes=tuple(config.classes),
             input_size=int(config.input_size),
             output_size=int(config.output_size),
-            spacing_zyx=tuple(float(s) for s in spacing_zyx) if spacing_zyx else None,  # type: ignore[arg-type]
+            spacing=tuple(float(s) for s in spacing) if spacing else None,  # type: ignore[arg-type]
         )
 
     @property
@@ -159,7 +159,7 @@ class ModelSpec:
             "classes": list(self.classes),
             "outputs": list(self.outputs),
             "tile": {"input_size": self.input_size, "output_size": self.output_size, "margin": self.margin},
-            "spacing_zyx_um": list(self.spacing_zyx) if self.spacing_zyx else None,
+            "spacing_zyx_um": list(self.spacing) if self.spacing else None,
             "normalisation": self.normalisation,
             "unseen_markers": UNSEEN_MARKERS,
             "signature": self.signature(),
@@ -178,7 +178,7 @@ class ModelSpec:
                 classes=tuple(card["classes"]),
                 input_size=int(tile["input_size"]),
                 output_size=int(tile["output_size"]),
-                spacing_zyx=tuple(float(s) for s in card.get("spacing_zyx_um") or ()) or None,  # type: ignore[arg-type]
+                spacing=tuple(float(s) for s in card.get("spacing_zyx_um") or ()) or None,  # type: ignore[arg-type]
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise UserInputError(f"model card is incomplete or corrupt: {exc}") from None

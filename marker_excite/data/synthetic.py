@@ -140,9 +140,10 @@ def generate_sample(
     region = _check_region(region)
     if int(seed) < 0:
         raise UserInputError(f"seed must be >= 0, got {seed}")
-    spacing_t = tuple(float(s) for s in spacing)
-    if len(spacing_t) != 3 or min(spacing_t) <= 0:
-        raise UserInputError(f"spacing must be 3 positive numbers (z, y, x) in um, got {tuple(spacing)}")
+    given = tuple(spacing)
+    spacing = tuple(float(s) for s in given)
+    if len(spacing) != 3 or min(spacing) <= 0:
+        raise UserInputError(f"spacing must be 3 positive numbers (z, y, x) in um, got {given}")
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), REGIONS.index(region), *shape]))
     if sinusoid_fraction is None:
         sinusoid_fraction = float(rng.uniform(*SINUSOID_FRACTION[region]))
@@ -153,14 +154,14 @@ def generate_sample(
             raise UserInputError(f"{label} must be in (0, 0.5), got {value}")
     anatomy = make_anatomy(
         shape,
-        spacing_t,  # type: ignore[arg-type]
+        spacing,  # type: ignore[arg-type]
         rng,
         region=region,
         sinusoid_fraction=sinusoid_fraction,
         artery_fraction=artery_fraction,
     )
-    signals, auto = render_markers(anatomy, spacing_t, rng)  # type: ignore[arg-type]
-    image, acq = acquire(signals, auto, spacing_t, rng)  # type: ignore[arg-type]
+    signals, auto = render_markers(anatomy, spacing, rng)  # type: ignore[arg-type]
+    image, acq = acquire(signals, auto, spacing, rng)  # type: ignore[arg-type]
     del signals, auto
     labels = {
         "sinusoids": anatomy.sinusoids.view(np.uint8),
@@ -173,7 +174,7 @@ def generate_sample(
         name=name,
         image=image,
         markers=PAPER_MARKERS,
-        spacing=spacing_t,  # type: ignore[arg-type]
+        spacing=spacing,  # type: ignore[arg-type]
         labels=labels,
         annotated=annotated_slices(shape[0], annotated_every),
         region=region,

@@ -269,29 +269,17 @@ def quantify_store(
         rows: list[dict[str, Any]] = []
         with Progress(len(names), "quantify", unit="sample", enabled=progress) as bar:
             for i, name in enumerate(names):
-                with (
-                    open_volume(f"{store_path}:{name}") as labels_vol,
-                    open_volume(f"{store_path}:{name}") as tissue_vol,
-                ):
-                    use = (
-                        markers
-                        if markers is not None
-                        else _known_markers(labels_vol.markers, predictor, f"sample {name!r}")
+                volume = store.volume(name)
+                use = markers if markers is not None else _known_markers(volume.markers, predictor, f"sample {name!r}")
+                labels = (
+                    np.argmax(p, axis=0)
+                    for _, p in predict_slices(
+                        predictor, volume, markers=use, batch_size=batch_size, progress=False, allow_unseen=allow_unseen
                     )
-                    labels = (
-                        np.argmax(p, axis=0)
-                        for _, p in predict_slices(
-                            predictor,
-                            labels_vol,
-                            markers=use,
-                            batch_size=batch_size,
-                            progress=False,
-                            allow_unseen=allow_unseen,
-                        )
-                    )
-                    masks = tissue_slices(tissue_vol, tissue, index=i, store=store, sample=name,
-                                          batch_size=batch_size, allow_unseen=allow_unseen)  # fmt: skip
-                    rows += fractions(name, regions[name], predictor.spec.classes, labels, masks, tissue.description)
+                )
+                masks = tissue_slices(volume, tissue, index=i, store=store, sample=name,
+                                      batch_size=batch_size, allow_unseen=allow_unseen)  # fmt: skip
+                rows += fractions(name, regions[name], predictor.spec.classes, labels, masks, tissue.description)
                 bar.update()
     return rows
 

@@ -56,9 +56,9 @@ def channel_statistics(volume, channels: Sequence[int], progress: bool = False) 
 # -- prediction -----------------------------------------------------------------------------------
 def _target_yx(spec: ModelSpec, volume_spacing: Sequence[float]) -> tuple[float, float] | None:
     """The model's in-plane pixel size when resampling is needed, else None."""
-    if spec.spacing_zyx is None:
+    if spec.spacing is None:
         return None
-    target = (float(spec.spacing_zyx[1]), float(spec.spacing_zyx[2]))
+    target = (float(spec.spacing[1]), float(spec.spacing[2]))
     own = (float(volume_spacing[1]), float(volume_spacing[2]))
     return None if np.allclose(own, target, rtol=1e-6) else target
 
@@ -210,10 +210,10 @@ def predict_file(
         check_output_path(path, overwrite=overwrite)
     predictor = as_predictor(model)
     with open_volume(input_path, markers=channel_names, spacing=spacing) as volume:
-        if volume.spacing_source == "default" and predictor.spec.spacing_zyx is not None:
+        if volume.spacing_source == "default" and predictor.spec.spacing is not None:
             raise UserInputError(
                 f"{volume.path} has no voxel size: give --spacing z,y,x (µm); the model was trained at "
-                f"{', '.join(f'{s:g}' for s in predictor.spec.spacing_zyx)} µm"
+                f"{', '.join(f'{s:g}' for s in predictor.spec.spacing)} µm"
             )
         _, nz, ny, nx = volume.shape_czyx
         writers: dict[str, VolumeWriter] = {}

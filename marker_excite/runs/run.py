@@ -178,7 +178,7 @@ class Run:
         model: the Keras model with the BEST (or requested) weights loaded.
         history: rows of ``log.csv`` (one dict per epoch).
         class_weights: the loss weights used (background first).
-        spacing_zyx: the voxel size (µm) it was trained at (median of the training samples), or None.
+        spacing: the voxel size (z, y, x) in µm it was trained at (median of the training samples), or None.
         versions: the software it was trained with (``versions.json``), or None.
         markers_seen: the markers of the panel that some training sample had (None: not recorded, runs
             made before this was recorded).
@@ -193,7 +193,7 @@ class Run:
     model: Any
     history: list[dict[str, Any]] = field(default_factory=list)
     class_weights: tuple[float, ...] = ()
-    spacing_zyx: tuple[float, float, float] | None = None
+    spacing: tuple[float, float, float] | None = None
     versions: dict[str, Any] | None = None
     markers_seen: tuple[str, ...] | None = None
     weights: str = "best"
@@ -213,7 +213,7 @@ class Run:
     @property
     def spec(self) -> ModelSpec:
         """What the model expects: panel, classes, tiles and the voxel size it was trained at."""
-        return ModelSpec.from_config(self.model_config, self.spacing_zyx)
+        return ModelSpec.from_config(self.model_config, self.spacing)
 
     def summary(self) -> dict[str, Any]:
         """Samples, fold, epochs and best validation scores (the model card's ``training``, ``info``)."""
@@ -298,7 +298,7 @@ def load_run(run_dir: str | os.PathLike, *, weights: str = "best", model=None) -
         model=model,
         history=rd.read_log(path / rd.LOG),
         class_weights=tuple(float(w) for w in data.get("class_weights", ())),
-        spacing_zyx=tuple(float(s) for s in data["spacing"]) if data.get("spacing") else None,  # type: ignore[arg-type]
+        spacing=tuple(float(s) for s in data["spacing"]) if data.get("spacing") else None,  # type: ignore[arg-type]
         versions=rd.read_json(path / rd.VERSIONS, "versions") if (path / rd.VERSIONS).is_file() else None,
         markers_seen=tuple(data["markers_seen"]) if isinstance(data.get("markers_seen"), list) else None,
         weights=weights,

@@ -122,7 +122,7 @@ def sample_tile(run: Run, sample: str | os.PathLike | None, markers: Sequence[st
                 f"sample {sample} has none of the markers {', '.join(markers)} (it has {', '.join(volume.markers)})"
             )
         raw = volume.read_slice(volume.shape_czyx[1] // 2).astype(np.float32)
-        spacing, own = run.spacing_zyx, volume.spacing
+        spacing, own = run.spacing, volume.spacing
     image = np.stack(
         [raw[lower.index(m.lower())] if m.lower() in lower else np.zeros(raw.shape[1:], np.float32) for m in markers]
     )
@@ -162,7 +162,7 @@ def describe(
     spec = ModelSpec.from_card(card)
     tile = card["tile"]
     spacing = card.get("spacing_zyx_um")
-    scale = float(spec.spacing_zyx[2]) if spec.spacing_zyx else None
+    scale = float(spec.spacing[2]) if spec.spacing else None
     image: dict[str, Any] = {
         "id": IMAGE,
         "test_tensor": {"source": f"test_input_{IMAGE}.npy"},
