@@ -8,7 +8,7 @@ import pytest
 from conftest import RUN_TINY, make_run
 
 from marker_excite.experiments import attention as A
-from marker_excite.experiments.report import write_report
+from marker_excite.experiments.reproduction import write_report
 from marker_excite.models.zoo import build_model, model_config
 from marker_excite.runs import directory as rd
 

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from marker_excite import experiments as E
+from marker_excite.analysis.results import read_results
 from marker_excite.cli import main
 from marker_excite.data.sample import Sample
 from marker_excite.data.store import SampleStore
 from marker_excite.errors import UserInputError
 from marker_excite.experiments import workers as W
 from marker_excite.experiments.compare import compare_experiment, otsu_confusion
-from marker_excite.inference.evaluation import read_results
 
 TINY = E.Preset(
     "tiny",

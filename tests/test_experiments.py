@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from marker_excite import experiments as E
+from marker_excite.analysis.results import read_results, write_results
 from marker_excite.errors import UserInputError
-from marker_excite.inference.evaluation import read_results, write_results
 
 TINY = E.Preset(
     "tiny",
@@ -385,7 +385,7 @@ def test_table1_uses_the_m1_tissue_network(tmp_path):
 def test_reproduction_report_verdicts(tmp_path):
     """REPRODUCTION.md: verdicts follow the fixed rules; missing models are 'not run yet'; the convergence
     table counts runs on a plateau from their log.csv."""
-    from marker_excite.experiments.report import write_report
+    from marker_excite.experiments.reproduction import write_report
     from marker_excite.runs.directory import write_log
 
     exp = E.experiment("fig2_sampling", "cpu", classes=["sinusoids"], folds=[0, 1], models=["MZ", "MS", "HeMIS"])
@@ -450,7 +450,8 @@ def test_reproduction_report_verdicts(tmp_path):
 def test_reproduction_report_seed_spread(tmp_path):
     """The seed-to-seed section: mean F1 per seed over the subsets every seed has, its range, and each
     claim's difference per seed (hand-computed from the fake values)."""
-    from marker_excite.experiments.report import runs_seed, write_report
+    from marker_excite.experiments.report import runs_seed
+    from marker_excite.experiments.reproduction import write_report
 
     exp = E.experiment("fig3_attention", "cpu", classes=["sinusoids"], folds=[0], models=["MS", "MS-ME"])
     ub = E.experiment("fig1_upper_bound", "cpu", classes=["sinusoids"], folds=[0], joint=False)

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
+from marker_excite.analysis.results import write_results
 from marker_excite.experiments.longer import arm_rows, longer_lines, pair_row
-from marker_excite.inference.evaluation import write_results
 from marker_excite.runs import directory as rd
 
 SUBSETS = ["m_1", "m_2", "m_12"]
@@ -53,7 +53,7 @@ def test_arm_rows_and_section(tmp_path):
 
 
 def test_report_has_the_longer_section(tmp_path):
-    from marker_excite.experiments.report import write_report
+    from marker_excite.experiments.reproduction import write_report
 
     _run(tmp_path / "gpu" / "e600-seed0", "MS", [0.8, 0.7, 0.9], [0.5, 0.9])
     _run(tmp_path / "gpu" / "e600-seed0", "MS-ME", [0.7, 0.7, 0.7], [0.6, 0.95])

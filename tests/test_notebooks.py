@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from marker_excite import experiments as E
-from marker_excite.inference.evaluation import write_results
+from marker_excite.analysis.results import write_results
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")

@@ -7,10 +7,11 @@ import math
 import pytest
 
 from marker_excite import experiments as E
+from marker_excite.analysis.results import write_results
 from marker_excite.errors import UserInputError
 from marker_excite.experiments import replicates as R
-from marker_excite.experiments.report import NOT_TESTABLE, Paired, spearman, summary_counts, verdict, write_report
-from marker_excite.inference.evaluation import write_results
+from marker_excite.experiments.report import NOT_TESTABLE, Paired, spearman, summary_counts, verdict
+from marker_excite.experiments.reproduction import write_report
 
 _s = E.PAPER_PANEL.parse_subset
 

@@ -6,8 +6,8 @@ Slow (~4-5 minutes on 2 cores): `make test-all` runs it, `make test` does not.
 import pytest
 
 from marker_excite import experiments as E
+from marker_excite.analysis.results import read_results
 from marker_excite.experiments.report import PLATEAU_RANGE
-from marker_excite.inference.evaluation import read_results
 from marker_excite.runs.directory import read_log
 
 

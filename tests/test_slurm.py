@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from slurm_cluster import slurm_cluster  # noqa: F401  (the fixture)
 
+from marker_excite.analysis.results import read_results
 from marker_excite.experiments import RESULTS_CSV, experiment
 from marker_excite.experiments.cli import script_main
 from marker_excite.experiments.slurm import time_limit
-from marker_excite.inference.evaluation import read_results
 
 ROOT = Path(__file__).resolve().parents[1]
 FIG1 = ROOT / "experiments" / "fig1_upper_bound.py"
@@ -288,8 +288,8 @@ def test_aggregate_only_names_the_missing_jobs(tmp_path, capsys):
     """What the aggregation job's log says when array tasks failed: the ids of the jobs still missing."""
     from test_experiments import _fake_rows, _score
 
+    from marker_excite.analysis.results import write_results
     from marker_excite.experiments import EVALUATION_CSV, run_dir
-    from marker_excite.inference.evaluation import write_results
 
     jobs = experiment("fig1_upper_bound", "small").jobs
     for job in jobs[:20]:

@@ -1,4 +1,4 @@
-"""train_callbacks.py: best weights and early stopping on a scripted score sequence, TensorBoard choice."""
+"""training/callbacks.py: best weights and early stopping on a scripted score sequence, TensorBoard choice."""
 
 import importlib.util
 

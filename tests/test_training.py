@@ -1,4 +1,4 @@
-"""training.py / run_dir.py: learning happens, run directory contents, resume equivalence, errors."""
+"""training/trainer.py / runs/directory.py: learning happens, run directory contents, resume equivalence, errors."""
 
 import json
 import os

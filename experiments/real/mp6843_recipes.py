@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from marker_excite.analysis.results import read_results, write_results
 from marker_excite.atomic import write_text
-from marker_excite.inference.evaluation import read_results, write_results
 from marker_excite.runs import directory as rd
 
 ROOT = Path(__file__).resolve().parents[2]

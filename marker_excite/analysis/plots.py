@@ -8,7 +8,7 @@
 * :func:`training_curves` - loss and validation F1 per epoch of a run.
 
 Rows are dicts with ``model, fold, class, subset, n_markers, metric, value`` (see
-:mod:`marker_excite.inference.evaluation`). Every function returns the written path.
+:mod:`marker_excite.analysis.results`). Every function returns the written path.
 """
 
 from __future__ import annotations

@@ -7,13 +7,14 @@ import sys
 from pathlib import Path
 
 from marker_excite.analysis.plots import subset_ranking
+from marker_excite.analysis.results import write_results
 from marker_excite.atomic import check_output_path
 from marker_excite.commands.options import add_allow_unseen_option, add_weights_option, check_outputs
 from marker_excite.contract.markers import MarkerPanel
 from marker_excite.contract.model_spec import unseen_markers
 from marker_excite.data.pipeline import class_pixel_counts
 from marker_excite.errors import UserInputError
-from marker_excite.inference.evaluation import evaluate_run, label_panel, parse_subsets, write_results
+from marker_excite.inference.evaluation import evaluate_run, label_panel, parse_subsets
 from marker_excite.runs.run import load_run
 
 HELP = "evaluate a run on its fold's test samples for every marker subset (tidy CSV + ranked bar chart)"

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from marker_excite.analysis import plots, stats
+from marker_excite.analysis.results import read_results, relative, write_results
 from marker_excite.atomic import write_json
 from marker_excite.errors import UserInputError
 from marker_excite.experiments.runner import is_done, report_dir, run_dir
@@ -33,8 +34,6 @@ from marker_excite.experiments.spec import (
     m_ub,
     ub_ratio,
 )
-from marker_excite.inference import evaluation
-from marker_excite.inference.evaluation import read_results, write_results
 
 
 def load_results(source: str | os.PathLike) -> list[dict[str, Any]]:
@@ -130,7 +129,7 @@ def _relative(a: Relative, rows: list[Mapping], figures: Path) -> tuple[dict[str
     classes = list(dict.fromkeys(r["class"] for rs in model_rows.values() for r in rs))
     tests, relative_rows = [], []
     for m, mrows in model_rows.items():
-        relative_rows += [{**r, "analysis": a.name, "case": a.case or ""} for r in evaluation.relative(mrows, ref)]
+        relative_rows += [{**r, "analysis": a.name, "case": a.case or ""} for r in relative(mrows, ref)]
         for c in [*classes, None] if len(classes) > 1 else classes:
             sel = [r for r in mrows if c is None or r["class"] == c]
             paired = stats.pair_rows(sel, ref)

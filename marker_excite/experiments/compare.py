@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from marker_excite.analysis import stats
+from marker_excite.analysis.results import read_results, write_results
 from marker_excite.atomic import write_text
 from marker_excite.contract.markers import MarkerPanel, duplicated_names
 from marker_excite.data.folds import explicit_fold, paper_folds
@@ -37,7 +38,7 @@ from marker_excite.experiments.spec import (
     Ranking,
     Relative,
 )
-from marker_excite.inference.evaluation import read_results, rows_from_confusion, write_results
+from marker_excite.inference.evaluation import rows_from_confusion
 from marker_excite.inference.tissue import otsu_threshold, smooth
 
 COMPARE = "compare"

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from marker_excite.analysis.results import read_results
 from marker_excite.analysis.stats import wilcoxon
 from marker_excite.experiments.spec import EVALUATION_CSV, RUNS
-from marker_excite.inference.evaluation import read_results
 from marker_excite.runs.directory import LOG, read_log
 
 #: Output folder names written by ``experiments/gpu/longer_training.sh``.

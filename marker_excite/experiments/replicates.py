@@ -40,8 +40,8 @@ from marker_excite.experiments.report import (
     IDENTICAL,
     NOT_TESTABLE,
     Paired,
-    _f1_rows,
     claim_label,
+    f1_rows,
     paired_claim,
     runs_seed,
     verdict,
@@ -79,7 +79,7 @@ def load_replicates(folders: Sequence[str | os.PathLike]) -> list[Replicate]:
     (phantom, seed) are refused: they would count one replicate twice."""
     out, seen = [], {}
     for folder in folders:
-        rows = _f1_rows(Path(folder))
+        rows = f1_rows(Path(folder))
         if not rows:
             continue
         rep = Replicate(str(folder), phantom_of(folder), runs_seed(folder), rows)

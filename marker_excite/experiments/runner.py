@@ -10,11 +10,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from marker_excite.analysis.results import write_results
 from marker_excite.data.folds import paper_folds
 from marker_excite.data.store import SampleStore
 from marker_excite.data.synthetic import write_dataset
 from marker_excite.experiments.spec import EVALUATION_CSV, RUNS, Experiment, ExperimentError, Job, Preset
-from marker_excite.inference.evaluation import evaluate_run, write_results
+from marker_excite.inference.evaluation import evaluate_run
 from marker_excite.runs import directory as rd
 from marker_excite.runs.run import TrainConfig
 from marker_excite.training.trainer import train

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from marker_excite.analysis import stats
+from marker_excite.analysis.results import write_results
 from marker_excite.atomic import write_json
 from marker_excite.config import read_json_object
 from marker_excite.contract.markers import Subset
@@ -26,7 +27,6 @@ from marker_excite.experiments.spec import (
     all_subsets,
 )
 from marker_excite.inference import quantify
-from marker_excite.inference.evaluation import write_results
 from marker_excite.runs.run import load_run
 
 
