@@ -30,7 +30,8 @@ from marker_excite.experiments.attention import ATTENTION_JSON, attention_lines
 from marker_excite.experiments.last_epoch import LAST_EVALUATION_CSV, last_epoch_rows
 from marker_excite.experiments.longer import PAIR, longer_lines, longer_note, pair_row
 from marker_excite.experiments.spec import CASES, EVALUATION_CSV, RUNS, ExperimentError, Group, m_ub
-from marker_excite.runs.directory import MODEL_CONFIG, TRAIN_CONFIG, read_log
+from marker_excite.runs.directory import MODEL_CONFIG, TRAIN_CONFIG
+from marker_excite.runs.log import read_log
 
 REPORT_MD = "REPRODUCTION.md"
 REPLICATES_PNG = "replicates.png"

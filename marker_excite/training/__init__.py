@@ -1,1 +1,1 @@
-"""Training a model: the plan, the callbacks, the fit (train, dry_run)."""
+"""Training a model: the shared preparation (setup), the plan, the callbacks, the fit (trainer: train, dry_run)."""
