@@ -168,11 +168,12 @@ def test_weights_last_in_predict_and_export(tmp_path, capsys):
     model refuses it (it holds the weights it was exported with)."""
     from marker_excite.cli import main
     from marker_excite.models.zoo import build_model
-    from marker_excite.runs import directory as rd
+    from marker_excite.runs.checkpoint import save_weights
+    from marker_excite.runs.directory import LAST_WEIGHTS
 
     run_dir, model, cfg = make_run(tmp_path / "run", name="MS-ME")
     last = build_model(cfg)  # other weights than make_run's best ones
-    rd.save_weights(last, run_dir / rd.LAST_WEIGHTS)
+    save_weights(last, run_dir / LAST_WEIGHTS)
     image = np.random.default_rng(3).normal(size=(2, cfg.input_size, cfg.input_size, len(MARKERS))).astype(np.float32)
     availability = np.ones((2, len(MARKERS)), np.float32)
     best_p = load_predictor(run_dir).probabilities(image, availability)

@@ -104,7 +104,7 @@ def test_explore_results_notebook(tmp_path):
             )
             for s in E.all_subsets()
         ]
-        write_results(rows, E.run_dir(tmp_path, job) / E.EVALUATION_CSV)
+        write_results(rows, E.job_run_dir(tmp_path, job) / E.EVALUATION_CSV)
     text = _run(
         "explore_results.ipynb", {"MARKER_EXCITE_RESULTS": str(tmp_path), "MARKER_EXCITE_REFERENCE": "MS"}, tmp_path
     )
@@ -191,7 +191,7 @@ def test_explore_results_notebook_with_few_or_no_results(tmp_path):
         )
         for s in E.all_subsets()[:3]
     ]
-    write_results(rows, E.run_dir(tmp_path / "one", job) / E.EVALUATION_CSV)
+    write_results(rows, E.job_run_dir(tmp_path / "one", job) / E.EVALUATION_CSV)
     text = _run("explore_results.ipynb", {"MARKER_EXCITE_RESULTS": str(tmp_path / "one")}, tmp_path)
     assert "3 rows from" in text and "MS, sinusoids: worst" in text
     (tmp_path / "none").mkdir()

@@ -26,7 +26,7 @@ def _write_runs(out, phantom, seed, models, folds, value):
                 | {"class": "sinusoids"}
                 for s in E.all_subsets()
             ]
-            run = E.run_dir(out, job)
+            run = E.job_run_dir(out, job)
             write_results(rows, run / E.EVALUATION_CSV)
             for name in ("train_config.json", "model_config.json"):
                 (run / name).write_text(json.dumps({"seed": seed}))

@@ -289,11 +289,11 @@ def test_aggregate_only_names_the_missing_jobs(tmp_path, capsys):
     from test_experiments import _fake_rows, _score
 
     from marker_excite.analysis.results import write_results
-    from marker_excite.experiments import EVALUATION_CSV, run_dir
+    from marker_excite.experiments import EVALUATION_CSV, job_run_dir
 
     jobs = experiment("fig1_upper_bound", "small").jobs
     for job in jobs[:20]:
-        write_results(_fake_rows(job, _score), run_dir(tmp_path, job) / EVALUATION_CSV)
+        write_results(_fake_rows(job, _score), job_run_dir(tmp_path, job) / EVALUATION_CSV)
     assert script_main("fig1_upper_bound", ["--out", str(tmp_path), "--aggregate-only", "--quiet"]) == 0
     note = capsys.readouterr().out.splitlines()[-1]
     shown = ", ".join(j.job_id for j in jobs[20:30])

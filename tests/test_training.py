@@ -1,4 +1,4 @@
-"""training/trainer.py / runs/directory.py: learning happens, run directory contents, resume equivalence, errors."""
+"""training/trainer.py, training/setup.py, runs/: learning happens, run directory contents, resume equivalence, errors."""
 
 import json
 import os
@@ -16,6 +16,7 @@ from marker_excite.commands.info import describe
 from marker_excite.errors import UserInputError
 from marker_excite.models.zoo import model_config
 from marker_excite.runs import directory as rd
+from marker_excite.runs.log import read_log
 from marker_excite.runs.run import TrainConfig, load_run, train_config
 from marker_excite.training.trainer import dry_run, train
 
@@ -379,7 +380,7 @@ def test_second_training_of_a_run_directory_is_refused_and_a_killed_holder_leave
             with pytest.raises(rd.RunDirError, match=rf"run directory {run} is being trained by another process "
                                rf"\(pid {holder.pid} on .*\); wait for it to end"):  # fmt: skip
                 train(run, mcfg, tcfg.replace(epochs=2), store, progress=False, **kwargs)
-        assert rd.read_log(run / rd.LOG)[-1]["epoch"] == 1 and (run / rd.BEST_WEIGHTS).is_file()  # untouched
+        assert read_log(run / rd.LOG)[-1]["epoch"] == 1 and (run / rd.BEST_WEIGHTS).is_file()  # untouched
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()

@@ -28,6 +28,7 @@ import numpy as np
 from marker_excite.analysis.results import read_results, write_results
 from marker_excite.atomic import write_text
 from marker_excite.runs import directory as rd
+from marker_excite.runs.log import read_log
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "experiments" / "results" / "real-mp6843"
@@ -74,7 +75,7 @@ def table(out: Path) -> None:
         if name == "cpu" and not source.is_file():
             source = out / "runs" / "MS__all__cells__f0" / "evaluation.csv"  # the compare run: same recipe
         if source.is_file():
-            log = rd.read_log(source.parent / rd.LOG)
+            log = read_log(source.parent / rd.LOG)
             best = max(log, key=lambda r: (float(r["val_mean_f1"]), -int(r["epoch"])))
             found = [{**r, "model": f"MS {name}"} for r in read_results(source)]
             rows += found

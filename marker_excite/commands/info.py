@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def devices() -> str:
     """The Keras backend's version (TensorFlow, or JAX with ``KERAS_BACKEND=jax``) and the devices it sees
     (one line each)."""
-    from marker_excite.runs.directory import versions
+    from marker_excite.runs.environment import versions
 
     info = versions()
     backend = info.get("keras_backend", "tensorflow")

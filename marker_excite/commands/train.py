@@ -249,7 +249,7 @@ def _paper_preset_on_cpu(args: argparse.Namespace) -> bool:
     """The paper preset chosen by default (no --preset, no config files) and no GPU visible."""
     if args.preset is not None or args.recipe or args.model_config or args.train_config:
         return False
-    from marker_excite.runs.directory import visible_devices
+    from marker_excite.runs.environment import visible_devices
 
     return not any(d.startswith("GPU:") for d in visible_devices())
 

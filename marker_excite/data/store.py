@@ -24,13 +24,11 @@ if the folder is its own AND no other index next to it (a copy or a renamed vers
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import re
 import secrets
 import shutil
-import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,7 +37,13 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from marker_excite.atomic import atomic_path, check_output_path, remove_stale_temporaries, temporary_sibling
+from marker_excite.atomic import (
+    atomic_path,
+    check_output_path,
+    exclusive_lock,
+    remove_stale_temporaries,
+    temporary_sibling,
+)
 from marker_excite.atomic import commit as commit_file
 from marker_excite.data.hdf5_io import StoreVolume
 from marker_excite.data.sample import Sample
@@ -795,22 +799,14 @@ class SampleStore:
         """Exclusive lock of the store (``<sample folder>/.lock``) while its index is updated."""
         self._ensure_sample_dir()
         lock = self._sample_dir / _LOCK_NAME
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            deadline = time.monotonic() + LOCK_TIMEOUT_S
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        raise StoreError(
-                            f"store {self.path} is in use by another process (waited {LOCK_TIMEOUT_S:g} s for {lock})"
-                        ) from None
-                    time.sleep(0.05)
+
+        def busy(_holder: str) -> StoreError:
+            return StoreError(
+                f"store {self.path} is in use by another process (waited {LOCK_TIMEOUT_S:g} s for {lock})"
+            )
+
+        with exclusive_lock(lock, busy, wait_s=LOCK_TIMEOUT_S):
             yield
-        finally:
-            os.close(fd)
 
     # -- reading -------------------------------------------------------------------------------
     def names(self) -> list[str]:

@@ -24,10 +24,10 @@ from marker_excite.analysis import stats
 from marker_excite.analysis.results import read_results, write_results
 from marker_excite.atomic import write_text
 from marker_excite.contract.markers import MarkerPanel, duplicated_names
-from marker_excite.data.folds import explicit_fold, paper_folds
+from marker_excite.data.folds import explicit_fold, paper_folds, select_fold
 from marker_excite.data.store import SampleStore
 from marker_excite.experiments.aggregate import select
-from marker_excite.experiments.runner import is_done, report_dir, run_dir
+from marker_excite.experiments.runner import is_done, job_run_dir, report_dir
 from marker_excite.experiments.spec import (
     FIGURES,
     STATS_JSON,
@@ -176,8 +176,6 @@ def otsu_rows(exp: Experiment, store_path: str | os.PathLike) -> tuple[list[dict
     """Tidy rows (model ``Otsu``) of the threshold baseline on every subset, class and fold: pooled over
     the test samples of each fold that have all the subset's markers (one confusion matrix over their
     voxels), and per test sample (``sample`` column)."""
-    from marker_excite.training.trainer import select_fold
-
     panel = _panel(exp)
     pooled: list[dict[str, Any]] = []
     per_sample: list[dict[str, Any]] = []
@@ -214,11 +212,11 @@ def job_per_sample_rows(
 
     rows: list[dict[str, Any]] = []
     for job in exp.jobs:
-        path = run_dir(out_dir, job) / JOB_PER_SAMPLE_CSV
+        path = job_run_dir(out_dir, job) / JOB_PER_SAMPLE_CSV
         if is_done(out_dir, job) and not path.is_file():
             if progress:
                 print(f"[{COMPARE}] {job.job_id}: scores per test sample", file=sys.stderr, flush=True)
-            run = load_run(run_dir(out_dir, job))
+            run = load_run(job_run_dir(out_dir, job))
             found = [
                 {**r, "model": job.label, "job": job.job_id, "case": "", "sample": sample}
                 for sample in run.fold.test

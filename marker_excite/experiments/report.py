@@ -29,7 +29,8 @@ from marker_excite.contract.markers import PAPER_PANEL
 from marker_excite.experiments.aggregate import load_results, select
 from marker_excite.experiments.last_epoch import LAST_EVALUATION_CSV, last_epoch_rows
 from marker_excite.experiments.spec import CASES, EVALUATION_CSV, RUNS, ExperimentError, Group, m_ub
-from marker_excite.runs.directory import MODEL_CONFIG, TRAIN_CONFIG, read_log
+from marker_excite.runs.directory import MODEL_CONFIG, TRAIN_CONFIG
+from marker_excite.runs.log import read_log
 
 #: A run has reached a plateau when its validation mean F1 varies by less than this over the last
 #: quarter of its epochs (the CPU protocol's convergence criterion).

@@ -17,7 +17,7 @@ from marker_excite.contract.markers import Subset
 from marker_excite.data.store import SampleStore
 from marker_excite.experiments.aggregate import load_results, select, significance_summary
 from marker_excite.experiments.paper import M2_GROUPS, TISSUE_MODEL
-from marker_excite.experiments.runner import ensure_store, is_done, report_dir, run_dir
+from marker_excite.experiments.runner import ensure_store, is_done, job_run_dir, report_dir
 from marker_excite.experiments.spec import (
     DESIGN_SEED,
     FIGURES,
@@ -86,9 +86,9 @@ def quantify_experiment(
     out = Path(out_dir)
     store_path = ensure_store(exp.preset, out, store, progress=progress)
     rows: list[dict[str, Any]] = []
-    tissue_runs = {j.fold: run_dir(out, j) for j in exp.jobs if j.label == TISSUE_MODEL and is_done(out, j)}
+    tissue_runs = {j.fold: job_run_dir(out, j) for j in exp.jobs if j.label == TISSUE_MODEL and is_done(out, j)}
     for job in (j for j in exp.jobs if j.model == "MS-ME" and is_done(out, j) and len(j.classes) == 1):
-        run = load_run(run_dir(out, job))
+        run = load_run(job_run_dir(out, job))
         tissue_run = load_run(tissue_runs[job.fold]) if job.fold in tissue_runs else None
         cls = job.classes[0]
         with SampleStore(store_path, "r") as st:

@@ -20,6 +20,9 @@ from marker_excite.data.folds import Fold
 from marker_excite.errors import UserInputError
 from marker_excite.models.precision import DEFAULT_PRECISION, POLICIES
 from marker_excite.runs import directory as rd
+from marker_excite.runs import environment
+from marker_excite.runs.checkpoint import load_weights
+from marker_excite.runs.log import read_log
 
 #: Training presets: ``paper`` = the paper's schedule (batch 2, 200 epochs, constant rate); ``small`` =
 #: a quick CPU demo; ``cpu`` = the CPU reproduction protocol, chosen so that MS and MS-ME reach a plateau
@@ -252,7 +255,7 @@ class Run:
         return self.spec.card(
             model=self.name,
             model_config=self.model_config.to_dict(),
-            software={"exported_with": rd.versions(), "trained_with": self.versions},
+            software={"exported_with": environment.versions(), "trained_with": self.versions},
             training=self.summary(),
         )
 
@@ -288,7 +291,7 @@ def load_run(run_dir: str | os.PathLike, *, weights: str = "best", model=None) -
         raise rd.RunDirError(f"{path / rd.DATA_CONFIG} is corrupt: missing {exc}") from None
     if model is None:
         model = build_model(model_config)
-    rd.load_weights(model, path / (rd.BEST_WEIGHTS if weights == "best" else rd.LAST_WEIGHTS))
+    load_weights(model, path / (rd.BEST_WEIGHTS if weights == "best" else rd.LAST_WEIGHTS))
     return Run(
         run_dir=path,
         model_config=model_config,
@@ -296,7 +299,7 @@ def load_run(run_dir: str | os.PathLike, *, weights: str = "best", model=None) -
         store_path=store_path,
         fold=fold,
         model=model,
-        history=rd.read_log(path / rd.LOG),
+        history=read_log(path / rd.LOG),
         class_weights=tuple(float(w) for w in data.get("class_weights", ())),
         spacing=tuple(float(s) for s in data["spacing"]) if data.get("spacing") else None,  # type: ignore[arg-type]
         versions=rd.read_json(path / rd.VERSIONS, "versions") if (path / rd.VERSIONS).is_file() else None,
