@@ -1,1 +1,2 @@
-"""What a model and its inputs are: the marker panel and the model contract (ModelSpec, tensor signature, model card)."""
+"""What a model and its inputs are: the marker panel and the model contract (ModelSpec with its
+Provenance, tensor signature; the model card is its serialised form)."""
