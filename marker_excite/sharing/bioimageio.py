@@ -181,7 +181,7 @@ def describe(
     """The ``rdf.yaml`` content (model format 0.5) of a model (``spec`` with its provenance)."""
     import tensorflow as tf
 
-    card = spec.card()
+    card = spec.card()  # the rdf's config repeats some of the model card's entries verbatim
     scale = float(spec.spacing_zyx[2]) if spec.spacing_zyx else None
     image: dict[str, Any] = {
         "id": IMAGE,

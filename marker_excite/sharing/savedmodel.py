@@ -7,8 +7,9 @@ The SavedModel needs neither this package nor Keras to run: ``tf.saved_model.loa
 
 ``model_card.json`` (next to ``saved_model.pb``) says what the model expects: the marker panel in
 input order, the classes, the tile geometry, the pixel size, the normalisation and where it came from
-(the run's :class:`~marker_excite.contract.model_spec.ModelSpec` serialised, :meth:`~marker_excite.contract.model_spec.ModelSpec.card`).
-:func:`marker_excite.inference.predictor.load_predictor` turns an exported model back into a predictor.
+(the run's :class:`~marker_excite.contract.model_spec.ModelSpec` serialised by
+:meth:`~marker_excite.contract.model_spec.ModelSpec.card`). :func:`marker_excite.inference.predictor.load_predictor`
+turns an exported model back into a predictor.
 """
 
 from __future__ import annotations
