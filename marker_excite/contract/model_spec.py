@@ -3,8 +3,9 @@ channels feed it. Pure Python and numpy (no TensorFlow), so every side -- traini
 inference, export, bioimage.io, ``info`` -- reads the same declaration.
 
 * :class:`ModelSpec`: marker panel, classes, tile input / output size and margin, pixel size, the
-  normalisation, the tensor signature (:data:`SIGNATURE`, declared once here), the network's config
-  and where the model came from (:class:`~marker_excite.contract.provenance.Provenance`)::
+  normalisation, the network's name and config, where the model came from
+  (:class:`~marker_excite.contract.provenance.Provenance`) and the tensor signature (:data:`SIGNATURE`,
+  declared once here)::
 
       image         float32 [N, S, S, K]   standardised tiles, K = the panel's markers in order
       availability  float32 [N, K]         1 for each marker present, 0 for a missing (zero) channel
