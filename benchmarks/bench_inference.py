@@ -39,8 +39,8 @@ def _predictor(name: str, markers: tuple[str, ...], **sizes):
 
     cfg = model_config(name, markers=markers, **sizes)
     model = build_model(cfg)
-    spec = ModelSpec(cfg.markers, cfg.classes, cfg.input_size, cfg.output_size)
-    return Predictor(spec=spec, card={}, source=Path("."), fn=keras_forward(model, cfg.input_size, len(cfg.markers)))
+    spec = ModelSpec.from_config(cfg)
+    return Predictor(spec=spec, source=Path("."), fn=keras_forward(model, cfg.input_size, len(cfg.markers)))
 
 
 class ArrayVolume:

@@ -178,8 +178,7 @@ def test_evaluation_counts_every_voxel_once_and_equals_predict(tmp_path):
     mcfg = model_config("MS-ME", **TINY)
     model = build_model(mcfg)
     predictor = Predictor(
-        spec=ModelSpec(mcfg.markers, mcfg.classes, mcfg.input_size, mcfg.output_size),
-        card={},
+        spec=ModelSpec.from_config(mcfg),
         source=Path("."),
         fn=keras_forward(model, mcfg.input_size, len(mcfg.markers)),
     )

@@ -210,9 +210,10 @@ def test_encode_probabilities_and_spec():
 
 
 def test_model_card_round_trip_and_signature():
-    spec = ModelSpec(MARKERS, ("a", "b"), 28, 12, spacing=(2.0, 0.5, 0.5))
+    spec = ModelSpec(MARKERS, ("a", "b"), 28, 12, spacing=(2.0, 0.5, 0.5), name="MS", model_config={"name": "MS"})
     assert spec.shapes() == {"image": (None, 28, 28, 3), "availability": (None, 3), "probabilities": (None, 12, 12, 3)}
-    card = spec.card(model="MS", model_config={"name": "MS"}, software={}, training={})
+    card = spec.card()
+    assert card["model"] == "MS" and card["software"] == {} and card["training"] == {}  # no provenance
     assert card["tile"] == {"input_size": 28, "output_size": 12, "margin": 8}
     assert card["signature"] == {
         "name": "serving_default",

@@ -118,7 +118,8 @@ def test_bf16_training_learns_and_records_its_precision(tmp_path, capsys):
     assert json.loads((tmp_path / "run" / rd.TRAIN_CONFIG).read_text())["precision"] == "bf16"
     again = load_run(tmp_path / "run")  # inference builds the float32 network; the weights are float32
     assert again.train_config.precision == "bf16" and again.model.compute_dtype == "float32"
-    assert again.card()["training"]["precision"] == "bf16"
+    assert again.spec.provenance.precision == "bf16"
+    assert again.spec.card()["training"]["precision"] == "bf16"
     from marker_excite.cli import main
 
     assert main(["info", str(tmp_path / "run")]) == 0

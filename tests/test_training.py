@@ -1,5 +1,6 @@
 """training/trainer.py, training/setup.py, runs/: learning happens, run directory contents, resume equivalence, errors."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -157,10 +158,10 @@ def test_explicit_split_plan_and_dry_run(store, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "split: train s0, s1 | validation s2 | test none" in err and "estimated time per epoch: ~" in err
     assert load_run(tmp_path / "run").train_config.test_samples == ()
-    card = load_run(tmp_path / "run").card()
-    assert "training     explicit split of named samples; 1 of 1 epoch(s)" in describe(card)  # not "fold 0 of 4"
-    folds_card = {**card, "training": {**card["training"], "split": "folds"}}
-    assert f"training     fold 0 of {tcfg.n_folds}; 1 of 1 epoch(s)" in describe(folds_card)
+    spec = load_run(tmp_path / "run").spec
+    assert "training     explicit split of named samples; 1 of 1 epoch(s)" in describe(spec)  # not "fold 0 of 4"
+    folds = dataclasses.replace(spec, provenance=dataclasses.replace(spec.provenance, split="folds"))
+    assert f"training     fold 0 of {tcfg.n_folds}; 1 of 1 epoch(s)" in describe(folds)
     # only --train-samples: the fold's own split, training restricted
     fold = load_run(tmp_path / "run").fold
     with pytest.raises(UserInputError, match=r"training sample\(s\) ss1 are not in the store \(did you mean 's1'\?\)"):
@@ -260,7 +261,8 @@ def test_run_records_the_markers_its_training_samples_had(store, tmp_path):
     assert data["markers_seen"] == ["DAPI", "endomucin", "endoglin", "CXCL12-GFP"]
     run = read_run(tmp_path / "run")
     assert run.markers_seen == ("DAPI", "endomucin", "endoglin", "CXCL12-GFP")
-    assert run.card()["training"]["markers_seen"] == ["DAPI", "endomucin", "endoglin", "CXCL12-GFP"]
+    assert run.spec.markers_seen == ("DAPI", "endomucin", "endoglin", "CXCL12-GFP")
+    assert run.spec.card()["training"]["markers_seen"] == ["DAPI", "endomucin", "endoglin", "CXCL12-GFP"]
 
 
 def test_runs_written_before_a_field_existed_still_resume(store, tmp_path):

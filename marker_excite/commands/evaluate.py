@@ -48,7 +48,7 @@ def seen_subsets(run_, subsets: str | None, *, quiet: bool) -> list[tuple[str, .
     sample had (:func:`~marker_excite.contract.model_spec.unseen_markers`), with one line naming what was left out."""
     markers = tuple(run_.model_config.markers)
     chosen = MarkerPanel(markers).all_subsets() if subsets is None else parse_subsets(subsets, markers)
-    unseen = unseen_markers(run_.card(), markers)
+    unseen = unseen_markers(run_.spec, markers)
     kept = [s.names for s in chosen if not set(s.names) & set(unseen)]
     if not kept:
         raise UserInputError(

@@ -75,11 +75,10 @@ def _split(text: str | None) -> list[str] | None:
 
 
 def _training_samples(model) -> list[str]:
-    """The samples a model was trained on, from its model card (none known: empty)."""
-    if model is None:
+    """The samples a model was trained on, from its provenance (none known: empty)."""
+    if model is None or model.spec.provenance is None:
         return []
-    samples = (model.card.get("training") or {}).get("samples") or {}
-    return list(samples.get("train") or [])
+    return list(model.spec.provenance.train_samples)
 
 
 def run(args: argparse.Namespace) -> int:

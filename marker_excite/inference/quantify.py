@@ -31,7 +31,7 @@ from marker_excite.data.io import open_volume
 from marker_excite.data.sample import TISSUE
 from marker_excite.data.store import SampleStore
 from marker_excite.errors import UserInputError
-from marker_excite.inference.predictor import as_predictor
+from marker_excite.inference.predictor import load_predictor
 from marker_excite.inference.tissue import MIN_SIZE, SIGMA, threshold_masks
 from marker_excite.inference.whole_stack import check_user_channel_names, predict_slices
 from marker_excite.progress import Progress
@@ -123,7 +123,7 @@ class TissueSource:
         if len(given) > 1:
             raise UserInputError(f"give one tissue mask source, not {' and '.join(given)}")
         if self.model is not None:
-            object.__setattr__(self, "model", as_predictor(self.model))
+            object.__setattr__(self, "model", load_predictor(self.model))
         object.__setattr__(self, "masks", tuple(str(m) for m in self.masks))
 
     @property
@@ -255,7 +255,7 @@ def quantify_store(
     Markers a model never saw in training are refused unless ``allow_unseen``
     (:func:`~marker_excite.contract.model_spec.check_seen`).
     """
-    predictor = as_predictor(model)
+    predictor = load_predictor(model)
     tissue = tissue or TissueSource()
     with SampleStore(store_path, "r") as store:
         names = list(samples) if samples else store.names()

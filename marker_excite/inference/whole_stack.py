@@ -14,7 +14,7 @@ Per stack (memory bounded: one slice, its tiles and its outputs are held at a ti
 :func:`predict_slices` yields ``(z, probabilities [1+C, Y, X])``; :func:`predict_volume` collects them
 (small stacks); :func:`predict_file` streams them into OME-TIFF / HDF5 volumes, written atomically.
 The model is a :class:`~marker_excite.inference.predictor.Predictor`, a trained run or a path to either
-(:func:`~marker_excite.inference.predictor.as_predictor`).
+(:func:`~marker_excite.inference.predictor.load_predictor`).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from marker_excite.data.stats import RunningStats, standardise
 from marker_excite.data.tiling import TileLayout, predict_tiled
 from marker_excite.data.writers import VolumeWriter
 from marker_excite.errors import UserInputError
-from marker_excite.inference.predictor import as_predictor
+from marker_excite.inference.predictor import load_predictor
 from marker_excite.progress import Progress
 
 #: Storage types of the probability volume: float32 as is; integers scale [0, 1] to [0, max].
@@ -95,14 +95,14 @@ def predict_slices(
     model (``-`` skips a channel); names from the file that the model does not know are skipped with
     one notice line.
     """
-    predictor = as_predictor(model)
+    predictor = load_predictor(model)
     spec = predictor.spec
     if batch_size < 1:
         raise UserInputError(f"batch size must be >= 1, got {batch_size}")
     check_user_channel_names(volume, predictor)
     plan = plan_channels(volume.markers, spec.panel, markers)
     if not allow_unseen:
-        check_seen(predictor.card, [spec.panel.names[k] for k in plan.panel_indices])
+        check_seen(spec, [spec.panel.names[k] for k in plan.panel_indices])
     if plan.skipped and progress:
         Progress(None).write(plan.skip_notice(spec.panel))
     _, nz, ny, nx = volume.shape_czyx
@@ -148,7 +148,7 @@ def predict_volume(
     allow_unseen: bool = False,
 ) -> np.ndarray:
     """Probabilities ``[1+C, Z, Y, X]`` float32 of a whole (small) stack; see :func:`predict_slices`."""
-    predictor = as_predictor(model)
+    predictor = load_predictor(model)
     _, nz, ny, nx = volume.shape_czyx
     out = np.empty((len(predictor.spec.outputs), nz, ny, nx), np.float32)
     for z, probs in predict_slices(
@@ -208,7 +208,7 @@ def predict_file(
     check_outputs_apart(outputs.items(), [("the input", p) for p in input_paths(input_path)])
     for path in outputs.values():
         check_output_path(path, overwrite=overwrite)
-    predictor = as_predictor(model)
+    predictor = load_predictor(model)
     with open_volume(input_path, markers=channel_names, spacing=spacing) as volume:
         if volume.spacing_source == "default" and predictor.spec.spacing is not None:
             raise UserInputError(

@@ -2,13 +2,15 @@
 
 :class:`Run` owns what its run directory holds -- the configs, the split, the voxel size it was trained
 at, the software versions, the log and the network with its weights -- so nothing else re-reads run
-files: the model's contract (:attr:`Run.spec`) and its model card (:meth:`Run.card`) come from it.
-``training.train`` writes a run directory; :func:`load_run` reads one (file names in
-:mod:`marker_excite.runs.directory`).
+files: the model's contract with its provenance (:attr:`Run.spec`, whose serialised form is the model
+card) comes from it. ``training.train`` writes a run directory; :func:`load_run` reads one (file names
+in :mod:`marker_excite.runs.directory`) for training, evaluation and export; inference obtains its
+model through :func:`marker_excite.inference.predictor.load_predictor`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,11 +18,11 @@ from typing import Any
 
 from marker_excite.config import ConfigError, JsonConfig
 from marker_excite.contract.model_spec import ModelSpec
+from marker_excite.contract.provenance import Provenance
 from marker_excite.data.folds import Fold
 from marker_excite.errors import UserInputError
 from marker_excite.models.precision import DEFAULT_PRECISION, POLICIES
 from marker_excite.runs import directory as rd
-from marker_excite.runs import environment
 from marker_excite.runs.checkpoint import load_weights
 from marker_excite.runs.log import read_log
 
@@ -214,55 +216,52 @@ class Run:
         return int(max(self.history, key=lambda r: (float(r["val_mean_f1"]), -int(r["epoch"])))["epoch"])
 
     @property
-    def spec(self) -> ModelSpec:
-        """What the model expects: panel, classes, tiles and the voxel size it was trained at."""
-        return ModelSpec.from_config(self.model_config, self.spacing)
-
-    def summary(self) -> dict[str, Any]:
-        """Samples, fold, epochs and best validation scores (the model card's ``training``, ``info``)."""
+    def provenance(self) -> Provenance:
+        """Where the model came from: split, samples, markers seen (all of the panel when not recorded),
+        epochs, best validation scores, settings and ``versions`` (not exported: no ``exported_with``)."""
         best = self.best_epoch
         best_row = next((r for r in self.history if int(r["epoch"]) == best), None) if best is not None else None
         tc = self.train_config
-        return {
-            "run": str(Path(self.run_dir).resolve()),
-            "model": self.model_config.name,
-            "store": str(self.store_path),
-            "split": "explicit" if tc.val_samples is not None else "folds",
-            "fold": int(tc.fold),
-            "n_folds": int(tc.n_folds),
-            "samples": {"train": list(self.fold.train), "val": list(self.fold.val), "test": list(self.fold.test)},
-            "marker_panels": {k: list(v) for k, v in (tc.marker_panels or {}).items()},
-            "markers_seen": list(self.markers_seen)
-            if self.markers_seen is not None
-            else list(self.model_config.markers),
-            "epochs": len(self.history),
-            "epochs_planned": int(tc.epochs),
-            "best_epoch": best,
-            "weights": self.weights,
-            "weights_epoch": best if self.weights == "best" else len(self.history),
-            "best_val_mean_f1": float(best_row["val_mean_f1"]) if best_row else None,
-            "best_val_f1": {
-                k[len("val_f1_") :]: float(v) for k, v in (best_row or {}).items() if k.startswith("val_f1_")
-            },
-            "batch_size": int(tc.batch_size),
-            "learning_rate": float(tc.learning_rate),
-            "seed": int(tc.seed),
-            "precision": tc.precision,
-        }
-
-    def card(self) -> dict[str, Any]:
-        """The model card of this run (:meth:`ModelSpec.card`; ``exported_with`` = the running software)."""
-        return self.spec.card(
-            model=self.name,
-            model_config=self.model_config.to_dict(),
-            software={"exported_with": environment.versions(), "trained_with": self.versions},
-            training=self.summary(),
+        return Provenance(
+            run=str(Path(self.run_dir).resolve()),
+            store=str(self.store_path),
+            split="explicit" if tc.val_samples is not None else "folds",
+            fold=int(tc.fold),
+            n_folds=int(tc.n_folds),
+            samples={"train": self.fold.train, "val": self.fold.val, "test": self.fold.test},
+            marker_panels=dict(tc.marker_panels or {}),
+            markers_seen=self.markers_seen if self.markers_seen is not None else tuple(self.model_config.markers),
+            epochs=len(self.history),
+            epochs_planned=int(tc.epochs),
+            best_epoch=best,
+            weights=self.weights,
+            weights_epoch=best if self.weights == "best" else len(self.history),
+            best_val_mean_f1=float(best_row["val_mean_f1"]) if best_row else None,
+            best_val_f1={k[len("val_f1_") :]: float(v) for k, v in (best_row or {}).items() if k.startswith("val_f1_")},
+            batch_size=int(tc.batch_size),
+            learning_rate=float(tc.learning_rate),
+            seed=int(tc.seed),
+            precision=tc.precision,
+            trained_with=self.versions,
         )
+
+    @property
+    def spec(self) -> ModelSpec:
+        """The model's contract (panel, classes, tiles, the voxel size it was trained at) and provenance."""
+        return ModelSpec.from_config(self.model_config, self.spacing, self.provenance)
+
+    def exported_spec(self) -> ModelSpec:
+        """:attr:`spec` as an export records it: ``exported_with`` the running software (``versions()``)."""
+        provenance = dataclasses.replace(self.provenance, exported_with=rd.versions())
+        return ModelSpec.from_config(self.model_config, self.spacing, provenance)
 
 
 def load_run(run_dir: str | os.PathLike, *, weights: str = "best", model=None) -> Run:
     """Read a run directory: configs, fold, history and the model with its ``best`` (or ``last``) weights.
 
+    The reader of a run directory for training (resume, ``init_from``), evaluation and export. A Run
+    is not an inference model: inference obtains one from a run directory (or an exported model)
+    through :func:`marker_excite.inference.predictor.load_predictor`.
     ``model`` may pass an already built model of this run (its weights are replaced).
     Raises :class:`~marker_excite.runs.directory.RunDirError` (a UserInputError) naming the missing or
     corrupt file.
