@@ -28,6 +28,7 @@ import numpy as np
 
 from marker_excite.analysis.stats import PAIR_KEYS, StatsError, TestResult, pair_rows, wilcoxon
 from marker_excite.atomic import write_text
+from marker_excite.config import split_list
 from marker_excite.contract.markers import PAPER_MARKERS, MarkerPanel, Subset
 from marker_excite.data import pipeline
 from marker_excite.data.store import SampleStore
@@ -59,7 +60,7 @@ def parse_subsets(spec: str | Sequence[str | Sequence[str]], markers: Sequence[s
     """
     model_panel = MarkerPanel(tuple(markers))
     names_panel = label_panel(markers)
-    items: list[Any] = [s for s in spec.replace(";", ",").split(",")] if isinstance(spec, str) else list(spec)
+    items: list[Any] = list(split_list(spec.replace(";", ","), what="subsets")) if isinstance(spec, str) else list(spec)
     out: list[Subset] = []
     for item in items:
         if isinstance(item, str):
