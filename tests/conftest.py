@@ -10,6 +10,7 @@ import numpy as np
 from marker_excite.contract.markers import PAPER_MARKERS
 from marker_excite.data.sample import Sample
 from marker_excite.data.store import SampleStore
+from marker_excite.experiments.spec import Preset
 from marker_excite.models.zoo import build_model, model_config
 from marker_excite.runs import directory as rd
 from marker_excite.runs.checkpoint import save_weights
@@ -17,6 +18,20 @@ from marker_excite.runs.log import write_log
 
 #: a tiny UNet: depth 2, 4 filters, 36 -> 20 px tiles
 TINY = dict(preset="small", depth=2, base_filters=4, input_size=36)
+#: a tiny experiment preset: 1 epoch (batch 4) of a depth-2, 4-filter network (44 -> 28 px tiles), fold 0 of 2,
+#: sinusoids (``compare`` sets its own folds and classes)
+TINY_EXPERIMENT = Preset(
+    "tiny",
+    zoo_preset="small",
+    train_preset="small",
+    phantom="small",
+    epochs=1,
+    batch_size=4,
+    n_folds=2,
+    folds=(0,),
+    classes=("sinusoids",),
+    model_overrides=dict(depth=2, base_filters=4, input_size=44),
+)
 
 
 def tiny_sample(name: str, rng: np.random.Generator, shape=(2, 40, 40)) -> Sample:

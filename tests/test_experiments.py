@@ -5,24 +5,12 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import TINY_EXPERIMENT
 
 from marker_excite import experiments as E
 from marker_excite.analysis.results import read_results, write_results
 from marker_excite.errors import UserInputError
 
-TINY = E.Preset(
-    "tiny",
-    zoo_preset="small",
-    train_preset="small",
-    phantom="small",
-    epochs=1,
-    batch_size=4,
-    n_folds=2,
-    folds=(0,),
-    classes=("sinusoids",),
-    augment=False,
-    model_overrides=dict(depth=2, base_filters=4, input_size=44),
-)
 _s = E.PAPER_PANEL.parse_subset  # "m_125" -> Subset of the paper panel
 
 
@@ -351,8 +339,10 @@ def test_tiny_end_to_end(tmp_path):
     from marker_excite.data.synthetic import write_dataset
 
     store = write_dataset(tmp_path / "tiny.h5", "small", samples=4, shape=(3, 48, 48), progress=False)
-    exp = E.fig1_upper_bound(TINY, ("sinusoids",), (0,))
-    exp = E.Experiment(exp.name, TINY, tuple(j for j in exp.jobs if j.subset in {_s("m_2"), _s("m_12")}), exp.analyses)
+    exp = E.fig1_upper_bound(TINY_EXPERIMENT, ("sinusoids",), (0,))
+    exp = E.Experiment(
+        exp.name, TINY_EXPERIMENT, tuple(j for j in exp.jobs if j.subset in {_s("m_2"), _s("m_12")}), exp.analyses
+    )
     summary = E.run_jobs(exp, tmp_path / "out", store=store, progress=False)
     assert summary.ran == ["UB__m_2__sinusoids__f0", "UB__m_12__sinusoids__f0"] and summary.remaining == []
     run = E.job_run_dir(tmp_path / "out", exp.jobs[1])
@@ -387,7 +377,7 @@ def test_table1_uses_the_m1_tissue_network(tmp_path):
     from marker_excite.experiments.table1 import quantify_experiment
 
     store = write_dataset(tmp_path / "tiny.h5", "small", samples=4, shape=(3, 48, 48), progress=False)
-    exp = E.table1_quantification(TINY, ("sinusoids",), (0,))
+    exp = E.table1_quantification(TINY_EXPERIMENT, ("sinusoids",), (0,))
     assert [j.job_id for j in exp.jobs] == ["MS-ME__all__sinusoids__f0", "UB-tissue__m_1__tissue__f0"]
     tissue = exp.jobs[1]
     assert tissue.markers == ("DAPI",) and tissue.classes == ("tissue",)

@@ -10,6 +10,7 @@ from marker_excite.analysis.plots import subset_ranking
 from marker_excite.analysis.results import write_results
 from marker_excite.atomic import check_output_path
 from marker_excite.commands.options import add_allow_unseen_option, add_weights_option, check_outputs
+from marker_excite.config import split_list
 from marker_excite.contract.markers import MarkerPanel
 from marker_excite.contract.model_spec import unseen_markers
 from marker_excite.data.pipeline import class_pixel_counts
@@ -71,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     check_outputs({"--out": out, "--plot": plot}, data=[args.store or run_.store_path], models=[args.run])
     check_output_path(out, overwrite=args.overwrite)
     check_output_path(plot, overwrite=args.overwrite)
-    samples = [s.strip() for s in args.samples.split(",") if s.strip()] if args.samples else None
+    samples = list(split_list(args.samples, what="--samples")) if args.samples else None
     subsets = args.subsets if args.allow_unseen else seen_subsets(run_, args.subsets, quiet=args.quiet)
     rows = evaluate_run(
         run_, args.store, subsets=subsets, samples=samples, batch_size=args.batch_size, progress=not args.quiet

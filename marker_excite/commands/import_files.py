@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 
 from marker_excite.commands.options import add_option
+from marker_excite.config import split_list
 from marker_excite.contract.markers import PAPER_MARKERS, MarkerPanel
 from marker_excite.data.importing import import_sample
 from marker_excite.errors import UserInputError
@@ -25,7 +26,11 @@ def _label_arg(text: str) -> tuple[str, str]:
 def _label_map_arg(text: str) -> tuple[str, dict[str, float]]:
     path, sep, spec = text.rpartition("=")
     values: dict[str, float] = {}
-    for item in spec.split(",") if sep else []:
+    try:
+        items = split_list(spec, what="--label-map") if sep else ()
+    except UserInputError:
+        items = ()  # refused below with the expected form
+    for item in items:
         cls, colon, value = item.partition(":")
         try:
             number = float(value)
@@ -114,9 +119,7 @@ def run(args: argparse.Namespace) -> int:
         if path in label_maps:
             raise UserInputError(f"label map {path} given twice: give all its classes in one --label-map")
         label_maps[path] = values
-    panel = (
-        None if args.panel.strip().lower() == "any" else MarkerPanel(tuple(p.strip() for p in args.panel.split(",")))
-    )
+    panel = None if args.panel.strip().lower() == "any" else MarkerPanel(split_list(args.panel, what="--panel"))
     info = import_sample(
         args.store, args.name, args.image, markers=args.channel_names, labels=labels, label_maps=label_maps,
         tissue=args.tissue, annotated=args.annotated, region=args.region, spacing=args.spacing,

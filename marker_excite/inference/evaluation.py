@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from marker_excite.config import split_list
 from marker_excite.contract.markers import PAPER_MARKERS, MarkerPanel, Subset
 from marker_excite.data import pipeline
 from marker_excite.data.store import SampleStore
@@ -53,7 +54,7 @@ def parse_subsets(spec: str | Sequence[str | Sequence[str]], markers: Sequence[s
     """
     model_panel = MarkerPanel(tuple(markers))
     names_panel = label_panel(markers)
-    items: list[Any] = [s for s in spec.replace(";", ",").split(",")] if isinstance(spec, str) else list(spec)
+    items: list[Any] = list(split_list(spec.replace(";", ","), what="subsets")) if isinstance(spec, str) else list(spec)
     out: list[Subset] = []
     for item in items:
         if isinstance(item, str):

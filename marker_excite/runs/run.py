@@ -1,4 +1,5 @@
-"""A training run: its settings (:class:`TrainConfig`) and the :class:`Run` read back from its directory.
+"""A training run: its settings (:class:`TrainConfig`; :func:`preset_configs` builds a run's configs from a
+preset of :mod:`marker_excite.presets`) and the :class:`Run` read back from its directory.
 
 :class:`Run` owns what its run directory holds -- the configs, the split, the voxel size it was trained
 at, the software versions, the log and the network with its weights -- so nothing else re-reads run
@@ -12,44 +13,31 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from marker_excite.config import ConfigError, JsonConfig
+from marker_excite.contract.markers import PAPER_MARKERS
 from marker_excite.contract.model_spec import ModelSpec
 from marker_excite.contract.provenance import Provenance
 from marker_excite.data.folds import Fold
 from marker_excite.errors import UserInputError
 from marker_excite.models.precision import DEFAULT_PRECISION, POLICIES
+from marker_excite.presets import PRESETS, RECIPES
 from marker_excite.runs import directory as rd
 from marker_excite.runs.checkpoint import load_weights
 from marker_excite.runs.log import read_log
 
-#: Training presets: ``paper`` = the paper's schedule (batch 2, 200 epochs, constant rate); ``small`` =
-#: a quick CPU demo; ``cpu`` = the CPU reproduction protocol, chosen so that MS and MS-ME reach a plateau
-#: within ~5 minutes per job on 2 cores (measurements in experiments/README.md).
-TRAIN_PRESETS: dict[str, dict[str, Any]] = {
-    "paper": dict(epochs=200, batch_size=2),
-    "small": dict(epochs=20, batch_size=8),
-    "cpu": dict(epochs=60, batch_size=8, steps_per_epoch=25, lr_schedule="cosine"),
-}
-
+if TYPE_CHECKING:
+    from marker_excite.models.config import ModelConfig
 
 #: Learning-rate schedules of :class:`TrainConfig`.
 LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
 #: What picks the best epoch (:attr:`TrainConfig.select_on`): the validation mean F1 with all markers, or
 #: its mean over every non-empty subset of the panel (the model is meant for any subset).
 SELECT_ON: tuple[str, ...] = ("all_markers", "all_subsets")
-
-#: Training recipes for a user's own data (``train --recipe``): :class:`TrainConfig` values on top of
-#: the preset (default ``cpu``). ``own-data``: the cpu schedule with rotations / reflections, a random
-#: gain per channel of +-20 %, and the best epoch chosen on the mean F1 over all subsets (not for UB,
-#: which is used on its own subset only). Its measurement on MP6843 (experiments/real/mp6843_recipes.py)
-#: is PENDING: see docs/workflow.md, "Training recipe for your own data".
-RECIPES: dict[str, dict[str, Any]] = {
-    "own-data": dict(augment=True, intensity_augment=0.2, select_on="all_subsets"),
-}
 
 
 @dataclass
@@ -161,14 +149,64 @@ class TrainConfig(JsonConfig):
 
 
 def train_config(preset: str = "paper", **overrides: Any) -> TrainConfig:
-    """A :class:`TrainConfig` from a preset (``paper`` or ``small``) with ``overrides`` applied."""
-    if preset not in TRAIN_PRESETS:
-        raise ConfigError(f"unknown training preset {preset!r}; choose one of {', '.join(TRAIN_PRESETS)}")
-    values = dict(TRAIN_PRESETS[preset], preset=preset)
+    """A :class:`TrainConfig` from the schedule of a preset (:data:`marker_excite.presets.PRESETS`) with
+    ``overrides`` applied."""
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown training preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    values = dict(PRESETS[preset].schedule, preset=preset)
     values.update(overrides)
     cfg = TrainConfig(**values)
     cfg.validate()
     return cfg
+
+
+def recipe_values(recipe: str, model: str) -> dict[str, Any]:
+    """The :class:`TrainConfig` values of training recipe ``recipe`` (:data:`marker_excite.presets.RECIPES`)
+    for zoo model ``model``: a UB network is used on its own markers only, so it keeps the best epoch on
+    all of them."""
+    if recipe not in RECIPES:
+        raise ConfigError(f"unknown training recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
+    values = dict(RECIPES[recipe].values)
+    if model == "UB":
+        values.pop("select_on", None)
+    return values
+
+
+def preset_configs(
+    model: str | ModelConfig,
+    preset: str,
+    *,
+    schedule: str | None = None,
+    markers: Sequence[str] = PAPER_MARKERS,
+    classes: Sequence[str] = ("sinusoids",),
+    seed: int | None = None,
+    recipe: str | None = None,
+    model_overrides: Mapping[str, Any] | None = None,
+    **train_values: Any,
+) -> tuple[ModelConfig, TrainConfig]:
+    """The configs of a run at a preset (:data:`marker_excite.presets.PRESETS`): the one place where a
+    preset becomes configs (``train`` and the experiments' jobs).
+
+    Args:
+        model: a zoo name (built at the preset's network size for ``markers`` and ``classes``, with
+            ``model_overrides``), or a :class:`ModelConfig` used as it is (e.g. read from a file).
+        preset: the network size, and the schedule unless ``schedule`` names another preset's.
+        seed: the seed of all of a training's randomness: ``ModelConfig.seed`` (initial weights, Marker
+            Sampling draws) and ``TrainConfig.seed`` (data order); None: their defaults.
+        recipe: a training recipe (:func:`recipe_values`) under the ``train_values``.
+        train_values: further :class:`TrainConfig` values (``fold``, ``epochs`` ...); its ``classes`` are
+            the model's.
+    """
+    from marker_excite.models.zoo import model_config  # imports keras
+
+    model_values = {**(model_overrides or {}), **({} if seed is None else {"seed": seed})}
+    if isinstance(model, str):
+        mcfg = model_config(model, preset=preset, markers=markers, classes=classes, **model_values)
+    else:
+        mcfg = dataclasses.replace(model, **model_values)
+    values = recipe_values(recipe, mcfg.name) if recipe else {}
+    values |= train_values | ({} if seed is None else {"seed": seed})
+    return mcfg, train_config(schedule or preset, classes=tuple(mcfg.classes), **values)
 
 
 @dataclass
