@@ -176,14 +176,14 @@ def test_case_panels_go_to_the_training_samples_of_an_explicit_split(tmp_path):
     from marker_excite.data.folds import paper_folds
 
     store = make_tiny_store(tmp_path / "s.h5", n_samples=6)  # s0 .. s5
-    split = replace(TINY, train_samples=("s1", "s2", "s4"), val_samples=("s0",), test_samples=("s5",))
+    split = replace(TINY_EXPERIMENT, train_samples=("s1", "s2", "s4"), val_samples=("s0",), test_samples=("s5",))
     job = E.experiment("fig4_heterogeneous", split, cases=["case2"], models=["MS"]).jobs[0]
     assert paper_folds([f"s{i}" for i in range(6)], n_folds=2)[0].train != ("s1", "s2", "s4")
     assert E.fold_train_samples(store, job.train_config(split)) == ("s1", "s2", "s4")  # training's split
     cfg = job.train_config(split, E.fold_train_samples(store, job.train_config(split)))
     assert set(cfg.marker_panels) == {"s1", "s2", "s4"} and cfg.val_samples == ("s0",)
     first = paper_folds([f"s{i}" for i in range(6)], n_folds=2)[0].train[0]
-    restricted = replace(TINY, train_samples=(first,))  # the fold trains on one of its samples only
+    restricted = replace(TINY_EXPERIMENT, train_samples=(first,))  # the fold trains on one of its samples only
     assert E.fold_train_samples(store, job.train_config(restricted)) == (first,)
 
 
