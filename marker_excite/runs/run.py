@@ -27,6 +27,7 @@ from marker_excite.errors import UserInputError
 from marker_excite.models.precision import DEFAULT_PRECISION, POLICIES
 from marker_excite.presets import PRESETS, RECIPES
 from marker_excite.runs import directory as rd
+from marker_excite.runs import environment
 from marker_excite.runs.checkpoint import load_weights
 from marker_excite.runs.log import read_log
 
@@ -290,7 +291,7 @@ class Run:
 
     def exported_spec(self) -> ModelSpec:
         """:attr:`spec` as an export records it: ``exported_with`` the running software (``versions()``)."""
-        provenance = dataclasses.replace(self.provenance, exported_with=rd.versions())
+        provenance = dataclasses.replace(self.provenance, exported_with=environment.versions())
         return ModelSpec.from_config(self.model_config, self.spacing, provenance)
 
 
