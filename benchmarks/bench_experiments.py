@@ -30,9 +30,9 @@ def bare_compute(model_cfg, train_cfg, store_path: Path, fold, steps: int) -> fl
     """Seconds of ``model.fit`` for ``steps`` batches of the fold's training patches held in memory."""
     import keras
 
-    from marker_excite.losses import WeightedCrossEntropy
+    from marker_excite.models.losses import WeightedCrossEntropy
     from marker_excite.models.zoo import build_model
-    from marker_excite.training import learning_rate
+    from marker_excite.training.trainer import learning_rate
 
     x, y, weights = training_arrays(model_cfg, store_path, fold.train)
     keras.utils.set_random_seed(train_cfg.seed)
@@ -58,7 +58,7 @@ def main(argv=None) -> int:
     import tensorflow as tf
 
     from marker_excite import experiments as E
-    from marker_excite.run import load_run
+    from marker_excite.runs.run import load_run
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_experiments_"))
     exp = E.experiment("fig3_attention", "cpu", folds=[0], classes=["sinusoids"], models=[args.model])
@@ -67,7 +67,7 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     E.run_job(job, exp.preset, tmp, store, progress=False)
     job_wall = time.perf_counter() - start
-    run = load_run(E.run_dir(tmp, job))
+    run = load_run(E.job_run_dir(tmp, job))
     cfg = run.train_config
     history = run.history
     fit_s = sum(float(r["train_time"]) for r in history)

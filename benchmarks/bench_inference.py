@@ -32,15 +32,15 @@ from common import emit  # noqa: E402  (benchmarks/common.py)
 
 def _predictor(name: str, markers: tuple[str, ...], **sizes):
     """A Predictor of a freshly built (seeded) zoo model; no run directory needed."""
-    from marker_excite.forward import keras_forward
-    from marker_excite.model_spec import ModelSpec
-    from marker_excite.predictor import Predictor
+    from marker_excite.inference.forward import keras_forward
+    from marker_excite.contract.model_spec import ModelSpec
+    from marker_excite.inference.predictor import Predictor
     from marker_excite.models.zoo import build_model, model_config
 
     cfg = model_config(name, markers=markers, **sizes)
     model = build_model(cfg)
-    spec = ModelSpec(cfg.markers, cfg.classes, cfg.input_size, cfg.output_size)
-    return Predictor(spec=spec, card={}, source=Path("."), fn=keras_forward(model, cfg.input_size, len(cfg.markers)))
+    spec = ModelSpec.from_config(cfg)
+    return Predictor(spec=spec, source=Path("."), fn=keras_forward(model, cfg.input_size, len(cfg.markers)))
 
 
 class ArrayVolume:
@@ -56,8 +56,8 @@ class ArrayVolume:
 
 def throughput(n_slices: int = 2, tiles_per_side: int = 12, batch_size: int = 16, preset: str = "small") -> dict:
     from marker_excite.data.tiling import TileLayout
-    from marker_excite.inference import predict_slices
-    from marker_excite.markers import PAPER_MARKERS
+    from marker_excite.inference.whole_stack import predict_slices
+    from marker_excite.contract.markers import PAPER_MARKERS
 
     pred = _predictor("MS-ME", PAPER_MARKERS, preset=preset)
     size = pred.spec.output_size * tiles_per_side  # no overlapping tiles: same output pixels both ways
@@ -104,7 +104,7 @@ def _peak_rss_mib() -> float:
 
 def memory_child(stack: str, out_dir: str) -> None:
     """Run in a child process: predict the big stack, print peak RSS (MiB) as JSON."""
-    from marker_excite.inference import predict_file
+    from marker_excite.inference.whole_stack import predict_file
 
     markers = tuple(f"m{i}" for i in range(16))
     pred = _predictor("MS", markers, preset="small", depth=2, base_filters=2, input_size=260)

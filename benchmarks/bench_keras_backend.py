@@ -28,13 +28,13 @@ from common import emit  # noqa: E402  (benchmarks/common.py)
 
 def step_seconds(name: str, preset: str, batch: int, steps: int, warmup: int, precision: str = "fp32") -> float:
     """Median seconds of one training step of zoo model ``name`` at ``preset`` on random data, trained in
-    ``precision`` (``fp32``, ``bf16``, ``fp16``: :mod:`marker_excite.precision`)."""
+    ``precision`` (``fp32``, ``bf16``, ``fp16``: :mod:`marker_excite.models.precision`)."""
     import keras
     import numpy as np
 
-    from marker_excite.losses import WeightedCrossEntropy
+    from marker_excite.models.losses import WeightedCrossEntropy
     from marker_excite.models.zoo import build_model, model_config
-    from marker_excite.precision import dtype_policy, optimizer_for
+    from marker_excite.models.precision import dtype_policy, optimizer_for
 
     cfg = model_config(name, preset=preset)
     with dtype_policy(precision):

@@ -24,7 +24,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from common import emit  # noqa: E402  (benchmarks/common.py)
-from marker_excite.losses import WeightedCrossEntropy  # noqa: E402
+from marker_excite.models.losses import WeightedCrossEntropy  # noqa: E402
 from marker_excite.models.config import ZOO_NAMES  # noqa: E402
 from marker_excite.models.zoo import build_model, model_config  # noqa: E402
 

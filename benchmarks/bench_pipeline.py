@@ -34,7 +34,7 @@ def bench_pipeline(tmp: Path, slice_px: int = 1200, batch_size: int = 2, epochs:
     from marker_excite.data.pipeline import make_dataset, patch_index
     from marker_excite.data.sample import Sample
     from marker_excite.data.store import SampleStore
-    from marker_excite.markers import PAPER_MARKERS
+    from marker_excite.contract.markers import PAPER_MARKERS
     from marker_excite.models.geometry import UNetGeometry
 
     input_size = 572

@@ -129,7 +129,7 @@ def main(argv=None) -> int:
 
     import keras
 
-    from marker_excite.run_dir import visible_devices
+    from marker_excite.runs.environment import visible_devices
 
     devices = visible_devices()
     args.size = args.size or ("paper" if any(d.startswith("GPU:") for d in devices) else "cpu")

@@ -1,4 +1,4 @@
-"""Training throughput of ``marker_excite.training.train`` vs a bare ``model.fit`` on the same tensors.
+"""Training throughput of ``marker_excite.training.trainer.train`` vs a bare ``model.fit`` on the same tensors.
 
 Both train the same model (default MS-ME at the ``small`` preset, batch 8) on the training patches of
 fold 0 of the small synthetic phantom. ``train`` reads patches through the tf.data pipeline (HDF5
@@ -28,7 +28,7 @@ from common import emit, training_arrays  # noqa: E402  (benchmarks/common.py)
 def bare_fit(model_cfg, train_cfg, store_path: Path, fold, epochs: int) -> dict:
     import keras
 
-    from marker_excite.losses import WeightedCrossEntropy
+    from marker_excite.models.losses import WeightedCrossEntropy
     from marker_excite.models.zoo import build_model
 
     x, y, weights = training_arrays(model_cfg, store_path, fold.train)
@@ -69,8 +69,8 @@ def main(argv=None) -> int:
 
     from marker_excite.data.synthetic import write_dataset
     from marker_excite.models.zoo import model_config
-    from marker_excite.run import train_config
-    from marker_excite.training import train
+    from marker_excite.runs.run import train_config
+    from marker_excite.training.trainer import train
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_training_"))
     store = Path(args.store) if args.store else write_dataset(tmp / "phantom.h5", "small", progress=False)

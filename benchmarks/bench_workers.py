@@ -32,7 +32,7 @@ def steps_per_second(model_name: str, steps: int, warmup: int = 5) -> float:
     import keras
     import numpy as np
 
-    from marker_excite.losses import WeightedCrossEntropy
+    from marker_excite.models.losses import WeightedCrossEntropy
     from marker_excite.models.zoo import build_model, model_config
 
     cfg = model_config(model_name, preset="cpu")

@@ -25,7 +25,7 @@ def training_arrays(model_cfg, store_path: Path, samples: Sequence[str]):
     import numpy as np
 
     from marker_excite.data import pipeline
-    from marker_excite.losses import log_class_weights
+    from marker_excite.models.losses import log_class_weights
 
     ds = pipeline.make_dataset(
         store_path, list(samples), panel=model_cfg.panel, classes=model_cfg.classes,

@@ -5,7 +5,7 @@
 
 Reads every ``runs/*/evaluation.csv`` and ``log.csv`` of ``--out`` (all experiments share it) and
 ``table1_quantification/stats.json``; writes ``--out/REPRODUCTION.md`` (see
-``marker_excite.experiments.report``). ``--replicates``: output folders of the same jobs run with other
+``marker_excite.experiments.reproduction``). ``--replicates``: output folders of the same jobs run with other
 ``--seed`` values; the report then compares the spread between seeds with the differences between models.
 ``--phantoms``: output folders of the same jobs on other phantoms (replicate-level statistics, headline,
 ``replicates.png``). ``--longer``: the output folder of ``experiments/gpu/longer_training.sh`` (MS and MS-ME trained 10x longer).
@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from marker_excite.experiments.cli import exit_status
-from marker_excite.experiments.report import write_report
+from marker_excite.experiments.reproduction import write_report
 from marker_excite.experiments.spec import preset
 
 CPU_PROTOCOL = (

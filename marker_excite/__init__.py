@@ -13,6 +13,6 @@ __version__ = "0.1.0"
 # AVX-512) are noise for users; real failures still raise Python errors. An explicit setting wins.
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from marker_excite.markers import PAPER_MARKERS, MarkerError, MarkerPanel  # noqa: E402
+from marker_excite.contract.markers import PAPER_MARKERS, MarkerError, MarkerPanel  # noqa: E402
 
 __all__ = ["__version__", "MarkerPanel", "MarkerError", "PAPER_MARKERS"]

@@ -3,19 +3,23 @@
 A crash or an error therefore never leaves a partial file under the final name. Temporary names carry
 the host and process id of their writer (``.<name>.<host>_<pid>.<random>.tmp``), so the next writer of
 the same output removes the leftovers of a killed process (:func:`remove_stale_temporaries`) without
-touching those of a process that is still running.
+touching those of a process that is still running. :func:`exclusive_lock` keeps a second writer of the
+same output (a run directory, a store) out while the first one writes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
+import platform
 import re
 import shutil
 import socket
 import tempfile
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -233,3 +237,50 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+@contextlib.contextmanager
+def exclusive_lock(
+    path: Path,
+    busy: Callable[[str], Exception],
+    *,
+    wait_s: float = 0.0,
+    cannot_open: Callable[[OSError], Exception] | None = None,
+) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on the file ``path`` (created when missing) for the ``with`` block.
+
+    The operating system releases the lock when the process ends, even by ``kill -9``, so a lock is never
+    stale. The file itself stays (deleting it would let two processes lock two different files of the same
+    name); while the lock is held it names its holder (``pid <pid> on <host>``), and it is emptied on release.
+
+    Args:
+        path: the lock file.
+        busy: makes the exception raised when another holder (this process included, through another call)
+            still has the lock after ``wait_s`` seconds; it is given the holder's line ("" when unknown).
+        wait_s: how long to retry (every 50 ms) before giving up; 0 refuses at once.
+        cannot_open: makes the exception raised when the lock file cannot be opened (default: the OSError).
+    """
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as exc:
+        if cannot_open is None:
+            raise
+        raise cannot_open(exc) from None
+    try:
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise busy(os.pread(fd, 200, 0).decode(errors="replace").strip()) from None
+                time.sleep(0.05)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {platform.node()}\n".encode(), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)

@@ -97,6 +97,26 @@ class JsonConfig:
         return obj
 
 
+def split_list(
+    text: str, *, what: str, allow_empty: bool = False, error: type[UserInputError] = UserInputError
+) -> tuple[str, ...]:
+    """The entries of a comma-separated list such as an option value (``"DAPI, collagen"``), each stripped
+    of surrounding whitespace.
+
+    An empty entry (``"a,,b"``, ``"a,"``) raises ``error`` naming ``what`` (the option or value read); so
+    does a list without any entry (``""``, ``" "``) unless ``allow_empty``, which gives ``()``. Number
+    lists parse the entries themselves (``error`` is a ``ValueError``, as a bad number's).
+    """
+    if not text.strip():
+        if allow_empty:
+            return ()
+        raise error(f"{what}: empty list, give at least one entry")
+    items = tuple(part.strip() for part in text.split(","))
+    if not all(items):
+        raise error(f"{what}: empty entry in {text!r}")
+    return items
+
+
 def read_json_object(path: Path, missing: str, error: type[Exception] = ConfigError) -> dict[str, Any]:
     """Read a JSON object from ``path``; raise ``error`` with ``missing`` if absent, naming the file if corrupt."""
     if not path.is_file():

@@ -26,9 +26,9 @@ import sys
 import time
 from pathlib import Path
 
+from marker_excite.analysis.plots import subset_names
 from marker_excite.cli import main as cli_main
 from marker_excite.data.store import SampleStore
-from marker_excite.plots import subset_names
 
 
 def _step(title: str, argv: list[str]) -> None:

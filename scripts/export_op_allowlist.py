@@ -11,11 +11,11 @@ import tempfile
 
 import tensorflow as tf
 
-from marker_excite.export import serving_archive
-from marker_excite.model_spec import ModelSpec
+from marker_excite.contract.model_spec import ModelSpec
 from marker_excite.models.config import ZOO_NAMES
 from marker_excite.models.zoo import build_model, model_config
-from marker_excite.saved_model_ops import ALLOWLIST, saved_model_ops
+from marker_excite.sharing.op_allowlist import ALLOWLIST, saved_model_ops
+from marker_excite.sharing.savedmodel import serving_archive
 
 
 def main() -> None:

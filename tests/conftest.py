@@ -7,14 +7,31 @@ import json
 
 import numpy as np
 
-from marker_excite import run_dir as rd
+from marker_excite.contract.markers import PAPER_MARKERS
 from marker_excite.data.sample import Sample
 from marker_excite.data.store import SampleStore
-from marker_excite.markers import PAPER_MARKERS
+from marker_excite.experiments.spec import Preset
 from marker_excite.models.zoo import build_model, model_config
+from marker_excite.runs import directory as rd
+from marker_excite.runs.checkpoint import save_weights
+from marker_excite.runs.log import write_log
 
 #: a tiny UNet: depth 2, 4 filters, 36 -> 20 px tiles
 TINY = dict(preset="small", depth=2, base_filters=4, input_size=36)
+#: a tiny experiment preset: 1 epoch (batch 4) of a depth-2, 4-filter network (44 -> 28 px tiles), fold 0 of 2,
+#: sinusoids (``compare`` sets its own folds and classes)
+TINY_EXPERIMENT = Preset(
+    "tiny",
+    zoo_preset="small",
+    train_preset="small",
+    phantom="small",
+    epochs=1,
+    batch_size=4,
+    n_folds=2,
+    folds=(0,),
+    classes=("sinusoids",),
+    model_overrides=dict(depth=2, base_filters=4, input_size=44),
+)
 
 
 def tiny_sample(name: str, rng: np.random.Generator, shape=(2, 40, 40)) -> Sample:
@@ -68,9 +85,9 @@ def make_run(path, *, name="MS-ME", markers=MARKERS, classes=("sinusoids",), spa
     (path / rd.MODEL_CONFIG).write_text(json.dumps(cfg.to_dict()))
     (path / rd.TRAIN_CONFIG).write_text(json.dumps({"epochs": 3, "classes": list(classes), "n_folds": 3}))
     (path / rd.DATA_CONFIG).write_text(json.dumps(data))
-    rd.write_log(path / rd.LOG, [
+    write_log(path / rd.LOG, [
         {"epoch": 1, "loss": 0.9, "val_loss": 0.8, "val_f1_sinusoids": 0.5, "val_mean_f1": 0.5},
         {"epoch": 2, "loss": 0.7, "val_loss": 0.6, "val_f1_sinusoids": 0.7, "val_mean_f1": 0.7},
     ])  # fmt: skip
-    rd.save_weights(model, path / rd.BEST_WEIGHTS)
+    save_weights(model, path / rd.BEST_WEIGHTS)
     return path, model, cfg

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 from conftest import RUN_TINY, make_run
 
-from marker_excite import run_dir as rd
 from marker_excite.experiments import attention as A
-from marker_excite.experiments.report import write_report
+from marker_excite.experiments.reproduction import write_report
 from marker_excite.models.zoo import build_model, model_config
+from marker_excite.runs.checkpoint import save_weights
+from marker_excite.runs.directory import BEST_WEIGHTS
 
 
 def test_availability_matrix_lists_every_subset_once():
@@ -53,7 +54,7 @@ def test_untrained_run_has_not_moved_and_analyse_writes_only_me_runs(tmp_path):
     out = tmp_path / "out"
     me_path, _, cfg = make_run(out / "runs" / "MS-ME__all__sinusoids__f0", name="MS-ME")
     keras.utils.set_random_seed(0)
-    rd.save_weights(build_model(cfg), me_path / rd.BEST_WEIGHTS)  # the initial weights: nothing learned
+    save_weights(build_model(cfg), me_path / BEST_WEIGHTS)  # the initial weights: nothing learned
     ms_path, _, _ = make_run(out / "runs" / "MS__all__sinusoids__f0", name="MS")
     unfinished, _, _ = make_run(out / "runs" / "MS-ME__all__sinusoids__f1", name="MS-ME")
     for p, model in ((me_path, "MS-ME"), (ms_path, "MS")):

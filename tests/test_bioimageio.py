@@ -15,9 +15,9 @@ import pytest
 import tifffile
 from conftest import MARKERS, make_run
 
-from marker_excite.bioimageio import EPS, export_bioimageio, pack, standardise_tile
 from marker_excite.data.writers import write_volume
 from marker_excite.errors import UserInputError
+from marker_excite.sharing.bioimageio import EPS, export_bioimageio, pack, standardise_tile
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -181,7 +181,7 @@ def test_cli_errors_are_one_line(packages, tmp_path, capsys):
 
 KILLED_EXPORT = """
 import os, signal, sys
-from marker_excite import bioimageio
+from marker_excite.sharing import bioimageio
 bioimageio._cover = lambda *args: os.kill(os.getpid(), signal.SIGKILL)  # killed once the SavedModel is written
 bioimageio.export_bioimageio(sys.argv[1], sys.argv[2], sample=sys.argv[3])
 """

@@ -10,7 +10,7 @@ import pytest
 from marker_excite.data.io import VolumeError, open_volume
 
 
-def _write_czi(path, data, names, spacing_um, scenes=1):
+def _write_czi(path, data, names, spacing, scenes=1):
     pyczi = pytest.importorskip("pylibCZIrw.czi")
     with pyczi.create_czi(str(path), exist_ok=True) as czi:
         for scene in range(scenes):
@@ -18,7 +18,7 @@ def _write_czi(path, data, names, spacing_um, scenes=1):
                 for z in range(data.shape[1]):
                     czi.write(data=data[c, z] + scene, plane={"C": c, "Z": z, "T": 0}, scene=scene)
         czi.write_metadata(document_name="test", channel_names=dict(enumerate(names)),
-                           scale_x=spacing_um[2] * 1e-6, scale_y=spacing_um[1] * 1e-6, scale_z=spacing_um[0] * 1e-6)  # fmt: skip
+                           scale_x=spacing[2] * 1e-6, scale_y=spacing[1] * 1e-6, scale_z=spacing[0] * 1e-6)  # fmt: skip
     return path
 
 

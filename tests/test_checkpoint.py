@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from marker_excite import atomic
-from marker_excite import run_dir as rd
+from marker_excite.runs.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from marker_excite.runs.directory import RunDirError
 
 
 def tiny():
@@ -22,7 +23,7 @@ def tiny():
 
 def test_crash_between_the_two_renames_resumes_from_the_previous_checkpoint(tmp_path, monkeypatch):
     model, optimizer = tiny()
-    rd.save_checkpoint(tmp_path, model, optimizer, {"epoch": 1})
+    save_checkpoint(tmp_path, model, optimizer, {"epoch": 1})
     saved = [np.array(v) for v in model.get_weights()]
     real = os.replace
 
@@ -34,36 +35,36 @@ def test_crash_between_the_two_renames_resumes_from_the_previous_checkpoint(tmp_
     model.set_weights([w + 1 for w in saved])
     monkeypatch.setattr(atomic.os, "replace", crash)
     with pytest.raises(KeyboardInterrupt):
-        rd.save_checkpoint(tmp_path, model, optimizer, {"epoch": 2})
+        save_checkpoint(tmp_path, model, optimizer, {"epoch": 2})
     monkeypatch.undo()
     assert not (tmp_path / "checkpoint").exists() and (tmp_path / ".checkpoint.old").is_dir()
-    assert rd.has_checkpoint(tmp_path)
+    assert has_checkpoint(tmp_path)
     fresh, fresh_opt = tiny()
-    assert rd.load_checkpoint(tmp_path, fresh, fresh_opt)["epoch"] == 1
+    assert load_checkpoint(tmp_path, fresh, fresh_opt)["epoch"] == 1
     for a, b in zip(fresh.get_weights(), saved):
         np.testing.assert_array_equal(a, b)
     # the next save keeps the surviving checkpoint until the new one is in place, then drops it
-    rd.save_checkpoint(tmp_path, fresh, fresh_opt, {"epoch": 2})
+    save_checkpoint(tmp_path, fresh, fresh_opt, {"epoch": 2})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]
-    assert rd.load_checkpoint(tmp_path, *tiny())["epoch"] == 2
+    assert load_checkpoint(tmp_path, *tiny())["epoch"] == 2
 
 
 def test_stale_temporary_checkpoint_of_a_killed_run_is_removed_on_resume(tmp_path):
     model, optimizer = tiny()
-    rd.save_checkpoint(tmp_path, model, optimizer, {"epoch": 3})
+    save_checkpoint(tmp_path, model, optimizer, {"epoch": 3})
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     stale = tmp_path / f".checkpoint.{atomic._host()}_{int(dead.stdout)}.abcd1234"
     stale.mkdir()
     (stale / "state.npz").write_bytes(b"\0" * 1000)
     live = tmp_path / f".checkpoint.{atomic._host()}_{os.getppid()}.efgh5678"  # a running process: kept
     live.mkdir()
-    assert rd.load_checkpoint(tmp_path, *tiny())["epoch"] == 3
+    assert load_checkpoint(tmp_path, *tiny())["epoch"] == 3
     assert not stale.exists() and live.exists()
 
 
 def test_no_complete_checkpoint_is_an_error(tmp_path):
     (tmp_path / "checkpoint").mkdir()
     (tmp_path / "checkpoint" / "state.json").write_text("{}")
-    assert not rd.has_checkpoint(tmp_path)
-    with pytest.raises(rd.RunDirError, match="no complete resume checkpoint"):
-        rd.load_checkpoint(tmp_path, *tiny())
+    assert not has_checkpoint(tmp_path)
+    with pytest.raises(RunDirError, match="no complete resume checkpoint"):
+        load_checkpoint(tmp_path, *tiny())

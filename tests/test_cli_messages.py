@@ -15,7 +15,7 @@ from conftest import make_tiny_store
 
 from marker_excite.cli import build_parser, main
 from marker_excite.commands import train as train_cmd
-from marker_excite.markers import MarkerError, MarkerPanel
+from marker_excite.contract.markers import MarkerError, MarkerPanel
 from marker_excite.tf_quiet import NOISE
 
 REPO = Path(__file__).resolve().parents[1]
@@ -103,8 +103,8 @@ def test_predict_help_names_every_input_format(capsys):
 
 
 def test_paper_preset_on_a_cpu_prints_a_note_with_the_estimate(store, tmp_path, capsys, monkeypatch):
-    from marker_excite import train_plan
     from marker_excite.data.folds import Fold
+    from marker_excite.training import plan as train_plan
 
     args = build_parser().parse_args(["train", "--store", str(store), "--run", "r"])
     assert args.preset is None
@@ -151,7 +151,7 @@ def test_time_steps_times_the_steps_after_the_first():
     import itertools
     import time
 
-    from marker_excite.train_plan import time_steps
+    from marker_excite.training.plan import time_steps
 
     class Model:
         calls = 0

@@ -4,25 +4,17 @@ import json
 
 import numpy as np
 import pytest
+from conftest import TINY_EXPERIMENT
 
 from marker_excite import experiments as E
+from marker_excite.analysis.results import read_results
 from marker_excite.cli import main
 from marker_excite.data.sample import Sample
 from marker_excite.data.store import SampleStore
 from marker_excite.errors import UserInputError
-from marker_excite.evaluation import read_results
 from marker_excite.experiments import workers as W
 from marker_excite.experiments.compare import compare_experiment, otsu_confusion
 
-TINY = E.Preset(
-    "tiny",
-    zoo_preset="small",
-    train_preset="small",
-    phantom="small",
-    epochs=1,
-    batch_size=4,
-    model_overrides=dict(depth=2, base_filters=4, input_size=44),
-)
 SAMPLES = ("f0", "f1", "f2", "f3", "f4")
 
 
@@ -48,7 +40,9 @@ def _store(path, samples=SAMPLES, shape=(1, 48, 48)):
 
 def test_job_list_split_and_names(tmp_path):
     store = _store(tmp_path / "s.h5")
-    exp = compare_experiment(TINY, store, markers=["cytoplasm", "nuclear"], classes=["cells"], val=["f1"], test=["f2"])
+    exp = compare_experiment(
+        TINY_EXPERIMENT, store, markers=["cytoplasm", "nuclear"], classes=["cells"], val=["f1"], test=["f2"]
+    )
     assert [j.job_id for j in exp.jobs] == [
         "MS__all__cells__f0",
         "UB__cytoplasm__cells__f0",
@@ -61,7 +55,7 @@ def test_job_list_split_and_names(tmp_path):
     assert ms.markers == ("cytoplasm", "nuclear") and exp.jobs[2].markers == ("nuclear",)
     cfg = ms.train_config(exp.preset)
     assert (cfg.train_samples, cfg.val_samples, cfg.test_samples) == (("f0", "f3", "f4"), ("f1",), ("f2",))
-    folds = compare_experiment(TINY, store, markers=["cytoplasm", "nuclear"], classes=["cells"], n_folds=2)
+    folds = compare_experiment(TINY_EXPERIMENT, store, markers=["cytoplasm", "nuclear"], classes=["cells"], n_folds=2)
     assert len(folds.jobs) == 12 and {j.fold for j in folds.jobs} == {0, 1}
     assert folds.jobs[0].train_config(folds.preset).n_folds == 2
 
@@ -81,7 +75,7 @@ def test_bad_input_is_one_clear_error(tmp_path, kwargs, message):
     store = _store(tmp_path / "s.h5")
     kwargs = {"classes": ["cells"], **kwargs}
     with pytest.raises(UserInputError, match=message):
-        compare_experiment(TINY, store, **kwargs)
+        compare_experiment(TINY_EXPERIMENT, store, **kwargs)
 
 
 def test_otsu_confusion_counts_every_annotated_voxel(tmp_path):
@@ -107,7 +101,7 @@ def test_otsu_confusion_counts_every_annotated_voxel(tmp_path):
 
 
 def test_compare_end_to_end(tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(E.PRESETS, "tiny", TINY)
+    monkeypatch.setitem(E.PRESETS, "tiny", TINY_EXPERIMENT)
     store = _store(tmp_path / "s.h5")
     out = tmp_path / "out"
     argv = ["compare", "--store", str(store), "--markers", "cytoplasm,nuclear", "--classes", "cells"]

@@ -43,7 +43,7 @@ def test_quantification_summary_shows_both_tissue_masks_and_why_they_differ(tmp_
     """Exact means per region inside the true tissue and inside the threshold mask, the mask sizes, flagged rows."""
     from marker_excite.data.store import SampleStore
     from marker_excite.data.synthetic import write_dataset
-    from marker_excite.quantify import EMPTY_TISSUE, write_csv
+    from marker_excite.inference.quantify import EMPTY_TISSUE, write_csv
 
     store = write_dataset(tmp_path / "p.h5", "small", samples=2, shape=(3, 40, 40), progress=False)
     with SampleStore(store, "r") as st:

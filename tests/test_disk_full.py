@@ -107,8 +107,10 @@ def train_argv(tmp_path, store, run):
 
 
 def test_train_on_a_full_disk_is_one_line_and_resumes_to_the_same_weights(tiny_store, tmp_path, capsys, monkeypatch):
-    from marker_excite import run_dir as rd
-    from marker_excite.run import load_run
+    from marker_excite.runs import checkpoint
+    from marker_excite.runs import directory as rd
+    from marker_excite.runs.log import read_log
+    from marker_excite.runs.run import load_run
 
     assert main(train_argv(tmp_path, tiny_store, tmp_path / "full")) == 0
     real = np.savez
@@ -120,7 +122,7 @@ def test_train_on_a_full_disk_is_one_line_and_resumes_to_the_same_weights(tiny_s
             raise disk_full()
         real(*args, **kwargs)
 
-    monkeypatch.setattr(rd.np, "savez", full)
+    monkeypatch.setattr(checkpoint.np, "savez", full)
     msg = one_line_error(capsys, train_argv(tmp_path, tiny_store, tmp_path / "split"), "train")
     monkeypatch.undo()
     assert msg.endswith(f"no space left on device while writing run directory {tmp_path / 'split'}; it keeps its "
@@ -129,7 +131,7 @@ def test_train_on_a_full_disk_is_one_line_and_resumes_to_the_same_weights(tiny_s
     hidden = [p.name for p in split.iterdir() if p.name.startswith(".")]
     assert hidden == [rd.LOCK]  # no temporaries, no half checkpoint
     assert main(train_argv(tmp_path, tiny_store, split) + ["--resume"]) == 0
-    assert [r["epoch"] for r in rd.read_log(split / rd.LOG)] == [1, 2]
+    assert [r["epoch"] for r in read_log(split / rd.LOG)] == [1, 2]
     for weights in ("best", "last"):
         a, b = (load_run(tmp_path / run, weights=weights).model.weights for run in ("full", "split"))
         for x, y in zip(a, b):

@@ -1,4 +1,5 @@
-"""evaluation.py and the train / evaluate commands: exact metrics, subset masking, row counts, CLI."""
+"""inference/evaluation.py, analysis/results.py and the train / evaluate commands: exact metrics, subset
+masking, row counts, results CSV, CLI."""
 
 import dataclasses
 
@@ -6,12 +7,14 @@ import numpy as np
 import pytest
 from conftest import TINY, make_run, make_tiny_store, tiny_sample
 
-from marker_excite import cli, evaluation
+from marker_excite import cli
+from marker_excite.analysis import results
+from marker_excite.contract.markers import Subset
 from marker_excite.data import pipeline
 from marker_excite.data.store import SampleStore
 from marker_excite.errors import UserInputError
-from marker_excite.markers import Subset
-from marker_excite.metrics import confusion_matrix
+from marker_excite.inference import evaluation
+from marker_excite.models.metrics import confusion_matrix
 from marker_excite.models.zoo import build_model, model_config
 
 
@@ -104,18 +107,18 @@ def test_relative_and_csv_round_trip(tmp_path):
 
     a = rows("MS-ME", {("m_1", 0): 0.75, ("m_12", 0): 0.9, ("m_1", 1): 0.5})
     b = rows("UB", {("m_1", 0): 0.5, ("m_12", 0): 0.95})
-    rel = evaluation.relative(a, b)
+    rel = results.relative(a, b)
     assert [(r["subset"], r["fold"], r["value"], r["reference"]) for r in rel] == [
         ("m_1", 0, 0.25, "UB"),
         ("m_12", 0, pytest.approx(-0.05), "UB"),
     ]
-    path = evaluation.write_results(a + rel, tmp_path / "res.csv")
-    back = evaluation.read_results(path)
+    path = results.write_results(a + rel, tmp_path / "res.csv")
+    back = results.read_results(path)
     assert path.read_text().splitlines()[0] == "model,fold,class,subset,n_markers,metric,value,reference"
     assert [r["value"] for r in back] == [r["value"] for r in a + rel]  # floats exactly round-trip
     assert back[0]["fold"] == 0 and back[0]["n_markers"] == 1
     with pytest.raises(UserInputError, match="does not exist"):
-        evaluation.read_results(tmp_path / "nope.csv")
+        results.read_results(tmp_path / "nope.csv")
 
 
 def test_train_and_evaluate_commands(store, tmp_path, capsys):
@@ -147,7 +150,7 @@ def test_train_and_evaluate_commands(store, tmp_path, capsys):
     assert "not empty" in capsys.readouterr().err
 
     assert cli.main(["evaluate", "--run", str(run), "--subsets", "m_125,m_4", "--quiet"]) == 0
-    rows = evaluation.read_results(run / "evaluation.csv")
+    rows = results.read_results(run / "evaluation.csv")
     assert len(rows) == 2 * 1 * len(evaluation.METRICS) and {r["subset"] for r in rows} == {"m_125", "m_4"}
     assert (run / "evaluation.png").stat().st_size > 2000
     assert cli.main(["evaluate", "--run", str(run), "--subsets", "m_4", "--quiet"]) == 2
@@ -160,12 +163,12 @@ def test_evaluation_counts_every_voxel_once_and_equals_predict(tmp_path):
     neighbour. evaluate's TP / FP / FN / F1 equal numpy's count on predict's stitched label volume."""
     from pathlib import Path
 
+    from marker_excite.contract.model_spec import ModelSpec
     from marker_excite.data.io import open_volume
-    from marker_excite.forward import keras_forward
-    from marker_excite.inference import labels_from_probabilities, predict_volume
-    from marker_excite.metrics import confusion_matrix
-    from marker_excite.model_spec import ModelSpec
-    from marker_excite.predictor import Predictor
+    from marker_excite.inference.forward import keras_forward
+    from marker_excite.inference.predictor import Predictor
+    from marker_excite.inference.whole_stack import labels_from_probabilities, predict_volume
+    from marker_excite.models.metrics import confusion_matrix
 
     rng = np.random.default_rng(11)
     path = tmp_path / "odd.h5"
@@ -175,8 +178,7 @@ def test_evaluation_counts_every_voxel_once_and_equals_predict(tmp_path):
     mcfg = model_config("MS-ME", **TINY)
     model = build_model(mcfg)
     predictor = Predictor(
-        spec=ModelSpec(mcfg.markers, mcfg.classes, mcfg.input_size, mcfg.output_size),
-        card={},
+        spec=ModelSpec.from_config(mcfg),
         source=Path("."),
         fn=keras_forward(model, mcfg.input_size, len(mcfg.markers)),
     )
@@ -203,7 +205,7 @@ def test_evaluation_counts_every_voxel_once_and_equals_predict(tmp_path):
 
 def test_forward_pass_is_traced_once_per_model():
     """Validation, evaluation and prediction of one model share one traced forward function."""
-    from marker_excite.forward import keras_forward
+    from marker_excite.inference.forward import keras_forward
 
     mcfg = model_config("MS", **TINY)
     model, other = build_model(mcfg), build_model(mcfg)
@@ -218,7 +220,7 @@ def test_traced_forward_pass_dies_with_its_model():
     import gc
     import weakref
 
-    from marker_excite.forward import keras_forward
+    from marker_excite.inference.forward import keras_forward
 
     mcfg = model_config("MS", **TINY)
     model = build_model(mcfg)
@@ -236,7 +238,7 @@ def test_forward_on_other_backends_matches_the_traced_one():
     probabilities of the tf.function forward pass, for full and partial batches."""
     import numpy as np
 
-    from marker_excite.forward import _compiled_predict, keras_forward
+    from marker_excite.inference.forward import _compiled_predict, keras_forward
     from marker_excite.models.zoo import build_model, model_config
 
     cfg = model_config("MS-ME", depth=2, base_filters=4, input_size=44)
@@ -285,9 +287,9 @@ def test_evaluate_skips_subsets_with_markers_never_seen_in_training(store, tmp_p
     assert notes == [
         "evaluate: note: 4 subset(s) with collagen (never seen in training) not scored; give --allow-unseen to score them"
     ]
-    assert {r["subset"] for r in evaluation.read_results(tmp_path / "seen.csv")} == {"m_1", "m_2", "m_12"}
+    assert {r["subset"] for r in results.read_results(tmp_path / "seen.csv")} == {"m_1", "m_2", "m_12"}
     assert cli.main([*base, "--out", str(tmp_path / "all.csv"), "--allow-unseen", "--quiet"]) == 0
-    assert len({r["subset"] for r in evaluation.read_results(tmp_path / "all.csv")}) == 7
+    assert len({r["subset"] for r in results.read_results(tmp_path / "all.csv")}) == 7
     assert cli.main([*base, "--out", str(tmp_path / "none.csv"), "--subsets", "m_4", "--quiet"]) == 2
     assert "every subset asked for uses collagen" in capsys.readouterr().err
     assert not (tmp_path / "none.csv").exists()

@@ -5,24 +5,12 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import TINY_EXPERIMENT
 
 from marker_excite import experiments as E
+from marker_excite.analysis.results import read_results, write_results
 from marker_excite.errors import UserInputError
-from marker_excite.evaluation import read_results, write_results
 
-TINY = E.Preset(
-    "tiny",
-    zoo_preset="small",
-    train_preset="small",
-    phantom="small",
-    epochs=1,
-    batch_size=4,
-    n_folds=2,
-    folds=(0,),
-    classes=("sinusoids",),
-    augment=False,
-    model_overrides=dict(depth=2, base_filters=4, input_size=44),
-)
 _s = E.PAPER_PANEL.parse_subset  # "m_125" -> Subset of the paper panel
 
 
@@ -116,7 +104,7 @@ def test_seed_replicate_changes_only_the_training_randomness(tmp_path):
     with pytest.raises(UserInputError, match="seed must be >= 0"):
         E.experiment("fig2_sampling", "cpu", seed=-1)
     # a run made with seed 0 is never resumed as if it were the seed-3 replicate
-    path = E.run_dir(tmp_path, job)
+    path = E.job_run_dir(tmp_path, job)
     path.mkdir(parents=True)
     (path / "train_config.json").write_text(json.dumps(job.train_config(base.preset).to_dict()))
     E.check_settings(job, base.preset, tmp_path)
@@ -180,6 +168,25 @@ def test_panels_cover_training_samples_only():
     assert cfg.marker_panels == panels and cfg.fold == 1 and cfg.epochs == 200 and cfg.batch_size == 2
 
 
+def test_case_panels_go_to_the_training_samples_of_an_explicit_split(tmp_path):
+    from dataclasses import replace
+
+    from conftest import make_tiny_store
+
+    from marker_excite.data.folds import paper_folds
+
+    store = make_tiny_store(tmp_path / "s.h5", n_samples=6)  # s0 .. s5
+    split = replace(TINY_EXPERIMENT, train_samples=("s1", "s2", "s4"), val_samples=("s0",), test_samples=("s5",))
+    job = E.experiment("fig4_heterogeneous", split, cases=["case2"], models=["MS"]).jobs[0]
+    assert paper_folds([f"s{i}" for i in range(6)], n_folds=2)[0].train != ("s1", "s2", "s4")
+    assert E.fold_train_samples(store, job.train_config(split)) == ("s1", "s2", "s4")  # training's split
+    cfg = job.train_config(split, E.fold_train_samples(store, job.train_config(split)))
+    assert set(cfg.marker_panels) == {"s1", "s2", "s4"} and cfg.val_samples == ("s0",)
+    first = paper_folds([f"s{i}" for i in range(6)], n_folds=2)[0].train[0]
+    restricted = replace(TINY_EXPERIMENT, train_samples=(first,))  # the fold trains on one of its samples only
+    assert E.fold_train_samples(store, job.train_config(restricted)) == (first,)
+
+
 # -- resume and aggregation with stubs ------------------------------------------------------------------
 def _fake_rows(job, value):
     subsets = [job.subset.label] if job.subset else [s.label for s in E.all_subsets()]
@@ -199,7 +206,7 @@ def _fake_rows(job, value):
 
 
 def _stub_runner(exp, value, calls):
-    jobs = {E.run_dir(Path("x"), j).name: j for j in exp.jobs}
+    jobs = {E.job_run_dir(Path("x"), j).name: j for j in exp.jobs}
 
     def train_fn(path, model_cfg, train_cfg, store, *, resume, overwrite, progress):
         Path(path).mkdir(parents=True, exist_ok=True)
@@ -236,15 +243,15 @@ def test_resume_skips_finished_jobs_and_aggregates(tmp_path):
     assert again.ran == [] and len(again.skipped) == 8 and calls == []
     # an interrupted job (run dir without evaluation.csv) is resumed, not restarted
     victim = exp.jobs[3]
-    (E.run_dir(tmp_path, victim) / E.EVALUATION_CSV).unlink()
-    (E.run_dir(tmp_path, victim) / "model_config.json").write_text("{}")
+    (E.job_run_dir(tmp_path, victim) / E.EVALUATION_CSV).unlink()
+    (E.job_run_dir(tmp_path, victim) / "model_config.json").write_text("{}")
     E.run_jobs(exp, tmp_path, store=store, train_fn=train_fn, evaluate_fn=evaluate_fn, progress=False)
     assert calls == [(victim.job_id, True, False)]
 
     ub_dir = tmp_path / "fig1"
     ub = E.experiment("fig1_upper_bound", "small", folds=[0, 1])
     for job in ub.jobs:
-        write_results(_fake_rows(job, _score), E.run_dir(ub_dir, job) / E.EVALUATION_CSV)
+        write_results(_fake_rows(job, _score), E.job_run_dir(ub_dir, job) / E.EVALUATION_CSV)
     result = E.aggregate(exp, tmp_path, external={"UB": ub_dir}, progress=False)
     rows = read_results(result.results_csv)
     assert len(rows) == 8 * 31 and {r["model"] for r in rows} == {"MS", "MS-SE", "MS-ME", "MS+"}
@@ -275,7 +282,7 @@ def test_fig1_groups_and_fig4_ub_restriction(tmp_path):
                     0.5 + (0.3 if "2" in s or "3" in s else 0) + 0.01 * j.fold - (0.05 if j.label == "UB-joint" else 0)
                 ),
             ),
-            E.run_dir(tmp_path, job) / E.EVALUATION_CSV,
+            E.job_run_dir(tmp_path, job) / E.EVALUATION_CSV,
         )
     stats = json.loads(E.aggregate(ub, tmp_path, progress=False).stats_json.read_text())["analyses"]
     assert stats["fig1d"]["test"]["n"] == [24 * 3, 7 * 3] and stats["fig1d"]["test"]["stars"] == "***"
@@ -290,7 +297,7 @@ def test_fig1_groups_and_fig4_ub_restriction(tmp_path):
     for job in het.jobs:
         write_results(
             [{**r, "case": job.case} for r in _fake_rows(job, _score)],
-            E.run_dir(tmp_path / "h", job) / E.EVALUATION_CSV,
+            E.job_run_dir(tmp_path / "h", job) / E.EVALUATION_CSV,
         )
     res = json.loads(E.aggregate(het, tmp_path / "h", external={"UB": tmp_path}, progress=False).stats_json.read_text())
     case1 = res["analyses"]["fig4_case1"]
@@ -332,11 +339,13 @@ def test_tiny_end_to_end(tmp_path):
     from marker_excite.data.synthetic import write_dataset
 
     store = write_dataset(tmp_path / "tiny.h5", "small", samples=4, shape=(3, 48, 48), progress=False)
-    exp = E.fig1_upper_bound(TINY, ("sinusoids",), (0,))
-    exp = E.Experiment(exp.name, TINY, tuple(j for j in exp.jobs if j.subset in {_s("m_2"), _s("m_12")}), exp.analyses)
+    exp = E.fig1_upper_bound(TINY_EXPERIMENT, ("sinusoids",), (0,))
+    exp = E.Experiment(
+        exp.name, TINY_EXPERIMENT, tuple(j for j in exp.jobs if j.subset in {_s("m_2"), _s("m_12")}), exp.analyses
+    )
     summary = E.run_jobs(exp, tmp_path / "out", store=store, progress=False)
     assert summary.ran == ["UB__m_2__sinusoids__f0", "UB__m_12__sinusoids__f0"] and summary.remaining == []
-    run = E.run_dir(tmp_path / "out", exp.jobs[1])
+    run = E.job_run_dir(tmp_path / "out", exp.jobs[1])
     assert (run / "weights.best.weights.h5").is_file()
     rows = read_results(run / E.EVALUATION_CSV)
     assert {r["subset"] for r in rows} == {"m_12"} and {r["model"] for r in rows} == {"UB"}
@@ -351,7 +360,7 @@ def test_tiny_end_to_end(tmp_path):
 
     assert evaluate_last([tmp_path / "out"], models=["MS"], progress=False) == []
     written = evaluate_last([tmp_path / "out"], progress=False)
-    assert sorted(written) == sorted(E.run_dir(tmp_path / "out", j) / LAST_EVALUATION_CSV for j in exp.jobs)
+    assert sorted(written) == sorted(E.job_run_dir(tmp_path / "out", j) / LAST_EVALUATION_CSV for j in exp.jobs)
     for path in written:
         key = lambda r: (r["model"], r["job"], r["class"], r["subset"], r["metric"])  # noqa: E731
         last = {key(r): r["value"] for r in read_results(path)}
@@ -368,7 +377,7 @@ def test_table1_uses_the_m1_tissue_network(tmp_path):
     from marker_excite.experiments.table1 import quantify_experiment
 
     store = write_dataset(tmp_path / "tiny.h5", "small", samples=4, shape=(3, 48, 48), progress=False)
-    exp = E.table1_quantification(TINY, ("sinusoids",), (0,))
+    exp = E.table1_quantification(TINY_EXPERIMENT, ("sinusoids",), (0,))
     assert [j.job_id for j in exp.jobs] == ["MS-ME__all__sinusoids__f0", "UB-tissue__m_1__tissue__f0"]
     tissue = exp.jobs[1]
     assert tissue.markers == ("DAPI",) and tissue.classes == ("tissue",)
@@ -385,8 +394,8 @@ def test_table1_uses_the_m1_tissue_network(tmp_path):
 def test_reproduction_report_verdicts(tmp_path):
     """REPRODUCTION.md: verdicts follow the fixed rules; missing models are 'not run yet'; the convergence
     table counts runs on a plateau from their log.csv."""
-    from marker_excite.experiments.report import write_report
-    from marker_excite.run_dir import write_log
+    from marker_excite.experiments.reproduction import write_report
+    from marker_excite.runs.log import write_log
 
     exp = E.experiment("fig2_sampling", "cpu", classes=["sinusoids"], folds=[0, 1], models=["MZ", "MS", "HeMIS"])
     exp3 = E.experiment("fig3_attention", "cpu", classes=["sinusoids"], folds=[0, 1], models=["MS-ME"])
@@ -397,18 +406,18 @@ def test_reproduction_report_verdicts(tmp_path):
         return 0.5 + 0.01 * len(_s(subset)) + bonus[job.model] + 0.001 * job.fold + jitter
 
     for job in exp.jobs + exp3.jobs:
-        write_results(_fake_rows(job, value), E.run_dir(tmp_path, job) / E.EVALUATION_CSV)
+        write_results(_fake_rows(job, value), E.job_run_dir(tmp_path, job) / E.EVALUATION_CSV)
         # MS-ME's validation F1 still rises by 0.02 per epoch at the end; HeMIS's falls from 0.9 to 0.2
         curve = {"MS-ME": lambda e: 0.5 + 0.02 * e, "HeMIS": lambda e: 0.9 if e <= 4 else 0.2}
         write_log(
-            E.run_dir(tmp_path, job) / "log.csv",
+            E.job_run_dir(tmp_path, job) / "log.csv",
             [{"epoch": e, "val_mean_f1": curve.get(job.model, lambda e: 0.9)(e)} for e in range(1, 9)],
         )
     assert "## Model selection" not in write_report(tmp_path).read_text()
     for job in exp.jobs + exp3.jobs:  # last epochs: MS-ME 0.1 better than at its best-validation epoch
         if job.model in ("MS", "MS-ME"):
             last = lambda job, c, s: value(job, c, s) + (0.1 if job.model == "MS-ME" else 0.0)  # noqa: E731
-            write_results(_fake_rows(job, last), E.run_dir(tmp_path, job) / "evaluation.last.csv")
+            write_results(_fake_rows(job, last), E.job_run_dir(tmp_path, job) / "evaluation.last.csv")
     text = write_report(tmp_path, protocol="test protocol").read_text()
     selection = text.split("## Model selection: best-validation vs last epoch")[1]
     assert "| Fig. 3c MS-ME vs MS | -0.0700 (p " in selection and "| +0.0300 (p " in selection
@@ -450,7 +459,8 @@ def test_reproduction_report_verdicts(tmp_path):
 def test_reproduction_report_seed_spread(tmp_path):
     """The seed-to-seed section: mean F1 per seed over the subsets every seed has, its range, and each
     claim's difference per seed (hand-computed from the fake values)."""
-    from marker_excite.experiments.report import runs_seed, write_report
+    from marker_excite.experiments.report import runs_seed
+    from marker_excite.experiments.reproduction import write_report
 
     exp = E.experiment("fig3_attention", "cpu", classes=["sinusoids"], folds=[0], models=["MS", "MS-ME"])
     ub = E.experiment("fig1_upper_bound", "cpu", classes=["sinusoids"], folds=[0], joint=False)
@@ -465,9 +475,9 @@ def test_reproduction_report_seed_spread(tmp_path):
     dirs = {s: tmp_path / f"seed{s}" for s in offsets}
 
     def write(out, job, seed, value):
-        write_results(_fake_rows(job, value), E.run_dir(out, job) / E.EVALUATION_CSV)
-        (E.run_dir(out, job) / "train_config.json").write_text(json.dumps({"seed": seed}))
-        (E.run_dir(out, job) / "model_config.json").write_text(json.dumps({"seed": seed}))
+        write_results(_fake_rows(job, value), E.job_run_dir(out, job) / E.EVALUATION_CSV)
+        (E.job_run_dir(out, job) / "train_config.json").write_text(json.dumps({"seed": seed}))
+        (E.job_run_dir(out, job) / "model_config.json").write_text(json.dumps({"seed": seed}))
 
     for seed, out in dirs.items():
         for job in [*exp.jobs, *ub_done[seed]]:
@@ -506,7 +516,7 @@ def test_reproduction_report_seed_spread(tmp_path):
     for seed, out in dirs.items():
         for job in exp.jobs:
             last = lambda job, c, s, seed=seed: 0.55 + 0.01 * len(_s(s)) + offsets[seed][job.model]  # noqa: E731
-            write_results(_fake_rows(job, last), E.run_dir(out, job) / "evaluation.last.csv")
+            write_results(_fake_rows(job, last), E.job_run_dir(out, job) / "evaluation.last.csv")
     with_last = write_report(dirs[0], replicates=[dirs[1], dirs[2]], path=tmp_path / "last.md").read_text()
     last_part = with_last.split("### The same runs evaluated with their last epoch")[1].split("## Model selection")[0]
     assert (
@@ -516,15 +526,15 @@ def test_reproduction_report_seed_spread(tmp_path):
     assert "| UB |" not in last_part  # no last-epoch evaluation of the UB runs
     for out in dirs.values():
         for job in exp.jobs:
-            (E.run_dir(out, job) / "evaluation.last.csv").unlink()
+            (E.job_run_dir(out, job) / "evaluation.last.csv").unlink()
     # a seed still running: its missing model shows "-", the claim is measured on the seeds that have both
-    (E.run_dir(dirs[2], exp.jobs[1]) / E.EVALUATION_CSV).rename(tmp_path / "held.csv")
+    (E.job_run_dir(dirs[2], exp.jobs[1]) / E.EVALUATION_CSV).rename(tmp_path / "held.csv")
     partial = write_report(dirs[0], replicates=[dirs[1], dirs[2]], path=tmp_path / "partial.md").read_text()
     assert f"| MS-ME | sinusoids, fold 0 | 31 | {base - 0.02:.4f} | {base + 0.02:.4f} | - | 0.0400 |" in partial
     partial_seeds = partial.split("## Seed-to-seed spread")[1]
     partial_claim = next(line for line in partial_seeds.splitlines() if line.startswith("| Fig. 3c MS-ME vs MS |"))
     assert partial_claim.endswith("| - | -0.0050 (0.0212) | 0.0300 | 1 of 2 |")
-    (tmp_path / "held.csv").rename(E.run_dir(dirs[2], exp.jobs[1]) / E.EVALUATION_CSV)
+    (tmp_path / "held.csv").rename(E.job_run_dir(dirs[2], exp.jobs[1]) / E.EVALUATION_CSV)
     # the mean-F1 table marks a fold evaluated on fewer than its 31 subsets (seed 1's UB: m_1, m_12)
     seed1 = write_report(dirs[1], path=tmp_path / "seed1.md").read_text()
     assert "| UB | sinusoids | 0.6450 (2) | 0.6450 |" in seed1 and f"| MS | sinusoids | {base + 0.01:.4f} |" in seed1
@@ -539,7 +549,7 @@ def test_reproduction_report_seed_spread(tmp_path):
     write(dirs[2], ub.jobs[5], 3, lambda *a: 0.5)
     with pytest.raises(UserInputError, match=r"seed2: expected finished runs of one seed .* found 2, 3"):
         runs_seed(dirs[2])
-    (E.run_dir(dirs[2], ub.jobs[5]) / "model_config.json").write_text(json.dumps({"seed": 2}))
+    (E.job_run_dir(dirs[2], ub.jobs[5]) / "model_config.json").write_text(json.dumps({"seed": 2}))
     with pytest.raises(UserInputError, match="found 2, 2/3"):  # model seed 2, training seed 3
         runs_seed(dirs[2])
 
@@ -573,7 +583,7 @@ def test_claim_note_gives_each_class_of_a_pooled_comparison():
         r["case"] = ""
     claim = next(c for c in CLAIMS if c.figure == "Fig. 3c" and c.reference == "MS")
     detail = measure(rows, claim)["detail"]
-    from marker_excite.stats import wilcoxon
+    from marker_excite.analysis.stats import wilcoxon
 
     sizes = [len(_s(r["subset"])) for r in rows if r["model"] == "MS" and r["class"] == "arteries"]
     p_arteries = wilcoxon([0.01 * n for n in sizes]).pvalue  # each class tested on its own differences
@@ -610,8 +620,8 @@ def test_per_class_section_judges_each_class_by_the_signed_ranks():
     """'Per class': each homogeneous claim on each class alone; a class whose subsets mostly score the
     same has median difference 0, and the verdict follows the ranks (HeMIS-MS worse than MS is not
     'model better')."""
+    from marker_excite.analysis.stats import wilcoxon
     from marker_excite.experiments.report import per_class_lines
-    from marker_excite.stats import wilcoxon
 
     exp = E.experiment("fig2_sampling", "cpu", classes=["sinusoids", "arteries"], folds=[0], models=["MS", "HeMIS-MS"])
 

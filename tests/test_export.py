@@ -1,6 +1,8 @@
 """export.py: SavedModel round trip in a process without marker_excite, model card, predict on an export, example script."""
 
+import dataclasses
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -9,13 +11,15 @@ import numpy as np
 import pytest
 from conftest import MARKERS, make_run
 
+from marker_excite.commands.info import describe
+from marker_excite.contract.model_spec import CARD_NAME, ModelSpec, unseen_markers
 from marker_excite.data.io import open_volume
 from marker_excite.data.writers import write_volume
 from marker_excite.errors import UserInputError
-from marker_excite.export import export_run
-from marker_excite.inference import predict_volume
-from marker_excite.model_spec import CARD_NAME
-from marker_excite.predictor import load_exported, load_predictor
+from marker_excite.inference.predictor import load_predictor
+from marker_excite.inference.whole_stack import predict_volume
+from marker_excite.runs.run import load_run
+from marker_excite.sharing.savedmodel import export_run
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "docs" / "examples" / "run_exported_model.py"
 
@@ -67,7 +71,7 @@ def test_saved_model_and_example_script_without_package(exported, tmp_path):
     not know (skipped with a notice), and writes calibrated OME-TIFF."""
     import tifffile
 
-    from marker_excite.inference import predict_file
+    from marker_excite.inference.whole_stack import predict_file
 
     path, model, cfg, run_dir = exported
     rng = np.random.default_rng(0)
@@ -120,12 +124,55 @@ def test_model_card_contents(exported):
     assert card["unseen_markers"].startswith("a marker outside training.markers_seen was an all-zero channel")
 
 
+#: The keys of the model card and of its training summary, in the order every card has been written in.
+CARD_KEYS = ["format", "version", "model", "markers", "classes", "outputs", "tile", "spacing_zyx_um", "normalisation",
+             "unseen_markers", "signature", "model_config", "software", "training"]  # fmt: skip
+TRAINING_KEYS = ["run", "model", "store", "split", "fold", "n_folds", "samples", "marker_panels", "markers_seen",
+                 "epochs", "epochs_planned", "best_epoch", "weights", "weights_epoch", "best_val_mean_f1",
+                 "best_val_f1", "batch_size", "learning_rate", "seed", "precision"]  # fmt: skip
+
+
+def test_model_card_is_the_spec_serialised(exported):
+    """The card is only the serialised ModelSpec: keys in the fixed order, read back and written again it is
+    the same text, and the spec read from it is the run's (provenance included) plus the exporting software."""
+    path, _, cfg, run_dir = exported
+    text = (path / CARD_NAME).read_text()
+    card = json.loads(text)
+    assert list(card) == CARD_KEYS and list(card["training"]) == TRAINING_KEYS
+    assert list(card["software"]) == ["exported_with", "trained_with"]
+    spec = ModelSpec.from_card(card)
+    assert json.dumps(spec.card(), indent=2) + "\n" == text
+    assert load_predictor(path).spec == spec and spec.name == "MS-ME" and spec.model_config == cfg.to_dict()
+    p = spec.provenance
+    assert (p.train_samples, p.markers_seen, p.best_epoch, p.weights) == (("a", "b"), MARKERS, 2, "best")
+    assert p.exported_with["tensorflow"] and p.trained_with is None  # make_run writes no versions.json
+    not_exported = dataclasses.replace(spec, provenance=dataclasses.replace(p, exported_with=None))
+    assert load_predictor(run_dir).spec == not_exported == load_run(run_dir).spec
+
+
+def test_a_card_written_before_a_field_was_recorded_still_loads(exported, tmp_path):
+    """Older cards lack ``unseen_markers`` and the training summary's split, markers_seen, weights,
+    weights_epoch and precision: they load with the defaults, and no marker is refused as unseen."""
+    old = tmp_path / "old"
+    shutil.copytree(exported[0], old)
+    card = json.loads((old / CARD_NAME).read_text())
+    del card["unseen_markers"]
+    for key in ("split", "markers_seen", "weights", "weights_epoch", "precision"):
+        del card["training"][key]
+    (old / CARD_NAME).write_text(json.dumps(card))
+    spec = load_predictor(old).spec
+    assert spec.markers_seen is None and unseen_markers(spec, MARKERS) == []
+    assert (spec.provenance.split, spec.provenance.weights, spec.provenance.precision) == ("folds", "best", "fp32")
+    described = describe(spec)
+    assert "training     fold 0 of 3; 2 of 3 epoch(s); best epoch 2 (val mean F1 0.7000); precision fp32" in described
+
+
 def test_predict_on_exported_equals_run(exported, tmp_path):
     path, _, _, run_dir = exported
     image = np.random.default_rng(1).normal(size=(3, 2, 19, 26)).astype(np.float32)
     write_volume(tmp_path / "s.ome.tif", image, channel_names=MARKERS)
     with open_volume(tmp_path / "s.ome.tif") as vol:
-        from_export = predict_volume(load_exported(path), vol, markers="DAPI,collagen", progress=False)
+        from_export = predict_volume(load_predictor(path), vol, markers="DAPI,collagen", progress=False)
         from_run = predict_volume(load_predictor(run_dir), vol, markers="DAPI,collagen", progress=False)
     np.testing.assert_allclose(from_export, from_run, atol=1e-5)
 
@@ -166,13 +213,14 @@ def test_cli_export_info_and_predict_on_export(exported, tmp_path, capsys):
 def test_weights_last_in_predict_and_export(tmp_path, capsys):
     """--weights last: a run's final-epoch weights for predict / export; the card says which; an exported
     model refuses it (it holds the weights it was exported with)."""
-    from marker_excite import run_dir as rd
     from marker_excite.cli import main
     from marker_excite.models.zoo import build_model
+    from marker_excite.runs.checkpoint import save_weights
+    from marker_excite.runs.directory import LAST_WEIGHTS
 
     run_dir, model, cfg = make_run(tmp_path / "run", name="MS-ME")
     last = build_model(cfg)  # other weights than make_run's best ones
-    rd.save_weights(last, run_dir / rd.LAST_WEIGHTS)
+    save_weights(last, run_dir / LAST_WEIGHTS)
     image = np.random.default_rng(3).normal(size=(2, cfg.input_size, cfg.input_size, len(MARKERS))).astype(np.float32)
     availability = np.ones((2, len(MARKERS)), np.float32)
     best_p = load_predictor(run_dir).probabilities(image, availability)
@@ -184,7 +232,7 @@ def test_weights_last_in_predict_and_export(tmp_path, capsys):
     assert main(["export", str(run_dir), str(tmp_path / "exp"), "--weights", "last"]) == 0
     card = json.loads((tmp_path / "exp" / "model_card.json").read_text())
     assert card["training"]["weights"] == "last" and card["training"]["weights_epoch"] == 2  # make_run logs 2 epochs
-    np.testing.assert_allclose(load_exported(tmp_path / "exp").probabilities(image, availability), last_p, atol=1e-5)
+    np.testing.assert_allclose(load_predictor(tmp_path / "exp").probabilities(image, availability), last_p, atol=1e-5)
     with pytest.raises(UserInputError, match="is an exported model: it holds the weights it was exported with"):
         load_predictor(tmp_path / "exp", weights="last")
 
@@ -198,7 +246,7 @@ def test_example_script_reads_samples_last_refuses_unknown_names_and_unseen_mark
 
     import tifffile
 
-    from marker_excite.inference import predict_file
+    from marker_excite.inference.whole_stack import predict_file
 
     path = exported[0]
     unseen = tmp_path / "unseen"  # the same model, as if no training sample had had collagen

@@ -4,11 +4,12 @@ phantom's truth and the training samples in quantification plots."""
 import numpy as np
 import pytest
 
-from marker_excite import plots, quantify
+from marker_excite.analysis import plots
 from marker_excite.commands.evaluate import basis
 from marker_excite.data.store import SampleStore
 from marker_excite.data.synthetic import write_dataset
-from marker_excite.quantify import fraction_boxplot, store_truth
+from marker_excite.inference import quantify
+from marker_excite.inference.quantify import fraction_boxplot, store_truth
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import pytest
 import tifffile
 
 from marker_excite.cli import main
-from marker_excite.commands.import_files import import_sample
+from marker_excite.data.importing import import_sample
 from marker_excite.data.store import SampleStore
 from marker_excite.data.writers import write_volume
 

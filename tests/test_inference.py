@@ -6,13 +6,18 @@ import numpy as np
 import pytest
 from conftest import MARKERS, make_run
 
+from marker_excite.contract.markers import MarkerError, MarkerPanel
+from marker_excite.contract.model_spec import ModelSpec, plan_channels
 from marker_excite.data.io import open_volume
 from marker_excite.data.writers import write_volume
 from marker_excite.errors import UserInputError
-from marker_excite.inference import encode_probabilities, labels_from_probabilities, predict_file, predict_volume
-from marker_excite.markers import MarkerError, MarkerPanel
-from marker_excite.model_spec import ModelSpec, plan_channels
-from marker_excite.predictor import load_predictor
+from marker_excite.inference.predictor import load_predictor
+from marker_excite.inference.whole_stack import (
+    encode_probabilities,
+    labels_from_probabilities,
+    predict_file,
+    predict_volume,
+)
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +130,7 @@ class SpyVolume:
 def test_streaming_reads_each_slice_twice_in_order(predictor):
     vol = SpyVolume(np.random.default_rng(1).normal(size=(3, 4, 13, 13)).astype(np.float32), MARKERS)
     seen = []
-    from marker_excite.inference import predict_slices
+    from marker_excite.inference.whole_stack import predict_slices
 
     for z, probs in predict_slices(predictor, vol, progress=False):
         seen.append(z)
@@ -138,7 +143,7 @@ def test_streaming_reads_each_slice_twice_in_order(predictor):
 def test_resampling_to_model_spacing_and_back(tmp_path):
     path, _, _ = make_run(tmp_path / "run_fine", spacing=(1.0, 0.5, 0.5))
     pred = load_predictor(path)
-    assert pred.spec.spacing_zyx == (1.0, 0.5, 0.5)
+    assert pred.spec.spacing == (1.0, 0.5, 0.5)
     vol = SpyVolume(np.random.default_rng(2).normal(size=(3, 1, 10, 14)).astype(np.float32), MARKERS)
     probs = predict_volume(pred, vol, progress=False)
     assert probs.shape == (2, 1, 10, 14)
@@ -205,9 +210,10 @@ def test_encode_probabilities_and_spec():
 
 
 def test_model_card_round_trip_and_signature():
-    spec = ModelSpec(MARKERS, ("a", "b"), 28, 12, spacing_zyx=(2.0, 0.5, 0.5))
+    spec = ModelSpec(MARKERS, ("a", "b"), 28, 12, spacing=(2.0, 0.5, 0.5), name="MS", model_config={"name": "MS"})
     assert spec.shapes() == {"image": (None, 28, 28, 3), "availability": (None, 3), "probabilities": (None, 12, 12, 3)}
-    card = spec.card(model="MS", model_config={"name": "MS"}, software={}, training={})
+    card = spec.card()
+    assert card["model"] == "MS" and card["software"] == {} and card["training"] == {}  # no provenance
     assert card["tile"] == {"input_size": 28, "output_size": 12, "margin": 8}
     assert card["signature"] == {
         "name": "serving_default",

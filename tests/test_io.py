@@ -21,7 +21,7 @@ def _bytes_attr(text: str) -> np.ndarray:
     return np.array([c.encode() for c in text], dtype="S1")
 
 
-def write_ims(path, data: np.ndarray, names, spacing_zyx, pad=(2, 3, 5)) -> None:
+def write_ims(path, data: np.ndarray, names, spacing, pad=(2, 3, 5)) -> None:
     """A minimal Imaris-like file: padded chunk-sized Data per channel, names and extents as byte arrays."""
     c, z, y, x = data.shape
     with h5py.File(path, "w") as f:
@@ -38,7 +38,7 @@ def write_ims(path, data: np.ndarray, names, spacing_zyx, pad=(2, 3, 5)) -> None
         info = f.create_group("DataSetInfo/Image")
         for key, value in {"X": x, "Y": y, "Z": z}.items():
             info.attrs[key] = _bytes_attr(str(value))
-        sz, sy, sx = spacing_zyx
+        sz, sy, sx = spacing
         for i, (n, s) in enumerate([(x, sx), (y, sy), (z, sz)]):
             info.attrs[f"ExtMin{i}"] = _bytes_attr("-10.0")
             info.attrs[f"ExtMax{i}"] = _bytes_attr(str(-10.0 + n * s))

@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from marker_excite import run_dir as rd
-from marker_excite.evaluation import write_results
+from marker_excite.analysis.results import write_results
 from marker_excite.experiments.longer import arm_rows, longer_lines, pair_row
+from marker_excite.runs.directory import LOG
+from marker_excite.runs.log import write_log
 
 SUBSETS = ["m_1", "m_2", "m_12"]
 
@@ -16,7 +17,7 @@ def _run(folder, model, f1, val):
     rows = [dict(model=model, fold=0, subset=s, n_markers=len(s) - 2, metric="f1", value=v, job=run.name, case="",
                  **{"class": "sinusoids"}) for s, v in zip(SUBSETS, f1)]  # fmt: skip
     write_results(rows, run / "evaluation.csv")
-    rd.write_log(run / rd.LOG, [{"epoch": e + 1, "loss": 1.0, "val_mean_f1": v} for e, v in enumerate(val)])
+    write_log(run / LOG, [{"epoch": e + 1, "loss": 1.0, "val_mean_f1": v} for e, v in enumerate(val)])
 
 
 def test_arm_rows_and_section(tmp_path):
@@ -53,7 +54,7 @@ def test_arm_rows_and_section(tmp_path):
 
 
 def test_report_has_the_longer_section(tmp_path):
-    from marker_excite.experiments.report import write_report
+    from marker_excite.experiments.reproduction import write_report
 
     _run(tmp_path / "gpu" / "e600-seed0", "MS", [0.8, 0.7, 0.9], [0.5, 0.9])
     _run(tmp_path / "gpu" / "e600-seed0", "MS-ME", [0.7, 0.7, 0.7], [0.6, 0.95])

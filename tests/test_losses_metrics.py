@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from marker_excite.errors import UserInputError
-from marker_excite.losses import WeightedCrossEntropy, log_class_weights
-from marker_excite.metrics import PerClassF1, confusion_matrix, f1_from_confusion, precision_recall, tp_fp_fn
+from marker_excite.models.losses import WeightedCrossEntropy, log_class_weights
+from marker_excite.models.metrics import PerClassF1, confusion_matrix, f1_from_confusion, precision_recall, tp_fp_fn
 
 
 def test_log_class_weights_hand_values():

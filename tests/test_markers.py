@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
+from marker_excite.contract.markers import PAPER_MARKERS, PAPER_PANEL, MarkerError, MarkerPanel, Subset
 from marker_excite.errors import UserInputError
-from marker_excite.markers import PAPER_MARKERS, PAPER_PANEL, MarkerError, MarkerPanel, Subset
 
 
 def test_default_panel_is_paper_order():

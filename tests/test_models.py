@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 
 from marker_excite.config import ConfigError
-from marker_excite.losses import WeightedCrossEntropy
-from marker_excite.metrics import PerClassF1
 from marker_excite.models.config import ABLATION_NAMES, BASE_NAMES, ZOO_NAMES, ModelConfig
 from marker_excite.models.geometry import GeometryError
 from marker_excite.models.hemis import build_hemis
+from marker_excite.models.losses import WeightedCrossEntropy
+from marker_excite.models.metrics import PerClassF1
 from marker_excite.models.unet import build_unet
-from marker_excite.models.zoo import PRESETS, build_model, model_config
+from marker_excite.models.zoo import build_model, model_config
+from marker_excite.presets import PRESETS
 
 MARKERS = ("m1", "m2", "m3")
 TINY = dict(preset="small", markers=MARKERS, classes=("a", "b"), depth=2, base_filters=4, input_size=44)
@@ -38,7 +39,7 @@ def test_zoo_names():
     assert len(ABLATION_NAMES) == 15 and {"MS-ME-I", "MS-ME-E", "MS-ME-B", "MS-ME-D", "MS-ME-IEBD"} <= set(ZOO_NAMES)
     assert model_config("MS-ME").attention_positions == model_config("MS-ME-EBD").attention_positions == ("E", "B", "D")
     assert model_config("ms-me-eb").name == "MS-ME-EB"
-    assert PRESETS["small"] == dict(depth=3, base_filters=16, input_size=124)
+    assert PRESETS["small"].network == dict(depth=3, base_filters=16, input_size=124)
 
 
 @pytest.mark.parametrize("name", BASE_NAMES + ("MS-ME-I", "MS-ME-IEBD"))

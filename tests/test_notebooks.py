@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from marker_excite import experiments as E
-from marker_excite.evaluation import write_results
+from marker_excite.analysis.results import write_results
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
@@ -104,7 +104,7 @@ def test_explore_results_notebook(tmp_path):
             )
             for s in E.all_subsets()
         ]
-        write_results(rows, E.run_dir(tmp_path, job) / E.EVALUATION_CSV)
+        write_results(rows, E.job_run_dir(tmp_path, job) / E.EVALUATION_CSV)
     text = _run(
         "explore_results.ipynb", {"MARKER_EXCITE_RESULTS": str(tmp_path), "MARKER_EXCITE_REFERENCE": "MS"}, tmp_path
     )
@@ -126,8 +126,8 @@ def _demo_folder(tmp_path):
     from conftest import make_run
 
     from marker_excite.cli import main
+    from marker_excite.contract.markers import PAPER_MARKERS
     from marker_excite.data.synthetic import write_dataset
-    from marker_excite.markers import PAPER_MARKERS
 
     demo = tmp_path / "demo_output"
     store = write_dataset(demo / "phantom.h5", "small", samples=2, shape=(3, 40, 40), progress=False)
@@ -191,7 +191,7 @@ def test_explore_results_notebook_with_few_or_no_results(tmp_path):
         )
         for s in E.all_subsets()[:3]
     ]
-    write_results(rows, E.run_dir(tmp_path / "one", job) / E.EVALUATION_CSV)
+    write_results(rows, E.job_run_dir(tmp_path / "one", job) / E.EVALUATION_CSV)
     text = _run("explore_results.ipynb", {"MARKER_EXCITE_RESULTS": str(tmp_path / "one")}, tmp_path)
     assert "3 rows from" in text and "MS, sinusoids: worst" in text
     (tmp_path / "none").mkdir()

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 from conftest import MARKERS, make_run, make_tiny_store
 
-from marker_excite import run_dir as rd
 from marker_excite.atomic import check_outputs_apart
 from marker_excite.cli import main
 from marker_excite.data.store import SampleStore
 from marker_excite.data.writers import write_volume
 from marker_excite.errors import UserInputError
+from marker_excite.runs import directory as rd
 
 RULE = "an output may not be, contain or sit inside an input; choose another output path"
 

@@ -6,6 +6,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from marker_excite.contract.markers import PAPER_MARKERS, MarkerPanel
 from marker_excite.data.folds import Fold, paper_folds
 from marker_excite.data.pipeline import (
     PatchSource,
@@ -20,7 +21,6 @@ from marker_excite.data.pipeline import (
 from marker_excite.data.sample import Sample
 from marker_excite.data.store import SampleStore
 from marker_excite.errors import UserInputError
-from marker_excite.markers import PAPER_MARKERS, MarkerPanel
 from marker_excite.models.geometry import UNetGeometry
 
 GEOM = UNetGeometry(depth=3)

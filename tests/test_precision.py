@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 from conftest import TINY, make_tiny_store
 
-from marker_excite import run_dir as rd
 from marker_excite.config import ConfigError
 from marker_excite.errors import UserInputError
-from marker_excite.losses import WeightedCrossEntropy
 from marker_excite.models.config import BASE_NAMES
+from marker_excite.models.losses import WeightedCrossEntropy
+from marker_excite.models.precision import dtype_policy, optimizer_for
 from marker_excite.models.zoo import build_model, model_config
-from marker_excite.precision import dtype_policy, optimizer_for
-from marker_excite.run import TrainConfig, load_run, train_config
-from marker_excite.training import train
+from marker_excite.runs import directory as rd
+from marker_excite.runs.run import TrainConfig, load_run, train_config
+from marker_excite.training.trainer import train
 
 MARKERS = ("m1", "m2", "m3")
 
@@ -118,7 +118,8 @@ def test_bf16_training_learns_and_records_its_precision(tmp_path, capsys):
     assert json.loads((tmp_path / "run" / rd.TRAIN_CONFIG).read_text())["precision"] == "bf16"
     again = load_run(tmp_path / "run")  # inference builds the float32 network; the weights are float32
     assert again.train_config.precision == "bf16" and again.model.compute_dtype == "float32"
-    assert again.card()["training"]["precision"] == "bf16"
+    assert again.spec.provenance.precision == "bf16"
+    assert again.spec.card()["training"]["precision"] == "bf16"
     from marker_excite.cli import main
 
     assert main(["info", str(tmp_path / "run")]) == 0

@@ -8,8 +8,8 @@ from marker_excite.cli import main
 from marker_excite.data.io import open_volume
 from marker_excite.data.writers import write_volume
 from marker_excite.errors import UserInputError
-from marker_excite.predictor import load_predictor
-from marker_excite.preview import MARKER_COLOURS, collect, marker_composite, parse_slice, preview_figure
+from marker_excite.inference.predictor import load_predictor
+from marker_excite.inference.preview import MARKER_COLOURS, collect, marker_composite, parse_slice, preview_figure
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,8 @@ from marker_excite.data.sample import Sample
 from marker_excite.data.store import SampleStore
 from marker_excite.data.writers import write_volume
 from marker_excite.errors import UserInputError
-from marker_excite.inference import predict_volume
-from marker_excite.predictor import load_predictor
-from marker_excite.quantify import (
+from marker_excite.inference.predictor import load_predictor
+from marker_excite.inference.quantify import (
     EMPTY_TISSUE,
     FractionCounter,
     TissueSource,
@@ -22,7 +21,8 @@ from marker_excite.quantify import (
     quantify_store,
     write_csv,
 )
-from marker_excite.tissue import otsu_threshold, tissue_mask
+from marker_excite.inference.tissue import otsu_threshold, tissue_mask
+from marker_excite.inference.whole_stack import predict_volume
 
 
 def _tissue_image():
@@ -199,7 +199,7 @@ def test_empty_tissue_mask_is_a_flagged_row_in_csv_warning_and_plot(tmp_path, ca
 
 
 def test_quantification_plot_marks_empty_tissue_and_pairs_truth(tmp_path, monkeypatch):
-    from marker_excite import quantify
+    from marker_excite.inference import quantify
 
     drawn = []
     monkeypatch.setattr(quantify, "save_figure", lambda fig, path: drawn.append(fig) or path)

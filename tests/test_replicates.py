@@ -7,10 +7,11 @@ import math
 import pytest
 
 from marker_excite import experiments as E
+from marker_excite.analysis.results import write_results
 from marker_excite.errors import UserInputError
-from marker_excite.evaluation import write_results
 from marker_excite.experiments import replicates as R
-from marker_excite.experiments.report import NOT_TESTABLE, Paired, spearman, summary_counts, verdict, write_report
+from marker_excite.experiments.report import NOT_TESTABLE, Paired, spearman, summary_counts, verdict
+from marker_excite.experiments.reproduction import write_report
 
 _s = E.PAPER_PANEL.parse_subset
 
@@ -25,7 +26,7 @@ def _write_runs(out, phantom, seed, models, folds, value):
                 | {"class": "sinusoids"}
                 for s in E.all_subsets()
             ]
-            run = E.run_dir(out, job)
+            run = E.job_run_dir(out, job)
             write_results(rows, run / E.EVALUATION_CSV)
             for name in ("train_config.json", "model_config.json"):
                 (run / name).write_text(json.dumps({"seed": seed}))
@@ -67,7 +68,7 @@ def test_replicate_verdicts_follow_the_written_rules():
 
 
 def test_identical_models_are_not_testable_and_summary_counts_every_kind():
-    from marker_excite.stats import wilcoxon
+    from marker_excite.analysis.stats import wilcoxon
 
     assert verdict("not_greater", wilcoxon([0.5, 0.6, 0.7], [0.5, 0.6, 0.7])) == NOT_TESTABLE
     assert summary_counts(

@@ -17,12 +17,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 _SLOW_IMPORT = """
 import sys, time
-from marker_excite.commands import import_files
-real = import_files.resample_to_shape
+from marker_excite.data import importing
+real = importing.resample_to_shape
 def slow(*args, **kwargs):
     time.sleep(0.2)
     return real(*args, **kwargs)
-import_files.resample_to_shape = slow
+importing.resample_to_shape = slow
 from marker_excite.cli import main
 sys.exit(main(sys.argv[1:]))
 """

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from slurm_cluster import slurm_cluster  # noqa: F401  (the fixture)
 
-from marker_excite.evaluation import read_results
+from marker_excite.analysis.results import read_results
 from marker_excite.experiments import RESULTS_CSV, experiment
 from marker_excite.experiments.cli import script_main
 from marker_excite.experiments.slurm import time_limit
@@ -288,12 +288,12 @@ def test_aggregate_only_names_the_missing_jobs(tmp_path, capsys):
     """What the aggregation job's log says when array tasks failed: the ids of the jobs still missing."""
     from test_experiments import _fake_rows, _score
 
-    from marker_excite.evaluation import write_results
-    from marker_excite.experiments import EVALUATION_CSV, run_dir
+    from marker_excite.analysis.results import write_results
+    from marker_excite.experiments import EVALUATION_CSV, job_run_dir
 
     jobs = experiment("fig1_upper_bound", "small").jobs
     for job in jobs[:20]:
-        write_results(_fake_rows(job, _score), run_dir(tmp_path, job) / EVALUATION_CSV)
+        write_results(_fake_rows(job, _score), job_run_dir(tmp_path, job) / EVALUATION_CSV)
     assert script_main("fig1_upper_bound", ["--out", str(tmp_path), "--aggregate-only", "--quiet"]) == 0
     note = capsys.readouterr().out.splitlines()[-1]
     shown = ", ".join(j.job_id for j in jobs[20:30])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats as st
 
-from marker_excite import plots, stats
+from marker_excite.analysis import plots, stats
 from marker_excite.progress import Progress, format_duration
 
 
@@ -110,7 +110,7 @@ def test_pair_rows_matches_by_class_subset_fold():
 
 def test_compare_to_reference_skips_models_without_common_results():
     """A tissue model shares no (class, subset, fold) with the vessel models: listed, not a crash."""
-    from marker_excite.evaluation import compare_to_reference
+    from marker_excite.analysis.results import compare_to_reference
 
     ms = _rows("MS", {("m_1", 0): 0.4, ("m_2", 0): 0.6, ("m_12", 0): 0.8})
     ms_me = _rows("MS-ME", {("m_1", 0): 0.5, ("m_2", 0): 0.65, ("m_12", 0): 0.8})

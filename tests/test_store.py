@@ -179,3 +179,34 @@ def test_open_errors(tmp_path):
     with pytest.raises(StoreError, match="trunc.h5"):
         with SampleStore(trunc) as st:
             st.read_sample("s1")
+
+
+def test_a_stored_sample_reads_as_a_volume(tmp_path):
+    """SampleStore.volume is what open_volume gives for store.h5:sample; the store owns the layout."""
+    from marker_excite.data.formats import reading_format
+    from marker_excite.data.io import open_volume
+    from marker_excite.data.volume import VolumeError, VolumeReader
+
+    s, other = make_sample(dtype=np.uint16), make_sample("s2", seed=1)
+    p = tmp_path / "store.h5"
+    with SampleStore(p, "w") as st:
+        st.write_sample(s)
+        st.write_sample(other)
+    with SampleStore(p) as st:
+        vol = st.volume("s1")
+        assert isinstance(vol, VolumeReader) and vol.path == p and vol.dtype == np.uint16
+        assert vol.shape_czyx == (3, 4, 30, 40) and vol.markers == s.markers and vol.spacing == (2.0, 0.5, 0.5)
+        assert (vol.markers_source, vol.spacing_source) == ("file", "file")
+        np.testing.assert_array_equal(vol.read_volume(), s.image.astype(np.float32))
+        vol.close()  # a view of the open store: the store stays open
+        renamed = st.volume("s2", markers="DAPI,-,vWF", spacing=(1, 1, 1))
+        assert renamed.markers == ("DAPI", "vWF") and renamed.spacing == (1.0, 1.0, 1.0)
+        np.testing.assert_array_equal(renamed.read_slice(1), other.image[[0, 2], 1])
+        with pytest.raises(StoreError, match="sample 'nope' is not in store"):
+            st.volume("nope")
+    assert reading_format(p).name == reading_format(p, dataset="s1").name == "store"
+    with open_volume(f"{p}:s2") as vol:
+        assert type(vol) is type(renamed) and vol.markers == other.markers
+        np.testing.assert_array_equal(vol.read_slice(3), other.image[:, 3])
+    with pytest.raises(VolumeError, match=r"store.h5: sample store; name one of its samples: s1, s2"):
+        open_volume(p)

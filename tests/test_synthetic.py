@@ -7,12 +7,12 @@ import math
 import numpy as np
 import pytest
 
+from marker_excite.contract.markers import PAPER_MARKERS
 from marker_excite.data.informativeness import markdown_table, phantom_informativeness
 from marker_excite.data.phantom.anatomy import SINUSOID_FRACTION
 from marker_excite.data.phantom.fields import random_field, tube_score
-from marker_excite.data.synthetic import PRESETS, annotated_slices, generate_sample, preset_specs
+from marker_excite.data.synthetic import annotated_slices, generate_sample, preset_specs
 from marker_excite.errors import UserInputError
-from marker_excite.markers import PAPER_MARKERS
 
 SHAPE = (6, 128, 128)
 
@@ -137,10 +137,10 @@ def test_presets_patch_counts():
         n_annot = int(annotated_slices(spec.shape_zyx[0], spec.annotated_every).sum())
         return n_annot * math.ceil(spec.shape_zyx[1] / out) * math.ceil(spec.shape_zyx[2] / out)
 
-    paper = PRESETS["paper"]
+    paper = preset_specs("paper")
     assert [patches(s, 388) for s in paper] == [54, 12, 30, 12, 12, 48, 54, 8]
     assert [s.region for s in paper].count("metaphysis") == 2
-    small = PRESETS["small"]
+    small = preset_specs("small")
     assert sum(patches(s, 84) for s in small) == 176
     assert {s.region for s in small} == {"diaphysis", "metaphysis"}
     specs = preset_specs("small", samples=10, shape=(3, 64, 64), region="metaphysis")

@@ -1,11 +1,11 @@
-"""train_callbacks.py: best weights and early stopping on a scripted score sequence, TensorBoard choice."""
+"""training/callbacks.py: best weights and early stopping on a scripted score sequence, TensorBoard choice."""
 
 import importlib.util
 
 import keras
 import numpy as np
 
-from marker_excite import train_callbacks as cb
+from marker_excite.training import callbacks as cb
 
 
 def _model():

@@ -1,5 +1,6 @@
-"""training.py / run_dir.py: learning happens, run directory contents, resume equivalence, errors."""
+"""training/trainer.py, training/setup.py, runs/: learning happens, run directory contents, resume equivalence, errors."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -12,12 +13,13 @@ import numpy as np
 import pytest
 from conftest import TINY, make_tiny_store
 
-from marker_excite import run_dir as rd
 from marker_excite.commands.info import describe
 from marker_excite.errors import UserInputError
 from marker_excite.models.zoo import model_config
-from marker_excite.run import TrainConfig, load_run, train_config
-from marker_excite.training import dry_run, train
+from marker_excite.runs import directory as rd
+from marker_excite.runs.log import read_log
+from marker_excite.runs.run import TrainConfig, load_run, train_config
+from marker_excite.training.trainer import dry_run, train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -156,10 +158,10 @@ def test_explicit_split_plan_and_dry_run(store, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "split: train s0, s1 | validation s2 | test none" in err and "estimated time per epoch: ~" in err
     assert load_run(tmp_path / "run").train_config.test_samples == ()
-    card = load_run(tmp_path / "run").card()
-    assert "training     explicit split of named samples; 1 of 1 epoch(s)" in describe(card)  # not "fold 0 of 4"
-    folds_card = {**card, "training": {**card["training"], "split": "folds"}}
-    assert f"training     fold 0 of {tcfg.n_folds}; 1 of 1 epoch(s)" in describe(folds_card)
+    spec = load_run(tmp_path / "run").spec
+    assert "training     explicit split of named samples; 1 of 1 epoch(s)" in describe(spec)  # not "fold 0 of 4"
+    folds = dataclasses.replace(spec, provenance=dataclasses.replace(spec.provenance, split="folds"))
+    assert f"training     fold 0 of {tcfg.n_folds}; 1 of 1 epoch(s)" in describe(folds)
     # only --train-samples: the fold's own split, training restricted
     fold = load_run(tmp_path / "run").fold
     with pytest.raises(UserInputError, match=r"training sample\(s\) ss1 are not in the store \(did you mean 's1'\?\)"):
@@ -250,7 +252,7 @@ def test_load_run_errors(tmp_path):
 
 def test_run_records_the_markers_its_training_samples_had(store, tmp_path):
     """No training sample keeps collagen: the run (data_config, Run, model card) says it never saw it."""
-    from marker_excite.run import load_run as read_run
+    from marker_excite.runs.run import load_run as read_run
 
     panels = {f"s{i}": ("DAPI", "endomucin", "endoglin", "CXCL12-GFP") for i in range(6)}
     mcfg, tcfg = tiny_configs("MS", epochs=1, marker_panels=panels)
@@ -259,7 +261,8 @@ def test_run_records_the_markers_its_training_samples_had(store, tmp_path):
     assert data["markers_seen"] == ["DAPI", "endomucin", "endoglin", "CXCL12-GFP"]
     run = read_run(tmp_path / "run")
     assert run.markers_seen == ("DAPI", "endomucin", "endoglin", "CXCL12-GFP")
-    assert run.card()["training"]["markers_seen"] == ["DAPI", "endomucin", "endoglin", "CXCL12-GFP"]
+    assert run.spec.markers_seen == ("DAPI", "endomucin", "endoglin", "CXCL12-GFP")
+    assert run.spec.card()["training"]["markers_seen"] == ["DAPI", "endomucin", "endoglin", "CXCL12-GFP"]
 
 
 def test_runs_written_before_a_field_existed_still_resume(store, tmp_path):
@@ -310,7 +313,7 @@ def test_other_keras_backend_path_trains_the_same_weights(store, tmp_path, monke
 def test_best_epoch_on_all_subsets_scores_every_subset(store, tmp_path):
     """select_on=all_subsets: val_mean_f1 (what picks the best epoch) is the mean validation F1 over the
     31 subsets, exactly what evaluate gives on the validation samples with that epoch's weights."""
-    from marker_excite.evaluation import evaluate_run
+    from marker_excite.inference.evaluation import evaluate_run
 
     mcfg, tcfg = tiny_configs("MS", epochs=1, select_on="all_subsets")
     run = train(tmp_path / "run", mcfg, tcfg, store, progress=False)
@@ -360,7 +363,7 @@ def test_resume_without_checkpoint_after_trained_epochs_is_refused(store, tmp_pa
 
 HOLD_LOCK = """
 import sys, time
-from marker_excite import run_dir as rd
+from marker_excite.runs import directory as rd
 with rd.training_lock(sys.argv[1]):
     print("locked", flush=True)
     time.sleep(600)
@@ -379,7 +382,7 @@ def test_second_training_of_a_run_directory_is_refused_and_a_killed_holder_leave
             with pytest.raises(rd.RunDirError, match=rf"run directory {run} is being trained by another process "
                                rf"\(pid {holder.pid} on .*\); wait for it to end"):  # fmt: skip
                 train(run, mcfg, tcfg.replace(epochs=2), store, progress=False, **kwargs)
-        assert rd.read_log(run / rd.LOG)[-1]["epoch"] == 1 and (run / rd.BEST_WEIGHTS).is_file()  # untouched
+        assert read_log(run / rd.LOG)[-1]["epoch"] == 1 and (run / rd.BEST_WEIGHTS).is_file()  # untouched
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()

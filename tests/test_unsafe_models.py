@@ -10,11 +10,11 @@ import tensorflow as tf
 from conftest import make_run
 
 from marker_excite.cli import main
+from marker_excite.contract.model_spec import CARD_NAME, ModelSpec
 from marker_excite.errors import UserInputError
-from marker_excite.export import export_run
-from marker_excite.model_spec import CARD_NAME, ModelSpec
-from marker_excite.predictor import load_exported
-from marker_excite.saved_model_ops import UnsafeModelError, allowed_ops, read_saved_model, saved_model_ops
+from marker_excite.inference.predictor import load_predictor
+from marker_excite.sharing.op_allowlist import UnsafeModelError, allowed_ops, read_saved_model, saved_model_ops
+from marker_excite.sharing.savedmodel import export_run
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def test_own_exports_pass_and_their_ops_are_the_allow_list(exported):
     assert {"RestoreV2", "AssignVariableOp"} <= found.restore
     for ops in (allowed.callable, allowed.restore):
         assert {"ReadFile", "WriteFile", "PyFunc", "EagerPyFunc", "SaveV2", "MergeV2Checkpoints"}.isdisjoint(ops)
-    assert load_exported(path).spec.markers
+    assert load_predictor(path).spec.markers
 
 
 def test_model_reading_a_file_is_refused_naming_the_op(exported, tmp_path, capsys):
@@ -59,7 +59,7 @@ def test_model_reading_a_file_is_refused_naming_the_op(exported, tmp_path, capsy
     secret.write_text("hostname")
     evil = craft(exported, tmp_path, lambda: tf.strings.length(tf.io.read_file(str(secret))))
     with pytest.raises(UnsafeModelError, match="runs TensorFlow op.s. .*'ReadFile'.*refusing to load it"):
-        load_exported(evil)
+        load_predictor(evil)
     code = main(["predict", str(evil), str(tmp_path / "nothing.h5"), "--labels", str(tmp_path / "out.tif")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "'ReadFile'" in err[0]
@@ -74,7 +74,7 @@ def test_model_writing_a_checkpoint_from_its_signature_is_refused(exported, tmp_
     found = saved_model_ops(evil)
     assert "SaveV2" in found.every & found.callable
     with pytest.raises(UnsafeModelError, match="'SaveV2'"):
-        load_exported(evil)
+        load_predictor(evil)
     assert not (tmp_path / "outside").exists()
 
 
@@ -84,7 +84,7 @@ def test_damaged_saved_model_pb_is_one_error(exported, tmp_path):
     shutil.copytree(path, copy)
     (copy / "saved_model.pb").write_bytes(b"\x0a\xff\xff garbage")
     with pytest.raises(Exception, match="cannot read .*saved_model.pb"):
-        load_exported(copy)
+        load_predictor(copy)
 
 
 def save_v2(payload, name):
@@ -137,7 +137,7 @@ def test_old_style_model_whose_restore_op_writes_a_file_is_refused_before_loadin
     assert found.every <= allowed_ops().every  # every op is one the package's exports use: the op list alone passes
     assert "SaveV2" in found.restore
     with pytest.raises(UnsafeModelError, match="has no object graph .*TensorFlow 1.*refusing to load it"):
-        load_exported(evil)
+        load_predictor(evil)
     for argv in (["predict", str(evil), str(tmp_path / "nothing.h5"), "--labels", str(tmp_path / "out.tif")],
                  ["quantify", "--store", str(tmp_path / "nothing.h5"), "--model", str(evil), "-o", str(tmp_path / "q.csv")]):  # fmt: skip
         assert main(argv) == 2
@@ -157,14 +157,14 @@ def test_restore_op_other_than_the_checkpoint_restore_is_refused(exported, tmp_p
     model.meta_graphs[0].saver_def.restore_op_name = "evil_restore"
     (evil / "saved_model.pb").write_bytes(model.SerializeToString())
     with pytest.raises(UnsafeModelError, match="its checkpoint restore op runs 'SaveV2'"):
-        load_exported(evil)
+        load_predictor(evil)
     model.meta_graphs[0].saver_def.restore_op_name = "nowhere"
     (evil / "saved_model.pb").write_bytes(model.SerializeToString())
     with pytest.raises(
         UnsafeModelError,
         match="evil: the saver's restore op 'nowhere' is not a node of the model's graph; refusing to load it",
     ):
-        load_exported(evil)
+        load_predictor(evil)
     assert not (tmp_path / "outside").exists()
 
 
@@ -186,24 +186,23 @@ def test_info_on_a_card_without_normalisation_is_one_error(exported, tmp_path, c
     other = edited_export(exported, tmp_path / "b", lambda card: {**card, "normalisation": {
         **card["normalisation"], "method": "percentile 1-99"}})  # fmt: skip
     with pytest.raises(UserInputError, match="normalisation 'percentile 1-99' is not the one marker_excite applies"):
-        load_exported(other)
+        load_predictor(other)
 
 
 def test_card_with_fewer_markers_than_the_model_is_one_error(exported, tmp_path, capsys):
     def drop_marker(card):
         spec = ModelSpec.from_card(card)
         fewer = dataclasses.replace(spec, markers=spec.markers[:-1])
-        keep = ("model_config", "software", "training")
-        return fewer.card(model=card["model"], **{key: card[key] for key in keep})
+        return fewer.card()
 
     copy = edited_export(exported, tmp_path, drop_marker)
     with pytest.raises(
         UserInputError, match=r"does not match its model_card.json: the card declares availability float32 \[None, 2\]"
     ):
-        load_exported(copy)
+        load_predictor(copy)
     code = main(["predict", str(copy), str(tmp_path / "nothing.h5"), "--labels", str(tmp_path / "out.tif")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "signature has availability float32 [None, 3]" in err[0], err
     inconsistent = edited_export(exported, tmp_path / "b", lambda card: {**card, "markers": card["markers"][:-1]})
     with pytest.raises(UserInputError, match="model card 'signature' is .*but its markers, classes and tile imply"):
-        load_exported(inconsistent)
+        load_predictor(inconsistent)

@@ -110,8 +110,8 @@ def test_predict_and_import_with_ome_zarr(tmp_path):
     from conftest import MARKERS, make_run
 
     from marker_excite.data.sample_files import read_sample_files
-    from marker_excite.inference import predict_file
-    from marker_excite.predictor import load_predictor
+    from marker_excite.inference.predictor import load_predictor
+    from marker_excite.inference.whole_stack import predict_file
 
     run_dir, _, _ = make_run(tmp_path / "run", spacing=(1.0, 1.0, 1.0))
     image = np.random.default_rng(1).normal(size=(3, 2, 30, 26)).astype(np.float32)

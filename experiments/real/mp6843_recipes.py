@@ -25,9 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
-from marker_excite import run_dir as rd
+from marker_excite.analysis.results import read_results, write_results
 from marker_excite.atomic import write_text
-from marker_excite.evaluation import read_results, write_results
+from marker_excite.experiments.cli import csv_list
+from marker_excite.presets import RECIPES as RECIPES_OF_TRAIN
+from marker_excite.runs import directory as rd
+from marker_excite.runs.log import read_log
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "experiments" / "results" / "real-mp6843"
@@ -39,26 +42,24 @@ RECIPES: dict[str, dict] = {
     "augment": dict(augment=True),
     "augment+intensity": dict(augment=True, intensity_augment=0.2),
     "select-subsets": dict(select_on="all_subsets"),
-    "own-data": dict(augment=True, intensity_augment=0.2, select_on="all_subsets"),
+    "own-data": dict(RECIPES_OF_TRAIN["own-data"].values),
 }
 SUBSETS = ("cytoplasm", "nuclear", "cytoplasm+nuclear")
 
 
 def run_recipe(name: str, out: Path, store: Path, split: dict, epochs: int | None) -> Path:
     """Train (or resume) and evaluate MS with recipe ``name``; returns its evaluation CSV."""
-    from marker_excite.evaluation import evaluate_run
-    from marker_excite.models.zoo import model_config
-    from marker_excite.run import train_config
-    from marker_excite.training import train
+    from marker_excite.inference.evaluation import evaluate_run
+    from marker_excite.runs.run import preset_configs
+    from marker_excite.training.trainer import train
 
     path = out / "recipes" / name
     evaluation = path / "evaluation.csv"
     if evaluation.is_file():
         return evaluation
-    mcfg = model_config("MS", preset="cpu", markers=MARKERS, classes=("cells",))
     extra = dict(RECIPES[name], **({"epochs": epochs} if epochs else {}))
-    tcfg = train_config(
-        "cpu", classes=("cells",), train_samples=split["train"], val_samples=split["val"],
+    mcfg, tcfg = preset_configs(
+        "MS", "cpu", markers=MARKERS, classes=("cells",), train_samples=split["train"], val_samples=split["val"],
         test_samples=split["test"], **extra,
     )  # fmt: skip
     run = train(path, mcfg, tcfg, store, resume=rd.is_run_dir(path))
@@ -74,7 +75,7 @@ def table(out: Path) -> None:
         if name == "cpu" and not source.is_file():
             source = out / "runs" / "MS__all__cells__f0" / "evaluation.csv"  # the compare run: same recipe
         if source.is_file():
-            log = rd.read_log(source.parent / rd.LOG)
+            log = read_log(source.parent / rd.LOG)
             best = max(log, key=lambda r: (float(r["val_mean_f1"]), -int(r["epoch"])))
             found = [{**r, "model": f"MS {name}"} for r in read_results(source)]
             rows += found
@@ -97,12 +98,14 @@ def table(out: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipes", default=",".join(RECIPES), help=f"comma-separated, of {', '.join(RECIPES)}")
+    parser.add_argument(
+        "--recipes", type=csv_list, default=list(RECIPES), help=f"comma-separated, of {', '.join(RECIPES)}"
+    )
     parser.add_argument("--store", type=Path, default=STORE)
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--epochs", type=int, help="override the cpu preset's 60 epochs (a quick check only)")
     args = parser.parse_args(argv)
-    names = [n.strip() for n in args.recipes.split(",") if n.strip()]
+    names = args.recipes
     unknown = [n for n in names if n not in RECIPES]
     split_file = args.out / "split.json"
     if unknown or not split_file.is_file() or not args.store.is_file():

@@ -6,15 +6,17 @@ import argparse
 import sys
 from pathlib import Path
 
+from marker_excite.analysis.plots import subset_ranking
+from marker_excite.analysis.results import write_results
 from marker_excite.atomic import check_output_path
 from marker_excite.commands.options import add_allow_unseen_option, add_weights_option, check_outputs
+from marker_excite.config import split_list
+from marker_excite.contract.markers import MarkerPanel
+from marker_excite.contract.model_spec import unseen_markers
 from marker_excite.data.pipeline import class_pixel_counts
 from marker_excite.errors import UserInputError
-from marker_excite.evaluation import evaluate_run, label_panel, parse_subsets, write_results
-from marker_excite.markers import MarkerPanel
-from marker_excite.model_spec import unseen_markers
-from marker_excite.plots import subset_ranking
-from marker_excite.run import load_run
+from marker_excite.inference.evaluation import evaluate_run, label_panel, parse_subsets
+from marker_excite.runs.run import load_run
 
 HELP = "evaluate a run on its fold's test samples for every marker subset (tidy CSV + ranked bar chart)"
 
@@ -44,10 +46,10 @@ def basis(store, samples: list[str], classes) -> str:
 
 def seen_subsets(run_, subsets: str | None, *, quiet: bool) -> list[tuple[str, ...]]:
     """The subsets to score (``--subsets`` or all) without those holding a marker that no training
-    sample had (:func:`~marker_excite.model_spec.unseen_markers`), with one line naming what was left out."""
+    sample had (:func:`~marker_excite.contract.model_spec.unseen_markers`), with one line naming what was left out."""
     markers = tuple(run_.model_config.markers)
     chosen = MarkerPanel(markers).all_subsets() if subsets is None else parse_subsets(subsets, markers)
-    unseen = unseen_markers(run_.card(), markers)
+    unseen = unseen_markers(run_.spec, markers)
     kept = [s.names for s in chosen if not set(s.names) & set(unseen)]
     if not kept:
         raise UserInputError(
@@ -70,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     check_outputs({"--out": out, "--plot": plot}, data=[args.store or run_.store_path], models=[args.run])
     check_output_path(out, overwrite=args.overwrite)
     check_output_path(plot, overwrite=args.overwrite)
-    samples = [s.strip() for s in args.samples.split(",") if s.strip()] if args.samples else None
+    samples = list(split_list(args.samples, what="--samples")) if args.samples else None
     subsets = args.subsets if args.allow_unseen else seen_subsets(run_, args.subsets, quiet=args.quiet)
     rows = evaluate_run(
         run_, args.store, subsets=subsets, samples=samples, batch_size=args.batch_size, progress=not args.quiet

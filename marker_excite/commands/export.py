@@ -6,12 +6,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from marker_excite.bioimageio import export_bioimageio
 from marker_excite.commands.options import add_allow_unseen_option, add_weights_option, check_outputs
+from marker_excite.config import split_list
+from marker_excite.contract.model_spec import CARD_NAME, SERVING_SIGNATURE
 from marker_excite.errors import UserInputError
-from marker_excite.export import export_run
-from marker_excite.model_spec import CARD_NAME, SERVING_SIGNATURE
-from marker_excite.run import load_run
+from marker_excite.runs.run import load_run
+from marker_excite.sharing.bioimageio import export_bioimageio
+from marker_excite.sharing.savedmodel import export_run
 
 HELP = "export a run as a TensorFlow SavedModel (+ model_card.json) or a bioimage.io model package"
 
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         path = export_run(trained, args.output, overwrite=args.overwrite)
         print(f"exported {args.run} -> {path} (signature {SERVING_SIGNATURE}; see {path / CARD_NAME})")
         return 0
-    fixed = [m.strip() for m in args.fixed_markers.split(",")] if args.fixed_markers else None
+    fixed = list(split_list(args.fixed_markers, what="--fixed-markers")) if args.fixed_markers else None
     path = export_bioimageio(
         trained, args.output, fixed_markers=fixed, sample=args.sample, authors=args.author,
         allow_unseen=args.allow_unseen, overwrite=args.overwrite,

@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
 
 from marker_excite.commands.store import describe_store
+from marker_excite.contract.model_spec import ModelSpec, read_spec, unseen_markers
 from marker_excite.errors import UserInputError
-from marker_excite.model_spec import read_card, unseen_markers
-from marker_excite.predictor import model_kind
-from marker_excite.run import load_run
+from marker_excite.inference.predictor import model_kind
+from marker_excite.runs.run import load_run
 
 HELP = (
     "show what a run or exported model expects (markers, classes, tiles, spacing, training), the samples of a "
@@ -30,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def devices() -> str:
     """The Keras backend's version (TensorFlow, or JAX with ``KERAS_BACKEND=jax``) and the devices it sees
     (one line each)."""
-    from marker_excite.run_dir import versions
+    from marker_excite.runs.environment import versions
 
     info = versions()
     backend = info.get("keras_backend", "tensorflow")
@@ -41,41 +40,36 @@ def devices() -> str:
     return "\n".join(lines)
 
 
-def describe(card: dict[str, Any]) -> str:
-    """Human-readable summary of a model card."""
-    tile = card["tile"]
-    spacing = card.get("spacing_zyx_um")
-    t = card.get("training") or {}
+def describe(spec: ModelSpec) -> str:
+    """Human-readable summary of a model: its contract and where it came from."""
+    normalisation = spec.normalisation
     lines = [
-        f"model        {card.get('model')}",
-        f"markers      {', '.join(f'm{i}={m}' for i, m in enumerate(card['markers'], start=1))}",
-        f"classes      {', '.join(f'{i}={c}' for i, c in enumerate(card['outputs']))}",
-        f"tiles        input {tile['input_size']} px -> output {tile['output_size']} px (margin {tile['margin']} px)",
-        f"spacing      {'z,y,x = ' + ', '.join(f'{s:g}' for s in spacing) + ' µm' if spacing else 'unknown (no resampling)'}",
-        f"normalise    {card['normalisation']['method']}; padding {card['normalisation']['padding']}",
-        f"missing      {card['normalisation']['missing_markers']}",
+        f"model        {spec.name}",
+        f"markers      {', '.join(f'm{i}={m}' for i, m in enumerate(spec.markers, start=1))}",
+        f"classes      {', '.join(f'{i}={c}' for i, c in enumerate(spec.outputs))}",
+        f"tiles        input {spec.input_size} px -> output {spec.output_size} px (margin {spec.margin} px)",
+        f"spacing      {'z,y,x = ' + ', '.join(f'{s:g}' for s in spec.spacing) + ' µm' if spec.spacing else 'unknown (no resampling)'}",
+        f"normalise    {normalisation['method']}; padding {normalisation['padding']}",
+        f"missing      {normalisation['missing_markers']}",
     ]
-    if t:
-        best = t.get("best_val_mean_f1")
-        score = f"; best epoch {t.get('best_epoch')} (val mean F1 {best:.4f})" if best is not None else ""
-        samples = t.get("samples", {})
-        split = (
-            "explicit split of named samples"
-            if t.get("split") == "explicit"
-            else f"fold {t.get('fold')} of {t.get('n_folds')}"
+    p = spec.provenance
+    if p is None:
+        return "\n".join(lines)
+    score = (
+        f"; best epoch {p.best_epoch} (val mean F1 {p.best_val_mean_f1:.4f})" if p.best_val_mean_f1 is not None else ""
+    )
+    split = "explicit split of named samples" if p.split == "explicit" else f"fold {p.fold} of {p.n_folds}"
+    lines += [
+        f"training     {split}; {p.epochs} of {p.epochs_planned} epoch(s){score}; precision {p.precision}",
+        "samples      " + "; ".join(f"{k} {', '.join(v)}" for k, v in p.samples.items()),
+    ]
+    if p.markers_seen is not None:
+        unseen = unseen_markers(spec, spec.markers)
+        lines.append(
+            f"trained on   {', '.join(p.markers_seen)}"
+            + (f" (never seen: {', '.join(unseen)}; refused without --allow-unseen)" if unseen else "")
         )
-        lines += [
-            f"training     {split}; {t.get('epochs')} of {t.get('epochs_planned')} epoch(s){score}; "
-            f"precision {t.get('precision', 'fp32')}",
-            "samples      " + "; ".join(f"{k} {', '.join(v)}" for k, v in samples.items()),
-        ]
-        if t.get("markers_seen") is not None:
-            unseen = unseen_markers(card, card["markers"])
-            lines.append(
-                f"trained on   {', '.join(t['markers_seen'])}"
-                + (f" (never seen: {', '.join(unseen)}; refused without --allow-unseen)" if unseen else "")
-            )
-    versions = (card.get("software") or {}).get("trained_with") or {}
+    versions = p.trained_with or {}
     if versions:
         lines.append(
             f"trained with tensorflow {versions.get('tensorflow')}, marker_excite {versions.get('marker_excite')}"
@@ -94,8 +88,8 @@ def run(args: argparse.Namespace) -> int:
         print(describe_store(args.model, as_json=args.json))
         return 0
     if model_kind(args.model) == "exported":
-        card = read_card(args.model)  # no need to load the network
+        spec = read_spec(args.model)  # no need to load the network
     else:
-        card = load_run(args.model).card()
-    print(json.dumps(card, indent=2) if args.json else describe(card))
+        spec = load_run(args.model).exported_spec()  # the card an export would write
+    print(json.dumps(spec.card(), indent=2) if args.json else describe(spec))
     return 0

@@ -75,7 +75,7 @@ def add_weights_option(parser) -> None:
 
 def add_allow_unseen_option(parser) -> None:
     """``--allow-unseen``: feed markers that no training sample of the model had, which
-    :func:`~marker_excite.model_spec.check_seen` refuses otherwise (``predict``, ``quantify``,
+    :func:`~marker_excite.contract.model_spec.check_seen` refuses otherwise (``predict``, ``quantify``,
     ``evaluate``, ``export``)."""
     parser.add_argument(
         "--allow-unseen",
@@ -96,7 +96,7 @@ def check_outputs(
     or ``models`` (the files of a run directory, an exported model's folder). See
     :func:`marker_excite.atomic.check_outputs_apart`."""
     from marker_excite.data.io import input_paths
-    from marker_excite.predictor import model_files
+    from marker_excite.inference.predictor import model_files
 
     inputs = [("the input", p) for d in data if d is not None for p in input_paths(d)]
     inputs += [("the input", p) for m in models if m is not None for p in model_files(m)]

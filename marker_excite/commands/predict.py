@@ -9,9 +9,9 @@ from marker_excite.atomic import check_output_path
 from marker_excite.commands.options import add_allow_unseen_option, add_option, add_weights_option, check_outputs
 from marker_excite.data.io import check_spacing, open_volume
 from marker_excite.errors import UserInputError
-from marker_excite.inference import predict_file
-from marker_excite.predictor import load_predictor
-from marker_excite.preview import parse_slice, write_preview
+from marker_excite.inference.predictor import load_predictor
+from marker_excite.inference.preview import parse_slice, write_preview
+from marker_excite.inference.whole_stack import predict_file
 
 HELP = "segment a whole stack (TIFF/OME-TIFF/HDF5/.ims/OME-Zarr) with a run directory or an exported model"
 

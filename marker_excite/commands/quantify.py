@@ -7,9 +7,10 @@ import sys
 
 from marker_excite.atomic import check_output_path
 from marker_excite.commands.options import add_allow_unseen_option, add_option, add_weights_option, check_outputs
+from marker_excite.config import split_list
 from marker_excite.errors import UserInputError
-from marker_excite.predictor import load_predictor
-from marker_excite.quantify import (
+from marker_excite.inference.predictor import load_predictor
+from marker_excite.inference.quantify import (
     EMPTY_TISSUE,
     TissueSource,
     empty_tissue_samples,
@@ -70,16 +71,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress output")
 
 
-def _split(text: str | None) -> list[str] | None:
-    return None if text is None else [p.strip() for p in text.split(",")]
+def _split(text: str | None, option: str) -> list[str] | None:
+    """A comma-separated option value (None when not given)."""
+    return None if text is None else list(split_list(text, what=option))
 
 
 def _training_samples(model) -> list[str]:
-    """The samples a model was trained on, from its model card (none known: empty)."""
-    if model is None:
+    """The samples a model was trained on, from its provenance (none known: empty)."""
+    if model is None or model.spec.provenance is None:
         return []
-    samples = (model.card.get("training") or {}).get("samples") or {}
-    return list(samples.get("train") or [])
+    return list(model.spec.provenance.train_samples)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -105,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     if args.store:
         if model is None:
             raise UserInputError("--store needs --model (the run or exported model that segments it)")
-        rows = quantify_store(args.store, model, tissue=tissue, samples=_split(args.samples), markers=args.use,
+        rows = quantify_store(args.store, model, tissue=tissue, samples=_split(args.samples, "--samples"), markers=args.use,
                               batch_size=args.batch_size, progress=not args.quiet,
                               allow_unseen=args.allow_unseen)  # fmt: skip
     else:
@@ -116,12 +117,12 @@ def run(args: argparse.Namespace) -> int:
                 "--labels needs --images (one image stack per label volume, for the tissue mask) or --tissue-mask"
             )
         if args.classes:
-            classes = _split(args.classes)
+            classes = _split(args.classes, "--classes")
         elif model is not None:
             classes = list(model.spec.classes)
         else:
             raise UserInputError("give --classes (names of label values 1, 2, ...) or --model")
-        rows = quantify_files(args.labels, args.images, classes, regions=_split(args.regions), tissue=tissue,
+        rows = quantify_files(args.labels, args.images, classes, regions=_split(args.regions, "--regions"), tissue=tissue,
                               channel_names=args.channel_names, batch_size=args.batch_size,
                               allow_unseen=args.allow_unseen)  # fmt: skip
     write_csv(rows, args.output, overwrite=args.overwrite)

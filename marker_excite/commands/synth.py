@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import argparse
 
+from marker_excite.config import split_list
 from marker_excite.data.phantom.anatomy import REGIONS
-from marker_excite.data.synthetic import PRESETS, write_dataset
+from marker_excite.data.synthetic import write_dataset
 from marker_excite.errors import UserInputError
+from marker_excite.presets import PRESETS, option_help
 
 HELP = "generate the synthetic bone-marrow phantom (5 markers, sinusoids + arteries) into a sample store"
+#: the phantom written when ``--preset`` is not given
+DEFAULT_PRESET = "small"
 
 
 def _shape(text: str) -> tuple[int, int, int]:
-    try:
-        shape = tuple(int(v) for v in text.replace("x", ",").split(","))
+    try:  # an empty entry is a UserInputError, a ValueError like a bad number's
+        shape = tuple(int(v) for v in split_list(text.replace("x", ","), what="--shape"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"shape must be Z,Y,X integers, got {text!r}") from None
     if len(shape) != 3:
@@ -21,11 +25,20 @@ def _shape(text: str) -> tuple[int, int, int]:
     return shape  # type: ignore[return-value]
 
 
+def preset_help() -> str:
+    """``synth --preset``: each preset's samples."""
+    texts = {
+        name: scale.about_phantom.format(
+            samples=len(scale.phantom.shapes_zyx), shape="x".join(map(str, scale.phantom.shapes_zyx[0]))
+        )
+        for name, scale in PRESETS.items()
+    }
+    return f"{option_help(texts)} (default: {DEFAULT_PRESET})"
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``marker-excite synth``."""
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="small",
-                        help="small: 8 samples of 6x256x256 voxels (CPU, seconds); paper: 8 samples mirroring the "
-                             "paper's table, 230 annotated 388-px patches (default: small)")  # fmt: skip
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=DEFAULT_PRESET, help=preset_help())
     parser.add_argument("--out", required=True, help="output sample store (.h5)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--samples", type=int, default=None, help="number of samples (default: the preset's 8)")

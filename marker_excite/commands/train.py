@@ -3,25 +3,55 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
-from marker_excite import run_dir as rd
 from marker_excite.commands.options import add_option, check_outputs
+from marker_excite.config import split_list
+from marker_excite.contract.markers import PAPER_MARKERS
 from marker_excite.data.store import SampleStore
 from marker_excite.errors import UserInputError, did_you_mean, is_disk_full
-from marker_excite.markers import PAPER_MARKERS
-from marker_excite.precision import POLICIES
+from marker_excite.models.geometry import UNetGeometry
+from marker_excite.models.precision import POLICIES
+from marker_excite.presets import PRESETS, RECIPES, option_help
 from marker_excite.progress import format_duration
-from marker_excite.run import RECIPES, TrainConfig, train_config
-from marker_excite.training import dry_run, train
+from marker_excite.runs import directory as rd
+from marker_excite.runs.run import TrainConfig, preset_configs
+from marker_excite.training.trainer import dry_run, train
 
 HELP = "train a model (default MS-ME) on one fold of a sample store; writes a run directory"
 #: the preset used when ``--preset`` is not given (the paper's, sized for a GPU)
 DEFAULT_PRESET = "paper"
 #: the preset used when ``--recipe`` is given without ``--preset``
 RECIPE_PRESET = "cpu"
+
+
+def _tiles(network: Mapping[str, int]) -> str:
+    """``572->388``: the input -> output tile size (px) of a preset's network (3 x 3 kernels)."""
+    size = network["input_size"]
+    return f"{size}->{UNetGeometry(depth=network['depth']).output_size(size)}"
+
+
+def _per_preset(field: str) -> str:
+    """``paper 200, small 20, cpu 60``: a schedule value of every preset."""
+    return ", ".join(f"{name} {scale.schedule[field]}" for name, scale in PRESETS.items())
+
+
+def preset_help() -> str:
+    """``train --preset``: each preset's tiles and schedule."""
+    texts = {
+        name: scale.about_training.format(tiles=_tiles(scale.network), **scale.schedule)
+        for name, scale in PRESETS.items()
+    }
+    return f"{option_help(texts)} (default: {DEFAULT_PRESET})"
+
+
+def learning_rate_help() -> str:
+    """``train --learning-rate``: the default rate and the presets that decay it."""
+    decayed = {name: scale.schedule.get("lr_schedule", "constant") for name, scale in PRESETS.items()}
+    where = "".join(f"; {lr}-decayed in the {name} preset" for name, lr in decayed.items() if lr != "constant")
+    return f"Adam learning rate (default: {TrainConfig.learning_rate}{where})"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,18 +62,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--preset",
-        choices=("paper", "small", "cpu"),
-        help="paper: 572->388 px tiles, batch 2, 200 epochs (GPU-sized; without a GPU a note gives the "
-        "estimated time); small: 124->84 px, 20-epoch CPU demo; cpu: 124->84 px, the CPU "
-        "reproduction schedule (60 x 25 steps, cosine rate) (default: paper)",
+        choices=tuple(PRESETS),
+        help=preset_help(),
     )
     parser.add_argument(
         "--recipe",
         choices=sorted(RECIPES),
-        help="a training recipe for your own data on top of the preset (default preset with a recipe: cpu): "
-        "own-data = rotations / reflections, a random +-20%% gain per channel, best epoch chosen on the mean "
-        "F1 over all marker subsets (UB: on its markers); options given explicitly win (default: none, the "
-        "paper's protocol)",
+        help=f"a training recipe for your own data on top of the preset (default preset with a recipe: "
+        f"{RECIPE_PRESET}): {option_help({name: r.about for name, r in RECIPES.items()}, sep=' = ')}; options "
+        "given explicitly win (default: none, the paper's protocol)",
     )
     add_option(
         parser,
@@ -69,15 +96,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--test-samples", help="test samples of an explicit split, comma-separated, '' = none (default: none)"
     )
     parser.add_argument("--n-folds", type=int, help="number of folds (default: 4)")
+    parser.add_argument("--epochs", type=int, help=f"number of epochs (default: the preset's: {_per_preset('epochs')})")
     parser.add_argument(
-        "--epochs", type=int, help="number of epochs (default: the preset's: paper 200, small 20, cpu 60)"
+        "--batch-size", type=int, help=f"patches per step (default: the preset's: {_per_preset('batch_size')})"
     )
-    parser.add_argument(
-        "--batch-size", type=int, help="patches per step (default: the preset's: paper 2, small 8, cpu 8)"
-    )
-    parser.add_argument(
-        "--learning-rate", type=float, help="Adam learning rate (default: 0.001; cosine-decayed in the cpu preset)"
-    )
+    parser.add_argument("--learning-rate", type=float, help=learning_rate_help())
     parser.add_argument(
         "--seed",
         type=int,
@@ -125,13 +148,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress output")
 
 
-def _split(text: str) -> tuple[str, ...]:
-    items = tuple(p.strip() for p in text.split(",") if p.strip())
-    if not items:
-        raise UserInputError(f"empty list {text!r}")
-    return items
-
-
 def parse_marker_panels(text: str) -> dict[str, tuple[str, ...]]:
     """``--marker-panels``: a JSON file / JSON object {sample: [markers]} or ``s1=A+B;s2=C``."""
     source = text.strip()
@@ -158,61 +174,57 @@ def parse_marker_panels(text: str) -> dict[str, tuple[str, ...]]:
 
 def build_configs(args: argparse.Namespace):
     """The (ModelConfig, TrainConfig) an invocation describes (the same for a new run and --resume)."""
-    from marker_excite.models.zoo import ModelConfig, model_config  # imports keras
+    from marker_excite.models.config import ModelConfig  # the layers it validates against import keras
 
-    classes = _split(args.classes)
+    classes = split_list(args.classes, what="--classes")
     preset = args.preset or (RECIPE_PRESET if args.recipe else DEFAULT_PRESET)
-    if args.model_config:
-        mcfg = ModelConfig.from_json(args.model_config)
-    else:
-        markers = _split(args.panel) if args.panel else PAPER_MARKERS
-        mcfg = model_config(args.model, preset=preset, markers=markers, classes=classes)
-    if args.seed is not None:  # one seed for all of a training's randomness: weights, Marker Sampling, data order
-        mcfg = dataclasses.replace(mcfg, seed=args.seed)
+    model = ModelConfig.from_json(args.model_config) if args.model_config else args.model
+    markers = split_list(args.panel, what="--panel") if args.panel and not args.model_config else PAPER_MARKERS
+    train_values = {} if args.train_config else _train_values(args)
+    mcfg, tcfg = preset_configs(
+        model,
+        preset,
+        markers=markers,
+        classes=classes,
+        seed=args.seed,  # one seed for all of a training's randomness: weights, Marker Sampling, data order
+        recipe=None if args.train_config else args.recipe,
+        **train_values,
+    )
     if args.train_config:
         tcfg = TrainConfig.from_json(args.train_config)
-    else:
-        overrides = recipe_values(args.recipe, mcfg.name) if args.recipe else {}
-        overrides |= {
-            k: v
-            for k, v in dict(
-                epochs=args.epochs,
-                batch_size=args.batch_size,
-                learning_rate=args.learning_rate,
-                seed=args.seed,
-                patience=args.patience,
-                n_folds=args.n_folds,
-                precision=args.precision,
-            ).items()
-            if v is not None
-        }
-        if args.augment is not None:
-            overrides["augment"] = args.augment
-        if args.marker_panels:
-            overrides["marker_panels"] = parse_marker_panels(args.marker_panels)
-        overrides.update(_split_options(args))
-        tcfg = train_config(preset, fold=args.fold, classes=tuple(mcfg.classes), **overrides)
     return mcfg, tcfg
 
 
-def recipe_values(recipe: str, model: str) -> dict:
-    """The :class:`TrainConfig` values of ``train --recipe`` for ``model``: a UB network is used on its
-    own markers only, so it keeps the best epoch on all of them."""
-    values = dict(RECIPES[recipe])
-    if model == "UB":
-        values.pop("select_on", None)
-    return values
+def _train_values(args: argparse.Namespace) -> dict:
+    """The :class:`TrainConfig` values given by the training options (only those given, and the fold)."""
+    values = {
+        k: v
+        for k, v in dict(
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            learning_rate=args.learning_rate,
+            patience=args.patience,
+            n_folds=args.n_folds,
+            precision=args.precision,
+        ).items()
+        if v is not None
+    }
+    if args.augment is not None:
+        values["augment"] = args.augment
+    if args.marker_panels:
+        values["marker_panels"] = parse_marker_panels(args.marker_panels)
+    return {"fold": args.fold, **values, **_split_options(args)}
 
 
 def _split_options(args: argparse.Namespace) -> dict[str, tuple[str, ...]]:
     """``--train-samples / --val-samples / --test-samples`` as TrainConfig fields (only those given)."""
     out: dict[str, tuple[str, ...]] = {}
     if args.train_samples is not None:
-        out["train_samples"] = _split(args.train_samples)
+        out["train_samples"] = split_list(args.train_samples, what="--train-samples")
     if args.val_samples is not None:
-        out["val_samples"] = _split(args.val_samples)
+        out["val_samples"] = split_list(args.val_samples, what="--val-samples")
     if args.test_samples is not None:
-        out["test_samples"] = tuple(p.strip() for p in args.test_samples.split(",") if p.strip())
+        out["test_samples"] = split_list(args.test_samples, what="--test-samples", allow_empty=True)
     if "val_samples" not in out and "test_samples" in out:
         raise UserInputError("--test-samples needs --train-samples and --val-samples (an explicit split)")
     if "val_samples" in out and "train_samples" not in out:
@@ -249,7 +261,7 @@ def _paper_preset_on_cpu(args: argparse.Namespace) -> bool:
     """The paper preset chosen by default (no --preset, no config files) and no GPU visible."""
     if args.preset is not None or args.recipe or args.model_config or args.train_config:
         return False
-    from marker_excite.run_dir import visible_devices
+    from marker_excite.runs.environment import visible_devices
 
     return not any(d.startswith("GPU:") for d in visible_devices())
 
@@ -261,7 +273,8 @@ def gpu_sized_notice(plan) -> str:
     return (
         f"note: no --preset given: the paper preset is sized for a GPU and no GPU is visible; here an epoch takes "
         f"~{format_duration(epoch)} and its {plan.epochs} epochs ~{format_duration(epoch * plan.epochs)} plus "
-        "validation. On a CPU choose --preset cpu (the CPU reproduction schedule) or --preset small (a 20-epoch demo)"
+        "validation. On a CPU choose --preset cpu (the CPU reproduction schedule) or --preset small (a "
+        f"{PRESETS['small'].schedule['epochs']}-epoch demo)"
     )
 
 

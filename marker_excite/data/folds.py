@@ -3,17 +3,22 @@
 Folds depend only on the set of sample names and the seed (not on their order), so every method of an
 experiment sees the same split. Every sample is in the test set of exactly one fold.
 :func:`explicit_fold` makes a split from named samples instead; :func:`restrict_train` keeps some of a
-fold's training samples.
+fold's training samples. :func:`select_fold` is the split a training config chooses, for training and for
+everyone who needs to know what a run trains on.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from marker_excite.errors import UserInputError, did_you_mean
+
+if TYPE_CHECKING:
+    from marker_excite.data.store import SampleStore
 
 
 @dataclass(frozen=True)
@@ -120,3 +125,30 @@ def restrict_train(fold: Fold, train: Sequence[str], fold_label: str = "the fold
     if not names:
         raise UserInputError("give at least one training sample")
     return Fold(tuple(sorted(names)), fold.val, fold.test)
+
+
+class SplitSettings(Protocol):
+    """The fields of a training config (:class:`~marker_excite.runs.run.TrainConfig`) that choose its split."""
+
+    fold: int
+    n_folds: int
+    n_val: int
+    n_test: int | None
+    fold_seed: int
+    train_samples: Sequence[str] | None
+    val_samples: Sequence[str] | None
+    test_samples: Sequence[str] | None
+
+
+def select_fold(store: SampleStore, cfg: SplitSettings) -> Fold:
+    """The split ``cfg`` chooses among the samples of ``store``: an explicit split (``val_samples`` given),
+    else fold ``cfg.fold`` of :func:`paper_folds`, training only on ``train_samples`` when they are given."""
+    names = store.names()
+    if not names:
+        raise UserInputError(f"sample store {store.path} holds no samples")
+    if cfg.val_samples is not None:
+        return explicit_fold(names, cfg.train_samples or (), cfg.val_samples, cfg.test_samples or ())
+    folds = paper_folds(names, n_folds=cfg.n_folds, n_val=cfg.n_val, n_test=cfg.n_test, seed=cfg.fold_seed)
+    if cfg.train_samples is not None:
+        return restrict_train(folds[cfg.fold], cfg.train_samples, f"fold {cfg.fold}")
+    return folds[cfg.fold]

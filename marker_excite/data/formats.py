@@ -14,6 +14,7 @@ from pathlib import Path
 
 from marker_excite.data.bioio_io import BIOIO_SUFFIXES, BioioVolume
 from marker_excite.data.hdf5_io import HDF5_MAGIC, HDF5_SUFFIXES, IMS_SUFFIXES, H5Volume, H5Writer, ImsVolume, is_ims
+from marker_excite.data.store import is_store, open_sample_volume
 from marker_excite.data.tiff_io import TIFF_MAGIC, TIFF_SUFFIXES, TiffVolume, TiffWriter
 from marker_excite.data.volume import FormatWriter, VolumeError, VolumeReader
 from marker_excite.data.zarr_io import ZARR_SUFFIXES, ZarrVolume, ZarrWriter, is_zarr
@@ -24,26 +25,30 @@ class Format:
     """One volume format.
 
     Attributes:
-        name: short name (``tiff``, ``hdf5``, ``ims``, ``zarr``, ``bioio``).
+        name: short name (``tiff``, ``hdf5``, ``ims``, ``store``, ``zarr``, ``bioio``).
         title: the name users know, in messages (``TIFF/OME-TIFF``).
-        suffixes: lower-case name endings that select the format.
-        reader: the :class:`VolumeReader` class, called as ``reader(path, markers=, spacing=, **options)``.
+        suffixes: lower-case name endings that select the format (none: found by ``inside`` only).
+        reader: the :class:`VolumeReader` class (or a function returning one), called as
+            ``reader(path, markers=, spacing=, **options)``.
         writer: the :class:`FormatWriter` class, or None for a read-only format.
         reader_options: which of :func:`~marker_excite.data.io.open_volume`'s ``axes`` / ``dataset`` the
             reader takes (the others do not apply to the format and are not passed).
         magic: first bytes that identify a file of the format whose name has no known suffix.
         folder: the format is a folder, recognised by ``is_folder``.
-        inside: the name of the format whose files hold this one (Imaris files are HDF5 files); such a
-            file opens as this format when ``recognise`` says so, unless a dataset is named.
+        inside: the name of the format whose files hold this one (Imaris files and sample stores are HDF5
+            files); such a file opens as this format when ``recognise`` says so, unless a dataset is
+            named and the format does not ``name_inside``.
         recognise: content check used with ``is_folder`` / ``inside``.
         inner_paths: ``file.h5:inner/path`` names an object inside a file of the format.
+        name_inside: an inner path names an object of THIS format (``store.h5:sample``), not a dataset of
+            the container.
         output_hint: how an output name selects the format, for messages (``.h5 (HDF5)``).
     """
 
     name: str
     title: str
     suffixes: tuple[str, ...]
-    reader: type[VolumeReader]
+    reader: Callable[..., VolumeReader]
     writer: type[FormatWriter] | None = None
     reader_options: tuple[str, ...] = ()
     magic: tuple[bytes, ...] = ()
@@ -51,6 +56,7 @@ class Format:
     inside: str | None = None
     recognise: Callable[[Path], bool] | None = None
     inner_paths: bool = False
+    name_inside: bool = False
     output_hint: str = ""
 
     def has_suffix(self, path: Path) -> bool:
@@ -88,6 +94,17 @@ FORMATS: tuple[Format, ...] = (
         output_hint=".h5 (HDF5)",
     ),
     Format("ims", "Imaris", IMS_SUFFIXES, ImsVolume, inside="hdf5", recognise=is_ims, inner_paths=True),
+    # a marker_excite sample store (an HDF5 file); `store.h5:sample` names a sample
+    Format(
+        "store",
+        "sample store",
+        (),
+        open_sample_volume,
+        reader_options=("dataset",),
+        inside="hdf5",
+        recognise=is_store,
+        name_inside=True,
+    ),
     Format(
         "zarr",
         "OME-Zarr",
@@ -110,8 +127,9 @@ def inner_path_suffixes() -> tuple[str, ...]:
 
 def reading_format(path: Path, *, dataset: str | None = None) -> Format:
     """The format to read the existing ``path`` with: a recognised folder, else by suffix, else by the
-    file's first bytes; a file of a container format (HDF5) opens as the format inside it (Imaris) when
-    that one recognises it, unless ``dataset`` names a dataset to read with the container's reader.
+    file's first bytes; a file of a container format (HDF5) opens as the format inside it (Imaris, a
+    sample store) when that one recognises it, unless ``dataset`` names a dataset to read with the
+    container's reader (a store's ``dataset`` names one of its samples).
 
     Raises :class:`VolumeError` for a folder of no format and for a file of unknown format.
     """
@@ -126,11 +144,11 @@ def reading_format(path: Path, *, dataset: str | None = None) -> Format:
             head = fh.read(8)
         fmt = next((f for f in FORMATS if any(head.startswith(m) for m in f.magic)), None)
     if fmt is None:
-        supported = ", ".join(f"{f.title} ({', '.join(f.suffixes)})" for f in FORMATS if not f.folder)
+        supported = ", ".join(f"{f.title} ({', '.join(f.suffixes)})" for f in FORMATS if f.suffixes and not f.folder)
         raise VolumeError(f"{path}: unknown file format; supported: {supported}")
-    if dataset is None:  # a named dataset is read by the container's reader
-        for inner in FORMATS:
-            if inner.inside == fmt.name and inner.recognise is not None and inner.recognise(path):
+    for inner in FORMATS:  # a named dataset is read by the container's reader
+        if inner.inside == fmt.name and (dataset is None or inner.name_inside):
+            if inner.recognise is not None and inner.recognise(path):
                 return inner
     return fmt
 

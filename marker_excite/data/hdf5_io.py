@@ -1,17 +1,20 @@
 """HDF5 (plain datasets and samples of a marker_excite store) and Imaris ``.ims``: lazy slice readers,
-and the streaming HDF5 writer."""
+and the streaming HDF5 writer.
+
+Which samples a store holds and where they lie is the store's business
+(:meth:`marker_excite.data.store.SampleStore.volume`); :class:`StoreVolume` only reads one sample's image.
+"""
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from marker_excite.data.store import index_entries
 from marker_excite.data.volume import (
     FormatWriter,
     VolumeError,
@@ -29,10 +32,9 @@ HDF5_MAGIC = (b"\x89HDF\r\n\x1a\n",)
 
 
 class H5Volume(VolumeReader):
-    """A dataset of an HDF5 file (plain dataset or a sample of a marker_excite store).
-
-    Plain datasets: axes given or by dimension (``YX``, ``ZYX``, ``CZYX``); channel names from the
-    attribute ``markers`` / ``channel_names``; spacing from ``spacing`` / ``element_size_um`` (z, y, x).
+    """A dataset of an HDF5 file: axes given or by dimension (``YX``, ``ZYX``, ``CZYX``); channel names
+    from the attribute ``markers`` / ``channel_names``; spacing from ``spacing`` / ``element_size_um``
+    (z, y, x). (A sample store opens as :class:`StoreVolume`.)
     """
 
     def __init__(self, path, dataset: str | None = None, markers=None, spacing=None, axes: str | None = None) -> None:
@@ -61,27 +63,6 @@ class H5Volume(VolumeReader):
 
     def _locate(self, dataset: str | None):
         f = self._file
-        if f.attrs.get("format") in ("marker_excite.SampleStore", b"marker_excite.SampleStore"):
-            entries = index_entries(f, self.path).entries
-            names = sorted(entries)
-            if dataset is None and len(names) == 1:
-                dataset = names[0]
-            if dataset not in names:
-                raise VolumeError(f"{self.path}: sample store; name one of its samples: {', '.join(names)}")
-            file, group = entries[dataset]
-            if file != self.path:  # schema 2: the sample has a file of its own
-                f.close()
-                try:
-                    self._file = f = h5py.File(file, "r")
-                except OSError as exc:
-                    raise VolumeError(
-                        f"{self.path}: cannot read the file {file} of sample {dataset!r}: {exc}"
-                    ) from None
-            g = f[group]
-            try:
-                return g["image"], [_decode(m) for m in g.attrs["markers"]], tuple(g.attrs["spacing"])
-            except KeyError as exc:
-                raise VolumeError(f"{self.path}: sample {dataset!r} is damaged (missing {exc})") from None
         if dataset is None:
             found: list[str] = []
             f.visititems(lambda n, o: found.append(n) if isinstance(o, h5py.Dataset) and o.ndim >= 2 else None)
@@ -93,18 +74,53 @@ class H5Volume(VolumeReader):
         if not isinstance(ds, h5py.Dataset):
             raise VolumeError(f"{self.path}: no dataset {dataset!r}")
         names = next((ds.attrs[k] for k in ("markers", "channel_names") if k in ds.attrs), None)
-        space = next((ds.attrs[k] for k in ("spacing", "element_size_um") if k in ds.attrs), None)
+        spacing = next((ds.attrs[k] for k in ("spacing", "element_size_um") if k in ds.attrs), None)
         names = [_decode(m) for m in np.atleast_1d(names)] if names is not None else None
-        space = tuple(float(s) for s in np.atleast_1d(space))[-3:] if space is not None else None
-        if space is not None and len(space) == 2:
-            space = (1.0, *space)
-        return ds, names, space
+        spacing = tuple(float(s) for s in np.atleast_1d(spacing))[-3:] if spacing is not None else None
+        if spacing is not None and len(spacing) == 2:
+            spacing = (1.0, *spacing)
+        return ds, names, spacing
 
     def _read(self, z: int) -> np.ndarray:
         return self._reader.read(z)
 
     def close(self) -> None:
         self._file.close()
+
+
+class StoreVolume(VolumeReader):
+    """One sample of a sample store as a volume: its image dataset ``[C, Z, Y, X]`` read one slice at a
+    time, channel names and voxel size as stored (overridden by ``markers`` / ``spacing``).
+
+    Made by :meth:`~marker_excite.data.store.SampleStore.volume`; :meth:`close` calls ``on_close`` (the
+    store's close when the volume owns its store, as :func:`~marker_excite.data.io.open_volume`'s does).
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        image: h5py.Dataset,
+        stored_markers: Sequence[str],
+        stored_spacing: Sequence[float],
+        markers: Sequence[str] | str | None = None,
+        spacing: Sequence[float] | None = None,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self._image = image
+        self._on_close = on_close
+        self.dtype = np.dtype(image.dtype)
+        self.shape_czyx = tuple(int(n) for n in image.shape)  # type: ignore[assignment]
+        self._check_data()
+        _check_stored(self.path, image)
+        self._set_metadata(stored_markers, stored_spacing, markers, spacing)
+
+    def _read(self, z: int) -> np.ndarray:
+        return self._image[:, z]
+
+    def close(self) -> None:
+        if self._on_close is not None:
+            self._on_close()
 
 
 class ImsVolume(VolumeReader):

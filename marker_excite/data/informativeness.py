@@ -23,9 +23,10 @@ import scipy.ndimage as ndi
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
+from marker_excite.config import split_list
+from marker_excite.contract.markers import MarkerPanel, Subset
 from marker_excite.data.sample import PAPER_CLASSES, Sample
 from marker_excite.data.synthetic import generate_sample
-from marker_excite.markers import MarkerPanel, Subset
 
 #: Gaussian smoothing scales (pixels, in-plane) of the classifier's features.
 SCALES: tuple[float, ...] = (1.0, 4.0)
@@ -146,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--shape", default="4,256,256", help="Z,Y,X of the two phantom samples")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    shape = tuple(int(v) for v in args.shape.split(","))
+    shape = tuple(int(v) for v in split_list(args.shape, what="--shape"))
     print(markdown_table(phantom_informativeness(shape, args.seed)))
 
 

@@ -7,7 +7,7 @@ for the model's marker panel (K markers) and an ``H -> h`` network (e.g. 572 -> 
   one element per output tile, each exactly once per pass (in :func:`patch_index` order when not
   shuffled, in a random order seeded by ``(seed, pass)`` otherwise; batches may mix samples; the last
   partial batch of a pass is kept);
-* channels are mapped to the panel BY NAME (:func:`~marker_excite.model_spec.plan_channels`, as in
+* channels are mapped to the panel BY NAME (:func:`~marker_excite.contract.model_spec.plan_channels`, as in
   inference); each channel is standardised with its sample's stored mean
   and std BEFORE zero padding; markers a sample lacks -- or that ``marker_panels`` removes from it, or
   that ``subset`` does not give the model -- are zero channels with availability 0;
@@ -34,12 +34,12 @@ from itertools import islice
 
 import numpy as np
 
+from marker_excite.contract.markers import MarkerPanel
+from marker_excite.contract.model_spec import AVAILABILITY, IMAGE, plan_channels, tensor_shapes
 from marker_excite.data.stats import standardise
 from marker_excite.data.store import SampleInfo, SampleStore
 from marker_excite.data.tiling import TileLayout
 from marker_excite.errors import UserInputError
-from marker_excite.markers import MarkerPanel
-from marker_excite.model_spec import AVAILABILITY, IMAGE, plan_channels, tensor_shapes
 
 #: Default memory budget for cached slices (bytes).
 DEFAULT_CACHE_BYTES = 2 * 1024**3

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from marker_excite.contract.markers import duplicated_names
 from marker_excite.errors import UserInputError
-from marker_excite.markers import duplicated_names
 
 #: Vessel classes of the paper, in the order used for class indices (background is index 0).
 PAPER_CLASSES: tuple[str, ...] = ("sinusoids", "arteries")

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from marker_excite.config import split_list
 from marker_excite.data.io import VolumeError, VolumeReader, open_volume, source_file
 from marker_excite.data.sample import Sample
 from marker_excite.data.store import check_item_name
@@ -216,7 +217,7 @@ def parse_annotated(spec: str | Sequence[int] | None, n_slices: int, files: Samp
         mask[:] = True
         return mask
     items: list[int] = []
-    parts = spec.split(",") if isinstance(spec, str) else list(spec)
+    parts = split_list(spec, what="annotated slices", error=VolumeError) if isinstance(spec, str) else list(spec)
     for part in parts:
         text = str(part).strip()
         try:

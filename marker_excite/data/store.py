@@ -2,8 +2,10 @@
 
 A whole-organ stack is never loaded whole: samples are written slice by slice through
 :meth:`SampleStore.create_sample` (or all at once with :meth:`SampleStore.write_sample`) and read slice
-by slice with :meth:`SampleStore.read_slice`. Per-channel mean/std (streaming, float64) and class
-voxel counts on annotated slices are computed while writing and kept with the sample.
+by slice with :meth:`SampleStore.read_slice`, or as a volume like any image file with
+:meth:`SampleStore.volume` (what :func:`~marker_excite.data.io.open_volume` returns for
+``store.h5:sample``). Per-channel mean/std (streaming, float64) and class voxel counts on annotated
+slices are computed while writing and kept with the sample.
 
 Nothing already stored is ever at risk while writing: a sample is written completely into a temporary
 file of its own and becomes visible only when a new index naming it replaces the old index by an
@@ -22,25 +24,31 @@ if the folder is its own AND no other index next to it (a copy or a renamed vers
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import re
 import secrets
 import shutil
-import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from marker_excite.atomic import atomic_path, check_output_path, remove_stale_temporaries, temporary_sibling
+from marker_excite.atomic import (
+    atomic_path,
+    check_output_path,
+    exclusive_lock,
+    remove_stale_temporaries,
+    temporary_sibling,
+)
 from marker_excite.atomic import commit as commit_file
+from marker_excite.data.hdf5_io import StoreVolume
 from marker_excite.data.sample import Sample
 from marker_excite.data.stats import RunningStats
+from marker_excite.data.volume import VolumeError
 from marker_excite.errors import UserInputError, did_you_mean, os_error_text
 
 #: Value of the root attribute ``format`` of every store index (and of every sample file).
@@ -438,6 +446,38 @@ def _real_index_path(path: Path) -> Path:
     return Path(os.path.realpath(path)) if path.is_symlink() else path
 
 
+def is_store(path: Path) -> bool:
+    """Whether ``path`` is an HDF5 file marked as a store (or a sample file of one): root attribute
+    ``format`` = :data:`STORE_FORMAT`. Whether it can be read is for :func:`read_index` to say."""
+    try:
+        with h5py.File(path, "r") as f:
+            return _as_str(f.attrs.get("format", "")) == STORE_FORMAT
+    except OSError:
+        return False
+
+
+def open_sample_volume(
+    path: str | os.PathLike,
+    markers: Sequence[str] | str | None = None,
+    spacing: Sequence[float] | None = None,
+    dataset: str | None = None,
+) -> StoreVolume:
+    """Sample ``dataset`` of the store file ``path`` (its only sample when None) as a volume that owns
+    the store opened for it: closing the volume closes the store (the reader of the store format of
+    :mod:`~marker_excite.data.formats`, for ``open_volume("store.h5:sample")``)."""
+    store = SampleStore(path, "r")
+    try:
+        names = store.names()
+        if dataset is None and len(names) == 1:
+            dataset = names[0]
+        if dataset not in names:
+            raise VolumeError(f"{path}: sample store; name one of its samples: {', '.join(names)}")
+        return store._volume(dataset, markers, spacing, path=Path(path), on_close=store.close)
+    except BaseException:
+        store.close()
+        raise
+
+
 def read_index(path: Path) -> StoreIndex:
     """:func:`index_entries` of the store file ``path`` (opened and closed again)."""
     path = Path(path)
@@ -759,22 +799,14 @@ class SampleStore:
         """Exclusive lock of the store (``<sample folder>/.lock``) while its index is updated."""
         self._ensure_sample_dir()
         lock = self._sample_dir / _LOCK_NAME
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            deadline = time.monotonic() + LOCK_TIMEOUT_S
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        raise StoreError(
-                            f"store {self.path} is in use by another process (waited {LOCK_TIMEOUT_S:g} s for {lock})"
-                        ) from None
-                    time.sleep(0.05)
+
+        def busy(_holder: str) -> StoreError:
+            return StoreError(
+                f"store {self.path} is in use by another process (waited {LOCK_TIMEOUT_S:g} s for {lock})"
+            )
+
+        with exclusive_lock(lock, busy, wait_s=LOCK_TIMEOUT_S):
             yield
-        finally:
-            os.close(fd)
 
     # -- reading -------------------------------------------------------------------------------
     def names(self) -> list[str]:
@@ -862,6 +894,28 @@ class SampleStore:
     def infos(self, names: Iterable[str] | None = None) -> list[SampleInfo]:
         """:class:`SampleInfo` of the given (default: all) samples."""
         return [self.info(n) for n in (self.names() if names is None else names)]
+
+    def volume(
+        self, name: str, markers: Sequence[str] | str | None = None, spacing: Sequence[float] | None = None
+    ) -> StoreVolume:
+        """Sample ``name`` as a lazy volume, read one slice at a time like an image file (a
+        :class:`~marker_excite.data.volume.VolumeReader`: ``shape_czyx``, ``markers``, ``spacing``,
+        ``read_slice(z) -> [C, Y, X] float32``); ``markers`` / ``spacing`` override the stored ones as in
+        :func:`~marker_excite.data.io.open_volume`. It reads through the store: use it while the store is open."""
+        return self._volume(name, markers, spacing, path=self.path)
+
+    def _volume(
+        self,
+        name: str,
+        markers: Sequence[str] | str | None,
+        spacing: Sequence[float] | None,
+        *,
+        path: Path,
+        on_close: Callable[[], None] | None = None,
+    ) -> StoreVolume:
+        info = self.info(name)
+        image = self._group(name)["image"]
+        return StoreVolume(path, image, info.markers, info.spacing, markers, spacing, on_close=on_close)
 
 
 def _sample_file_name(name: str) -> str:

@@ -1,8 +1,9 @@
 """The synthetic bone-marrow phantom: what every command runs on out of the box (docs/phantom.md).
 
 :func:`generate_sample` builds one deterministic 3D sample (five markers as uint16, ground truth
-``sinusoids``, ``arteries`` and ``tissue``); :func:`write_dataset` writes a preset dataset (``small`` for
-CPUs, ``paper`` mirroring the paper's Supplementary Table 1) sample by sample into a
+``sinusoids``, ``arteries`` and ``tissue``); :func:`write_dataset` writes a preset dataset (``small`` and
+``cpu`` for CPUs, ``paper`` mirroring the paper's Supplementary Table 1; their sizes are in
+:mod:`marker_excite.presets`, the samples' recipes here) sample by sample into a
 :class:`~marker_excite.data.store.SampleStore`, generating the samples in ``workers`` processes side by side
 (each sample depends only on its recipe and seed, so the store is the same for any number of workers).
 
@@ -24,13 +25,14 @@ from pathlib import Path
 import numpy as np
 
 from marker_excite.atomic import check_output_path
+from marker_excite.contract.markers import PAPER_MARKERS
 from marker_excite.data.phantom.acquisition import acquire
 from marker_excite.data.phantom.anatomy import ARTERY_FRACTION, REGIONS, SINUSOID_FRACTION, make_anatomy
 from marker_excite.data.phantom.markers import render_markers
 from marker_excite.data.sample import TISSUE, Sample
 from marker_excite.data.store import SampleStore
 from marker_excite.errors import UserInputError
-from marker_excite.markers import PAPER_MARKERS
+from marker_excite.presets import PRESETS, PhantomSize
 
 #: Default voxel size (z, y, x) in micrometres: confocal stacks are coarser along the optical axis.
 DEFAULT_SPACING: tuple[float, float, float] = (2.0, 1.0, 1.0)
@@ -57,33 +59,14 @@ _TABLE = ((54, 9.71, 0.29), (12, 7.87, 0.99), (30, 11.97, 0.21), (12, 11.20, 0.9
 _METAPHYSEAL = {6, 8}
 
 
-def _table_specs(shapes: Sequence[tuple[int, int, int]], every: Sequence[int]) -> tuple[SampleSpec, ...]:
+def _table_specs(size: PhantomSize) -> tuple[SampleSpec, ...]:
+    """The sample recipes of a phantom size: the rows of the table in its shapes and annotation density."""
     specs = []
-    for i, ((_, sin_pct, art_pct), shape, ev) in enumerate(zip(_TABLE, shapes, every), start=1):
+    for i, ((_, sin_pct, art_pct), shape, ev) in enumerate(zip(_TABLE, size.shapes_zyx, size.annotated_every), start=1):
         region = "metaphysis" if i in _METAPHYSEAL else "diaphysis"
         lo, hi = SINUSOID_FRACTION[region]
         specs.append(SampleSpec(f"s{i}", shape, region, ev, float(np.clip(sin_pct / 100, lo, hi)), art_pct / 100))
     return tuple(specs)
-
-
-# paper: 1 um in xy; slices of 776 x 1164 px hold 2 x 3 = 6 output tiles of 388 px (776 x 776: 4 tiles);
-# a slice in every 3 is annotated, so (annotated slices) x (tiles per slice) = the table's patch count:
-# 9x6=54, 2x6=12, 5x6=30, 2x6=12, 2x6=12, 8x6=48, 9x6=54, 2x4=8 (230 patches).
-_PAPER_ANNOTATED = (9, 2, 5, 2, 2, 8, 9, 2)
-_PAPER_SHAPES = tuple((3 * n, 776, 776 if i == 7 else 1164) for i, n in enumerate(_PAPER_ANNOTATED))
-# small: 6 slices of 256 x 256 px; an 84 px output tile layout needs 4 x 4 = 16 tiles per slice;
-# annotated_every 3 gives 2 annotated slices (z = 1, 4), 6 gives 1 (z = 3): 11 slices, 176 patches.
-_SMALL_EVERY = (3, 6, 6, 6, 6, 3, 3, 6)
-
-# cpu: 12 slices of 256 x 256 px; annotated_every 2 gives 6 annotated slices, 4 gives 3 (the larger
-# samples of the table get more): 33 slices, 528 patches of 84 px (the reproduction protocol on a CPU).
-_CPU_EVERY = (2, 4, 4, 4, 4, 2, 2, 4)
-
-PRESETS: dict[str, tuple[SampleSpec, ...]] = {
-    "paper": _table_specs(_PAPER_SHAPES, (3,) * 8),
-    "small": _table_specs(((6, 256, 256),) * 8, _SMALL_EVERY),
-    "cpu": _table_specs(((12, 256, 256),) * 8, _CPU_EVERY),
-}
 
 
 def annotated_slices(n_slices: int, every: int) -> np.ndarray:
@@ -140,9 +123,10 @@ def generate_sample(
     region = _check_region(region)
     if int(seed) < 0:
         raise UserInputError(f"seed must be >= 0, got {seed}")
-    spacing_t = tuple(float(s) for s in spacing)
-    if len(spacing_t) != 3 or min(spacing_t) <= 0:
-        raise UserInputError(f"spacing must be 3 positive numbers (z, y, x) in um, got {tuple(spacing)}")
+    given = tuple(spacing)
+    spacing = tuple(float(s) for s in given)
+    if len(spacing) != 3 or min(spacing) <= 0:
+        raise UserInputError(f"spacing must be 3 positive numbers (z, y, x) in um, got {given}")
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), REGIONS.index(region), *shape]))
     if sinusoid_fraction is None:
         sinusoid_fraction = float(rng.uniform(*SINUSOID_FRACTION[region]))
@@ -153,14 +137,14 @@ def generate_sample(
             raise UserInputError(f"{label} must be in (0, 0.5), got {value}")
     anatomy = make_anatomy(
         shape,
-        spacing_t,  # type: ignore[arg-type]
+        spacing,  # type: ignore[arg-type]
         rng,
         region=region,
         sinusoid_fraction=sinusoid_fraction,
         artery_fraction=artery_fraction,
     )
-    signals, auto = render_markers(anatomy, spacing_t, rng)  # type: ignore[arg-type]
-    image, acq = acquire(signals, auto, spacing_t, rng)  # type: ignore[arg-type]
+    signals, auto = render_markers(anatomy, spacing, rng)  # type: ignore[arg-type]
+    image, acq = acquire(signals, auto, spacing, rng)  # type: ignore[arg-type]
     del signals, auto
     labels = {
         "sinusoids": anatomy.sinusoids.view(np.uint8),
@@ -173,7 +157,7 @@ def generate_sample(
         name=name,
         image=image,
         markers=PAPER_MARKERS,
-        spacing=spacing_t,  # type: ignore[arg-type]
+        spacing=spacing,  # type: ignore[arg-type]
         labels=labels,
         annotated=annotated_slices(shape[0], annotated_every),
         region=region,
@@ -188,11 +172,11 @@ def preset_specs(
     shape: Sequence[int] | None = None,
     region: str | None = None,
 ) -> tuple[SampleSpec, ...]:
-    """The sample recipes of a preset, optionally with ``samples`` of them (cycling through the
+    """The sample recipes of a preset (its phantom size in :data:`marker_excite.presets.PRESETS`), optionally with ``samples`` of them (cycling through the
     preset's list when more are asked), one ``shape`` for all, or one ``region`` for all."""
     if preset not in PRESETS:
         raise UserInputError(f"unknown phantom preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    specs = PRESETS[preset]
+    specs = _table_specs(PRESETS[preset].phantom)
     if samples is not None:
         if samples < 1:
             raise UserInputError(f"number of samples must be >= 1, got {samples}")

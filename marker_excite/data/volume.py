@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
+from marker_excite.config import split_list
+from marker_excite.contract.markers import duplicated_names
 from marker_excite.errors import UserInputError
-from marker_excite.markers import duplicated_names
 
 #: a channel name that skips the channel (``--channel-names DAPI,-,collagen``)
 SKIP = "-"
@@ -280,7 +281,7 @@ class FormatWriter(abc.ABC):
 # ================================================================================================
 def _split_names(markers: Sequence[str] | str) -> tuple[str, ...]:
     if isinstance(markers, str):
-        return tuple(m.strip() for m in markers.split(",")) if markers.strip() else ()
+        return split_list(markers, what="marker names", allow_empty=True, error=VolumeError)
     return tuple(str(m).strip() for m in markers)
 
 
@@ -339,8 +340,8 @@ def check_slice_size(path: Path, shape_czyx: Sequence[int]) -> None:
 def check_spacing(spacing: Sequence[float] | str, where: str = "") -> tuple[float, float, float]:
     """Three positive finite numbers (z, y, x) in µm, from a sequence or text ``"2,0.5,0.5"``."""
     prefix = f"{where}: " if where else ""
-    parts = spacing.split(",") if isinstance(spacing, str) else list(spacing)
-    try:
+    try:  # an empty entry is a UserInputError, a ValueError like a bad number's
+        parts = split_list(spacing, what="spacing") if isinstance(spacing, str) else list(spacing)
         values = tuple(float(s) for s in parts)
     except (TypeError, ValueError):
         raise VolumeError(f"{prefix}spacing must be three numbers z,y,x in µm, got {spacing!r}") from None

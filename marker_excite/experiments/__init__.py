@@ -1,10 +1,15 @@
 """The paper's experiments as data: job lists, sharding, resumable execution and aggregation.
 
-Modules: ``spec`` (presets, subsets and Cases, jobs, analyses), ``paper`` (the figures' experiments),
-``compare`` (the same comparison on a user's store and panel: ``marker-excite compare``),
+Owns (modules): ``spec`` (presets, subsets and Cases, jobs, analyses), ``paper`` (the figures'
+experiments), ``compare`` (the same comparison on a user's store and panel: ``marker-excite compare``),
 ``runner`` (training + evaluation of jobs), ``aggregate`` (tables, statistics, figures), ``table1``
 (quantification), ``cli`` (the scripts' command line), ``workers`` (``--workers``), ``slurm``
-(``--launcher slurm``: a SLURM job array and its aggregation job). Everything public is re-exported here.
+(``--launcher slurm``: a SLURM job array and its aggregation job), ``last_epoch`` (evaluation with the
+last weights), ``attention`` (what the ME modules learned), ``longer`` (the longer-training runs),
+``report`` (the paper's claims measured on the runs), ``replicates`` (the claims across phantoms and
+seeds) and ``reproduction`` (``REPRODUCTION.md``). The scripts' API is re-exported here.
+
+May import: everything below it, up to ``training/``; never ``commands/``, ``cli`` or ``demo``.
 
 An :class:`Experiment` is a list of :class:`Job` s (one training + evaluation each) plus the
 :class:`Analysis` items that turn their results into the paper's figures and tests. Building, listing and
@@ -13,13 +18,13 @@ run jobs), so job lists can be inspected, counted and sharded anywhere.
 
 * :func:`experiment` builds one of :data:`EXPERIMENTS` (``fig1_upper_bound`` ... ``table1_quantification``)
   at a :data:`PRESETS` size (``paper``: GPU, the paper's schedule; ``small``: CPU, minutes).
-* :func:`run_jobs` trains each job into ``out/runs/<job_id>/`` (``training.train``) and evaluates it
-  (``evaluation.evaluate_run``) into ``out/runs/<job_id>/evaluation.csv``. A job whose
+* :func:`run_jobs` trains each job into ``out/runs/<job_id>/`` (``training.trainer.train``) and evaluates it
+  (``inference.evaluation.evaluate_run``) into ``out/runs/<job_id>/evaluation.csv``. A job whose
   ``evaluation.csv`` exists is skipped; a job interrupted mid-training resumes from its last epoch.
   ``shard=(i, n)`` runs every n-th job starting at the i-th (1-based), so n machines split the work.
 * :func:`aggregate` collects all ``evaluation.csv`` into one tidy ``results.csv``, draws the figures
-  (``plots.py``) and writes ``stats.json`` (Wilcoxon signed-rank paired by (class, subset, fold),
-  Mann-Whitney U for groups of subsets, significance stars; ``stats.py``).
+  (``analysis/plots.py``) and writes ``stats.json`` (Wilcoxon signed-rank paired by (class, subset, fold),
+  Mann-Whitney U for groups of subsets, significance stars; ``analysis/stats.py``).
 
 Heterogeneous training panels (Fig. 4, Cases 1-6) are reconstructed from the paper's text; see
 :data:`CASES` and ``experiments/README.md``.
@@ -63,8 +68,8 @@ from marker_excite.experiments.runner import (
     ensure_store,
     fold_train_samples,
     is_done,
+    job_run_dir,
     report_dir,
-    run_dir,
     run_job,
     run_jobs,
 )
@@ -145,8 +150,8 @@ __all__ = [
     "ensure_store",
     "fold_train_samples",
     "is_done",
+    "job_run_dir",
     "report_dir",
-    "run_dir",
     "run_job",
     "run_jobs",
     "AggregateResult",

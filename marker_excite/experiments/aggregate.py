@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from marker_excite import evaluation, plots, stats
+from marker_excite.analysis import plots, stats
+from marker_excite.analysis.results import read_results, relative, write_results
 from marker_excite.atomic import write_json
 from marker_excite.errors import UserInputError
-from marker_excite.evaluation import read_results, write_results
-from marker_excite.experiments.runner import is_done, report_dir, run_dir
+from marker_excite.experiments.runner import is_done, job_run_dir, report_dir
 from marker_excite.experiments.spec import (
     CASES,
     EVALUATION_CSV,
@@ -129,7 +129,7 @@ def _relative(a: Relative, rows: list[Mapping], figures: Path) -> tuple[dict[str
     classes = list(dict.fromkeys(r["class"] for rs in model_rows.values() for r in rs))
     tests, relative_rows = [], []
     for m, mrows in model_rows.items():
-        relative_rows += [{**r, "analysis": a.name, "case": a.case or ""} for r in evaluation.relative(mrows, ref)]
+        relative_rows += [{**r, "analysis": a.name, "case": a.case or ""} for r in relative(mrows, ref)]
         for c in [*classes, None] if len(classes) > 1 else classes:
             sel = [r for r in mrows if c is None or r["class"] == c]
             paired = stats.pair_rows(sel, ref)
@@ -182,7 +182,7 @@ def aggregate(
     missing = [j.job_id for j in exp.jobs if not is_done(out, j)]
     if not done:
         raise ExperimentError(f"no finished job of {exp.name} in {out} (run the experiment first)")
-    rows = [row for j in done for row in read_results(run_dir(out, j) / EVALUATION_CSV)]
+    rows = [row for j in done for row in read_results(job_run_dir(out, j) / EVALUATION_CSV)]
     for r in rows:
         r["case"] = r.get("case") or ""
     report = report_dir(out, exp)

@@ -24,8 +24,8 @@ import numpy as np
 from marker_excite.atomic import write_text
 from marker_excite.experiments.runner import finished_run_dirs
 from marker_excite.experiments.spec import RUNS
-from marker_excite.run import load_run
-from marker_excite.run_dir import BEST_WEIGHTS, MODEL_CONFIG, read_json
+from marker_excite.runs.directory import BEST_WEIGHTS, MODEL_CONFIG, read_json
+from marker_excite.runs.run import load_run
 
 ATTENTION_JSON = "attention.json"
 

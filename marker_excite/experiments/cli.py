@@ -9,6 +9,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from marker_excite import presets
+from marker_excite.config import split_list
 from marker_excite.errors import UserInputError
 from marker_excite.experiments.aggregate import aggregate
 from marker_excite.experiments.paper import EXPERIMENTS, experiment
@@ -16,13 +18,17 @@ from marker_excite.experiments.runner import ensure_store, run_jobs
 from marker_excite.experiments.slurm import SLURM, add_slurm_arguments, check_options, submit, task_argv
 from marker_excite.experiments.spec import PRESETS, Experiment, ExperimentError, parse_shard
 from marker_excite.experiments.workers import THREADS_ENV, available_cpus, cpu_groups, limit_threads, run_workers
-from marker_excite.precision import POLICIES
+from marker_excite.models.precision import POLICIES
 from marker_excite.tf_quiet import import_tensorflow
 
 
 def csv_list(text: str) -> list[str]:
-    """``"a, b,,c"`` -> ``["a", "b", "c"]`` (command-line lists)."""
-    return [t.strip() for t in text.split(",") if t.strip()]
+    """``"a, b, c"`` -> ``["a", "b", "c"]``: an option's comma-separated list (an argparse ``type``; an empty
+    list or entry is refused, naming the option)."""
+    try:
+        return list(split_list(text, what="comma-separated list"))
+    except UserInputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def exit_status(name: str, action: Callable[[], Any]) -> int:
@@ -67,8 +73,8 @@ def add_experiment_options(parser: argparse.ArgumentParser, name: str, *, defaul
         "--preset",
         default=default_preset,
         choices=sorted(PRESETS),
-        help="paper: the paper's models and schedule (GPU); small: CPU-sized; cpu: the CPU reproduction "
-        f"protocol (default: {default_preset})",
+        help=f"{presets.option_help({name: scale.about_experiment for name, scale in presets.PRESETS.items()})} "
+        f"(default: {default_preset})",
     )
     parser.add_argument(
         "--out", type=Path, default=Path("results") / name, help=f"output folder (default: results/{name})"

@@ -20,13 +20,14 @@ from typing import Any
 
 import numpy as np
 
-from marker_excite import stats
+from marker_excite.analysis import stats
+from marker_excite.analysis.results import read_results, write_results
 from marker_excite.atomic import write_text
-from marker_excite.data.folds import explicit_fold, paper_folds
+from marker_excite.contract.markers import MarkerPanel, duplicated_names
+from marker_excite.data.folds import explicit_fold, paper_folds, select_fold
 from marker_excite.data.store import SampleStore
-from marker_excite.evaluation import read_results, rows_from_confusion, write_results
 from marker_excite.experiments.aggregate import select
-from marker_excite.experiments.runner import is_done, report_dir, run_dir
+from marker_excite.experiments.runner import is_done, job_run_dir, report_dir
 from marker_excite.experiments.spec import (
     FIGURES,
     STATS_JSON,
@@ -37,8 +38,8 @@ from marker_excite.experiments.spec import (
     Ranking,
     Relative,
 )
-from marker_excite.markers import MarkerPanel, duplicated_names
-from marker_excite.tissue import otsu_threshold, smooth
+from marker_excite.inference.evaluation import rows_from_confusion
+from marker_excite.inference.tissue import otsu_threshold, smooth
 
 COMPARE = "compare"
 #: The networks that see the whole panel (one each per class and fold), in the order they run.
@@ -146,9 +147,9 @@ def otsu_confusion(store: SampleStore, sample: str, cls: str, channels: Sequence
 
     Each channel is log-transformed (``log(1 + x - min)``: fluorescence is heavy-tailed, and Otsu on raw
     intensities keeps only the brightest structures) and standardised over the sample's annotated
-    slices; their mean is smoothed in-plane (Gaussian, sigma 2 px, :func:`marker_excite.tissue.smooth`)
+    slices; their mean is smoothed in-plane (Gaussian, sigma 2 px, :func:`marker_excite.inference.tissue.smooth`)
     and thresholded by Otsu's method over the whole sample, bright = foreground."""
-    from marker_excite.metrics import confusion_matrix
+    from marker_excite.models.metrics import confusion_matrix
 
     info = store.info(sample)
     lower = [m.lower() for m in info.markers]
@@ -175,8 +176,6 @@ def otsu_rows(exp: Experiment, store_path: str | os.PathLike) -> tuple[list[dict
     """Tidy rows (model ``Otsu``) of the threshold baseline on every subset, class and fold: pooled over
     the test samples of each fold that have all the subset's markers (one confusion matrix over their
     voxels), and per test sample (``sample`` column)."""
-    from marker_excite.training import select_fold
-
     panel = _panel(exp)
     pooled: list[dict[str, Any]] = []
     per_sample: list[dict[str, Any]] = []
@@ -208,16 +207,16 @@ def job_per_sample_rows(
     """Every finished job's scores on each of its test samples alone (``sample`` column), evaluated once
     and kept in ``runs/<job id>/evaluation_per_sample.csv`` (the pooled ``evaluation.csv`` stays the
     result: a per-sample F1 weighs a sample's few voxels as much as another's many)."""
-    from marker_excite.evaluation import evaluate_run
-    from marker_excite.run import load_run
+    from marker_excite.inference.evaluation import evaluate_run
+    from marker_excite.runs.run import load_run
 
     rows: list[dict[str, Any]] = []
     for job in exp.jobs:
-        path = run_dir(out_dir, job) / JOB_PER_SAMPLE_CSV
+        path = job_run_dir(out_dir, job) / JOB_PER_SAMPLE_CSV
         if is_done(out_dir, job) and not path.is_file():
             if progress:
                 print(f"[{COMPARE}] {job.job_id}: scores per test sample", file=sys.stderr, flush=True)
-            run = load_run(run_dir(out_dir, job))
+            run = load_run(job_run_dir(out_dir, job))
             found = [
                 {**r, "model": job.label, "job": job.job_id, "case": "", "sample": sample}
                 for sample in run.fold.test

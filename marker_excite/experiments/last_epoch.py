@@ -17,11 +17,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from marker_excite.evaluation import evaluate_run, read_results, write_results
+from marker_excite.analysis.results import read_results, write_results
 from marker_excite.experiments.runner import finished_run_dirs
 from marker_excite.experiments.spec import EVALUATION_CSV, RUNS
-from marker_excite.run import load_run
-from marker_excite.run_dir import LAST_WEIGHTS
+from marker_excite.inference.evaluation import evaluate_run
+from marker_excite.runs.directory import LAST_WEIGHTS
+from marker_excite.runs.run import load_run
 
 LAST_EVALUATION_CSV = "evaluation.last.csv"
 

@@ -18,10 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from marker_excite.evaluation import read_results
+from marker_excite.analysis.results import read_results
+from marker_excite.analysis.stats import wilcoxon
 from marker_excite.experiments.spec import EVALUATION_CSV, RUNS
-from marker_excite.run_dir import LOG, read_log
-from marker_excite.stats import wilcoxon
+from marker_excite.runs.directory import LOG
+from marker_excite.runs.log import read_log
 
 #: Output folder names written by ``experiments/gpu/longer_training.sh``.
 ARM_DIR = re.compile(r"^e(?P<epochs>\d+)-seed(?P<seed>\d+)$")

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from marker_excite.analysis.stats import StatsError, TestResult, stars, wilcoxon
 from marker_excite.atomic import atomic_path
 from marker_excite.experiments.report import (
     ALPHA,
@@ -39,13 +40,12 @@ from marker_excite.experiments.report import (
     IDENTICAL,
     NOT_TESTABLE,
     Paired,
-    _f1_rows,
     claim_label,
+    f1_rows,
     paired_claim,
     runs_seed,
     verdict,
 )
-from marker_excite.stats import StatsError, TestResult, stars, wilcoxon
 
 PHANTOM_JSON = "phantom.json"
 #: Fewer replicates than this give "inconclusive" whatever the test says.
@@ -79,7 +79,7 @@ def load_replicates(folders: Sequence[str | os.PathLike]) -> list[Replicate]:
     (phantom, seed) are refused: they would count one replicate twice."""
     out, seen = [], {}
     for folder in folders:
-        rows = _f1_rows(Path(folder))
+        rows = f1_rows(Path(folder))
         if not rows:
             continue
         rep = Replicate(str(folder), phantom_of(folder), runs_seed(folder), rows)

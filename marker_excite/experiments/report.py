@@ -1,12 +1,14 @@
-"""The reproduction report: every claim of the paper next to what the committed runs measure.
+"""The reproduction report's measurements: every claim of the paper next to what the committed runs measure.
 
-:func:`write_report` reads every finished job of an output folder (``runs/*/evaluation.csv`` and
-``log.csv``) and writes ``REPRODUCTION.md``: one row per claim with the paper's result, the measured
-median relative F1 (IQR), the test (paired Wilcoxon pooled over classes, as in the paper, or
-Mann-Whitney for groups of subsets), ``n``, a verdict and notes (convergence of the runs involved,
-spread across folds). Verdicts follow fixed rules decided before any run (:func:`verdict`); a claim
-without results yet is listed as "not run yet". Seed replicates (the same jobs run with other training
-seeds, :func:`seed_spread`) show how much of a difference between models is training noise.
+The paper's claims are data (:data:`CLAIMS`); :func:`measure` computes one claim's numbers from the F1 rows
+of every finished job of an output folder (``runs/*/evaluation.csv``; :func:`f1_rows`): the median
+relative F1 (IQR), the test (paired Wilcoxon pooled over classes, as in the paper, Mann-Whitney for groups
+of subsets, Spearman for trends) and ``n``. Verdicts follow fixed rules decided before any run
+(:func:`verdict`); a claim without results yet is "not run yet". The notes come from the runs' ``log.csv``
+(:func:`convergence`) and from seed replicates (the same jobs run with other training seeds,
+:func:`seed_spread`: how much of a difference between models is training noise). The functions ending in
+``_lines`` give the report's sections as Markdown lines; :mod:`marker_excite.experiments.reproduction`
+writes them into ``REPRODUCTION.md``.
 """
 
 from __future__ import annotations
@@ -21,19 +23,15 @@ from typing import Any
 
 import numpy as np
 
-from marker_excite.atomic import write_text
+from marker_excite.analysis.stats import Paired as MatchedRows
+from marker_excite.analysis.stats import StatsError, TestResult, mann_whitney, pair_rows, stars, wilcoxon
+from marker_excite.contract.markers import PAPER_PANEL
 from marker_excite.experiments.aggregate import load_results, select
-from marker_excite.experiments.attention import ATTENTION_JSON, attention_lines
 from marker_excite.experiments.last_epoch import LAST_EVALUATION_CSV, last_epoch_rows
-from marker_excite.experiments.longer import PAIR, longer_lines, longer_note, pair_row
 from marker_excite.experiments.spec import CASES, EVALUATION_CSV, RUNS, ExperimentError, Group, m_ub
-from marker_excite.markers import PAPER_PANEL
-from marker_excite.run_dir import MODEL_CONFIG, TRAIN_CONFIG, read_log
-from marker_excite.stats import Paired as MatchedRows
-from marker_excite.stats import StatsError, TestResult, mann_whitney, pair_rows, stars, wilcoxon
+from marker_excite.runs.directory import MODEL_CONFIG, TRAIN_CONFIG
+from marker_excite.runs.log import read_log
 
-REPORT_MD = "REPRODUCTION.md"
-REPLICATES_PNG = "replicates.png"
 #: A run has reached a plateau when its validation mean F1 varies by less than this over the last
 #: quarter of its epochs (the CPU protocol's convergence criterion).
 PLATEAU_RANGE = 0.01
@@ -210,7 +208,7 @@ def verdict(expect: str, result: TestResult | None) -> str:
     """The verdict of a claim from its test, by rules fixed in advance.
 
     ``greater``: reproduced when p <= 0.05 and the test's ranks favour the model
-    (:attr:`~marker_excite.stats.TestResult.direction`, the side the signed ranks favour: the median
+    (:attr:`~marker_excite.analysis.stats.TestResult.direction`, the side the signed ranks favour: the median
     difference is 0 when most subsets score 0 for both models); not reproduced when p <= 0.05 the
     other way; else inconclusive. ``similar`` and ``not_greater``: reproduced when p > 0.05
     (``not_greater`` also when the model is significantly worse); not reproduced when significant
@@ -474,7 +472,7 @@ def coverage_note(rows: Sequence[Mapping], claim: Claim) -> str:
     return f"incomplete ({'; '.join(gaps)})" if gaps else ""
 
 
-def _note(
+def claim_notes(
     claim: Claim,
     conv: Mapping[RunGroup, Mapping[str, Any]],
     measured: Mapping[str, Any],
@@ -482,6 +480,8 @@ def _note(
     coverage: str = "",
     longer: Mapping[Claim, str] | None = None,
 ) -> str:
+    """The notes cell of a claim's row: coverage gaps, the measured detail, the seed and longer-training
+    notes, the convergence of its runs and the test's own note, joined by '; '."""
     parts = [f"**{coverage}**"] if coverage else []
     parts.append(measured["detail"])
     if claim in seeds:
@@ -498,7 +498,7 @@ def _note(
     return "; ".join(parts)
 
 
-def _noise_note(measured: Mapping[str, Any], noise: float | None) -> str:
+def noise_note(measured: Mapping[str, Any], noise: float | None) -> str:
     """'; **smaller than the training noise ...**' when a paired claim's mean difference is below the
     seed-to-seed SD of one model's mean F1 (sinusoids; None: no seed replicates); else ''."""
     if noise is None or "diffs" not in measured or abs(float(np.mean(measured["diffs"]))) >= noise:
@@ -612,7 +612,7 @@ def table1_lines(out_dir: Path) -> list[str]:
     return lines
 
 
-def _f1_rows(out_dir: Path) -> list[dict[str, Any]]:
+def f1_rows(out_dir: Path) -> list[dict[str, Any]]:
     """The F1 rows of every finished job in ``out_dir`` (``case`` always a string; none yet: [])."""
     try:
         rows = [r for r in load_results(out_dir) if r.get("metric") == "f1"]
@@ -686,7 +686,7 @@ def seed_spread(
     seeds = [runs_seed(out_dir), *(runs_seed(d) for d in replicates)]
     if len(set(seeds)) != len(seeds):
         raise ExperimentError(f"seed replicates must have different seeds, got {seeds}")
-    load = _f1_rows if epoch == "best" else (lambda d: last_epoch_rows(d)[1])
+    load = f1_rows if epoch == "best" else (lambda d: last_epoch_rows(d)[1])
     per_seed = [load(Path(out_dir)), *(load(Path(d)) for d in replicates)]
     values = [_values_by_key(rows) for rows in per_seed]
     common: dict[tuple[str, str], set[str]] = {}
@@ -836,132 +836,3 @@ def real_data_lines(folders: Sequence[str | os.PathLike], base: str | os.PathLik
         body = text[start:].split("\n", 1)[1]
         lines += [line for line in body.split("\nFigures:")[0].strip().splitlines() if not line.startswith("## ")]
     return lines
-
-
-def write_report(
-    out_dir: str | os.PathLike,
-    *,
-    protocol: str = "",
-    path: str | os.PathLike | None = None,
-    replicates: Sequence[str | os.PathLike] = (),
-    longer: str | os.PathLike | None = None,
-    phantoms: Sequence[str | os.PathLike] = (),
-    real: Sequence[str | os.PathLike] = (),
-) -> Path:
-    """Write ``REPRODUCTION.md`` for the finished jobs in ``out_dir`` (see module doc); ``replicates``:
-    output folders of seed replicates (section "Seed-to-seed spread", :func:`seed_spread`; each claim's notes
-    summarise it); ``longer``: the output root of ``experiments/gpu/longer_training.sh`` (section "Longer
-    training", :func:`~marker_excite.experiments.longer.longer_lines`); ``phantoms``: output folders of the
-    same experiments on other phantoms. With replicates or phantoms, the report opens with the headline of
-    the replicate-level statistics (:mod:`marker_excite.experiments.replicates`) and draws
-    ``replicates.png`` beside it. ``real``: output folders of ``marker-excite compare`` on real images (section
-    "Real data": their "One network or one per subset?" tables, :func:`real_data_lines`)."""
-    from marker_excite.experiments import replicates as rep_stats  # it builds on this module
-
-    out = Path(out_dir)
-    rows = _f1_rows(out)
-    conv = convergence(out)
-    seed_lines, seed_notes = seed_spread(out, replicates) if replicates else ([], {})
-    longer_notes: dict[Claim, str] = {}
-    if longer and (note := longer_note(longer)):  # the MS-ME vs MS claim (homogeneous training)
-        ref, model = PAIR
-        is_pair = [isinstance(c, Paired) and (c.model, c.reference, c.case) == (model, ref, "") for c in CLAIMS]
-        longer_notes = {c: note for c, match in zip(CLAIMS, is_pair) if match}
-    if replicates and next((out / RUNS).glob(f"*/{LAST_EVALUATION_CSV}"), None):
-        last_lines, _ = seed_spread(out, replicates, epoch="last")
-        seed_lines += ["", "### The same runs evaluated with their last epoch", "", *last_lines[2:]]
-    lines = ["# Reproduction of the paper's claims on the CPU protocol", ""]
-    reps = rep_stats.load_replicates([out, *replicates, *phantoms]) if (replicates or phantoms) else []
-    rep_rows = rep_stats.replicate_rows(reps) if reps else []
-    if rep_rows:
-        figure = rep_stats.plot_replicates(rep_rows, out / REPLICATES_PNG)
-        lines += [
-            "## Headline: what holds across phantoms and training seeds",
-            "",
-            *rep_stats.headline_lines(rep_rows),
-            "",
-            f"![replicate means per claim]({figure.name}) (section Replicates for the numbers)",
-            "",
-        ]
-    if protocol:
-        lines += [protocol, ""]
-    lines += [
-        "Rows are paired by (class, marker subset, fold); the median and IQR are of the relative F1",
-        "`F1_model - F1_reference` (Fig. 1 rows: median F1 of group a minus group b). Tests: paired Wilcoxon",
-        "signed-rank, pooled over the classes present (as in the paper); Mann-Whitney U for groups of subsets;",
-        "Spearman's rank correlation (rho) for trends with the number of markers.",
-        f"Verdicts (rules fixed before the runs, `marker_excite.experiments.report.verdict`): p <= {ALPHA} in the",
-        "claimed direction = reproduced; p <= 0.05 against it = not reproduced; otherwise inconclusive",
-        "(for 'not different' claims: p > 0.05 = reproduced); not testable here = every paired difference is",
-        "exactly 0 (the two models give identical results, e.g. identical by construction).",
-    ]
-    noise = rep_stats.seed_noise_sd(reps, "sinusoids") if reps else None
-    table, verdicts = [], []
-    for claim in CLAIMS:
-        measured = measure(rows, claim)
-        if measured is None:
-            verdicts.append("not run yet")
-            table.append(f"| {claim.figure} | {claim.paper} | - | - | - | not run yet | - |")
-            continue
-        res = measured["result"]
-        iqr = f" ({measured['iqr'][0]:+.3f}, {measured['iqr'][1]:+.3f})" if measured["iqr"] else ""
-        value = f"rho {measured['median']:+.3f}" if res.test == "spearman" else f"{measured['median']:+.3f}{iqr}"
-        expect = claim.expect if isinstance(claim, Paired) else "greater"
-        verdicts.append(verdict(expect, res))
-        table.append(
-            f"| {claim.figure} | {claim.paper} | {value} | {res.pvalue:.3g} {res.stars} | "
-            f"{measured['n']} | {verdicts[-1]} | {_note(claim, conv, measured, seed_notes, coverage_note(rows, claim), longer_notes)}"
-            f"{_noise_note(measured, noise)} |"
-        )
-    table1 = table1_lines(out)
-    lines += [f"**Summary: {summary_counts([*verdicts, *table1_verdicts(table1)])} (Table 1 rows included).**"]
-    lines += [
-        "",
-        "| figure | paper's result | measured: median (IQR) | test p | n | verdict | notes |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
-        *table,
-    ]
-    if per_class := per_class_lines(rows):
-        lines += ["", "## Per class", "", *per_class]
-    lines += ["", "## Runs so far", "", *runs_so_far(rows)]
-    lines += [
-        "",
-        "## Mean F1 over the marker subsets",
-        "",
-        "Per model, class and fold: the mean test F1 over the subsets it was evaluated on (31; a UB model",
-        "per subset; in parentheses the count when a fold has fewer, e.g. a UB sweep in progress).",
-        "",
-        *model_means_lines(rows),
-    ]
-    if real:
-        lines += ["", "## Real data", "", *real_data_lines(real, base=(Path(path) if path else out / REPORT_MD).parent)]
-    lines += ["", "## Table 1 / Fig. 5", ""] + table1
-    if rep_rows:
-        lines += ["", "## Replicates across phantoms and training seeds", ""] + rep_stats.replicate_lines(
-            reps, rep_rows
-        )
-    if replicates:
-        lines += ["", "## Seed-to-seed spread", ""] + seed_lines
-    if next((out / RUNS).glob(f"*/{LAST_EVALUATION_CSV}"), None):
-        lines += ["", "## Model selection: best-validation vs last epoch", ""] + selection_lines(out)
-    if any(next((Path(d) / RUNS).glob(f"*/{ATTENTION_JSON}"), None) for d in (out, *replicates)):
-        lines += ["", "## Marker Excite: what the attention learned", ""] + attention_lines([out, *replicates])
-    longer_section = longer_lines(longer, [r for d in (out, *replicates) if (r := pair_row(d))]) if longer else []
-    if longer_section:
-        lines += ["", "## Longer training (GPU, Keras' JAX backend)", "", *longer_section]
-    lines += [
-        "",
-        "## Convergence of the runs",
-        "",
-        f"Plateau: validation mean F1 varies by < {PLATEAU_RANGE} over the last quarter of the epochs.",
-        "",
-        "| model | class | Case | runs | on a plateau | largest last-quarter range | median validation F1: best / last "
-        "| median best epoch / epochs |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for (model, cls, case), c in conv.items():
-        lines.append(
-            f"| {model} | {cls} | {case or '-'} | {c['runs']} | {c['plateau']} | {c['max_range']:.4f} | "
-            f"{c['median_best_f1']:.3f} / {c['median_last_f1']:.3f} | {c['median_best_epoch']:.0f} / {c['epochs']} |"
-        )
-    return write_text(Path(path) if path else out / REPORT_MD, "\n".join(lines) + "\n")

@@ -10,17 +10,18 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from marker_excite import run_dir as rd
-from marker_excite.data.folds import paper_folds
+from marker_excite.analysis.results import write_results
+from marker_excite.data.folds import SplitSettings, select_fold
 from marker_excite.data.store import SampleStore
 from marker_excite.data.synthetic import write_dataset
-from marker_excite.evaluation import evaluate_run, write_results
 from marker_excite.experiments.spec import EVALUATION_CSV, RUNS, Experiment, ExperimentError, Job, Preset
-from marker_excite.run import TrainConfig
-from marker_excite.training import train
+from marker_excite.inference.evaluation import evaluate_run
+from marker_excite.runs.directory import MODEL_CONFIG, TRAIN_CONFIG, is_run_dir
+from marker_excite.runs.resume import stored_differences
+from marker_excite.training.trainer import train
 
 
-def run_dir(out_dir: str | os.PathLike, job: Job) -> Path:
+def job_run_dir(out_dir: str | os.PathLike, job: Job) -> Path:
     """``out_dir/runs/<job_id>``."""
     return Path(out_dir) / RUNS / job.job_id
 
@@ -33,7 +34,7 @@ def report_dir(out_dir: str | os.PathLike, exp: Experiment) -> Path:
 
 def is_done(out_dir: str | os.PathLike, job: Job) -> bool:
     """True when the job's ``evaluation.csv`` exists."""
-    return (run_dir(out_dir, job) / EVALUATION_CSV).is_file()
+    return (job_run_dir(out_dir, job) / EVALUATION_CSV).is_file()
 
 
 def finished_run_dirs(out_dirs: Sequence[str | os.PathLike]) -> Iterator[Path]:
@@ -64,14 +65,11 @@ def ensure_store(
     return path
 
 
-def fold_train_samples(store_path: str | os.PathLike, train_cfg) -> tuple[str, ...]:
-    """The training samples of ``train_cfg``'s fold (the same split ``training.train`` uses)."""
+def fold_train_samples(store_path: str | os.PathLike, train_cfg: SplitSettings) -> tuple[str, ...]:
+    """The training samples of ``train_cfg``'s split (:func:`~marker_excite.data.folds.select_fold`, the
+    split ``training.train`` uses: explicit samples when the config names them, else its fold)."""
     with SampleStore(store_path, "r") as store:
-        names = store.names()
-    folds = paper_folds(
-        names, n_folds=train_cfg.n_folds, n_val=train_cfg.n_val, n_test=train_cfg.n_test, seed=train_cfg.fold_seed
-    )
-    return tuple(folds[train_cfg.fold].train)
+        return select_fold(store, train_cfg).train
 
 
 def run_job(
@@ -88,7 +86,7 @@ def run_job(
     """Train and evaluate one job; returns its ``evaluation.csv`` (see :func:`run_jobs`)."""
     train_fn = train_fn or train
     evaluate_fn = evaluate_fn or evaluate_run
-    path = run_dir(out_dir, job)
+    path = job_run_dir(out_dir, job)
     out = path / EVALUATION_CSV
     if resume and out.is_file():
         return out
@@ -100,7 +98,7 @@ def run_job(
         job.model_config(p),
         train_cfg,
         store_path,
-        resume=resume and rd.is_run_dir(path),
+        resume=resume and is_run_dir(path),
         overwrite=not resume,
         progress=progress,
     )
@@ -109,28 +107,16 @@ def run_job(
     return write_results(tagged, out)
 
 
-#: Training-config fields that depend on the store's sample names (not compared by :func:`check_settings`).
-_STORE_DEPENDENT = ("marker_panels", "train_samples")
-
-
 def check_settings(job: Job, p: Preset, out_dir: str | os.PathLike) -> None:
     """Raise :class:`ExperimentError` when a finished job's stored configs differ from what ``p`` asks
-    (e.g. another ``--epochs``), so old results are never silently reused. Fields that depend on the
-    store (``marker_panels``, ``train_samples``) are not compared; a run without stored configs is
+    (e.g. another ``--epochs``), so old results are never silently reused. The job's settings are made
+    without the store, so the fields that follow its sample names (``marker_panels``, ``train_samples``:
+    :data:`~marker_excite.runs.resume.FROM_STORE`) are not compared; a run without stored configs is
     accepted as is."""
-    from marker_excite.models.config import ModelConfig  # the models package imports keras
-
-    path = run_dir(out_dir, job)
-    expected = {rd.MODEL_CONFIG: job.model_config(p).to_dict(), rd.TRAIN_CONFIG: job.train_config(p).to_dict()}
-    # stored configs completed with the defaults of fields added after they were written
-    complete = {rd.MODEL_CONFIG: ModelConfig.with_defaults, rd.TRAIN_CONFIG: TrainConfig.with_defaults}
-    diffs: list[str] = []
-    for name, given in expected.items():
-        if (path / name).is_file():
-            stored = complete[name](rd.read_json(path / name, "config"))
-            given = {k: v for k, v in given.items() if k not in _STORE_DEPENDENT}
-            stored = {k: v for k, v in stored.items() if k not in _STORE_DEPENDENT}
-            diffs += rd.config_differences(stored, given, name.removesuffix(".json"))
+    path = job_run_dir(out_dir, job)
+    expected = {MODEL_CONFIG: job.model_config(p).to_dict(), TRAIN_CONFIG: job.train_config(p).to_dict()}
+    stored = {name: config for name, config in expected.items() if (path / name).is_file()}
+    diffs = stored_differences(path, stored, continued=False, from_store=False)
     if diffs:
         raise ExperimentError(
             f"{path} was made with other settings ({', '.join(diffs)}); use another --out, or --no-resume to retrain"

@@ -5,14 +5,19 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from marker_excite import presets
+from marker_excite.contract.markers import PAPER_MARKERS, PAPER_PANEL, Subset
 from marker_excite.errors import UserInputError
-from marker_excite.markers import PAPER_MARKERS, PAPER_PANEL, Subset
-from marker_excite.precision import DEFAULT_PRECISION, POLICIES
-from marker_excite.run import train_config
+from marker_excite.models.precision import DEFAULT_PRECISION, POLICIES
+from marker_excite.runs.run import preset_configs
+
+if TYPE_CHECKING:
+    from marker_excite.models.config import ModelConfig
+    from marker_excite.runs.run import TrainConfig
 
 EVALUATION_CSV = "evaluation.csv"
 RESULTS_CSV = "results.csv"
@@ -34,10 +39,10 @@ class Preset:
     """The scale of an experiment.
 
     Attributes:
-        name: ``paper`` / ``small`` (or a custom name).
-        zoo_preset: model size preset of :func:`marker_excite.models.zoo.model_config`.
-        train_preset: schedule preset of :func:`marker_excite.run.train_config`.
-        phantom: preset of :func:`marker_excite.data.synthetic.write_dataset` used when no store is given.
+        name: ``paper`` / ``small`` / ``cpu`` (or a custom name).
+        zoo_preset: the preset (:data:`marker_excite.presets.PRESETS`) of the network size.
+        train_preset: the preset of the training schedule.
+        phantom: the preset of the phantom generated when no store is given.
         epochs, batch_size: training schedule.
         n_folds: folds of the cross-validation split; ``folds``: the folds run by default.
         classes: classes run by default (each trained as its own model, as in the paper).
@@ -49,7 +54,7 @@ class Preset:
         model_overrides: extra :class:`ModelConfig` fields (e.g. a tiny network for tests).
         precision: ``TrainConfig.precision`` of every job (``fp32``, ``bf16``, ``fp16``).
         train_samples, val_samples, test_samples: an explicit split of named samples instead of the
-            folds (``compare --val/--test``; :class:`~marker_excite.run.TrainConfig` fields of the same
+            folds (``compare --val/--test``; :class:`~marker_excite.runs.run.TrainConfig` fields of the same
             names); None: the ``n_folds`` folds.
     """
 
@@ -92,21 +97,20 @@ class Preset:
         return p
 
 
-#: ``paper``: the paper's setting (GPU). ``small``: a quick CPU-sized check. ``cpu``: the CPU reproduction
-#: protocol (converged small networks, 4 folds, both classes; see experiments/README.md).
+#: The experiment at each preset of :data:`marker_excite.presets.PRESETS`: its network, schedule and phantom
+#: (``paper``: the paper's setting on a GPU; ``small``: a quick CPU-sized check of one fold and class;
+#: ``cpu``: the CPU reproduction protocol, converged small networks, see experiments/README.md).
 PRESETS: dict[str, Preset] = {
-    "paper": Preset("paper", zoo_preset="paper", train_preset="paper", phantom="paper", epochs=200, batch_size=2),
-    "small": Preset(
-        "small",
-        zoo_preset="small",
-        train_preset="small",
-        phantom="small",
-        epochs=20,
-        batch_size=8,
-        folds=(0,),
-        classes=("sinusoids",),
-    ),
-    "cpu": Preset("cpu", zoo_preset="cpu", train_preset="cpu", phantom="cpu", epochs=60, batch_size=8),
+    name: Preset(
+        name,
+        zoo_preset=name,
+        train_preset=name,
+        phantom=name,
+        epochs=scale.schedule["epochs"],
+        batch_size=scale.schedule["batch_size"],
+        **scale.experiment,
+    )
+    for name, scale in presets.PRESETS.items()
 }
 
 
@@ -281,42 +285,41 @@ class Job:
             )
         return chosen
 
-    def model_config(self, p: Preset):
-        """The :class:`~marker_excite.models.zoo.ModelConfig` at preset ``p``."""
-        from marker_excite.models.zoo import model_config
-
-        return model_config(
-            self.model,
-            preset=p.zoo_preset,
-            markers=self.markers,
-            classes=self.classes,
-            seed=p.seed,
-            **dict(p.model_overrides),
-        )
-
-    def train_config(self, p: Preset, train_samples: Sequence[str] | None = None):
-        """The :class:`~marker_excite.run.TrainConfig` at preset ``p``.
+    def configs(self, p: Preset, train_samples: Sequence[str] | None = None) -> tuple[ModelConfig, TrainConfig]:
+        """The model and training configs at preset ``p`` (:func:`~marker_excite.runs.run.preset_configs`).
 
         ``train_samples`` (the fold's training samples) assigns the Case panels (or, for a per-Case UB,
         the samples it trains on); without it neither is set (used to find the fold first, see
         :func:`run_job`).
         """
-        return train_config(
-            p.train_preset,
+        return preset_configs(
+            self.model,
+            p.zoo_preset,
+            schedule=p.train_preset,
+            markers=self.markers,
+            classes=self.classes,
+            seed=p.seed,
+            model_overrides=p.model_overrides,
             epochs=p.epochs,
             batch_size=p.batch_size,
             augment=p.augment,
-            seed=p.seed,
             precision=p.precision,
             fold=self.fold,
             n_folds=p.n_folds,
-            classes=self.classes,
             marker_panels=None if train_samples is None else self.marker_panels(train_samples),
             train_samples=(None if train_samples is None else self.case_train_samples(train_samples))
             or p.train_samples,
             val_samples=p.val_samples,
             test_samples=p.test_samples,
         )
+
+    def model_config(self, p: Preset) -> ModelConfig:
+        """The :class:`~marker_excite.models.config.ModelConfig` at preset ``p``."""
+        return self.configs(p)[0]
+
+    def train_config(self, p: Preset, train_samples: Sequence[str] | None = None) -> TrainConfig:
+        """The :class:`~marker_excite.runs.run.TrainConfig` at preset ``p`` (``train_samples``: see :meth:`configs`)."""
+        return self.configs(p, train_samples)[1]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -334,7 +337,7 @@ class Ranking:
 class Group:
     """Subsets holding ``all_of``, at least one of ``any_of`` and none of ``none_of`` (each optional).
 
-    The three are subsets of the paper panel, given as :class:`~marker_excite.markers.Subset` or by label
+    The three are subsets of the paper panel, given as :class:`~marker_excite.contract.markers.Subset` or by label
     (``Group("m2 or m3", any_of="m_23")``).
     """
 

@@ -9,14 +9,15 @@ from typing import Any
 
 import numpy as np
 
-from marker_excite import quantify, stats
+from marker_excite.analysis import stats
+from marker_excite.analysis.results import write_results
 from marker_excite.atomic import write_json
 from marker_excite.config import read_json_object
+from marker_excite.contract.markers import Subset
 from marker_excite.data.store import SampleStore
-from marker_excite.evaluation import write_results
 from marker_excite.experiments.aggregate import load_results, select, significance_summary
 from marker_excite.experiments.paper import M2_GROUPS, TISSUE_MODEL
-from marker_excite.experiments.runner import ensure_store, is_done, report_dir, run_dir
+from marker_excite.experiments.runner import ensure_store, is_done, job_run_dir, report_dir
 from marker_excite.experiments.spec import (
     DESIGN_SEED,
     FIGURES,
@@ -25,8 +26,8 @@ from marker_excite.experiments.spec import (
     ExperimentError,
     all_subsets,
 )
-from marker_excite.markers import Subset
-from marker_excite.run import load_run
+from marker_excite.inference import quantify
+from marker_excite.runs.run import load_run
 
 
 def m2_f1(rows: Iterable[Mapping], model: str = "MS-ME") -> dict[str, dict[str, float]]:
@@ -74,7 +75,7 @@ def quantify_experiment(
 ) -> Path:
     """Table 1 / Fig. 5 on the phantom: each fold's MS-ME segments its TEST samples with an M2 marker
     subset; volume fractions inside the tissue mask of the fold's m1-only tissue UNet (as in the paper;
-    the DAPI threshold of :mod:`marker_excite.tissue` when that run is not finished, column
+    the DAPI threshold of :mod:`marker_excite.inference.tissue` when that run is not finished, column
     ``tissue_mask``) are compared with the phantom's true fractions (sample attributes
     ``fraction_<class>``).
 
@@ -85,9 +86,9 @@ def quantify_experiment(
     out = Path(out_dir)
     store_path = ensure_store(exp.preset, out, store, progress=progress)
     rows: list[dict[str, Any]] = []
-    tissue_runs = {j.fold: run_dir(out, j) for j in exp.jobs if j.label == TISSUE_MODEL and is_done(out, j)}
+    tissue_runs = {j.fold: job_run_dir(out, j) for j in exp.jobs if j.label == TISSUE_MODEL and is_done(out, j)}
     for job in (j for j in exp.jobs if j.model == "MS-ME" and is_done(out, j) and len(j.classes) == 1):
-        run = load_run(run_dir(out, job))
+        run = load_run(job_run_dir(out, job))
         tissue_run = load_run(tissue_runs[job.fold]) if job.fold in tissue_runs else None
         cls = job.classes[0]
         with SampleStore(store_path, "r") as st:

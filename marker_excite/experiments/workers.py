@@ -23,6 +23,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from marker_excite.config import split_list
 from marker_excite.experiments.spec import ExperimentError
 
 #: Environment variables that tell a worker its cores (comma-separated) and how many threads TensorFlow may use.
@@ -69,7 +70,7 @@ def pin_cpus() -> set[int] | None:
     cpus = os.environ.get(CPUS_ENV)
     if not cpus or not hasattr(os, "sched_setaffinity"):
         return None
-    chosen = {int(c) for c in cpus.split(",")}
+    chosen = {int(c) for c in split_list(cpus, what=CPUS_ENV)}
     os.sched_setaffinity(0, chosen)
     return chosen
 

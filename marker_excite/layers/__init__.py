@@ -5,6 +5,9 @@
 by name, :data:`ATTENTION`). All layers use ``keras.ops`` only and are registered for serialisation
 (package ``marker_excite``, e.g. ``marker_excite>MarkerExcite``), so a saved ``.keras`` model reloads
 with ``keras.saving.load_model`` without ``custom_objects``.
+
+May import: the basics and ``contract/``; by the layering also ``data/`` and ``analysis/`` (its own layer),
+but never ``models/``, which builds on it.
 """
 
 from marker_excite.layers.hemis import HeMISAbstraction, MarkerChannel, MarkerStack

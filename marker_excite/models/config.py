@@ -12,8 +12,8 @@ import itertools
 from dataclasses import dataclass
 
 from marker_excite.config import ConfigError, JsonConfig
+from marker_excite.contract.markers import PAPER_MARKERS, MarkerError, MarkerPanel
 from marker_excite.layers import ATTENTION, SAMPLING_MODES
-from marker_excite.markers import PAPER_MARKERS, MarkerError, MarkerPanel
 from marker_excite.models.geometry import GeometryError, UNetGeometry
 
 #: Attention positions in canonical order: input, encoder, bottleneck, decoder.

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import keras
 
+from marker_excite.contract.model_spec import AVAILABILITY, IMAGE
 from marker_excite.layers import ATTENTION, MarkerSampling
-from marker_excite.model_spec import AVAILABILITY, IMAGE
 from marker_excite.models.config import ModelConfig
 
 

@@ -22,17 +22,11 @@ from typing import Any
 import keras
 
 from marker_excite.config import ConfigError
-from marker_excite.markers import PAPER_MARKERS
+from marker_excite.contract.markers import PAPER_MARKERS
 from marker_excite.models.config import ABLATION_NAMES, ModelConfig, canonical_name
 from marker_excite.models.hemis import build_hemis
 from marker_excite.models.unet import build_unet
-
-#: Model sizes: ``paper`` (GPU, 572 -> 388 px) and ``small`` (CPU, 124 -> 84 px, margin 20).
-PRESETS: dict[str, dict[str, int]] = {
-    "paper": dict(depth=5, base_filters=32, input_size=572),
-    "small": dict(depth=3, base_filters=16, input_size=124),
-    "cpu": dict(depth=3, base_filters=16, input_size=124),
-}
+from marker_excite.presets import PRESETS
 
 #: MS+ multiplies every width by this factor (rounded up): 32 -> 36 at paper size, +26.6 % parameters.
 MS_PLUS_WIDTH_FACTOR = 1.125
@@ -72,9 +66,10 @@ def model_config(
     classes: tuple[str, ...] | list[str] = ("sinusoids",),
     **overrides: Any,
 ) -> ModelConfig:
-    """The validated config of a zoo model at a preset size.
+    """The validated config of a zoo model at a preset's network size.
 
-    ``preset``: ``paper`` (depth 5, 32 filters, 572 px) or ``small`` (depth 3, 16 filters, 124 px).
+    ``preset``: a name of :data:`marker_excite.presets.PRESETS`, e.g. ``paper`` (depth 5, 32 filters,
+    572 px) or ``small`` / ``cpu`` (depth 3, 16 filters, 124 px).
     ``overrides`` replace any other field (e.g. ``depth=2, base_filters=4, input_size=44`` for tests).
     For ``MS+`` the given or preset ``base_filters`` is widened by :data:`MS_PLUS_WIDTH_FACTOR`.
     For ``UB`` pass the marker subset as ``markers``.
@@ -86,7 +81,7 @@ def model_config(
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise ConfigError(f"unknown model config field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    fields: dict[str, Any] = {**PRESETS[preset], **recipe(name), **overrides}
+    fields: dict[str, Any] = {**PRESETS[preset].network, **recipe(name), **overrides}
     if name == "MS+":
         fields["base_filters"] = widened_filters(fields["base_filters"])
     cfg = ModelConfig(name=name, markers=tuple(markers), classes=tuple(classes), **fields)

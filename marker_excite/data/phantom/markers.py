@@ -17,10 +17,10 @@ from __future__ import annotations
 import numpy as np
 import scipy.ndimage as ndi
 
+from marker_excite.contract.markers import PAPER_MARKERS
 from marker_excite.data.phantom.anatomy import Anatomy
 from marker_excite.data.phantom.cells import Scatterer, coarse_density, fibres, render
 from marker_excite.data.phantom.fields import random_field
-from marker_excite.markers import PAPER_MARKERS
 
 _CROSS = ndi.generate_binary_structure(3, 1)
 

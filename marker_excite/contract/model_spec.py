@@ -3,19 +3,23 @@ channels feed it. Pure Python and numpy (no TensorFlow), so every side -- traini
 inference, export, bioimage.io, ``info`` -- reads the same declaration.
 
 * :class:`ModelSpec`: marker panel, classes, tile input / output size and margin, pixel size, the
-  normalisation and the tensor signature (:data:`SIGNATURE`, declared once here)::
+  normalisation, the network's name and config, where the model came from
+  (:class:`~marker_excite.contract.provenance.Provenance`) and the tensor signature (:data:`SIGNATURE`,
+  declared once here)::
 
       image         float32 [N, S, S, K]   standardised tiles, K = the panel's markers in order
       availability  float32 [N, K]         1 for each marker present, 0 for a missing (zero) channel
       -> probabilities float32 [N, O, O, 1 + C]  softmax; channel 0 background, then the classes
 
-* the model card (``model_card.json``): built from a spec by :meth:`ModelSpec.card`, parsed back by
-  :meth:`ModelSpec.from_card`, read from an exported model by :func:`read_card`;
+* the model card (``model_card.json``): only the serialised form of a spec, written by
+  :meth:`ModelSpec.card` and parsed back by :meth:`ModelSpec.from_card` (its inverse); :func:`read_spec`
+  reads it from an exported model;
 * :func:`plan_channels`: THE mapping of a stack's (or a stored sample's) channel names onto the
   model's panel, used by the training pipeline and by inference alike;
 * the two input rules of every command: :func:`check_channel_names` (a channel name the user gave
   must be a marker of the model) and :func:`check_seen` / :func:`unseen_markers` (markers that no
-  training sample had are refused unless allowed; the card's ``unseen_markers``).
+  training sample had, :attr:`ModelSpec.markers_seen`, are refused unless allowed; the card's
+  ``unseen_markers``).
 """
 
 from __future__ import annotations
@@ -23,15 +27,16 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from marker_excite.config import read_json_object
+from marker_excite.contract.markers import MarkerError, MarkerPanel
+from marker_excite.contract.provenance import Provenance
 from marker_excite.errors import UserInputError, did_you_mean
-from marker_excite.markers import MarkerError, MarkerPanel
 
 #: Names of the model's two inputs (in this order) and of its output.
 IMAGE, AVAILABILITY, PROBABILITIES = "image", "availability", "probabilities"
@@ -86,30 +91,42 @@ def tensor_shapes(
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What a model expects: marker panel, classes, tile geometry and pixel size (see module doc).
+    """What a model expects and where it came from (see module doc); the model card is its serialised form.
 
     Attributes:
         markers: the panel's marker names, in input channel order.
         classes: the classes, in output order after the background.
         input_size, output_size: the square input tile and the centred output tile (pixels).
-        spacing_zyx: the voxel size (µm) the model was trained at; None when unknown.
+        spacing: the voxel size (z, y, x) in µm the model was trained at; None when unknown.
+        name: the model's zoo name (``MS-ME`` ...).
+        model_config: the network's full config (``ModelConfig.to_dict()``), as recorded.
+        provenance: where it came from (training run, samples, markers seen, software); None when unknown.
     """
 
     markers: tuple[str, ...]
     classes: tuple[str, ...]
     input_size: int
     output_size: int
-    spacing_zyx: tuple[float, float, float] | None = None
+    spacing: tuple[float, float, float] | None = None
+    name: str = ""
+    model_config: Mapping[str, Any] = field(default_factory=dict)
+    provenance: Provenance | None = None
 
     @classmethod
-    def from_config(cls, config, spacing_zyx: Sequence[float] | None = None) -> ModelSpec:
-        """The spec of a :class:`~marker_excite.models.zoo.ModelConfig` trained at ``spacing_zyx``."""
+    def from_config(
+        cls, config, spacing: Sequence[float] | None = None, provenance: Provenance | None = None
+    ) -> ModelSpec:
+        """THE spec of a :class:`~marker_excite.models.config.ModelConfig` (panel, classes, tile sizes,
+        name and config) trained at ``spacing`` with ``provenance``."""
         return cls(
             markers=tuple(config.markers),
             classes=tuple(config.classes),
             input_size=int(config.input_size),
             output_size=int(config.output_size),
-            spacing_zyx=tuple(float(s) for s in spacing_zyx) if spacing_zyx else None,  # type: ignore[arg-type]
+            spacing=tuple(float(s) for s in spacing) if spacing else None,  # type: ignore[arg-type]
+            name=str(config.name),
+            model_config=config.to_dict(),
+            provenance=provenance,
         )
 
     @property
@@ -127,6 +144,11 @@ class ModelSpec:
         return ("background", *self.classes)
 
     @property
+    def markers_seen(self) -> tuple[str, ...] | None:
+        """The markers some training sample had (:attr:`Provenance.markers_seen`); None when not recorded."""
+        return self.provenance.markers_seen if self.provenance is not None else None
+
+    @property
     def normalisation(self) -> dict[str, str]:
         """How inputs are normalised (:data:`NORMALISATION`)."""
         return dict(NORMALISATION)
@@ -134,6 +156,10 @@ class ModelSpec:
     def shapes(self, batch: Any = None) -> dict[str, tuple[Any, ...]]:
         """The :data:`SIGNATURE` shapes of this model (``batch`` for N)."""
         return tensor_shapes(self.input_size, len(self.markers), self.output_size, len(self.outputs), batch)
+
+    def tile(self) -> dict[str, int]:
+        """The card's ``tile`` entry: input and output tile size and margin (pixels)."""
+        return {"input_size": self.input_size, "output_size": self.output_size, "margin": self.margin}
 
     def signature(self) -> dict[str, Any]:
         """The card's ``signature`` entry: name, inputs and output with dtype and shape."""
@@ -146,31 +172,32 @@ class ModelSpec:
             },
         }
 
-    def card(
-        self, *, model: str, model_config: Mapping[str, Any], software: Mapping[str, Any], training: Mapping[str, Any]
-    ) -> dict[str, Any]:
-        """The model card (``model_card.json``): this spec plus the model's name, full config, software
-        versions and training summary (a JSON-serialisable dict; keys in the card's fixed order)."""
+    def card(self) -> dict[str, Any]:
+        """The model card (``model_card.json``): this spec serialised (a JSON-serialisable dict; keys in
+        the card's fixed order). A spec without provenance has empty ``software`` and ``training``."""
+        recorded = (
+            self.provenance.card_entries(self.name) if self.provenance is not None else {"software": {}, "training": {}}
+        )
         return {
             "format": CARD_FORMAT,
             "version": CARD_VERSION,
-            "model": model,
+            "model": self.name,
             "markers": list(self.markers),
             "classes": list(self.classes),
             "outputs": list(self.outputs),
-            "tile": {"input_size": self.input_size, "output_size": self.output_size, "margin": self.margin},
-            "spacing_zyx_um": list(self.spacing_zyx) if self.spacing_zyx else None,
+            "tile": self.tile(),
+            "spacing_zyx_um": list(self.spacing) if self.spacing else None,
             "normalisation": self.normalisation,
             "unseen_markers": UNSEEN_MARKERS,
             "signature": self.signature(),
-            "model_config": dict(model_config),
-            "software": dict(software),
-            "training": dict(training),
+            "model_config": dict(self.model_config),
+            **recorded,
         }
 
     @classmethod
     def from_card(cls, card: Mapping[str, Any]) -> ModelSpec:
-        """The spec described by a model card (see :meth:`card`)."""
+        """The spec a model card serialises (the inverse of :meth:`card`); cards written before a
+        provenance field was recorded load with its default (:class:`Provenance`)."""
         try:
             tile = card["tile"]
             return cls(
@@ -178,41 +205,43 @@ class ModelSpec:
                 classes=tuple(card["classes"]),
                 input_size=int(tile["input_size"]),
                 output_size=int(tile["output_size"]),
-                spacing_zyx=tuple(float(s) for s in card.get("spacing_zyx_um") or ()) or None,  # type: ignore[arg-type]
+                spacing=tuple(float(s) for s in card.get("spacing_zyx_um") or ()) or None,  # type: ignore[arg-type]
+                name=str(card.get("model", "")),
+                model_config=dict(card.get("model_config") or {}),
+                provenance=Provenance.from_card(card),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise UserInputError(f"model card is incomplete or corrupt: {exc}") from None
 
 
-def read_card(path: str | os.PathLike) -> dict[str, Any]:
-    """The ``model_card.json`` of an exported model directory, checked by :func:`check_card`."""
+def read_spec(path: str | os.PathLike) -> ModelSpec:
+    """The spec of an exported model directory, from its ``model_card.json`` (checked by :func:`check_card`)."""
     p = Path(path) / CARD_NAME
     card = read_json_object(
         p, f"{Path(path)} has no {CARD_NAME}; is it a model exported by marker-excite?", UserInputError
     )
     if card.get("format") != CARD_FORMAT:
         raise UserInputError(f"{p} is not a marker_excite model card")
-    check_card(card, p)
-    return card
+    return check_card(card, p)
 
 
-def unseen_markers(card: Mapping[str, Any], markers: Iterable[str]) -> list[str]:
-    """The ``markers`` that no training sample of the model had (the card's ``training.markers_seen``,
-    compared case-insensitively), in the given order; none for cards that do not record it (older runs)."""
-    seen = (card.get("training") or {}).get("markers_seen")
+def unseen_markers(spec: ModelSpec, markers: Iterable[str]) -> list[str]:
+    """The ``markers`` that no training sample of the model had (:attr:`ModelSpec.markers_seen`, compared
+    case-insensitively), in the given order; none for models that do not record it (older runs)."""
+    seen = spec.markers_seen
     if seen is None:
         return []
     known = {str(m).lower() for m in seen}
     return [m for m in markers if str(m).lower() not in known]
 
 
-def check_seen(card: Mapping[str, Any], markers: Iterable[str], *, leave_out: str = "--use") -> None:
+def check_seen(spec: ModelSpec, markers: Iterable[str], *, leave_out: str = "--use") -> None:
     """THE rule for markers never seen in training (:data:`UNSEEN_MARKERS`): raise
     :class:`UserInputError` naming the ``markers`` the model never saw; ``leave_out`` names the option
     that leaves them out. Callers skip this check when the user gave ``--allow-unseen``."""
-    unseen = unseen_markers(card, markers)
+    unseen = unseen_markers(spec, markers)
     if unseen:
-        seen = ", ".join(card["training"]["markers_seen"])
+        seen = ", ".join(spec.markers_seen or ())
         raise UserInputError(
             f"the model never saw {', '.join(unseen)} in training (its training samples had {seen}); "
             f"leave {'it' if len(unseen) == 1 else 'them'} out with {leave_out}, or give --allow-unseen to feed "
@@ -234,11 +263,7 @@ def check_card(card: Mapping[str, Any], where: str | os.PathLike) -> ModelSpec:
         spec = ModelSpec.from_card(card)
     except UserInputError as exc:
         raise UserInputError(f"{where}: {exc}") from None
-    implied = {
-        "outputs": list(spec.outputs),
-        "tile": {"input_size": spec.input_size, "output_size": spec.output_size, "margin": spec.margin},
-        "signature": spec.signature(),
-    }
+    implied = {"outputs": list(spec.outputs), "tile": spec.tile(), "signature": spec.signature()}
     for key, value in implied.items():
         if key not in card:
             raise UserInputError(f"{where}: model card is incomplete: no {key!r}")

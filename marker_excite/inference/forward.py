@@ -7,10 +7,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from marker_excite.model_spec import AVAILABILITY, IMAGE, tensor_shapes
+from marker_excite.contract.model_spec import AVAILABILITY, IMAGE, tensor_shapes
 
 #: ``fn(image [N, H, W, K] float32, availability [N, K] float32) -> probabilities [N, h, w, 1 + C]``
-#: (the tensor signature of :mod:`marker_excite.model_spec`).
+#: (the tensor signature of :mod:`marker_excite.contract.model_spec`).
 ForwardFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 

@@ -2,7 +2,7 @@
 
 For every sample: ``fraction(class) = class_voxels / tissue_voxels`` where ``tissue_voxels`` counts the
 voxels of the tissue mask and ``class_voxels`` the voxels labelled ``class`` INSIDE the tissue mask.
-The tissue mask (a :class:`TissueSource`) is the threshold fallback of :mod:`marker_excite.tissue` on any
+The tissue mask (a :class:`TissueSource`) is the threshold fallback of :mod:`marker_excite.inference.tissue` on any
 named marker (DAPI by default), a tissue model (a run/exported model whose classes include ``tissue``, or
 whose foreground is tissue), mask volumes given by the user (non-zero = tissue), or a label class of the
 store's samples (the phantom's true ``tissue``). Labels come from a model applied to each sample
@@ -25,16 +25,16 @@ from typing import Any
 
 import numpy as np
 
+from marker_excite.analysis.plots import save_figure
 from marker_excite.atomic import check_output_path, write_text
 from marker_excite.data.io import open_volume
 from marker_excite.data.sample import TISSUE
 from marker_excite.data.store import SampleStore
 from marker_excite.errors import UserInputError
-from marker_excite.inference import check_user_channel_names, predict_slices
-from marker_excite.plots import save_figure
-from marker_excite.predictor import as_predictor
+from marker_excite.inference.predictor import load_predictor
+from marker_excite.inference.tissue import MIN_SIZE, SIGMA, threshold_masks
+from marker_excite.inference.whole_stack import check_user_channel_names, predict_slices
 from marker_excite.progress import Progress
-from marker_excite.tissue import MIN_SIZE, SIGMA, threshold_masks
 
 COLUMNS = ("sample", "region", "class", "tissue_voxels", "class_voxels", "fraction", "tissue_mask", "note")
 #: ``note`` of the rows of a sample whose tissue mask holds no voxel (their fraction is ``nan``).
@@ -107,7 +107,7 @@ def empty_tissue_samples(rows: Iterable[Mapping[str, Any]]) -> list[str]:
 class TissueSource:
     """Where the tissue mask of each sample comes from: ONE of a threshold on ``marker`` (the default,
     DAPI), a tissue ``model``, mask volumes ``masks`` (one per sample, non-zero = tissue) or the store's
-    label class ``label``. ``sigma`` / ``min_size`` tune the threshold (see :mod:`marker_excite.tissue`)."""
+    label class ``label``. ``sigma`` / ``min_size`` tune the threshold (see :mod:`marker_excite.inference.tissue`)."""
 
     marker: str = "DAPI"
     model: Any = None
@@ -123,7 +123,7 @@ class TissueSource:
         if len(given) > 1:
             raise UserInputError(f"give one tissue mask source, not {' and '.join(given)}")
         if self.model is not None:
-            object.__setattr__(self, "model", as_predictor(self.model))
+            object.__setattr__(self, "model", load_predictor(self.model))
         object.__setattr__(self, "masks", tuple(str(m) for m in self.masks))
 
     @property
@@ -167,7 +167,7 @@ def tissue_slices(
 
     ``index`` picks the mask file of this sample; a ``label`` source reads ``sample`` of the open ``store``. A tissue model is given the stack's markers that are in its panel; the mask is
     its ``tissue`` class (or all its foreground when it has no class named ``tissue``); ``allow_unseen``:
-    see :func:`~marker_excite.inference.predict_slices`.
+    see :func:`~marker_excite.inference.whole_stack.predict_slices`.
     """
     source = source or TissueSource()
     where = str(getattr(volume, "path", "stack"))
@@ -253,9 +253,9 @@ def quantify_store(
     (default: Otsu threshold on DAPI; mask files: one per quantified sample, in order). Without
     ``markers`` each sample is segmented with all of its markers that the model knows (others are ignored).
     Markers a model never saw in training are refused unless ``allow_unseen``
-    (:func:`~marker_excite.model_spec.check_seen`).
+    (:func:`~marker_excite.contract.model_spec.check_seen`).
     """
-    predictor = as_predictor(model)
+    predictor = load_predictor(model)
     tissue = tissue or TissueSource()
     with SampleStore(store_path, "r") as store:
         names = list(samples) if samples else store.names()
@@ -269,29 +269,17 @@ def quantify_store(
         rows: list[dict[str, Any]] = []
         with Progress(len(names), "quantify", unit="sample", enabled=progress) as bar:
             for i, name in enumerate(names):
-                with (
-                    open_volume(f"{store_path}:{name}") as labels_vol,
-                    open_volume(f"{store_path}:{name}") as tissue_vol,
-                ):
-                    use = (
-                        markers
-                        if markers is not None
-                        else _known_markers(labels_vol.markers, predictor, f"sample {name!r}")
+                volume = store.volume(name)
+                use = markers if markers is not None else _known_markers(volume.markers, predictor, f"sample {name!r}")
+                labels = (
+                    np.argmax(p, axis=0)
+                    for _, p in predict_slices(
+                        predictor, volume, markers=use, batch_size=batch_size, progress=False, allow_unseen=allow_unseen
                     )
-                    labels = (
-                        np.argmax(p, axis=0)
-                        for _, p in predict_slices(
-                            predictor,
-                            labels_vol,
-                            markers=use,
-                            batch_size=batch_size,
-                            progress=False,
-                            allow_unseen=allow_unseen,
-                        )
-                    )
-                    masks = tissue_slices(tissue_vol, tissue, index=i, store=store, sample=name,
-                                          batch_size=batch_size, allow_unseen=allow_unseen)  # fmt: skip
-                    rows += fractions(name, regions[name], predictor.spec.classes, labels, masks, tissue.description)
+                )
+                masks = tissue_slices(volume, tissue, index=i, store=store, sample=name,
+                                      batch_size=batch_size, allow_unseen=allow_unseen)  # fmt: skip
+                rows += fractions(name, regions[name], predictor.spec.classes, labels, masks, tissue.description)
                 bar.update()
     return rows
 

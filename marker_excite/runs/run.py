@@ -1,50 +1,44 @@
-"""A training run: its settings (:class:`TrainConfig`) and the :class:`Run` read back from its directory.
+"""A training run: its settings (:class:`TrainConfig`; :func:`preset_configs` builds a run's configs from a
+preset of :mod:`marker_excite.presets`) and the :class:`Run` read back from its directory.
 
 :class:`Run` owns what its run directory holds -- the configs, the split, the voxel size it was trained
 at, the software versions, the log and the network with its weights -- so nothing else re-reads run
-files: the model's contract (:attr:`Run.spec`) and its model card (:meth:`Run.card`) come from it.
-``training.train`` writes a run directory; :func:`load_run` reads one (file names in
-:mod:`marker_excite.run_dir`).
+files: the model's contract with its provenance (:attr:`Run.spec`, whose serialised form is the model
+card) comes from it. ``training.train`` writes a run directory; :func:`load_run` reads one (file names
+in :mod:`marker_excite.runs.directory`) for training, evaluation and export; inference obtains its
+model through :func:`marker_excite.inference.predictor.load_predictor`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from marker_excite import run_dir as rd
 from marker_excite.config import ConfigError, JsonConfig
+from marker_excite.contract.markers import PAPER_MARKERS
+from marker_excite.contract.model_spec import ModelSpec
+from marker_excite.contract.provenance import Provenance
 from marker_excite.data.folds import Fold
 from marker_excite.errors import UserInputError
-from marker_excite.model_spec import ModelSpec
-from marker_excite.precision import DEFAULT_PRECISION, POLICIES
+from marker_excite.models.precision import DEFAULT_PRECISION, POLICIES
+from marker_excite.presets import PRESETS, RECIPES
+from marker_excite.runs import directory as rd
+from marker_excite.runs import environment
+from marker_excite.runs.checkpoint import load_weights
+from marker_excite.runs.log import read_log
 
-#: Training presets: ``paper`` = the paper's schedule (batch 2, 200 epochs, constant rate); ``small`` =
-#: a quick CPU demo; ``cpu`` = the CPU reproduction protocol, chosen so that MS and MS-ME reach a plateau
-#: within ~5 minutes per job on 2 cores (measurements in experiments/README.md).
-TRAIN_PRESETS: dict[str, dict[str, Any]] = {
-    "paper": dict(epochs=200, batch_size=2),
-    "small": dict(epochs=20, batch_size=8),
-    "cpu": dict(epochs=60, batch_size=8, steps_per_epoch=25, lr_schedule="cosine"),
-}
-
+if TYPE_CHECKING:
+    from marker_excite.models.config import ModelConfig
 
 #: Learning-rate schedules of :class:`TrainConfig`.
 LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
 #: What picks the best epoch (:attr:`TrainConfig.select_on`): the validation mean F1 with all markers, or
 #: its mean over every non-empty subset of the panel (the model is meant for any subset).
 SELECT_ON: tuple[str, ...] = ("all_markers", "all_subsets")
-
-#: Training recipes for a user's own data (``train --recipe``): :class:`TrainConfig` values on top of
-#: the preset (default ``cpu``). ``own-data``: the cpu schedule with rotations / reflections, a random
-#: gain per channel of +-20 %, and the best epoch chosen on the mean F1 over all subsets (not for UB,
-#: which is used on its own subset only). Its measurement on MP6843 (experiments/real/mp6843_recipes.py)
-#: is PENDING: see docs/workflow.md, "Training recipe for your own data".
-RECIPES: dict[str, dict[str, Any]] = {
-    "own-data": dict(augment=True, intensity_augment=0.2, select_on="all_subsets"),
-}
 
 
 @dataclass
@@ -83,7 +77,7 @@ class TrainConfig(JsonConfig):
         deterministic: make TensorFlow ops deterministic (bit-identical reruns and resumes).
         precision: ``fp32`` (float32 throughout, the default), ``bf16`` or ``fp16`` (Keras mixed
             precision: float32 variables, loss and scores; fp16 with loss scaling), see
-            :mod:`marker_excite.precision`.
+            :mod:`marker_excite.models.precision`.
     """
 
     preset: str = "paper"
@@ -156,14 +150,64 @@ class TrainConfig(JsonConfig):
 
 
 def train_config(preset: str = "paper", **overrides: Any) -> TrainConfig:
-    """A :class:`TrainConfig` from a preset (``paper`` or ``small``) with ``overrides`` applied."""
-    if preset not in TRAIN_PRESETS:
-        raise ConfigError(f"unknown training preset {preset!r}; choose one of {', '.join(TRAIN_PRESETS)}")
-    values = dict(TRAIN_PRESETS[preset], preset=preset)
+    """A :class:`TrainConfig` from the schedule of a preset (:data:`marker_excite.presets.PRESETS`) with
+    ``overrides`` applied."""
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown training preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    values = dict(PRESETS[preset].schedule, preset=preset)
     values.update(overrides)
     cfg = TrainConfig(**values)
     cfg.validate()
     return cfg
+
+
+def recipe_values(recipe: str, model: str) -> dict[str, Any]:
+    """The :class:`TrainConfig` values of training recipe ``recipe`` (:data:`marker_excite.presets.RECIPES`)
+    for zoo model ``model``: a UB network is used on its own markers only, so it keeps the best epoch on
+    all of them."""
+    if recipe not in RECIPES:
+        raise ConfigError(f"unknown training recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
+    values = dict(RECIPES[recipe].values)
+    if model == "UB":
+        values.pop("select_on", None)
+    return values
+
+
+def preset_configs(
+    model: str | ModelConfig,
+    preset: str,
+    *,
+    schedule: str | None = None,
+    markers: Sequence[str] = PAPER_MARKERS,
+    classes: Sequence[str] = ("sinusoids",),
+    seed: int | None = None,
+    recipe: str | None = None,
+    model_overrides: Mapping[str, Any] | None = None,
+    **train_values: Any,
+) -> tuple[ModelConfig, TrainConfig]:
+    """The configs of a run at a preset (:data:`marker_excite.presets.PRESETS`): the one place where a
+    preset becomes configs (``train`` and the experiments' jobs).
+
+    Args:
+        model: a zoo name (built at the preset's network size for ``markers`` and ``classes``, with
+            ``model_overrides``), or a :class:`ModelConfig` used as it is (e.g. read from a file).
+        preset: the network size, and the schedule unless ``schedule`` names another preset's.
+        seed: the seed of all of a training's randomness: ``ModelConfig.seed`` (initial weights, Marker
+            Sampling draws) and ``TrainConfig.seed`` (data order); None: their defaults.
+        recipe: a training recipe (:func:`recipe_values`) under the ``train_values``.
+        train_values: further :class:`TrainConfig` values (``fold``, ``epochs`` ...); its ``classes`` are
+            the model's.
+    """
+    from marker_excite.models.zoo import model_config  # imports keras
+
+    model_values = {**(model_overrides or {}), **({} if seed is None else {"seed": seed})}
+    if isinstance(model, str):
+        mcfg = model_config(model, preset=preset, markers=markers, classes=classes, **model_values)
+    else:
+        mcfg = dataclasses.replace(model, **model_values)
+    values = recipe_values(recipe, mcfg.name) if recipe else {}
+    values |= train_values | ({} if seed is None else {"seed": seed})
+    return mcfg, train_config(schedule or preset, classes=tuple(mcfg.classes), **values)
 
 
 @dataclass
@@ -178,7 +222,7 @@ class Run:
         model: the Keras model with the BEST (or requested) weights loaded.
         history: rows of ``log.csv`` (one dict per epoch).
         class_weights: the loss weights used (background first).
-        spacing_zyx: the voxel size (µm) it was trained at (median of the training samples), or None.
+        spacing: the voxel size (z, y, x) in µm it was trained at (median of the training samples), or None.
         versions: the software it was trained with (``versions.json``), or None.
         markers_seen: the markers of the panel that some training sample had (None: not recorded, runs
             made before this was recorded).
@@ -193,7 +237,7 @@ class Run:
     model: Any
     history: list[dict[str, Any]] = field(default_factory=list)
     class_weights: tuple[float, ...] = ()
-    spacing_zyx: tuple[float, float, float] | None = None
+    spacing: tuple[float, float, float] | None = None
     versions: dict[str, Any] | None = None
     markers_seen: tuple[str, ...] | None = None
     weights: str = "best"
@@ -211,57 +255,54 @@ class Run:
         return int(max(self.history, key=lambda r: (float(r["val_mean_f1"]), -int(r["epoch"])))["epoch"])
 
     @property
-    def spec(self) -> ModelSpec:
-        """What the model expects: panel, classes, tiles and the voxel size it was trained at."""
-        return ModelSpec.from_config(self.model_config, self.spacing_zyx)
-
-    def summary(self) -> dict[str, Any]:
-        """Samples, fold, epochs and best validation scores (the model card's ``training``, ``info``)."""
+    def provenance(self) -> Provenance:
+        """Where the model came from: split, samples, markers seen (all of the panel when not recorded),
+        epochs, best validation scores, settings and ``versions`` (not exported: no ``exported_with``)."""
         best = self.best_epoch
         best_row = next((r for r in self.history if int(r["epoch"]) == best), None) if best is not None else None
         tc = self.train_config
-        return {
-            "run": str(Path(self.run_dir).resolve()),
-            "model": self.model_config.name,
-            "store": str(self.store_path),
-            "split": "explicit" if tc.val_samples is not None else "folds",
-            "fold": int(tc.fold),
-            "n_folds": int(tc.n_folds),
-            "samples": {"train": list(self.fold.train), "val": list(self.fold.val), "test": list(self.fold.test)},
-            "marker_panels": {k: list(v) for k, v in (tc.marker_panels or {}).items()},
-            "markers_seen": list(self.markers_seen)
-            if self.markers_seen is not None
-            else list(self.model_config.markers),
-            "epochs": len(self.history),
-            "epochs_planned": int(tc.epochs),
-            "best_epoch": best,
-            "weights": self.weights,
-            "weights_epoch": best if self.weights == "best" else len(self.history),
-            "best_val_mean_f1": float(best_row["val_mean_f1"]) if best_row else None,
-            "best_val_f1": {
-                k[len("val_f1_") :]: float(v) for k, v in (best_row or {}).items() if k.startswith("val_f1_")
-            },
-            "batch_size": int(tc.batch_size),
-            "learning_rate": float(tc.learning_rate),
-            "seed": int(tc.seed),
-            "precision": tc.precision,
-        }
-
-    def card(self) -> dict[str, Any]:
-        """The model card of this run (:meth:`ModelSpec.card`; ``exported_with`` = the running software)."""
-        return self.spec.card(
-            model=self.name,
-            model_config=self.model_config.to_dict(),
-            software={"exported_with": rd.versions(), "trained_with": self.versions},
-            training=self.summary(),
+        return Provenance(
+            run=str(Path(self.run_dir).resolve()),
+            store=str(self.store_path),
+            split="explicit" if tc.val_samples is not None else "folds",
+            fold=int(tc.fold),
+            n_folds=int(tc.n_folds),
+            samples={"train": self.fold.train, "val": self.fold.val, "test": self.fold.test},
+            marker_panels=dict(tc.marker_panels or {}),
+            markers_seen=self.markers_seen if self.markers_seen is not None else tuple(self.model_config.markers),
+            epochs=len(self.history),
+            epochs_planned=int(tc.epochs),
+            best_epoch=best,
+            weights=self.weights,
+            weights_epoch=best if self.weights == "best" else len(self.history),
+            best_val_mean_f1=float(best_row["val_mean_f1"]) if best_row else None,
+            best_val_f1={k[len("val_f1_") :]: float(v) for k, v in (best_row or {}).items() if k.startswith("val_f1_")},
+            batch_size=int(tc.batch_size),
+            learning_rate=float(tc.learning_rate),
+            seed=int(tc.seed),
+            precision=tc.precision,
+            trained_with=self.versions,
         )
+
+    @property
+    def spec(self) -> ModelSpec:
+        """The model's contract (panel, classes, tiles, the voxel size it was trained at) and provenance."""
+        return ModelSpec.from_config(self.model_config, self.spacing, self.provenance)
+
+    def exported_spec(self) -> ModelSpec:
+        """:attr:`spec` as an export records it: ``exported_with`` the running software (``versions()``)."""
+        provenance = dataclasses.replace(self.provenance, exported_with=environment.versions())
+        return ModelSpec.from_config(self.model_config, self.spacing, provenance)
 
 
 def load_run(run_dir: str | os.PathLike, *, weights: str = "best", model=None) -> Run:
     """Read a run directory: configs, fold, history and the model with its ``best`` (or ``last``) weights.
 
+    The reader of a run directory for training (resume, ``init_from``), evaluation and export. A Run
+    is not an inference model: inference obtains one from a run directory (or an exported model)
+    through :func:`marker_excite.inference.predictor.load_predictor`.
     ``model`` may pass an already built model of this run (its weights are replaced).
-    Raises :class:`~marker_excite.run_dir.RunDirError` (a UserInputError) naming the missing or
+    Raises :class:`~marker_excite.runs.directory.RunDirError` (a UserInputError) naming the missing or
     corrupt file.
     """
     from marker_excite.models.zoo import ModelConfig, build_model  # imports keras
@@ -288,7 +329,7 @@ def load_run(run_dir: str | os.PathLike, *, weights: str = "best", model=None) -
         raise rd.RunDirError(f"{path / rd.DATA_CONFIG} is corrupt: missing {exc}") from None
     if model is None:
         model = build_model(model_config)
-    rd.load_weights(model, path / (rd.BEST_WEIGHTS if weights == "best" else rd.LAST_WEIGHTS))
+    load_weights(model, path / (rd.BEST_WEIGHTS if weights == "best" else rd.LAST_WEIGHTS))
     return Run(
         run_dir=path,
         model_config=model_config,
@@ -296,9 +337,9 @@ def load_run(run_dir: str | os.PathLike, *, weights: str = "best", model=None) -
         store_path=store_path,
         fold=fold,
         model=model,
-        history=rd.read_log(path / rd.LOG),
+        history=read_log(path / rd.LOG),
         class_weights=tuple(float(w) for w in data.get("class_weights", ())),
-        spacing_zyx=tuple(float(s) for s in data["spacing"]) if data.get("spacing") else None,  # type: ignore[arg-type]
+        spacing=tuple(float(s) for s in data["spacing"]) if data.get("spacing") else None,  # type: ignore[arg-type]
         versions=rd.read_json(path / rd.VERSIONS, "versions") if (path / rd.VERSIONS).is_file() else None,
         markers_seen=tuple(data["markers_seen"]) if isinstance(data.get("markers_seen"), list) else None,
         weights=weights,

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+from marker_excite.analysis.plots import save_figure
 from marker_excite.data.io import open_volume
 from marker_excite.errors import UserInputError
-from marker_excite.inference import PROBABILITY_DTYPES, plan_channels
-from marker_excite.plots import save_figure
+from marker_excite.inference.whole_stack import PROBABILITY_DTYPES, plan_channels
 
 #: Colours of the overlaid markers, in the order of the markers shown (blue first: usually DAPI).
 MARKER_COLOURS: tuple[tuple[float, float, float], ...] = (
@@ -189,7 +189,7 @@ def write_preview(
     """Draw the preview of a finished ``predict`` into ``path`` (PNG/PDF/SVG by suffix, atomically).
 
     ``outputs`` are the written volumes (``{"labels": ..., "probabilities": ...}``); ``spec`` is the
-    model's :class:`~marker_excite.inference.ModelSpec`; ``use``, ``channel_names`` and ``spacing`` are
+    model's :class:`~marker_excite.inference.whole_stack.ModelSpec`; ``use``, ``channel_names`` and ``spacing`` are
     the options the prediction ran with, so the same channels are shown; ``z`` is the slice shown
     (None: the MIP; see :func:`parse_slice`).
     """

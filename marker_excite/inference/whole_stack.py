@@ -2,7 +2,7 @@
 
 Per stack (memory bounded: one slice, its tiles and its outputs are held at a time):
 
-1. channels are mapped to the model's panel BY NAME (:func:`marker_excite.model_spec.plan_channels`);
+1. channels are mapped to the model's panel BY NAME (:func:`marker_excite.contract.model_spec.plan_channels`);
    markers the stack lacks (or that ``markers=`` leaves out) are zero channels with availability 0;
 2. one streaming pass over the slices gives each channel's mean and standard deviation (the
    per-sample per-channel z-score used in training; a constant channel is only centred);
@@ -13,8 +13,8 @@ Per stack (memory bounded: one slice, its tiles and its outputs are held at a ti
 
 :func:`predict_slices` yields ``(z, probabilities [1+C, Y, X])``; :func:`predict_volume` collects them
 (small stacks); :func:`predict_file` streams them into OME-TIFF / HDF5 volumes, written atomically.
-The model is a :class:`~marker_excite.predictor.Predictor`, a trained run or a path to either
-(:func:`~marker_excite.predictor.as_predictor`).
+The model is a :class:`~marker_excite.inference.predictor.Predictor`, a trained run or a path to either
+(:func:`~marker_excite.inference.predictor.load_predictor`).
 """
 
 from __future__ import annotations
@@ -27,14 +27,14 @@ from pathlib import Path
 import numpy as np
 
 from marker_excite.atomic import check_output_path, check_outputs_apart
+from marker_excite.contract.model_spec import ModelSpec, check_channel_names, check_seen, plan_channels
 from marker_excite.data.io import input_paths, open_volume
 from marker_excite.data.resample import resample_notice, resample_to_shape, restore_slice, target_shape
 from marker_excite.data.stats import RunningStats, standardise
 from marker_excite.data.tiling import TileLayout, predict_tiled
 from marker_excite.data.writers import VolumeWriter
 from marker_excite.errors import UserInputError
-from marker_excite.model_spec import ModelSpec, check_channel_names, check_seen, plan_channels
-from marker_excite.predictor import as_predictor
+from marker_excite.inference.predictor import load_predictor
 from marker_excite.progress import Progress
 
 #: Storage types of the probability volume: float32 as is; integers scale [0, 1] to [0, max].
@@ -56,15 +56,15 @@ def channel_statistics(volume, channels: Sequence[int], progress: bool = False) 
 # -- prediction -----------------------------------------------------------------------------------
 def _target_yx(spec: ModelSpec, volume_spacing: Sequence[float]) -> tuple[float, float] | None:
     """The model's in-plane pixel size when resampling is needed, else None."""
-    if spec.spacing_zyx is None:
+    if spec.spacing is None:
         return None
-    target = (float(spec.spacing_zyx[1]), float(spec.spacing_zyx[2]))
+    target = (float(spec.spacing[1]), float(spec.spacing[2]))
     own = (float(volume_spacing[1]), float(volume_spacing[2]))
     return None if np.allclose(own, target, rtol=1e-6) else target
 
 
 def check_user_channel_names(volume, predictor) -> None:
-    """:func:`~marker_excite.model_spec.check_channel_names` for the channel names the USER gave a
+    """:func:`~marker_excite.contract.model_spec.check_channel_names` for the channel names the USER gave a
     stack (``volume.markers_source == "user"``); names from the file are not checked."""
     if getattr(volume, "markers_source", None) == "user":
         check_channel_names(volume.markers, predictor.spec.panel, model=f"the model {predictor.source.name!r}")
@@ -95,14 +95,14 @@ def predict_slices(
     model (``-`` skips a channel); names from the file that the model does not know are skipped with
     one notice line.
     """
-    predictor = as_predictor(model)
+    predictor = load_predictor(model)
     spec = predictor.spec
     if batch_size < 1:
         raise UserInputError(f"batch size must be >= 1, got {batch_size}")
     check_user_channel_names(volume, predictor)
     plan = plan_channels(volume.markers, spec.panel, markers)
     if not allow_unseen:
-        check_seen(predictor.card, [spec.panel.names[k] for k in plan.panel_indices])
+        check_seen(spec, [spec.panel.names[k] for k in plan.panel_indices])
     if plan.skipped and progress:
         Progress(None).write(plan.skip_notice(spec.panel))
     _, nz, ny, nx = volume.shape_czyx
@@ -148,7 +148,7 @@ def predict_volume(
     allow_unseen: bool = False,
 ) -> np.ndarray:
     """Probabilities ``[1+C, Z, Y, X]`` float32 of a whole (small) stack; see :func:`predict_slices`."""
-    predictor = as_predictor(model)
+    predictor = load_predictor(model)
     _, nz, ny, nx = volume.shape_czyx
     out = np.empty((len(predictor.spec.outputs), nz, ny, nx), np.float32)
     for z, probs in predict_slices(
@@ -208,12 +208,12 @@ def predict_file(
     check_outputs_apart(outputs.items(), [("the input", p) for p in input_paths(input_path)])
     for path in outputs.values():
         check_output_path(path, overwrite=overwrite)
-    predictor = as_predictor(model)
+    predictor = load_predictor(model)
     with open_volume(input_path, markers=channel_names, spacing=spacing) as volume:
-        if volume.spacing_source == "default" and predictor.spec.spacing_zyx is not None:
+        if volume.spacing_source == "default" and predictor.spec.spacing is not None:
             raise UserInputError(
                 f"{volume.path} has no voxel size: give --spacing z,y,x (µm); the model was trained at "
-                f"{', '.join(f'{s:g}' for s in predictor.spec.spacing_zyx)} µm"
+                f"{', '.join(f'{s:g}' for s in predictor.spec.spacing)} µm"
             )
         _, nz, ny, nx = volume.shape_czyx
         writers: dict[str, VolumeWriter] = {}

@@ -2,12 +2,13 @@
 
 The SavedModel needs neither this package nor Keras to run: ``tf.saved_model.load(path)`` gives a
 ``serving_default`` signature (and the same function as ``.serve``) with the tensor signature of
-:mod:`marker_excite.model_spec` (inputs ``image [N, S, S, K]`` and ``availability [N, K]``, output
+:mod:`marker_excite.contract.model_spec` (inputs ``image [N, S, S, K]`` and ``availability [N, K]``, output
 ``probabilities [N, O, O, 1 + C]``, softmax included).
 
 ``model_card.json`` (next to ``saved_model.pb``) says what the model expects: the marker panel in
-input order, the classes, the tile geometry, the pixel size, the normalisation and a training summary
-(:meth:`~marker_excite.model_spec.ModelSpec.card`). :func:`marker_excite.predictor.load_exported`
+input order, the classes, the tile geometry, the pixel size, the normalisation and where it came from
+(the run's :class:`~marker_excite.contract.model_spec.ModelSpec` serialised by
+:meth:`~marker_excite.contract.model_spec.ModelSpec.card`). :func:`marker_excite.inference.predictor.load_predictor`
 turns an exported model back into a predictor.
 """
 
@@ -21,10 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from marker_excite.atomic import atomic_directory, check_output_path
+from marker_excite.contract.model_spec import AVAILABILITY, CARD_NAME, IMAGE, PROBABILITIES, ModelSpec
 from marker_excite.errors import UserInputError
-from marker_excite.model_spec import AVAILABILITY, CARD_NAME, IMAGE, PROBABILITIES, ModelSpec
-from marker_excite.predictor import SAVED_MODEL
-from marker_excite.run import Run, load_run
+from marker_excite.runs.run import Run, load_run
+from marker_excite.sharing.op_allowlist import SAVED_MODEL
 
 
 def serving_archive(model, spec: ModelSpec, fixed_markers: Sequence[str] | None = None):
@@ -83,9 +84,9 @@ def export_run(run: Run | str | os.PathLike, out_dir: str | os.PathLike, *, over
     final = check_output_path(out_dir, overwrite=overwrite)
     if final.exists() and not (final / SAVED_MODEL).is_file():
         raise UserInputError(f"{final} exists and is not an exported model; refusing to replace it")
-    card = run.card()
-    archive = serving_archive(run.model, run.spec)
+    spec = run.exported_spec()
+    archive = serving_archive(run.model, spec)
     with atomic_directory(final) as tmp:
         archive.write_out(str(tmp), verbose=False)
-        (tmp / CARD_NAME).write_text(json.dumps(card, indent=2) + "\n")
+        (tmp / CARD_NAME).write_text(json.dumps(spec.card(), indent=2) + "\n")
     return final

@@ -3,7 +3,7 @@
 The zip holds ``rdf.yaml`` (the description; written as JSON, which is YAML), the TensorFlow
 SavedModel weights (``tf_saved_model_bundle.zip``), a test input / output pair cut from a real slice
 (``.npy``) and the same pair as TIFF sample tensors, a cover image, ``README.md`` and the run's
-``model_card.json`` (:mod:`marker_excite.model_spec`, which also declares the tensor names used here).
+``model_card.json`` (:mod:`marker_excite.contract.model_spec`, which also declares the tensor names used here).
 
 Both flavours have ONE input, because bioimage.io's runners (``bioimageio.core``, deepImageJ) call a
 model with its inputs as positional arguments, which a two-input TensorFlow SavedModel does not accept:
@@ -24,6 +24,8 @@ depend on the tile size, so other sizes would not reproduce training), the outpu
 ``input_size - 2 * margin`` pixels, centred (``size.offset``: valid convolutions), so consumers step
 tiles by the output size. Markers that no training sample had are refused for ``fixed_markers``
 unless allowed, and the card's rule for them (``unseen_markers``) is repeated in ``README.md``.
+Everything declared is read from the run's :class:`~marker_excite.contract.model_spec.ModelSpec` and its
+provenance; the zip's ``model_card.json`` is that spec serialised.
 """
 
 from __future__ import annotations
@@ -40,16 +42,36 @@ import numpy as np
 import tifffile
 
 from marker_excite.atomic import atomic_path, check_output_path, scratch_directory
+from marker_excite.contract.model_spec import (
+    CARD_NAME,
+    IMAGE,
+    PROBABILITIES,
+    UNSEEN_MARKERS,
+    ModelSpec,
+    check_seen,
+    unseen_markers,
+)
 from marker_excite.data.io import open_volume
 from marker_excite.data.resample import resample_slice
 from marker_excite.errors import UserInputError
-from marker_excite.export import endpoint_archive, serving_archive
-from marker_excite.model_spec import CARD_NAME, IMAGE, PROBABILITIES, UNSEEN_MARKERS, ModelSpec, check_seen
-from marker_excite.run import Run, load_run
+from marker_excite.runs.run import Run, load_run
+from marker_excite.sharing.savedmodel import endpoint_archive, serving_archive
 
 FORMAT_VERSION = "0.5.4"
 EPS = 1e-6  # zero_mean_unit_variance: (x - mean) / (std + eps)
 WEIGHTS = "tf_saved_model_bundle.zip"
+#: The entries of the model card's training summary repeated in ``rdf.yaml`` (``config.marker_excite.training``).
+RDF_TRAINING: tuple[str, ...] = (
+    "model",
+    "fold",
+    "n_folds",
+    "samples",
+    "markers_seen",
+    "epochs",
+    "best_epoch",
+    "best_val_mean_f1",
+    "best_val_f1",
+)
 CITATION = {
     "text": (
         "Gomariz A, Portenier T, Helbling PM, Isringhausen S, Suessbier U, Nombela-Arrieta C, Goksel O. "
@@ -122,7 +144,7 @@ def sample_tile(run: Run, sample: str | os.PathLike | None, markers: Sequence[st
                 f"sample {sample} has none of the markers {', '.join(markers)} (it has {', '.join(volume.markers)})"
             )
         raw = volume.read_slice(volume.shape_czyx[1] // 2).astype(np.float32)
-        spacing, own = run.spacing_zyx, volume.spacing
+        spacing, own = run.spacing, volume.spacing
     image = np.stack(
         [raw[lower.index(m.lower())] if m.lower() in lower else np.zeros(raw.shape[1:], np.float32) for m in markers]
     )
@@ -154,15 +176,13 @@ def _axes(
 
 
 def describe(
-    card: dict[str, Any], fixed_markers: Sequence[str] | None, *, name: str, authors: Sequence[str]
+    spec: ModelSpec, fixed_markers: Sequence[str] | None, *, name: str, authors: Sequence[str]
 ) -> dict[str, Any]:
-    """The ``rdf.yaml`` content (model format 0.5) of an exported model card."""
+    """The ``rdf.yaml`` content (model format 0.5) of a model (``spec`` with its provenance)."""
     import tensorflow as tf
 
-    spec = ModelSpec.from_card(card)
-    tile = card["tile"]
-    spacing = card.get("spacing_zyx_um")
-    scale = float(spec.spacing_zyx[2]) if spec.spacing_zyx else None
+    card = spec.card()  # the rdf's config repeats some of the model card's entries verbatim
+    scale = float(spec.spacing[2]) if spec.spacing else None
     image: dict[str, Any] = {
         "id": IMAGE,
         "test_tensor": {"source": f"test_input_{IMAGE}.npy"},
@@ -181,13 +201,12 @@ def describe(
             axes=_axes(spec.input_size, [*spec.markers, *availability_channels(spec.markers)], scale),
         )
     flavour = f"for the markers {', '.join(fixed_markers)}" if fixed_markers else "for any subset of its markers"
-    training = card["training"]
     return {
         "type": "model",
         "format_version": FORMAT_VERSION,
         "name": name,
         "description": (
-            f"{card['model']} segmentation of {', '.join(card['classes'])} in fluorescence microscopy (Marker Sampling + "
+            f"{spec.name} segmentation of {', '.join(spec.classes)} in fluorescence microscopy (Marker Sampling + "
             f"Marker Excite, Gomariz et al.), {flavour}."
         ),
         "cite": [CITATION],
@@ -220,60 +239,46 @@ def describe(
                 "markers": list(spec.markers),
                 "fixed_markers": list(fixed_markers) if fixed_markers else None,
                 "classes": list(spec.classes),
-                "tile": tile,
-                "spacing_zyx_um": spacing,
+                "tile": spec.tile(),
+                "spacing_zyx_um": card["spacing_zyx_um"],
                 "input": "markers then availability planes" if not fixed_markers else "fixed markers",
-                "normalisation": card["normalisation"]["description"],
+                "normalisation": spec.normalisation["description"],
                 "unseen_markers": UNSEEN_MARKERS,
-                "training": {
-                    k: training[k]
-                    for k in (
-                        "model",
-                        "fold",
-                        "n_folds",
-                        "samples",
-                        "markers_seen",
-                        "epochs",
-                        "best_epoch",
-                        "best_val_mean_f1",
-                        "best_val_f1",
-                    )
-                },
+                "training": {key: card["training"][key] for key in RDF_TRAINING},
             }
         },
     }
 
 
-def _readme(card: dict[str, Any], fixed_markers: Sequence[str] | None) -> str:
-    tile, training = card["tile"], card["training"]
-    spacing = card.get("spacing_zyx_um")
+def _readme(spec: ModelSpec, fixed_markers: Sequence[str] | None) -> str:
+    """The package's ``README.md``: inputs, outputs, pixel size, tiles and training of ``spec`` (with provenance)."""
+    training, spacing = spec.provenance, spec.spacing
     inputs = (
         f"one input `image` [batch, y, x, channel] with exactly the channels {', '.join(fixed_markers)} (in this "
         "order), each z-scored (declared preprocessing)"
         if fixed_markers
-        else f"one input `image` [batch, y, x, channel]: the channels {', '.join(card['markers'])} (raw; a missing "
+        else f"one input `image` [batch, y, x, channel]: the channels {', '.join(spec.markers)} (raw; a missing "
         "marker: all-zero channel), then one constant plane per marker in the same order, 1 where the marker is "
         "present and 0 where it is missing; the model z-scores the marker channels of each tile itself"
     )
-    seen = training.get("markers_seen") or card["markers"]
-    unseen = [m for m in card["markers"] if m not in seen]
+    seen, unseen = training.markers_seen or spec.markers, unseen_markers(spec, spec.markers)
     lines = [
-        f"# {card['model']}: {', '.join(card['classes'])}",
+        f"# {spec.name}: {', '.join(spec.classes)}",
         "",
         "Trained with marker_excite (Marker Sampling + Marker Excite; Gomariz et al., Nature Machine Intelligence 2021, "
         "https://arxiv.org/abs/2008.12380).",
         "",
         f"- Inputs: {inputs}.",
-        f"- Output `probabilities` [batch, y, x, channel]: softmax over {', '.join(card['outputs'])}; labels = argmax.",
+        f"- Output `probabilities` [batch, y, x, channel]: softmax over {', '.join(spec.outputs)}; labels = argmax.",
         f"- Pixel size: {f'{spacing[2]} x {spacing[1]} µm (x, y)' if spacing else 'not recorded'}; resample images to it.",
         "- Normalisation: each channel z-scored with its mean and standard deviation over the whole image (stack), "
         "before zero padding.",
-        f"- Tiles: input {tile['input_size']} px, output {tile['output_size']} px, centred (valid convolutions, margin "
-        f"{tile['margin']} px per side). Zero-pad the image by the margin and step tiles by {tile['output_size']} px; "
+        f"- Tiles: input {spec.input_size} px, output {spec.output_size} px, centred (valid convolutions, margin "
+        f"{spec.margin} px per side). Zero-pad the image by the margin and step tiles by {spec.output_size} px; "
         "other input sizes are not supported.",
-        f"- Training: fold {training['fold']} of {training['n_folds']}, {training['epochs']} epochs, best epoch "
-        f"{training['best_epoch']} (validation mean F1 {training['best_val_mean_f1']}); samples: "
-        + "; ".join(f"{part} {', '.join(names) or '-'}" for part, names in training["samples"].items())
+        f"- Training: fold {training.fold} of {training.n_folds}, {training.epochs} epochs, best epoch "
+        f"{training.best_epoch} (validation mean F1 {training.best_val_mean_f1}); samples: "
+        + "; ".join(f"{part} {', '.join(names) or '-'}" for part, names in training.samples.items())
         + ".",
         f"- Markers seen in training: {', '.join(seen)}"
         + (f"; never seen: {', '.join(unseen)}. Leave those out (zero channel, availability 0): " if unseen else ". ")
@@ -283,10 +288,10 @@ def _readme(card: dict[str, Any], fixed_markers: Sequence[str] | None) -> str:
         "",
         "# Validation",
         "",
-        f"The weights are those of epoch {training.get('weights_epoch')} ({training.get('weights')}); the best "
-        f"validation epoch {training['best_epoch']} scored F1 "
-        + ", ".join(f"{c} {v}" for c, v in (training.get("best_val_f1") or {}).items())
-        + f" with all markers on the validation samples {', '.join(training['samples'].get('val') or []) or '-'}. "
+        f"The weights are those of epoch {training.weights_epoch} ({training.weights}); the best "
+        f"validation epoch {training.best_epoch} scored F1 "
+        + ", ".join(f"{c} {v}" for c, v in training.best_val_f1.items())
+        + f" with all markers on the validation samples {', '.join(training.samples.get('val') or ()) or '-'}. "
         "Scores per marker subset on the test samples: `marker-excite evaluate` on the run. The test tensors of this "
         "package were cut from a real slice; `bioimageio test` reproduces them from the weights.",
     ]
@@ -330,7 +335,7 @@ def export_bioimageio(
         sample: stack to cut the test tile from (default: a test sample of the run's store).
         authors: names for the package's ``authors`` (whoever trained the model); none: no ``authors`` entry.
         allow_unseen: accept ``fixed_markers`` that no training sample had (refused otherwise,
-            :func:`~marker_excite.model_spec.check_seen`).
+            :func:`~marker_excite.contract.model_spec.check_seen`).
     """
     import tensorflow as tf
 
@@ -340,21 +345,20 @@ def export_bioimageio(
     if out.suffix.lower() != ".zip":
         raise UserInputError(f"bioimage.io output {out} must end in .zip")
     check_output_path(out, overwrite=overwrite)
-    card = run.card()
-    spec = run.spec
+    spec = run.exported_spec()
     panel = spec.panel
     if fixed_markers is not None:
         fixed_markers = [panel.names[i] for i in panel.indices(list(fixed_markers))]
         if not fixed_markers or len(set(fixed_markers)) != len(fixed_markers):
             raise UserInputError(f"--fixed-markers must name distinct markers of the model ({', '.join(panel.names)})")
         if not allow_unseen:
-            check_seen(card, fixed_markers, leave_out="--fixed-markers")
+            check_seen(spec, fixed_markers, leave_out="--fixed-markers")
     markers = list(fixed_markers or spec.markers)
     raw, availability = sample_tile(run, sample, markers)
     if fixed_markers and not availability.all():
         missing = [m for m, a in zip(markers, availability[0]) if not a]
         raise UserInputError(f"the sample for the test tile lacks the fixed marker(s) {', '.join(missing)}")
-    rdf = describe(card, fixed_markers, name=f"{card['model']} {'-'.join(card['classes'])}", authors=authors)
+    rdf = describe(spec, fixed_markers, name=f"{spec.name} {'-'.join(spec.classes)}", authors=authors)
     with scratch_directory(out) as tmp:  # named after ``out``: the next export sweeps it if this one is killed
         archive = serving_archive(run.model, spec, fixed_markers) if fixed_markers else packed_archive(run.model, spec)
         archive.write_out(str(tmp / "saved_model"), verbose=False)
@@ -368,8 +372,8 @@ def export_bioimageio(
             tifffile.imwrite(tmp / f"sample_{kind}_{name}.tif", array[0])  # [y, x, channel]: for people to look at
             files += [f"test_{kind}_{name}.npy", f"sample_{kind}_{name}.tif"]
         _cover(tmp / "cover.png", raw, markers, probs, spec.outputs)
-        (tmp / "README.md").write_text(_readme(card, fixed_markers))
-        (tmp / CARD_NAME).write_text(json.dumps(card, indent=2) + "\n")
+        (tmp / "README.md").write_text(_readme(spec, fixed_markers))
+        (tmp / CARD_NAME).write_text(json.dumps(spec.card(), indent=2) + "\n")
         (tmp / "rdf.yaml").write_text(json.dumps(rdf, indent=2) + "\n")
         shutil.make_archive(str(tmp / "weights"), "zip", tmp / "saved_model")
         (tmp / "weights.zip").rename(tmp / WEIGHTS)

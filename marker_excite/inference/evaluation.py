@@ -7,41 +7,36 @@ with overlaps averaged, argmax), and one confusion matrix is accumulated over AL
 voxel counted once; F1, precision, recall, TP, FP and FN per class come from that one matrix (not a
 mean of per-patch or per-slice scores).
 
-Rows are dicts with the columns ``model, fold, class, subset, n_markers, metric, value``; subsets are
-named by :func:`~marker_excite.markers.subset_name`: the paper's notation (``m_125``) relative to the
+Rows are dicts with the columns ``model, fold, class, subset, n_markers, metric, value``
+(:data:`~marker_excite.analysis.results.COLUMNS`; :mod:`marker_excite.analysis.results` writes, reads and
+compares such tables); subsets are
+named by :func:`~marker_excite.contract.markers.subset_name`: the paper's notation (``m_125``) relative to the
 paper's five markers when the subset's markers are among them (so a UB model on DAPI+endomucin reports
 ``m_12``), else by marker names (``cytoplasm+nuclear``), so every model names a subset alike.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import sys
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from marker_excite.atomic import write_text
+from marker_excite.config import split_list
+from marker_excite.contract.markers import PAPER_MARKERS, MarkerPanel, Subset
 from marker_excite.data import pipeline
 from marker_excite.data.store import SampleStore
 from marker_excite.data.tiling import predict_tiled
 from marker_excite.errors import UserInputError
-from marker_excite.forward import keras_forward
-from marker_excite.markers import PAPER_MARKERS, MarkerPanel, Subset
+from marker_excite.inference.forward import keras_forward
 from marker_excite.progress import Progress
-from marker_excite.run import Run
-from marker_excite.stats import PAIR_KEYS, StatsError, TestResult, pair_rows, wilcoxon
+from marker_excite.runs.run import Run
 
 #: Metrics reported per (class, subset).
 METRICS: tuple[str, ...] = ("f1", "precision", "recall", "tp", "fp", "fn")
-#: Columns of the tidy table, in order (extra keys such as ``sample`` / ``reference`` follow).
-COLUMNS: tuple[str, ...] = ("model", "fold", "class", "subset", "n_markers", "metric", "value")
-_INT_COLUMNS = ("fold", "n_markers")
 
 
 def label_panel(markers: Sequence[str]) -> MarkerPanel:
@@ -59,7 +54,7 @@ def parse_subsets(spec: str | Sequence[str | Sequence[str]], markers: Sequence[s
     """
     model_panel = MarkerPanel(tuple(markers))
     names_panel = label_panel(markers)
-    items: list[Any] = [s for s in spec.replace(";", ",").split(",")] if isinstance(spec, str) else list(spec)
+    items: list[Any] = list(split_list(spec.replace(";", ","), what="subsets")) if isinstance(spec, str) else list(spec)
     out: list[Subset] = []
     for item in items:
         if isinstance(item, str):
@@ -129,7 +124,7 @@ class SliceScorer:
         """Confusion matrix over every voxel of the annotated slices of a
         :class:`~marker_excite.data.pipeline.PatchSource` (all their markers), and the voxel mean of the
         weighted cross-entropy (NaN without class weights). Used for validation during training."""
-        from marker_excite.metrics import confusion_matrix
+        from marker_excite.models.metrics import confusion_matrix
 
         cm = np.zeros((self.n_outputs, self.n_outputs), dtype=np.int64)
         total, count = 0.0, 0
@@ -148,7 +143,7 @@ class SliceScorer:
     ) -> dict[Subset, tuple[np.ndarray, int]]:
         """Per subset: the confusion matrix over every slice whose sample has all the subset's markers
         (fed with only those markers), and the number of such slices. Each slice is read once."""
-        from marker_excite.metrics import confusion_matrix
+        from marker_excite.models.metrics import confusion_matrix
 
         k = source.panel.size
         masks = {s: np.isin(np.arange(k), s.indices).astype(np.float32) for s in subsets}
@@ -178,7 +173,7 @@ def rows_from_confusion(
 ) -> list[dict[str, Any]]:
     """Tidy rows (one per class and metric in :data:`METRICS`) from a confusion matrix with background
     at index 0 and ``classes`` at 1..C."""
-    from marker_excite.metrics import f1_from_confusion, precision_recall, tp_fp_fn
+    from marker_excite.models.metrics import f1_from_confusion, precision_recall, tp_fp_fn
 
     cm = np.asarray(cm, dtype=np.int64)
     if cm.shape != (len(classes) + 1,) * 2:
@@ -267,10 +262,10 @@ def evaluate_run(
     batch_size: int | None = None,
     progress: bool = True,
 ) -> list[dict[str, Any]]:
-    """Evaluate a :class:`~marker_excite.run.Run` on the TEST samples of its fold.
+    """Evaluate a :class:`~marker_excite.runs.run.Run` on the TEST samples of its fold.
 
     Args:
-        run: from :func:`marker_excite.run.load_run`.
+        run: from :func:`marker_excite.runs.run.load_run`.
         store: an open SampleStore or a store path (default: the run's store).
         subsets: None for all 2^K-1 subsets of the model's panel, else subsets as in :func:`parse_subsets`.
         samples: override the samples (default: the fold's test samples).
@@ -299,121 +294,3 @@ def _check_samples(store, samples: Sequence[str]) -> None:
     missing = [s for s in samples if s not in store.names()]
     if missing:
         raise UserInputError(f"sample(s) {', '.join(missing)} not in the store {store.path}")
-
-
-def relative(
-    rows_model: Iterable[Mapping], rows_ref: Iterable[Mapping], *, metrics: Sequence[str] = ("f1",)
-) -> list[dict[str, Any]]:
-    """The paper's "Rel. to": ``Q_model - Q_ref`` per matched (class, subset, fold) for each metric.
-
-    Rows keep the model's name and add ``reference`` (the reference model's name). Results present
-    in only one table (e.g. subsets without a UB model) are left out.
-    """
-    rows_model, rows_ref = list(rows_model), list(rows_ref)
-    ref_names = sorted({str(r["model"]) for r in rows_ref})
-    by_key = {(str(r["class"]), str(r["subset"]), str(r["fold"])): r for r in rows_model}
-    out: list[dict[str, Any]] = []
-    for metric in metrics:
-        paired = pair_rows(rows_model, rows_ref, metric=metric)
-        for key, diff in zip(paired.keys, paired.differences):
-            base = by_key[key]
-            out.append(
-                dict(
-                    model=base["model"],
-                    fold=base["fold"],
-                    **{"class": base["class"]},
-                    subset=base["subset"],
-                    n_markers=base["n_markers"],
-                    metric=metric,
-                    value=float(diff),
-                    reference="+".join(ref_names),
-                )
-            )
-    return out
-
-
-@dataclass(frozen=True)
-class ReferenceComparison:
-    """One model against a reference model on their matched (class, subset, fold) results."""
-
-    model: str
-    reference: str
-    relative: list[dict[str, Any]]
-    test: TestResult
-
-    @property
-    def mean_difference(self) -> float:
-        """Mean of ``Q_model - Q_reference`` over the matched results."""
-        return float(np.mean([r["value"] for r in self.relative]))
-
-
-def compare_to_reference(
-    rows: Iterable[Mapping], reference: str, *, metric: str = "f1"
-) -> tuple[list[ReferenceComparison], dict[str, str]]:
-    """Every other model of ``rows`` against ``reference`` ("Rel. to" rows + paired Wilcoxon test).
-
-    Only models that share at least one (class, subset, fold) with the reference can be compared (a
-    tissue model and a vessel model share none); the others are returned as ``{model: reason}``
-    instead of failing the whole comparison. Raises :class:`StatsError` when ``reference`` has no
-    rows for ``metric``.
-    """
-    rows = [r for r in rows if r.get("metric") == metric]
-    by_model: dict[str, list[Mapping]] = {}
-    for r in rows:
-        by_model.setdefault(str(r["model"]), []).append(r)
-    ref_rows = by_model.pop(reference, [])
-    if not ref_rows:
-        raise StatsError(f"no {metric} results of the reference model {reference!r} (models: {', '.join(by_model)})")
-    ref_keys = {tuple(str(r[k]) for k in PAIR_KEYS) for r in ref_rows}
-    compared: list[ReferenceComparison] = []
-    skipped: dict[str, str] = {}
-    for model, model_rows in sorted(by_model.items()):
-        if not any(tuple(str(r[k]) for k in PAIR_KEYS) in ref_keys for r in model_rows):
-            skipped[model] = (
-                f"no ({', '.join(PAIR_KEYS)}) in common with {reference} "
-                f"(classes {_class_list(model_rows)} vs {_class_list(ref_rows)})"
-            )
-            continue
-        paired = pair_rows(model_rows, ref_rows, metric=metric)
-        rel = relative(model_rows, ref_rows, metrics=(metric,))
-        compared.append(ReferenceComparison(model, reference, rel, wilcoxon(paired.a, paired.b)))
-    return compared, skipped
-
-
-def _class_list(rows: Iterable[Mapping]) -> str:
-    return ", ".join(sorted({str(r["class"]) for r in rows}))
-
-
-def write_results(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike, *, overwrite: bool = True) -> Path:
-    """Write tidy rows as CSV (columns :data:`COLUMNS`, then any extra keys), atomically."""
-    if not rows:
-        raise UserInputError(f"no results to write to {path}")
-    extra = [k for k in dict.fromkeys(k for r in rows for k in r) if k not in COLUMNS]
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=[*COLUMNS, *extra], lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: (repr(float(v)) if isinstance(v, (float, np.floating)) else v) for k, v in row.items()})
-    return write_text(path, buf.getvalue(), overwrite=overwrite)
-
-
-def read_results(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Read a tidy CSV written by :func:`write_results` (``fold``/``n_markers`` int, ``value`` float)."""
-    p = Path(path)
-    if not p.is_file():
-        raise UserInputError(f"results file {p} does not exist")
-    with open(p, newline="") as fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise UserInputError(f"results file {p} lacks column(s) {', '.join(missing)}")
-        rows: list[dict[str, Any]] = []
-        for line, row in enumerate(reader, start=2):
-            try:
-                for c in _INT_COLUMNS:
-                    row[c] = int(row[c])
-                row["value"] = float(row["value"])
-            except (TypeError, ValueError):
-                raise UserInputError(f"results file {p}, line {line}: bad number in {dict(row)}") from None
-            rows.append(row)
-    return rows

@@ -19,10 +19,12 @@ from typing import Any
 import keras
 import numpy as np
 
-from marker_excite import run_dir as rd
-from marker_excite.metrics import f1_from_confusion
-from marker_excite.plots import training_curves
+from marker_excite.analysis.plots import training_curves
+from marker_excite.models.metrics import f1_from_confusion
 from marker_excite.progress import Progress
+from marker_excite.runs.checkpoint import save_checkpoint, save_weights
+from marker_excite.runs.directory import CURVES, LAST_WEIGHTS, LOG
+from marker_excite.runs.log import write_log
 
 #: ``curves.png`` is redrawn at most this often during training (seconds); ``train`` draws it at the end.
 CURVES_EVERY_S = 60.0
@@ -95,7 +97,7 @@ class BestWeights(keras.callbacks.Callback):
         score = logs["val_mean_f1"]
         if self.state["best_score"] is None or score > self.state["best_score"]:
             self.state.update(best_epoch=epoch + 1, best_score=score, stale_epochs=0)
-            rd.save_weights(self.model, self.path)
+            save_weights(self.model, self.path)
         else:
             self.state["stale_epochs"] += 1
 
@@ -179,10 +181,10 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self._curves_drawn = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
-        rd.save_weights(self.model, self.run_dir / rd.LAST_WEIGHTS)
-        rd.write_log(self.run_dir / rd.LOG, self.history)
+        save_weights(self.model, self.run_dir / LAST_WEIGHTS)
+        write_log(self.run_dir / LOG, self.history)
         if time.perf_counter() - self._curves_drawn >= CURVES_EVERY_S:
-            training_curves(self.history, self.run_dir / rd.CURVES, title=self.curves_title)
+            training_curves(self.history, self.run_dir / CURVES, title=self.curves_title)
             self._curves_drawn = time.perf_counter()
         self.state["epoch"] = epoch + 1
-        rd.save_checkpoint(self.run_dir, self.model, self.model.optimizer, self.state)
+        save_checkpoint(self.run_dir, self.model, self.model.optimizer, self.state)

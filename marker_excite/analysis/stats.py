@@ -4,8 +4,8 @@ The paper compares models by the paired Wilcoxon signed-rank test over matched r
 marker subset and fold) and unpaired groups by the Mann-Whitney U test; significance is shown as
 stars (p <= 0.05 ``*``, <= 0.01 ``**``, <= 0.001 ``***``, otherwise ``n.s.``).
 
-Rows are the dicts of :mod:`marker_excite.evaluation` (``model, fold, class, subset, n_markers,
-metric, value``).
+Rows are the dicts of a tidy results table (:mod:`marker_excite.analysis.results`: ``model, fold, class,
+subset, n_markers, metric, value``).
 """
 
 from __future__ import annotations

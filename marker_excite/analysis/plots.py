@@ -8,7 +8,7 @@
 * :func:`training_curves` - loss and validation F1 per epoch of a run.
 
 Rows are dicts with ``model, fold, class, subset, n_markers, metric, value`` (see
-:mod:`marker_excite.evaluation`). Every function returns the written path.
+:mod:`marker_excite.analysis.results`). Every function returns the written path.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+from marker_excite.analysis.stats import mann_whitney, pair_rows, wilcoxon
 from marker_excite.atomic import atomic_path
+from marker_excite.contract.markers import PAPER_MARKERS, MarkerError, MarkerPanel
 from marker_excite.errors import UserInputError
-from marker_excite.markers import PAPER_MARKERS, MarkerError, MarkerPanel
-from marker_excite.stats import mann_whitney, pair_rows, wilcoxon
 
 Rows = Sequence[Mapping]
 

@@ -1,8 +1,9 @@
-"""A model ready for inference (:class:`Predictor`) and its loaders: a trained run or an exported SavedModel.
+"""A model ready for inference (:class:`Predictor`) and THE one way to obtain it, :func:`load_predictor`:
+from a run directory, an exported SavedModel, a :class:`~marker_excite.runs.run.Run` or a Predictor.
 
 Whether a path is a run directory or an exported model is decided here only (:func:`model_kind`).
 An exported model is checked op by op against the ops of the package's own exports before it is
-loaded (:mod:`marker_excite.saved_model_ops`): a SavedModel is code.
+loaded (:mod:`marker_excite.sharing.op_allowlist`): a SavedModel is code.
 """
 
 from __future__ import annotations
@@ -15,10 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from marker_excite import run_dir as rd
-from marker_excite.errors import UserInputError
-from marker_excite.forward import keras_forward
-from marker_excite.model_spec import (
+from marker_excite.contract.model_spec import (
     AVAILABILITY,
     CARD_NAME,
     DTYPE,
@@ -26,13 +24,13 @@ from marker_excite.model_spec import (
     PROBABILITIES,
     SERVING_SIGNATURE,
     ModelSpec,
-    read_card,
+    read_spec,
 )
-from marker_excite.run import Run, load_run
-from marker_excite.saved_model_ops import check_saved_model
-
-#: The file that marks an exported model (a TensorFlow SavedModel) directory.
-SAVED_MODEL = "saved_model.pb"
+from marker_excite.errors import UserInputError
+from marker_excite.inference.forward import keras_forward
+from marker_excite.runs import directory as rd
+from marker_excite.runs.run import Run, load_run
+from marker_excite.sharing.op_allowlist import SAVED_MODEL, check_saved_model
 
 
 @dataclass
@@ -40,14 +38,12 @@ class Predictor:
     """A model ready for inference: ``probabilities(image [N,H,W,K], availability [N,K]) -> [N,h,w,1+C]``.
 
     Attributes:
-        spec: what the model expects.
-        card: the model card (dict; :meth:`~marker_excite.model_spec.ModelSpec.card`).
+        spec: what the model expects and where it came from (its model card is ``spec.card()``).
         source: the run directory or SavedModel it came from.
         fn: the batched forward pass returning softmax probabilities (numpy in, numpy out).
     """
 
     spec: ModelSpec
-    card: dict[str, Any]
     source: Path
     fn: Callable[[np.ndarray, np.ndarray], np.ndarray] = field(repr=False)
 
@@ -78,22 +74,51 @@ def model_files(path: str | os.PathLike) -> list[Path]:
     return [p / name for name in rd.RUN_FILES] if rd.is_run_dir(p) else []
 
 
-def predictor_from_run(run: Run) -> Predictor:
-    """A :class:`Predictor` of a :class:`~marker_excite.run.Run` (the weights it was loaded with)."""
+def load_predictor(source: Predictor | Run | str | os.PathLike, *, weights: str | None = None) -> Predictor:
+    """THE way to obtain a model for inference: a :class:`Predictor` of ``source``.
+
+    Args:
+        source: a run directory or an exported SavedModel (a path; :func:`model_kind`), a
+            :class:`~marker_excite.runs.run.Run` (the weights it was loaded with) or a Predictor (as is).
+        weights: for a run directory, ``best`` (default) or ``last``; an exported model holds the
+            weights it was exported with (only ``best`` is accepted), a Run the weights it was loaded
+            with (another value is refused), a Predictor takes none.
+    """
+    if isinstance(source, Predictor):
+        if weights is not None:
+            raise UserInputError(f"a Predictor holds its weights; weights={weights!r} applies to a run directory")
+        return source
+    if isinstance(source, Run):
+        if weights not in (None, source.weights):
+            raise UserInputError(
+                f"the run {source.run_dir} was loaded with its {source.weights} weights, not {weights}"
+            )
+        return _from_run(source)
+    if isinstance(source, (str, os.PathLike)):
+        if model_kind(source) == "run":
+            return _from_run(load_run(source, weights=weights or "best"))
+        if weights not in (None, "best"):
+            raise UserInputError(
+                f"{source} is an exported model: it holds the weights it was exported with (--weights {weights} "
+                "applies to run directories; export the run with --weights last)"
+            )
+        return _load_exported(Path(source))
+    raise TypeError(f"expected a Predictor, a Run or a path, got {type(source).__name__}")
+
+
+def _from_run(run: Run) -> Predictor:
+    """The Keras forward pass of a run's network (the weights it was loaded with)."""
     spec = run.spec
-    fn = keras_forward(run.model, spec.input_size, len(spec.markers))
-    return Predictor(spec=spec, card=run.card(), source=Path(run.run_dir), fn=fn)
+    return Predictor(
+        spec=spec, source=Path(run.run_dir), fn=keras_forward(run.model, spec.input_size, len(spec.markers))
+    )
 
 
-def load_exported(path: str | os.PathLike) -> Predictor:
-    """An exported model (SavedModel + ``model_card.json``) as a :class:`Predictor`."""
+def _load_exported(p: Path) -> Predictor:
+    """An exported model (SavedModel + ``model_card.json``), after its op allowlist and signature checks."""
     import tensorflow as tf
 
-    p = Path(path)
-    if not (p / SAVED_MODEL).is_file():
-        raise UserInputError(f"{p} is not a SavedModel directory (no {SAVED_MODEL})")
-    card = read_card(p)
-    spec = ModelSpec.from_card(card)
+    spec = read_spec(p)
     saved_model = check_saved_model(p)  # a SavedModel is code: run only graphs built like our own exports
     check_signature(saved_model, spec, p)
     try:
@@ -110,7 +135,7 @@ def load_exported(path: str | os.PathLike) -> Predictor:
         inputs = {IMAGE: tf.constant(image), AVAILABILITY: tf.constant(availability)}
         return loaded.signatures[SERVING_SIGNATURE](**inputs)[PROBABILITIES].numpy()
 
-    return Predictor(spec=spec, card=card, source=p, fn=fn)
+    return Predictor(spec=spec, source=p, fn=fn)
 
 
 def check_signature(saved_model: Any, spec: ModelSpec, path: Path) -> None:
@@ -140,26 +165,3 @@ def _tensors_text(tensors: dict[str, tuple[str, Any]]) -> str:
     return ", ".join(
         f"{name} {dtype} {list(dims) if dims is not None else dims}" for name, (dtype, dims) in sorted(tensors.items())
     )
-
-
-def load_predictor(path: str | os.PathLike, *, weights: str = "best") -> Predictor:
-    """A run directory (its ``best`` or ``last`` weights) or an exported SavedModel as a :class:`Predictor`."""
-    if model_kind(path) == "exported":
-        if weights != "best":
-            raise UserInputError(
-                f"{path} is an exported model: it holds the weights it was exported with (--weights {weights} "
-                "applies to run directories; export the run with --weights last)"
-            )
-        return load_exported(path)
-    return predictor_from_run(load_run(path, weights=weights))
-
-
-def as_predictor(model: Predictor | Run | str | os.PathLike) -> Predictor:
-    """Accept a :class:`Predictor`, a :class:`~marker_excite.run.Run` or a path."""
-    if isinstance(model, Predictor):
-        return model
-    if isinstance(model, (str, os.PathLike)):
-        return load_predictor(model)
-    if isinstance(model, Run):
-        return predictor_from_run(model)
-    raise TypeError(f"expected a Predictor, a Run or a path, got {type(model).__name__}")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from marker_excite.config import split_list
 from marker_excite.errors import UserInputError, did_you_mean
 
 #: The five markers of the paper, in the paper's order (m1 .. m5).
@@ -141,10 +142,7 @@ class MarkerPanel:
                 return Subset(self.indices(int(c) for c in body), self)
             if body and all(p.isdigit() for p in body.split("-")):
                 return Subset(self.indices(int(p) for p in body.split("-")), self)
-        parts = [p.strip() for p in s.split(",")]
-        if any(not p for p in parts):
-            raise MarkerError(f"empty entry in marker list {text!r}")
-        return Subset(self.indices(parts), self)
+        return Subset(self.indices(split_list(s, what="marker list", error=MarkerError)), self)
 
     def to_list(self) -> list[str]:
         return list(self.names)
