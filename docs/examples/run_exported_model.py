@@ -181,7 +181,7 @@ def write_ome(path, data, names, spacing):
     os.replace(tmp, path)
 
 
-def main():
+def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", help="exported model directory (saved_model.pb + model_card.json)")
     parser.add_argument("stack", help="input (OME-)TIFF, axes ZCYX, CZYX, CYX or ZYX")
@@ -196,25 +196,28 @@ def main():
     parser.add_argument(
         "--allow-unseen", action="store_true", help="feed markers that no training sample of the model had"
     )
-    args = parser.parse_args()
+    return parser.parse_args()
 
-    card = json.loads((Path(args.model) / "model_card.json").read_text())
-    serve = tf.saved_model.load(args.model).signatures["serving_default"]
-    stack, file_names, spacing = read_stack(args.stack)
+
+def channel_names(args, n_channels, file_names):
+    """The marker name of each channel of the stack ('-': skipped), from --channels or the file."""
     names = [c.strip() for c in args.channels.split(",")] if args.channels else file_names
     if not names:
         raise SystemExit(f"{args.stack} names no channels; give --channels")
-    if len(names) != stack.shape[1]:
-        raise SystemExit(f"{args.stack} has {stack.shape[1]} channels but {len(names)} names: {names}")
+    if len(names) != n_channels:
+        raise SystemExit(f"{args.stack} has {n_channels} channels but {len(names)} names: {names}")
     named = [n for n in names if n != "-"]
     if not named:
         raise SystemExit("every channel is skipped ('-'): name at least one")
     if len({n.lower() for n in named}) != len(named):
         raise SystemExit(f"channel names {names} must be distinct")
-    if args.pixel_size:
-        sizes = [float(s) for s in args.pixel_size.split(",")]
-        spacing[1:] = sizes * 2 if len(sizes) == 1 else sizes
+    return names
 
+
+def channel_plan(args, names, card):
+    """[(stack channel, model channel)] of the channels that are markers of the model; a name the user gave
+    that is not a marker is an error, a name from the file a notice; markers never seen in training are
+    refused unless --allow-unseen (the card's ``unseen_markers`` rule)."""
     panel = [m.lower() for m in card["markers"]]
     for c, n in enumerate(names):
         if n == "-" or n.lower() in panel:
@@ -233,23 +236,42 @@ def main():
     used = [(c, panel.index(n.lower())) for c, n in enumerate(names) if n.lower() in panel]
     if not used:
         raise SystemExit(f"no channel of {args.stack} is a marker of the model: {card['markers']}")
-    seen = card.get("training", {}).get("markers_seen")  # the card's ``unseen_markers`` rule
+    seen = card.get("training", {}).get("markers_seen")
     unseen = [card["markers"][k] for _, k in used if seen is not None and panel[k] not in {m.lower() for m in seen}]
     if unseen and not args.allow_unseen:
         raise SystemExit(
             f"the model never saw {', '.join(unseen)} in training (its training samples had {', '.join(seen)}); "
             "name its channel '-' to leave it out, or give --allow-unseen to feed it anyway"
         )
+    return used
 
-    # per-stack per-channel z-score (population std), mapped by name into the model's channel order
+
+def model_input(stack, used, n_markers):
+    """Per-stack per-channel z-score (population std), mapped into the model's channel order:
+    image [Z, K, Y, X] and availability [K]."""
     z, _, y, x = stack.shape
-    image = np.zeros((z, len(panel), y, x), np.float32)
-    availability = np.zeros(len(panel), np.float32)
+    image = np.zeros((z, n_markers, y, x), np.float32)
+    availability = np.zeros(n_markers, np.float32)
     for c, k in used:
         channel = stack[:, c].astype(np.float64)
         image[:, k] = (channel - channel.mean()) / (channel.std() or 1.0)
         availability[k] = 1.0
+    return image, availability
 
+
+def main():
+    args = parse_args()
+    card = json.loads((Path(args.model) / "model_card.json").read_text())
+    serve = tf.saved_model.load(args.model).signatures["serving_default"]
+    stack, file_names, spacing = read_stack(args.stack)
+    names = channel_names(args, stack.shape[1], file_names)
+    if args.pixel_size:
+        sizes = [float(s) for s in args.pixel_size.split(",")]
+        spacing[1:] = sizes * 2 if len(sizes) == 1 else sizes
+    used = channel_plan(args, names, card)
+    image, availability = model_input(stack, used, len(card["markers"]))
+
+    z, _, y, x = stack.shape
     model_yx = card.get("spacing_zyx_um") and [float(s) for s in card["spacing_zyx_um"][1:]]
     work_yx = (y, x)
     if model_yx and None in spacing[1:]:

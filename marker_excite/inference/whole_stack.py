@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -196,18 +196,7 @@ def predict_file(
     Returns:
         ``{"labels": path, "probabilities": path}`` for the outputs written.
     """
-    if labels is None and probabilities is None:
-        raise UserInputError("give an output: a label volume and/or a probability volume")
-    outputs = {k: Path(v) for k, v in (("labels", labels), ("probabilities", probabilities)) if v is not None}
-    if len(outputs) == 2 and outputs["labels"].resolve() == outputs["probabilities"].resolve():
-        raise UserInputError(f"label and probability outputs are the same file {outputs['labels']}")
-    if probability_dtype not in PROBABILITY_DTYPES:
-        raise UserInputError(
-            f"probability type must be one of {', '.join(PROBABILITY_DTYPES)}, got {probability_dtype!r}"
-        )
-    check_outputs_apart(outputs.items(), [("the input", p) for p in input_paths(input_path)])
-    for path in outputs.values():
-        check_output_path(path, overwrite=overwrite)
+    outputs = _checked_outputs(input_path, labels, probabilities, probability_dtype, overwrite=overwrite)
     predictor = load_predictor(model)
     with open_volume(input_path, markers=channel_names, spacing=spacing) as volume:
         if volume.spacing_source == "default" and predictor.spec.spacing is not None:
@@ -234,17 +223,49 @@ def predict_file(
                     writers["labels"].write_slice(z, labels_from_probabilities(probs))
                 if "probabilities" in writers:
                     writers["probabilities"].write_slice(z, encode_probabilities(probs, probability_dtype))
-            for writer in writers.values():
-                writer.finish()  # every output flushed before the first one is renamed into place
-            done: list[Path] = []
-            try:
-                for writer in writers.values():
-                    done.append(writer.close())
-            except BaseException:
-                for path in done:
-                    shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)  # OME-Zarr: a folder
-                raise
+            _commit(writers.values())
         finally:
             for writer in writers.values():
                 writer.abort()
     return outputs
+
+
+def _checked_outputs(
+    input_path: str | os.PathLike,
+    labels: str | os.PathLike | None,
+    probabilities: str | os.PathLike | None,
+    probability_dtype: str,
+    *,
+    overwrite: bool,
+) -> dict[str, Path]:
+    """The outputs of :func:`predict_file` by kind, checked before anything is read or written: at least
+    one, two different files, a known probability type, none of them the input, each writable."""
+    if labels is None and probabilities is None:
+        raise UserInputError("give an output: a label volume and/or a probability volume")
+    outputs = {k: Path(v) for k, v in (("labels", labels), ("probabilities", probabilities)) if v is not None}
+    if len(outputs) == 2 and outputs["labels"].resolve() == outputs["probabilities"].resolve():
+        raise UserInputError(f"label and probability outputs are the same file {outputs['labels']}")
+    if probability_dtype not in PROBABILITY_DTYPES:
+        raise UserInputError(
+            f"probability type must be one of {', '.join(PROBABILITY_DTYPES)}, got {probability_dtype!r}"
+        )
+    check_outputs_apart(outputs.items(), [("the input", p) for p in input_paths(input_path)])
+    for path in outputs.values():
+        check_output_path(path, overwrite=overwrite)
+    return outputs
+
+
+def _commit(writers: Iterable[VolumeWriter]) -> None:
+    """Flush every output, then rename each into place; if one rename fails, remove those already renamed
+    (all or nothing)."""
+    writers = list(writers)
+    for writer in writers:
+        writer.finish()  # every output flushed before the first one is renamed into place
+    done: list[Path] = []
+    try:
+        for writer in writers:
+            done.append(writer.close())
+    except BaseException:
+        for path in done:
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)  # OME-Zarr: a folder
+        raise

@@ -75,6 +75,19 @@ class ModelConfig(JsonConfig):
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the field for any invalid value."""
         canonical_name(self.name)
+        self._validate_outputs()
+        self._validate_network()
+        self._validate_attention()
+        self._validate_hemis()
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"model config seed must be an integer >= 0, got {self.seed!r}")
+        try:
+            self.geometry.output_size(self.input_size)
+        except GeometryError as exc:
+            raise ConfigError(f"model config input_size: {exc}") from None
+
+    def _validate_outputs(self) -> None:
+        """The markers in and the classes out."""
         if not self.markers:
             raise ConfigError("model config markers: empty marker list; give at least one marker name")
         try:
@@ -87,6 +100,9 @@ class ModelConfig(JsonConfig):
             raise ConfigError(f"model config classes: names must be non-empty and unique, got {list(self.classes)}")
         if "background" in self.classes:
             raise ConfigError("model config classes: 'background' is implicit (output 0); do not list it")
+
+    def _validate_network(self) -> None:
+        """Size, kernel, backbone and Marker Sampling."""
         for field in ("depth", "base_filters"):
             if not isinstance(getattr(self, field), int) or getattr(self, field) < 1:
                 raise ConfigError(f"model config {field} must be an integer >= 1, got {getattr(self, field)!r}")
@@ -100,20 +116,17 @@ class ModelConfig(JsonConfig):
             )
         if not 0.0 < float(self.sampling_rate) < 1.0:
             raise ConfigError(f"model config sampling_rate must be in (0, 1), got {self.sampling_rate}")
-        self._validate_attention()
-        if self.backbone == "hemis":
-            if self.depth < 2:
-                raise ConfigError(f"model config depth: HeMIS needs depth >= 2, got {self.depth}")
-            if self.attention is not None:
-                raise ConfigError("model config attention: HeMIS models take no attention (set attention to null)")
-            if self.sampling not in (None, "zero"):
-                raise ConfigError(f"model config sampling: HeMIS supports null or 'zero', got {self.sampling!r}")
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise ConfigError(f"model config seed must be an integer >= 0, got {self.seed!r}")
-        try:
-            self.geometry.output_size(self.input_size)
-        except GeometryError as exc:
-            raise ConfigError(f"model config input_size: {exc}") from None
+
+    def _validate_hemis(self) -> None:
+        """What a HeMIS backbone does not support."""
+        if self.backbone != "hemis":
+            return
+        if self.depth < 2:
+            raise ConfigError(f"model config depth: HeMIS needs depth >= 2, got {self.depth}")
+        if self.attention is not None:
+            raise ConfigError("model config attention: HeMIS models take no attention (set attention to null)")
+        if self.sampling not in (None, "zero"):
+            raise ConfigError(f"model config sampling: HeMIS supports null or 'zero', got {self.sampling!r}")
 
     def _validate_attention(self) -> None:
         if self.attention is not None and self.attention not in ATTENTION:

@@ -113,40 +113,53 @@ class TrainConfig(JsonConfig):
             self.marker_panels = {str(k): tuple(v) for k, v in self.marker_panels.items()}
 
     def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the field for any invalid value (schedule, split, options)."""
+        self._validate_schedule()
+        self._validate_split()
+        self._validate_options()
+
+    def _validate_schedule(self) -> None:
+        """Epochs, batch, learning rate and its schedule, early stopping."""
         for name in ("epochs", "batch_size"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"train_config.{name} must be >= 1, got {getattr(self, name)}")
-        if self.n_folds < 2:
-            raise ConfigError(f"train_config.n_folds must be >= 2, got {self.n_folds}")
         if not self.learning_rate > 0:
             raise ConfigError(f"train_config.learning_rate must be > 0, got {self.learning_rate}")
-        if not 0 <= self.fold < self.n_folds:
-            raise ConfigError(f"train_config.fold must be in 0..{self.n_folds - 1}, got {self.fold}")
-        if self.n_val < 1 or (self.n_test is not None and self.n_test < 1):
-            raise ConfigError(f"train_config.n_val and n_test must be >= 1, got {self.n_val} and {self.n_test}")
-        if not self.classes:
-            raise ConfigError("train_config.classes: give at least one class")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
             raise ConfigError(f"train_config.steps_per_epoch must be >= 1 or null, got {self.steps_per_epoch}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(
                 f"train_config.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}"
             )
+        if self.patience is not None and self.patience < 1:
+            raise ConfigError(f"train_config.patience must be >= 1 or null, got {self.patience}")
+
+    def _validate_split(self) -> None:
+        """Folds or an explicit split, and the classes."""
+        if self.n_folds < 2:
+            raise ConfigError(f"train_config.n_folds must be >= 2, got {self.n_folds}")
+        if not 0 <= self.fold < self.n_folds:
+            raise ConfigError(f"train_config.fold must be in 0..{self.n_folds - 1}, got {self.fold}")
+        if self.n_val < 1 or (self.n_test is not None and self.n_test < 1):
+            raise ConfigError(f"train_config.n_val and n_test must be >= 1, got {self.n_val} and {self.n_test}")
+        if not self.classes:
+            raise ConfigError("train_config.classes: give at least one class")
+        if self.val_samples is not None and self.train_samples is None:
+            raise ConfigError("train_config.val_samples needs train_samples too (an explicit split)")
+        if self.test_samples is not None and self.val_samples is None:
+            raise ConfigError("train_config.test_samples needs val_samples and train_samples (an explicit split)")
+
+    def _validate_options(self) -> None:
+        """Precision, augmentation, best-epoch rule, marker panels."""
         if self.precision not in POLICIES:
             raise ConfigError(f"train_config.precision must be one of {', '.join(POLICIES)}, got {self.precision!r}")
         if not self.intensity_augment >= 0:
             raise ConfigError(f"train_config.intensity_augment must be >= 0, got {self.intensity_augment}")
         if self.select_on not in SELECT_ON:
             raise ConfigError(f"train_config.select_on must be one of {', '.join(SELECT_ON)}, got {self.select_on!r}")
-        if self.patience is not None and self.patience < 1:
-            raise ConfigError(f"train_config.patience must be >= 1 or null, got {self.patience}")
         for sample, markers in (self.marker_panels or {}).items():
             if not markers:
                 raise ConfigError(f"train_config.marker_panels: sample {sample!r} keeps no marker")
-        if self.val_samples is not None and self.train_samples is None:
-            raise ConfigError("train_config.val_samples needs train_samples too (an explicit split)")
-        if self.test_samples is not None and self.val_samples is None:
-            raise ConfigError("train_config.test_samples needs val_samples and train_samples (an explicit split)")
 
 
 def train_config(preset: str = "paper", **overrides: Any) -> TrainConfig:
