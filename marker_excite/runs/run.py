@@ -304,8 +304,10 @@ class Run:
 
     def exported_spec(self) -> ModelSpec:
         """:attr:`spec` as an export records it: ``exported_with`` the running software (``versions()``)."""
-        provenance = dataclasses.replace(self.provenance, exported_with=environment.versions())
-        return ModelSpec.from_config(self.model_config, self.spacing, provenance)
+        spec = self.spec
+        return dataclasses.replace(
+            spec, provenance=dataclasses.replace(spec.provenance, exported_with=environment.versions())
+        )
 
 
 def load_run(run_dir: str | os.PathLike, *, weights: str = "best", model=None) -> Run:
