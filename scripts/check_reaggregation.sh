@@ -27,7 +27,7 @@ quiet() { "$PY" "$REPO/$1" "${@:2}" > "$scratch/log" 2>&1 || { cat "$scratch/log
 quiet experiments/fig1_upper_bound.py --preset cpu --out $R/cpu --classes sinusoids,arteries --folds 0,1 --aggregate-only
 quiet experiments/fig2_sampling.py --preset cpu --out $R/cpu --classes sinusoids,arteries --folds 0,1,2,3 --aggregate-only
 quiet experiments/fig3_attention.py --preset cpu --out $R/cpu --classes sinusoids,arteries --folds 0,1,2,3 \
-    --models MS,MS-ME,MS-SE,MS+ --aggregate-only
+    --models MS,MS-SE,MS-ME,MS+,MS-ME-I,MS-ME-E,MS-ME-B,MS-ME-D,MS-ME-EB,MS-ME-ED,MS-ME-BD,MS-ME-IEBD --aggregate-only
 quiet experiments/fig4_heterogeneous.py --preset cpu --out $R/cpu --classes sinusoids --folds 0 --aggregate-only
 for seed in 1 2 3 4; do
   quiet experiments/fig3_attention.py --preset cpu --out $R/cpu-seed$seed --classes sinusoids --folds 0,1 \

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -265,6 +266,9 @@ def test_resume_skips_finished_jobs_and_aggregates(tmp_path):
     assert e["reference"] == "UB" and e["mean_difference"] == pytest.approx(0.02)
     assert "fig3fg" not in stats["analyses"]  # no ablation was run
     assert all(f.is_file() for f in result.figures) and len(result.figures) == 3
+    # paths in stats.json are relative to its folder: the results tree survives a clone or a move
+    assert stats["analyses"]["fig3c"]["figure"] == "figures/fig3c.png"
+    assert stats["external"]["UB"]["source"] == os.path.relpath(ub_dir, result.stats_json.parent)
     with open(result.relative_csv) as fh:
         rel = list(csv.DictReader(fh))
     assert {r["analysis"] for r in rel} == {"fig3c", "fig3d", "fig3e"}

@@ -51,6 +51,12 @@ def load_results(source: str | os.PathLike) -> list[dict[str, Any]]:
     return [row for f in files for row in read_results(f)]
 
 
+def relative_to(path: str | os.PathLike, folder: Path) -> str:
+    """``path`` as written into a ``stats.json`` in ``folder``: relative to that folder (POSIX separators),
+    so that a results tree stays readable after it is copied, cloned or moved."""
+    return Path(os.path.relpath(Path(path).absolute(), folder.absolute())).as_posix()
+
+
 def select(
     rows: Iterable[Mapping],
     *,
@@ -89,7 +95,7 @@ def _ranking(a: Ranking, rows: list[Mapping], figures: Path) -> dict[str, Any]:
     ranking = {
         c: [dict(subset=s, mean=m, sd=sd, n=n) for s, m, sd, n in plots.rank_subsets(sel, cls=c)] for c in classes
     }
-    return {"kind": "ranking", "model": a.model, "figure": str(figure), "ranking": ranking}
+    return {"kind": "ranking", "model": a.model, "figure": relative_to(figure, figures.parent), "ranking": ranking}
 
 
 def _group_test(a: GroupTest, rows: list[Mapping], figures: Path) -> dict[str, Any]:
@@ -105,7 +111,7 @@ def _group_test(a: GroupTest, rows: list[Mapping], figures: Path) -> dict[str, A
         "kind": "groups",
         "model": a.model,
         "class": a.cls,
-        "figure": str(figure),
+        "figure": relative_to(figure, figures.parent),
         "means": means,
         "test": significance_summary(test),
     }
@@ -147,7 +153,7 @@ def _relative(a: Relative, rows: list[Mapping], figures: Path) -> tuple[dict[str
         for x, y in itertools.combinations(a.models, 2)
     ]
     figure = plots.relative_boxplot(model_rows, ref, figures / f"{a.name}.png", reference=a.reference)
-    info.update(figure=str(figure), tests=tests, pairwise=pairwise)
+    info.update(figure=relative_to(figure, figures.parent), tests=tests, pairwise=pairwise)
     return info, relative_rows
 
 
@@ -194,7 +200,7 @@ def aggregate(
         for r in ext:
             r["case"] = r.get("case") or ""
         extra_rows += ext
-        external_info[name] = {"source": str(source), "rows": len(ext)}
+        external_info[name] = {"source": relative_to(source, report), "rows": len(ext)}
     all_rows = rows + extra_rows
     figures_dir = report / FIGURES
     figures_dir.mkdir(parents=True, exist_ok=True)
@@ -227,5 +233,5 @@ def aggregate(
         "analyses": analyses,
     }
     stats_json = write_json(report / STATS_JSON, summary)
-    figures = [Path(v["figure"]) for v in analyses.values() if "figure" in v]
+    figures = [report / v["figure"] for v in analyses.values() if "figure" in v]
     return AggregateResult(results_csv, relative_csv, stats_json, figures, missing)

@@ -15,7 +15,7 @@ from marker_excite.atomic import write_json
 from marker_excite.config import read_json_object
 from marker_excite.contract.markers import Subset
 from marker_excite.data.store import SampleStore
-from marker_excite.experiments.aggregate import load_results, select, significance_summary
+from marker_excite.experiments.aggregate import load_results, relative_to, select, significance_summary
 from marker_excite.experiments.paper import M2_GROUPS, TISSUE_MODEL
 from marker_excite.experiments.runner import ensure_store, is_done, job_run_dir, report_dir
 from marker_excite.experiments.spec import (
@@ -132,7 +132,7 @@ def quantify_experiment(
     table: dict[str, Any] = {
         "f1_over_M2": m2_f1(results),
         "tissue_f1": tissue_f1(results),
-        "figure": str(figure),
+        "figure": relative_to(figure, report),
         "fractions": {},
     }
     for cls in dict.fromkeys(r["class"] for r in rows):
